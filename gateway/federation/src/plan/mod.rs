@@ -1,0 +1,4 @@
+//! Query planning: operation + supergraph → [`QueryPlan`].
+
+pub mod model;
+pub use model::*;

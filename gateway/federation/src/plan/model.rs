@@ -1,0 +1,241 @@
+//! Query plans are data: serde types close to Apollo's JSON shape, with a deterministic
+//! indented text form (the `Display` impl) used in snapshots, `portico plan`, and the
+//! opt-in debugging extension.
+//!
+//! CONTRACT with the executor (`portico-gateway::execute`):
+//! - Fetch operations are sent verbatim to `service_name` with the client's variables
+//!   restricted to `variable_usages`. Fields in fetch operations use the client's
+//!   response keys (aliases), so the subgraph's `data` merges into the response tree
+//!   by response key. Fields the planner adds for its own needs (key fields, `__typename`,
+//!   `@requires` inputs) are ordinary fields; the executor shapes the final response from
+//!   the client's operation, so extra fields never leak.
+//! - An entity fetch (`requires` is `Some`) sits inside a `Flatten { path }`. The executor
+//!   collects every object at `path` (where `@` walks into list items), projects each one
+//!   through `requires` into a representation (always including `__typename`), removes
+//!   duplicates, sends them as the `$representations` variable of `operation`
+//!   (`query($representations:[_Any!]!, ...){ _entities(representations:$representations){ ... } }`)
+//!   and merges result `i` into every object that produced representation `i`.
+//! - `Condition` nodes branch on a boolean variable (`@skip`/`@include`).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A plan for one operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct QueryPlan {
+    /// `None` when nothing needs fetching (e.g. only `__typename` or introspection).
+    pub node: Option<PlanNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum PlanNode {
+    Sequence {
+        nodes: Vec<PlanNode>,
+    },
+    Parallel {
+        nodes: Vec<PlanNode>,
+    },
+    Fetch(FetchNode),
+    Flatten {
+        path: Vec<PathSegment>,
+        node: Box<PlanNode>,
+    },
+    Condition {
+        /// Variable name without `$`.
+        condition: String,
+        #[serde(rename = "ifClause", skip_serializing_if = "Option::is_none")]
+        if_clause: Option<Box<PlanNode>>,
+        #[serde(rename = "elseClause", skip_serializing_if = "Option::is_none")]
+        else_clause: Option<Box<PlanNode>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationKind {
+    Query,
+    Mutation,
+    Subscription,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchNode {
+    /// Subgraph name as in `join__Graph` (`@join__graph(name:)`).
+    pub service_name: String,
+    /// For entity fetches: the selection that builds a representation from an object
+    /// already in the response (key fields + `@requires` fields + `__typename`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requires: Option<Vec<Selection>>,
+    /// Client variables this fetch uses (names without `$`).
+    pub variable_usages: Vec<String>,
+    /// The GraphQL document sent to the subgraph.
+    pub operation: String,
+    pub operation_kind: OperationKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_name: Option<String>,
+    /// Rewrites applied to each representation before sending (e.g. `@interfaceObject`:
+    /// set `__typename` to the interface name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_rewrites: Vec<Rewrite>,
+    /// Rewrites applied to each fetched entity before merging.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_rewrites: Vec<Rewrite>,
+}
+
+/// A selection used to build representations (a tiny, resolved subset of GraphQL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Selection {
+    Field {
+        /// Response key in the already-fetched data (alias or name).
+        name: String,
+        /// Key in the representation, when different from `name` (rare).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alias: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        selections: Vec<Selection>,
+    },
+    InlineFragment {
+        #[serde(rename = "typeCondition", skip_serializing_if = "Option::is_none")]
+        type_condition: Option<String>,
+        selections: Vec<Selection>,
+    },
+}
+
+/// Rewrite of a value at a path inside a representation or entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Rewrite {
+    /// Set the value at `path` (e.g. `["__typename"]`) to `value`, for objects whose
+    /// `__typename` is one of `if_typename` (empty = always).
+    ValueSetter {
+        path: Vec<String>,
+        #[serde(rename = "ifTypename", default)]
+        if_typename: Vec<String>,
+        value: serde_json::Value,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathSegment {
+    /// A response key.
+    Key(String),
+    /// `@`: every item of the list at this point.
+    List,
+    /// `|[A,B]`: keep only objects whose `__typename` is one of these.
+    TypeCondition(Vec<String>),
+}
+
+impl fmt::Display for PathSegment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathSegment::Key(k) => f.write_str(k),
+            PathSegment::List => f.write_str("@"),
+            PathSegment::TypeCondition(t) => write!(f, "|[{}]", t.join(",")),
+        }
+    }
+}
+
+fn write_selections(f: &mut fmt::Formatter<'_>, sels: &[Selection]) -> fmt::Result {
+    f.write_str("{ ")?;
+    for (i, s) in sels.iter().enumerate() {
+        if i > 0 {
+            f.write_str(" ")?;
+        }
+        match s {
+            Selection::Field {
+                name,
+                alias,
+                selections,
+            } => {
+                if let Some(a) = alias {
+                    write!(f, "{a}: ")?;
+                }
+                f.write_str(name)?;
+                if !selections.is_empty() {
+                    f.write_str(" ")?;
+                    write_selections(f, selections)?;
+                }
+            }
+            Selection::InlineFragment {
+                type_condition,
+                selections,
+            } => {
+                f.write_str("...")?;
+                if let Some(t) = type_condition {
+                    write!(f, " on {t}")?;
+                }
+                f.write_str(" ")?;
+                write_selections(f, selections)?;
+            }
+        }
+    }
+    f.write_str(" }")
+}
+
+impl PlanNode {
+    fn write(&self, f: &mut fmt::Formatter<'_>, indent: usize) -> fmt::Result {
+        let pad = "  ".repeat(indent);
+        match self {
+            PlanNode::Sequence { nodes } | PlanNode::Parallel { nodes } => {
+                let name = if matches!(self, PlanNode::Sequence { .. }) {
+                    "Sequence"
+                } else {
+                    "Parallel"
+                };
+                writeln!(f, "{pad}{name} {{")?;
+                for n in nodes {
+                    n.write(f, indent + 1)?;
+                }
+                writeln!(f, "{pad}}},")
+            }
+            PlanNode::Fetch(fetch) => {
+                writeln!(f, "{pad}Fetch(service: \"{}\") {{", fetch.service_name)?;
+                if let Some(req) = &fetch.requires {
+                    write!(f, "{pad}  requires: ")?;
+                    write_selections(f, req)?;
+                    writeln!(f)?;
+                    writeln!(f, "{pad}  =>")?;
+                }
+                for line in fetch.operation.lines() {
+                    writeln!(f, "{pad}  {line}")?;
+                }
+                writeln!(f, "{pad}}},")
+            }
+            PlanNode::Flatten { path, node } => {
+                let p: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+                writeln!(f, "{pad}Flatten(path: \"{}\") {{", p.join("."))?;
+                node.write(f, indent + 1)?;
+                writeln!(f, "{pad}}},")
+            }
+            PlanNode::Condition {
+                condition,
+                if_clause,
+                else_clause,
+            } => {
+                writeln!(f, "{pad}Condition(if: ${condition}) {{")?;
+                if let Some(n) = if_clause {
+                    writeln!(f, "{pad}  Then:")?;
+                    n.write(f, indent + 2)?;
+                }
+                if let Some(n) = else_clause {
+                    writeln!(f, "{pad}  Else:")?;
+                    n.write(f, indent + 2)?;
+                }
+                writeln!(f, "{pad}}},")
+            }
+        }
+    }
+}
+
+impl fmt::Display for QueryPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "QueryPlan {{")?;
+        if let Some(n) = &self.node {
+            n.write(f, 1)?;
+        }
+        writeln!(f, "}}")
+    }
+}
