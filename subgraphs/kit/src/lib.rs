@@ -1,1 +1,82 @@
-//! TODO
+//! `portico-kit`: what every Portico demo subgraph shares.
+//!
+//! - [`server`]: the axum router around an async-graphql schema; every `/graphql` request
+//!   must carry a gateway trust token for this service (HTTP 401 otherwise), `/health` is open.
+//! - [`identity`]: the verified caller identity inside resolvers.
+//! - [`db`]: SQLite/PostgreSQL connections (WAL, busy timeout, one writer for SQLite) and a
+//!   statement counter for tests.
+//! - [`errors`]: GraphQL errors with a stable `extensions.code`.
+//! - [`pagination`]: Relay connection helpers (opaque keyset cursors, `first` validation).
+//! - [`events`]: domain events — transactional outbox, relay, idempotent consumers, and the
+//!   in-process and Redis Streams buses.
+//! - [`testing`]: fresh SQLite + PostgreSQL databases, trust headers and an HTTP server for
+//!   the subgraph test suites.
+//!
+//! Invariant: a resolver never sees identity headers that were not bound by a verified trust
+//! token — the only way in is [`server::graphql_router`].
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+pub use portico_trust::{Identity, TrustVerifier};
+
+pub mod db;
+pub mod errors;
+pub mod events;
+pub mod identity;
+pub mod pagination;
+pub mod server;
+pub mod testing;
+
+/// Everything a subgraph's `app()` needs to run.
+#[derive(Clone)]
+pub struct ServiceContext {
+    /// Service name: `"users"`, `"posts"`, … — also the trust-token audience.
+    pub name: &'static str,
+    /// The service's own database.
+    pub db: sea_orm::DatabaseConnection,
+    /// Verifies the gateway's trust tokens.
+    pub trust: TrustVerifier,
+    /// Event bus (in-process or Redis Streams).
+    pub bus: Arc<dyn events::Bus>,
+}
+
+impl std::fmt::Debug for ServiceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceContext")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors of the kit's own operations (not GraphQL errors; see [`errors`] for those).
+#[derive(thiserror::Error, Debug)]
+pub enum KitError {
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("trust error: {0}")]
+    Trust(#[from] portico_trust::TrustError),
+    #[error("serialization error: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("event bus error: {0}")]
+    Bus(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The current time truncated to microseconds — the precision PostgreSQL stores — so a
+/// timestamp read back (and a cursor built from it) equals the one written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A new UUIDv7 (time-ordered) id as a string: the id format of every entity.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,121 @@
+//! The HTTP face of a subgraph: `POST /graphql` behind trust-token verification, and an
+//! open `GET /health`.
+//!
+//! Every `/graphql` request must carry a gateway trust token (`portico-trust`) minted for
+//! this service, bound to the identity headers (`portico-user-id`, `portico-user-scopes`).
+//! Anything else — missing, forged, expired, minted for another subgraph, headers altered —
+//! is refused with HTTP 401 and a GraphQL-shaped error body with no `data`. The verified
+//! [`Identity`] is the only identity resolvers ever see.
+
+use std::net::SocketAddr;
+
+use async_graphql::{ObjectType, Schema, SubscriptionType};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use portico_trust::{HEADER_TRUST, HEADER_USER_ID, HEADER_USER_SCOPES, Identity, TrustVerifier};
+
+use crate::KitError;
+
+#[derive(Clone)]
+struct TrustState {
+    audience: &'static str,
+    verifier: TrustVerifier,
+}
+
+/// The router of a subgraph: `POST /graphql` (trust token required) and `GET /health`.
+pub fn graphql_router<Q, M, S>(
+    schema: Schema<Q, M, S>,
+    name: &'static str,
+    trust: TrustVerifier,
+) -> Router
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    let state = TrustState {
+        audience: name,
+        verifier: trust,
+    };
+    let graphql = Router::new()
+        .route("/graphql", post(graphql_handler::<Q, M, S>))
+        .layer(middleware::from_fn_with_state(state, require_trust))
+        .layer(Extension(schema));
+    Router::new().route("/health", get(health)).merge(graphql)
+}
+
+async fn health() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn graphql_handler<Q, M, S>(
+    Extension(schema): Extension<Schema<Q, M, S>>,
+    Extension(identity): Extension<Identity>,
+    req: GraphQLRequest,
+) -> GraphQLResponse
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    schema.execute(req.into_inner().data(identity)).await.into()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn require_trust(State(state): State<TrustState>, mut req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let verified = state.verifier.verify(
+        header(headers, HEADER_TRUST),
+        state.audience,
+        header(headers, HEADER_USER_ID),
+        header(headers, HEADER_USER_SCOPES),
+    );
+    match verified {
+        Ok(identity) => {
+            req.extensions_mut().insert(identity);
+            next.run(req).await
+        }
+        Err(err) => {
+            tracing::warn!(service = state.audience, error = %err, "request refused: no valid trust token");
+            unauthorized(&err.to_string())
+        }
+    }
+}
+
+/// The 401 response: a GraphQL error body without `data`.
+fn unauthorized(message: &str) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": "UNAUTHENTICATED" } }]
+    });
+    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+}
+
+/// Bind a TCP listener (port 0 picks a free port) and return it with its actual address.
+pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), KitError> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Serve `router` on `addr` until the process ends.
+pub async fn serve(router: Router, addr: SocketAddr) -> Result<(), KitError> {
+    let (listener, _) = bind(addr).await?;
+    serve_listener(router, listener).await
+}
+
+/// Serve `router` on an already bound listener.
+pub async fn serve_listener(
+    router: Router,
+    listener: tokio::net::TcpListener,
+) -> Result<(), KitError> {
+    axum::serve(listener, router).await?;
+    Ok(())
+}
