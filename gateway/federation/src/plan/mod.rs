@@ -1,4 +1,114 @@
 //! Query planning: operation + supergraph → [`QueryPlan`].
+//!
+//! The pipeline (see [`plan`]) reads top to bottom:
+//! 1. [`operation`]: pick the operation, inline fragments, drop root introspection;
+//! 2. [`walk`]: walk the selection tree keeping the current subgraph, putting each field
+//!    into a fetch group and opening entity groups when a field lives elsewhere
+//!    (Federation-1 gateway style greedy planning, extended for Federation v2);
+//! 3. [`merge_siblings`]: merge entity groups that differ only by a type condition;
+//! 4. [`schedule`]: turn the group DAG into `Sequence`/`Parallel`/`Flatten`/`Fetch` nodes,
+//!    rendering each group's subgraph operation ([`render`]).
+//!
+//! Everything the planner asks of the supergraph ("can subgraph S resolve T.f?") goes
+//! through [`graph`], so only the types an operation touches are ever looked at.
 
 pub mod model;
 pub use model::*;
+
+pub(crate) mod graph;
+pub(crate) mod merge_siblings;
+pub(crate) mod operation;
+pub(crate) mod render;
+pub(crate) mod schedule;
+pub(crate) mod walk;
+
+use crate::supergraph::Supergraph;
+use apollo_compiler::ExecutableDocument;
+use apollo_compiler::validation::Valid;
+use std::collections::BTreeSet;
+
+/// Per-request planning options.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Active progressive-override labels (`@override(label:)`): fields whose label is in
+    /// this set are resolved by the overriding subgraph, others by the overridden one.
+    pub override_labels: BTreeSet<String>,
+    /// Work budget; planning fails with [`PlanError::BudgetExceeded`] beyond it.
+    pub max_steps: usize,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            override_labels: BTreeSet::new(),
+            max_steps: 100_000,
+        }
+    }
+}
+
+/// Why an operation could not be planned.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    /// The requested operation (or a fragment) is not in the document.
+    #[error("{0}")]
+    UnknownOperation(String),
+    /// The operation needs more planning work than `PlanOptions::max_steps` allows.
+    #[error("query planning exceeded its budget of {max_steps} steps")]
+    BudgetExceeded { max_steps: usize },
+    /// No subgraph can resolve a field from where the plan stands.
+    #[error("no subgraph can resolve {type_name}.{field}{detail}")]
+    Unresolvable {
+        type_name: String,
+        field: String,
+        /// Extra context (`" from subgraph \"a\" at path user"`), possibly empty.
+        detail: String,
+    },
+    /// A `key`/`requires`/`provides` field set of the supergraph is malformed.
+    #[error("invalid field set on {coordinate}: {message}")]
+    InvalidFieldSet { coordinate: String, message: String },
+    /// A planner invariant failed (a bug): the message says which.
+    #[error("internal planner error: {0}")]
+    Internal(String),
+}
+
+/// Step counter shared by the stages.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    pub(crate) used: usize,
+    pub(crate) max: usize,
+}
+
+impl Budget {
+    pub(crate) fn tick(&mut self) -> Result<(), PlanError> {
+        self.used += 1;
+        if self.used > self.max {
+            Err(PlanError::BudgetExceeded {
+                max_steps: self.max,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Plans `operation_name` of `document` (already validated against the API schema).
+pub fn plan(
+    supergraph: &Supergraph,
+    document: &Valid<ExecutableDocument>,
+    operation_name: Option<&str>,
+    options: &PlanOptions,
+) -> Result<QueryPlan, PlanError> {
+    let mut budget = Budget {
+        used: 0,
+        max: options.max_steps,
+    };
+    let operation = operation::normalize(document, operation_name, &mut budget)?;
+    if operation.selections.is_empty() {
+        return Ok(QueryPlan { node: None });
+    }
+    let graph = graph::Graph::new(supergraph, &options.override_labels);
+    let mut groups = walk::walk(&graph, &operation, &mut budget)?;
+    merge_siblings::merge(&mut groups, &mut budget)?;
+    let node = schedule::schedule(&graph, &operation, &groups, &mut budget)?;
+    Ok(QueryPlan { node })
+}

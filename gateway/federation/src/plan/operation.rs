@@ -1,0 +1,174 @@
+//! Stage 1, operation normalisation: pick the operation, inline named fragments, keep only
+//! `@skip`/`@include` among executable directives, drop root introspection fields. The
+//! result is a small owned selection tree ([`Sel`]) that the walk consumes; field sets of
+//! the supergraph (`key`, `requires`, `provides`) are parsed into the same tree.
+
+use super::{Budget, OperationKind, PlanError};
+use apollo_compiler::ast::{self, Argument, Directive};
+use apollo_compiler::executable::{self, ExecutableDocument, Selection};
+use apollo_compiler::validation::Valid;
+use apollo_compiler::{Name, Node};
+
+/// A field selection.
+#[derive(Debug, Clone)]
+pub(crate) struct Field {
+    pub(crate) alias: Option<Name>,
+    pub(crate) name: Name,
+    pub(crate) arguments: Vec<Node<Argument>>,
+    /// Only `@skip` / `@include`.
+    pub(crate) directives: Vec<Node<Directive>>,
+    pub(crate) selections: Vec<Sel>,
+}
+
+impl Field {
+    pub(crate) fn response_key(&self) -> &Name {
+        self.alias.as_ref().unwrap_or(&self.name)
+    }
+}
+
+/// An inline fragment (named fragments are inlined into these).
+#[derive(Debug, Clone)]
+pub(crate) struct Fragment {
+    pub(crate) type_condition: Option<Name>,
+    pub(crate) directives: Vec<Node<Directive>>,
+    pub(crate) selections: Vec<Sel>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Sel {
+    Field(Field),
+    Fragment(Fragment),
+}
+
+/// The operation to plan, normalised.
+#[derive(Debug)]
+pub(crate) struct Operation {
+    pub(crate) kind: OperationKind,
+    pub(crate) root_type: Name,
+    pub(crate) variables: Vec<Node<ast::VariableDefinition>>,
+    pub(crate) selections: Vec<Sel>,
+}
+
+fn conditions(directives: &executable::DirectiveList) -> Vec<Node<Directive>> {
+    directives
+        .iter()
+        .filter(|d| d.name == "skip" || d.name == "include")
+        .cloned()
+        .collect()
+}
+
+pub(crate) fn normalize(
+    document: &Valid<ExecutableDocument>,
+    operation_name: Option<&str>,
+    budget: &mut Budget,
+) -> Result<Operation, PlanError> {
+    let op = document.operations.get(operation_name).map_err(|_| {
+        PlanError::UnknownOperation(match operation_name {
+            Some(n) => format!("unknown operation named \"{n}\""),
+            None => "the document has several operations: an operation name is required".into(),
+        })
+    })?;
+    let kind = match op.operation_type {
+        ast::OperationType::Query => OperationKind::Query,
+        ast::OperationType::Mutation => OperationKind::Mutation,
+        ast::OperationType::Subscription => OperationKind::Subscription,
+    };
+    let mut selections = convert(document, &op.selection_set, budget, 0)?;
+    strip_root_introspection(&mut selections);
+    Ok(Operation {
+        kind,
+        root_type: op.selection_set.ty.clone(),
+        variables: op.variables.clone(),
+        selections,
+    })
+}
+
+fn strip_root_introspection(sels: &mut Vec<Sel>) {
+    sels.retain_mut(|s| match s {
+        Sel::Field(f) => !matches!(f.name.as_str(), "__schema" | "__type" | "__typename"),
+        Sel::Fragment(fr) => {
+            strip_root_introspection(&mut fr.selections);
+            !fr.selections.is_empty()
+        }
+    });
+}
+
+fn convert(
+    document: &ExecutableDocument,
+    set: &executable::SelectionSet,
+    budget: &mut Budget,
+    depth: usize,
+) -> Result<Vec<Sel>, PlanError> {
+    if depth > 512 {
+        return Err(PlanError::BudgetExceeded {
+            max_steps: budget.max,
+        });
+    }
+    let mut out = Vec::with_capacity(set.selections.len());
+    for s in &set.selections {
+        budget.tick()?;
+        match s {
+            Selection::Field(f) => out.push(Sel::Field(Field {
+                alias: f.alias.clone(),
+                name: f.name.clone(),
+                arguments: f.arguments.clone(),
+                directives: conditions(&f.directives),
+                selections: convert(document, &f.selection_set, budget, depth + 1)?,
+            })),
+            Selection::InlineFragment(i) => out.push(Sel::Fragment(Fragment {
+                type_condition: i.type_condition.clone(),
+                directives: conditions(&i.directives),
+                selections: convert(document, &i.selection_set, budget, depth + 1)?,
+            })),
+            Selection::FragmentSpread(spread) => {
+                let def = document
+                    .fragments
+                    .get(&spread.fragment_name)
+                    .ok_or_else(|| {
+                        PlanError::UnknownOperation(format!(
+                            "unknown fragment {}",
+                            spread.fragment_name
+                        ))
+                    })?;
+                out.push(Sel::Fragment(Fragment {
+                    type_condition: Some(def.selection_set.ty.clone()),
+                    directives: conditions(&spread.directives),
+                    selections: convert(document, &def.selection_set, budget, depth + 1)?,
+                }));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a `join__FieldSet` (`"id"`, `"org { id } sku"`, `"comments(first: 3) { id }"`).
+pub(crate) fn parse_field_set(source: &str) -> Result<Vec<Sel>, String> {
+    let doc = ast::Document::parse(format!("{{ {source} }}"), "fieldset.graphql")
+        .map_err(|e| e.errors.to_string())?;
+    let Some(ast::Definition::OperationDefinition(op)) = doc.definitions.first() else {
+        return Err("not a selection set".into());
+    };
+    convert_ast(&op.selection_set)
+}
+
+fn convert_ast(sels: &[ast::Selection]) -> Result<Vec<Sel>, String> {
+    sels.iter()
+        .map(|s| match s {
+            ast::Selection::Field(f) => Ok(Sel::Field(Field {
+                alias: f.alias.clone(),
+                name: f.name.clone(),
+                arguments: f.arguments.clone(),
+                directives: Vec::new(),
+                selections: convert_ast(&f.selection_set)?,
+            })),
+            ast::Selection::InlineFragment(i) => Ok(Sel::Fragment(Fragment {
+                type_condition: i.type_condition.clone(),
+                directives: Vec::new(),
+                selections: convert_ast(&i.selection_set)?,
+            })),
+            ast::Selection::FragmentSpread(_) => {
+                Err("fragment spreads are not allowed in field sets".into())
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,1092 @@
+//! Stage 2, the walk: visit the operation's selection tree keeping the current subgraph.
+//! A field the current subgraph resolves stays in its fetch group; otherwise the walk opens
+//! (or reuses) an entity fetch group for (target subgraph, response path, type), adds the
+//! key fields and `__typename` to the parent group so representations can be built, plans
+//! `@requires` inputs first (possibly in other subgraphs), and continues in the target.
+//! Abstract types stay unexploded when the current subgraph resolves everything selected
+//! on them, and are exploded into one `... on Object` per possible type otherwise.
+//! Groups and their dependencies form a DAG handed to the scheduler.
+
+use super::graph::{Candidate, Graph, field_set};
+use super::operation::{Field, Operation, Sel};
+use super::{Budget, OperationKind, PathSegment, PlanError, Selection};
+use crate::supergraph::join_field_set::FieldSet;
+use apollo_compiler::ast::{Argument, Directive};
+use apollo_compiler::{Name, Node};
+use indexmap::IndexMap;
+use std::collections::{BTreeSet, HashMap};
+
+/// What a node of a group's selection tree is.
+#[derive(Debug, Clone)]
+pub(crate) enum Item {
+    Root,
+    Field {
+        alias: Option<Name>,
+        name: Name,
+        arguments: Vec<Node<Argument>>,
+        directives: Vec<Node<Directive>>,
+    },
+    Fragment {
+        type_condition: Option<Name>,
+        directives: Vec<Node<Directive>>,
+    },
+}
+
+/// A node in the arena shared by all groups' selection trees.
+#[derive(Debug, Clone)]
+pub(crate) struct SelNode {
+    pub(crate) item: Item,
+    pub(crate) children: IndexMap<String, usize>,
+}
+
+/// Entity-fetch specifics of a group.
+#[derive(Debug, Clone)]
+pub(crate) struct Entity {
+    pub(crate) path: Vec<PathSegment>,
+    /// Type in the target's `_entities` fragment (an interface for `@interfaceObject`).
+    pub(crate) view_type: Name,
+    /// Concrete type → representation projection (`__typename`, key, `@requires` inputs).
+    pub(crate) requires: IndexMap<Name, Vec<Selection>>,
+    /// Concrete types whose `__typename` is rewritten to `view_type` before sending.
+    pub(crate) rewrite_types: BTreeSet<Name>,
+}
+
+/// One subgraph fetch of the plan.
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    pub(crate) subgraph: usize,
+    /// Mutation root fields run in order: each run of same-subgraph fields is a segment.
+    pub(crate) segment: usize,
+    pub(crate) root: usize,
+    pub(crate) entity: Option<Entity>,
+    pub(crate) deps: BTreeSet<usize>,
+    /// Set when `merge_siblings` folded this group into another.
+    pub(crate) merged: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Groups {
+    pub(crate) groups: Vec<Group>,
+    pub(crate) nodes: Vec<SelNode>,
+}
+
+impl Groups {
+    pub(crate) fn entity_node(&self, g: usize) -> usize {
+        *self.nodes[self.groups[g].root]
+            .children
+            .values()
+            .next()
+            .expect("entity groups have an entity fragment")
+    }
+}
+
+/// Where the walk stands.
+#[derive(Debug, Clone)]
+struct Ctx {
+    group: usize,
+    subgraph: usize,
+    /// Where selections go (inside conditional fragments, if any).
+    node: usize,
+    /// The object's own selection set (key fields and `__typename` go here).
+    object_node: usize,
+    path: Vec<PathSegment>,
+    /// The type as the current subgraph sees it (`@interfaceObject`), if not the real one.
+    view: Option<Name>,
+    /// Directives of conditional fragments between `object_node` and `node`.
+    pending: Vec<Vec<Node<Directive>>>,
+    /// `@provides` selections available at this position.
+    provided: Option<Vec<Sel>>,
+}
+
+pub(crate) fn path_key(path: &[PathSegment]) -> String {
+    path.iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn directives_text(dirs: &[Node<Directive>]) -> String {
+    dirs.iter().map(|d| format!(" {d}")).collect()
+}
+
+fn signature(f: &Field) -> String {
+    let args: Vec<String> = f
+        .arguments
+        .iter()
+        .map(|a| format!("{}:{}", a.name, a.value))
+        .collect();
+    format!("{}({})", f.name, args.join(","))
+}
+
+struct Walker<'g, 'a> {
+    graph: &'g Graph<'a>,
+    budget: &'g mut Budget,
+    out: Groups,
+    index: HashMap<(usize, usize, String, Name), Vec<usize>>,
+    root_groups: HashMap<(usize, usize), usize>,
+    /// Response keys in use per response path: key → field signature.
+    registry: HashMap<String, IndexMap<Name, String>>,
+    /// Every group a field was added to, in order (for `@requires` dependencies).
+    touched: Vec<usize>,
+    segment: usize,
+    aliases: usize,
+}
+
+pub(crate) fn walk(
+    graph: &Graph<'_>,
+    op: &Operation,
+    budget: &mut Budget,
+) -> Result<Groups, PlanError> {
+    let mut w = Walker {
+        graph,
+        budget,
+        out: Groups::default(),
+        index: HashMap::new(),
+        root_groups: HashMap::new(),
+        registry: HashMap::new(),
+        touched: Vec::new(),
+        segment: 0,
+        aliases: 0,
+    };
+    let mut roots = Vec::new();
+    flatten_root(&op.selections, &mut Vec::new(), &mut roots);
+    w.register(&[], &op.selections);
+    let mut previous: Option<usize> = None;
+    for (field, conditions) in &roots {
+        let s = w.choose_root_subgraph(&op.root_type, field, op.kind, previous)?;
+        if op.kind == OperationKind::Mutation && previous.is_some_and(|p| p != s) {
+            w.segment += 1;
+        }
+        previous = Some(s);
+        let group = match w.root_groups.get(&(w.segment, s)) {
+            Some(g) => *g,
+            None => {
+                let g = w.new_group(s, None);
+                w.root_groups.insert((w.segment, s), g);
+                g
+            }
+        };
+        let root = w.out.groups[group].root;
+        let mut node = root;
+        for dirs in conditions {
+            node = w.add_fragment(group, node, None, dirs);
+        }
+        let ctx = Ctx {
+            group,
+            subgraph: s,
+            node,
+            object_node: root,
+            path: Vec::new(),
+            view: None,
+            pending: conditions.clone(),
+            provided: None,
+        };
+        w.walk_field(&ctx, &op.root_type, field)?;
+    }
+    Ok(w.out)
+}
+
+type RootField = (Field, Vec<Vec<Node<Directive>>>);
+
+fn flatten_root(
+    sels: &[Sel],
+    conditions: &mut Vec<Vec<Node<Directive>>>,
+    out: &mut Vec<RootField>,
+) {
+    for sel in sels {
+        match sel {
+            Sel::Field(f) => out.push((f.clone(), conditions.clone())),
+            Sel::Fragment(fr) => {
+                let pushed = !fr.directives.is_empty();
+                if pushed {
+                    conditions.push(fr.directives.clone());
+                }
+                flatten_root(&fr.selections, conditions, out);
+                if pushed {
+                    conditions.pop();
+                }
+            }
+        }
+    }
+}
+
+/// Score (new fetches, fields still elsewhere, candidate order), candidate, route.
+type Choice<'a> = ((usize, usize, usize), Candidate, Vec<Hop<'a>>);
+
+struct Hop<'a> {
+    subgraph: usize,
+    via: Option<Name>,
+    key: &'a FieldSet,
+}
+
+impl<'g, 'a> Walker<'g, 'a> {
+    // ---- group and node bookkeeping ------------------------------------------------
+
+    fn new_node(&mut self, item: Item) -> usize {
+        self.out.nodes.push(SelNode {
+            item,
+            children: IndexMap::new(),
+        });
+        self.out.nodes.len() - 1
+    }
+
+    fn new_group(&mut self, subgraph: usize, entity: Option<Entity>) -> usize {
+        let root = self.new_node(Item::Root);
+        let g = self.out.groups.len();
+        let view = entity.as_ref().map(|e| e.view_type.clone());
+        self.out.groups.push(Group {
+            subgraph,
+            segment: self.segment,
+            root,
+            entity,
+            deps: BTreeSet::new(),
+            merged: false,
+        });
+        if let Some(view) = view {
+            self.add_fragment(g, root, Some(&view), &[]);
+        }
+        g
+    }
+
+    fn add_child(&mut self, parent: usize, key: String, item: Item) -> usize {
+        if let Some(&id) = self.out.nodes[parent].children.get(&key) {
+            return id;
+        }
+        let id = self.new_node(item);
+        self.out.nodes[parent].children.insert(key, id);
+        id
+    }
+
+    fn add_field(&mut self, group: usize, parent: usize, f: &Field) -> usize {
+        self.touched.push(group);
+        let key = format!("{}{}", f.response_key(), directives_text(&f.directives));
+        self.add_child(
+            parent,
+            key,
+            Item::Field {
+                alias: f.alias.clone(),
+                name: f.name.clone(),
+                arguments: f.arguments.clone(),
+                directives: f.directives.clone(),
+            },
+        )
+    }
+
+    fn add_typename(&mut self, group: usize, parent: usize) {
+        let f = Field {
+            alias: None,
+            name: apollo_compiler::name!("__typename"),
+            arguments: Vec::new(),
+            directives: Vec::new(),
+            selections: Vec::new(),
+        };
+        self.add_field(group, parent, &f);
+    }
+
+    fn add_fragment(
+        &mut self,
+        group: usize,
+        parent: usize,
+        tc: Option<&Name>,
+        dirs: &[Node<Directive>],
+    ) -> usize {
+        self.touched.push(group);
+        let key = format!(
+            "...{}{}",
+            tc.map(|t| format!(" on {t}")).unwrap_or_default(),
+            directives_text(dirs)
+        );
+        self.add_child(
+            parent,
+            key,
+            Item::Fragment {
+                type_condition: tc.cloned(),
+                directives: dirs.to_vec(),
+            },
+        )
+    }
+
+    /// Does group `a` (transitively) depend on group `b`?
+    fn depends_on(&self, a: usize, b: usize) -> bool {
+        let mut stack = vec![a];
+        let mut seen = BTreeSet::new();
+        while let Some(g) = stack.pop() {
+            if g == b {
+                return true;
+            }
+            if seen.insert(g) {
+                stack.extend(self.out.groups[g].deps.iter().copied());
+            }
+        }
+        false
+    }
+
+    fn group_exists(&self, subgraph: usize, path: &[PathSegment], view: &Name) -> bool {
+        self.index
+            .contains_key(&(self.segment, subgraph, path_key(path), view.clone()))
+    }
+
+    /// Finds or creates the entity group (subgraph, path, view type) depending on
+    /// `parent` and `extra`.
+    fn entity_group(
+        &mut self,
+        subgraph: usize,
+        path: &[PathSegment],
+        view: &Name,
+        parent: usize,
+        extra: &[usize],
+    ) -> usize {
+        let key = (self.segment, subgraph, path_key(path), view.clone());
+        let reusable = self.index.get(&key).and_then(|list| {
+            list.iter().copied().find(|&g| {
+                g != parent
+                    && !extra.contains(&g)
+                    && !self.depends_on(parent, g)
+                    && extra.iter().all(|&d| !self.depends_on(d, g))
+            })
+        });
+        let g = match reusable {
+            Some(g) => g,
+            None => {
+                let g = self.new_group(
+                    subgraph,
+                    Some(Entity {
+                        path: path.to_vec(),
+                        view_type: view.clone(),
+                        requires: IndexMap::new(),
+                        rewrite_types: BTreeSet::new(),
+                    }),
+                );
+                self.index.entry(key).or_default().push(g);
+                g
+            }
+        };
+        let deps = &mut self.out.groups[g].deps;
+        deps.insert(parent);
+        deps.extend(extra.iter().copied().filter(|&d| d != g));
+        g
+    }
+
+    fn add_requires(&mut self, g: usize, ty: &Name, projection: Vec<Selection>) {
+        let entity = self.out.groups[g].entity.as_mut().expect("entity group");
+        let list = entity.requires.entry(ty.clone()).or_default();
+        for sel in projection {
+            merge_selection(list, sel);
+        }
+    }
+
+    // ---- response keys -----------------------------------------------------------
+
+    fn register(&mut self, path: &[PathSegment], sels: &[Sel]) {
+        let mut fields = Vec::new();
+        collect_fields(sels, &mut fields);
+        if fields.is_empty() {
+            return;
+        }
+        let reg = self.registry.entry(path_key(path)).or_default();
+        for f in fields {
+            reg.entry(f.response_key().clone())
+                .or_insert_with(|| signature(f));
+        }
+    }
+
+    /// Gives planner-added fields (keys, `@requires` inputs) an alias when their name is
+    /// already used at this path by a different field.
+    fn alias_resolve(
+        &mut self,
+        path: &[PathSegment],
+        ty: &Name,
+        sels: &[Sel],
+    ) -> Result<Vec<Sel>, PlanError> {
+        let mut out = Vec::with_capacity(sels.len());
+        for sel in sels {
+            self.budget.tick()?;
+            match sel {
+                Sel::Field(f) => {
+                    let sig = signature(f);
+                    let reg = self.registry.entry(path_key(path)).or_default();
+                    let alias = match reg.get(&f.name) {
+                        None => {
+                            reg.insert(f.name.clone(), sig);
+                            None
+                        }
+                        Some(s) if *s == sig => None,
+                        Some(_) => {
+                            let existing = reg
+                                .iter()
+                                .find(|(k, s)| **s == sig && k.starts_with("_portico"))
+                                .map(|(k, _)| k.clone());
+                            match existing {
+                                Some(k) => Some(k),
+                                None => {
+                                    self.aliases += 1;
+                                    let k =
+                                        Name::new(&format!("_portico{}_{}", self.aliases, f.name))
+                                            .map_err(|e| PlanError::Internal(e.to_string()))?;
+                                    reg.insert(k.clone(), sig);
+                                    Some(k)
+                                }
+                            }
+                        }
+                    };
+                    let mut field = Field {
+                        alias,
+                        name: f.name.clone(),
+                        arguments: f.arguments.clone(),
+                        directives: Vec::new(),
+                        selections: Vec::new(),
+                    };
+                    if !f.selections.is_empty() {
+                        let (inner, depth) =
+                            self.graph.field_type(ty, &f.name).ok_or_else(|| {
+                                PlanError::InvalidFieldSet {
+                                    coordinate: format!("{ty}.{}", f.name),
+                                    message: "no such field".into(),
+                                }
+                            })?;
+                        let mut sub = path.to_vec();
+                        sub.push(PathSegment::Key(field.response_key().to_string()));
+                        sub.extend(std::iter::repeat_n(PathSegment::List, depth));
+                        field.selections = self.alias_resolve(&sub, &inner, &f.selections)?;
+                    }
+                    out.push(Sel::Field(field));
+                }
+                Sel::Fragment(fr) => {
+                    let inner_ty = fr.type_condition.clone().unwrap_or_else(|| ty.clone());
+                    let mut fr = fr.clone();
+                    fr.selections = self.alias_resolve(path, &inner_ty, &fr.selections)?;
+                    out.push(Sel::Fragment(fr));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Plans planner-needed fields (keys, `@requires` inputs) at the object of `ctx` and
+    /// returns their projection for representations.
+    fn plan_planner_fields(
+        &mut self,
+        ctx: &Ctx,
+        ty: &Name,
+        sels: &[Sel],
+    ) -> Result<Vec<Selection>, PlanError> {
+        let resolved = self.alias_resolve(&ctx.path, ty, sels)?;
+        self.walk_selections(ctx, ty, &resolved)?;
+        Ok(projection(&resolved))
+    }
+
+    // ---- the walk ----------------------------------------------------------------
+
+    fn walk_selections(&mut self, ctx: &Ctx, ty: &Name, sels: &[Sel]) -> Result<(), PlanError> {
+        self.register(&ctx.path, sels);
+        if self.graph.is_abstract(ty) {
+            return self.walk_abstract(ctx, ty, sels);
+        }
+        for sel in sels {
+            match sel {
+                Sel::Field(f) => self.walk_field(ctx, ty, f)?,
+                Sel::Fragment(fr) => {
+                    if let Some(tc) = &fr.type_condition
+                        && !self.graph.applies(tc, ty)
+                    {
+                        continue;
+                    }
+                    if fr.directives.is_empty() {
+                        self.walk_selections(ctx, ty, &fr.selections)?;
+                    } else {
+                        let mut c = ctx.clone();
+                        c.node = self.add_fragment(ctx.group, ctx.node, None, &fr.directives);
+                        c.pending.push(fr.directives.clone());
+                        self.walk_selections(&c, ty, &fr.selections)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn walk_field(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<(), PlanError> {
+        self.budget.tick()?;
+        if f.name == "__typename" {
+            // A subgraph seeing the type as an @interfaceObject would answer the interface
+            // name: the concrete `__typename` comes from the parent fetch instead.
+            if ctx.view.is_none() {
+                self.add_field(ctx.group, ctx.node, f);
+            }
+            return Ok(());
+        }
+        if let Some(provided) = ctx
+            .provided
+            .as_ref()
+            .and_then(|p| find_provided(self.graph, p, ty, &f.name))
+        {
+            let n = self.add_field(ctx.group, ctx.node, f);
+            return self.recurse(ctx, ty, f, n, Some(provided));
+        }
+        let view = ctx.view.clone().unwrap_or_else(|| ty.clone());
+        match self.graph.field_local(ctx.subgraph, &view, &f.name) {
+            Some(local) if local.requires.is_none() => {
+                let provided = match local.provides {
+                    Some(fs) => Some(field_set(fs, || format!("{view}.{}", f.name))?.to_vec()),
+                    None => None,
+                };
+                let n = self.add_field(ctx.group, ctx.node, f);
+                self.recurse(ctx, ty, f, n, provided)
+            }
+            _ => self.jump(ctx, ty, f),
+        }
+    }
+
+    /// Walks the sub-selections of field `f` (already added as `node`) in the same group.
+    fn recurse(
+        &mut self,
+        ctx: &Ctx,
+        ty: &Name,
+        f: &Field,
+        node: usize,
+        provided: Option<Vec<Sel>>,
+    ) -> Result<(), PlanError> {
+        if f.selections.is_empty() {
+            return Ok(());
+        }
+        let (inner, depth) = self.graph.field_type(ty, &f.name).ok_or_else(|| {
+            PlanError::Internal(format!("no field definition for {ty}.{}", f.name))
+        })?;
+        let mut path = ctx.path.clone();
+        path.push(PathSegment::Key(f.response_key().to_string()));
+        path.extend(std::iter::repeat_n(PathSegment::List, depth));
+        let c = Ctx {
+            group: ctx.group,
+            subgraph: ctx.subgraph,
+            node,
+            object_node: node,
+            path,
+            view: None,
+            pending: Vec::new(),
+            provided,
+        };
+        self.walk_selections(&c, &inner, &f.selections)
+    }
+
+    fn choose_root_subgraph(
+        &mut self,
+        root: &Name,
+        f: &Field,
+        kind: OperationKind,
+        previous: Option<usize>,
+    ) -> Result<usize, PlanError> {
+        let mut best: Option<((usize, usize, usize), usize)> = None;
+        for s in self.graph.type_graphs(root) {
+            let Some(local) = self.graph.field_local(s, root, &f.name) else {
+                continue;
+            };
+            if local.requires.is_some() {
+                continue;
+            }
+            let nonlocal = match self.graph.field_type(root, &f.name) {
+                Some((inner, _)) => self.nonlocal(s, &inner, &f.selections, 0)?,
+                None => 0,
+            };
+            let existing = match kind {
+                OperationKind::Mutation => previous == Some(s),
+                _ => self.root_groups.contains_key(&(self.segment, s)),
+            };
+            let score = (nonlocal + usize::from(!existing), nonlocal, s);
+            if best.as_ref().is_none_or(|(b, _)| score < *b) {
+                best = Some((score, s));
+            }
+        }
+        best.map(|(_, s)| s).ok_or_else(|| PlanError::Unresolvable {
+            type_name: root.to_string(),
+            field: f.name.to_string(),
+            detail: String::new(),
+        })
+    }
+
+    /// Rough count of selected fields subgraph `s` cannot resolve (used to choose
+    /// among subgraphs that share a field: fewer jumps means fewer fetches).
+    fn nonlocal(
+        &mut self,
+        s: usize,
+        ty: &Name,
+        sels: &[Sel],
+        depth: usize,
+    ) -> Result<usize, PlanError> {
+        if depth > 4 {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for sel in sels {
+            self.budget.tick()?;
+            match sel {
+                Sel::Field(f) if f.name == "__typename" => {}
+                Sel::Field(f) => match self.graph.field_local(s, ty, &f.name) {
+                    Some(local) if local.requires.is_none() => {
+                        if !f.selections.is_empty()
+                            && let Some((inner, _)) = self.graph.field_type(ty, &f.name)
+                        {
+                            n += self.nonlocal(s, &inner, &f.selections, depth + 1)?;
+                        }
+                    }
+                    _ => n += 1,
+                },
+                Sel::Fragment(fr) => {
+                    let t = fr.type_condition.clone().unwrap_or_else(|| ty.clone());
+                    n += self.nonlocal(s, &t, &fr.selections, depth)?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Ways to jump from the current subgraph to `cand` for objects of type `ty`.
+    fn route(
+        &mut self,
+        ctx: &Ctx,
+        ty: &Name,
+        cand: &Candidate,
+    ) -> Result<Option<Vec<Hop<'a>>>, PlanError> {
+        let graph = self.graph;
+        let target_view = cand.via.clone().unwrap_or_else(|| ty.clone());
+        let from_view = ctx.view.clone().unwrap_or_else(|| ty.clone());
+        for key in graph.resolvable_keys(cand.subgraph, &target_view) {
+            self.budget.tick()?;
+            let sels = field_set(&key.fields, || format!("key of {target_view}"))?;
+            if graph.obtainable(ctx.subgraph, &from_view, sels) {
+                return Ok(Some(vec![Hop {
+                    subgraph: cand.subgraph,
+                    via: cand.via.clone(),
+                    key: &key.fields,
+                }]));
+            }
+        }
+        // Two hops through an intermediate subgraph.
+        for y in graph.type_graphs(ty) {
+            if y == ctx.subgraph || y == cand.subgraph || graph.is_interface_object(y, ty) {
+                continue;
+            }
+            for ky in graph.resolvable_keys(y, ty) {
+                self.budget.tick()?;
+                let sels = field_set(&ky.fields, || format!("key of {ty}"))?;
+                if !graph.obtainable(ctx.subgraph, &from_view, sels) {
+                    continue;
+                }
+                for key in graph.resolvable_keys(cand.subgraph, &target_view) {
+                    self.budget.tick()?;
+                    let sels = field_set(&key.fields, || format!("key of {target_view}"))?;
+                    if graph.obtainable(y, ty, sels) {
+                        return Ok(Some(vec![
+                            Hop {
+                                subgraph: y,
+                                via: None,
+                                key: &ky.fields,
+                            },
+                            Hop {
+                                subgraph: cand.subgraph,
+                                via: cand.via.clone(),
+                                key: &key.fields,
+                            },
+                        ]));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Field `f` of object type `ty` is not resolvable where we stand: fetch it from the
+    /// best other subgraph through an entity fetch.
+    fn jump(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<(), PlanError> {
+        let graph = self.graph;
+        let mut best: Option<Choice<'a>> = None;
+        for (i, cand) in graph.candidates(ty, &f.name).into_iter().enumerate() {
+            let view = cand.via.clone().unwrap_or_else(|| ty.clone());
+            let requires = graph
+                .field_local(cand.subgraph, &view, &f.name)
+                .and_then(|l| l.requires);
+            let Some(route) = self.route(ctx, ty, &cand)? else {
+                continue;
+            };
+            let new_groups = route
+                .iter()
+                .filter(|h| !self.group_exists(h.subgraph, &ctx.path, h.via.as_ref().unwrap_or(ty)))
+                .count();
+            let nonlocal = match graph.field_type(ty, &f.name) {
+                Some((inner, _)) => self.nonlocal(cand.subgraph, &inner, &f.selections, 0)?,
+                None => 0,
+            };
+            let score = (new_groups + usize::from(requires.is_some()), nonlocal, i);
+            if best.as_ref().is_none_or(|(b, _, _)| score < *b) {
+                best = Some((score, cand, route));
+            }
+        }
+        let Some((_, cand, route)) = best else {
+            return Err(PlanError::Unresolvable {
+                type_name: ty.to_string(),
+                field: f.name.to_string(),
+                detail: format!(
+                    " from subgraph \"{}\" at path \"{}\"",
+                    graph.subgraph_name(ctx.subgraph),
+                    path_key(&ctx.path)
+                ),
+            });
+        };
+        let target_view = cand.via.clone().unwrap_or_else(|| ty.clone());
+        let target_local = graph.field_local(cand.subgraph, &target_view, &f.name);
+
+        let object = Ctx {
+            node: ctx.object_node,
+            pending: Vec::new(),
+            provided: None,
+            ..ctx.clone()
+        };
+        // `@requires` inputs first, from where we stand (they may jump too).
+        let mut required = Vec::new();
+        let mut extra = Vec::new();
+        if let Some(fs) = target_local.and_then(|l| l.requires) {
+            let sels = field_set(fs, || format!("{target_view}.{}", f.name))?.to_vec();
+            let mark = self.touched.len();
+            required = self.plan_planner_fields(&object, ty, &sels)?;
+            extra = self.touched[mark..].to_vec();
+            extra.sort_unstable();
+            extra.dedup();
+        }
+        let mut cur = object;
+        let hops = route.len();
+        for (i, hop) in route.into_iter().enumerate() {
+            let last = i + 1 == hops;
+            let key = field_set(hop.key, || format!("key of {ty}"))?.to_vec();
+            let mut proj = vec![typename_selection()];
+            proj.extend(self.plan_planner_fields(&cur, ty, &key)?);
+            if cur.view.is_none() {
+                self.add_typename(cur.group, cur.object_node);
+            }
+            let view = hop.via.clone().unwrap_or_else(|| ty.clone());
+            let g = self.entity_group(
+                hop.subgraph,
+                &ctx.path,
+                &view,
+                cur.group,
+                if last { &extra } else { &[] },
+            );
+            if last {
+                proj.extend(required.iter().cloned());
+            }
+            self.add_requires(g, ty, proj);
+            if hop.via.is_some()
+                && let Some(e) = self.out.groups[g].entity.as_mut()
+            {
+                e.rewrite_types.insert(ty.clone());
+            }
+            let node = self.out.entity_node(g);
+            cur = Ctx {
+                group: g,
+                subgraph: hop.subgraph,
+                node,
+                object_node: node,
+                path: ctx.path.clone(),
+                view: hop.via,
+                pending: Vec::new(),
+                provided: None,
+            };
+        }
+        let mut node = cur.node;
+        for dirs in &ctx.pending {
+            node = self.add_fragment(cur.group, node, None, dirs);
+        }
+        cur.node = node;
+        cur.pending = ctx.pending.clone();
+        let provided = match target_local.and_then(|l| l.provides) {
+            Some(fs) => Some(field_set(fs, || format!("{target_view}.{}", f.name))?.to_vec()),
+            None => None,
+        };
+        let n = self.add_field(cur.group, cur.node, f);
+        self.recurse(&cur, ty, f, n, provided)
+    }
+
+    /// Narrows an abstract position to object type `p`: `... on P` in the object's
+    /// selection, conditional wrappers replicated inside, `|[P]` in the path.
+    fn narrow(&mut self, ctx: &Ctx, p: &Name) -> Ctx {
+        let object_node = self.add_fragment(ctx.group, ctx.object_node, Some(p), &[]);
+        let mut node = object_node;
+        for dirs in &ctx.pending {
+            node = self.add_fragment(ctx.group, node, None, dirs);
+        }
+        let mut path = ctx.path.clone();
+        path.push(PathSegment::TypeCondition(vec![p.to_string()]));
+        Ctx {
+            object_node,
+            node,
+            path,
+            view: None,
+            ..ctx.clone()
+        }
+    }
+
+    fn walk_abstract(&mut self, ctx: &Ctx, a: &Name, sels: &[Sel]) -> Result<(), PlanError> {
+        let graph = self.graph;
+        let s = ctx.subgraph;
+        if graph.is_interface_object(s, a) {
+            if self.interface_object_can_stay(s, a, sels) {
+                return self.walk_flat(ctx, a, sels);
+            }
+            return self.resolve_interface_object(ctx, a, sels);
+        }
+        let possible = graph.possible_types(s, a);
+        if self.can_stay(s, a, sels) {
+            for sel in sels {
+                self.budget.tick()?;
+                match sel {
+                    Sel::Field(f) => self.walk_field(ctx, a, f)?,
+                    Sel::Fragment(fr) => match &fr.type_condition {
+                        Some(p) if p != a => {
+                            if !possible.contains(p) {
+                                continue;
+                            }
+                            let c = self.narrow(ctx, p);
+                            if fr.directives.is_empty() {
+                                self.walk_selections(&c, p, &fr.selections)?;
+                            } else {
+                                self.walk_selections(&c, p, std::slice::from_ref(sel))?;
+                            }
+                        }
+                        _ => {
+                            if fr.directives.is_empty() {
+                                self.walk_abstract(ctx, a, &fr.selections)?;
+                            } else {
+                                let mut c = ctx.clone();
+                                c.node =
+                                    self.add_fragment(ctx.group, ctx.node, None, &fr.directives);
+                                c.pending.push(fr.directives.clone());
+                                self.walk_abstract(&c, a, &fr.selections)?;
+                            }
+                        }
+                    },
+                }
+            }
+            return Ok(());
+        }
+        for p in &possible {
+            self.budget.tick()?;
+            if !self.selects_anything(p, sels) {
+                continue;
+            }
+            let c = self.narrow(ctx, p);
+            self.walk_selections(&c, p, sels)?;
+        }
+        Ok(())
+    }
+
+    /// Walks fields of `a` directly (used when an `@interfaceObject` answers everything).
+    fn walk_flat(&mut self, ctx: &Ctx, a: &Name, sels: &[Sel]) -> Result<(), PlanError> {
+        for sel in sels {
+            match sel {
+                Sel::Field(f) => self.walk_field(ctx, a, f)?,
+                Sel::Fragment(fr) => self.walk_flat(ctx, a, &fr.selections)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The current subgraph returned `a` as an `@interfaceObject` (its `__typename` is the
+    /// interface name): ask a subgraph that knows the real types, then continue there.
+    fn resolve_interface_object(
+        &mut self,
+        ctx: &Ctx,
+        a: &Name,
+        sels: &[Sel],
+    ) -> Result<(), PlanError> {
+        let graph = self.graph;
+        for y in graph.type_graphs(a) {
+            if graph.is_interface_object(y, a) {
+                continue;
+            }
+            for key in graph.resolvable_keys(y, a) {
+                self.budget.tick()?;
+                let key_sels = field_set(&key.fields, || format!("key of {a}"))?.to_vec();
+                if !graph.obtainable(ctx.subgraph, a, &key_sels) {
+                    continue;
+                }
+                let object = Ctx {
+                    node: ctx.object_node,
+                    pending: Vec::new(),
+                    provided: None,
+                    ..ctx.clone()
+                };
+                let mut proj = vec![typename_selection()];
+                proj.extend(self.plan_planner_fields(&object, a, &key_sels)?);
+                self.add_typename(ctx.group, ctx.object_node);
+                let g = self.entity_group(y, &ctx.path, a, ctx.group, &[]);
+                self.add_requires(g, a, proj);
+                let entity_node = self.out.entity_node(g);
+                let mut node = entity_node;
+                for dirs in &ctx.pending {
+                    node = self.add_fragment(g, node, None, dirs);
+                }
+                let c = Ctx {
+                    group: g,
+                    subgraph: y,
+                    node,
+                    object_node: entity_node,
+                    path: ctx.path.clone(),
+                    view: None,
+                    pending: ctx.pending.clone(),
+                    provided: None,
+                };
+                // The real `__typename` must come back to type the objects.
+                self.add_typename(g, entity_node);
+                return self.walk_abstract(&c, a, sels);
+            }
+        }
+        Err(PlanError::Unresolvable {
+            type_name: a.to_string(),
+            field: "__typename".into(),
+            detail: format!(
+                " (subgraph \"{}\" returns it as an @interfaceObject and no subgraph with a key can resolve its concrete type)",
+                graph.subgraph_name(ctx.subgraph)
+            ),
+        })
+    }
+
+    fn interface_object_can_stay(&self, s: usize, a: &Name, sels: &[Sel]) -> bool {
+        sels.iter().all(|sel| match sel {
+            Sel::Field(f) => {
+                f.name != "__typename"
+                    && self
+                        .graph
+                        .field_local(s, a, &f.name)
+                        .is_some_and(|l| l.requires.is_none())
+            }
+            Sel::Fragment(fr) => {
+                fr.directives.is_empty()
+                    && fr.type_condition.as_ref().is_none_or(|t| t == a)
+                    && self.interface_object_can_stay(s, a, &fr.selections)
+            }
+        })
+    }
+
+    /// Can subgraph `s` answer this selection on abstract type `a` without exploding it?
+    fn can_stay(&self, s: usize, a: &Name, sels: &[Sel]) -> bool {
+        sels.iter().all(|sel| match sel {
+            Sel::Field(f) => {
+                f.name == "__typename"
+                    || self
+                        .graph
+                        .field_local(s, a, &f.name)
+                        .is_some_and(|l| l.requires.is_none())
+            }
+            Sel::Fragment(fr) => match &fr.type_condition {
+                None => self.can_stay(s, a, &fr.selections),
+                Some(t) if t == a => self.can_stay(s, a, &fr.selections),
+                Some(t) => self.graph.schema.get_object(t).is_some(),
+            },
+        })
+    }
+
+    fn selects_anything(&self, p: &Name, sels: &[Sel]) -> bool {
+        sels.iter().any(|sel| match sel {
+            Sel::Field(_) => true,
+            Sel::Fragment(fr) => {
+                fr.type_condition
+                    .as_ref()
+                    .is_none_or(|t| self.graph.applies(t, p))
+                    && self.selects_anything(p, &fr.selections)
+            }
+        })
+    }
+}
+
+fn collect_fields<'s>(sels: &'s [Sel], out: &mut Vec<&'s Field>) {
+    for sel in sels {
+        match sel {
+            Sel::Field(f) => out.push(f),
+            Sel::Fragment(fr) => collect_fields(&fr.selections, out),
+        }
+    }
+}
+
+fn find_provided(graph: &Graph<'_>, provided: &[Sel], ty: &Name, field: &str) -> Option<Vec<Sel>> {
+    for sel in provided {
+        match sel {
+            Sel::Field(f) if f.name == field => return Some(f.selections.clone()),
+            Sel::Fragment(fr)
+                if fr
+                    .type_condition
+                    .as_ref()
+                    .is_none_or(|t| graph.applies(t, ty)) =>
+            {
+                if let Some(found) = find_provided(graph, &fr.selections, ty, field) {
+                    return Some(found);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn typename_selection() -> Selection {
+    Selection::Field {
+        name: "__typename".into(),
+        alias: None,
+        selections: Vec::new(),
+    }
+}
+
+fn projection(sels: &[Sel]) -> Vec<Selection> {
+    sels.iter()
+        .map(|sel| match sel {
+            Sel::Field(f) => Selection::Field {
+                name: f.response_key().to_string(),
+                alias: f.alias.as_ref().map(|_| f.name.to_string()),
+                selections: projection(&f.selections),
+            },
+            Sel::Fragment(fr) => Selection::InlineFragment {
+                type_condition: fr.type_condition.as_ref().map(|t| t.to_string()),
+                selections: projection(&fr.selections),
+            },
+        })
+        .collect()
+}
+
+/// Adds `sel` to `list`, merging with an equal field/fragment already there.
+pub(crate) fn merge_selection(list: &mut Vec<Selection>, sel: Selection) {
+    for existing in list.iter_mut() {
+        match (existing, &sel) {
+            (
+                Selection::Field {
+                    name,
+                    alias,
+                    selections,
+                },
+                Selection::Field {
+                    name: n2,
+                    alias: a2,
+                    selections: s2,
+                },
+            ) if name == n2 && alias == a2 => {
+                for s in s2.clone() {
+                    merge_selection(selections, s);
+                }
+                return;
+            }
+            (
+                Selection::InlineFragment {
+                    type_condition,
+                    selections,
+                },
+                Selection::InlineFragment {
+                    type_condition: t2,
+                    selections: s2,
+                },
+            ) if type_condition == t2 => {
+                for s in s2.clone() {
+                    merge_selection(selections, s);
+                }
+                return;
+            }
+            _ => {}
+        }
+    }
+    list.push(sel);
+}
