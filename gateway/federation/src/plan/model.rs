@@ -175,6 +175,32 @@ fn write_selections(f: &mut fmt::Formatter<'_>, sels: &[Selection]) -> fmt::Resu
     f.write_str(" }")
 }
 
+/// `inputRewrites: __typename = "Media" if __typename in [Book,Movie]` (one line per
+/// rewrite; nothing when there are none).
+fn write_rewrites(
+    f: &mut fmt::Formatter<'_>,
+    pad: &str,
+    label: &str,
+    rewrites: &[Rewrite],
+) -> fmt::Result {
+    for r in rewrites {
+        match r {
+            Rewrite::ValueSetter {
+                path,
+                if_typename,
+                value,
+            } => {
+                write!(f, "{pad}  {label}: {} = {value}", path.join("."))?;
+                if !if_typename.is_empty() {
+                    write!(f, " if __typename in [{}]", if_typename.join(","))?;
+                }
+                writeln!(f)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl PlanNode {
     fn write(&self, f: &mut fmt::Formatter<'_>, indent: usize) -> fmt::Result {
         let pad = "  ".repeat(indent);
@@ -197,6 +223,8 @@ impl PlanNode {
                     write!(f, "{pad}  requires: ")?;
                     write_selections(f, req)?;
                     writeln!(f)?;
+                    write_rewrites(f, &pad, "inputRewrites", &fetch.input_rewrites)?;
+                    write_rewrites(f, &pad, "outputRewrites", &fetch.output_rewrites)?;
                     writeln!(f, "{pad}  =>")?;
                 }
                 for line in fetch.operation.lines() {

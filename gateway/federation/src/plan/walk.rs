@@ -830,7 +830,17 @@ impl<'g, 'a> Walker<'g, 'a> {
             if self.interface_object_can_stay(s, a, sels) {
                 return self.walk_flat(ctx, a, sels);
             }
-            return self.resolve_interface_object(ctx, a, sels);
+            // Fields the @interfaceObject subgraph resolves are fetched right here; the
+            // rest needs the concrete type from a subgraph that knows it.
+            let (here, rest): (Vec<Sel>, Vec<Sel>) = sels.iter().cloned().partition(|sel| {
+                matches!(sel, Sel::Field(f) if f.name != "__typename"
+                    && graph.field_local(s, a, &f.name).is_some_and(|l| l.requires.is_none()))
+            });
+            self.walk_flat(ctx, a, &here)?;
+            if rest.is_empty() {
+                return Ok(());
+            }
+            return self.resolve_interface_object(ctx, a, &rest);
         }
         let possible = graph.possible_types(s, a);
         if self.can_stay(s, a, sels) {

@@ -98,6 +98,25 @@ fn str_arg(d: &Directive, name: &str) -> Option<String> {
     arg(d, name).and_then(|v| v.as_str()).map(str::to_string)
 }
 
+/// A string argument that must be a string when present.
+fn field_set_arg(
+    d: &Node<Directive>,
+    name: &str,
+    schema: &Schema,
+) -> Result<Option<FieldSet>, SupergraphError> {
+    match arg(d, name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(FieldSet::new(s.clone()))),
+        Some(other) => Err(SupergraphError::Join {
+            line: line_of(schema, d.location()),
+            message: format!(
+                "@{}({name}:) must be a field set string, found {other}",
+                d.name
+            ),
+        }),
+    }
+}
+
 fn bool_arg(d: &Directive, name: &str) -> bool {
     arg(d, name).and_then(|v| v.to_bool()).unwrap_or(false)
 }
@@ -205,14 +224,11 @@ pub(crate) fn extract(schema: &Schema, links: &Links) -> Result<Extracted, Super
             if bool_arg(d, "isInterfaceObject") {
                 entry.interface_object = true;
             }
-            if let Some(key) = str_arg(d, "key") {
+            if let Some(fields) = field_set_arg(d, "key", schema)? {
                 let resolvable = arg(d, "resolvable")
                     .and_then(|v| v.to_bool())
                     .unwrap_or(true);
-                entry.keys.push(KeyJoin {
-                    fields: FieldSet::new(key),
-                    resolvable,
-                });
+                entry.keys.push(KeyJoin { fields, resolvable });
             }
         }
         if meta.in_graphs.is_empty() {
@@ -256,8 +272,8 @@ pub(crate) fn extract(schema: &Schema, links: &Links) -> Result<Extracted, Super
                     };
                     joins.push(FieldJoin {
                         graph,
-                        requires: str_arg(d, "requires").map(FieldSet::new),
-                        provides: str_arg(d, "provides").map(FieldSet::new),
+                        requires: field_set_arg(d, "requires", schema)?,
+                        provides: field_set_arg(d, "provides", schema)?,
                         external: bool_arg(d, "external"),
                         override_from: str_arg(d, "override"),
                         override_label: str_arg(d, "overrideLabel"),
