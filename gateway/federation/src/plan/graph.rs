@@ -141,6 +141,12 @@ impl<'a> Graph<'a> {
             .unwrap_or_default()
     }
 
+    /// Does `ty` have a key in any subgraph (is it an entity)?
+    pub(crate) fn has_keys(&self, ty: &str) -> bool {
+        self.meta(ty)
+            .is_some_and(|m| m.in_graphs.iter().any(|t| !t.keys.is_empty()))
+    }
+
     pub(crate) fn is_interface_object(&self, s: usize, ty: &str) -> bool {
         self.meta(ty)
             .and_then(|m| m.in_graph(s))

@@ -525,7 +525,7 @@ impl<'g, 'a> Walker<'g, 'a> {
         }
         let view = ctx.view.clone().unwrap_or_else(|| ty.clone());
         match self.graph.field_local(ctx.subgraph, &view, &f.name) {
-            Some(local) if local.requires.is_none() => {
+            Some(local) if local.requires.is_none() && !self.stuck_in_value_type(ctx, ty, f)? => {
                 let provided = match local.provides {
                     Some(fs) => Some(field_set(fs, || format!("{view}.{}", f.name))?.to_vec()),
                     None => None,
@@ -535,6 +535,32 @@ impl<'g, 'a> Walker<'g, 'a> {
             }
             _ => self.jump(ctx, ty, f),
         }
+    }
+
+    /// Would staying in the current subgraph for `f` strand selections on a value type
+    /// (no keys, so no way to jump later) that another subgraph could answer?
+    fn stuck_in_value_type(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<bool, PlanError> {
+        if f.selections.is_empty() || ctx.view.is_some() {
+            return Ok(false);
+        }
+        let Some((inner, _)) = self.graph.field_type(ty, &f.name) else {
+            return Ok(false);
+        };
+        if self.graph.has_keys(&inner) || self.graph.is_abstract(&inner) {
+            return Ok(false);
+        }
+        if self.nonlocal(ctx.subgraph, &inner, &f.selections, 0)? == 0 {
+            return Ok(false);
+        }
+        for cand in self.graph.candidates(ty, &f.name) {
+            if cand.subgraph != ctx.subgraph
+                && cand.via.is_none()
+                && self.nonlocal(cand.subgraph, &inner, &f.selections, 0)? == 0
+            {
+                return Ok(self.route(ctx, ty, &cand)?.is_some());
+            }
+        }
+        Ok(false)
     }
 
     /// Walks the sub-selections of field `f` (already added as `node`) in the same group.
