@@ -118,22 +118,17 @@ pub(crate) fn resolve(schema: &Schema) -> Result<Links, SupergraphError> {
             && let Some((identity, _, _)) = parse_url(url)
             && identity == LINK_IDENTITY
         {
-            {
-                let local = d
-                    .specified_argument_by_name("as")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("link");
-                if d.name != local {
-                    return Err(SupergraphError::Link {
-                        line: line_of(schema, d.location()),
-                        message: format!(
-                            "the link spec is applied as @{} but named {local}",
-                            d.name
-                        ),
-                    });
-                }
-                link_directive = Some(d.name.to_string());
+            let local = d
+                .specified_argument_by_name("as")
+                .and_then(|v| v.as_str())
+                .unwrap_or("link");
+            if d.name != local {
+                return Err(SupergraphError::Link {
+                    line: line_of(schema, d.location()),
+                    message: format!("the link spec is applied as @{} but named {local}", d.name),
+                });
             }
+            link_directive = Some(d.name.to_string());
         }
         if let Some(feature) = d
             .specified_argument_by_name("feature")
