@@ -6,8 +6,9 @@
 use super::graph::Graph;
 use super::operation::Operation;
 use super::render::render;
-use super::walk::Groups;
+use super::walk::{Groups, Item};
 use super::{Budget, FetchNode, OperationKind, PlanError, PlanNode, Rewrite, Selection};
+use apollo_compiler::ast::Value;
 use std::collections::BTreeMap;
 
 fn fetch_node(graph: &Graph<'_>, groups: &Groups, g: usize, op: &Operation) -> PlanNode {
@@ -50,6 +51,59 @@ fn fetch_node(graph: &Graph<'_>, groups: &Groups, g: usize, op: &Operation) -> P
     PlanNode::Flatten {
         path: entity.path.clone(),
         node: Box::new(PlanNode::Fetch(fetch)),
+    }
+}
+
+/// When everything an entity group selects sits under one `@include(if: $v)` or
+/// `@skip(if: $v)`, the whole fetch is wrapped in a `Condition` so it is not sent at all
+/// when the condition excludes it.
+fn condition_of(groups: &Groups, g: usize) -> Option<(String, bool)> {
+    groups.groups[g].entity.as_ref()?;
+    let children = &groups.nodes[groups.entity_node(g)].children;
+    let mut found: Option<(String, bool)> = None;
+    for &child in children.values() {
+        let dirs = match &groups.nodes[child].item {
+            Item::Field { directives, .. } => directives,
+            Item::Fragment {
+                type_condition: None,
+                directives,
+            } => directives,
+            _ => return None,
+        };
+        let [d] = dirs.as_slice() else {
+            return None;
+        };
+        let include = match d.name.as_str() {
+            "include" => true,
+            "skip" => false,
+            _ => return None,
+        };
+        let Some(Value::Variable(v)) = d.specified_argument_by_name("if").map(|v| v.as_ref())
+        else {
+            return None;
+        };
+        let this = (v.to_string(), include);
+        if found.as_ref().is_some_and(|f| *f != this) {
+            return None;
+        }
+        found = Some(this);
+    }
+    found
+}
+
+fn wrap_condition(groups: &Groups, g: usize, node: PlanNode) -> PlanNode {
+    match condition_of(groups, g) {
+        Some((condition, true)) => PlanNode::Condition {
+            condition,
+            if_clause: Some(Box::new(node)),
+            else_clause: None,
+        },
+        Some((condition, false)) => PlanNode::Condition {
+            condition,
+            if_clause: None,
+            else_clause: Some(Box::new(node)),
+        },
+        None => node,
     }
 }
 
@@ -100,7 +154,7 @@ pub(crate) fn schedule(
         for ids in levels.values() {
             let mut nodes: Vec<PlanNode> = ids
                 .iter()
-                .map(|&g| fetch_node(graph, groups, g, op))
+                .map(|&g| wrap_condition(groups, g, fetch_node(graph, groups, g, op)))
                 .collect();
             steps.push(if nodes.len() == 1 {
                 nodes.remove(0)
