@@ -1,0 +1,325 @@
+//! Auth's GraphQL API: `register`, `login`, `refresh`, `logout`, each returning an
+//! [`AuthPayload`] (except `logout`). Credential failures are `UNAUTHENTICATED` with a
+//! message that does not reveal whether the account exists; bad input is `BAD_USER_INPUT`.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use async_graphql::{Context, ID, Object, SimpleObject};
+use chrono::Duration as ChronoDuration;
+use portico_kit::errors::{ErrorCode, OrInternal, bad_input, gql_error, internal};
+use portico_kit::events::{USER_REGISTERED, enqueue};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::ExprTrait;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr, TransactionTrait,
+};
+
+use crate::keys::{AccessClaims, KeySet};
+use crate::store::{self, account, refresh_token};
+use crate::{AuthSettings, validate};
+
+/// Default scopes of an access token.
+pub const DEFAULT_SCOPE: &str = "read write";
+
+/// Shared state of the resolvers.
+pub struct AuthState {
+    pub db: DatabaseConnection,
+    pub keys: KeySet,
+    pub settings: AuthSettings,
+}
+
+/// Tokens returned by `register`, `login` and `refresh`.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct AuthPayload {
+    /// RS256 JWT to send as `Authorization: Bearer …` to the gateway.
+    pub access_token: String,
+    /// Opaque token to exchange for new tokens with `refresh` (single use).
+    pub refresh_token: String,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: i32,
+    pub user_id: ID,
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// Version of the auth service.
+    async fn auth_service_version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+}
+
+pub struct Mutation;
+
+fn invalid_credentials() -> async_graphql::Error {
+    gql_error(
+        ErrorCode::Unauthenticated,
+        "invalid username/email or password",
+    )
+}
+
+fn invalid_refresh() -> async_graphql::Error {
+    gql_error(
+        ErrorCode::Unauthenticated,
+        "refresh token is invalid, expired or revoked",
+    )
+}
+
+async fn hash_password(password: String) -> async_graphql::Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .or_internal()?
+    .map_err(internal)
+}
+
+/// Verify in a blocking task. A hash that does not parse counts as a mismatch.
+async fn verify_password(password: String, hash: String) -> async_graphql::Result<bool> {
+    tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    })
+    .await
+    .or_internal()
+}
+
+/// A valid argon2id hash of a random password, verified against when the account does not
+/// exist so that both paths cost the same.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        Argon2::default()
+            .hash_password(store::new_token().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+impl AuthState {
+    fn access_token(&self, user_id: &str) -> async_graphql::Result<String> {
+        let iat = chrono::Utc::now().timestamp();
+        let ttl = self.settings.access_ttl.as_secs() as i64;
+        self.keys
+            .sign(&AccessClaims {
+                iss: self.settings.issuer.clone(),
+                aud: self.settings.audience.clone(),
+                sub: user_id.to_string(),
+                scope: DEFAULT_SCOPE.to_string(),
+                iat,
+                exp: iat + ttl,
+            })
+            .map_err(internal)
+    }
+
+    fn refresh_expiry(&self) -> chrono::DateTime<chrono::Utc> {
+        let ttl =
+            ChronoDuration::from_std(self.settings.refresh_ttl).unwrap_or(ChronoDuration::days(30));
+        portico_kit::now() + ttl
+    }
+
+    fn payload(&self, user_id: &str, refresh: String) -> async_graphql::Result<AuthPayload> {
+        Ok(AuthPayload {
+            access_token: self.access_token(user_id)?,
+            refresh_token: refresh,
+            expires_in: i32::try_from(self.settings.access_ttl.as_secs()).unwrap_or(i32::MAX),
+            user_id: ID(user_id.to_string()),
+        })
+    }
+}
+
+fn unique_violation(e: &DbErr) -> Option<String> {
+    match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(msg)) => Some(msg),
+        _ => None,
+    }
+}
+
+#[Object]
+impl Mutation {
+    /// Create an account and log in. The user profile is created by the users service
+    /// from the `USER_REGISTERED` event.
+    async fn register(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        email: String,
+        password: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        let state = ctx.data::<AuthState>()?;
+        let username = validate::username(&username)?;
+        let email = validate::email(&email)?;
+        validate::password(&password)?;
+        let taken = account::Entity::find()
+            .filter(
+                account::Column::Username
+                    .eq(&username)
+                    .or(account::Column::Email.eq(&email)),
+            )
+            .one(&state.db)
+            .await
+            .or_internal()?;
+        if let Some(existing) = taken {
+            return Err(if existing.username == username {
+                bad_input("username is already taken")
+            } else {
+                bad_input("email is already registered")
+            });
+        }
+        let hash = hash_password(password).await?;
+        let id = portico_kit::new_id();
+        let family = portico_kit::new_id();
+        let expires = state.refresh_expiry();
+        let txn = state.db.begin().await.or_internal()?;
+        let result: Result<String, DbErr> = async {
+            account::Entity::insert(account::ActiveModel {
+                id: Set(id.clone()),
+                username: Set(username.clone()),
+                email: Set(email),
+                password_hash: Set(hash),
+                created_at: Set(portico_kit::now()),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+            let token = store::issue_refresh_token(&txn, &id, &family, expires).await?;
+            enqueue(
+                &txn,
+                USER_REGISTERED,
+                serde_json::json!({ "userId": id, "username": username }),
+            )
+            .await?;
+            Ok(token)
+        }
+        .await;
+        let refresh = match result {
+            Ok(t) => t,
+            Err(e) if unique_violation(&e).is_some() => {
+                return Err(bad_input("username or email is already registered"));
+            }
+            Err(e) => return Err(internal(e)),
+        };
+        txn.commit().await.or_internal()?;
+        state.payload(&id, refresh)
+    }
+
+    /// Log in with a username or an email address.
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        username_or_email: String,
+        password: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        let state = ctx.data::<AuthState>()?;
+        let key = username_or_email.trim().to_lowercase();
+        if key.is_empty() || key.len() > 254 || password.len() > 1024 {
+            return Err(invalid_credentials());
+        }
+        let column = if key.contains('@') {
+            account::Column::Email
+        } else {
+            account::Column::Username
+        };
+        let found = account::Entity::find()
+            .filter(column.eq(&key))
+            .one(&state.db)
+            .await
+            .or_internal()?;
+        let hash = found
+            .as_ref()
+            .map(|a| a.password_hash.clone())
+            .unwrap_or_else(|| dummy_hash().to_string());
+        let ok = verify_password(password, hash).await?;
+        let Some(account) = found.filter(|_| ok) else {
+            return Err(invalid_credentials());
+        };
+        let refresh = store::issue_refresh_token(
+            &state.db,
+            &account.id,
+            &portico_kit::new_id(),
+            state.refresh_expiry(),
+        )
+        .await
+        .or_internal()?;
+        state.payload(&account.id, refresh)
+    }
+
+    /// Exchange a refresh token for new tokens. The presented token is rotated (single
+    /// use); presenting a rotated token again revokes its whole family.
+    async fn refresh(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        let state = ctx.data::<AuthState>()?;
+        if refresh_token.len() > 256 {
+            return Err(invalid_refresh());
+        }
+        let hash = store::hash_token(&refresh_token);
+        let txn = state.db.begin().await.or_internal()?;
+        let row = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(hash))
+            .one(&txn)
+            .await
+            .or_internal()?;
+        let Some(row) = row else {
+            return Err(invalid_refresh());
+        };
+        if row.revoked || row.expires_at <= chrono::Utc::now() {
+            return Err(invalid_refresh());
+        }
+        if row.rotated || !store::mark_rotated(&txn, &row.id).await.or_internal()? {
+            store::revoke_family(&txn, &row.family_id)
+                .await
+                .or_internal()?;
+            txn.commit().await.or_internal()?;
+            tracing::warn!(family = %row.family_id, account = %row.account_id, "refresh token reuse: family revoked");
+            return Err(gql_error(
+                ErrorCode::Unauthenticated,
+                "refresh token was already used; the session has been revoked",
+            ));
+        }
+        let next = store::issue_refresh_token(
+            &txn,
+            &row.account_id,
+            &row.family_id,
+            state.refresh_expiry(),
+        )
+        .await
+        .or_internal()?;
+        txn.commit().await.or_internal()?;
+        state.payload(&row.account_id, next)
+    }
+
+    /// Revoke the session (token family) of a refresh token. `false` when the token is
+    /// unknown or already revoked.
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<bool> {
+        let state = ctx.data::<AuthState>()?;
+        if refresh_token.len() > 256 {
+            return Ok(false);
+        }
+        let row = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(store::hash_token(&refresh_token)))
+            .one(&state.db)
+            .await
+            .or_internal()?;
+        match row {
+            Some(row) => Ok(store::revoke_family(&state.db, &row.family_id)
+                .await
+                .or_internal()?
+                > 0),
+            None => Ok(false),
+        }
+    }
+}
