@@ -1,0 +1,362 @@
+//! The federation corpus: `tests/fixtures/<case>/` folders, each a set of subgraph SDLs
+//! with their data, an operation (+ `variables.json`, optional `config.json`), the
+//! composed `supergraph.graphql`, the expected response (`expected.json`, produced by a
+//! reference gateway through `tests/fixtures/reference.mjs` and reviewed by hand; see a
+//! case's `notes.md` where it was corrected), the plan snapshot (`plan.txt`) and, for
+//! batching proofs, the number of requests each subgraph must receive (`requests.json`;
+//! a subgraph it does not list must receive none).
+//!
+//! One test runs every case: it starts the case's data-driven subgraphs
+//! ([`subgraph::TestSubgraph`]), a real `portico_gateway::Gateway` on a real socket with
+//! the subgraph URLs overridden, sends the operation over HTTP and compares:
+//! - `data`: exact, field order included;
+//! - `errors`: as a set ordered by path; `message` and `path` exact (an expected message
+//!   `"<any>"` matches any message), expected `extensions` entries must be present and
+//!   equal (the gateway may add more), `locations` compared only when expected;
+//! - the plan text (`extensions.queryPlan`, dev mode) with `plan.txt`; `UPDATE_PLANS=1`
+//!   rewrites it, and a missing `plan.txt` is written;
+//! - request counts with `requests.json`.
+//!
+//! Every failing case is reported, with diffs. Cases listed in
+//! `tests/fixtures/KNOWN_FAILURES` (`case-name  reason`, one per line) are expected to
+//! fail; the test fails when an unlisted case fails *or a listed case passes*, so the
+//! list stays honest. `CORPUS_CASE=substring` runs only matching cases.
+
+pub mod subgraph;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portico_gateway::{Gateway, GatewayConfig};
+use portico_gateway::config::SubgraphConfig;
+use portico_trust::TrustSigner;
+use serde_json::Value;
+
+use subgraph::{Shared, TestSubgraph};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn read_json(path: &Path) -> Result<Option<Value>, String> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn known_failures() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(fixtures().join("KNOWN_FAILURES")).unwrap_or_default();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| match l.split_once(char::is_whitespace) {
+            Some((name, reason)) => (name.to_string(), reason.trim().to_string()),
+            None => (l.to_string(), String::new()),
+        })
+        .collect()
+}
+
+fn case_names() -> Vec<String> {
+    let filter = std::env::var("CORPUS_CASE").ok();
+    let mut names: Vec<String> = std::fs::read_dir(fixtures())
+        .expect("tests/fixtures exists")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("operation.graphql").exists())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| filter.as_deref().is_none_or(|f| n.contains(f)))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_cases_match_expected_responses_plans_and_request_counts() {
+    let known = known_failures();
+    let names = case_names();
+    assert!(!names.is_empty(), "no corpus case found");
+    let mut passed = 0usize;
+    let mut known_failed = Vec::new();
+    let mut unexpected_failures = Vec::new();
+    let mut unexpected_passes = Vec::new();
+    for name in &names {
+        let problems = match tokio::time::timeout(Duration::from_secs(30), run_case(name)).await {
+            Ok(p) => p,
+            Err(_) => vec!["timed out after 30 s".to_string()],
+        };
+        match (problems.is_empty(), known.get(name)) {
+            (true, None) => passed += 1,
+            (true, Some(_)) => unexpected_passes.push(name.clone()),
+            (false, Some(reason)) => known_failed.push(format!("{name}: {reason}")),
+            (false, None) => {
+                unexpected_failures.push(format!("=== {name}\n{}", problems.join("\n")))
+            }
+        }
+    }
+    let mut report = format!(
+        "corpus: {} cases, {passed} passed, {} known failures, {} unexpected failures, {} unexpected passes\n",
+        names.len(),
+        known_failed.len(),
+        unexpected_failures.len(),
+        unexpected_passes.len()
+    );
+    for f in &unexpected_failures {
+        report.push_str(f);
+        report.push('\n');
+    }
+    for p in &unexpected_passes {
+        report.push_str(&format!(
+            "=== {p}\npasses but is listed in tests/fixtures/KNOWN_FAILURES: remove it\n"
+        ));
+    }
+    eprintln!("{report}");
+    if !known_failed.is_empty() {
+        eprintln!("known failures:\n  {}", known_failed.join("\n  "));
+    }
+    assert!(
+        unexpected_failures.is_empty() && unexpected_passes.is_empty(),
+        "{report}"
+    );
+}
+
+/// Runs one case; returns what differs (empty = pass).
+async fn run_case(name: &str) -> Vec<String> {
+    match run_case_inner(name).await {
+        Ok(problems) => problems,
+        Err(e) => vec![e],
+    }
+}
+
+async fn run_case_inner(name: &str) -> Result<Vec<String>, String> {
+    let dir = fixtures().join(name);
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{name}/{f}: {e}"))
+    };
+    let supergraph = read("supergraph.graphql")?;
+    let operation = read("operation.graphql")?;
+    let variables = read_json(&dir.join("variables.json"))?.unwrap_or(Value::Null);
+    let config = read_json(&dir.join("config.json"))?.unwrap_or(Value::Null);
+    let expected = read_json(&dir.join("expected.json"))?
+        .ok_or_else(|| format!("{name}: no expected.json (run tests/fixtures/reference.mjs)"))?;
+    let requests = read_json(&dir.join("requests.json"))?;
+
+    // Subgraphs.
+    let shared = Arc::new(Shared::default());
+    let mut subgraphs: Vec<TestSubgraph> = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("subgraphs"))
+        .map_err(|e| format!("{name}/subgraphs: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "graphql"))
+        .collect();
+    files.sort();
+    for file in files {
+        let sg_name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let sdl = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+        let data = read_json(&dir.join("data").join(format!("{sg_name}.json")))?
+            .unwrap_or_else(|| serde_json::json!({}));
+        subgraphs.push(TestSubgraph::start(&sg_name, &sdl, data, shared.clone()).await?);
+    }
+
+    // Gateway.
+    let mut gw_config = GatewayConfig {
+        dev: true,
+        include_plan: true,
+        subgraph_timeout_ms: 5_000,
+        ..GatewayConfig::default()
+    };
+    for sg in &subgraphs {
+        gw_config.subgraphs.insert(
+            sg.name.clone(),
+            SubgraphConfig {
+                url: Some(sg.url.clone()),
+                ..SubgraphConfig::default()
+            },
+        );
+    }
+    if let Some(labels) = config.get("overrideLabels").and_then(|l| l.as_array()) {
+        gw_config.override_labels = labels
+            .iter()
+            .filter_map(|l| l.as_str().map(str::to_string))
+            .collect();
+    }
+    let gateway = Gateway::new(gw_config, &supergraph, TrustSigner::generate())
+        .map_err(|e| format!("gateway refused the supergraph: {e}"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let router = gateway.router();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+
+    // Request.
+    let mut body = serde_json::json!({ "query": operation });
+    if !variables.is_null() {
+        body["variables"] = variables;
+    }
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .header("content-type", "application/json")
+        .header("portico-include-plan", "true")
+        .header("portico-csrf", "1")
+        .json(&body)
+        .send()
+        .await;
+    server.abort();
+    let response = response.map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    let mut actual: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("HTTP {status}, body is not JSON ({e}): {text}"))?;
+
+    let mut problems = Vec::new();
+    let plan = actual
+        .get_mut("extensions")
+        .and_then(|x| x.as_object_mut())
+        .and_then(|x| x.remove("queryPlan"));
+    if actual
+        .get("extensions")
+        .and_then(|x| x.as_object())
+        .is_some_and(|x| x.is_empty())
+    {
+        actual.as_object_mut().map(|o| o.remove("extensions"));
+    }
+    compare_response(&expected, &actual, &mut problems);
+    match plan.as_ref().and_then(|p| p.as_str()) {
+        Some(plan) => compare_plan(&dir.join("plan.txt"), plan, &mut problems),
+        None => {
+            if status.is_success() && actual.get("data").is_some() {
+                problems.push("response has no extensions.queryPlan".into());
+            }
+        }
+    }
+    if let Some(Value::Object(wanted)) = requests {
+        for sg in &subgraphs {
+            let want = wanted.get(&sg.name).and_then(|v| v.as_u64()).unwrap_or(0);
+            let got = sg.request_count() as u64;
+            if want != got {
+                let queries: Vec<String> = sg
+                    .requests()
+                    .iter()
+                    .map(|r| format!("      {} {}", r.query, r.variables))
+                    .collect();
+                problems.push(format!(
+                    "requests to {}: expected {want}, got {got}\n{}",
+                    sg.name,
+                    queries.join("\n")
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        let sent: Vec<String> = subgraphs
+            .iter()
+            .flat_map(|sg| sg.requests())
+            .map(|r| format!("  -> {}: {} {}", r.subgraph, r.query, r.variables))
+            .collect();
+        problems.push(format!("subgraph requests:\n{}", sent.join("\n")));
+    }
+    Ok(problems)
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// A short line diff: the lines of `expected` and `actual` around the first difference.
+fn diff(expected: &str, actual: &str) -> String {
+    let e: Vec<&str> = expected.lines().collect();
+    let a: Vec<&str> = actual.lines().collect();
+    let first = e.iter().zip(&a).take_while(|(x, y)| x == y).count();
+    let mut out = String::new();
+    let from = first.saturating_sub(3);
+    for line in &e[from..e.len().min(first + 12)] {
+        out.push_str(&format!("    - {line}\n"));
+    }
+    for line in &a[from..a.len().min(first + 12)] {
+        out.push_str(&format!("    + {line}\n"));
+    }
+    format!("  (first difference at line {})\n{out}", first + 1)
+}
+
+fn compare_response(expected: &Value, actual: &Value, problems: &mut Vec<String>) {
+    let exp_data = expected.get("data").cloned();
+    let act_data = actual.get("data").cloned();
+    let (e, a) = (
+        exp_data.as_ref().map(pretty).unwrap_or_else(|| "<absent>".into()),
+        act_data.as_ref().map(pretty).unwrap_or_else(|| "<absent>".into()),
+    );
+    if e != a {
+        problems.push(format!("data differs:\n{}", diff(&e, &a)));
+    }
+    let empty = Vec::new();
+    let exp_errors = expected.get("errors").and_then(|e| e.as_array()).unwrap_or(&empty);
+    let act_errors = actual.get("errors").and_then(|e| e.as_array()).unwrap_or(&empty);
+    let sort = |errs: &[Value]| {
+        let mut v: Vec<Value> = errs.to_vec();
+        v.sort_by_key(|e| {
+            (
+                e.get("path").map(|p| p.to_string()).unwrap_or_default(),
+                e.get("message").map(|m| m.to_string()).unwrap_or_default(),
+            )
+        });
+        v
+    };
+    let (exp_errors, act_errors) = (sort(exp_errors), sort(act_errors));
+    let errors_match = exp_errors.len() == act_errors.len()
+        && exp_errors.iter().zip(&act_errors).all(|(e, a)| error_matches(e, a));
+    if !errors_match {
+        problems.push(format!(
+            "errors differ:\n  expected {}\n  actual   {}",
+            Value::Array(exp_errors),
+            Value::Array(act_errors)
+        ));
+    }
+}
+
+fn error_matches(expected: &Value, actual: &Value) -> bool {
+    let any = |v: Option<&Value>| v.and_then(|v| v.as_str()) == Some("<any>");
+    let message_ok = any(expected.get("message")) || expected.get("message") == actual.get("message");
+    let path_ok = expected.get("path") == actual.get("path");
+    let locations_ok =
+        expected.get("locations").is_none() || expected.get("locations") == actual.get("locations");
+    let extensions_ok = match expected.get("extensions").and_then(|x| x.as_object()) {
+        None => true,
+        Some(wanted) => wanted.iter().all(|(k, v)| {
+            let got = actual.get("extensions").and_then(|x| x.get(k));
+            if v.as_str() == Some("<any>") {
+                got.is_some()
+            } else {
+                got == Some(v)
+            }
+        }),
+    };
+    message_ok && path_ok && locations_ok && extensions_ok
+}
+
+fn compare_plan(path: &Path, plan: &str, problems: &mut Vec<String>) {
+    let update = std::env::var("UPDATE_PLANS").is_ok_and(|v| v == "1");
+    if update || !path.exists() {
+        if let Err(e) = std::fs::write(path, plan) {
+            problems.push(format!("cannot write {}: {e}", path.display()));
+        }
+        return;
+    }
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    if old != plan {
+        problems.push(format!(
+            "plan differs from plan.txt (UPDATE_PLANS=1 to accept):\n{}",
+            diff(&old, plan)
+        ));
+    }
+}
