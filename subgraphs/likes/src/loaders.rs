@@ -1,0 +1,158 @@
+//! DataLoaders of the likes service: per-post counts, "did this user like these posts",
+//! and per-post pages of likes. Each batch is one SQL statement (per distinct page shape
+//! or user). Loaders live in the schema data without a cache: they batch, never serve
+//! stale values after a like or unlike.
+
+use std::collections::{HashMap, HashSet};
+
+use async_graphql::dataloader::Loader;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+};
+
+use crate::entity::like;
+use crate::sql::{Keyset, Order, PageQuery, PageShape};
+
+/// Number of likes per post (`Post.likeCount`).
+pub struct LikeCountLoader {
+    pub db: DatabaseConnection,
+}
+
+#[derive(FromQueryResult)]
+struct CountRow {
+    post_id: String,
+    n: i64,
+}
+
+impl Loader<String> for LikeCountLoader {
+    type Value = i64;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, i64>, Self::Error> {
+        let rows = like::Entity::find()
+            .select_only()
+            .column(like::Column::PostId)
+            .column_as(like::Column::UserId.count(), "n")
+            .filter(like::Column::PostId.is_in(keys.iter().cloned()))
+            .group_by(like::Column::PostId)
+            .into_model::<CountRow>()
+            .all(&self.db)
+            .await
+            .map_err(portico_kit::errors::internal)?;
+        let mut out: HashMap<String, i64> = keys.iter().map(|k| (k.clone(), 0)).collect();
+        for row in rows {
+            out.insert(row.post_id, row.n);
+        }
+        Ok(out)
+    }
+}
+
+/// `(post id, user id)` → whether that user likes that post (`Post.likedByMe`).
+pub struct LikedLoader {
+    pub db: DatabaseConnection,
+}
+
+#[derive(FromQueryResult)]
+struct PostIdRow {
+    post_id: String,
+}
+
+impl Loader<(String, String)> for LikedLoader {
+    type Value = bool;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), bool>, Self::Error> {
+        let mut by_user: HashMap<&str, Vec<String>> = HashMap::new();
+        for (post, user) in keys {
+            by_user.entry(user.as_str()).or_default().push(post.clone());
+        }
+        let mut out = HashMap::new();
+        for (user, posts) in by_user {
+            let liked: HashSet<String> = like::Entity::find()
+                .select_only()
+                .column(like::Column::PostId)
+                .filter(like::Column::UserId.eq(user))
+                .filter(like::Column::PostId.is_in(posts.iter().cloned()))
+                .into_model::<PostIdRow>()
+                .all(&self.db)
+                .await
+                .map_err(portico_kit::errors::internal)?
+                .into_iter()
+                .map(|r| r.post_id)
+                .collect();
+            for post in posts {
+                let is_liked = liked.contains(&post);
+                out.insert((post, user.to_string()), is_liked);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One page of a post's likes: `limit` rows after the keyset cursor `after`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    pub parent: String,
+    pub limit: u64,
+    pub after: Option<Keyset>,
+}
+
+/// Pages of a post's likes, newest first (`Post.likes`).
+pub struct PostLikesLoader {
+    pub db: DatabaseConnection,
+}
+
+const LIKES_PAGE: PageQuery<'static> = PageQuery {
+    table: "likes",
+    columns: "post_id, user_id, created_at",
+    parent_column: "post_id",
+    tie_column: "user_id",
+    order: Order::NewestFirst,
+};
+
+impl Loader<PageKey> for PostLikesLoader {
+    type Value = Vec<like::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[PageKey],
+    ) -> Result<HashMap<PageKey, Vec<like::Model>>, Self::Error> {
+        let mut groups: HashMap<PageShape, Vec<String>> = HashMap::new();
+        for key in keys {
+            groups
+                .entry((key.limit, key.after.clone()))
+                .or_default()
+                .push(key.parent.clone());
+        }
+        let backend = self.db.get_database_backend();
+        let mut out = HashMap::new();
+        for ((limit, after), parents) in groups {
+            let stmt = LIKES_PAGE.statement(backend, &parents, after.as_ref(), None, limit);
+            let rows = like::Entity::find()
+                .from_raw_sql(stmt)
+                .all(&self.db)
+                .await
+                .map_err(portico_kit::errors::internal)?;
+            let mut by_parent: HashMap<String, Vec<like::Model>> = HashMap::new();
+            for row in rows {
+                by_parent.entry(row.post_id.clone()).or_default().push(row);
+            }
+            for parent in parents {
+                let rows = by_parent.remove(&parent).unwrap_or_default();
+                out.insert(
+                    PageKey {
+                        parent,
+                        limit,
+                        after: after.clone(),
+                    },
+                    rows,
+                );
+            }
+        }
+        Ok(out)
+    }
+}
