@@ -15,4 +15,4 @@ pub mod notifications;
 pub mod posts;
 pub mod users;
 
-pub use sea_orm_migration::MigratorTrait;
+pub use sea_orm_migration::{MigrationTrait, MigratorTrait};

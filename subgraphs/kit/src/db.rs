@@ -9,7 +9,7 @@
 //! Every connection made by [`connect`] counts its statements; tests read the counter with
 //! [`statement_counter`] to prove batching. Statements on the kit's own event tables
 //! (`outbox`, `processed_events`) are not counted, so a background relay does not make
-//! counts flaky.
+//! counts flaky, nor are `execute_unprepared` calls (sea-orm does not report them).
 
 use std::collections::HashMap;
 use std::path::Path;
