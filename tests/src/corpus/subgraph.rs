@@ -18,8 +18,9 @@
 //!   a record's own `__typename` names its concrete type); unknown → `null`. Fields not
 //!   in the record are read from the representation (so `@requires` inputs arrive).
 //! - Special values: `{"__error": "msg", "extensions": {...}}` is a field error at that
-//!   path (the field is null, bubbling per the spec); a record with a top-level `__error`
-//!   is an entity error; `{"__echo": "a.b"}` returns the value at that path of the current
+//!   path (the field is null, bubbling per the spec; not supported as a list item); a
+//!   record with a top-level `__error` is an entity error (`_entities[i]` null + error);
+//!   `{"__echo": "a.b"}` returns the value at that path of the current
 //!   object (record + representation); `{"__format": "x {a.b} y"}` a string built from it;
 //!   `{"__increment": "name"}` increments a counter shared by all subgraphs of a case
 //!   and returns it (proves mutation order).
@@ -329,6 +330,8 @@ struct Ctx<'m> {
     model: &'m Model,
     /// Extensions of `__error` values, by message, patched into the response.
     error_extensions: RefCell<HashMap<String, Value>>,
+    /// Errors added by hand (entity-level errors), appended to the response.
+    extra_errors: RefCell<Vec<Value>>,
 }
 
 struct Obj<'c> {
@@ -532,7 +535,12 @@ impl<'c> Obj<'c> {
             .unwrap_or(Value::Null);
         let reps = reps.as_array().cloned().unwrap_or_default();
         let mut out: Vec<Result<ResolvedValue<'c>, FieldError>> = Vec::new();
-        for rep in reps {
+        let response_key = info
+            .field_selections()
+            .first()
+            .map(|f| f.response_key().to_string())
+            .unwrap_or_else(|| "_entities".into());
+        for (index, rep) in reps.into_iter().enumerate() {
             let Some(type_name) = rep.get("__typename").and_then(|t| t.as_str()) else {
                 out.push(Err(field_error("representation without __typename")));
                 continue;
@@ -540,8 +548,17 @@ impl<'c> Obj<'c> {
             match self.ctx.model.find_entity(type_name, &rep) {
                 None => out.push(Ok(ResolvedValue::null())),
                 Some((_, record)) if record.contains_key("__error") => {
-                    let msg = render(&record["__error"]);
-                    out.push(Err(field_error(msg)));
+                    // apollo-compiler turns an item error into a null *list*; the spec
+                    // (and real subgraphs) null only the item: do that by hand.
+                    let mut err = serde_json::json!({
+                        "message": render(&record["__error"]),
+                        "path": [response_key.clone(), index],
+                    });
+                    if let Some(ext) = record.get("extensions") {
+                        err["extensions"] = ext.clone();
+                    }
+                    self.ctx.extra_errors.borrow_mut().push(err);
+                    out.push(Ok(ResolvedValue::null()));
                 }
                 Some((concrete, record)) => {
                     let rep_map = rep.as_object().cloned().unwrap_or_default();
@@ -653,6 +670,7 @@ fn execute(model: &Model, query: &str, variables: &Value, operation_name: Option
     let ctx = Ctx {
         model,
         error_extensions: RefCell::new(HashMap::new()),
+        extra_errors: RefCell::new(Vec::new()),
     };
     let root_data = model
         .data
@@ -680,6 +698,15 @@ fn execute(model: &Model, query: &str, variables: &Value, operation_name: Option
             }
             if let Some(x) = ext.get(&msg) {
                 err["extensions"] = x.clone();
+            }
+        }
+    }
+    let extra = ctx.extra_errors.take();
+    if !extra.is_empty() {
+        if let Some(obj) = out.as_object_mut() {
+            let errors = obj.entry("errors").or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(list) = errors.as_array_mut() {
+                list.extend(extra);
             }
         }
     }
