@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use portico_gateway::{Gateway, GatewayConfig};
 use portico_gateway::config::SubgraphConfig;
+use portico_gateway::{Gateway, GatewayConfig};
 use portico_trust::TrustSigner;
 use serde_json::Value;
 
@@ -134,9 +134,8 @@ async fn run_case(name: &str) -> Vec<String> {
 
 async fn run_case_inner(name: &str) -> Result<Vec<String>, String> {
     let dir = fixtures().join(name);
-    let read = |f: &str| {
-        std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{name}/{f}: {e}"))
-    };
+    let read =
+        |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{name}/{f}: {e}"));
     let supergraph = read("supergraph.graphql")?;
     let operation = read("operation.graphql")?;
     let variables = read_json(&dir.join("variables.json"))?.unwrap_or(Value::Null);
@@ -293,15 +292,27 @@ fn compare_response(expected: &Value, actual: &Value, problems: &mut Vec<String>
     let exp_data = expected.get("data").cloned();
     let act_data = actual.get("data").cloned();
     let (e, a) = (
-        exp_data.as_ref().map(pretty).unwrap_or_else(|| "<absent>".into()),
-        act_data.as_ref().map(pretty).unwrap_or_else(|| "<absent>".into()),
+        exp_data
+            .as_ref()
+            .map(pretty)
+            .unwrap_or_else(|| "<absent>".into()),
+        act_data
+            .as_ref()
+            .map(pretty)
+            .unwrap_or_else(|| "<absent>".into()),
     );
     if e != a {
         problems.push(format!("data differs:\n{}", diff(&e, &a)));
     }
     let empty = Vec::new();
-    let exp_errors = expected.get("errors").and_then(|e| e.as_array()).unwrap_or(&empty);
-    let act_errors = actual.get("errors").and_then(|e| e.as_array()).unwrap_or(&empty);
+    let exp_errors = expected
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .unwrap_or(&empty);
+    let act_errors = actual
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .unwrap_or(&empty);
     let sort = |errs: &[Value]| {
         let mut v: Vec<Value> = errs.to_vec();
         v.sort_by_key(|e| {
@@ -314,7 +325,10 @@ fn compare_response(expected: &Value, actual: &Value, problems: &mut Vec<String>
     };
     let (exp_errors, act_errors) = (sort(exp_errors), sort(act_errors));
     let errors_match = exp_errors.len() == act_errors.len()
-        && exp_errors.iter().zip(&act_errors).all(|(e, a)| error_matches(e, a));
+        && exp_errors
+            .iter()
+            .zip(&act_errors)
+            .all(|(e, a)| error_matches(e, a));
     if !errors_match {
         problems.push(format!(
             "errors differ:\n  expected {}\n  actual   {}",
@@ -326,7 +340,8 @@ fn compare_response(expected: &Value, actual: &Value, problems: &mut Vec<String>
 
 fn error_matches(expected: &Value, actual: &Value) -> bool {
     let any = |v: Option<&Value>| v.and_then(|v| v.as_str()) == Some("<any>");
-    let message_ok = any(expected.get("message")) || expected.get("message") == actual.get("message");
+    let message_ok =
+        any(expected.get("message")) || expected.get("message") == actual.get("message");
     let path_ok = expected.get("path") == actual.get("path");
     let locations_ok =
         expected.get("locations").is_none() || expected.get("locations") == actual.get("locations");

@@ -30,8 +30,8 @@
 //! Every request is recorded (query text, variables, operation name, global sequence
 //! number) so tests prove batching by counting.
 
-use std::collections::{BTreeMap, HashMap};
 use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -131,7 +131,10 @@ struct KeyField {
 }
 
 fn parse_field_set(text: &str) -> Vec<KeyField> {
-    let spaced = text.replace('{', " { ").replace('}', " } ").replace(',', " ");
+    let spaced = text
+        .replace('{', " { ")
+        .replace('}', " } ")
+        .replace(',', " ");
     let tokens: Vec<&str> = spaced.split_whitespace().collect();
     let mut pos = 0;
     parse_fields(&tokens, &mut pos)
@@ -178,25 +181,79 @@ fn key_matches(key: &[KeyField], rep: &Value, record: &Value) -> bool {
 }
 
 const FEDERATION_PRELUDE: &[(&str, &str)] = &[
-    ("directive @key", "directive @key(fields: FieldSet!, resolvable: Boolean = true) repeatable on OBJECT | INTERFACE"),
-    ("directive @requires", "directive @requires(fields: FieldSet!) on FIELD_DEFINITION"),
-    ("directive @provides", "directive @provides(fields: FieldSet!) on FIELD_DEFINITION"),
-    ("directive @external", "directive @external(reason: String) on OBJECT | FIELD_DEFINITION"),
-    ("directive @shareable", "directive @shareable repeatable on OBJECT | FIELD_DEFINITION"),
-    ("directive @override", "directive @override(from: String!, label: String) on FIELD_DEFINITION"),
-    ("directive @inaccessible", "directive @inaccessible on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ARGUMENT_DEFINITION | SCALAR | ENUM | ENUM_VALUE | INPUT_OBJECT | INPUT_FIELD_DEFINITION"),
-    ("directive @tag", "directive @tag(name: String!) repeatable on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ARGUMENT_DEFINITION | SCALAR | ENUM | ENUM_VALUE | INPUT_OBJECT | INPUT_FIELD_DEFINITION | SCHEMA"),
-    ("directive @interfaceObject", "directive @interfaceObject on OBJECT"),
-    ("directive @extends", "directive @extends on OBJECT | INTERFACE"),
-    ("directive @composeDirective", "directive @composeDirective(name: String!) repeatable on SCHEMA"),
-    ("directive @authenticated", "directive @authenticated on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM"),
-    ("directive @requiresScopes", "directive @requiresScopes(scopes: [[federation__Scope!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM"),
-    ("directive @policy", "directive @policy(policies: [[federation__Policy!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM"),
-    ("directive @cost", "directive @cost(weight: Int!) on ARGUMENT_DEFINITION | ENUM | FIELD_DEFINITION | INPUT_FIELD_DEFINITION | OBJECT | SCALAR"),
-    ("directive @listSize", "directive @listSize(assumedSize: Int, slicingArguments: [String!], sizedFields: [String!], requireOneSlicingArgument: Boolean = true) on FIELD_DEFINITION"),
-    ("directive @link", "directive @link(url: String!, as: String, import: [link__Import], for: link__Purpose) repeatable on SCHEMA"),
+    (
+        "directive @key",
+        "directive @key(fields: FieldSet!, resolvable: Boolean = true) repeatable on OBJECT | INTERFACE",
+    ),
+    (
+        "directive @requires",
+        "directive @requires(fields: FieldSet!) on FIELD_DEFINITION",
+    ),
+    (
+        "directive @provides",
+        "directive @provides(fields: FieldSet!) on FIELD_DEFINITION",
+    ),
+    (
+        "directive @external",
+        "directive @external(reason: String) on OBJECT | FIELD_DEFINITION",
+    ),
+    (
+        "directive @shareable",
+        "directive @shareable repeatable on OBJECT | FIELD_DEFINITION",
+    ),
+    (
+        "directive @override",
+        "directive @override(from: String!, label: String) on FIELD_DEFINITION",
+    ),
+    (
+        "directive @inaccessible",
+        "directive @inaccessible on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ARGUMENT_DEFINITION | SCALAR | ENUM | ENUM_VALUE | INPUT_OBJECT | INPUT_FIELD_DEFINITION",
+    ),
+    (
+        "directive @tag",
+        "directive @tag(name: String!) repeatable on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ARGUMENT_DEFINITION | SCALAR | ENUM | ENUM_VALUE | INPUT_OBJECT | INPUT_FIELD_DEFINITION | SCHEMA",
+    ),
+    (
+        "directive @interfaceObject",
+        "directive @interfaceObject on OBJECT",
+    ),
+    (
+        "directive @extends",
+        "directive @extends on OBJECT | INTERFACE",
+    ),
+    (
+        "directive @composeDirective",
+        "directive @composeDirective(name: String!) repeatable on SCHEMA",
+    ),
+    (
+        "directive @authenticated",
+        "directive @authenticated on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM",
+    ),
+    (
+        "directive @requiresScopes",
+        "directive @requiresScopes(scopes: [[federation__Scope!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM",
+    ),
+    (
+        "directive @policy",
+        "directive @policy(policies: [[federation__Policy!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM",
+    ),
+    (
+        "directive @cost",
+        "directive @cost(weight: Int!) on ARGUMENT_DEFINITION | ENUM | FIELD_DEFINITION | INPUT_FIELD_DEFINITION | OBJECT | SCALAR",
+    ),
+    (
+        "directive @listSize",
+        "directive @listSize(assumedSize: Int, slicingArguments: [String!], sizedFields: [String!], requireOneSlicingArgument: Boolean = true) on FIELD_DEFINITION",
+    ),
+    (
+        "directive @link",
+        "directive @link(url: String!, as: String, import: [link__Import], for: link__Purpose) repeatable on SCHEMA",
+    ),
     ("scalar link__Import", "scalar link__Import"),
-    ("enum link__Purpose", "enum link__Purpose { SECURITY EXECUTION }"),
+    (
+        "enum link__Purpose",
+        "enum link__Purpose { SECURITY EXECUTION }",
+    ),
     ("scalar FieldSet", "scalar FieldSet"),
     ("scalar federation__Scope", "scalar federation__Scope"),
     ("scalar federation__Policy", "scalar federation__Policy"),
@@ -240,7 +297,9 @@ impl Model {
                 _ => continue,
             };
             for d in directives.get_all("key") {
-                let Some(fields) = d.specified_argument_by_name("fields").and_then(|v| v.as_str())
+                let Some(fields) = d
+                    .specified_argument_by_name("fields")
+                    .and_then(|v| v.as_str())
                 else {
                     continue;
                 };
@@ -255,7 +314,9 @@ impl Model {
         entity_objects.sort();
         if !entity_objects.is_empty() {
             full.push_str(&format!("union _Entity = {}\n", entity_objects.join(" | ")));
-            full.push_str("extend type Query { _entities(representations: [_Any!]!): [_Entity]! }\n");
+            full.push_str(
+                "extend type Query { _entities(representations: [_Any!]!): [_Entity]! }\n",
+            );
         }
         full.push_str("extend type Query { _service: _Service! }\n");
         let schema = Schema::builder()
@@ -399,8 +460,9 @@ impl<'c> Obj<'c> {
     fn new(ctx: &'c Ctx<'c>, type_name: String, inline: Map<String, Value>) -> Self {
         let mut layers = vec![inline];
         if ctx.model.keys.contains_key(&type_name) {
-            if let Some((_, record)) =
-                ctx.model.find_entity(&type_name, &Value::Object(layers[0].clone()))
+            if let Some((_, record)) = ctx
+                .model
+                .find_entity(&type_name, &Value::Object(layers[0].clone()))
             {
                 layers.push(record);
             }
@@ -490,7 +552,9 @@ impl<'c> Obj<'c> {
                 if self.ctx.model.schema.types.get(n).is_some_and(|t| {
                     matches!(
                         t,
-                        ExtendedType::Object(_) | ExtendedType::Interface(_) | ExtendedType::Union(_)
+                        ExtendedType::Object(_)
+                            | ExtendedType::Interface(_)
+                            | ExtendedType::Union(_)
                     )
                 }) =>
             {
@@ -520,7 +584,11 @@ impl<'c> Obj<'c> {
                 break;
             };
             let path = &rest[start + 1..start + end];
-            out.push_str(&path_get(&self.layers, path).map(render).unwrap_or_else(|| "null".into()));
+            out.push_str(
+                &path_get(&self.layers, path)
+                    .map(render)
+                    .unwrap_or_else(|| "null".into()),
+            );
             rest = &rest[start + end + 1..];
         }
         out.push_str(rest);
@@ -614,24 +682,35 @@ async fn handle(State(model): State<Arc<Model>>, body: axum::body::Bytes) -> Res
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
-            return (StatusCode::BAD_REQUEST, Json(graphql_error(format!("bad JSON: {e}"))))
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(graphql_error(format!("bad JSON: {e}"))),
+            )
                 .into_response();
         }
     };
-    let query = body.get("query").and_then(|q| q.as_str()).unwrap_or("").to_string();
+    let query = body
+        .get("query")
+        .and_then(|q| q.as_str())
+        .unwrap_or("")
+        .to_string();
     let variables = body.get("variables").cloned().unwrap_or(Value::Null);
     let operation_name = body
         .get("operationName")
         .and_then(|q| q.as_str())
         .map(str::to_string);
     let seq = model.shared.sequence.fetch_add(1, Ordering::SeqCst);
-    model.recorded.lock().expect("recorder lock").push(RecordedRequest {
-        seq,
-        subgraph: model.name.clone(),
-        query: query.clone(),
-        variables: variables.clone(),
-        operation_name: operation_name.clone(),
-    });
+    model
+        .recorded
+        .lock()
+        .expect("recorder lock")
+        .push(RecordedRequest {
+            seq,
+            subgraph: model.name.clone(),
+            query: query.clone(),
+            variables: variables.clone(),
+            operation_name: operation_name.clone(),
+        });
     if let Some(ms) = model.config("delayMs").and_then(|v| v.as_u64()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -643,18 +722,18 @@ async fn handle(State(model): State<Arc<Model>>, body: axum::body::Bytes) -> Res
 }
 
 fn execute(model: &Model, query: &str, variables: &Value, operation_name: Option<&str>) -> Value {
-    let doc = match ExecutableDocument::parse_and_validate(&model.schema, query, "operation.graphql")
-    {
-        Ok(d) => d,
-        Err(e) => {
-            let messages: Vec<String> = e.errors.iter().map(|d| d.to_json().message).collect();
-            return graphql_error(format!(
-                "subgraph {}: invalid operation: {}",
-                model.name,
-                messages.join("; ")
-            ));
-        }
-    };
+    let doc =
+        match ExecutableDocument::parse_and_validate(&model.schema, query, "operation.graphql") {
+            Ok(d) => d,
+            Err(e) => {
+                let messages: Vec<String> = e.errors.iter().map(|d| d.to_json().message).collect();
+                return graphql_error(format!(
+                    "subgraph {}: invalid operation: {}",
+                    model.name,
+                    messages.join("; ")
+                ));
+            }
+        };
     let vars: JsonMap = match variables {
         Value::Object(_) => serde_json::from_value(variables.clone()).unwrap_or_default(),
         _ => JsonMap::new(),
@@ -691,7 +770,11 @@ fn execute(model: &Model, query: &str, variables: &Value, operation_name: Option
     let ext = ctx.error_extensions.borrow();
     if let Some(errors) = out.get_mut("errors").and_then(|e| e.as_array_mut()) {
         for err in errors {
-            let mut msg = err.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string();
+            let mut msg = err
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
+                .to_string();
             if let Some(stripped) = msg.strip_prefix("resolver error: ") {
                 msg = stripped.to_string();
                 err["message"] = Value::String(msg.clone());
@@ -704,7 +787,9 @@ fn execute(model: &Model, query: &str, variables: &Value, operation_name: Option
     let extra = ctx.extra_errors.take();
     if !extra.is_empty() {
         if let Some(obj) = out.as_object_mut() {
-            let errors = obj.entry("errors").or_insert_with(|| Value::Array(Vec::new()));
+            let errors = obj
+                .entry("errors")
+                .or_insert_with(|| Value::Array(Vec::new()));
             if let Some(list) = errors.as_array_mut() {
                 list.extend(extra);
             }
