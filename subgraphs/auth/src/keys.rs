@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
@@ -103,8 +103,9 @@ impl KeySet {
         let private = parse_private(&settings.private_key_pem)?;
         let public = RsaPublicKey::from(&private);
         let kid = kid_of(&public)?;
+        // jsonwebtoken's RSA DER key is PKCS#1
         let der = private
-            .to_pkcs8_der()
+            .to_pkcs1_der()
             .map_err(|e| KeyError::InvalidPrivateKey(e.to_string()))?;
         let encoding = EncodingKey::from_rsa_der(der.as_bytes());
         let mut keys = vec![jwk(&public, &kid)];

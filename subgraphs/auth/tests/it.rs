@@ -1,5 +1,368 @@
 //! Integration tests of the auth subgraph over real HTTP, on SQLite and PostgreSQL.
 
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use portico_auth::{AuthSettings, keys::AccessClaims};
+use portico_kit::ServiceContext;
+use portico_kit::events::{Bus, InProcessBus, USER_REGISTERED};
+use portico_kit::testing::{TestTrust, headers_for, spawn, test_databases};
+use serde_json::{Value, json};
+
+/// Two RSA keys, generated once per test binary (key generation is slow).
+fn rsa_keys() -> &'static (String, String) {
+    static KEYS: OnceLock<(String, String)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        (
+            portico_auth::generate_rsa_private_key_pem().expect("key 1"),
+            portico_auth::generate_rsa_private_key_pem().expect("key 2"),
+        )
+    })
+}
+
+struct Service {
+    backend: &'static str,
+    addr: SocketAddr,
+    trust: TestTrust,
+    bus: Arc<InProcessBus>,
+    http: reqwest::Client,
+}
+
+impl Service {
+    async fn all() -> Vec<Service> {
+        let (key, other) = rsa_keys().clone();
+        let mut out = Vec::new();
+        for (backend, db) in test_databases().await {
+            portico_auth::migrate(&db).await.expect("migrate");
+            let trust = TestTrust::new();
+            let bus = Arc::new(InProcessBus::new());
+            let mut settings = AuthSettings::with_key(key.clone());
+            settings.extra_public_key_pems =
+                vec![portico_auth::keys::public_key_pem(&other).expect("pub")];
+            let ctx = ServiceContext {
+                name: portico_auth::NAME,
+                db,
+                trust: trust.verifier.clone(),
+                bus: bus.clone(),
+            };
+            let router = portico_auth::app(ctx, settings).await.expect("app");
+            out.push(Service {
+                backend,
+                addr: spawn(router).await,
+                trust,
+                bus,
+                http: reqwest::Client::new(),
+            });
+        }
+        out
+    }
+
+    async fn gql(&self, query: &str, variables: Value) -> Value {
+        let mut req = self
+            .http
+            .post(format!("http://{}/graphql", self.addr))
+            .json(&json!({ "query": query, "variables": variables }));
+        for (k, v) in headers_for(&self.trust.signer, "auth", None) {
+            req = req.header(k, v);
+        }
+        let res = req.send().await.expect("send");
+        assert_eq!(res.status(), 200, "{}", self.backend);
+        res.json().await.expect("json")
+    }
+
+    async fn register(&self, username: &str, email: &str, password: &str) -> Value {
+        self.gql(
+            "mutation($u: String!, $e: String!, $p: String!) { register(username: $u, email: $e, password: $p) { accessToken refreshToken expiresIn userId } }",
+            json!({ "u": username, "e": email, "p": password }),
+        )
+        .await
+    }
+
+    async fn login(&self, who: &str, password: &str) -> Value {
+        self.gql(
+            "mutation($w: String!, $p: String!) { login(usernameOrEmail: $w, password: $p) { accessToken refreshToken expiresIn userId } }",
+            json!({ "w": who, "p": password }),
+        )
+        .await
+    }
+
+    async fn refresh(&self, token: &str) -> Value {
+        self.gql(
+            "mutation($t: String!) { refresh(refreshToken: $t) { accessToken refreshToken userId } }",
+            json!({ "t": token }),
+        )
+        .await
+    }
+
+    async fn jwks(&self) -> Value {
+        let res = self
+            .http
+            .get(format!("http://{}/.well-known/jwks.json", self.addr))
+            .send()
+            .await
+            .expect("jwks");
+        assert_eq!(res.status(), 200);
+        res.json().await.expect("json")
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+fn verify_access_token(token: &str, jwks: &Value) -> AccessClaims {
+    let header = jsonwebtoken::decode_header(token).expect("header");
+    let kid = header.kid.expect("kid");
+    let jwk = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("signing key is in the JWKS");
+    assert_eq!(jwk["alg"], "RS256");
+    assert_eq!(jwk["use"], "sig");
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwk["n"].as_str().expect("n"),
+        jwk["e"].as_str().expect("e"),
+    )
+    .expect("decoding key");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&["portico"]);
+    validation.set_issuer(&["portico-auth"]);
+    jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+        .expect("valid RS256 token")
+        .claims
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn register_logs_in_right_away_issues_a_verifiable_jwt_and_emits_user_registered() {
+    for svc in Service::all().await {
+        let b = svc.backend;
+        let mut events = svc.bus.subscribe("test").await.expect("subscribe");
+        let body = svc
+            .register("Alice", "Alice@Example.org", "correct horse")
+            .await;
+        let p = &body["data"]["register"];
+        assert!(body.get("errors").is_none(), "{b}: {body}");
+        let user_id = p["userId"].as_str().expect("userId");
+        assert_eq!(p["expiresIn"], 900, "{b}");
+
+        let jwks = svc.jwks().await;
+        assert_eq!(
+            jwks["keys"].as_array().map(Vec::len),
+            Some(2),
+            "{b}: current + extra key"
+        );
+        let claims = verify_access_token(p["accessToken"].as_str().expect("token"), &jwks);
+        assert_eq!(claims.sub, user_id, "{b}");
+        assert_eq!(claims.scope, "read write", "{b}");
+        assert_eq!(claims.exp - claims.iat, 900, "{b}");
+
+        let refresh = p["refreshToken"].as_str().expect("refresh");
+        assert_eq!(refresh.len(), 43, "{b}: 32 bytes base64url");
+
+        let delivery = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("USER_REGISTERED published")
+            .expect("event");
+        assert_eq!(delivery.event.kind, USER_REGISTERED, "{b}");
+        assert_eq!(delivery.event.payload["userId"], user_id, "{b}");
+        assert_eq!(delivery.event.payload["username"], "alice", "{b}");
+
+        // logged in by username or email, case-insensitively
+        for who in ["alice", "ALICE@example.org"] {
+            let body = svc.login(who, "correct horse").await;
+            assert_eq!(body["data"]["login"]["userId"], user_id, "{b}: {body}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_credentials_are_refused_with_a_clear_error() {
+    for svc in Service::all().await {
+        let b = svc.backend;
+        svc.register("bob", "bob@example.org", "correct horse")
+            .await;
+        for (who, pw) in [
+            ("bob", "wrong password"),
+            ("nobody", "correct horse"),
+            ("", "x"),
+        ] {
+            let body = svc.login(who, pw).await;
+            assert_eq!(code(&body), "UNAUTHENTICATED", "{b}: {body}");
+            assert_eq!(
+                body["errors"][0]["message"], "invalid username/email or password",
+                "{b}"
+            );
+            assert!(body["data"].is_null(), "{b}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refresh_rotates_and_reusing_a_rotated_token_revokes_the_whole_family() {
+    for svc in Service::all().await {
+        let b = svc.backend;
+        let reg = svc
+            .register("carol", "carol@example.org", "correct horse")
+            .await;
+        let r0 = reg["data"]["register"]["refreshToken"]
+            .as_str()
+            .expect("r0")
+            .to_string();
+        let other_session =
+            svc.login("carol", "correct horse").await["data"]["login"]["refreshToken"]
+                .as_str()
+                .expect("other")
+                .to_string();
+
+        let body = svc.refresh(&r0).await;
+        let r1 = body["data"]["refresh"]["refreshToken"]
+            .as_str()
+            .expect("r1")
+            .to_string();
+        assert_ne!(r0, r1, "{b}");
+        let jwks = svc.jwks().await;
+        verify_access_token(
+            body["data"]["refresh"]["accessToken"].as_str().expect("at"),
+            &jwks,
+        );
+
+        let body = svc.refresh(&r1).await;
+        let r2 = body["data"]["refresh"]["refreshToken"]
+            .as_str()
+            .expect("r2")
+            .to_string();
+
+        // r1 was rotated: presenting it again is theft, the family dies
+        let reuse = svc.refresh(&r1).await;
+        assert_eq!(code(&reuse), "UNAUTHENTICATED", "{b}: {reuse}");
+        assert!(
+            reuse["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("already used")),
+            "{b}: {reuse}"
+        );
+        let after = svc.refresh(&r2).await;
+        assert_eq!(
+            code(&after),
+            "UNAUTHENTICATED",
+            "{b}: the newest token is revoked too"
+        );
+
+        // another session (family) is unaffected
+        let other = svc.refresh(&other_session).await;
+        assert!(
+            other["data"]["refresh"]["refreshToken"].is_string(),
+            "{b}: {other}"
+        );
+
+        // garbage
+        let garbage = svc.refresh("not-a-token").await;
+        assert_eq!(code(&garbage), "UNAUTHENTICATED", "{b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logout_revokes_the_session() {
+    for svc in Service::all().await {
+        let b = svc.backend;
+        let reg = svc
+            .register("dave", "dave@example.org", "correct horse")
+            .await;
+        let r = reg["data"]["register"]["refreshToken"]
+            .as_str()
+            .expect("r")
+            .to_string();
+        let logout = "mutation($t: String!) { logout(refreshToken: $t) }";
+        let body = svc.gql(logout, json!({ "t": r })).await;
+        assert_eq!(body["data"]["logout"], true, "{b}: {body}");
+        assert_eq!(code(&svc.refresh(&r).await), "UNAUTHENTICATED", "{b}");
+        let again = svc.gql(logout, json!({ "t": r })).await;
+        assert_eq!(again["data"]["logout"], false, "{b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_or_taken_credentials_are_bad_user_input() {
+    for svc in Service::all().await {
+        let b = svc.backend;
+        svc.register("erin", "erin@example.org", "correct horse")
+            .await;
+        let long = "x".repeat(129);
+        let cases = [
+            ("ab", "ok@example.org", "correct horse"),
+            ("has space", "ok@example.org", "correct horse"),
+            ("fine_name", "not-an-email", "correct horse"),
+            ("fine_name", "ok@example.org", "short"),
+            ("fine_name", "ok@example.org", long.as_str()),
+            ("ERIN", "other@example.org", "correct horse"),
+            ("other_name", "Erin@Example.org", "correct horse"),
+        ];
+        for (u, e, p) in cases {
+            let body = svc.register(u, e, p).await;
+            assert_eq!(code(&body), "BAD_USER_INPUT", "{b}: {u} {e}: {body}");
+            assert!(body["data"].is_null(), "{b}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graphql_without_a_valid_trust_token_is_refused_but_jwks_and_health_are_open() {
+    for svc in Service::all().await {
+        let b = svc.backend;
+        let url = format!("http://{}/graphql", svc.addr);
+        let forged = portico_trust::TrustSigner::generate();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let expired = svc.trust.signer.sign(&portico_trust::Claims {
+            aud: "auth".into(),
+            iat: now - 600,
+            exp: now - 540,
+            kid: svc.trust.signer.kid().into(),
+            idh: String::new(),
+            sub: None,
+        });
+        let cases: Vec<(&str, Vec<(String, String)>)> = vec![
+            ("missing", vec![]),
+            ("forged", headers_for(&forged, "auth", None)),
+            ("expired", vec![("portico-trust".into(), expired)]),
+            (
+                "other audience",
+                headers_for(&svc.trust.signer, "users", None),
+            ),
+        ];
+        for (case, headers) in cases {
+            let mut req = svc.http.post(&url).json(&json!({
+                "query": "mutation { register(username: \"mallory\", email: \"m@example.org\", password: \"correct horse\") { userId } }"
+            }));
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let res = req.send().await.expect("send");
+            assert_eq!(res.status(), 401, "{b}: {case}");
+            let body: Value = res.json().await.expect("json");
+            assert!(body.get("data").is_none(), "{b}: {case}");
+        }
+        // nothing was registered by the refused requests
+        let body = svc.login("mallory", "correct horse").await;
+        assert_eq!(code(&body), "UNAUTHENTICATED", "{b}");
+        svc.jwks().await;
+        let health = svc
+            .http
+            .get(format!("http://{}/health", svc.addr))
+            .send()
+            .await
+            .expect("health");
+        assert_eq!(health.status(), 200, "{b}");
+    }
+}
+
 #[test]
 fn exported_sdl_matches_the_committed_file() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../supergraph/auth.graphql");
