@@ -4,6 +4,8 @@
 //! [`plan`] (operation + supergraph → `QueryPlan`). Composition, schema diff and cost live
 //! beside them as they land.
 
+pub mod compose;
+pub mod diff;
 pub mod plan;
 pub mod supergraph;
 

@@ -1,0 +1,1329 @@
+//! Stage 3, merging: every type of every subgraph into one supergraph type, with the join
+//! metadata that records which subgraph resolves what, printed as SDL.
+//!
+//! Rules (Apollo's): objects and interfaces merge field by field (output types to the most
+//! general, input positions to the most specific); a field resolved by several subgraphs
+//! must be `@shareable` (or a key field) everywhere; arguments and input fields merge by
+//! intersection (a missing *required* one is an error); output enums and unions by union,
+//! input enums by intersection, enums used both ways must be identical; `@override`
+//! moves a field (no chains); client-facing directives (`@tag`, `@inaccessible`,
+//! `@authenticated`, `@requiresScopes`, `@policy`, `@cost`, `@listSize`, composed
+//! directives, `@deprecated`) are carried.
+
+use super::subgraph::Dirs;
+use super::subgraph::Subgraph;
+use super::validate::{field_set_fields, is_external, used_by_field_sets};
+use super::{Diagnostic, Diagnostics};
+use apollo_compiler::ast::{Directive, InputValueDefinition, Type};
+use apollo_compiler::schema::{Component, ExtendedType, FieldDefinition};
+use apollo_compiler::{Name, Node};
+use indexmap::{IndexMap, IndexSet};
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+
+/// `join__Graph` enum value for a subgraph name.
+pub(crate) fn graph_enum_name(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with(|c: char| c.is_ascii_digit()) || s.is_empty() {
+        s.insert(0, '_');
+    }
+    s
+}
+
+/// Client-facing directives carried into the supergraph (canonical names).
+const CARRIED: &[&str] = &[
+    "tag",
+    "inaccessible",
+    "authenticated",
+    "requiresScopes",
+    "policy",
+    "cost",
+    "listSize",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Scalar,
+    Object,
+    Interface,
+    Union,
+    Enum,
+    Input,
+}
+
+fn kind_of(ty: &ExtendedType) -> Kind {
+    match ty {
+        ExtendedType::Scalar(_) => Kind::Scalar,
+        ExtendedType::Object(_) => Kind::Object,
+        ExtendedType::Interface(_) => Kind::Interface,
+        ExtendedType::Union(_) => Kind::Union,
+        ExtendedType::Enum(_) => Kind::Enum,
+        ExtendedType::InputObject(_) => Kind::Input,
+    }
+}
+
+fn kind_word(k: Kind) -> &'static str {
+    match k {
+        Kind::Scalar => "ScalarType",
+        Kind::Object => "ObjectType",
+        Kind::Interface => "InterfaceType",
+        Kind::Union => "UnionType",
+        Kind::Enum => "EnumType",
+        Kind::Input => "InputObjectType",
+    }
+}
+
+/// Renames named types of a subgraph type reference to their merged names.
+fn rename_type(sg: &Subgraph, ty: &Type) -> Type {
+    match ty {
+        Type::Named(n) => Type::Named(sg.merged_name(n)),
+        Type::NonNullNamed(n) => Type::NonNullNamed(sg.merged_name(n)),
+        Type::List(inner) => Type::List(Box::new(rename_type(sg, inner))),
+        Type::NonNullList(inner) => Type::NonNullList(Box::new(rename_type(sg, inner))),
+    }
+}
+
+/// `a` is a subtype of (at least as specific as) `b`, nullability-wise.
+fn is_subtype(a: &Type, b: &Type) -> bool {
+    match (a, b) {
+        (Type::Named(x), Type::Named(y)) => x == y,
+        (Type::NonNullNamed(x), Type::NonNullNamed(y) | Type::Named(y)) => x == y,
+        (Type::List(x), Type::List(y)) => is_subtype(x, y),
+        (Type::NonNullList(x), Type::NonNullList(y) | Type::List(y)) => is_subtype(x, y),
+        _ => false,
+    }
+}
+
+/// Output position: the most general of the types; input: the most specific.
+fn merge_types(types: &[Type], output: bool) -> Option<Type> {
+    types
+        .iter()
+        .find(|candidate| {
+            types.iter().all(|t| {
+                if output {
+                    is_subtype(t, candidate)
+                } else {
+                    is_subtype(candidate, t)
+                }
+            })
+        })
+        .cloned()
+}
+
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialize")
+}
+
+fn print_description(out: &mut String, indent: &str, d: Option<&str>) {
+    if let Some(d) = d {
+        let _ = writeln!(out, "{indent}{}", quote(d));
+    }
+}
+
+fn print_directive(name: &str, d: &Directive) -> String {
+    if d.arguments.is_empty() {
+        format!("@{name}")
+    } else {
+        let args: Vec<String> = d
+            .arguments
+            .iter()
+            .map(|a| format!("{}: {}", a.name, a.value))
+            .collect();
+        format!("@{name}({})", args.join(", "))
+    }
+}
+
+/// Directives carried from one subgraph element into the supergraph.
+struct Carry<'a> {
+    subgraphs: &'a [Subgraph],
+    /// Per subgraph: local composed directive name → supergraph name.
+    composed: Vec<HashMap<String, String>>,
+    used_features: HashSet<&'static str>,
+    used_composed: HashSet<String>,
+}
+
+impl Carry<'_> {
+    fn collect(&mut self, idx: usize, list: &impl Dirs, out: &mut Vec<String>) {
+        let sg = &self.subgraphs[idx];
+        for canonical in CARRIED {
+            for d in sg.all(list, canonical) {
+                self.used_features.insert(canonical);
+                let printed = print_directive(canonical, d);
+                if !out.contains(&printed) {
+                    let repeatable = *canonical == "tag";
+                    if repeatable
+                        || !out.iter().any(|o| {
+                            o.starts_with(&format!("@{canonical}("))
+                                || *o == format!("@{canonical}")
+                        })
+                    {
+                        out.push(printed);
+                    }
+                }
+            }
+        }
+        for d in list.every() {
+            if d.name == "deprecated" && !out.iter().any(|o| o.starts_with("@deprecated")) {
+                out.push(print_directive("deprecated", d));
+            }
+            if d.name == "specifiedBy" && !out.iter().any(|o| o.starts_with("@specifiedBy")) {
+                out.push(print_directive("specifiedBy", d));
+            }
+            if let Some(merged) = self.composed[idx].get(d.name.as_str()) {
+                self.used_composed.insert(merged.clone());
+                let printed = print_directive(merged, d);
+                if !out.contains(&printed) {
+                    out.push(printed);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Overridden {
+    No,
+    /// Overridden without label and not used by this subgraph's field sets.
+    Unused,
+    /// Overridden without label but used by this subgraph's keys/requires/provides.
+    Used,
+    /// Progressive override: label of the overriding field.
+    Label(String),
+}
+
+struct FieldSource<'a> {
+    idx: usize,
+    def: &'a Component<FieldDefinition>,
+    ty: Type,
+    external: bool,
+    override_from: Option<String>,
+    override_label: Option<String>,
+    overridden: Overridden,
+    /// Defined on an `@interfaceObject` type.
+    interface_object: bool,
+    requires: Option<String>,
+    provides: Option<String>,
+    shareable: bool,
+}
+
+struct TypeSource<'a> {
+    idx: usize,
+    ty: &'a ExtendedType,
+    interface_object: bool,
+}
+
+/// Merges all subgraphs; returns the printed supergraph (meaningful only without errors).
+pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
+    let graph_names: Vec<String> = subgraphs.iter().map(|s| graph_enum_name(&s.name)).collect();
+    // Types, by merged name, in order of first appearance.
+    let mut types: IndexMap<Name, Vec<TypeSource>> = IndexMap::new();
+    for (idx, sg) in subgraphs.iter().enumerate() {
+        for (name, ty) in &sg.schema.types {
+            if !sg.is_user_type(name, ty) {
+                continue;
+            }
+            types
+                .entry(sg.merged_name(name))
+                .or_default()
+                .push(TypeSource {
+                    idx,
+                    ty,
+                    interface_object: sg.has(ty.directives(), "interfaceObject"),
+                });
+        }
+    }
+    match types.get_mut("Query") {
+        None => diags.push(Diagnostic::error(
+            "NO_QUERIES",
+            "No queries found in any subgraph: a supergraph must have a query root type.",
+        )),
+        Some(query) => {
+            for (idx, sg) in subgraphs.iter().enumerate() {
+                if !query.iter().any(|s| s.idx == idx) {
+                    query.push(TypeSource {
+                        idx,
+                        ty: &sg.empty_query,
+                        interface_object: false,
+                    });
+                }
+            }
+            query.sort_by_key(|s| s.idx);
+        }
+    }
+    // Fields usable with @external, keys per subgraph.
+    let used: Vec<_> = subgraphs.iter().map(used_by_field_sets).collect();
+    let key_fields: Vec<HashSet<(Name, Name)>> = subgraphs.iter().map(key_fields).collect();
+
+    // Enum usage: (input, output).
+    let mut enum_usage: HashMap<Name, (bool, bool)> = HashMap::new();
+    for sg in subgraphs {
+        for (name, ty) in &sg.schema.types {
+            if !sg.is_user_type(name, ty) {
+                continue;
+            }
+            let mut mark = |t: &Type, input: bool| {
+                let e = enum_usage
+                    .entry(sg.merged_name(t.inner_named_type()))
+                    .or_default();
+                if input { e.0 = true } else { e.1 = true }
+            };
+            match ty {
+                ExtendedType::Object(_) | ExtendedType::Interface(_) => {
+                    let fields = match ty {
+                        ExtendedType::Object(o) => &o.fields,
+                        ExtendedType::Interface(i) => &i.fields,
+                        _ => unreachable!(),
+                    };
+                    for f in fields.values() {
+                        mark(&f.ty, false);
+                        for a in &f.arguments {
+                            mark(&a.ty, true);
+                        }
+                    }
+                }
+                ExtendedType::InputObject(io) => {
+                    for f in io.fields.values() {
+                        mark(&f.ty, true);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    // Composed directives.
+    let mut carry = Carry {
+        subgraphs,
+        composed: vec![HashMap::new(); subgraphs.len()],
+        used_features: HashSet::new(),
+        used_composed: HashSet::new(),
+    };
+    let mut composed_defs: IndexMap<String, (String, String)> = IndexMap::new(); // name → (definition, link url)
+    for (idx, sg) in subgraphs.iter().enumerate() {
+        let Some(local) = sg.local("composeDirective") else {
+            continue;
+        };
+        for d in sg.schema.schema_definition.directives.get_all(local) {
+            let Some(raw) = d
+                .specified_argument_by_name("name")
+                .and_then(|v| v.as_str())
+            else {
+                continue;
+            };
+            let name = raw.trim_start_matches('@').to_string();
+            let link = sg
+                .other_links
+                .iter()
+                .find(|l| l.directives.iter().any(|(l, _)| *l == name));
+            let def = sg.schema.directive_definitions.get(name.as_str());
+            match (link, def) {
+                (Some(link), Some(def)) => {
+                    let printed = def.to_string();
+                    if let Some((existing, _)) = composed_defs.get(&name)
+                        && *existing != printed
+                    {
+                        diags.push(Diagnostic::error("DIRECTIVE_COMPOSITION_ERROR", format!("Composed directive \"@{name}\" has incompatible definitions across subgraphs")).subgraph(sg.name.clone()));
+                    }
+                    composed_defs.insert(name.clone(), (printed, link.url.clone()));
+                    carry.composed[idx].insert(name.clone(), name.clone());
+                }
+                _ => diags.push(
+                    Diagnostic::error(
+                        "DIRECTIVE_COMPOSITION_ERROR",
+                        format!(
+                            "[{}] Could not find matching @link for directive \"@{name}\"",
+                            sg.name
+                        ),
+                    )
+                    .subgraph(sg.name.clone()),
+                ),
+            }
+        }
+    }
+
+    let mut body = String::new();
+    for (type_name, sources) in &types {
+        // Kind agreement (an @interfaceObject counts as its interface).
+        let kinds: Vec<Kind> = sources
+            .iter()
+            .map(|s| {
+                if s.interface_object {
+                    Kind::Interface
+                } else {
+                    kind_of(s.ty)
+                }
+            })
+            .collect();
+        let kind = kinds[0];
+        if kinds.iter().any(|k| *k != kind) {
+            let detail: Vec<String> = sources
+                .iter()
+                .zip(&kinds)
+                .map(|(s, k)| {
+                    format!(
+                        "{} in subgraph \"{}\"",
+                        kind_word(*k),
+                        subgraphs[s.idx].name
+                    )
+                })
+                .collect();
+            diags.push(
+                Diagnostic::error(
+                    "TYPE_KIND_MISMATCH",
+                    format!(
+                        "Type \"{type_name}\" has mismatched kind: it is defined as {}",
+                        detail.join(" but ")
+                    ),
+                )
+                .subgraphs(sources.iter().map(|s| subgraphs[s.idx].name.clone()))
+                .at(type_name.to_string()),
+            );
+            continue;
+        }
+        let mut type_dirs = Vec::new();
+        let mut description = None;
+        for s in sources {
+            carry.collect(s.idx, s.ty.directives(), &mut type_dirs);
+            if description.is_none() {
+                description = s.ty.description().map(|d| d.to_string());
+            }
+        }
+        let mut joins = Vec::new();
+        for s in sources {
+            let sg = &subgraphs[s.idx];
+            let g = &graph_names[s.idx];
+            let fed1_ext = sg.fed1
+                && (sg.has(s.ty.directives(), "extends")
+                    || !s.ty.directives().is_empty() && type_is_extension(s.ty));
+            let mut extra = String::new();
+            if fed1_ext {
+                extra.push_str(", extension: true");
+            }
+            if s.interface_object {
+                extra.push_str(", isInterfaceObject: true");
+            }
+            let keys = sg.all(s.ty.directives(), "key");
+            if keys.is_empty() || !matches!(kind, Kind::Object | Kind::Interface) {
+                joins.push(format!("@join__type(graph: {g}{extra})"));
+            }
+            if matches!(kind, Kind::Object | Kind::Interface) {
+                for k in keys {
+                    let fields = k
+                        .specified_argument_by_name("fields")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default();
+                    let resolvable = k
+                        .specified_argument_by_name("resolvable")
+                        .and_then(|v| v.to_bool())
+                        .unwrap_or(true);
+                    joins.push(format!(
+                        "@join__type(graph: {g}, key: {}{extra}{})",
+                        quote(fields),
+                        if resolvable {
+                            ""
+                        } else {
+                            ", resolvable: false"
+                        }
+                    ));
+                }
+            }
+        }
+        let mut out = String::new();
+        print_description(&mut out, "", description.as_deref());
+        match kind {
+            Kind::Scalar => {
+                let _ = writeln!(out, "scalar {type_name}{}{}\n", sp(&joins), sp(&type_dirs));
+            }
+            Kind::Union => {
+                let mut members: IndexSet<Name> = IndexSet::new();
+                for s in sources {
+                    if let ExtendedType::Union(u) = s.ty {
+                        for m in &u.members {
+                            let m = subgraphs[s.idx].merged_name(&m.name);
+                            joins.push(format!(
+                                "@join__unionMember(graph: {}, member: {})",
+                                graph_names[s.idx],
+                                quote(&m)
+                            ));
+                            members.insert(m);
+                        }
+                    }
+                }
+                let members: Vec<&str> = members.iter().map(|m| m.as_str()).collect();
+                let _ = writeln!(
+                    out,
+                    "union {type_name}{}{} = {}\n",
+                    sp(&joins),
+                    sp(&type_dirs),
+                    members.join(" | ")
+                );
+            }
+            Kind::Enum => {
+                let (input, output) = enum_usage.get(type_name).copied().unwrap_or_default();
+                let mut values: IndexMap<Name, Vec<usize>> = IndexMap::new();
+                let mut value_defs: IndexMap<Name, (Option<String>, Vec<String>)> = IndexMap::new();
+                for s in sources {
+                    if let ExtendedType::Enum(e) = s.ty {
+                        for (v, def) in &e.values {
+                            values.entry(v.clone()).or_default().push(s.idx);
+                            let entry = value_defs.entry(v.clone()).or_default();
+                            if entry.0.is_none() {
+                                entry.0 = def.description.as_ref().map(|d| d.to_string());
+                            }
+                            carry.collect(s.idx, &def.directives, &mut entry.1);
+                        }
+                    }
+                }
+                let all: Vec<usize> = sources.iter().map(|s| s.idx).collect();
+                let partial: Vec<&Name> = values
+                    .iter()
+                    .filter(|(_, g)| g.len() != all.len())
+                    .map(|(v, _)| v)
+                    .collect();
+                if input && output && !partial.is_empty() {
+                    for v in &partial {
+                        let has: Vec<String> = values[*v]
+                            .iter()
+                            .map(|i| subgraphs[*i].name.clone())
+                            .collect();
+                        let lacks: Vec<String> = all
+                            .iter()
+                            .filter(|i| !values[*v].contains(i))
+                            .map(|i| subgraphs[*i].name.clone())
+                            .collect();
+                        diags.push(Diagnostic::error("ENUM_VALUE_MISMATCH", format!("Enum type \"{type_name}\" is used as both input type (for example, as an argument or input field) and output type (as a field type), but value \"{v}\" is not defined in all the subgraphs defining \"{type_name}\": \"{v}\" is defined in subgraph(s) {} but not in subgraph(s) {}", list(&has), list(&lacks))).subgraphs(lacks.clone()).at(format!("{type_name}.{v}")));
+                    }
+                }
+                let keep: Vec<&Name> = if input && !output {
+                    for v in &partial {
+                        diags.push(Diagnostic::hint("INCONSISTENT_ENUM_VALUE_FOR_INPUT_ENUM", format!("Value \"{v}\" of enum type \"{type_name}\" will not be part of the supergraph as it is not defined in all the subgraphs defining \"{type_name}\"")).at(format!("{type_name}.{v}")));
+                    }
+                    values
+                        .iter()
+                        .filter(|(_, g)| g.len() == all.len())
+                        .map(|(v, _)| v)
+                        .collect()
+                } else {
+                    values.keys().collect()
+                };
+                if keep.is_empty() {
+                    diags.push(Diagnostic::error("EMPTY_MERGED_ENUM_TYPE", format!("None of the values of enum type \"{type_name}\" are defined consistently in all the subgraphs defining that type. As only values common to all subgraphs are merged, this would result in an empty type.")).at(type_name.to_string()));
+                }
+                let _ = writeln!(out, "enum {type_name}{}{} {{", sp(&joins), sp(&type_dirs));
+                for v in keep {
+                    let (desc, dirs) = &value_defs[v];
+                    print_description(&mut out, "  ", desc.as_deref());
+                    let vj: Vec<String> = values[v]
+                        .iter()
+                        .map(|i| format!("@join__enumValue(graph: {})", graph_names[*i]))
+                        .collect();
+                    let _ = writeln!(out, "  {v}{}{}", sp(&vj), sp(dirs));
+                }
+                out.push_str("}\n\n");
+            }
+            Kind::Input => {
+                let mut names: IndexSet<Name> = IndexSet::new();
+                for s in sources {
+                    if let ExtendedType::InputObject(io) = s.ty {
+                        names.extend(io.fields.keys().cloned());
+                    }
+                }
+                let mut printed_fields = Vec::new();
+                for f in &names {
+                    let defs: Vec<(usize, &Node<InputValueDefinition>)> = sources
+                        .iter()
+                        .filter_map(|s| match s.ty {
+                            ExtendedType::InputObject(io) => {
+                                io.fields.get(f).map(|d| (s.idx, &d.node))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    let coord = format!("{type_name}.{f}");
+                    if defs.len() != sources.len() {
+                        let lacks: Vec<String> = sources
+                            .iter()
+                            .filter(|s| !defs.iter().any(|(i, _)| *i == s.idx))
+                            .map(|s| subgraphs[s.idx].name.clone())
+                            .collect();
+                        if defs.iter().any(|(_, d)| d.is_required()) {
+                            let has: Vec<String> = defs
+                                .iter()
+                                .filter(|(_, d)| d.is_required())
+                                .map(|(i, _)| subgraphs[*i].name.clone())
+                                .collect();
+                            diags.push(Diagnostic::error("REQUIRED_INPUT_FIELD_MISSING_IN_SOME_SUBGRAPH", format!("Input object field \"{coord}\" is required in some subgraphs but does not appear in all subgraphs: it is required in subgraph(s) {} but does not appear in subgraph(s) {}", list(&has), list(&lacks))).subgraphs(lacks).at(coord));
+                        } else {
+                            diags.push(Diagnostic::hint("INCONSISTENT_INPUT_OBJECT_FIELD", format!("Input object field \"{f}\" will not be added to \"{type_name}\" in the supergraph as it does not appear in all subgraphs: it is defined in subgraph(s) {} but not in subgraph(s) {}", list(&defs.iter().map(|(i, _)| subgraphs[*i].name.clone()).collect::<Vec<_>>()), list(&lacks))).subgraphs(lacks).at(coord));
+                        }
+                        continue;
+                    }
+                    match merge_input_value(
+                        subgraphs,
+                        &defs,
+                        &coord,
+                        "FIELD_TYPE_MISMATCH",
+                        "INPUT_FIELD_DEFAULT_MISMATCH",
+                        "Input field",
+                        diags,
+                        &mut carry,
+                    ) {
+                        Some(p) => {
+                            let equal = defs.iter().all(|(i, d)| {
+                                rename_type(&subgraphs[*i], &d.ty)
+                                    == rename_type(&subgraphs[defs[0].0], &defs[0].1.ty)
+                            });
+                            let mut line = p;
+                            if !equal {
+                                for (i, d) in &defs {
+                                    let _ = write!(
+                                        line,
+                                        " @join__field(graph: {}, type: {})",
+                                        graph_names[*i],
+                                        quote(&rename_type(&subgraphs[*i], &d.ty).to_string())
+                                    );
+                                }
+                            }
+                            printed_fields.push(line);
+                        }
+                        None => continue,
+                    }
+                }
+                if printed_fields.is_empty() {
+                    diags.push(Diagnostic::error("EMPTY_MERGED_INPUT_TYPE", format!("None of the fields of input object type \"{type_name}\" are consistently defined in all the subgraphs defining that type. As only fields common to all subgraphs are merged, this would result in an empty type.")).at(type_name.to_string()));
+                }
+                let _ = writeln!(out, "input {type_name}{}{} {{", sp(&joins), sp(&type_dirs));
+                for f in printed_fields {
+                    let _ = writeln!(out, "  {f}");
+                }
+                out.push_str("}\n\n");
+            }
+            Kind::Object | Kind::Interface => {
+                let mut implements: IndexSet<Name> = IndexSet::new();
+                for s in sources {
+                    let itfs = match s.ty {
+                        ExtendedType::Object(o) => &o.implements_interfaces,
+                        ExtendedType::Interface(i) => &i.implements_interfaces,
+                        _ => continue,
+                    };
+                    for i in itfs {
+                        let n = subgraphs[s.idx].merged_name(&i.name);
+                        joins.push(format!(
+                            "@join__implements(graph: {}, interface: {})",
+                            graph_names[s.idx],
+                            quote(&n)
+                        ));
+                        implements.insert(n);
+                    }
+                }
+                let mut fields_text = String::new();
+                merge_fields(
+                    subgraphs,
+                    &graph_names,
+                    type_name,
+                    kind,
+                    sources,
+                    &used,
+                    &key_fields,
+                    &types,
+                    &mut carry,
+                    diags,
+                    &mut fields_text,
+                );
+                let word = if kind == Kind::Object {
+                    "type"
+                } else {
+                    "interface"
+                };
+                let imp = if implements.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " implements {}",
+                        implements
+                            .iter()
+                            .map(|n| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" & ")
+                    )
+                };
+                let _ = writeln!(
+                    out,
+                    "{word} {type_name}{imp}{}{} {{",
+                    sp(&joins),
+                    sp(&type_dirs)
+                );
+                out.push_str(&fields_text);
+                out.push_str("}\n\n");
+            }
+        }
+        body.push_str(&out);
+    }
+
+    // Header.
+    let mut out = String::new();
+    let mut links = vec![
+        "@link(url: \"https://specs.apollo.dev/link/v1.0\")".to_string(),
+        "@link(url: \"https://specs.apollo.dev/join/v0.5\", for: EXECUTION)".to_string(),
+    ];
+    let mut defs = String::new();
+    let f = &carry.used_features;
+    if f.contains("tag") {
+        links.push("@link(url: \"https://specs.apollo.dev/tag/v0.3\")".into());
+        defs.push_str("directive @tag(name: String!) repeatable on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ARGUMENT_DEFINITION | SCALAR | ENUM | ENUM_VALUE | INPUT_OBJECT | INPUT_FIELD_DEFINITION | SCHEMA\n\n");
+    }
+    if f.contains("cost") || f.contains("listSize") {
+        links.push(format!(
+            "@link(url: \"https://specs.apollo.dev/cost/v0.1\"{})",
+            if f.contains("listSize") {
+                ", import: [\"@listSize\"]"
+            } else {
+                ""
+            }
+        ));
+        defs.push_str("directive @cost(weight: Int!) on ARGUMENT_DEFINITION | ENUM | FIELD_DEFINITION | INPUT_FIELD_DEFINITION | OBJECT | SCALAR\n\n");
+        defs.push_str("directive @listSize(assumedSize: Int, slicingArguments: [String!], sizedFields: [String!], requireOneSlicingArgument: Boolean = true) on FIELD_DEFINITION\n\n");
+    }
+    if f.contains("inaccessible") {
+        links.push(
+            "@link(url: \"https://specs.apollo.dev/inaccessible/v0.2\", for: SECURITY)".into(),
+        );
+        defs.push_str("directive @inaccessible on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ENUM | ENUM_VALUE | SCALAR | INPUT_OBJECT | INPUT_FIELD_DEFINITION | ARGUMENT_DEFINITION\n\n");
+    }
+    if f.contains("authenticated") {
+        links.push(
+            "@link(url: \"https://specs.apollo.dev/authenticated/v0.1\", for: SECURITY)".into(),
+        );
+        defs.push_str(
+            "directive @authenticated on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM\n\n",
+        );
+    }
+    if f.contains("requiresScopes") {
+        links.push(
+            "@link(url: \"https://specs.apollo.dev/requiresScopes/v0.1\", for: SECURITY)".into(),
+        );
+        defs.push_str("directive @requiresScopes(scopes: [[requiresScopes__Scope!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM\n\nscalar requiresScopes__Scope\n\n");
+    }
+    if f.contains("policy") {
+        links.push("@link(url: \"https://specs.apollo.dev/policy/v0.1\", for: SECURITY)".into());
+        defs.push_str("directive @policy(policies: [[policy__Policy!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM\n\nscalar policy__Policy\n\n");
+    }
+    for (name, (def, url)) in &composed_defs {
+        links.push(format!(
+            "@link(url: {}, import: [{}])",
+            quote(url),
+            quote(&format!("@{name}"))
+        ));
+        defs.push_str(def);
+        defs.push_str("\n\n");
+    }
+    let _ = writeln!(out, "schema {} {{", links.join(" "));
+    for root in ["query", "mutation", "subscription"] {
+        let t = format!("{}{}", root[..1].to_uppercase(), &root[1..]);
+        if types.contains_key(t.as_str()) {
+            let _ = writeln!(out, "  {root}: {t}");
+        }
+    }
+    out.push_str("}\n\n");
+    out.push_str(JOIN_DEFINITIONS);
+    out.push_str(&defs);
+    out.push_str("enum join__Graph {\n");
+    for (sg, g) in subgraphs.iter().zip(&graph_names) {
+        let _ = writeln!(
+            out,
+            "  {g} @join__graph(name: {}, url: {})",
+            quote(&sg.name),
+            quote(&sg.url)
+        );
+    }
+    out.push_str("}\n\n");
+    out.push_str(&body);
+    let _ = out.pop();
+    out
+}
+
+fn type_is_extension(ty: &ExtendedType) -> bool {
+    let fields_ext =
+        |fs: &apollo_compiler::collections::IndexMap<Name, Component<FieldDefinition>>| {
+            !fs.is_empty() && fs.values().all(|f| f.origin.extension_id().is_some())
+        };
+    match ty {
+        ExtendedType::Object(o) => fields_ext(&o.fields),
+        ExtendedType::Interface(i) => fields_ext(&i.fields),
+        _ => false,
+    }
+}
+
+fn sp(items: &[String]) -> String {
+    items.iter().map(|i| format!(" {i}")).collect()
+}
+
+fn list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Fields selected by the keys of each type of a subgraph (shareable by definition).
+fn key_fields(sg: &Subgraph) -> HashSet<(Name, Name)> {
+    let mut out = HashSet::new();
+    for (name, ty) in &sg.schema.types {
+        if !sg.is_user_type(name, ty) {
+            continue;
+        }
+        for k in sg.all(ty.directives(), "key") {
+            if let Some(src) = k
+                .specified_argument_by_name("fields")
+                .and_then(|v| v.as_str())
+                && let Ok(fields) = field_set_fields(sg, name, src)
+            {
+                out.extend(fields.into_iter().map(|(p, f, _, _)| (p, f)));
+            }
+        }
+    }
+    out
+}
+
+/// Merges an argument or input field present in every source. Returns its printed form
+/// (without join directives) or `None` after reporting an error.
+#[allow(clippy::too_many_arguments)]
+fn merge_input_value(
+    subgraphs: &[Subgraph],
+    defs: &[(usize, &Node<InputValueDefinition>)],
+    coord: &str,
+    type_code: &'static str,
+    default_code: &'static str,
+    what: &str,
+    diags: &mut Diagnostics,
+    carry: &mut Carry,
+) -> Option<String> {
+    let types: Vec<Type> = defs
+        .iter()
+        .map(|(i, d)| rename_type(&subgraphs[*i], &d.ty))
+        .collect();
+    let Some(ty) = merge_types(&types, false) else {
+        let detail: Vec<String> = defs
+            .iter()
+            .zip(&types)
+            .map(|((i, _), t)| format!("type \"{t}\" in subgraph \"{}\"", subgraphs[*i].name))
+            .collect();
+        diags.push(
+            Diagnostic::error(
+                type_code,
+                format!(
+                    "Type of {} \"{coord}\" is incompatible across subgraphs: it has {}",
+                    what.to_lowercase(),
+                    detail.join(" but ")
+                ),
+            )
+            .subgraphs(defs.iter().map(|(i, _)| subgraphs[*i].name.clone()))
+            .at(coord),
+        );
+        return None;
+    };
+    let defaults: Vec<(usize, String)> = defs
+        .iter()
+        .filter_map(|(i, d)| d.default_value.as_ref().map(|v| (*i, v.to_string())))
+        .collect();
+    if defaults.iter().any(|(_, v)| *v != defaults[0].1) {
+        let detail: Vec<String> = defs
+            .iter()
+            .map(|(i, d)| match &d.default_value {
+                Some(v) => format!("default value {v} in subgraph \"{}\"", subgraphs[*i].name),
+                None => format!("no default value in subgraph \"{}\"", subgraphs[*i].name),
+            })
+            .collect();
+        diags.push(Diagnostic::error(default_code, format!("{what} \"{coord}\" has incompatible default values across subgraphs: it has {}", detail.join(" and "))).subgraphs(defs.iter().map(|(i, _)| subgraphs[*i].name.clone())).at(coord));
+        return None;
+    } else if !defaults.is_empty() && defaults.len() != defs.len() {
+        diags.push(
+            Diagnostic::hint(
+                "INCONSISTENT_DEFAULT_VALUE_PRESENCE",
+                format!("{what} \"{coord}\" has a default value in only some subgraphs"),
+            )
+            .at(coord),
+        );
+    }
+    let mut dirs = Vec::new();
+    let mut description = None;
+    for (i, d) in defs {
+        carry.collect(*i, &d.directives, &mut dirs);
+        if description.is_none() {
+            description = d.description.as_ref().map(|d| d.to_string());
+        }
+    }
+    let name = &defs[0].1.name;
+    let default = defaults
+        .first()
+        .map(|(_, v)| format!(" = {v}"))
+        .unwrap_or_default();
+    let desc = description
+        .map(|d| format!("{} ", quote(&d)))
+        .unwrap_or_default();
+    Some(format!("{desc}{name}: {ty}{default}{}", sp(&dirs)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn merge_fields(
+    subgraphs: &[Subgraph],
+    graph_names: &[String],
+    type_name: &Name,
+    kind: Kind,
+    sources: &[TypeSource],
+    used: &[super::validate::FieldRefs],
+    key_fields: &[HashSet<(Name, Name)>],
+    types: &IndexMap<Name, Vec<TypeSource>>,
+    carry: &mut Carry,
+    diags: &mut Diagnostics,
+    out: &mut String,
+) {
+    let mut names: IndexSet<Name> = IndexSet::new();
+    let fields_of = |ty: &ExtendedType| match ty {
+        ExtendedType::Object(o) => Some(o.fields.clone()),
+        ExtendedType::Interface(i) => Some(i.fields.clone()),
+        _ => None,
+    };
+    for s in sources {
+        if let Some(fs) = fields_of(s.ty) {
+            names.extend(fs.keys().cloned());
+        }
+    }
+    // Fields an @interfaceObject elsewhere adds to this object's interfaces.
+    let mut from_interface_objects: IndexSet<Name> = IndexSet::new();
+    if kind == Kind::Object {
+        let interfaces: IndexSet<Name> = sources
+            .iter()
+            .filter_map(|s| match s.ty {
+                ExtendedType::Object(o) => Some(
+                    o.implements_interfaces
+                        .iter()
+                        .map(|i| subgraphs[s.idx].merged_name(&i.name))
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        for itf in &interfaces {
+            for s in types
+                .get(itf)
+                .into_iter()
+                .flatten()
+                .filter(|s| s.interface_object)
+            {
+                if let Some(fs) = fields_of(s.ty) {
+                    for f in fs.keys() {
+                        if !names.contains(f) {
+                            from_interface_objects.insert(f.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    for field_name in &names {
+        let coord = format!("{type_name}.{field_name}");
+        let mut fsources: Vec<FieldSource> = Vec::new();
+        for s in sources {
+            let sg = &subgraphs[s.idx];
+            let def = match s.ty {
+                ExtendedType::Object(o) => o.fields.get(field_name),
+                ExtendedType::Interface(i) => i.fields.get(field_name),
+                _ => None,
+            };
+            let Some(def) = def else { continue };
+            let local_type = match s.ty {
+                ExtendedType::Object(o) => &o.name,
+                ExtendedType::Interface(i) => &i.name,
+                _ => unreachable!(),
+            };
+            let in_key = key_fields[s.idx].contains(&(local_type.clone(), field_name.clone()));
+            let mut external = is_external(sg, s.ty, def);
+            if external && sg.fed1 && in_key {
+                external = false;
+            }
+            let ovr = sg.all(&def.directives, "override").into_iter().next();
+            let str_of = |d: &Node<Directive>, a: &str| {
+                d.specified_argument_by_name(a)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
+            let fs_arg = |canonical: &str| {
+                sg.all(&def.directives, canonical)
+                    .into_iter()
+                    .next()
+                    .and_then(|d| str_of(d, "fields"))
+            };
+            fsources.push(FieldSource {
+                idx: s.idx,
+                def,
+                ty: rename_type(sg, &def.ty),
+                external,
+                override_from: ovr.and_then(|d| str_of(d, "from")),
+                override_label: ovr.and_then(|d| str_of(d, "label")),
+                overridden: Overridden::No,
+                interface_object: s.interface_object,
+                requires: fs_arg("requires"),
+                provides: fs_arg("provides"),
+                shareable: sg.fed1
+                    || in_key
+                    || sg.has(&def.directives, "shareable")
+                    || sg.has(s.ty.directives(), "shareable"),
+            });
+        }
+        // @override.
+        let overriders: Vec<(usize, String, Option<String>)> = fsources
+            .iter()
+            .filter_map(|f| {
+                f.override_from
+                    .clone()
+                    .map(|from| (f.idx, from, f.override_label.clone()))
+            })
+            .collect();
+        for (idx, from, label) in overriders {
+            let me = &subgraphs[idx].name;
+            let Some(src_idx) = subgraphs.iter().position(|s| s.name == from) else {
+                diags.push(Diagnostic::hint("FROM_SUBGRAPH_DOES_NOT_EXIST", format!("Source subgraph \"{from}\" for field \"{coord}\" on subgraph \"{me}\" does not exist. Did you mean one of the composed subgraphs?")).subgraph(me.clone()).at(coord.clone()));
+                continue;
+            };
+            let Some(src) = fsources.iter_mut().find(|f| f.idx == src_idx) else {
+                diags.push(Diagnostic::hint("OVERRIDE_DIRECTIVE_CAN_BE_REMOVED", format!("Field \"{coord}\" on subgraph \"{me}\" no longer exists in the from subgraph. The @override directive can be removed.")).subgraph(me.clone()).at(coord.clone()));
+                continue;
+            };
+            if src.override_from.is_some() {
+                diags.push(Diagnostic::error("OVERRIDE_SOURCE_HAS_OVERRIDE", format!("Field \"{coord}\" on subgraph \"{me}\" is also marked with directive @override in subgraph \"{from}\". Only one @override directive is allowed per field.")).subgraphs([me.clone(), from.clone()]).at(coord.clone()));
+                continue;
+            }
+            src.overridden = match label {
+                Some(l) => Overridden::Label(l),
+                None if used[src_idx].contains(&(type_name.clone(), field_name.clone())) => {
+                    Overridden::Used
+                }
+                None => Overridden::Unused,
+            };
+        }
+        // Resolving sources: not external, not overridden away.
+        let resolving: Vec<&FieldSource> = fsources
+            .iter()
+            .filter(|f| {
+                !f.external && !matches!(f.overridden, Overridden::Unused | Overridden::Used)
+            })
+            .collect();
+        if resolving.is_empty() && !fsources.is_empty() && kind == Kind::Object {
+            let names: Vec<String> = fsources
+                .iter()
+                .map(|f| subgraphs[f.idx].name.clone())
+                .collect();
+            diags.push(Diagnostic::error("EXTERNAL_MISSING_ON_BASE", format!("Field \"{coord}\" is marked @external on all the subgraphs in which it is listed ({}).", names.iter().map(|n| format!("subgraph \"{n}\"")).collect::<Vec<_>>().join(", "))).subgraphs(names).at(coord.clone()));
+            continue;
+        }
+        // Sharing.
+        let plain: Vec<&&FieldSource> = resolving
+            .iter()
+            .filter(|f| !matches!(f.overridden, Overridden::Label(_)) && f.override_label.is_none())
+            .collect();
+        if kind == Kind::Object
+            && plain.len() > 1
+            && plain.iter().any(|f| !f.shareable)
+            && !fsources.iter().any(|f| f.interface_object)
+        {
+            let all: Vec<String> = plain
+                .iter()
+                .map(|f| subgraphs[f.idx].name.clone())
+                .collect();
+            let non: Vec<String> = plain
+                .iter()
+                .filter(|f| !f.shareable)
+                .map(|f| subgraphs[f.idx].name.clone())
+                .collect();
+            let tail = if non.len() == all.len() {
+                "defined as non-shareable in all of them".to_string()
+            } else {
+                format!(
+                    "defined as non-shareable in {}",
+                    quoted_and(&non, "subgraph")
+                )
+            };
+            diags.push(Diagnostic::error("INVALID_FIELD_SHARING", format!("Non-shareable field \"{coord}\" is resolved from multiple subgraphs: it is resolved from {} and {tail}", quoted_and(&all, "subgraph"))).subgraphs(non).at(coord.clone()));
+        }
+        // External types must be compatible with the resolving ones.
+        let all_types: Vec<Type> = fsources.iter().map(|f| f.ty.clone()).collect();
+        let Some(ty) = merge_types(&all_types, true) else {
+            let detail: Vec<String> = fsources
+                .iter()
+                .map(|f| {
+                    format!(
+                        "type \"{}\" in subgraph \"{}\"",
+                        f.ty, subgraphs[f.idx].name
+                    )
+                })
+                .collect();
+            diags.push(
+                Diagnostic::error(
+                    "FIELD_TYPE_MISMATCH",
+                    format!(
+                        "Type of field \"{coord}\" is incompatible across subgraphs: it has {}",
+                        detail.join(" but ")
+                    ),
+                )
+                .subgraphs(fsources.iter().map(|f| subgraphs[f.idx].name.clone()))
+                .at(coord.clone()),
+            );
+            continue;
+        };
+        let all_types_equal = all_types.iter().all(|t| *t == all_types[0]);
+        // Arguments: intersection over the resolving sources.
+        let arg_sources: Vec<&FieldSource> = if resolving.is_empty() {
+            fsources.iter().collect()
+        } else {
+            resolving.clone()
+        };
+        let mut arg_names: IndexSet<Name> = IndexSet::new();
+        for f in &arg_sources {
+            arg_names.extend(f.def.arguments.iter().map(|a| a.name.clone()));
+        }
+        let mut args = Vec::new();
+        for a in &arg_names {
+            let acoord = format!("{coord}({a}:)");
+            let defs: Vec<(usize, &Node<InputValueDefinition>)> = arg_sources
+                .iter()
+                .filter_map(|f| {
+                    f.def
+                        .arguments
+                        .iter()
+                        .find(|x| x.name == *a)
+                        .map(|d| (f.idx, d))
+                })
+                .collect();
+            if defs.len() != arg_sources.len() {
+                let lacks: Vec<String> = arg_sources
+                    .iter()
+                    .filter(|f| !defs.iter().any(|(i, _)| *i == f.idx))
+                    .map(|f| subgraphs[f.idx].name.clone())
+                    .collect();
+                if defs.iter().any(|(_, d)| d.is_required()) {
+                    let has: Vec<String> = defs
+                        .iter()
+                        .filter(|(_, d)| d.is_required())
+                        .map(|(i, _)| subgraphs[*i].name.clone())
+                        .collect();
+                    diags.push(Diagnostic::error("REQUIRED_ARGUMENT_MISSING_IN_SOME_SUBGRAPH", format!("Argument \"{acoord}\" is required in some subgraphs but does not appear in all subgraphs: it is required in subgraph(s) {} but does not appear in subgraph(s) {}", list(&has), list(&lacks))).subgraphs(lacks).at(acoord));
+                } else {
+                    diags.push(Diagnostic::hint("INCONSISTENT_ARGUMENT_PRESENCE", format!("Optional argument \"{acoord}\" will not be included in the supergraph as it does not appear in all subgraphs: it is defined in subgraph(s) {} but not in subgraph(s) {}", list(&defs.iter().map(|(i, _)| subgraphs[*i].name.clone()).collect::<Vec<_>>()), list(&lacks))).subgraphs(lacks).at(acoord));
+                }
+                continue;
+            }
+            if let Some(p) = merge_input_value(
+                subgraphs,
+                &defs,
+                &acoord,
+                "FIELD_ARGUMENT_TYPE_MISMATCH",
+                "FIELD_ARGUMENT_DEFAULT_MISMATCH",
+                "Argument",
+                diags,
+                carry,
+            ) {
+                args.push(p);
+            }
+        }
+        // Directives and description.
+        let mut dirs = Vec::new();
+        let mut description = None;
+        for f in &fsources {
+            if f.external {
+                continue;
+            }
+            carry.collect(f.idx, &f.def.directives, &mut dirs);
+            if description.is_none() {
+                description = f.def.description.as_ref().map(|d| d.to_string());
+            }
+        }
+        // Join metadata (Apollo's `needsJoinField`).
+        let any_override = fsources.iter().any(|f| {
+            f.override_label.is_some()
+                || matches!(f.overridden, Overridden::Used | Overridden::Label(_))
+        });
+        let needs_join = !all_types_equal
+            || any_override
+            || fsources.iter().any(|f| {
+                f.overridden != Overridden::Unused
+                    && (f.external || f.requires.is_some() || f.provides.is_some())
+            })
+            || sources.iter().any(|s| {
+                !fsources
+                    .iter()
+                    .any(|f| f.idx == s.idx && f.overridden != Overridden::Unused)
+            });
+        let mut joins = Vec::new();
+        if needs_join {
+            for f in &fsources {
+                if f.overridden == Overridden::Unused {
+                    continue;
+                }
+                let mut a = vec![format!("graph: {}", graph_names[f.idx])];
+                if let Some(r) = &f.requires {
+                    a.push(format!("requires: {}", quote(r)));
+                }
+                if let Some(p) = &f.provides {
+                    a.push(format!("provides: {}", quote(p)));
+                }
+                if !all_types_equal {
+                    a.push(format!("type: {}", quote(&f.ty.to_string())));
+                }
+                if f.external {
+                    a.push("external: true".into());
+                }
+                if let Some(from) = &f.override_from {
+                    a.push(format!("override: {}", quote(from)));
+                }
+                if f.overridden == Overridden::Used {
+                    a.push("usedOverridden: true".into());
+                }
+                let label = match &f.overridden {
+                    Overridden::Label(l) => Some(l.clone()),
+                    _ => f.override_label.clone(),
+                };
+                if let Some(l) = label {
+                    a.push(format!("overrideLabel: {}", quote(&l)));
+                }
+                joins.push(format!("@join__field({})", a.join(", ")));
+            }
+        }
+        print_description(out, "  ", description.as_deref());
+        let args = if args.is_empty() {
+            String::new()
+        } else {
+            format!("({})", args.join(", "))
+        };
+        let _ = writeln!(out, "  {field_name}{args}: {ty}{}{}", sp(&joins), sp(&dirs));
+    }
+    for field_name in &from_interface_objects {
+        // Defined by an @interfaceObject for one of this type's interfaces: resolved there.
+        for itf_sources in types.values() {
+            let _ = itf_sources;
+        }
+        let def = sources.iter().find_map(|s| match s.ty {
+            ExtendedType::Object(o) => o.implements_interfaces.iter().find_map(|i| {
+                types
+                    .get(&subgraphs[s.idx].merged_name(&i.name))
+                    .and_then(|ss| {
+                        ss.iter()
+                            .filter(|t| t.interface_object)
+                            .find_map(|t| match t.ty {
+                                ExtendedType::Object(io) => {
+                                    io.fields.get(field_name).map(|f| (t.idx, f.clone()))
+                                }
+                                _ => None,
+                            })
+                    })
+            }),
+            _ => None,
+        });
+        if let Some((idx, f)) = def {
+            let ty = rename_type(&subgraphs[idx], &f.ty);
+            let args: Vec<String> = f
+                .arguments
+                .iter()
+                .map(|a| {
+                    let default = a
+                        .default_value
+                        .as_ref()
+                        .map(|v| format!(" = {v}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{}: {}{default}",
+                        a.name,
+                        rename_type(&subgraphs[idx], &a.ty)
+                    )
+                })
+                .collect();
+            let args = if args.is_empty() {
+                String::new()
+            } else {
+                format!("({})", args.join(", "))
+            };
+            let _ = writeln!(out, "  {field_name}{args}: {ty} @join__field");
+        }
+    }
+}
+
+fn quoted_and(names: &[String], word: &str) -> String {
+    let q: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    match q.len() {
+        0 => String::new(),
+        1 => format!("{word} {}", q[0]),
+        _ => format!(
+            "{word}s {} and {}",
+            q[..q.len() - 1].join(", "),
+            q[q.len() - 1]
+        ),
+    }
+}
+
+const JOIN_DEFINITIONS: &str = r#"directive @join__enumValue(graph: join__Graph!) repeatable on ENUM_VALUE
+
+directive @join__graph(name: String!, url: String!) on ENUM_VALUE
+
+directive @join__field(
+  graph: join__Graph
+  requires: join__FieldSet
+  provides: join__FieldSet
+  type: String
+  external: Boolean
+  override: String
+  usedOverridden: Boolean
+  overrideLabel: String
+  contextArguments: [join__ContextArgument!]
+) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
+
+input join__ContextArgument {
+  name: String!
+  type: String!
+  context: String!
+  selection: join__FieldValue!
+}
+
+directive @join__implements(graph: join__Graph!, interface: String!) repeatable on OBJECT | INTERFACE
+
+directive @join__type(
+  graph: join__Graph!
+  key: join__FieldSet
+  extension: Boolean! = false
+  resolvable: Boolean! = true
+  isInterfaceObject: Boolean! = false
+) repeatable on OBJECT | INTERFACE | UNION | ENUM | INPUT_OBJECT | SCALAR
+
+directive @join__unionMember(graph: join__Graph!, member: String!) repeatable on UNION
+
+scalar join__FieldSet
+
+scalar join__FieldValue
+
+directive @link(url: String, as: String, for: link__Purpose, import: [link__Import]) repeatable on SCHEMA
+
+scalar link__Import
+
+enum link__Purpose {
+  """
+  `SECURITY` features provide metadata necessary to securely resolve fields.
+  """
+  SECURITY
+  """
+  `EXECUTION` features provide metadata necessary for operation execution.
+  """
+  EXECUTION
+}
+
+"#;
