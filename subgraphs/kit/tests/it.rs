@@ -289,17 +289,21 @@ async fn redis_streams_bus_fans_out_to_groups_and_acknowledges() {
     );
 
     // the outbox relay publishes to Redis; a consumer group reads it idempotently
+    let mut streams = vec![stream.clone()];
     for (backend, db) in databases().await {
+        let key = format!("{stream}-{backend}");
+        streams.push(key.clone());
+        let bus: Arc<dyn Bus> = Arc::new(
+            RedisStreamsBus::connect(&redis_url(), &key)
+                .await
+                .expect("connect"),
+        );
         let handled = Arc::new(AtomicUsize::new(0));
         let h = handled.clone();
-        let group: &'static str = Box::leak(format!("c-{backend}").into_boxed_str());
-        let consumer = spawn_consumer(db.clone(), bus.clone(), group, move |_txn, event| {
+        let consumer = spawn_consumer(db.clone(), bus.clone(), "c", move |_txn, _event| {
             let h = h.clone();
-            let is_relayed = event.kind == "RELAYED";
             Box::pin(async move {
-                if is_relayed {
-                    h.fetch_add(1, Ordering::SeqCst);
-                }
+                h.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             })
         });
@@ -315,6 +319,7 @@ async fn redis_streams_bus_fans_out_to_groups_and_acknowledges() {
         while handled.load(Ordering::SeqCst) < 4 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(handled.load(Ordering::SeqCst), 4, "{backend}");
         relay.abort();
         consumer.abort();
@@ -322,7 +327,7 @@ async fn redis_streams_bus_fans_out_to_groups_and_acknowledges() {
     if let Ok(client) = redis::Client::open(redis_url())
         && let Ok(mut conn) = client.get_multiplexed_async_connection().await
     {
-        let _: Result<i64, _> = redis::cmd("DEL").arg(&stream).query_async(&mut conn).await;
+        let _: Result<i64, _> = redis::cmd("DEL").arg(&streams).query_async(&mut conn).await;
     }
 }
 

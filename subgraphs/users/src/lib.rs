@@ -57,8 +57,8 @@ pub fn build_schema(db: DatabaseConnection) -> UsersSchema {
         .finish()
 }
 
-fn loader<T>(l: T) -> DataLoader<T> {
-    DataLoader::new(l, tokio::spawn)
+fn loader<T: Send + Sync + 'static>(l: T) -> DataLoader<T> {
+    portico_kit::data_loader(l)
 }
 
 /// The users service router. Spawns the outbox relay and the `USER_REGISTERED` consumer.
