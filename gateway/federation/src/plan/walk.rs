@@ -130,6 +130,8 @@ struct Walker<'g, 'a> {
     touched: Vec<usize>,
     segment: usize,
     aliases: usize,
+    /// Type-condition fragment nodes whose enclosing field already selects `__typename`.
+    typed: BTreeSet<usize>,
 }
 
 pub(crate) fn walk(
@@ -147,6 +149,7 @@ pub(crate) fn walk(
         touched: Vec::new(),
         segment: 0,
         aliases: 0,
+        typed: BTreeSet::new(),
     };
     let mut roots = Vec::new();
     flatten_root(&op.selections, &mut Vec::new(), &mut roots);
@@ -273,6 +276,9 @@ impl<'g, 'a> Walker<'g, 'a> {
     }
 
     fn add_typename(&mut self, group: usize, parent: usize) {
+        if self.typed.contains(&parent) {
+            return;
+        }
         let f = Field {
             alias: None,
             name: apollo_compiler::name!("__typename"),
@@ -480,6 +486,15 @@ impl<'g, 'a> Walker<'g, 'a> {
     fn walk_selections(&mut self, ctx: &Ctx, ty: &Name, sels: &[Sel]) -> Result<(), PlanError> {
         self.register(&ctx.path, sels);
         if self.graph.is_abstract(ty) {
+            // Every object of abstract type gets its `__typename` from the fetch that
+            // returns it, whatever the fragments select, so the executor always knows
+            // its concrete type. (An `@interfaceObject` subgraph would answer the
+            // interface name: there the concrete type comes from another fetch.)
+            if matches!(self.out.nodes[ctx.object_node].item, Item::Field { .. })
+                && !self.graph.is_interface_object(ctx.subgraph, ty)
+            {
+                self.add_typename(ctx.group, ctx.object_node);
+            }
             return self.walk_abstract(ctx, ty, sels);
         }
         for sel in sels {
@@ -834,6 +849,12 @@ impl<'g, 'a> Walker<'g, 'a> {
     /// selection, conditional wrappers replicated inside, `|[P]` in the path.
     fn narrow(&mut self, ctx: &Ctx, p: &Name) -> Ctx {
         let object_node = self.add_fragment(ctx.group, ctx.object_node, Some(p), &[]);
+        if self.out.nodes[ctx.object_node]
+            .children
+            .contains_key("__typename")
+        {
+            self.typed.insert(object_node);
+        }
         let mut node = object_node;
         for dirs in &ctx.pending {
             node = self.add_fragment(ctx.group, node, None, dirs);
@@ -853,19 +874,18 @@ impl<'g, 'a> Walker<'g, 'a> {
         let graph = self.graph;
         let s = ctx.subgraph;
         if graph.is_interface_object(s, a) {
-            if self.interface_object_can_stay(s, a, sels) {
-                return self.walk_flat(ctx, a, sels);
-            }
             // Fields the @interfaceObject subgraph resolves are fetched right here; the
-            // rest needs the concrete type from a subgraph that knows it.
-            let (here, rest): (Vec<Sel>, Vec<Sel>) = sels.iter().cloned().partition(|sel| {
-                matches!(sel, Sel::Field(f) if f.name != "__typename"
-                    && graph.field_local(s, a, &f.name).is_some_and(|l| l.requires.is_none()))
-            });
+            // rest, and in any case the concrete `__typename` (the executor needs it to
+            // shape an object of abstract type), come from a subgraph that knows it.
+            let (here, rest): (Vec<Sel>, Vec<Sel>) = if self.interface_object_can_stay(s, a, sels) {
+                (sels.to_vec(), Vec::new())
+            } else {
+                sels.iter().cloned().partition(|sel| {
+                    matches!(sel, Sel::Field(f) if f.name != "__typename"
+                        && graph.field_local(s, a, &f.name).is_some_and(|l| l.requires.is_none()))
+                })
+            };
             self.walk_flat(ctx, a, &here)?;
-            if rest.is_empty() {
-                return Ok(());
-            }
             return self.resolve_interface_object(ctx, a, &rest);
         }
         let possible = graph.possible_types(s, a);
@@ -949,8 +969,12 @@ impl<'g, 'a> Walker<'g, 'a> {
                     provided: None,
                     ..ctx.clone()
                 };
+                // The key comes from the @interfaceObject subgraph itself (walking it as
+                // an abstract selection would come back here).
+                let resolved = self.alias_resolve(&ctx.path, a, &key_sels)?;
+                self.walk_flat(&object, a, &resolved)?;
                 let mut proj = vec![typename_selection()];
-                proj.extend(self.plan_planner_fields(&object, a, &key_sels)?);
+                proj.extend(projection(&resolved));
                 self.add_typename(ctx.group, ctx.object_node);
                 let g = self.entity_group(y, &ctx.path, a, ctx.group, &[]);
                 self.add_requires(g, a, proj);
