@@ -42,21 +42,25 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     portico_migrations::likes::Migrator::up(db, None).await
 }
 
+/// How long a DataLoader waits to collect keys before loading a batch. async-graphql's
+/// 1 ms default splits one `_entities` batch of ~100 representations into several SQL
+/// statements when the machine is busy (resolving the representations takes longer than
+/// the window); 5 ms keeps a batch one statement at a small latency cost.
+pub const LOADER_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
+
+fn loader<T: async_graphql::dataloader::Loader<K>, K>(inner: T) -> DataLoader<T>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+{
+    DataLoader::new(inner, tokio::spawn).delay(LOADER_DELAY)
+}
+
 /// The schema wired to a database (loaders included), without HTTP.
 pub fn schema(db: DatabaseConnection) -> LikesSchema {
     builder()
-        .data(DataLoader::new(
-            loaders::LikeCountLoader { db: db.clone() },
-            tokio::spawn,
-        ))
-        .data(DataLoader::new(
-            loaders::LikedLoader { db: db.clone() },
-            tokio::spawn,
-        ))
-        .data(DataLoader::new(
-            loaders::PostLikesLoader { db: db.clone() },
-            tokio::spawn,
-        ))
+        .data(loader(loaders::LikeCountLoader { db: db.clone() }))
+        .data(loader(loaders::LikedLoader { db: db.clone() }))
+        .data(loader(loaders::PostLikesLoader { db: db.clone() }))
         .data(db)
         .finish()
 }

@@ -243,6 +243,7 @@ async fn entities_are_resolved_in_a_bounded_number_of_statements() {
         }
         reps.push(json!({ "__typename": "Post", "id": "unknown-post" }));
         let q = "query($reps: [_Any!]!) { _entities(representations: $reps) { ... on Post { id caption author { id } } } }";
+        svc.quiesce().await;
         let before = svc.statements();
         let body = svc.gql(None, q, json!({ "reps": reps })).await;
         let used = svc.statements() - before;
@@ -266,6 +267,7 @@ async fn entities_are_resolved_in_a_bounded_number_of_statements() {
             .map(|a| json!({ "__typename": "User", "id": a }))
             .collect();
         let q = "query($reps: [_Any!]!) { _entities(representations: $reps) { ... on User { posts(first: 3) { nodes { id caption } } } } }";
+        svc.quiesce().await;
         let before = svc.statements();
         let data = svc.data(None, q, json!({ "reps": user_reps })).await;
         let used = svc.statements() - before;
@@ -413,6 +415,29 @@ impl Svc {
                 self.backend
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Svc {
+    /// Wait until background event work has settled: every outbox row published and the
+    /// service's own consumer (if any) idle, so statement counts measure only the request.
+    async fn quiesce(&self) {
+        self.wait_count(
+            "SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL",
+            0,
+        )
+        .await;
+        let mut last = -1;
+        loop {
+            let n = self
+                .count("SELECT COUNT(*) AS n FROM processed_events")
+                .await;
+            if n == last {
+                return;
+            }
+            last = n;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }

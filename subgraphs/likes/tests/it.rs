@@ -1,0 +1,490 @@
+//! Integration tests of the likes subgraph: over real HTTP with gateway trust tokens, each
+//! scenario on SQLite and on a fresh PostgreSQL database.
+// The harness at the end of this file is shared verbatim by the platform subgraphs' suites;
+// not every suite uses every helper.
+#![allow(dead_code, unused_imports)]
+
+use portico_likes as sut;
+
+const LIKE: &str = "mutation($p: ID!) { likePost(postId: $p) { id likeCount likedByMe } }";
+const UNLIKE: &str = "mutation($p: ID!) { unlikePost(postId: $p) { id likeCount likedByMe } }";
+const COUNT: &str = "query($reps: [_Any!]!) { _entities(representations: $reps) { ... on Post { id likeCount likedByMe } } }";
+
+/// Announce a post as the posts service would, and wait until the projection has it.
+async fn known_post(svc: &Svc) -> String {
+    let post = uuid::Uuid::now_v7().to_string();
+    let event = Event::new(
+        portico_kit::events::POST_CREATED,
+        json!({ "postId": post, "authorId": new_user() }),
+    );
+    svc.publish(&event).await;
+    svc.wait_count(
+        &format!("SELECT COUNT(*) AS n FROM known_posts WHERE post_id = '{post}'"),
+        1,
+    )
+    .await;
+    post
+}
+
+async fn like_count(svc: &Svc, user: Option<&str>, post: &str) -> (i64, bool) {
+    let reps = json!([{ "__typename": "Post", "id": post }]);
+    let data = svc.data(user, COUNT, json!({ "reps": reps })).await;
+    let p = &data["_entities"][0];
+    (
+        p["likeCount"].as_i64().expect("likeCount"),
+        p["likedByMe"].as_bool().expect("likedByMe"),
+    )
+}
+
+fn outbox_count(kind: &str, post: &str) -> String {
+    format!("SELECT COUNT(*) AS n FROM outbox WHERE kind = '{kind}' AND payload LIKE '%{post}%'")
+}
+
+#[test]
+fn sdl_file_matches_the_schema() {
+    check_sdl_file();
+    let sdl = sut::sdl();
+    assert!(
+        sdl.contains("type User @key(fields: \"id\", resolvable: false)"),
+        "{sdl}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_valid_trust_token_are_refused() {
+    for svc in services().await {
+        assert_trust_enforced(
+            &svc,
+            "{ _entities(representations: [{__typename: \"Post\", id: \"x\"}]) { ... on Post { likeCount } } }",
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_likes_count_exactly_two_hundred() {
+    for svc in services().await {
+        let post = known_post(&svc).await;
+        let users: Vec<String> = (0..200).map(|_| new_user()).collect();
+        let likes = users.iter().map(|u| {
+            let svc = &svc;
+            let post = post.clone();
+            async move { svc.data(Some(u), LIKE, json!({ "p": post })).await }
+        });
+        let results = futures::future::join_all(likes).await;
+        assert_eq!(results.len(), 200);
+        assert_eq!(
+            like_count(&svc, None, &post).await,
+            (200, false),
+            "[{}]",
+            svc.backend
+        );
+        assert_eq!(
+            svc.count(&outbox_count("POST_LIKED", &post)).await,
+            200,
+            "[{}] one POST_LIKED per new like",
+            svc.backend
+        );
+
+        // The same 50 users liking again, concurrently: nothing changes, no new events.
+        let again = users[..50].iter().map(|u| {
+            let svc = &svc;
+            let post = post.clone();
+            async move { svc.data(Some(u), LIKE, json!({ "p": post })).await }
+        });
+        futures::future::join_all(again).await;
+        assert_eq!(like_count(&svc, Some(&users[0]), &post).await, (200, true));
+        assert_eq!(svc.count(&outbox_count("POST_LIKED", &post)).await, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn like_and_unlike_are_idempotent() {
+    for svc in services().await {
+        let post = known_post(&svc).await;
+        let (alice, bob) = (new_user(), new_user());
+
+        svc.error_code(None, LIKE, json!({ "p": post }), "UNAUTHENTICATED")
+            .await;
+        let d = svc.data(Some(&alice), LIKE, json!({ "p": post })).await;
+        assert_eq!(
+            d["likePost"],
+            json!({ "id": post, "likeCount": 1, "likedByMe": true })
+        );
+        let d = svc.data(Some(&alice), LIKE, json!({ "p": post })).await;
+        assert_eq!(
+            d["likePost"]["likeCount"], 1,
+            "[{}] same user twice counts once",
+            svc.backend
+        );
+        assert_eq!(like_count(&svc, Some(&bob), &post).await, (1, false));
+        assert_eq!(
+            like_count(&svc, None, &post).await,
+            (1, false),
+            "anonymous: likedByMe false"
+        );
+
+        let d = svc.data(Some(&alice), UNLIKE, json!({ "p": post })).await;
+        assert_eq!(
+            d["unlikePost"],
+            json!({ "id": post, "likeCount": 0, "likedByMe": false })
+        );
+        let d = svc.data(Some(&alice), UNLIKE, json!({ "p": post })).await;
+        assert_eq!(d["unlikePost"]["likeCount"], 0);
+        let d = svc.data(Some(&bob), UNLIKE, json!({ "p": post })).await;
+        assert_eq!(d["unlikePost"]["likeCount"], 0);
+
+        assert_eq!(svc.count(&outbox_count("POST_LIKED", &post)).await, 1);
+        assert_eq!(svc.count(&outbox_count("POST_UNLIKED", &post)).await, 1);
+
+        // Unknown posts are NOT_FOUND for both mutations.
+        for m in [LIKE, UNLIKE] {
+            svc.error_code(Some(&alice), m, json!({ "p": "no-such-post" }), "NOT_FOUND")
+                .await;
+        }
+
+        // A deleted post disappears from the projection with its likes.
+        svc.data(Some(&bob), LIKE, json!({ "p": post })).await;
+        let event = Event::new(
+            portico_kit::events::POST_DELETED,
+            json!({ "postId": post, "authorId": alice }),
+        );
+        svc.publish(&event).await;
+        svc.wait_count(
+            &format!("SELECT COUNT(*) AS n FROM known_posts WHERE post_id = '{post}'"),
+            0,
+        )
+        .await;
+        assert_eq!(like_count(&svc, None, &post).await, (0, false));
+        svc.error_code(Some(&bob), LIKE, json!({ "p": post }), "NOT_FOUND")
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn likes_are_paginated_newest_first() {
+    for svc in services().await {
+        let post = known_post(&svc).await;
+        let mut users = Vec::new();
+        for _ in 0..5 {
+            let u = new_user();
+            svc.data(Some(&u), LIKE, json!({ "p": post })).await;
+            users.push(u);
+        }
+        users.reverse();
+        let q = "query($reps: [_Any!]!, $first: Int, $after: String) { _entities(representations: $reps) { ... on Post { likes(first: $first, after: $after) { edges { cursor node { createdAt user { id } } } nodes { user { id } } pageInfo { hasNextPage endCursor } } } } }";
+        let reps = json!([{ "__typename": "Post", "id": post }]);
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let d = svc
+                .data(None, q, json!({ "reps": reps, "first": 2, "after": after }))
+                .await;
+            let conn = &d["_entities"][0]["likes"];
+            for e in conn["edges"].as_array().expect("edges") {
+                seen.push(e["node"]["user"]["id"].as_str().expect("id").to_string());
+            }
+            // A like arriving while paging does not shift later pages.
+            if after.is_none() {
+                svc.data(Some(&new_user()), LIKE, json!({ "p": post }))
+                    .await;
+            }
+            if conn["pageInfo"]["hasNextPage"] != true {
+                break;
+            }
+            after = conn["pageInfo"]["endCursor"].as_str().map(str::to_string);
+        }
+        assert_eq!(seen, users, "[{}]", svc.backend);
+
+        for (first, after) in [
+            (json!(0), json!(null)),
+            (json!(101), json!(null)),
+            (json!(2), json!("garbage")),
+        ] {
+            let vars = json!({ "reps": reps, "first": first, "after": after });
+            svc.error_code(None, q, vars, "BAD_USER_INPUT").await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_for_many_posts_take_a_bounded_number_of_statements() {
+    for svc in services().await {
+        let post = known_post(&svc).await;
+        let me = new_user();
+        svc.data(Some(&me), LIKE, json!({ "p": post })).await;
+        let mut reps: Vec<Value> = (0..99)
+            .map(|_| json!({ "__typename": "Post", "id": uuid::Uuid::now_v7().to_string() }))
+            .collect();
+        reps.push(json!({ "__typename": "Post", "id": post }));
+        let q = "query($reps: [_Any!]!) { _entities(representations: $reps) { ... on Post { id likeCount likedByMe likes(first: 3) { nodes { user { id } } } } } }";
+        svc.quiesce().await;
+        let before = svc.statements();
+        let d = svc.data(Some(&me), q, json!({ "reps": reps })).await;
+        let used = svc.statements() - before;
+        let list = d["_entities"].as_array().expect("entities");
+        assert_eq!(list.len(), 100);
+        assert_eq!(list[99]["likeCount"], 1);
+        assert_eq!(list[99]["likedByMe"], true);
+        assert_eq!(list[0]["likeCount"], 0);
+        assert!(
+            used <= 4,
+            "[{}] 100 posts took {used} statements",
+            svc.backend
+        );
+    }
+}
+// ---------------------------------------------------------------------------------------
+// Harness (the same in every platform subgraph's tests/it.rs): a service over real HTTP on
+// a fresh database, trust headers minted by a test gateway key, and JSON helpers.
+// ---------------------------------------------------------------------------------------
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use portico_kit::ServiceContext;
+use portico_kit::events::{Bus, Event, InProcessBus};
+use portico_kit::testing::{self, TestTrust};
+use portico_trust::{Claims, HEADER_TRUST, HEADER_USER_ID, HEADER_USER_SCOPES, TrustSigner};
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement};
+use serde_json::{Value, json};
+
+struct Svc {
+    backend: &'static str,
+    url: String,
+    db: DatabaseConnection,
+    trust: TestTrust,
+    bus: Arc<InProcessBus>,
+    http: reqwest::Client,
+}
+
+/// Start the service on every test database (SQLite, and PostgreSQL when reachable).
+async fn services() -> Vec<Svc> {
+    let mut out = Vec::new();
+    for (backend, db) in testing::test_databases().await {
+        sut::migrate(&db).await.expect("migrations apply");
+        let trust = TestTrust::new();
+        let bus = Arc::new(InProcessBus::new());
+        let ctx = ServiceContext {
+            name: sut::NAME,
+            db: db.clone(),
+            trust: trust.verifier.clone(),
+            bus: bus.clone(),
+        };
+        let router = sut::app(ctx).await.expect("app starts");
+        let addr = testing::spawn(router).await;
+        out.push(Svc {
+            backend,
+            url: format!("http://{addr}/graphql"),
+            db,
+            trust,
+            bus,
+            http: reqwest::Client::new(),
+        });
+    }
+    out
+}
+
+impl Svc {
+    /// POST a GraphQL request with explicit headers; returns HTTP status and JSON body.
+    async fn post(&self, headers: Vec<(String, String)>, query: &str, vars: Value) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .json(&json!({ "query": query, "variables": vars }));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.expect("http request");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.expect("json body");
+        (status, body)
+    }
+
+    /// A request through the "gateway" as `user` (None = anonymous); asserts HTTP 200.
+    async fn gql(&self, user: Option<&str>, query: &str, vars: Value) -> Value {
+        let headers = testing::headers_for(&self.trust.signer, sut::NAME, user);
+        let (status, body) = self.post(headers, query, vars).await;
+        assert_eq!(status, 200, "[{}] {body}", self.backend);
+        body
+    }
+
+    /// As [`gql`], asserting there are no errors; returns `data`.
+    async fn data(&self, user: Option<&str>, query: &str, vars: Value) -> Value {
+        let body = self.gql(user, query, vars).await;
+        assert!(
+            body.get("errors").is_none(),
+            "[{}] unexpected errors: {body}",
+            self.backend
+        );
+        body["data"].clone()
+    }
+
+    /// As [`gql`], asserting the first error has `extensions.code == code`.
+    async fn error_code(&self, user: Option<&str>, query: &str, vars: Value, code: &str) {
+        let body = self.gql(user, query, vars).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], code,
+            "[{}] expected {code}: {body}",
+            self.backend
+        );
+    }
+
+    fn statements(&self) -> u64 {
+        portico_kit::db::statement_counter(&self.db).load(Ordering::SeqCst)
+    }
+
+    async fn publish(&self, event: &Event) {
+        self.bus.publish(event).await.expect("publish");
+    }
+
+    /// `SELECT COUNT(*) AS n …` on the service database.
+    async fn count(&self, sql: &str) -> i64 {
+        #[derive(FromQueryResult)]
+        struct N {
+            n: i64,
+        }
+        let backend = self.db.get_database_backend();
+        N::find_by_statement(Statement::from_string(backend, sql.to_string()))
+            .one(&self.db)
+            .await
+            .expect("count query")
+            .map(|r| r.n)
+            .unwrap_or(0)
+    }
+
+    /// Wait until `sql` (a COUNT query) returns `want`.
+    async fn wait_count(&self, sql: &str, want: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let n = self.count(sql).await;
+            if n == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "[{}] `{sql}` stayed {n}, expected {want}",
+                self.backend
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Svc {
+    /// Wait until background event work has settled: every outbox row published and the
+    /// service's own consumer (if any) idle, so statement counts measure only the request.
+    async fn quiesce(&self) {
+        self.wait_count(
+            "SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL",
+            0,
+        )
+        .await;
+        let mut last = -1;
+        loop {
+            let n = self
+                .count("SELECT COUNT(*) AS n FROM processed_events")
+                .await;
+            if n == last {
+                return;
+            }
+            last = n;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn new_user() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Every way of calling without a valid trust token is refused with 401 and no data.
+async fn assert_trust_enforced(svc: &Svc, query: &str) {
+    let user = new_user();
+    let forged_signer = TrustSigner::generate();
+    let expired = {
+        let now = now_secs();
+        svc.trust.signer.sign(&Claims {
+            aud: sut::NAME.to_string(),
+            iat: now - 120,
+            exp: now - 60,
+            kid: svc.trust.signer.kid().to_string(),
+            idh: String::new(),
+            sub: Some(user.clone()),
+        })
+    };
+    let cases: Vec<(&str, Vec<(String, String)>)> = vec![
+        ("no token", vec![(HEADER_USER_ID.to_string(), user.clone())]),
+        (
+            "forged",
+            testing::headers_for(&forged_signer, sut::NAME, Some(&user)),
+        ),
+        (
+            "expired",
+            vec![
+                (HEADER_TRUST.to_string(), expired),
+                (HEADER_USER_ID.to_string(), user.clone()),
+                (HEADER_USER_SCOPES.to_string(), "read write".to_string()),
+            ],
+        ),
+        (
+            "other audience",
+            testing::headers_for(&svc.trust.signer, "some-other-subgraph", Some(&user)),
+        ),
+        (
+            "identity swapped",
+            testing::headers_for(&svc.trust.signer, sut::NAME, Some(&user))
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == HEADER_USER_ID {
+                        (k, new_user())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+        ),
+    ];
+    for (what, headers) in cases {
+        let (status, body) = svc.post(headers, query, json!({})).await;
+        assert_eq!(status, 401, "[{}] {what}: {body}", svc.backend);
+        assert!(
+            body.get("data").is_none(),
+            "[{}] {what}: {body}",
+            svc.backend
+        );
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "[{}] {what}: {body}",
+            svc.backend
+        );
+    }
+    let ok = testing::headers_for(&svc.trust.signer, sut::NAME, Some(&user));
+    let (status, body) = svc.post(ok, query, json!({})).await;
+    assert_eq!(status, 200, "[{}] valid token: {body}", svc.backend);
+}
+
+/// `supergraph/<name>.graphql` equals `sdl()`; `UPDATE_SDL=1` rewrites the file.
+fn check_sdl_file() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../supergraph")
+        .join(format!("{}.graphql", sut::NAME));
+    let sdl = sut::sdl();
+    if std::env::var("UPDATE_SDL").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &sdl).expect("write SDL file");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == sdl,
+        "{} differs from sdl(); run with UPDATE_SDL=1 to rewrite it",
+        path.display()
+    );
+}
