@@ -1,5 +1,8 @@
 //! Stage 1, operation normalisation: pick the operation, inline named fragments, keep only
-//! `@skip`/`@include` among executable directives, drop root introspection fields. The
+//! `@skip`/`@include` among executable directives, drop root introspection fields. Literal
+//! conditions are decided here: `@skip(if: true)`/`@include(if: false)` prune the
+//! selection (no fetch for it at all), `@skip(if: false)`/`@include(if: true)` are dropped;
+//! only conditions on variables reach the walk. The
 //! result is a small owned selection tree ([`Sel`]) that the walk consumes; field sets of
 //! the supergraph (`key`, `requires`, `provides`) are parsed into the same tree.
 
@@ -49,12 +52,35 @@ pub(crate) struct Operation {
     pub(crate) selections: Vec<Sel>,
 }
 
-fn conditions(directives: &executable::DirectiveList) -> Vec<Node<Directive>> {
-    directives
-        .iter()
-        .filter(|d| d.name == "skip" || d.name == "include")
-        .cloned()
-        .collect()
+/// The `@skip`/`@include` conditions left to decide at run time, or `None` when a literal
+/// condition excludes the selection.
+fn conditions(directives: &executable::DirectiveList) -> Option<Vec<Node<Directive>>> {
+    let mut out = Vec::new();
+    for d in directives.iter() {
+        let included_when = match d.name.as_str() {
+            "include" => true,
+            "skip" => false,
+            _ => continue,
+        };
+        match d.specified_argument_by_name("if").map(|v| v.as_ref()) {
+            Some(ast::Value::Boolean(b)) if *b == included_when => {}
+            Some(ast::Value::Boolean(_)) => return None,
+            _ => out.push(d.clone()),
+        }
+    }
+    Some(out)
+}
+
+/// A selection set emptied by literal conditions still needs one field in a subgraph
+/// request; `__typename` is free and never reaches the client.
+fn typename_only() -> Vec<Sel> {
+    vec![Sel::Field(Field {
+        alias: None,
+        name: apollo_compiler::name!("__typename"),
+        arguments: Vec::new(),
+        directives: Vec::new(),
+        selections: Vec::new(),
+    })]
 }
 
 pub(crate) fn normalize(
@@ -108,19 +134,40 @@ fn convert(
     for s in &set.selections {
         budget.tick()?;
         match s {
-            Selection::Field(f) => out.push(Sel::Field(Field {
-                alias: f.alias.clone(),
-                name: f.name.clone(),
-                arguments: f.arguments.clone(),
-                directives: conditions(&f.directives),
-                selections: convert(document, &f.selection_set, budget, depth + 1)?,
-            })),
-            Selection::InlineFragment(i) => out.push(Sel::Fragment(Fragment {
-                type_condition: i.type_condition.clone(),
-                directives: conditions(&i.directives),
-                selections: convert(document, &i.selection_set, budget, depth + 1)?,
-            })),
+            Selection::Field(f) => {
+                let Some(directives) = conditions(&f.directives) else {
+                    continue;
+                };
+                let mut selections = convert(document, &f.selection_set, budget, depth + 1)?;
+                if selections.is_empty() && !f.selection_set.selections.is_empty() {
+                    selections = typename_only();
+                }
+                out.push(Sel::Field(Field {
+                    alias: f.alias.clone(),
+                    name: f.name.clone(),
+                    arguments: f.arguments.clone(),
+                    directives,
+                    selections,
+                }));
+            }
+            Selection::InlineFragment(i) => {
+                let Some(directives) = conditions(&i.directives) else {
+                    continue;
+                };
+                let selections = convert(document, &i.selection_set, budget, depth + 1)?;
+                if selections.is_empty() {
+                    continue;
+                }
+                out.push(Sel::Fragment(Fragment {
+                    type_condition: i.type_condition.clone(),
+                    directives,
+                    selections,
+                }));
+            }
             Selection::FragmentSpread(spread) => {
+                let Some(directives) = conditions(&spread.directives) else {
+                    continue;
+                };
                 let def = document
                     .fragments
                     .get(&spread.fragment_name)
@@ -130,10 +177,14 @@ fn convert(
                             spread.fragment_name
                         ))
                     })?;
+                let selections = convert(document, &def.selection_set, budget, depth + 1)?;
+                if selections.is_empty() {
+                    continue;
+                }
                 out.push(Sel::Fragment(Fragment {
                     type_condition: Some(def.selection_set.ty.clone()),
-                    directives: conditions(&spread.directives),
-                    selections: convert(document, &def.selection_set, budget, depth + 1)?,
+                    directives,
+                    selections,
                 }));
             }
         }
