@@ -1,9 +1,11 @@
 //! Composition tests.
 //!
 //! 1. Interoperability: every planner fixture under `tests/fixtures/<case>/subgraphs/`
-//!    was composed by `@theguild/federation-composition` into its `supergraph.graphql`;
-//!    Portico must compose the same subgraphs into a supergraph with the same API schema
-//!    and the same join metadata (after `normalize_supergraph`).
+//!    was composed by `@theguild/federation-composition` into its `supergraph.graphql`,
+//!    and every composition fixture that library composes has its output in
+//!    `reference.graphql` (`tests/composition-reference.mjs`); Portico must compose the
+//!    same subgraphs into a supergraph with the same API schema and the same join
+//!    metadata (after `normalize_supergraph`).
 //! 2. Composition fixtures: `tests/composition/<case>/subgraphs/*.graphql` (subgraph name
 //!    = file name, url = `http://<name>`) → `supergraph.graphql` + `api.graphql` when the
 //!    composition succeeds (plus `hints.txt` when it has hints), `diagnostics.txt` when it
@@ -49,16 +51,33 @@ fn cases(root: &str) -> Vec<PathBuf> {
 #[test]
 fn composes_planner_fixtures_like_the_guild_composition() {
     let mut failures = Vec::new();
-    let all = cases("tests/fixtures");
-    for case in &all {
+    let mut all: Vec<(PathBuf, &str)> = cases("tests/fixtures")
+        .into_iter()
+        .map(|c| (c, "supergraph.graphql"))
+        .collect();
+    all.extend(
+        cases("tests/composition")
+            .into_iter()
+            .filter(|c| c.join("reference.graphql").exists())
+            .map(|c| (c, "reference.graphql")),
+    );
+    for (case, reference) in &all {
         let name = case
             .file_name()
             .expect("name")
             .to_string_lossy()
             .to_string();
-        let expected = fs::read_to_string(case.join("supergraph.graphql")).expect("supergraph");
-        let expected = normalize_supergraph(&expected).expect("reference supergraph loads");
-        match compose(&subgraphs_in(&case.join("subgraphs"))) {
+        let reference = fs::read_to_string(case.join(reference)).expect("supergraph");
+        let expected = normalize_supergraph(&reference).expect("reference supergraph loads");
+        // Routing URLs are not in the subgraph files: take the reference's.
+        let urls = Supergraph::parse(&reference).expect("reference loads");
+        let mut inputs = subgraphs_in(&case.join("subgraphs"));
+        for input in &mut inputs {
+            if let Some(s) = urls.subgraphs().iter().find(|s| s.name == input.name) {
+                input.url = s.url.clone();
+            }
+        }
+        match compose(&inputs) {
             Err(e) => failures.push(format!(
                 "{name}: composition failed:\n{}",
                 render_text(&e.errors)

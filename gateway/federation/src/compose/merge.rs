@@ -401,13 +401,9 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
         for s in sources {
             let sg = &subgraphs[s.idx];
             let g = &graph_names[s.idx];
-            let fed1_ext = sg.fed1
-                && (sg.has(s.ty.directives(), "extends")
-                    || !s.ty.directives().is_empty() && type_is_extension(s.ty));
+            // `extension: true` is not emitted: it has no routing meaning and the Guild's
+            // composition (the interop reference) leaves it out.
             let mut extra = String::new();
-            if fed1_ext {
-                extra.push_str(", extension: true");
-            }
             if s.interface_object {
                 extra.push_str(", isInterfaceObject: true");
             }
@@ -751,18 +747,6 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
     out
 }
 
-fn type_is_extension(ty: &ExtendedType) -> bool {
-    let fields_ext =
-        |fs: &apollo_compiler::collections::IndexMap<Name, Component<FieldDefinition>>| {
-            !fs.is_empty() && fs.values().all(|f| f.origin.extension_id().is_some())
-        };
-    match ty {
-        ExtendedType::Object(o) => fields_ext(&o.fields),
-        ExtendedType::Interface(i) => fields_ext(&i.fields),
-        _ => false,
-    }
-}
-
 fn sp(items: &[String]) -> String {
     items.iter().map(|i| format!(" {i}")).collect()
 }
@@ -992,6 +976,7 @@ fn merge_fields(
                     .map(|from| (f.idx, from, f.override_label.clone()))
             })
             .collect();
+        let mut override_chain = false;
         for (idx, from, label) in overriders {
             let me = &subgraphs[idx].name;
             let Some(src_idx) = subgraphs.iter().position(|s| s.name == from) else {
@@ -1002,7 +987,11 @@ fn merge_fields(
                 diags.push(Diagnostic::hint("OVERRIDE_DIRECTIVE_CAN_BE_REMOVED", format!("Field \"{coord}\" on subgraph \"{me}\" no longer exists in the from subgraph. The @override directive can be removed.")).subgraph(me.clone()).at(coord.clone()));
                 continue;
             };
+            if src.external {
+                continue;
+            }
             if src.override_from.is_some() {
+                override_chain = true;
                 diags.push(Diagnostic::error("OVERRIDE_SOURCE_HAS_OVERRIDE", format!("Field \"{coord}\" on subgraph \"{me}\" is also marked with directive @override in subgraph \"{from}\". Only one @override directive is allowed per field.")).subgraphs([me.clone(), from.clone()]).at(coord.clone()));
                 continue;
             }
@@ -1035,6 +1024,7 @@ fn merge_fields(
             .filter(|f| !matches!(f.overridden, Overridden::Label(_)) && f.override_label.is_none())
             .collect();
         if kind == Kind::Object
+            && !override_chain
             && plain.len() > 1
             && plain.iter().any(|f| !f.shareable)
             && !fsources.iter().any(|f| f.interface_object)

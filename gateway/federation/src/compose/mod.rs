@@ -8,14 +8,15 @@
 //!    `@interfaceObject`).
 //! 3. [`merge`]: merge types across subgraphs (sharing, enums, inputs, arguments,
 //!    directives) and print the supergraph with its join metadata.
-//! 4. load the printed supergraph with [`Supergraph::parse`] (the same loader the gateway
-//!    uses), derive the API schema, check `@inaccessible` consistency.
+//! 4. [`inaccessible`]: `@inaccessible` consistency; then load the printed supergraph with
+//!    [`Supergraph::parse`] (the same loader the gateway uses) and derive the API schema.
 //! 5. [`satisfiability`]: every API field reachable from the root types.
 //!
 //! Errors from all stages are collected; stages after a failing one still run when their
 //! input is usable, so one run reports as much as possible.
 
 mod diagnostic;
+mod inaccessible;
 mod merge;
 mod normalize;
 mod satisfiability;
@@ -108,6 +109,12 @@ pub fn compose(subgraphs: &[SubgraphInput]) -> Result<Composed, CompositionError
     let printed = merge::merge(&loaded, &mut diags);
     if diags.has_errors() {
         return Err(finish_errors(diags));
+    }
+    if let Ok(schema) = apollo_compiler::Schema::parse(&printed, "supergraph.graphql") {
+        inaccessible::check(&schema, &mut diags);
+        if diags.has_errors() {
+            return Err(finish_errors(diags));
+        }
     }
     let supergraph = match Supergraph::parse(&printed) {
         Ok(s) => s,
