@@ -32,6 +32,10 @@ use std::collections::BTreeSet;
 pub struct PlanOptions {
     /// Active progressive-override labels (`@override(label:)`): fields whose label is in
     /// this set are resolved by the overriding subgraph, others by the overridden one.
+    /// The planner does no sampling: the gateway picks the set per request (each
+    /// `percent(x)` label of [`Supergraph::override_labels`] with probability x/100, see
+    /// [`Supergraph::override_label_percent`], plus the labels its configuration enables)
+    /// and keys its plan cache on it.
     pub override_labels: BTreeSet<String>,
     /// Work budget; planning fails with [`PlanError::BudgetExceeded`] beyond it.
     pub max_steps: usize,

@@ -89,6 +89,8 @@ pub struct Supergraph {
     subgraphs: Vec<SubgraphInfo>,
     /// Join metadata for object, interface and union types.
     pub(crate) types: HashMap<apollo_compiler::Name, TypeMeta>,
+    /// Progressive-override labels, sorted, each once.
+    override_labels: Vec<String>,
 }
 
 impl std::fmt::Debug for Supergraph {
@@ -114,12 +116,50 @@ impl Supergraph {
         let links = links::resolve(&schema)?;
         let (subgraphs, types) = join::extract(&schema, &links)?;
         let api = api_schema::derive(&schema, &links)?;
+        let mut override_labels: Vec<String> = types
+            .values()
+            .flat_map(|t| t.fields.values().flatten())
+            .filter_map(|j| j.override_label.clone())
+            .collect();
+        override_labels.sort();
+        override_labels.dedup();
         Ok(Supergraph {
             supergraph: schema,
             api,
             subgraphs,
             types,
+            override_labels,
         })
+    }
+
+    /// The progressive-override labels of the supergraph (`@join__field(overrideLabel:)`,
+    /// from `@override(from:, label:)`), sorted, each once.
+    ///
+    /// A label is active for a request when it is in `PlanOptions::override_labels`.
+    /// Following Apollo, the gateway decides per request: a `percent(x)` label (see
+    /// [`Supergraph::override_label_percent`]) is active with probability x/100, any
+    /// other label only when configuration enables it. The active set is part of the
+    /// plan cache key.
+    pub fn override_labels(&self) -> impl Iterator<Item = &str> {
+        self.override_labels.iter().map(String::as_str)
+    }
+
+    /// `Some(x)` for a `percent(x)` label (`0 <= x <= 100`, up to 8 decimals, as Apollo
+    /// accepts), `None` for any other label.
+    pub fn override_label_percent(label: &str) -> Option<f64> {
+        let inner = label.strip_prefix("percent(")?.strip_suffix(')')?;
+        let (whole, fraction) = match inner.split_once('.') {
+            Some((w, f)) => (w, Some(f)),
+            None => (inner, None),
+        };
+        let digits = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+        };
+        if !digits(whole, 3) || fraction.is_some_and(|f| !digits(f, 8)) {
+            return None;
+        }
+        let x: f64 = inner.parse().ok()?;
+        (0.0..=100.0).contains(&x).then_some(x)
     }
 
     /// Subgraphs in `join__Graph` order (the order plans use to break ties).

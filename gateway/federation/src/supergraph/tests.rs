@@ -216,3 +216,40 @@ fn a_generated_10000_type_supergraph_loads() {
     assert_eq!(sg.types.len(), 10_001);
     assert!(sg.api_schema().types.contains_key("T9999"));
 }
+
+#[test]
+fn override_labels_are_listed_and_percent_labels_parsed() {
+    let sg = Supergraph::parse(&v03(
+        r#"type Query @join__type(graph: A) @join__type(graph: B) { a: A @join__field(graph: A) }
+           type A @join__type(graph: A, key: "id") @join__type(graph: B, key: "id") {
+             id: ID!
+             x: Int @join__field(graph: B, override: "a", overrideLabel: "percent(25)") @join__field(graph: A, overrideLabel: "percent(25)")
+             y: Int @join__field(graph: B, override: "a", overrideLabel: "beta") @join__field(graph: A, overrideLabel: "beta")
+             z: Int @join__field(graph: B, override: "a") }"#,
+    ).replace(
+        "override: String, usedOverridden: Boolean)",
+        "override: String, usedOverridden: Boolean, overrideLabel: String)",
+    ))
+    .expect("loads");
+    assert_eq!(
+        sg.override_labels().collect::<Vec<_>>(),
+        ["beta", "percent(25)"]
+    );
+    let p = Supergraph::override_label_percent;
+    assert_eq!(p("percent(25)"), Some(25.0));
+    assert_eq!(p("percent(0)"), Some(0.0));
+    assert_eq!(p("percent(100)"), Some(100.0));
+    assert_eq!(p("percent(0.12345678)"), Some(0.12345678));
+    for not_percent in [
+        "beta",
+        "percent(101)",
+        "percent()",
+        "percent(-1)",
+        "percent(1.)",
+        "percent(0.123456789)",
+        "percent(1e2)",
+        "percent (5)",
+    ] {
+        assert_eq!(p(not_percent), None, "{not_percent}");
+    }
+}
