@@ -107,18 +107,25 @@ fn code(body: &Value) -> &str {
 
 const FOLLOW: &str = "mutation($id: ID!) { follow(userId: $id) { id followerCount } }";
 const UNFOLLOW: &str = "mutation($id: ID!) { unfollow(userId: $id) { id followerCount } }";
-const COUNTS: &str = "query($id: ID!) { user(id: $id) { followerCount followingCount followingIds } }";
+const COUNTS: &str =
+    "query($id: ID!) { user(id: $id) { followerCount followingCount followingIds } }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn user_registered_delivered_twice_creates_one_profile() {
     for svc in Service::all().await {
         let b = svc.backend;
         let id = portico_kit::new_id();
-        let event = Event::new(USER_REGISTERED, json!({ "userId": id, "username": "twice" }));
+        let event = Event::new(
+            USER_REGISTERED,
+            json!({ "userId": id, "username": "twice" }),
+        );
         svc.bus.publish(&event).await.expect("publish");
         svc.bus.publish(&event).await.expect("publish again");
         // a second event with a new id but the same user is also harmless
-        let replay = Event::new(USER_REGISTERED, json!({ "userId": id, "username": "twice" }));
+        let replay = Event::new(
+            USER_REGISTERED,
+            json!({ "userId": id, "username": "twice" }),
+        );
         svc.bus.publish(&replay).await.expect("publish replay");
         svc.users("after", 1).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -143,28 +150,32 @@ async fn two_hundred_concurrent_follows_count_exactly_and_following_twice_counts
         let b = svc.backend;
         let star = svc.users("star", 1).await.remove(0);
         let fans = svc.users("fan", 200).await;
-        let svc = Arc::new(svc);
-        let tasks: Vec<_> = fans
-            .iter()
-            .map(|fan| {
-                let (svc, fan, star) = (svc.clone(), fan.clone(), star.clone());
-                tokio::spawn(async move {
-                    svc.gql_as(Some(&fan), FOLLOW, json!({ "id": star })).await
-                })
-            })
-            .collect();
-        for t in tasks {
-            let body = t.await.expect("join");
+        // 200 requests in flight at once
+        let bodies = futures::future::join_all(
+            fans.iter()
+                .map(|fan| svc.gql_as(Some(fan), FOLLOW, json!({ "id": star }))),
+        )
+        .await;
+        for body in bodies {
             assert!(body.get("errors").is_none(), "{b}: {body}");
         }
         let counts = svc.gql_as(None, COUNTS, json!({ "id": star })).await;
-        assert_eq!(counts["data"]["user"]["followerCount"], 200, "{b}: {counts}");
+        assert_eq!(
+            counts["data"]["user"]["followerCount"], 200,
+            "{b}: {counts}"
+        );
 
         // idempotent: following again changes nothing and emits no event
-        let again = svc.gql_as(Some(&fans[0]), FOLLOW, json!({ "id": star })).await;
-        assert_eq!(again["data"]["follow"]["followerCount"], 200, "{b}: {again}");
+        let again = svc
+            .gql_as(Some(&fans[0]), FOLLOW, json!({ "id": star }))
+            .await;
         assert_eq!(
-            svc.count("SELECT COUNT(*) FROM outbox WHERE kind = 'USER_FOLLOWED'").await,
+            again["data"]["follow"]["followerCount"], 200,
+            "{b}: {again}"
+        );
+        assert_eq!(
+            svc.count("SELECT COUNT(*) FROM outbox WHERE kind = 'USER_FOLLOWED'")
+                .await,
             200,
             "{b}"
         );
@@ -174,11 +185,17 @@ async fn two_hundred_concurrent_follows_count_exactly_and_following_twice_counts
 
         // unfollow is idempotent too
         for _ in 0..2 {
-            let body = svc.gql_as(Some(&fans[0]), UNFOLLOW, json!({ "id": star })).await;
-            assert_eq!(body["data"]["unfollow"]["followerCount"], 199, "{b}: {body}");
+            let body = svc
+                .gql_as(Some(&fans[0]), UNFOLLOW, json!({ "id": star }))
+                .await;
+            assert_eq!(
+                body["data"]["unfollow"]["followerCount"], 199,
+                "{b}: {body}"
+            );
         }
         assert_eq!(
-            svc.count("SELECT COUNT(*) FROM outbox WHERE kind = 'USER_UNFOLLOWED'").await,
+            svc.count("SELECT COUNT(*) FROM outbox WHERE kind = 'USER_UNFOLLOWED'")
+                .await,
             1,
             "{b}"
         );
@@ -199,13 +216,24 @@ async fn two_hundred_concurrent_follows_count_exactly_and_following_twice_counts
         let mut after: Option<String> = None;
         loop {
             let body = svc
-                .gql_as(None, page_q, json!({ "id": star, "first": 60, "after": after }))
+                .gql_as(
+                    None,
+                    page_q,
+                    json!({ "id": star, "first": 60, "after": after }),
+                )
                 .await;
             let conn = &body["data"]["user"]["followers"];
             let edges = conn["edges"].as_array().expect("edges");
-            assert_eq!(conn["nodes"].as_array().map(Vec::len), Some(edges.len()), "{b}");
+            assert_eq!(
+                conn["nodes"].as_array().map(Vec::len),
+                Some(edges.len()),
+                "{b}"
+            );
             for e in edges {
-                assert!(seen.insert(e["node"]["id"].as_str().expect("id").to_string()), "{b}");
+                assert!(
+                    seen.insert(e["node"]["id"].as_str().expect("id").to_string()),
+                    "{b}"
+                );
             }
             if conn["pageInfo"]["hasNextPage"] != true {
                 break;
@@ -217,7 +245,9 @@ async fn two_hundred_concurrent_follows_count_exactly_and_following_twice_counts
         let newest = svc
             .gql_as(None, page_q, json!({ "id": star, "first": 1 }))
             .await;
-        let last_fan = svc.gql_as(Some(&fans[0]), FOLLOW, json!({ "id": star })).await;
+        let last_fan = svc
+            .gql_as(Some(&fans[0]), FOLLOW, json!({ "id": star }))
+            .await;
         assert!(last_fan.get("errors").is_none(), "{b}");
         let newest_after = svc
             .gql_as(None, page_q, json!({ "id": star, "first": 1 }))
@@ -306,7 +336,10 @@ async fn requests_without_a_valid_trust_token_are_refused_with_401_and_no_data()
             ("missing", vec![]),
             ("forged", headers_for(&forged, "users", Some("u"))),
             ("expired", vec![("portico-trust".into(), expired)]),
-            ("other audience", headers_for(&svc.trust.signer, "posts", Some("u"))),
+            (
+                "other audience",
+                headers_for(&svc.trust.signer, "posts", Some("u")),
+            ),
         ];
         for (case, headers) in cases {
             let mut req = svc
@@ -326,7 +359,10 @@ async fn requests_without_a_valid_trust_token_are_refused_with_401_and_no_data()
 
 #[test]
 fn exported_sdl_matches_the_committed_file() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../supergraph/users.graphql");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../supergraph/users.graphql"
+    );
     let sdl = portico_users::sdl();
     if std::env::var("UPDATE_SDL").is_ok_and(|v| v == "1") {
         std::fs::write(path, &sdl).expect("write the SDL file");
