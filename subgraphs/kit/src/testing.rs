@@ -62,6 +62,7 @@ async fn fresh_postgres() -> Result<DatabaseConnection, String> {
     .await
     .map_err(|_| format!("timed out connecting to {base}"))?
     .map_err(|e| format!("cannot connect to {base}: {e}"))?;
+    drop_stale_test_databases(&admin).await;
     let name = format!("portico_test_{}", uuid::Uuid::new_v4().simple());
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
@@ -72,6 +73,39 @@ async fn fresh_postgres() -> Result<DatabaseConnection, String> {
     db::connect_with_pool_size(&url, TEST_PG_POOL)
         .await
         .map_err(|e| format!("cannot connect to {url}: {e}"))
+}
+
+/// Test databases older than this are dropped (once per process, best effort) so repeated
+/// runs do not fill the disk.
+const STALE_AFTER: &str = "1 hour";
+
+async fn drop_stale_test_databases(admin: &DatabaseConnection) {
+    static ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let sql = format!(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'portico\\_test\\_%' \
+         AND (pg_stat_file('base/' || oid || '/PG_VERSION')).modification < now() - interval '{STALE_AFTER}'"
+    );
+    let Ok(rows) = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            admin.get_database_backend(),
+            sql,
+        ))
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        if let Ok(name) = row.try_get::<String>("", "datname")
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
 }
 
 /// `postgres://u@h:p/old?x` → `postgres://u@h:p/<name>?x`.
