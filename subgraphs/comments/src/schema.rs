@@ -3,7 +3,7 @@
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use portico_kit::errors::{ErrorCode, gql_error};
 use portico_kit::events;
 use portico_kit::identity::require_user;
@@ -211,11 +211,11 @@ impl Mutation {
             return Err(gql_error(ErrorCode::NotFound, "no such post"));
         }
         let model = comment::Model {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: portico_kit::new_id(),
             post_id: post_id.to_string(),
             author_id: author,
             body,
-            created_at: Utc::now().trunc_subsecs(6),
+            created_at: portico_kit::now(),
         };
         let txn = db.begin().await.map_err(internal)?;
         comment::ActiveModel {

@@ -12,9 +12,8 @@ pub mod projection;
 pub mod schema;
 pub mod sql;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
-use portico_kit::{KitError, ServiceContext};
+use portico_kit::{KitError, ServiceContext, data_loader};
 use portico_migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
 
@@ -42,25 +41,12 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     portico_migrations::likes::Migrator::up(db, None).await
 }
 
-/// How long a DataLoader waits to collect keys before loading a batch. async-graphql's
-/// 1 ms default splits one `_entities` batch of ~100 representations into several SQL
-/// statements when the machine is busy (resolving the representations takes longer than
-/// the window); 5 ms keeps a batch one statement at a small latency cost.
-pub const LOADER_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
-
-fn loader<T: async_graphql::dataloader::Loader<K>, K>(inner: T) -> DataLoader<T>
-where
-    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
-{
-    DataLoader::new(inner, tokio::spawn).delay(LOADER_DELAY)
-}
-
 /// The schema wired to a database (loaders included), without HTTP.
 pub fn schema(db: DatabaseConnection) -> LikesSchema {
     builder()
-        .data(loader(loaders::LikeCountLoader { db: db.clone() }))
-        .data(loader(loaders::LikedLoader { db: db.clone() }))
-        .data(loader(loaders::PostLikesLoader { db: db.clone() }))
+        .data(data_loader(loaders::LikeCountLoader { db: db.clone() }))
+        .data(data_loader(loaders::LikedLoader { db: db.clone() }))
+        .data(data_loader(loaders::PostLikesLoader { db: db.clone() }))
         .data(db)
         .finish()
 }

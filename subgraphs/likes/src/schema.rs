@@ -3,7 +3,7 @@
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use portico_kit::errors::{ErrorCode, gql_error};
 use portico_kit::events;
 use portico_kit::identity::{identity, require_user};
@@ -184,7 +184,7 @@ impl Mutation {
         let inserted = like::Entity::insert(like::ActiveModel {
             post_id: Set(post_id.to_string()),
             user_id: Set(user.clone()),
-            created_at: Set(Utc::now().trunc_subsecs(6)),
+            created_at: Set(portico_kit::now()),
         })
         .on_conflict(
             OnConflict::columns([like::Column::PostId, like::Column::UserId])

@@ -3,7 +3,7 @@
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use portico_kit::errors::{ErrorCode, gql_error};
 use portico_kit::events;
 use portico_kit::identity::require_user;
@@ -264,11 +264,11 @@ impl Mutation {
             }
         }
         let model = post::Model {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: portico_kit::new_id(),
             author_id: author,
             caption,
             image_url,
-            created_at: Utc::now().trunc_subsecs(6),
+            created_at: portico_kit::now(),
         };
         let db = ctx.data::<DatabaseConnection>()?;
         let txn = db.begin().await.map_err(internal)?;
