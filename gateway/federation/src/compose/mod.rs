@@ -23,6 +23,7 @@ mod satisfiability;
 mod subgraph;
 mod validate;
 
+pub(crate) use diagnostic::github_escape as diagnostic_escape;
 pub use diagnostic::{Diagnostic, Severity, render_github, render_json, render_text};
 pub use normalize::{normalize_api, normalize_supergraph};
 

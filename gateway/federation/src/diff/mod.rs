@@ -1,1 +1,147 @@
-//! Schema diff (placeholder).
+//! Schema diff (`portico check`): compares two API schemas and classifies every change as
+//! breaking, dangerous or safe, with its schema coordinate; optionally against a set of
+//! client operations, naming the operations each change touches and those that stop
+//! validating.
+//!
+//! Stages: parse both schemas ([`diff`]) → compare types, fields, arguments, input
+//! fields, enum values, union members, interfaces, directives, root types ([`compare`])
+//! → with operations, collect the coordinates each one uses and validate it against the
+//! new schema ([`operations`]) → render as text, JSON or GitHub annotations ([`render`]).
+
+mod compare;
+mod operations;
+mod render;
+
+pub use render::{render_github, render_json, render_text};
+
+use apollo_compiler::Schema;
+use apollo_compiler::validation::Valid;
+use serde::Serialize;
+
+/// How a change affects existing clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// Existing operations may stop validating or get different results.
+    Breaking,
+    /// Valid operations keep validating but clients may see something new
+    /// (a new enum value, a new union member, a changed default).
+    Dangerous,
+    /// No client can notice.
+    Safe,
+}
+
+/// One change between the old and the new schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub kind: ChangeKind,
+    /// Stable code: `FIELD_REMOVED`, `ENUM_VALUE_ADDED`, `ARG_CHANGED_TYPE`, …
+    pub code: &'static str,
+    /// Schema coordinate: `Type`, `Type.field`, `Type.field(arg:)`, `Enum.VALUE`, `@dir`.
+    pub coordinate: String,
+    pub message: String,
+    /// Operation-aware mode: the operations that use what changed (sorted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<String>,
+    /// What an operation must use to be touched by this change (a type or coordinate).
+    #[serde(skip)]
+    pub(crate) touches: String,
+}
+
+/// An operation that validates against the old schema but not against the new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokenOperation {
+    pub name: String,
+    pub errors: Vec<String>,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub changes: Vec<Change>,
+    /// Whether operations were given (then `Change::operations` is meaningful).
+    pub operation_aware: bool,
+    /// Operations that stop validating against the new schema.
+    pub broken_operations: Vec<BrokenOperation>,
+    /// Operations that do not validate against the old schema either (not checked).
+    pub skipped_operations: Vec<BrokenOperation>,
+}
+
+impl Report {
+    /// Plain diff, no operations.
+    pub fn from_changes(changes: Vec<Change>) -> Report {
+        Report {
+            changes,
+            operation_aware: false,
+            broken_operations: Vec::new(),
+            skipped_operations: Vec::new(),
+        }
+    }
+
+    /// Breaking changes that should fail a check: all of them, or in operation-aware mode
+    /// those used by an operation.
+    pub fn blocking(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(move |c| {
+            c.kind == ChangeKind::Breaking && (!self.operation_aware || !c.operations.is_empty())
+        })
+    }
+
+    /// `true` when the check should fail (blocking breaking changes or broken operations).
+    pub fn is_breaking(&self) -> bool {
+        self.blocking().next().is_some() || !self.broken_operations.is_empty()
+    }
+}
+
+/// Why a diff could not be computed.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum DiffError {
+    #[error("the old schema is invalid: {0}")]
+    OldSchema(String),
+    #[error("the new schema is invalid: {0}")]
+    NewSchema(String),
+}
+
+fn load(sdl: &str, name: &str) -> Result<Valid<Schema>, String> {
+    Schema::parse_and_validate(sdl, name).map_err(|e| {
+        e.errors
+            .iter()
+            .map(|d| d.error.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// Every change from `old_api_sdl` to `new_api_sdl`, breaking first, then by coordinate.
+pub fn diff(old_api_sdl: &str, new_api_sdl: &str) -> Result<Vec<Change>, DiffError> {
+    let old = load(old_api_sdl, "old.graphql").map_err(DiffError::OldSchema)?;
+    let new = load(new_api_sdl, "new.graphql").map_err(DiffError::NewSchema)?;
+    Ok(compare::compare(&old, &new))
+}
+
+/// [`diff`], plus which operations (`(name, text)`) each change touches and which
+/// operations stop validating against the new schema.
+pub fn diff_with_operations(
+    old_api_sdl: &str,
+    new_api_sdl: &str,
+    operations: &[(String, String)],
+) -> Result<Report, DiffError> {
+    let old = load(old_api_sdl, "old.graphql").map_err(DiffError::OldSchema)?;
+    let new = load(new_api_sdl, "new.graphql").map_err(DiffError::NewSchema)?;
+    let mut changes = compare::compare(&old, &new);
+    let (usage, skipped) = operations::usage(&old, operations);
+    for change in &mut changes {
+        change.operations = usage
+            .iter()
+            .filter(|(_, used)| used.contains(&change.touches))
+            .map(|(name, _)| name.clone())
+            .collect();
+        change.operations.sort();
+    }
+    let broken = operations::broken(&new, operations, &skipped);
+    Ok(Report {
+        changes,
+        operation_aware: true,
+        broken_operations: broken,
+        skipped_operations: skipped,
+    })
+}

@@ -1,0 +1,183 @@
+//! Schema diff tests: one file per case in `tests/diff/`, with sections
+//! `# --- old`, `# --- new`, optionally `# --- operations` (operations separated by
+//! `# operation NAME` lines) and `# --- expected` (one line per change:
+//! `kind CODE coordinate [operations]`, then `broken NAME` per operation that stops
+//! validating and `skipped NAME` per operation already invalid against the old schema). `PORTICO_BLESS=1` rewrites the expected sections.
+
+use portico_federation::diff::{
+    ChangeKind, Report, diff, diff_with_operations, render_github, render_json, render_text,
+};
+use std::fs;
+use std::path::Path;
+
+struct Case {
+    old: String,
+    new: String,
+    operations: Option<Vec<(String, String)>>,
+    expected: String,
+}
+
+fn section<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let marker = format!("# --- {name}\n");
+    let start = text.find(&marker)? + marker.len();
+    let rest = &text[start..];
+    let end = rest.find("# --- ").unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+fn parse_case(text: &str) -> Case {
+    let operations = section(text, "operations").map(|ops| {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for line in ops.lines() {
+            if let Some(name) = line.strip_prefix("# operation ") {
+                out.push((name.trim().to_string(), String::new()));
+            } else if let Some(last) = out.last_mut() {
+                last.1.push_str(line);
+                last.1.push('\n');
+            }
+        }
+        out
+    });
+    Case {
+        old: section(text, "old").expect("old section").to_string(),
+        new: section(text, "new").expect("new section").to_string(),
+        operations,
+        expected: section(text, "expected").unwrap_or_default().to_string(),
+    }
+}
+
+fn summarize(report: &Report) -> String {
+    let mut out = String::new();
+    for c in &report.changes {
+        let kind = match c.kind {
+            ChangeKind::Breaking => "breaking",
+            ChangeKind::Dangerous => "dangerous",
+            ChangeKind::Safe => "safe",
+        };
+        out.push_str(&format!("{kind} {} {}", c.code, c.coordinate));
+        if report.operation_aware && !c.operations.is_empty() {
+            out.push_str(&format!(" [{}]", c.operations.join(", ")));
+        }
+        out.push('\n');
+    }
+    for b in &report.broken_operations {
+        out.push_str(&format!("broken {}\n", b.name));
+    }
+    for b in &report.skipped_operations {
+        out.push_str(&format!("skipped {}\n", b.name));
+    }
+    out
+}
+
+fn run(case: &Case) -> Report {
+    match &case.operations {
+        Some(ops) => diff_with_operations(&case.old, &case.new, ops).expect("diff"),
+        None => Report::from_changes(diff(&case.old, &case.new).expect("diff")),
+    }
+}
+
+#[test]
+fn diff_fixtures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/diff");
+    let bless = std::env::var_os("PORTICO_BLESS").is_some();
+    let mut files: Vec<_> = fs::read_dir(&root)
+        .expect("tests/diff")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "graphql"))
+        .collect();
+    files.sort();
+    let mut failures = Vec::new();
+    let mut kinds = [0usize; 3];
+    let mut total = 0;
+    for path in files {
+        let text = fs::read_to_string(&path).expect("case");
+        let case = parse_case(&text);
+        let report = run(&case);
+        for c in &report.changes {
+            kinds[c.kind as usize] += 1;
+        }
+        total += report.changes.len();
+        let actual = summarize(&report);
+        if bless {
+            let head = match text.find("# --- expected\n") {
+                Some(i) => &text[..i],
+                None => &text,
+            };
+            fs::write(&path, format!("{head}# --- expected\n{actual}")).expect("bless");
+        } else if actual != case.expected {
+            failures.push(format!(
+                "{}:\n--- expected\n{}--- actual\n{actual}",
+                path.display(),
+                case.expected
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(total >= 40, "the fixtures cover {total} changes");
+    assert!(
+        kinds.iter().all(|k| *k > 0),
+        "every classification is covered: {kinds:?}"
+    );
+}
+
+const OLD: &str =
+    "type Query { user(id: ID!): User posts: [String] }\ntype User { id: ID! name: String }\n";
+const NEW: &str =
+    "type Query { user(id: ID!): User }\ntype User { id: ID! name: String email: String }\n";
+
+#[test]
+fn breaking_change_no_operation_uses_does_not_block() {
+    let ops = vec![(
+        "GetUser".to_string(),
+        "query GetUser { user(id: 1) { name } }".to_string(),
+    )];
+    let report = diff_with_operations(OLD, NEW, &ops).expect("diff");
+    let removed = report
+        .changes
+        .iter()
+        .find(|c| c.code == "FIELD_REMOVED")
+        .expect("removed");
+    assert!(removed.operations.is_empty());
+    assert!(
+        !report.is_breaking(),
+        "unused breaking change must not block"
+    );
+    assert!(render_text(&report).contains("(no operation uses it)"));
+
+    let ops = vec![("Feed".to_string(), "query Feed { posts }".to_string())];
+    let report = diff_with_operations(OLD, NEW, &ops).expect("diff");
+    assert!(report.is_breaking());
+    assert_eq!(report.broken_operations[0].name, "Feed");
+    assert!(render_text(&report).contains("Operations that stop validating (1):\n  Feed:"));
+}
+
+#[test]
+fn renderers_cover_every_change() {
+    let report = Report::from_changes(diff(OLD, NEW).expect("diff"));
+    let text = render_text(&report);
+    assert!(text.contains("Breaking changes (1):\n  [FIELD_REMOVED] Query.posts: Field \"Query.posts\" was removed\n"), "{text}");
+    assert!(
+        text.ends_with("1 breaking, 0 dangerous, 1 safe\n"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&render_json(&report)).expect("json");
+    assert_eq!(json["changes"][0]["kind"], "breaking");
+    assert_eq!(json["changes"][0]["coordinate"], "Query.posts");
+    let github = render_github(&report);
+    assert!(
+        github.contains(
+            "::error title=FIELD_REMOVED Query.posts::Field \"Query.posts\" was removed\n"
+        ),
+        "{github}"
+    );
+    assert!(
+        github.contains("::notice title=FIELD_ADDED User.email::"),
+        "{github}"
+    );
+}
+
+#[test]
+fn invalid_schemas_are_errors() {
+    assert!(diff("type Query { a: Nope }", NEW).is_err());
+    assert!(diff(OLD, "type Query {").is_err());
+}
