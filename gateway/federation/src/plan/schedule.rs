@@ -1,7 +1,9 @@
-//! Stage 4, scheduling: the fetch-group DAG → plan nodes. Each group runs at the level
-//! after its deepest dependency; a level is a `Parallel` of fetches (entity fetches
-//! wrapped in `Flatten`), levels form a `Sequence`. Mutation segments (runs of root fields
-//! of one subgraph) are scheduled one after the other, keeping root fields in order.
+//! Stage 4, scheduling: the fetch-group DAG → plan nodes (entity fetches wrapped in
+//! `Flatten`). The DAG becomes a series-parallel tree: independent branches are a
+//! `Parallel` of `Sequence`s, so a fetch waits only for what it depends on (and, where
+//! the DAG is not series-parallel, for the other ready fetches of its branch). Mutation
+//! segments (runs of root fields of one subgraph) are scheduled one after the other,
+//! keeping root fields in order.
 
 use super::graph::Graph;
 use super::operation::Operation;
@@ -9,7 +11,7 @@ use super::render::render;
 use super::walk::{Groups, Item};
 use super::{Budget, FetchNode, OperationKind, PlanError, PlanNode, Rewrite, Selection};
 use apollo_compiler::ast::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 fn fetch_node(graph: &Graph<'_>, groups: &Groups, g: usize, op: &Operation) -> PlanNode {
     let group = &groups.groups[g];
@@ -107,24 +109,112 @@ fn wrap_condition(groups: &Groups, g: usize, node: PlanNode) -> PlanNode {
     }
 }
 
-fn level(
-    groups: &Groups,
-    g: usize,
-    memo: &mut BTreeMap<usize, usize>,
-    depth: usize,
-) -> Result<usize, PlanError> {
-    if let Some(l) = memo.get(&g) {
-        return Ok(*l);
+/// `Sequence`/`Parallel` with one child is the child; nested nodes of the same kind are
+/// flattened into their parent.
+fn combine(sequence: bool, parts: Vec<PlanNode>) -> Option<PlanNode> {
+    let mut nodes = Vec::with_capacity(parts.len());
+    for part in parts {
+        match part {
+            PlanNode::Sequence { nodes: inner } if sequence => nodes.extend(inner),
+            PlanNode::Parallel { nodes: inner } if !sequence => nodes.extend(inner),
+            other => nodes.push(other),
+        }
     }
-    if depth > groups.groups.len() {
-        return Err(PlanError::Internal("fetch dependency cycle".into()));
+    match nodes.len() {
+        0 => None,
+        1 => nodes.pop(),
+        _ if sequence => Some(PlanNode::Sequence { nodes }),
+        _ => Some(PlanNode::Parallel { nodes }),
     }
-    let mut l = 0;
-    for &d in &groups.groups[g].deps {
-        l = l.max(level(groups, d, memo, depth + 1)? + 1);
+}
+
+struct Scheduler<'s, 'g, 'a> {
+    graph: &'s Graph<'a>,
+    op: &'s Operation,
+    groups: &'s Groups,
+    budget: &'g mut Budget,
+}
+
+impl Scheduler<'_, '_, '_> {
+    /// Deps of `g` inside `set` (deps outside it have run already).
+    fn deps_in<'x>(
+        &self,
+        g: usize,
+        set: &'x BTreeSet<usize>,
+    ) -> impl Iterator<Item = usize> + use<'x, '_> {
+        self.groups.groups[g]
+            .deps
+            .iter()
+            .copied()
+            .filter(move |d| set.contains(d))
     }
-    memo.insert(g, l);
-    Ok(l)
+
+    /// Schedules `set` (closed under "depends on", within the set) as a series-parallel
+    /// tree: independent parts (weakly connected components) run in `Parallel`, so a
+    /// branch never waits for an unrelated slower one; inside a part, its ready groups
+    /// run first, then the rest is scheduled the same way.
+    fn node(&mut self, set: &BTreeSet<usize>, depth: usize) -> Result<Option<PlanNode>, PlanError> {
+        if set.is_empty() {
+            return Ok(None);
+        }
+        if depth > self.groups.groups.len() + 1 {
+            return Err(PlanError::Internal("fetch dependency cycle".into()));
+        }
+        // Weakly connected components, by union-find over the set.
+        let ids: Vec<usize> = set.iter().copied().collect();
+        let pos: BTreeMap<usize, usize> = ids.iter().enumerate().map(|(i, &g)| (g, i)).collect();
+        let mut parent: Vec<usize> = (0..ids.len()).collect();
+        fn find(parent: &mut [usize], mut x: usize) -> usize {
+            while parent[x] != x {
+                parent[x] = parent[parent[x]];
+                x = parent[x];
+            }
+            x
+        }
+        for (i, &g) in ids.iter().enumerate() {
+            self.budget.tick()?;
+            for d in self.deps_in(g, set).collect::<Vec<_>>() {
+                let (a, b) = (find(&mut parent, i), find(&mut parent, pos[&d]));
+                if a != b {
+                    parent[a.max(b)] = a.min(b);
+                }
+            }
+        }
+        let mut components: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+        for (i, &g) in ids.iter().enumerate() {
+            let root = find(&mut parent, i);
+            components.entry(root).or_default().insert(g);
+        }
+        if components.len() > 1 {
+            let mut parts = Vec::with_capacity(components.len());
+            for component in components.values() {
+                parts.extend(self.node(component, depth + 1)?);
+            }
+            return Ok(combine(false, parts));
+        }
+        let ready: Vec<usize> = ids
+            .iter()
+            .copied()
+            .filter(|&g| self.deps_in(g, set).next().is_none())
+            .collect();
+        if ready.is_empty() {
+            return Err(PlanError::Internal("fetch dependency cycle".into()));
+        }
+        let first: Vec<PlanNode> = ready
+            .iter()
+            .map(|&g| {
+                wrap_condition(
+                    self.groups,
+                    g,
+                    fetch_node(self.graph, self.groups, g, self.op),
+                )
+            })
+            .collect();
+        let rest: BTreeSet<usize> = set.iter().copied().filter(|g| !ready.contains(g)).collect();
+        let mut steps: Vec<PlanNode> = combine(false, first).into_iter().collect();
+        steps.extend(self.node(&rest, depth + 1)?);
+        Ok(combine(true, steps))
+    }
 }
 
 pub(crate) fn schedule(
@@ -133,39 +223,23 @@ pub(crate) fn schedule(
     groups: &Groups,
     budget: &mut Budget,
 ) -> Result<Option<PlanNode>, PlanError> {
-    let mut memo = BTreeMap::new();
-    // segment → level → groups
-    let mut layout: BTreeMap<usize, BTreeMap<usize, Vec<usize>>> = BTreeMap::new();
+    // Mutation segments (root fields in order) run one after the other.
+    let mut segments: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     for (g, group) in groups.groups.iter().enumerate() {
         budget.tick()?;
-        if group.merged {
-            continue;
+        if !group.merged {
+            segments.entry(group.segment).or_default().insert(g);
         }
-        let l = level(groups, g, &mut memo, 0)?;
-        layout
-            .entry(group.segment)
-            .or_default()
-            .entry(l)
-            .or_default()
-            .push(g);
     }
+    let mut s = Scheduler {
+        graph,
+        op,
+        groups,
+        budget,
+    };
     let mut steps = Vec::new();
-    for levels in layout.values() {
-        for ids in levels.values() {
-            let mut nodes: Vec<PlanNode> = ids
-                .iter()
-                .map(|&g| wrap_condition(groups, g, fetch_node(graph, groups, g, op)))
-                .collect();
-            steps.push(if nodes.len() == 1 {
-                nodes.remove(0)
-            } else {
-                PlanNode::Parallel { nodes }
-            });
-        }
+    for set in segments.values() {
+        steps.extend(s.node(set, 0)?);
     }
-    Ok(match steps.len() {
-        0 => None,
-        1 => steps.pop(),
-        _ => Some(PlanNode::Sequence { nodes: steps }),
-    })
+    Ok(combine(true, steps))
 }
