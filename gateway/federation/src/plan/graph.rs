@@ -23,6 +23,8 @@ pub(crate) struct Graph<'a> {
 pub(crate) struct Local<'a> {
     pub(crate) requires: Option<&'a FieldSet>,
     pub(crate) provides: Option<&'a FieldSet>,
+    /// Some arguments come from an ancestor's `@context` (`@fromContext`): not plannable.
+    pub(crate) context: bool,
 }
 
 /// A subgraph that can resolve a field, possibly through an `@interfaceObject` interface.
@@ -79,6 +81,7 @@ impl<'a> Graph<'a> {
             None => Some(Local {
                 requires: None,
                 provides: None,
+                context: false,
             }),
             Some(joins) => joins
                 .iter()
@@ -86,6 +89,7 @@ impl<'a> Graph<'a> {
                 .map(|j| Local {
                     requires: j.requires.as_ref(),
                     provides: j.provides.as_ref(),
+                    context: j.context_arguments,
                 }),
         }
     }

@@ -70,6 +70,10 @@ pub enum PlanError {
     /// A `key`/`requires`/`provides` field set of the supergraph is malformed.
     #[error("invalid field set on {coordinate}: {message}")]
     InvalidFieldSet { coordinate: String, message: String },
+    /// The operation selects a field that needs a Federation feature the planner does not
+    /// support (today: arguments filled by `@fromContext`).
+    #[error("{coordinate} cannot be planned: {reason}")]
+    Unsupported { coordinate: String, reason: String },
     /// A planner invariant failed (a bug): the message says which.
     #[error("internal planner error: {0}")]
     Internal(String),

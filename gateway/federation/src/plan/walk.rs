@@ -540,7 +540,11 @@ impl<'g, 'a> Walker<'g, 'a> {
         }
         let view = ctx.view.clone().unwrap_or_else(|| ty.clone());
         match self.graph.field_local(ctx.subgraph, &view, &f.name) {
-            Some(local) if local.requires.is_none() && !self.stuck_in_value_type(ctx, ty, f)? => {
+            Some(local)
+                if local.requires.is_none()
+                    && !local.context
+                    && !self.stuck_in_value_type(ctx, ty, f)? =>
+            {
                 let provided = match local.provides {
                     Some(fs) => Some(field_set(fs, || format!("{view}.{}", f.name))?.to_vec()),
                     None => None,
@@ -740,11 +744,15 @@ impl<'g, 'a> Walker<'g, 'a> {
     fn jump(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<(), PlanError> {
         let graph = self.graph;
         let mut best: Option<Choice<'a>> = None;
+        let mut from_context = false;
         for (i, cand) in graph.candidates(ty, &f.name).into_iter().enumerate() {
             let view = cand.via.clone().unwrap_or_else(|| ty.clone());
-            let requires = graph
-                .field_local(cand.subgraph, &view, &f.name)
-                .and_then(|l| l.requires);
+            let local = graph.field_local(cand.subgraph, &view, &f.name);
+            if local.is_some_and(|l| l.context) {
+                from_context = true;
+                continue;
+            }
+            let requires = local.and_then(|l| l.requires);
             let Some(route) = self.route(ctx, ty, &cand)? else {
                 continue;
             };
@@ -762,6 +770,14 @@ impl<'g, 'a> Walker<'g, 'a> {
             }
         }
         let Some((_, cand, route)) = best else {
+            if from_context {
+                return Err(PlanError::Unsupported {
+                    coordinate: format!("{ty}.{}", f.name),
+                    reason: "its arguments come from an ancestor's @context (@fromContext), \
+                             which Portico's planner does not support yet"
+                        .into(),
+                });
+            }
             return Err(PlanError::Unresolvable {
                 type_name: ty.to_string(),
                 field: f.name.to_string(),

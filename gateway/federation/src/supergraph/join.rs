@@ -58,6 +58,9 @@ pub(crate) struct FieldJoin {
     pub(crate) override_from: Option<String>,
     pub(crate) override_label: Option<String>,
     pub(crate) used_overridden: bool,
+    /// Has `contextArguments` (arguments filled by `@fromContext` from an ancestor's
+    /// `@context`).
+    pub(crate) context_arguments: bool,
 }
 
 /// Join metadata of an object, interface or union type.
@@ -278,6 +281,10 @@ pub(crate) fn extract(schema: &Schema, links: &Links) -> Result<Extracted, Super
                         override_from: str_arg(d, "override"),
                         override_label: str_arg(d, "overrideLabel"),
                         used_overridden: bool_arg(d, "usedOverridden"),
+                        context_arguments: matches!(
+                            arg(d, "contextArguments"),
+                            Some(Value::List(items)) if !items.is_empty()
+                        ),
                     });
                 }
                 if !joins.is_empty() {
