@@ -190,3 +190,43 @@ fn composition_fixtures() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn diagnostics_render_as_text_json_and_github_annotations() {
+    let sdl = |fields: &str| {
+        format!(
+            "extend schema @link(url: \"https://specs.apollo.dev/federation/v2.7\", import: [\"@key\"])\ntype Query {{ {fields} }}\ntype User @key(fields: \"id\") {{ id: ID! name: String }}\n"
+        )
+    };
+    let inputs = vec![
+        SubgraphInput {
+            name: "a".into(),
+            url: "http://a".into(),
+            sdl: sdl("me: User"),
+        },
+        SubgraphInput {
+            name: "b".into(),
+            url: "http://b".into(),
+            sdl: sdl("you: User"),
+        },
+    ];
+    let errors = compose(&inputs)
+        .expect_err("User.name is not shareable")
+        .errors;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].code, "INVALID_FIELD_SHARING");
+    assert_eq!(errors[0].coordinate.as_deref(), Some("User.name"));
+    assert_eq!(errors[0].subgraphs, ["a", "b"]);
+    assert!(render_text(&errors).starts_with(
+        "error[INVALID_FIELD_SHARING] User.name (subgraphs: a, b): Non-shareable field"
+    ));
+    let json: serde_json::Value =
+        serde_json::from_str(&portico_federation::compose::render_json(&errors)).expect("json");
+    assert_eq!(json[0]["severity"], "error");
+    assert_eq!(json[0]["subgraphs"][1], "b");
+    let github = portico_federation::compose::render_github(&errors);
+    assert!(
+        github.starts_with("::error title=INVALID_FIELD_SHARING User.name::Non-shareable"),
+        "{github}"
+    );
+}

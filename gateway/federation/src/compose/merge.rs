@@ -213,6 +213,8 @@ struct FieldSource<'a> {
     requires: Option<String>,
     provides: Option<String>,
     shareable: bool,
+    /// `@fromContext` arguments, printed as `join__ContextArgument` objects.
+    context_arguments: Vec<String>,
 }
 
 struct TypeSource<'a> {
@@ -393,6 +395,18 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
         let mut description = None;
         for s in sources {
             carry.collect(s.idx, s.ty.directives(), &mut type_dirs);
+            for c in subgraphs[s.idx].all(s.ty.directives(), "context") {
+                if let Some(name) = c
+                    .specified_argument_by_name("name")
+                    .and_then(|v| v.as_str())
+                {
+                    carry.used_features.insert("context");
+                    type_dirs.push(format!(
+                        "@context(name: {})",
+                        quote(&format!("{}__{name}", subgraphs[s.idx].name))
+                    ));
+                }
+            }
             if description.is_none() {
                 description = s.ty.description().map(|d| d.to_string());
             }
@@ -713,6 +727,10 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
         links.push("@link(url: \"https://specs.apollo.dev/policy/v0.1\", for: SECURITY)".into());
         defs.push_str("directive @policy(policies: [[policy__Policy!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM\n\nscalar policy__Policy\n\n");
     }
+    if f.contains("context") {
+        links.push("@link(url: \"https://specs.apollo.dev/context/v0.1\", for: SECURITY)".into());
+        defs.push_str("directive @context(name: String!) repeatable on OBJECT | INTERFACE | UNION\n\ndirective @context__fromContext(field: context__ContextFieldValue) on ARGUMENT_DEFINITION\n\nscalar context__ContextFieldValue\n\n");
+    }
     for (name, (def, url)) in &composed_defs {
         links.push(format!(
             "@link(url: {}, import: [{}])",
@@ -950,7 +968,27 @@ fn merge_fields(
                     .next()
                     .and_then(|d| str_of(d, "fields"))
             };
+            let mut context_arguments = Vec::new();
+            for a in def.arguments.iter() {
+                let Some(fc) = sg.all(&a.directives, "fromContext").into_iter().next() else {
+                    continue;
+                };
+                let field = str_of(fc, "field").unwrap_or_default();
+                let rest = field.trim_start().trim_start_matches('$');
+                let split = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                let (context, selection) = rest.split_at(split);
+                context_arguments.push(format!(
+                    "{{context: {}, name: {}, type: {}, selection: {}}}",
+                    quote(&format!("{}__{context}", sg.name)),
+                    quote(&a.name),
+                    quote(&a.ty.to_string()),
+                    quote(selection)
+                ));
+            }
             fsources.push(FieldSource {
+                context_arguments,
                 idx: s.idx,
                 def,
                 ty: rename_type(sg, &def.ty),
@@ -1081,8 +1119,17 @@ fn merge_fields(
             resolving.clone()
         };
         let mut arg_names: IndexSet<Name> = IndexSet::new();
+        let from_context = |f: &FieldSource, a: &Node<InputValueDefinition>| {
+            subgraphs[f.idx].has(&a.directives, "fromContext")
+        };
         for f in &arg_sources {
-            arg_names.extend(f.def.arguments.iter().map(|a| a.name.clone()));
+            arg_names.extend(
+                f.def
+                    .arguments
+                    .iter()
+                    .filter(|a| !from_context(f, a))
+                    .map(|a| a.name.clone()),
+            );
         }
         let mut args = Vec::new();
         for a in &arg_names {
@@ -1093,7 +1140,7 @@ fn merge_fields(
                     f.def
                         .arguments
                         .iter()
-                        .find(|x| x.name == *a)
+                        .find(|x| x.name == *a && !from_context(f, x))
                         .map(|d| (f.idx, d))
                 })
                 .collect();
@@ -1132,12 +1179,13 @@ fn merge_fields(
         let mut dirs = Vec::new();
         let mut description = None;
         for f in &fsources {
-            if f.external {
-                continue;
-            }
-            carry.collect(f.idx, &f.def.directives, &mut dirs);
+            // The first description in subgraph order, external declarations included
+            // (as the Guild's composition does); directives only from resolving ones.
             if description.is_none() {
                 description = f.def.description.as_ref().map(|d| d.to_string());
+            }
+            if !f.external {
+                carry.collect(f.idx, &f.def.directives, &mut dirs);
             }
         }
         // Join metadata (Apollo's `needsJoinField`).
@@ -1147,6 +1195,7 @@ fn merge_fields(
         });
         let needs_join = !all_types_equal
             || any_override
+            || fsources.iter().any(|f| !f.context_arguments.is_empty())
             || fsources.iter().any(|f| {
                 f.overridden != Overridden::Unused
                     && (f.external || f.requires.is_some() || f.provides.is_some())
@@ -1187,6 +1236,12 @@ fn merge_fields(
                 };
                 if let Some(l) = label {
                     a.push(format!("overrideLabel: {}", quote(&l)));
+                }
+                if !f.context_arguments.is_empty() {
+                    a.push(format!(
+                        "contextArguments: [{}]",
+                        f.context_arguments.join(", ")
+                    ));
                 }
                 joins.push(format!("@join__field({})", a.join(", ")));
             }

@@ -132,6 +132,13 @@ pub fn normalize_api(schema: &apollo_compiler::Schema) -> String {
             _ => {}
         }
     }
+    // Built-in directives may or may not be spelled out; they mean the same.
+    schema.directive_definitions.retain(|name, _| {
+        !matches!(
+            name.as_str(),
+            "skip" | "include" | "deprecated" | "specifiedBy" | "oneOf" | "defer" | "stream"
+        )
+    });
     schema.directive_definitions.sort_keys();
     schema.to_string()
 }

@@ -92,9 +92,24 @@ const DIRECTIVES: &[(&str, u32, &str)] = &[
         9,
         "directive @{n}(assumedSize: Int, slicingArguments: [String!], sizedFields: [String!], requireOneSlicingArgument: Boolean = true) on FIELD_DEFINITION",
     ),
+    (
+        "context",
+        8,
+        "directive @{n}(name: String!) repeatable on INTERFACE | OBJECT | UNION",
+    ),
+    (
+        "fromContext",
+        8,
+        "directive @{n}(field: {ContextFieldValue}) on ARGUMENT_DEFINITION",
+    ),
 ];
 /// Federation types: canonical name, minimum minor.
-const TYPES: &[(&str, u32)] = &[("FieldSet", 0), ("Scope", 5), ("Policy", 6)];
+const TYPES: &[(&str, u32)] = &[
+    ("FieldSet", 0),
+    ("Scope", 5),
+    ("Policy", 6),
+    ("ContextFieldValue", 8),
+];
 /// Directives a Federation 1 subgraph may use without any `@link`.
 const FED1_DIRECTIVES: &[&str] = &[
     "key",
@@ -429,7 +444,8 @@ pub(crate) fn load(input: &SubgraphInput, diags: &mut Diagnostics) -> Option<Sub
                 .replace("{n}", local)
                 .replace("{FieldSet}", &get("FieldSet"))
                 .replace("{Scope}", &get("Scope"))
-                .replace("{Policy}", &get("Policy")),
+                .replace("{Policy}", &get("Policy"))
+                .replace("{ContextFieldValue}", &get("ContextFieldValue")),
         );
         prelude.push('\n');
     }
