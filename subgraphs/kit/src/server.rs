@@ -21,6 +21,9 @@ use portico_trust::{HEADER_TRUST, HEADER_USER_ID, HEADER_USER_SCOPES, Identity, 
 
 use crate::KitError;
 
+/// Largest accepted `/graphql` request body (read only after the trust token verified).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 #[derive(Clone)]
 struct TrustState {
     audience: &'static str,
@@ -81,21 +84,34 @@ async fn require_trust(State(state): State<TrustState>, mut req: Request, next: 
     match verified {
         Ok(identity) => {
             req.extensions_mut().insert(identity);
-            next.run(req).await
+            let (parts, body) = req.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+                return error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large",
+                    "BAD_REQUEST",
+                );
+            };
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
         }
         Err(err) => {
             tracing::warn!(service = state.audience, error = %err, "request refused: no valid trust token");
-            unauthorized(&err.to_string())
+            error_response(
+                StatusCode::UNAUTHORIZED,
+                &err.to_string(),
+                "UNAUTHENTICATED",
+            )
         }
     }
 }
 
-/// The 401 response: a GraphQL error body without `data`.
-fn unauthorized(message: &str) -> Response {
+/// A refusal: a GraphQL error body without `data`.
+fn error_response(status: StatusCode, message: &str, code: &str) -> Response {
     let body = serde_json::json!({
-        "errors": [{ "message": message, "extensions": { "code": "UNAUTHENTICATED" } }]
+        "errors": [{ "message": message, "extensions": { "code": code } }]
     });
-    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+    (status, Json(body)).into_response()
 }
 
 /// Bind a TCP listener (port 0 picks a free port) and return it with its actual address.

@@ -420,6 +420,15 @@ async fn graphql_requires_a_valid_trust_token_for_this_service_and_health_is_ope
         );
     }
 
+    let mut huge = http
+        .post(&url)
+        .body(vec![b' '; portico_kit::server::MAX_BODY_BYTES + 1])
+        .header("content-type", "application/json");
+    for (k, v) in headers_for(&trust.signer, "users", None) {
+        huge = huge.header(k, v);
+    }
+    assert_eq!(huge.send().await.expect("send").status(), 413);
+
     let health = http
         .get(format!("http://{addr}/health"))
         .send()
