@@ -249,6 +249,21 @@ impl<'a> Graph<'a> {
         out
     }
 
+    /// Named type of `ty.field` as subgraph `s` declares it, when it differs from the
+    /// supergraph's (a subtype: `Book` where the supergraph says `Media`).
+    pub(crate) fn subgraph_field_type(&self, s: usize, ty: &str, field: &str) -> Option<Name> {
+        let own = self
+            .meta(ty)?
+            .fields
+            .get(field)?
+            .iter()
+            .find(|j| j.graph == Some(s) && j.type_name.is_some())?
+            .type_name
+            .clone()?;
+        let (general, _) = self.field_type(ty, field)?;
+        (own != general && self.schema.types.contains_key(&own)).then_some(own)
+    }
+
     /// Named type of `ty.field` and how many list levels wrap it.
     pub(crate) fn field_type(&self, ty: &str, field: &str) -> Option<(Name, usize)> {
         let def = match self.schema.types.get(ty)? {

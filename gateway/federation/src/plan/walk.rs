@@ -594,9 +594,18 @@ impl<'g, 'a> Walker<'g, 'a> {
         if f.selections.is_empty() {
             return Ok(());
         }
-        let (inner, depth) = self.graph.field_type(ty, &f.name).ok_or_else(|| {
+        let (mut inner, depth) = self.graph.field_type(ty, &f.name).ok_or_else(|| {
             PlanError::Internal(format!("no field definition for {ty}.{}", f.name))
         })?;
+        // The subgraph may declare a narrower type (`@join__field(type:)`): select what
+        // is valid there, and still type the objects if the client sees an abstract type.
+        let view = ctx.view.as_ref().unwrap_or(ty);
+        if let Some(own) = self.graph.subgraph_field_type(ctx.subgraph, view, &f.name) {
+            if self.graph.is_abstract(&inner) && !self.graph.is_abstract(&own) {
+                self.add_typename(ctx.group, node);
+            }
+            inner = own;
+        }
         let mut path = ctx.path.clone();
         path.push(PathSegment::Key(f.response_key().to_string()));
         path.extend(std::iter::repeat_n(PathSegment::List, depth));

@@ -61,6 +61,9 @@ pub(crate) struct FieldJoin {
     /// Has `contextArguments` (arguments filled by `@fromContext` from an ancestor's
     /// `@context`).
     pub(crate) context_arguments: bool,
+    /// Named type of the field in this subgraph (`type:`), when composition recorded one
+    /// (it does when subgraphs disagree, e.g. `Book` here, `Media` in the supergraph).
+    pub(crate) type_name: Option<Name>,
 }
 
 /// Join metadata of an object, interface or union type.
@@ -281,6 +284,12 @@ pub(crate) fn extract(schema: &Schema, links: &Links) -> Result<Extracted, Super
                         override_from: str_arg(d, "override"),
                         override_label: str_arg(d, "overrideLabel"),
                         used_overridden: bool_arg(d, "usedOverridden"),
+                        type_name: str_arg(d, "type").and_then(|t| {
+                            Name::new(t.trim_matches(|c: char| {
+                                c == '[' || c == ']' || c == '!' || c.is_whitespace()
+                            }))
+                            .ok()
+                        }),
                         context_arguments: matches!(
                             arg(d, "contextArguments"),
                             Some(Value::List(items)) if !items.is_empty()
