@@ -6,6 +6,7 @@
 //! lookups, comment pages and counts go through DataLoaders ([`loaders`]).
 
 pub mod entity;
+pub mod input;
 pub mod loaders;
 pub mod projection;
 pub mod schema;

@@ -10,6 +10,7 @@ use sea_orm::{
 };
 
 use crate::entity::comment;
+use crate::input::plausible_id;
 use crate::sql::{Keyset, Order, PageQuery, PageShape};
 
 /// Comments by id.
@@ -23,7 +24,7 @@ impl Loader<String> for CommentLoader {
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, comment::Model>, Self::Error> {
         let rows = comment::Entity::find()
-            .filter(comment::Column::Id.is_in(keys.iter().cloned()))
+            .filter(comment::Column::Id.is_in(keys.iter().filter(|k| plausible_id(k)).cloned()))
             .all(&self.db)
             .await
             .map_err(portico_kit::errors::internal)?;
@@ -67,9 +68,19 @@ impl Loader<PageKey> for PostCommentsLoader {
                 .or_default()
                 .push(key.parent.clone());
         }
-        let backend = self.db.get_database_backend();
+        // Parents that cannot exist get an empty page without touching SQL.
         let mut out = HashMap::new();
+        for key in keys.iter().filter(|k| !plausible_id(&k.parent)) {
+            out.insert(key.clone(), Vec::new());
+        }
+        for parents in groups.values_mut() {
+            parents.retain(|p| plausible_id(p));
+        }
+        let backend = self.db.get_database_backend();
         for ((limit, after), parents) in groups {
+            if parents.is_empty() {
+                continue;
+            }
             let stmt = COMMENTS_PAGE.statement(backend, &parents, after.as_ref(), None, limit);
             let rows = comment::Entity::find()
                 .from_raw_sql(stmt)
@@ -116,7 +127,7 @@ impl Loader<String> for CommentCountLoader {
             .select_only()
             .column(comment::Column::PostId)
             .column_as(comment::Column::Id.count(), "n")
-            .filter(comment::Column::PostId.is_in(keys.iter().cloned()))
+            .filter(comment::Column::PostId.is_in(keys.iter().filter(|k| plausible_id(k)).cloned()))
             .group_by(comment::Column::PostId)
             .into_model::<CountRow>()
             .all(&self.db)

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use portico_kit::errors::{ErrorCode, gql_error};
 use portico_kit::events;
 use portico_kit::identity::require_user;
-use portico_kit::pagination::{PageInfo, decode_cursor, encode_cursor, validate_first};
+use portico_kit::pagination::{PageInfo, encode_cursor, validate_first};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
     TransactionTrait,
@@ -15,6 +15,7 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::entity::{comment, known_post};
+use crate::input::{after_cursor, plausible_id, storable_text};
 use crate::loaders::{CommentCountLoader, CommentLoader, PageKey, PostCommentsLoader};
 use portico_kit::errors::internal;
 
@@ -93,7 +94,7 @@ impl Post {
         after: Option<String>,
     ) -> Result<Option<CommentConnection>> {
         let first = validate_first(first, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let after = after_cursor(after.as_deref())?;
         let loader = ctx.data::<DataLoader<PostCommentsLoader>>()?;
         let rows = loader
             .load_one(PageKey {
@@ -196,11 +197,14 @@ impl Mutation {
     ) -> Result<Option<Comment>> {
         let author = require_user(ctx)?;
         let len = body.chars().count();
-        if body.trim().is_empty() || len > MAX_BODY_CHARS {
+        if body.trim().is_empty() || len > MAX_BODY_CHARS || !storable_text(&body) {
             return Err(gql_error(
                 ErrorCode::BadUserInput,
-                format!("body must be 1 to {MAX_BODY_CHARS} characters"),
+                format!("body must be 1 to {MAX_BODY_CHARS} characters, without NUL"),
             ));
+        }
+        if !plausible_id(&post_id) {
+            return Err(gql_error(ErrorCode::NotFound, "no such post"));
         }
         let db = ctx.data::<DatabaseConnection>()?;
         let known = known_post::Entity::find_by_id(post_id.to_string())
@@ -243,6 +247,9 @@ impl Mutation {
     /// is someone else's. Returns `true`.
     async fn delete_comment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<bool>> {
         let user = require_user(ctx)?;
+        if !plausible_id(&id) {
+            return Err(gql_error(ErrorCode::NotFound, "no such comment"));
+        }
         let db = ctx.data::<DatabaseConnection>()?;
         let Some(existing) = comment::Entity::find_by_id(id.to_string())
             .one(db)

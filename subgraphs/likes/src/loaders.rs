@@ -11,6 +11,7 @@ use sea_orm::{
 };
 
 use crate::entity::like;
+use crate::input::plausible_id;
 use crate::sql::{Keyset, Order, PageQuery, PageShape};
 
 /// Number of likes per post (`Post.likeCount`).
@@ -33,7 +34,7 @@ impl Loader<String> for LikeCountLoader {
             .select_only()
             .column(like::Column::PostId)
             .column_as(like::Column::UserId.count(), "n")
-            .filter(like::Column::PostId.is_in(keys.iter().cloned()))
+            .filter(like::Column::PostId.is_in(keys.iter().filter(|k| plausible_id(k)).cloned()))
             .group_by(like::Column::PostId)
             .into_model::<CountRow>()
             .all(&self.db)
@@ -66,10 +67,14 @@ impl Loader<(String, String)> for LikedLoader {
         keys: &[(String, String)],
     ) -> Result<HashMap<(String, String), bool>, Self::Error> {
         let mut by_user: HashMap<&str, Vec<String>> = HashMap::new();
-        for (post, user) in keys {
+        for (post, user) in keys
+            .iter()
+            .filter(|(p, u)| plausible_id(p) && plausible_id(u))
+        {
             by_user.entry(user.as_str()).or_default().push(post.clone());
         }
-        let mut out = HashMap::new();
+        let mut out: HashMap<(String, String), bool> =
+            keys.iter().map(|k| (k.clone(), false)).collect();
         for (user, posts) in by_user {
             let liked: HashSet<String> = like::Entity::find()
                 .select_only()
@@ -128,9 +133,19 @@ impl Loader<PageKey> for PostLikesLoader {
                 .or_default()
                 .push(key.parent.clone());
         }
-        let backend = self.db.get_database_backend();
+        // Parents that cannot exist get an empty page without touching SQL.
         let mut out = HashMap::new();
+        for key in keys.iter().filter(|k| !plausible_id(&k.parent)) {
+            out.insert(key.clone(), Vec::new());
+        }
+        for parents in groups.values_mut() {
+            parents.retain(|p| plausible_id(p));
+        }
+        let backend = self.db.get_database_backend();
         for ((limit, after), parents) in groups {
+            if parents.is_empty() {
+                continue;
+            }
             let stmt = LIKES_PAGE.statement(backend, &parents, after.as_ref(), None, limit);
             let rows = like::Entity::find()
                 .from_raw_sql(stmt)

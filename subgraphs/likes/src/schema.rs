@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use portico_kit::errors::{ErrorCode, gql_error};
 use portico_kit::events;
 use portico_kit::identity::{identity, require_user};
-use portico_kit::pagination::{PageInfo, decode_cursor, encode_cursor, validate_first};
+use portico_kit::pagination::{PageInfo, encode_cursor, validate_first};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait,
@@ -16,6 +16,7 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::entity::{known_post, like};
+use crate::input::{after_cursor, plausible_id};
 use crate::loaders::{LikeCountLoader, LikedLoader, PageKey, PostLikesLoader};
 use portico_kit::errors::internal;
 
@@ -131,7 +132,7 @@ impl Post {
         after: Option<String>,
     ) -> Result<Option<LikeConnection>> {
         let first = validate_first(first, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let after = after_cursor(after.as_deref())?;
         let loader = ctx.data::<DataLoader<PostLikesLoader>>()?;
         let rows = loader
             .load_one(PageKey {
@@ -160,6 +161,9 @@ impl Query {
 pub struct Mutation;
 
 async fn ensure_known(db: &DatabaseConnection, post_id: &str) -> Result<()> {
+    if !plausible_id(post_id) {
+        return Err(gql_error(ErrorCode::NotFound, "no such post"));
+    }
     let known = known_post::Entity::find_by_id(post_id.to_string())
         .one(db)
         .await

@@ -8,6 +8,7 @@
 
 pub mod consumer;
 pub mod entity;
+pub mod input;
 pub mod loaders;
 pub mod schema;
 

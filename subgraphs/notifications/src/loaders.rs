@@ -8,6 +8,7 @@ use portico_kit::errors::internal;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::entity::notification;
+use crate::input::plausible_id;
 
 /// Notifications by id.
 pub struct NotificationLoader {
@@ -23,7 +24,9 @@ impl Loader<String> for NotificationLoader {
         keys: &[String],
     ) -> Result<HashMap<String, notification::Model>, Self::Error> {
         let rows = notification::Entity::find()
-            .filter(notification::Column::Id.is_in(keys.iter().cloned()))
+            .filter(
+                notification::Column::Id.is_in(keys.iter().filter(|k| plausible_id(k)).cloned()),
+            )
             .all(&self.db)
             .await
             .map_err(internal)?;

@@ -7,7 +7,7 @@ use async_graphql::{ComplexObject, Context, Enum, ID, Object, Result, SimpleObje
 use chrono::{DateTime, Utc};
 use portico_kit::errors::{ErrorCode, bad_input, gql_error, internal};
 use portico_kit::identity::{identity, require_user};
-use portico_kit::pagination::{PageInfo, decode_cursor, encode_cursor, validate_first};
+use portico_kit::pagination::{PageInfo, encode_cursor, validate_first};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -15,6 +15,7 @@ use sea_orm::{
 };
 
 use crate::entity::notification;
+use crate::input::{after_cursor, plausible_id};
 use crate::loaders::NotificationLoader;
 
 /// Default and maximum page sizes.
@@ -138,7 +139,7 @@ impl User {
         unread_only: Option<bool>,
     ) -> Result<Option<NotificationConnection>> {
         let first = validate_first(first, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let after = after_cursor(after.as_deref())?;
         let me = require_self(ctx, &self.id)?;
         let db = ctx.data::<DatabaseConnection>()?;
         let mut query =
@@ -270,7 +271,10 @@ impl Mutation {
             .col_expr(notification::Column::Read, Expr::value(true))
             .filter(notification::Column::RecipientId.eq(me))
             .filter(notification::Column::Read.eq(false))
-            .filter(notification::Column::Id.is_in(ids.into_iter().map(|id| id.0)))
+            .filter(
+                notification::Column::Id
+                    .is_in(ids.into_iter().map(|id| id.0).filter(|id| plausible_id(id))),
+            )
             .exec(db)
             .await
             .map_err(internal)?;

@@ -10,6 +10,7 @@ use async_graphql::dataloader::Loader;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::entity::post;
+use crate::input::plausible_id;
 use crate::sql::{Keyset, Order, PageQuery, PageShape};
 
 /// Posts by id.
@@ -23,7 +24,7 @@ impl Loader<String> for PostLoader {
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, post::Model>, Self::Error> {
         let rows = post::Entity::find()
-            .filter(post::Column::Id.is_in(keys.iter().cloned()))
+            .filter(post::Column::Id.is_in(keys.iter().filter(|k| plausible_id(k)).cloned()))
             .all(&self.db)
             .await
             .map_err(portico_kit::errors::internal)?;
@@ -68,9 +69,19 @@ impl Loader<PageKey> for AuthorPostsLoader {
                 .or_default()
                 .push(key.parent.clone());
         }
-        let backend = self.db.get_database_backend();
+        // Parents that cannot exist get an empty page without touching SQL.
         let mut out = HashMap::new();
+        for key in keys.iter().filter(|k| !plausible_id(&k.parent)) {
+            out.insert(key.clone(), Vec::new());
+        }
+        for parents in groups.values_mut() {
+            parents.retain(|p| plausible_id(p));
+        }
+        let backend = self.db.get_database_backend();
         for ((limit, after), parents) in groups {
+            if parents.is_empty() {
+                continue;
+            }
             let stmt = POSTS_PAGE.statement(backend, &parents, after.as_ref(), None, limit);
             let rows = post::Entity::find()
                 .from_raw_sql(stmt)

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use portico_kit::errors::{ErrorCode, gql_error};
 use portico_kit::events;
 use portico_kit::identity::require_user;
-use portico_kit::pagination::{PageInfo, decode_cursor, encode_cursor, validate_first};
+use portico_kit::pagination::{PageInfo, encode_cursor, validate_first};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
@@ -15,6 +15,7 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::entity::post;
+use crate::input::{after_cursor, plausible_id, storable_text};
 use crate::loaders::{AuthorPostsLoader, PageKey, PostLoader};
 use portico_kit::errors::internal;
 
@@ -90,7 +91,7 @@ impl User {
         after: Option<String>,
     ) -> Result<Option<PostConnection>> {
         let first = validate_first(first, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let after = after_cursor(after.as_deref())?;
         let loader = ctx.data::<DataLoader<AuthorPostsLoader>>()?;
         let rows = loader
             .load_one(PageKey {
@@ -113,7 +114,7 @@ impl User {
         after: Option<String>,
     ) -> Result<Option<PostConnection>> {
         let first = validate_first(first, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let after = after_cursor(after.as_deref())?;
         let Some(following) = &self.following else {
             return Err(gql_error(
                 ErrorCode::BadUserInput,
@@ -126,6 +127,11 @@ impl User {
                 format!("the feed supports following at most {MAX_FEED_AUTHORS} users"),
             ));
         }
+        let following: Vec<String> = following
+            .iter()
+            .filter(|id| plausible_id(id))
+            .map(|id| id.to_string())
+            .collect();
         if following.is_empty() {
             return Ok(Some(PostConnection::build(
                 Vec::new(),
@@ -134,8 +140,7 @@ impl User {
             )));
         }
         let db = ctx.data::<DatabaseConnection>()?;
-        let mut query = post::Entity::find()
-            .filter(post::Column::AuthorId.is_in(following.iter().map(|id| id.to_string())));
+        let mut query = post::Entity::find().filter(post::Column::AuthorId.is_in(following));
         if let Some((ts, id)) = &after {
             query = query.filter(
                 sea_orm::Condition::any()
@@ -246,15 +251,16 @@ impl Mutation {
         image_url: Option<String>,
     ) -> Result<Option<Post>> {
         let author = require_user(ctx)?;
-        if caption.chars().count() > MAX_CAPTION_CHARS {
+        if caption.chars().count() > MAX_CAPTION_CHARS || !storable_text(&caption) {
             return Err(gql_error(
                 ErrorCode::BadUserInput,
-                format!("caption must be at most {MAX_CAPTION_CHARS} characters"),
+                format!("caption must be at most {MAX_CAPTION_CHARS} characters, without NUL"),
             ));
         }
         if let Some(url) = &image_url {
             let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-            if !scheme_ok || url.chars().count() > MAX_IMAGE_URL_CHARS {
+            let clean = !url.chars().any(char::is_control);
+            if !scheme_ok || !clean || url.chars().count() > MAX_IMAGE_URL_CHARS {
                 return Err(gql_error(
                     ErrorCode::BadUserInput,
                     format!(
@@ -297,6 +303,9 @@ impl Mutation {
     /// is someone else's. Returns `true`.
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> Result<Option<bool>> {
         let user = require_user(ctx)?;
+        if !plausible_id(&id) {
+            return Err(gql_error(ErrorCode::NotFound, "no such post"));
+        }
         let db = ctx.data::<DatabaseConnection>()?;
         let Some(existing) = post::Entity::find_by_id(id.to_string())
             .one(db)

