@@ -103,6 +103,41 @@ async fn events_enqueued_while_the_relay_is_not_running_are_all_delivered_in_ord
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_relays_on_postgres_publish_each_event_once() {
+    for (backend, db) in databases().await {
+        if backend != "postgres" {
+            continue; // one SQLite file has one process, hence one relay
+        }
+        let txn = db.begin().await.expect("begin");
+        for i in 0..300 {
+            enqueue(&txn, "TEST", serde_json::json!({ "i": i }))
+                .await
+                .expect("enqueue");
+        }
+        txn.commit().await.expect("commit");
+        let bus = Arc::new(InProcessBus::new());
+        let mut sub = bus.subscribe("g").await.expect("subscribe");
+        let relays: Vec<_> = (0..3)
+            .map(|_| spawn_relay(db.clone(), bus.clone()))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..300 {
+            let e = next_event(&mut sub).await.expect("delivered");
+            assert!(seen.insert(e.id), "event published twice");
+        }
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), sub.next())
+                .await
+                .is_err(),
+            "no duplicates after the 300"
+        );
+        for r in relays {
+            r.abort();
+        }
+    }
+}
+
 /// A bus that refuses to publish while `down` is set.
 struct FlakyBus {
     inner: InProcessBus,

@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{LockBehavior, LockType, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -117,15 +117,40 @@ fn row_to_event(row: &outbox_row::Model) -> Result<Event, KitError> {
 
 /// Publish up to one batch of unpublished outbox rows, in order; stops at the first
 /// publish failure. Returns how many rows were published.
+///
+/// On PostgreSQL the batch is claimed with `FOR UPDATE SKIP LOCKED` inside a transaction,
+/// so several replicas of a service relay the same outbox without publishing a row twice.
+/// SQLite has one process and one connection: there the rows are read and marked without
+/// holding a transaction across the publish (a slow bus must not block the writer).
 pub async fn relay_once(db: &DatabaseConnection, bus: &dyn Bus) -> Result<usize, KitError> {
-    let rows = outbox_row::Entity::find()
-        .filter(outbox_row::Column::PublishedAt.is_null())
-        .order_by_asc(outbox_row::Column::Seq)
-        .limit(RELAY_BATCH)
-        .all(db)
-        .await?;
+    let unpublished = || {
+        outbox_row::Entity::find()
+            .filter(outbox_row::Column::PublishedAt.is_null())
+            .order_by_asc(outbox_row::Column::Seq)
+            .limit(RELAY_BATCH)
+    };
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        let txn = db.begin().await?;
+        let rows = unpublished()
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .all(&txn)
+            .await?;
+        let result = publish_rows(&txn, bus, &rows).await;
+        txn.commit().await?;
+        result
+    } else {
+        let rows = unpublished().all(db).await?;
+        publish_rows(db, bus, &rows).await
+    }
+}
+
+async fn publish_rows<C: ConnectionTrait>(
+    conn: &C,
+    bus: &dyn Bus,
+    rows: &[outbox_row::Model],
+) -> Result<usize, KitError> {
     let mut published = 0;
-    for row in &rows {
+    for row in rows {
         match row_to_event(row) {
             Ok(event) => bus.publish(&event).await?,
             Err(e) => tracing::error!(seq = row.seq, error = %e, "skipping malformed outbox row"),
@@ -136,7 +161,7 @@ pub async fn relay_once(db: &DatabaseConnection, bus: &dyn Bus) -> Result<usize,
                 sea_orm::sea_query::Expr::value(crate::now()),
             )
             .filter(outbox_row::Column::Seq.eq(row.seq))
-            .exec(db)
+            .exec(conn)
             .await?;
         published += 1;
     }
