@@ -77,7 +77,8 @@ impl User {
         &self.id
     }
 
-    /// Ids of the users this user follows (owned by the users service).
+    // Ids of the users this user follows: owned (and described) by the users service;
+    // the router sends them in the representation for `feed`.
     #[graphql(external)]
     async fn following_ids(&self) -> Vec<ID> {
         self.following.clone().unwrap_or_default()
