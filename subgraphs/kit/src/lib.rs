@@ -77,8 +77,8 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// How long a [`data_loader`] waits to collect keys before running a batch. async-graphql's
-/// default (1 ms) splits one `_entities` batch in two on a busy machine.
-pub const DATA_LOADER_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
+/// default (1 ms) splits one `_entities` batch in several on a busy machine.
+pub const DATA_LOADER_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// An async-graphql `DataLoader` on the tokio runtime with the kit's batching delay
 /// ([`DATA_LOADER_DELAY`]); no cache, so it can live in the schema data for all requests.
