@@ -5,6 +5,7 @@
 //! beside them as they land.
 
 pub mod compose;
+pub mod cost;
 pub mod diff;
 pub mod plan;
 pub mod supergraph;
