@@ -339,3 +339,55 @@ fn the_breakdown_lists_fields_in_document_order() {
     );
     assert_eq!(estimate.total, 54.0);
 }
+
+#[test]
+fn settings_win_over_directives_and_interface_fields_pass_to_implementations() {
+    let dir = fixtures().join("library");
+    let supergraph = supergraph_of(&dir);
+    let settings: CostSettings = serde_json::from_value(json!({
+        "fields": {
+            "Query.topBooks": {"assumed_size": 5},
+            "Media.title": {"weight": 3},
+            "Book.title": {"weight": 0.5},
+            "Query.search(term:)": {"weight": 0}
+        },
+        "types": {"Author": 1}
+    }))
+    .expect("settings");
+    let model = CostModel::new(&supergraph, &settings).expect("model");
+    let price = |op: &str| {
+        model
+            .estimate_total(&parse(&supergraph, op), None, &Map::new())
+            .expect("estimate")
+    };
+    // assumedSize 5 from settings replaces the directive's 3.
+    assert_eq!(price("{ topBooks { id } }"), 5.0);
+    // Magazine inherits Media.title's 3; Book keeps its own 0.5: 2 × max(1 + 0.5, 4 + 3).
+    assert_eq!(price("{ media { title } }"), 14.0);
+    // Author now weighs 1, the argument 0: 4 × max(Book 1, Author 1, Magazine 4).
+    assert_eq!(
+        price(r#"{ search(term: "x") { ... on Author { name } } }"#),
+        16.0
+    );
+}
+
+#[test]
+fn mutation_base_and_introspection_weight_are_configurable() {
+    let (supergraph, _) = model_of("demo");
+    let settings = CostSettings {
+        mutation_base: 3,
+        introspection_weight: 5.0,
+        ..CostSettings::default()
+    };
+    let model = CostModel::new(&supergraph, &settings).expect("model");
+    let price = |op: &str| {
+        model
+            .estimate_total(&parse(&supergraph, op), None, &Map::new())
+            .expect("estimate")
+    };
+    assert_eq!(price(r#"mutation { logout(refreshToken: "t") }"#), 3.0);
+    assert_eq!(
+        price(r#"{ __schema { types { name } } __type(name: "User") { name } __typename }"#),
+        10.0
+    );
+}
