@@ -391,3 +391,9 @@ fn mutation_base_and_introspection_weight_are_configurable() {
         10.0
     );
 }
+
+#[test]
+fn the_model_can_be_shared_between_request_threads() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<CostModel>();
+}
