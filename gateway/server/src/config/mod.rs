@@ -1,0 +1,494 @@
+//! Typed gateway configuration: one struct per feature, every field documented, read
+//! from a TOML file and then overridden by `PORTICO_*` environment variables.
+//!
+//! Environment overrides use `__` between path segments:
+//! `PORTICO_LISTEN=0.0.0.0:4000`, `PORTICO_DEV=true`, `PORTICO_LIMITS__MAX_DEPTH=20`,
+//! `PORTICO_SUBGRAPHS__USERS__URL=http://users:4001/graphql`. Only variables whose first
+//! segment is a known top-level key are applied (others belong to the CLI). Values are
+//! read as TOML scalars (`true`, `12`, `1.5`) and fall back to strings.
+//!
+//! Unknown keys are refused, and every error names the key (and the file line or the
+//! environment variable) that caused it. At start-up `Gateway::new` compiles this into
+//! runtime objects; the hot path never reads the config again.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value in environment variable {var} (key `{key}`): {message}")]
+    Env {
+        var: String,
+        key: String,
+        message: String,
+    },
+    #[error("invalid config: `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Path of the supergraph SDL (used by the CLI; `Gateway::new` takes the SDL text).
+    pub supergraph: Option<PathBuf>,
+    /// Development mode: introspection, playground and the query-plan extension are on.
+    /// When false (production), introspection and the playground are off unless
+    /// `introspection` / `playground` enable them explicitly.
+    pub dev: bool,
+    /// Serve schema introspection (`__schema`, `__type`). Default: same as `dev`.
+    pub introspection: Option<bool>,
+    /// Serve the GraphiQL playground on browser `GET /graphql`. Default: same as `dev`.
+    pub playground: Option<bool>,
+    /// Honour the `portico-include-plan: true` request header by adding
+    /// `extensions.queryPlan` to the response. Only ever effective in dev mode.
+    pub include_plan: bool,
+    /// Per-subgraph settings, keyed by subgraph name as in the supergraph.
+    pub subgraphs: BTreeMap<String, SubgraphConfig>,
+    /// Timeout for a subgraph request when the subgraph has no `timeout_ms` of its own.
+    pub subgraph_timeout_ms: u64,
+    /// Override labels (`@override(label:)`) that are active for every request.
+    pub override_labels: Vec<String>,
+    /// How subgraphs are told the request came through the gateway.
+    pub trust: TrustConfig,
+    /// Verification of client access tokens (`Authorization: Bearer <JWT>`).
+    pub jwt: JwtConfig,
+    /// Cheap limits checked before authentication and planning.
+    pub limits: LimitsConfig,
+    /// CSRF prevention for requests a browser could send without a preflight.
+    pub csrf: CsrfConfig,
+    /// Caches for parsed documents and query plans.
+    pub cache: CacheConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            supergraph: None,
+            dev: false,
+            introspection: None,
+            playground: None,
+            include_plan: true,
+            subgraphs: BTreeMap::new(),
+            subgraph_timeout_ms: 30_000,
+            override_labels: Vec::new(),
+            trust: TrustConfig::default(),
+            jwt: JwtConfig::default(),
+            limits: LimitsConfig::default(),
+            csrf: CsrfConfig::default(),
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+/// Settings of one subgraph.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubgraphConfig {
+    /// URL replacing the one in the supergraph's `@join__graph(url:)`.
+    pub url: Option<String>,
+    /// Request timeout in milliseconds (default: `subgraph_timeout_ms`).
+    pub timeout_ms: Option<u64>,
+}
+
+/// Trust tokens minted for subgraphs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustConfig {
+    /// PKCS#8 PEM file of the gateway's Ed25519 signing key (read by the CLI, which
+    /// passes a `TrustSigner` to `Gateway::new`; in dev a generated key is passed in).
+    pub signing_key: Option<PathBuf>,
+    /// Lifetime of a minted trust token in seconds (at most 60).
+    pub token_ttl_secs: u64,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            token_ttl_secs: 60,
+        }
+    }
+}
+
+/// Client access-token verification. With neither `public_key` nor `jwks_url`, bearer
+/// tokens are refused (there is nothing to verify them with) and requests without one
+/// are anonymous.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// PEM file of the RSA public key that signs access tokens (RS256).
+    pub public_key: Option<PathBuf>,
+    /// URL of a JWKS document (e.g. the auth service's `/.well-known/jwks.json`).
+    pub jwks_url: Option<String>,
+    /// Required `iss` claim, when set.
+    pub issuer: Option<String>,
+    /// Required `aud` claim (one of), when set.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Re-fetch the JWKS when the cached copy is older than this, in seconds.
+    pub jwks_max_age_secs: u64,
+    /// Minimum interval between two JWKS fetches triggered by an unknown `kid`, in
+    /// seconds, so a flood of random `kid`s cannot hammer the key server.
+    pub jwks_min_refresh_secs: u64,
+    /// Tokens longer than this many bytes are refused without parsing.
+    pub max_token_bytes: usize,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            public_key: None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            leeway_secs: 30,
+            jwks_max_age_secs: 300,
+            jwks_min_refresh_secs: 10,
+            max_token_bytes: 8192,
+        }
+    }
+}
+
+/// Cheap request and operation limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest accepted query text, in bytes.
+    pub max_query_length: usize,
+    /// Deepest accepted selection nesting (fragments expanded).
+    pub max_depth: usize,
+    /// Most aliases accepted in one operation.
+    pub max_aliases: usize,
+    /// Most root fields accepted in one operation.
+    pub max_root_fields: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 2 * 1024 * 1024,
+            max_query_length: 256 * 1024,
+            max_depth: 32,
+            max_aliases: 64,
+            max_root_fields: 64,
+        }
+    }
+}
+
+/// CSRF prevention (Apollo-compatible rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsrfConfig {
+    /// Refuse GET and simple-content-type POST requests that carry none of
+    /// `required_headers`.
+    pub enabled: bool,
+    /// Any one of these request headers marks a request as not forgeable.
+    pub required_headers: Vec<String>,
+}
+
+impl Default for CsrfConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            required_headers: vec!["portico-csrf".into(), "apollo-require-preflight".into()],
+        }
+    }
+}
+
+/// Cache sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Most query plans kept (keyed by operation hash, operation name, override labels).
+    pub plans: usize,
+    /// Most parsed and validated documents kept (keyed by query text hash).
+    pub documents: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            plans: 4096,
+            documents: 4096,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Read a TOML file, then apply `PORTICO_*` environment overrides.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_with_env(&text, path, std::env::vars())
+    }
+
+    /// Parse TOML text (no environment overrides).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_toml_with_env(text, Path::new("<inline>"), std::iter::empty())
+    }
+
+    /// Defaults plus `PORTICO_*` environment overrides (no file).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_toml_with_env("", Path::new("<env>"), std::env::vars())
+    }
+
+    /// Parse TOML text and apply the given `(name, value)` environment overrides.
+    pub fn from_toml_with_env(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        // Validate the file alone first, so its errors carry its line numbers.
+        let _: GatewayConfig = toml::from_str(text).map_err(parse_err)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        let mut applied = Vec::new();
+        for (var, raw) in env {
+            let Some(rest) = var.strip_prefix("PORTICO_") else {
+                continue;
+            };
+            let segments: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if segments.iter().any(String::is_empty)
+                || !TOP_LEVEL_KEYS.contains(&segments[0].as_str())
+            {
+                continue;
+            }
+            insert_path(&mut table, &segments, scalar(&raw));
+            applied.push((var, segments.join(".")));
+        }
+        let config: GatewayConfig =
+            toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    // Name the first environment override whose key the message mentions,
+                    // else the last one applied.
+                    let message = e.to_string();
+                    let (var, key) = applied
+                        .iter()
+                        .find(|(_, key)| {
+                            key.rsplit('.')
+                                .next()
+                                .is_some_and(|leaf| message.contains(leaf))
+                        })
+                        .or(applied.last())
+                        .cloned()
+                        .unwrap_or_default();
+                    ConfigError::Env { var, key, message }
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        };
+        if self.trust.token_ttl_secs == 0 || self.trust.token_ttl_secs > 60 {
+            return Err(invalid("trust.token_ttl_secs", "must be between 1 and 60"));
+        }
+        if self.jwt.public_key.is_some() && self.jwt.jwks_url.is_some() {
+            return Err(invalid(
+                "jwt",
+                "set either `public_key` or `jwks_url`, not both",
+            ));
+        }
+        if self.limits.max_body_bytes == 0 {
+            return Err(invalid("limits.max_body_bytes", "must be positive"));
+        }
+        for (name, sg) in &self.subgraphs {
+            if let Some(url) = &sg.url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(invalid(
+                    &format!("subgraphs.{name}.url"),
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether introspection is served.
+    pub fn introspection_enabled(&self) -> bool {
+        self.introspection.unwrap_or(self.dev)
+    }
+
+    /// Whether the playground is served.
+    pub fn playground_enabled(&self) -> bool {
+        self.playground.unwrap_or(self.dev)
+    }
+
+    /// Whether `portico-include-plan` is honoured.
+    pub fn plan_extension_enabled(&self) -> bool {
+        self.dev && self.include_plan
+    }
+
+    /// The timeout of subgraph `name`.
+    pub fn subgraph_timeout(&self, name: &str) -> Duration {
+        let ms = self
+            .subgraphs
+            .get(name)
+            .and_then(|s| s.timeout_ms)
+            .unwrap_or(self.subgraph_timeout_ms);
+        Duration::from_millis(ms)
+    }
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "supergraph",
+    "dev",
+    "introspection",
+    "playground",
+    "include_plan",
+    "subgraphs",
+    "subgraph_timeout_ms",
+    "override_labels",
+    "trust",
+    "jwt",
+    "limits",
+    "csrf",
+    "cache",
+];
+
+/// An environment value as a TOML scalar, else a string.
+fn scalar(raw: &str) -> toml::Value {
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(f) = raw.parse::<f64>()
+        && raw.contains('.')
+        && !raw.contains(':')
+    {
+        return toml::Value::Float(f);
+    }
+    if raw.starts_with('[')
+        && let Ok(v) = format!("v = {raw}").parse::<toml::Table>()
+        && let Some(v) = v.get("v")
+    {
+        return v.clone();
+    }
+    toml::Value::String(raw.to_string())
+}
+
+fn insert_path(table: &mut toml::Table, segments: &[String], value: toml::Value) {
+    let Some((last, parents)) = segments.split_last() else {
+        return;
+    };
+    let mut cur = table;
+    for seg in parents {
+        let entry = cur
+            .entry(seg.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(t) = entry else {
+            return;
+        };
+        cur = t;
+    }
+    cur.insert(last.clone(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_production_safe() {
+        let c = GatewayConfig::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:4000");
+        assert!(!c.introspection_enabled());
+        assert!(!c.playground_enabled());
+        assert!(!c.plan_extension_enabled());
+        assert_eq!(c.limits.max_body_bytes, 2 * 1024 * 1024);
+        assert_eq!(c.subgraph_timeout("any"), Duration::from_secs(30));
+        assert!(c.csrf.enabled);
+    }
+
+    #[test]
+    fn file_and_env_overrides_are_applied() {
+        let text = r#"
+            dev = true
+            [subgraphs.users]
+            url = "http://localhost:4001/graphql"
+            timeout_ms = 500
+            [limits]
+            max_depth = 10
+        "#;
+        let c = GatewayConfig::from_toml_with_env(
+            text,
+            Path::new("gw.toml"),
+            env(&[
+                ("PORTICO_LIMITS__MAX_DEPTH", "12"),
+                ("PORTICO_LISTEN", "0.0.0.0:8080"),
+                ("PORTICO_SUBGRAPHS__POSTS__URL", "http://posts/graphql"),
+                ("PORTICO_LOG", "debug"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .expect("valid");
+        assert!(c.introspection_enabled());
+        assert_eq!(c.limits.max_depth, 12);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.subgraph_timeout("users"), Duration::from_millis(500));
+        assert_eq!(
+            c.subgraphs["posts"].url.as_deref(),
+            Some("http://posts/graphql")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = GatewayConfig::from_toml("[limits]\nmax_detph = 3\n").expect_err("unknown key");
+        assert!(e.to_string().contains("max_detph"), "{e}");
+        let e = GatewayConfig::from_toml("listen = 12\n").expect_err("bad type");
+        assert!(e.to_string().contains("listen"), "{e}");
+        let e = GatewayConfig::from_toml_with_env(
+            "",
+            Path::new("x"),
+            env(&[("PORTICO_LIMITS__MAX_DEPTH", "deep")]),
+        )
+        .expect_err("bad env");
+        assert!(e.to_string().contains("PORTICO_LIMITS__MAX_DEPTH"), "{e}");
+        let e = GatewayConfig::from_toml("[trust]\ntoken_ttl_secs = 600\n").expect_err("ttl");
+        assert!(e.to_string().contains("trust.token_ttl_secs"), "{e}");
+    }
+}

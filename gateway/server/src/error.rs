@@ -1,0 +1,283 @@
+//! Errors as clients see them: the one central [`ErrorCode`] (a stable SCREAMING_SNAKE
+//! code mapped to an HTTP status and to `extensions.code`) and the GraphQL error and
+//! response shapes of the spec (`message`, `locations`, `path`, `extensions`).
+//!
+//! Every stage of the pipeline has its own `thiserror` enum; each converts into a
+//! [`GraphQLError`] carrying one of these codes, so the HTTP layer never invents codes.
+
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Stable error codes, sent as `extensions.code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The request is not a GraphQL request we can read (bad JSON, missing query, ...).
+    BadRequest,
+    /// A browser could send this request without a CORS preflight and it carries no
+    /// CSRF-prevention header.
+    CsrfPrevention,
+    /// The body exceeds `limits.max_body_bytes`.
+    PayloadTooLarge,
+    /// The content type is not `application/json`.
+    UnsupportedMediaType,
+    /// A mutation sent over GET, or an unsupported HTTP method.
+    MethodNotAllowed,
+    /// The document does not parse.
+    GraphqlParseFailed,
+    /// The document does not validate against the API schema.
+    GraphqlValidationFailed,
+    /// `operationName` names no operation, or is missing when several are defined.
+    GraphqlUnknownOperationName,
+    /// Variables do not match the operation's variable definitions.
+    BadUserInput,
+    /// The query text exceeds `limits.max_query_length`.
+    MaxQueryLengthExceeded,
+    /// The operation nests deeper than `limits.max_depth`.
+    MaxDepthExceeded,
+    /// The operation uses more aliases than `limits.max_aliases`.
+    MaxAliasesExceeded,
+    /// The operation selects more root fields than `limits.max_root_fields`.
+    MaxRootFieldsExceeded,
+    /// Introspection is disabled (production mode).
+    IntrospectionDisabled,
+    /// The bearer token is missing where required, malformed, expired or not ours.
+    Unauthenticated,
+    /// The planner could not plan the operation.
+    QueryPlanningFailed,
+    /// A subgraph answered with an HTTP error or a body that is not a GraphQL response.
+    SubrequestHttpError,
+    /// A subgraph did not answer within its timeout.
+    SubrequestTimeout,
+    /// A non-null field resolved to null (spec "field error").
+    NullValueInNonNullField,
+    /// A bug or an unexpected internal state.
+    InternalServerError,
+}
+
+impl ErrorCode {
+    /// The code sent in `extensions.code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::CsrfPrevention => "CSRF_PREVENTION",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            ErrorCode::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            ErrorCode::GraphqlUnknownOperationName => "GRAPHQL_UNKNOWN_OPERATION_NAME",
+            ErrorCode::BadUserInput => "BAD_USER_INPUT",
+            ErrorCode::MaxQueryLengthExceeded => "MAX_QUERY_LENGTH_EXCEEDED",
+            ErrorCode::MaxDepthExceeded => "MAX_DEPTH_EXCEEDED",
+            ErrorCode::MaxAliasesExceeded => "MAX_ALIASES_EXCEEDED",
+            ErrorCode::MaxRootFieldsExceeded => "MAX_ROOT_FIELDS_EXCEEDED",
+            ErrorCode::IntrospectionDisabled => "INTROSPECTION_DISABLED",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::QueryPlanningFailed => "QUERY_PLANNING_FAILED",
+            ErrorCode::SubrequestHttpError => "SUBREQUEST_HTTP_ERROR",
+            ErrorCode::SubrequestTimeout => "SUBREQUEST_TIMEOUT",
+            ErrorCode::NullValueInNonNullField => "NULL_VALUE_IN_NON_NULL_FIELD",
+            ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// HTTP status when this error refuses the whole request. Errors that occur during
+    /// execution (subgraph failures, null bubbling) do not change the status: the
+    /// response is a partial success (200).
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest
+            | ErrorCode::CsrfPrevention
+            | ErrorCode::GraphqlParseFailed
+            | ErrorCode::GraphqlValidationFailed
+            | ErrorCode::GraphqlUnknownOperationName
+            | ErrorCode::BadUserInput
+            | ErrorCode::MaxQueryLengthExceeded
+            | ErrorCode::MaxDepthExceeded
+            | ErrorCode::MaxAliasesExceeded
+            | ErrorCode::MaxRootFieldsExceeded
+            | ErrorCode::IntrospectionDisabled => StatusCode::BAD_REQUEST,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::QueryPlanningFailed | ErrorCode::InternalServerError => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ErrorCode::SubrequestHttpError
+            | ErrorCode::SubrequestTimeout
+            | ErrorCode::NullValueInNonNullField => StatusCode::OK,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A position in the client's document (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// One element of a response path: a response key or a list index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PathElem {
+    Key(String),
+    Index(usize),
+}
+
+impl PathElem {
+    /// Read a path element from a subgraph's JSON (anything else is dropped).
+    pub fn from_json(v: &Value) -> Option<PathElem> {
+        match v {
+            Value::String(s) => Some(PathElem::Key(s.clone())),
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(PathElem::Index),
+            _ => None,
+        }
+    }
+}
+
+/// A GraphQL error as in the response's `errors` list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphQLError {
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<PathElem>>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extensions: Map<String, Value>,
+}
+
+impl GraphQLError {
+    /// An error with `extensions.code` set.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let mut extensions = Map::new();
+        extensions.insert("code".into(), Value::String(code.as_str().into()));
+        Self {
+            message: message.into(),
+            locations: Vec::new(),
+            path: None,
+            extensions,
+        }
+    }
+
+    pub fn with_locations(mut self, locations: Vec<Location>) -> Self {
+        self.locations = locations;
+        self
+    }
+
+    pub fn with_path(mut self, path: Vec<PathElem>) -> Self {
+        self.path = Some(path);
+        self
+    }
+
+    pub fn with_extension(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extensions.insert(key.into(), value.into());
+        self
+    }
+
+    /// The code in `extensions.code`, if it is one of ours.
+    pub fn code(&self) -> Option<&str> {
+        self.extensions.get("code").and_then(Value::as_str)
+    }
+}
+
+/// A GraphQL response. `data` is absent (not null) for request errors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GraphQLResponse {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<GraphQLError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub extensions: Map<String, Value>,
+}
+
+/// A request refused before execution: one status, one or more errors.
+#[derive(Debug, Clone)]
+pub struct RequestFailure {
+    pub status: StatusCode,
+    pub errors: Vec<GraphQLError>,
+}
+
+impl RequestFailure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status: code.http_status(),
+            errors: vec![GraphQLError::new(code, message)],
+        }
+    }
+}
+
+impl From<GraphQLError> for RequestFailure {
+    fn from(error: GraphQLError) -> Self {
+        let status = error
+            .code()
+            .and_then(code_status)
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        Self {
+            status,
+            errors: vec![error],
+        }
+    }
+}
+
+fn code_status(code: &str) -> Option<StatusCode> {
+    ALL_CODES
+        .iter()
+        .find(|c| c.as_str() == code)
+        .map(|c| c.http_status())
+}
+
+const ALL_CODES: &[ErrorCode] = &[
+    ErrorCode::BadRequest,
+    ErrorCode::CsrfPrevention,
+    ErrorCode::PayloadTooLarge,
+    ErrorCode::UnsupportedMediaType,
+    ErrorCode::MethodNotAllowed,
+    ErrorCode::GraphqlParseFailed,
+    ErrorCode::GraphqlValidationFailed,
+    ErrorCode::GraphqlUnknownOperationName,
+    ErrorCode::BadUserInput,
+    ErrorCode::MaxQueryLengthExceeded,
+    ErrorCode::MaxDepthExceeded,
+    ErrorCode::MaxAliasesExceeded,
+    ErrorCode::MaxRootFieldsExceeded,
+    ErrorCode::IntrospectionDisabled,
+    ErrorCode::Unauthenticated,
+    ErrorCode::QueryPlanningFailed,
+    ErrorCode::SubrequestHttpError,
+    ErrorCode::SubrequestTimeout,
+    ErrorCode::NullValueInNonNullField,
+    ErrorCode::InternalServerError,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_screaming_snake() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ALL_CODES {
+            assert!(seen.insert(c.as_str()), "duplicate {c}");
+            assert!(
+                c.as_str()
+                    .chars()
+                    .all(|ch| ch.is_ascii_uppercase() || ch == '_')
+            );
+            assert_eq!(code_status(c.as_str()), Some(c.http_status()));
+        }
+    }
+}

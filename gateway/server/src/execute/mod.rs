@@ -1,0 +1,72 @@
+//! Execution: run a [`QueryPlan`] against the subgraphs, then shape the merged data into
+//! the client's response.
+//!
+//! `run` walks the plan (fetches, batched entity fetches, merging, error re-mapping);
+//! `shape` applies the client's operation to the merged tree (order, aliases,
+//! fragments, `@skip`/`@include`, `__typename`, null bubbling); `subgraph` is the only
+//! code that talks to subgraphs. A failing or slow subgraph never fails the request:
+//! its part of the data is null and an error with `SUBREQUEST_HTTP_ERROR` or
+//! `SUBREQUEST_TIMEOUT` and `serviceName` says why.
+
+mod run;
+mod shape;
+pub mod subgraph;
+
+use apollo_compiler::Schema;
+use apollo_compiler::executable::{ExecutableDocument, Operation};
+use apollo_compiler::validation::Valid;
+use parking_lot::Mutex;
+use portico_federation::plan::QueryPlan;
+use serde_json::{Map, Value};
+
+use crate::auth::Identity;
+use crate::error::{GraphQLError, GraphQLResponse};
+pub use subgraph::{Endpoint, Subgraphs};
+
+/// One operation to execute.
+pub struct ExecutionInput<'a> {
+    pub schema: &'a Valid<Schema>,
+    pub document: &'a Valid<ExecutableDocument>,
+    pub operation: &'a Operation,
+    pub plan: &'a QueryPlan,
+    /// Coerced variable values.
+    pub variables: &'a Map<String, Value>,
+    /// Root introspection results, when the operation selects `__schema`/`__type`.
+    pub introspection: Option<&'a Map<String, Value>>,
+    pub identity: &'a Identity,
+    pub request_id: &'a str,
+}
+
+/// Run the plan and shape the response (always `data`, possibly partial).
+pub async fn execute(subgraphs: &Subgraphs, input: ExecutionInput<'_>) -> GraphQLResponse {
+    let is_subtype = |abstract_type: &str, object_type: &str| {
+        input.schema.is_subtype(abstract_type, object_type)
+    };
+    let run = run::Run {
+        subgraphs,
+        variables: input.variables,
+        identity: input.identity,
+        request_id: input.request_id,
+        is_subtype: &is_subtype,
+        data: Mutex::new(Value::Object(Map::new())),
+        errors: Mutex::new(Vec::new()),
+    };
+    if let Some(node) = &input.plan.node {
+        run.node(node).await;
+    }
+    let data = run.data.into_inner();
+    let mut errors: Vec<GraphQLError> = run.errors.into_inner();
+    let data = shape::Shaper {
+        schema: input.schema,
+        document: input.document,
+        variables: input.variables,
+        introspection: input.introspection,
+        errors: &mut errors,
+    }
+    .shape(input.operation, &data);
+    GraphQLResponse {
+        errors,
+        data: Some(data),
+        extensions: Map::new(),
+    }
+}

@@ -1,0 +1,560 @@
+//! Plan walking: `Sequence` in order, `Parallel` joined, `Condition` on a variable,
+//! root `Fetch` merged at the root, and `Flatten` + entity `Fetch` batched: every object
+//! at the path across the whole response is projected through `requires`, duplicates
+//! are removed, ONE `_entities` request is sent, and result `i` is merged into every
+//! object that produced representation `i` (located again by its concrete path, so
+//! parallel branches merging elsewhere cannot shift it).
+
+use std::collections::HashMap;
+
+use futures::future::{BoxFuture, FutureExt, join_all};
+use parking_lot::Mutex;
+use portico_federation::plan::{FetchNode, PathSegment, PlanNode, Rewrite, Selection};
+use serde_json::{Map, Value};
+
+use super::subgraph::{FetchError, SubgraphResponse, Subgraphs};
+use crate::auth::Identity;
+use crate::error::{ErrorCode, GraphQLError, PathElem};
+
+/// Everything a plan run reads, and the response tree and errors it writes.
+pub(super) struct Run<'a> {
+    pub subgraphs: &'a Subgraphs,
+    pub variables: &'a Map<String, Value>,
+    pub identity: &'a Identity,
+    pub request_id: &'a str,
+    /// Answers "is `typename` a `type_condition`?" (interfaces/unions).
+    pub is_subtype: &'a (dyn Fn(&str, &str) -> bool + Sync),
+    pub data: Mutex<Value>,
+    pub errors: Mutex<Vec<GraphQLError>>,
+}
+
+impl<'a> Run<'a> {
+    pub fn node(&'a self, node: &'a PlanNode) -> BoxFuture<'a, ()> {
+        async move {
+            match node {
+                PlanNode::Sequence { nodes } => {
+                    for n in nodes {
+                        self.node(n).await;
+                    }
+                }
+                PlanNode::Parallel { nodes } => {
+                    join_all(nodes.iter().map(|n| self.node(n))).await;
+                }
+                PlanNode::Fetch(fetch) => self.fetch(fetch, &[]).await,
+                PlanNode::Flatten { path, node } => match node.as_ref() {
+                    PlanNode::Fetch(fetch) => self.fetch(fetch, path).await,
+                    other => {
+                        // Not produced by our planner; run it at the root rather than drop it.
+                        tracing::warn!("Flatten around a non-Fetch node; running it unflattened");
+                        self.node(other).await
+                    }
+                },
+                PlanNode::Condition {
+                    condition,
+                    if_clause,
+                    else_clause,
+                } => {
+                    let on = self
+                        .variables
+                        .get(condition)
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    let branch = if on { if_clause } else { else_clause };
+                    if let Some(n) = branch {
+                        self.node(n).await;
+                    }
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn fetch_variables(&self, fetch: &FetchNode) -> Map<String, Value> {
+        fetch
+            .variable_usages
+            .iter()
+            .filter_map(|name| Some((name.clone(), self.variables.get(name)?.clone())))
+            .collect()
+    }
+
+    async fn fetch(&self, fetch: &FetchNode, path: &[PathSegment]) {
+        match &fetch.requires {
+            None => self.root_fetch(fetch).await,
+            Some(requires) => self.entity_fetch(fetch, path, requires).await,
+        }
+    }
+
+    async fn root_fetch(&self, fetch: &FetchNode) {
+        let result = self
+            .subgraphs
+            .send(
+                &fetch.service_name,
+                &fetch.operation,
+                fetch.operation_name.as_deref(),
+                self.fetch_variables(fetch),
+                self.identity,
+                self.request_id,
+            )
+            .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => return self.errors.lock().push(fetch_error(&e)),
+        };
+        if let Some(data) = response.data.filter(Value::is_object) {
+            merge(&mut self.data.lock(), data);
+        }
+        let mut errors = self.errors.lock();
+        for raw in response.errors {
+            let mut e = subgraph_error(raw, &fetch.service_name);
+            // Root fetch paths already use client response keys.
+            if e.path.as_ref().is_some_and(Vec::is_empty) {
+                e.path = None;
+            }
+            errors.push(e);
+        }
+    }
+
+    async fn entity_fetch(&self, fetch: &FetchNode, path: &[PathSegment], requires: &[Selection]) {
+        // 1. Collect: every object at `path`, projected and deduplicated.
+        let mut representations: Vec<Value> = Vec::new();
+        let mut producers: Vec<(Vec<PathElem>, usize)> = Vec::new();
+        {
+            let data = self.data.lock();
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            let mut objects = Vec::new();
+            collect(&data, path, &mut Vec::new(), &mut objects, self.is_subtype);
+            for (concrete, object) in objects {
+                let Some(mut rep) = project(object, requires, self.is_subtype) else {
+                    continue;
+                };
+                apply_rewrites(&mut rep, &fetch.input_rewrites);
+                let key = rep.to_string();
+                let index = *seen.entry(key).or_insert_with(|| {
+                    representations.push(rep);
+                    representations.len() - 1
+                });
+                producers.push((concrete, index));
+            }
+        }
+        if representations.is_empty() {
+            return;
+        }
+        // 2. One request for all of them.
+        let count = representations.len();
+        let mut variables = self.fetch_variables(fetch);
+        variables.insert("representations".into(), Value::Array(representations));
+        let result = self
+            .subgraphs
+            .send(
+                &fetch.service_name,
+                &fetch.operation,
+                fetch.operation_name.as_deref(),
+                variables,
+                self.identity,
+                self.request_id,
+            )
+            .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => return self.errors.lock().push(fetch_error(&e)),
+        };
+        // 3. Scatter results back.
+        let SubgraphResponse { data, errors } = response;
+        let entities = match data {
+            Some(Value::Object(mut map)) => match map.remove("_entities") {
+                Some(Value::Array(entities)) => Some(entities),
+                _ => None,
+            },
+            _ => None,
+        };
+        let mut by_rep: Vec<Vec<&Vec<PathElem>>> = vec![Vec::new(); count];
+        for (concrete, index) in &producers {
+            if let Some(list) = by_rep.get_mut(*index) {
+                list.push(concrete);
+            }
+        }
+        match entities {
+            Some(entities) if entities.len() == count => {
+                let mut data = self.data.lock();
+                for (i, mut entity) in entities.into_iter().enumerate() {
+                    if !entity.is_object() {
+                        continue;
+                    }
+                    apply_rewrites(&mut entity, &fetch.output_rewrites);
+                    for concrete in &by_rep[i] {
+                        if let Some(target) = navigate_mut(&mut data, concrete) {
+                            merge(target, entity.clone());
+                        }
+                    }
+                }
+            }
+            Some(entities) => self.errors.lock().push(
+                GraphQLError::new(
+                    ErrorCode::SubrequestHttpError,
+                    format!(
+                        "subgraph '{}' returned {} entities for {count} representations",
+                        fetch.service_name,
+                        entities.len()
+                    ),
+                )
+                .with_extension("serviceName", fetch.service_name.clone()),
+            ),
+            None if errors.is_empty() => self.errors.lock().push(
+                GraphQLError::new(
+                    ErrorCode::SubrequestHttpError,
+                    format!("subgraph '{}' returned no _entities", fetch.service_name),
+                )
+                .with_extension("serviceName", fetch.service_name.clone()),
+            ),
+            None => {}
+        }
+        // 4. Errors: `_entities.i.rest` → the client path of each producer of `i`.
+        let mut out = self.errors.lock();
+        for raw in errors {
+            let mut e = subgraph_error(raw, &fetch.service_name);
+            let remapped = match e.path.as_deref() {
+                Some([PathElem::Key(k), PathElem::Index(i), rest @ ..]) if k == "_entities" => {
+                    by_rep.get(*i).map(|producers| {
+                        producers
+                            .iter()
+                            .map(|p| {
+                                let mut full = (*p).clone();
+                                full.extend_from_slice(rest);
+                                full
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                }
+                _ => None,
+            };
+            match remapped {
+                Some(paths) => {
+                    for p in paths {
+                        out.push(e.clone().with_path(p));
+                    }
+                }
+                None => {
+                    e.path = None;
+                    out.push(e);
+                }
+            }
+        }
+    }
+}
+
+/// A subgraph error, kept as sent (message, extensions, locations dropped: they point
+/// into the subgraph operation, not the client's) with `serviceName` added.
+fn subgraph_error(raw: Value, service: &str) -> GraphQLError {
+    let message = raw
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("subgraph error")
+        .to_string();
+    let path = raw
+        .get("path")
+        .and_then(Value::as_array)
+        .map(|p| p.iter().filter_map(PathElem::from_json).collect());
+    let mut extensions = raw
+        .get("extensions")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    extensions
+        .entry("serviceName")
+        .or_insert_with(|| Value::String(service.to_string()));
+    GraphQLError {
+        message,
+        locations: Vec::new(),
+        path,
+        extensions,
+    }
+}
+
+fn fetch_error(e: &FetchError) -> GraphQLError {
+    let (code, service) = match e {
+        FetchError::Timeout { service, .. } => (ErrorCode::SubrequestTimeout, service),
+        FetchError::Http { service, .. } | FetchError::UnknownSubgraph(service) => {
+            (ErrorCode::SubrequestHttpError, service)
+        }
+    };
+    GraphQLError::new(code, e.to_string()).with_extension("serviceName", service.clone())
+}
+
+fn typename(v: &Value) -> Option<&str> {
+    v.get("__typename").and_then(Value::as_str)
+}
+
+/// Every non-null object at `path`, with its concrete path. Lists met where the path
+/// expects an object are walked into (as `@` would).
+fn collect<'v>(
+    value: &'v Value,
+    path: &[PathSegment],
+    current: &mut Vec<PathElem>,
+    out: &mut Vec<(Vec<PathElem>, &'v Value)>,
+    is_subtype: &(dyn Fn(&str, &str) -> bool + Sync),
+) {
+    if let Value::Array(items) = value {
+        for (i, item) in items.iter().enumerate() {
+            current.push(PathElem::Index(i));
+            let rest = match path.first() {
+                Some(PathSegment::List) => &path[1..],
+                _ => path,
+            };
+            collect(item, rest, current, out, is_subtype);
+            current.pop();
+        }
+        return;
+    }
+    let Value::Object(map) = value else {
+        return;
+    };
+    match path.first() {
+        None => out.push((current.clone(), value)),
+        Some(PathSegment::Key(k)) => {
+            if let Some(child) = map.get(k) {
+                current.push(PathElem::Key(k.clone()));
+                collect(child, &path[1..], current, out, is_subtype);
+                current.pop();
+            }
+        }
+        Some(PathSegment::List) => {}
+        Some(PathSegment::TypeCondition(types)) => {
+            let keep =
+                typename(value).is_some_and(|t| types.iter().any(|c| c == t || is_subtype(c, t)));
+            if keep {
+                collect(value, &path[1..], current, out, is_subtype);
+            }
+        }
+    }
+}
+
+/// Build a representation from `object` through `requires`; `None` when the object is
+/// not of a required type or lacks a required field.
+fn project(
+    object: &Value,
+    requires: &[Selection],
+    is_subtype: &(dyn Fn(&str, &str) -> bool + Sync),
+) -> Option<Value> {
+    let mut out = Map::new();
+    let mut matched_any = false;
+    let mut has_fragments = false;
+    for sel in requires {
+        match sel {
+            Selection::Field {
+                name,
+                alias,
+                selections,
+            } => {
+                let value = object.get(name)?;
+                let projected = project_value(value, selections, is_subtype)?;
+                out.insert(alias.clone().unwrap_or_else(|| name.clone()), projected);
+                matched_any = true;
+            }
+            Selection::InlineFragment {
+                type_condition,
+                selections,
+            } => {
+                has_fragments = true;
+                let applies = match (type_condition, typename(object)) {
+                    (None, _) => true,
+                    (Some(c), Some(t)) => c == t || is_subtype(c, t),
+                    (Some(_), None) => false,
+                };
+                if applies {
+                    if let Value::Object(inner) = project(object, selections, is_subtype)? {
+                        out.extend(inner);
+                    }
+                    matched_any = true;
+                }
+            }
+        }
+    }
+    if has_fragments && !matched_any {
+        return None;
+    }
+    if let Some(t) = object.get("__typename") {
+        out.entry("__typename").or_insert_with(|| t.clone());
+    }
+    Some(Value::Object(out))
+}
+
+fn project_value(
+    value: &Value,
+    selections: &[Selection],
+    is_subtype: &(dyn Fn(&str, &str) -> bool + Sync),
+) -> Option<Value> {
+    if selections.is_empty() {
+        return Some(value.clone());
+    }
+    match value {
+        Value::Null => Some(Value::Null),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| project_value(i, selections, is_subtype))
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Array),
+        Value::Object(_) => {
+            let mut projected = project(value, selections, is_subtype)?;
+            // Nested objects keep only what was asked for, `__typename` included only if
+            // selected.
+            let asked_typename = selections
+                .iter()
+                .any(|s| matches!(s, Selection::Field { name, .. } if name == "__typename"));
+            if !asked_typename && let Value::Object(m) = &mut projected {
+                m.remove("__typename");
+            }
+            Some(projected)
+        }
+        _ => Some(value.clone()),
+    }
+}
+
+fn apply_rewrites(value: &mut Value, rewrites: &[Rewrite]) {
+    for rewrite in rewrites {
+        let Rewrite::ValueSetter {
+            path,
+            if_typename,
+            value: new,
+        } = rewrite;
+        if !if_typename.is_empty()
+            && !typename(value).is_some_and(|t| if_typename.iter().any(|c| c == t))
+        {
+            continue;
+        }
+        set_at(value, path, new);
+    }
+}
+
+fn set_at(value: &mut Value, path: &[String], new: &Value) {
+    match path {
+        [] => {}
+        [last] => {
+            if let Value::Object(map) = value {
+                map.insert(last.clone(), new.clone());
+            }
+        }
+        [first, rest @ ..] => {
+            if let Some(next) = value.get_mut(first.as_str()) {
+                set_at(next, rest, new);
+            }
+        }
+    }
+}
+
+fn navigate_mut<'v>(value: &'v mut Value, path: &[PathElem]) -> Option<&'v mut Value> {
+    let mut cur = value;
+    for elem in path {
+        cur = match elem {
+            PathElem::Key(k) => cur.get_mut(k.as_str())?,
+            PathElem::Index(i) => cur.get_mut(*i)?,
+        };
+    }
+    Some(cur)
+}
+
+/// Deep merge: objects by key, equal-length lists item by item; a null never erases a
+/// value another subgraph provided.
+pub(super) fn merge(target: &mut Value, source: Value) {
+    match (target, source) {
+        (Value::Object(t), Value::Object(s)) => {
+            for (k, v) in s {
+                match t.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        t.insert(k, v);
+                    }
+                }
+            }
+        }
+        (Value::Array(t), Value::Array(s)) if t.len() == s.len() => {
+            for (tv, sv) in t.iter_mut().zip(s) {
+                merge(tv, sv);
+            }
+        }
+        (t, Value::Null) if !t.is_null() => {}
+        (t, s) => *t = s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn no_subtypes(_: &str, _: &str) -> bool {
+        false
+    }
+
+    #[test]
+    fn collect_walks_lists_and_type_conditions() {
+        let data = json!({"a": [{"b": {"__typename": "X", "id": 1}}, {"b": null}, {"b": {"__typename": "Y", "id": 2}}]});
+        let path = vec![
+            PathSegment::Key("a".into()),
+            PathSegment::List,
+            PathSegment::Key("b".into()),
+            PathSegment::TypeCondition(vec!["Y".into()]),
+        ];
+        let mut out = Vec::new();
+        collect(&data, &path, &mut Vec::new(), &mut out, &no_subtypes);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].0,
+            vec![
+                PathElem::Key("a".into()),
+                PathElem::Index(2),
+                PathElem::Key("b".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn projection_follows_requires_and_skips_other_types() {
+        let requires = vec![Selection::InlineFragment {
+            type_condition: Some("User".into()),
+            selections: vec![
+                Selection::Field {
+                    name: "__typename".into(),
+                    alias: None,
+                    selections: vec![],
+                },
+                Selection::Field {
+                    name: "id".into(),
+                    alias: None,
+                    selections: vec![],
+                },
+                Selection::Field {
+                    name: "org".into(),
+                    alias: None,
+                    selections: vec![Selection::Field {
+                        name: "id".into(),
+                        alias: None,
+                        selections: vec![],
+                    }],
+                },
+            ],
+        }];
+        let user =
+            json!({"__typename": "User", "id": "1", "name": "x", "org": {"id": "o", "n": 1}});
+        assert_eq!(
+            project(&user, &requires, &no_subtypes),
+            Some(json!({"__typename": "User", "id": "1", "org": {"id": "o"}}))
+        );
+        let other = json!({"__typename": "Bot", "id": "1"});
+        assert_eq!(project(&other, &requires, &no_subtypes), None);
+        let missing = json!({"__typename": "User", "org": null});
+        assert_eq!(project(&missing, &requires, &no_subtypes), None);
+    }
+
+    #[test]
+    fn merge_is_deep_and_null_does_not_erase() {
+        let mut t = json!({"a": {"x": 1}, "l": [{"i": 1}, {"i": 2}], "k": 5});
+        merge(
+            &mut t,
+            json!({"a": {"y": 2}, "l": [{"j": 1}, {"j": 2}], "k": null}),
+        );
+        assert_eq!(
+            t,
+            json!({"a": {"x": 1, "y": 2}, "l": [{"i": 1, "j": 1}, {"i": 2, "j": 2}], "k": 5})
+        );
+    }
+}

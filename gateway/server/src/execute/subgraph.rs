@@ -1,0 +1,224 @@
+//! Subgraph HTTP: one pooled reqwest client, per-subgraph URL and timeout, identity
+//! headers plus a trust token minted for that subgraph (cached per identity and
+//! subgraph for a third of its lifetime), and a request counter per subgraph.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use portico_trust::{
+    HEADER_REQUEST_ID, HEADER_TRUST, HEADER_USER_ID, HEADER_USER_SCOPES, Identity, TrustSigner,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// One subgraph as the executor sees it.
+pub struct Endpoint {
+    pub name: String,
+    pub url: String,
+    pub timeout: Duration,
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// Why a subgraph request produced no GraphQL response.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("subgraph '{0}' is not in the supergraph")]
+    UnknownSubgraph(String),
+    #[error("request to subgraph '{service}' timed out after {timeout:?}")]
+    Timeout { service: String, timeout: Duration },
+    #[error("HTTP fetch failed from '{service}': {message}")]
+    Http { service: String, message: String },
+}
+
+/// The part of a subgraph response the executor reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct SubgraphResponse {
+    #[serde(default)]
+    pub data: Option<Value>,
+    #[serde(default)]
+    pub errors: Vec<Value>,
+}
+
+type TokenKey = (Option<String>, String, String);
+
+/// All subgraphs, the shared HTTP client and the trust-token cache.
+pub struct Subgraphs {
+    client: reqwest::Client,
+    endpoints: HashMap<String, Arc<Endpoint>>,
+    signer: TrustSigner,
+    token_ttl: Duration,
+    tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
+}
+
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+impl Subgraphs {
+    pub fn new(
+        client: reqwest::Client,
+        endpoints: Vec<Endpoint>,
+        signer: TrustSigner,
+        token_ttl: Duration,
+    ) -> Self {
+        Self {
+            client,
+            endpoints: endpoints
+                .into_iter()
+                .map(|e| (e.name.clone(), Arc::new(e)))
+                .collect(),
+            signer,
+            token_ttl,
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Requests sent to subgraph `name` so far.
+    pub fn request_count(&self, name: &str) -> u64 {
+        self.endpoints
+            .get(name)
+            .map_or(0, |e| e.requests.load(Ordering::Relaxed))
+    }
+
+    /// All endpoints, sorted by name (for /metrics).
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        let mut v: Vec<_> = self.endpoints.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// A trust token for `service`, minted or reused from the cache (reused for a third
+    /// of its lifetime, so a subgraph always receives at least 2/3 of the validity).
+    fn trust_token(&self, service: &str, identity: &Identity) -> String {
+        let key = (
+            identity.user_id.clone(),
+            identity.scopes_header(),
+            service.to_string(),
+        );
+        let reuse_for = self.token_ttl / 3;
+        let mut tokens = self.tokens.lock();
+        if let Some((token, minted)) = tokens.get(&key)
+            && minted.elapsed() < reuse_for
+        {
+            return token.clone();
+        }
+        let token = self.signer.mint(service, identity, self.token_ttl);
+        if tokens.len() >= TOKEN_CACHE_MAX {
+            tokens.retain(|_, (_, minted)| minted.elapsed() < reuse_for);
+            if tokens.len() >= TOKEN_CACHE_MAX {
+                tokens.clear();
+            }
+        }
+        tokens.insert(key, (token.clone(), Instant::now()));
+        token
+    }
+
+    /// POST one GraphQL request to `service`.
+    pub async fn send(
+        &self,
+        service: &str,
+        query: &str,
+        operation_name: Option<&str>,
+        variables: Map<String, Value>,
+        identity: &Identity,
+        request_id: &str,
+    ) -> Result<SubgraphResponse, FetchError> {
+        let endpoint = self
+            .endpoints
+            .get(service)
+            .ok_or_else(|| FetchError::UnknownSubgraph(service.to_string()))?;
+        endpoint.requests.fetch_add(1, Ordering::Relaxed);
+        let result = self
+            .send_to(
+                endpoint,
+                query,
+                operation_name,
+                variables,
+                identity,
+                request_id,
+            )
+            .await;
+        if result.is_err() {
+            endpoint.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn send_to(
+        &self,
+        endpoint: &Endpoint,
+        query: &str,
+        operation_name: Option<&str>,
+        variables: Map<String, Value>,
+        identity: &Identity,
+        request_id: &str,
+    ) -> Result<SubgraphResponse, FetchError> {
+        let mut body = Map::new();
+        body.insert("query".into(), Value::String(query.to_string()));
+        if let Some(name) = operation_name {
+            body.insert("operationName".into(), Value::String(name.to_string()));
+        }
+        if !variables.is_empty() {
+            body.insert("variables".into(), Value::Object(variables));
+        }
+        let mut request = self
+            .client
+            .post(&endpoint.url)
+            .timeout(endpoint.timeout)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::ACCEPT,
+                "application/graphql-response+json, application/json",
+            )
+            .header(HEADER_TRUST, self.trust_token(&endpoint.name, identity))
+            .header(HEADER_REQUEST_ID, request_id);
+        if let Some(user) = &identity.user_id {
+            request = request.header(HEADER_USER_ID, user);
+        }
+        if !identity.scopes.is_empty() {
+            request = request.header(HEADER_USER_SCOPES, identity.scopes_header());
+        }
+        let http_error = |e: reqwest::Error| {
+            if e.is_timeout() {
+                FetchError::Timeout {
+                    service: endpoint.name.clone(),
+                    timeout: endpoint.timeout,
+                }
+            } else {
+                FetchError::Http {
+                    service: endpoint.name.clone(),
+                    message: without_url(&e),
+                }
+            }
+        };
+        let response = request.json(&body).send().await.map_err(http_error)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(http_error)?;
+        match serde_json::from_slice::<SubgraphResponse>(&bytes) {
+            Ok(parsed) if parsed.data.is_some() || !parsed.errors.is_empty() => Ok(parsed),
+            _ if !status.is_success() => Err(FetchError::Http {
+                service: endpoint.name.clone(),
+                message: format!("HTTP status {status}"),
+            }),
+            _ => Err(FetchError::Http {
+                service: endpoint.name.clone(),
+                message: "the response is not a GraphQL response".into(),
+            }),
+        }
+    }
+}
+
+/// reqwest errors embed the URL; keep messages short and free of query strings.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(i) = e.find(" for url") {
+        e.truncate(i);
+    }
+    if e.contains("error sending request") {
+        "connection failed".to_string()
+    } else {
+        e
+    }
+}

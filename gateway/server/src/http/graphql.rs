@@ -1,0 +1,511 @@
+//! The GraphQL request pipeline, one stage after another (DESIGN "how a request flows").
+
+use std::sync::Arc;
+
+use apollo_compiler::executable::Operation;
+use apollo_compiler::parser::Parser;
+use apollo_compiler::response::JsonMap;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::playground;
+use crate::Inner;
+use crate::error::{ErrorCode, GraphQLError, GraphQLResponse, Location, RequestFailure};
+use crate::execute::{self, ExecutionInput};
+use crate::limits;
+use crate::plan::{ParsedDocument, PlanKey, hash_query};
+use portico_federation::plan::QueryPlan;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const HEADER_INCLUDE_PLAN: &str = "portico-include-plan";
+
+/// The body of a GraphQL-over-HTTP request (JSON, or GET parameters).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphQLRequest {
+    query: Option<String>,
+    operation_name: Option<String>,
+    #[serde(default)]
+    variables: Option<Map<String, Value>>,
+    #[serde(default)]
+    #[allow(dead_code, reason = "read by APQ / trusted documents later")]
+    extensions: Option<Map<String, Value>>,
+}
+
+/// `GET|POST /graphql`.
+pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Response {
+    let json_type = response_content_type(request.headers());
+    let response = match pipeline(&gw, request).await {
+        Ok(response) => response,
+        Err(failure) => failure_response(failure, json_type),
+    };
+    gw.metrics.record_response(response.status().as_u16());
+    response
+}
+
+/// Every stage in order; each one may refuse the request with a [`RequestFailure`].
+async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailure> {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let json_type = response_content_type(headers);
+
+    // Playground: a browser navigating to the endpoint.
+    if parts.method == Method::GET
+        && gw.config.playground_enabled()
+        && accepts_html(headers)
+        && !parts.uri.query().unwrap_or("").contains("query=")
+    {
+        return Ok(playground::page());
+    }
+
+    // 1. Request guard: method, CSRF, content type, body size.
+    let is_get = match parts.method {
+        Method::GET => true,
+        Method::POST => false,
+        _ => {
+            return Err(RequestFailure::new(
+                ErrorCode::MethodNotAllowed,
+                "use GET or POST",
+            ));
+        }
+    };
+    if gw.config.csrf.enabled && !is_preflighted(headers, &gw.config.csrf.required_headers) {
+        return Err(RequestFailure::new(
+            ErrorCode::CsrfPrevention,
+            "this request could have been sent by a browser without a CORS preflight: send \
+             `Content-Type: application/json` or a `portico-csrf` header",
+        ));
+    }
+    let request: GraphQLRequest = if is_get {
+        read_get_params(parts.uri.query().unwrap_or(""))?
+    } else {
+        if !is_json(headers) {
+            return Err(RequestFailure::new(
+                ErrorCode::UnsupportedMediaType,
+                "POST requests must have `Content-Type: application/json`",
+            ));
+        }
+        let bytes = read_body(body, gw.config.limits.max_body_bytes).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            RequestFailure::new(
+                ErrorCode::BadRequest,
+                format!("the body is not a GraphQL request: {e}"),
+            )
+        })?
+    };
+    let Some(query) = request.query.as_deref().filter(|q| !q.trim().is_empty()) else {
+        return Err(RequestFailure::new(
+            ErrorCode::BadRequest,
+            "the request has no `query`",
+        ));
+    };
+
+    // 2. Document: length limit, parse and validate against the API schema (cached).
+    limits::check_query_length(query, &gw.config.limits)?;
+    let query_hash = hash_query(query);
+    let parsed = match gw.documents.get(&query_hash) {
+        Some(parsed) => parsed,
+        None => {
+            let parsed = Arc::new(parse_and_validate(gw, query));
+            gw.documents.insert(query_hash, parsed.clone());
+            parsed
+        }
+    };
+    let document = match parsed.as_ref() {
+        Ok(document) => document,
+        Err(errors) => {
+            return Err(RequestFailure {
+                status: StatusCode::BAD_REQUEST,
+                errors: errors.clone(),
+            });
+        }
+    };
+
+    // 3. Operation: the one named (or the only one); queries only over GET.
+    let operation_name = request.operation_name.as_deref().filter(|n| !n.is_empty());
+    let operation = document.operations.get(operation_name).map_err(|e| {
+        RequestFailure::new(
+            ErrorCode::GraphqlUnknownOperationName,
+            e.message().to_string(),
+        )
+    })?;
+    if is_get && !operation.operation_type.is_query() {
+        return Err(RequestFailure::new(
+            ErrorCode::MethodNotAllowed,
+            format!(
+                "{} operations are only accepted over POST",
+                operation.operation_type
+            ),
+        ));
+    }
+    if operation.operation_type.is_subscription() {
+        return Err(RequestFailure::new(
+            ErrorCode::GraphqlValidationFailed,
+            "subscriptions are not supported",
+        ));
+    }
+
+    // 4. Operation limits: depth, aliases, root fields.
+    limits::check_operation(document, operation, &gw.config.limits)?;
+
+    // 5. Authentication: a bad token stops here, before any subgraph is called.
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let identity = gw
+        .auth
+        .authenticate(authorization)
+        .await
+        .map_err(|e| RequestFailure::from(e.to_graphql_error()))?;
+
+    // 6. Authorization (@authenticated, @requiresScopes): issue 5 adds its stage here.
+    // 7. Cost and rate limit: issue 6 adds its stage here.
+
+    // 8. Variables, coerced against the operation's definitions.
+    let variables = coerce_variables(gw, operation, request.variables.unwrap_or_default())?;
+    let variables_json = match serde_json::to_value(&*variables) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+
+    // 9. Introspection, answered by the gateway from the API schema.
+    let introspection = introspect(gw, document, operation, &variables)?;
+
+    // 10. Plan (cached by query hash, operation name, override labels).
+    let plan_key = PlanKey {
+        query: query_hash,
+        operation_name: operation_name.map(str::to_string),
+        override_labels: gw.override_labels.clone(),
+    };
+    let meta_only = operation
+        .root_fields(document)
+        .all(|f| f.name.starts_with("__"));
+    let plan = match gw.plans.get(&plan_key) {
+        Some(plan) => plan,
+        // Root `__schema`/`__type`/`__typename` are answered here, never planned.
+        None if meta_only => Arc::new(QueryPlan::default()),
+        None => {
+            let plan = gw
+                .planner
+                .plan(document, operation_name, &gw.override_labels)
+                .map_err(|e| RequestFailure::new(ErrorCode::QueryPlanningFailed, e))?;
+            let plan = Arc::new(plan);
+            gw.plans.insert(plan_key, plan.clone());
+            plan
+        }
+    };
+
+    // 11. Execute: fetch, merge, shape.
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = execute::execute(
+        &gw.subgraphs,
+        ExecutionInput {
+            schema: gw.planner.api_schema(),
+            document,
+            operation,
+            plan: &plan,
+            variables: &variables_json,
+            introspection: introspection.as_ref().map(|(data, _)| data),
+            identity: &identity,
+            request_id: &request_id,
+        },
+    )
+    .await;
+    if let Some((_, errors)) = introspection {
+        response.errors.extend(errors);
+    }
+
+    // 12. Response.
+    let include_plan = headers
+        .get(HEADER_INCLUDE_PLAN)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    if include_plan && gw.config.plan_extension_enabled() {
+        response
+            .extensions
+            .insert("queryPlan".into(), Value::String(plan.to_string()));
+    }
+    Ok(json_response(StatusCode::OK, &response, json_type))
+}
+
+fn parse_and_validate(gw: &Inner, query: &str) -> ParsedDocument {
+    let ast = Parser::new()
+        .parse_ast(query, "query.graphql")
+        .map_err(|with| {
+            diagnostics(
+                with.errors.iter().map(|d| d.to_json()),
+                ErrorCode::GraphqlParseFailed,
+            )
+        })?;
+    ast.to_executable_validate(gw.planner.api_schema())
+        .map_err(|with| {
+            diagnostics(
+                with.errors.iter().map(|d| d.to_json()),
+                ErrorCode::GraphqlValidationFailed,
+            )
+        })
+}
+
+fn diagnostics(
+    errors: impl Iterator<Item = apollo_compiler::response::GraphQLError>,
+    code: ErrorCode,
+) -> Vec<GraphQLError> {
+    errors
+        .map(|e| {
+            let locations = e
+                .locations
+                .iter()
+                .map(|l| Location {
+                    line: l.line,
+                    column: l.column,
+                })
+                .collect();
+            GraphQLError::new(code, e.message).with_locations(locations)
+        })
+        .collect()
+}
+
+fn coerce_variables(
+    gw: &Inner,
+    operation: &Operation,
+    raw: Map<String, Value>,
+) -> Result<apollo_compiler::validation::Valid<JsonMap>, RequestFailure> {
+    let bad = |message: String| RequestFailure::new(ErrorCode::BadUserInput, message);
+    let map: JsonMap = serde_json::from_value(Value::Object(raw))
+        .map_err(|e| bad(format!("invalid variables: {e}")))?;
+    apollo_compiler::request::coerce_variable_values(gw.planner.api_schema(), operation, &map)
+        .map_err(|e| bad(e.message().to_string()))
+}
+
+type Introspection = (Map<String, Value>, Vec<GraphQLError>);
+
+fn introspect(
+    gw: &Inner,
+    document: &apollo_compiler::validation::Valid<apollo_compiler::ExecutableDocument>,
+    operation: &Operation,
+    variables: &apollo_compiler::validation::Valid<JsonMap>,
+) -> Result<Option<Introspection>, RequestFailure> {
+    let selects_schema = operation
+        .root_fields(document)
+        .any(|f| matches!(f.name.as_str(), "__schema" | "__type"));
+    if !selects_schema {
+        return Ok(None);
+    }
+    if !gw.config.introspection_enabled() {
+        return Err(RequestFailure::new(
+            ErrorCode::IntrospectionDisabled,
+            "introspection is disabled",
+        ));
+    }
+    let request_error = |e: apollo_compiler::request::RequestError| {
+        let mut error =
+            GraphQLError::new(ErrorCode::GraphqlValidationFailed, e.message().to_string());
+        if let Some(lc) = e.location().and_then(|l| l.line_column(&document.sources)) {
+            error = error.with_locations(vec![Location {
+                line: lc.line,
+                column: lc.column,
+            }]);
+        }
+        RequestFailure::from(error)
+    };
+    apollo_compiler::introspection::check_max_depth(document, operation).map_err(request_error)?;
+    let response = apollo_compiler::introspection::partial_execute(
+        gw.planner.api_schema(),
+        &gw.implementers,
+        document,
+        operation,
+        variables,
+    )
+    .map_err(request_error)?;
+    let data = match response.data.map(|d| serde_json::to_value(&d)) {
+        Some(Ok(Value::Object(map))) => map,
+        _ => Map::new(),
+    };
+    let errors = response
+        .errors
+        .iter()
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .filter_map(|e| serde_json::from_value::<GraphQLError>(e).ok())
+        .collect();
+    Ok(Some((data, errors)))
+}
+
+fn read_get_params(query_string: &str) -> Result<GraphQLRequest, RequestFailure> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Params {
+        query: Option<String>,
+        operation_name: Option<String>,
+        variables: Option<String>,
+        extensions: Option<String>,
+    }
+    let bad = |m: String| RequestFailure::new(ErrorCode::BadRequest, m);
+    let params: Params = serde_urlencoded_like(query_string).map_err(bad)?;
+    let json_param =
+        |name: &str, raw: Option<String>| -> Result<Option<Map<String, Value>>, RequestFailure> {
+            match raw.as_deref().map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(text) => serde_json::from_str(text)
+                    .map(Some)
+                    .map_err(|e| bad(format!("`{name}` is not a JSON object: {e}"))),
+            }
+        };
+    Ok(GraphQLRequest {
+        query: params.query,
+        operation_name: params.operation_name,
+        variables: json_param("variables", params.variables)?,
+        extensions: json_param("extensions", params.extensions)?,
+    })
+}
+
+/// URL query parsing through axum's `Query` extractor machinery.
+fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
+    let uri: axum::http::Uri = format!("/?{query}")
+        .parse()
+        .map_err(|e| format!("invalid query string: {e}"))?;
+    axum::extract::Query::<T>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .map_err(|e| format!("invalid query string: {}", e.body_text()))
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, RequestFailure> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        RequestFailure::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body exceeds {limit} bytes"),
+        )
+    })
+}
+
+fn mime(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    mime(headers).is_some_and(|m| m == "application/json" || m == GRAPHQL_RESPONSE_JSON)
+}
+
+/// Apollo's CSRF rule: a request is safe when a browser would have had to preflight it.
+fn is_preflighted(headers: &HeaderMap, required: &[String]) -> bool {
+    let non_simple_type = mime(headers).is_some_and(|m| {
+        !matches!(
+            m.as_str(),
+            "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+        )
+    });
+    non_simple_type || required.iter().any(|h| headers.contains_key(h.as_str()))
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+/// `application/graphql-response+json` when the client accepts it, else `application/json`.
+fn response_content_type(headers: &HeaderMap) -> &'static str {
+    let accepts = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|a| a.contains(GRAPHQL_RESPONSE_JSON));
+    if accepts {
+        GRAPHQL_RESPONSE_JSON
+    } else {
+        "application/json"
+    }
+}
+
+fn json_response(
+    status: StatusCode,
+    body: &GraphQLResponse,
+    content_type: &'static str,
+) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| {
+        br#"{"errors":[{"message":"response serialization failed","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#.to_vec()
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        bytes,
+    )
+        .into_response()
+}
+
+fn failure_response(failure: RequestFailure, content_type: &'static str) -> Response {
+    let status = failure.status;
+    let body = GraphQLResponse {
+        errors: failure.errors,
+        data: None,
+        extensions: Map::new(),
+    };
+    let mut response = json_response(status, &body, content_type);
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        _ => {}
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn csrf_rule_matches_apollo() {
+        let required = vec!["portico-csrf".to_string()];
+        assert!(!is_preflighted(&headers(&[]), &required));
+        assert!(!is_preflighted(
+            &headers(&[("content-type", "text/plain")]),
+            &required
+        ));
+        assert!(is_preflighted(
+            &headers(&[("content-type", "application/json; charset=utf-8")]),
+            &required
+        ));
+        assert!(is_preflighted(
+            &headers(&[("portico-csrf", "1")]),
+            &required
+        ));
+    }
+
+    #[test]
+    fn get_params_are_read() {
+        let r = read_get_params("query=%7B%20a%20%7D&variables=%7B%22x%22%3A1%7D").expect("valid");
+        assert_eq!(r.query.as_deref(), Some("{ a }"));
+        assert_eq!(
+            r.variables.and_then(|v| v.get("x").cloned()),
+            Some(Value::from(1))
+        );
+        assert!(read_get_params("query=x&variables=nope").is_err());
+    }
+}

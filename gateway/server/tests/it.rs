@@ -1,0 +1,1173 @@
+//! End-to-end tests of the gateway over real HTTP: mock subgraphs are small axum
+//! servers that serve data-driven JSON and record every request, so batching is proved
+//! by counting. Plans are hand-written (they are plain data), which tests the executor
+//! independently of the planner.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use apollo_compiler::Schema;
+use apollo_compiler::executable::ExecutableDocument;
+use apollo_compiler::validation::Valid;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use parking_lot::Mutex;
+use portico_federation::plan::{
+    FetchNode, OperationKind, PathSegment, PlanNode, QueryPlan, Selection,
+};
+use portico_gateway::config::GatewayConfig;
+use portico_gateway::{Gateway, QueryPlanner, SubgraphInfo};
+use portico_trust::{Identity, TrustSigner};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------- mock subgraphs
+
+type Resolver = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+type MockState = (Resolver, Arc<Mutex<Vec<Recorded>>>, Duration, StatusCode);
+
+#[derive(Clone, Debug)]
+struct Recorded {
+    headers: HeaderMap,
+    body: Value,
+}
+
+#[derive(Clone)]
+struct MockSubgraph {
+    url: String,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl MockSubgraph {
+    async fn start(resolver: impl Fn(&Value) -> Value + Send + Sync + 'static) -> Self {
+        Self::start_with(Arc::new(resolver), Duration::ZERO, StatusCode::OK).await
+    }
+
+    async fn start_with(resolver: Resolver, delay: Duration, status: StatusCode) -> Self {
+        let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let state = (resolver, requests.clone(), delay, status);
+        async fn handle(
+            State((resolver, requests, delay, status)): State<MockState>,
+            headers: HeaderMap,
+            Json(body): Json<Value>,
+        ) -> axum::response::Response {
+            requests.lock().push(Recorded {
+                headers,
+                body: body.clone(),
+            });
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if status != StatusCode::OK {
+                return (status, "boom").into_response();
+            }
+            Json(resolver(&body)).into_response()
+        }
+        let app = axum::Router::new()
+            .route("/graphql", axum::routing::post(handle))
+            .with_state(state);
+        let addr = spawn(app).await;
+        Self {
+            url: format!("http://{addr}/graphql"),
+            requests,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.requests.lock().len()
+    }
+
+    fn last(&self) -> Recorded {
+        self.requests.lock().last().cloned().expect("a request")
+    }
+}
+
+async fn spawn(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+fn representations(body: &Value) -> Vec<Value> {
+    body["variables"]["representations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- planner
+
+const API_SCHEMA: &str = r#"
+type Query {
+  me: User
+  users: [User!]!
+  topProducts(first: Int = 5): [Product!]!
+  search: [SearchResult!]!
+  node(id: ID!): Node
+}
+type Mutation { addReview(body: String!): Review }
+interface Node { id: ID! }
+type User implements Node { id: ID! name: String! username: String reviews: [Review!]! }
+type Product implements Node { id: ID! upc: String! name: String price: Int reviews: [Review!] }
+type Review implements Node { id: ID! body: String! author: User product: Product }
+union SearchResult = User | Product
+"#;
+
+/// Plans by operation name, counting how often planning happens.
+struct StaticPlanner {
+    schema: Valid<Schema>,
+    subgraphs: Vec<SubgraphInfo>,
+    plans: HashMap<String, QueryPlan>,
+    calls: AtomicUsize,
+}
+
+impl QueryPlanner for StaticPlanner {
+    fn api_schema(&self) -> &Valid<Schema> {
+        &self.schema
+    }
+    fn subgraphs(&self) -> Vec<SubgraphInfo> {
+        self.subgraphs.clone()
+    }
+    fn plan(
+        &self,
+        _document: &Valid<ExecutableDocument>,
+        operation_name: Option<&str>,
+        _labels: &BTreeSet<String>,
+    ) -> Result<QueryPlan, String> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.plans
+            .get(operation_name.unwrap_or(""))
+            .cloned()
+            .ok_or_else(|| format!("no plan for {operation_name:?}"))
+    }
+}
+
+fn fetch(service: &str, operation: &str) -> PlanNode {
+    PlanNode::Fetch(FetchNode {
+        service_name: service.into(),
+        requires: None,
+        variable_usages: vec![],
+        operation: operation.into(),
+        operation_kind: OperationKind::Query,
+        operation_name: None,
+        input_rewrites: vec![],
+        output_rewrites: vec![],
+    })
+}
+
+fn field(name: &str) -> Selection {
+    Selection::Field {
+        name: name.into(),
+        alias: None,
+        selections: vec![],
+    }
+}
+
+fn entity_fetch(
+    service: &str,
+    type_name: &str,
+    keys: &[&str],
+    path: &[&str],
+    op: &str,
+) -> PlanNode {
+    let mut selections = vec![field("__typename")];
+    selections.extend(keys.iter().map(|k| field(k)));
+    PlanNode::Flatten {
+        path: path
+            .iter()
+            .map(|p| match *p {
+                "@" => PathSegment::List,
+                k => PathSegment::Key(k.into()),
+            })
+            .collect(),
+        node: Box::new(PlanNode::Fetch(FetchNode {
+            service_name: service.into(),
+            requires: Some(vec![Selection::InlineFragment {
+                type_condition: Some(type_name.into()),
+                selections,
+            }]),
+            variable_usages: vec![],
+            operation: op.into(),
+            operation_kind: OperationKind::Query,
+            operation_name: None,
+            input_rewrites: vec![],
+            output_rewrites: vec![],
+        })),
+    }
+}
+
+fn seq(nodes: Vec<PlanNode>) -> QueryPlan {
+    QueryPlan {
+        node: Some(PlanNode::Sequence { nodes }),
+    }
+}
+
+// ---------------------------------------------------------------- gateway under test
+
+struct TestGateway {
+    url: String,
+    gateway: Gateway,
+    planner: Arc<StaticPlanner>,
+    signer: TrustSigner,
+    http: reqwest::Client,
+}
+
+impl TestGateway {
+    async fn start(
+        config: GatewayConfig,
+        subgraphs: &[(&str, &str)],
+        plans: Vec<(&str, QueryPlan)>,
+    ) -> Self {
+        let planner = Arc::new(StaticPlanner {
+            schema: Schema::parse_and_validate(API_SCHEMA, "api.graphql").expect("schema"),
+            subgraphs: subgraphs
+                .iter()
+                .map(|(name, url)| SubgraphInfo {
+                    name: name.to_string(),
+                    url: url.to_string(),
+                })
+                .collect(),
+            plans: plans.into_iter().map(|(n, p)| (n.to_string(), p)).collect(),
+            calls: AtomicUsize::new(0),
+        });
+        let signer = TrustSigner::generate();
+        let gateway =
+            Gateway::with_planner(config, planner.clone(), signer.clone()).expect("gateway builds");
+        let addr = spawn(gateway.router()).await;
+        Self {
+            url: format!("http://{addr}"),
+            gateway,
+            planner,
+            signer,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, body: Value) -> (StatusCode, Value) {
+        self.post_with(body, &[]).await
+    }
+
+    async fn post_with(&self, body: Value, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/graphql", self.url))
+            .header("content-type", "application/json")
+            .header("accept", "application/graphql-response+json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("gateway answers");
+        let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
+        let json = resp.json().await.expect("json body");
+        (status, json)
+    }
+}
+
+fn dev() -> GatewayConfig {
+    GatewayConfig {
+        dev: true,
+        ..GatewayConfig::default()
+    }
+}
+
+fn user(i: usize) -> Value {
+    json!({"__typename": "User", "id": format!("u{i}"), "name": format!("User {i}")})
+}
+
+// ---------------------------------------------------------------- execution
+
+#[tokio::test]
+async fn entities_are_fetched_in_one_request_per_subgraph_and_deduplicated() {
+    let users =
+        MockSubgraph::start(|_| json!({"data": {"users": (0..100).map(user).collect::<Vec<_>>()}}))
+            .await;
+    // Each user has two reviews, each about one of 5 products.
+    let reviews = MockSubgraph::start(|body| {
+        let entities: Vec<Value> = representations(body)
+            .iter()
+            .map(|rep| {
+                let id = rep["id"].as_str().unwrap_or("").trim_start_matches('u');
+                let n: usize = id.parse().unwrap_or(0);
+                json!({"reviews": [
+                    {"id": format!("r{n}a"), "body": "good", "product": {"__typename": "Product", "upc": format!("p{}", n % 5)}},
+                    {"id": format!("r{n}b"), "body": "bad", "product": {"__typename": "Product", "upc": format!("p{}", (n + 1) % 5)}},
+                ]})
+            })
+            .collect();
+        json!({"data": {"_entities": entities}})
+    })
+    .await;
+    let products = MockSubgraph::start(|body| {
+        let entities: Vec<Value> = representations(body)
+            .iter()
+            .map(|rep| json!({"name": format!("Product {}", rep["upc"].as_str().unwrap_or(""))}))
+            .collect();
+        json!({"data": {"_entities": entities}})
+    })
+    .await;
+    let plan = seq(vec![
+        fetch("users", "{ users { __typename id name } }"),
+        entity_fetch(
+            "reviews",
+            "User",
+            &["id"],
+            &["users", "@"],
+            "query($representations:[_Any!]!){_entities(representations:$representations){...on User{reviews{body product{__typename upc}}}}}",
+        ),
+        entity_fetch(
+            "products",
+            "Product",
+            &["upc"],
+            &["users", "@", "reviews", "@", "product"],
+            "query($representations:[_Any!]!){_entities(representations:$representations){...on Product{name}}}",
+        ),
+    ]);
+    let gw = TestGateway::start(
+        dev(),
+        &[
+            ("users", &users.url),
+            ("reviews", &reviews.url),
+            ("products", &products.url),
+        ],
+        vec![("", plan)],
+    )
+    .await;
+    let (status, body) = gw
+        .post(json!({"query": "{ users { name reviews { body product { name } } } }"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    let list = body["data"]["users"].as_array().expect("users");
+    assert_eq!(list.len(), 100);
+    assert_eq!(
+        list[7],
+        json!({"name": "User 7", "reviews": [
+            {"body": "good", "product": {"name": "Product p2"}},
+            {"body": "bad", "product": {"name": "Product p3"}},
+        ]})
+    );
+    // One request per subgraph per step, however many entities.
+    assert_eq!(
+        (users.count(), reviews.count(), products.count()),
+        (1, 1, 1)
+    );
+    assert_eq!(representations(&reviews.last().body).len(), 100);
+    // 200 product references, 5 distinct: deduplicated before sending.
+    let reps = representations(&products.last().body);
+    assert_eq!(reps.len(), 5);
+    assert_eq!(reps[0], json!({"__typename": "Product", "upc": "p0"}));
+    assert_eq!(gw.gateway.subgraph_request_count("products"), 1);
+}
+
+fn products_subgraph(items: Value) -> impl Fn(&Value) -> Value + Send + Sync + 'static {
+    move |_| json!({"data": {"topProducts": items.clone()}})
+}
+
+fn top_products_plan() -> QueryPlan {
+    seq(vec![
+        fetch("products", "{ topProducts { __typename upc name } }"),
+        entity_fetch(
+            "reviews",
+            "Product",
+            &["upc"],
+            &["topProducts", "@"],
+            "query($representations:[_Any!]!){_entities(representations:$representations){...on Product{reviews{body}}}}",
+        ),
+    ])
+}
+
+fn product(upc: &str) -> Value {
+    json!({"__typename": "Product", "upc": upc, "name": format!("name {upc}")})
+}
+
+#[tokio::test]
+async fn null_in_non_null_field_bubbles_to_the_nearest_nullable_parent() {
+    let products =
+        MockSubgraph::start(products_subgraph(json!([product("1"), product("2")]))).await;
+    let reviews = MockSubgraph::start(|body| {
+        let entities: Vec<Value> = representations(body)
+            .iter()
+            .map(|rep| match rep["upc"].as_str() {
+                Some("2") => json!({"reviews": [{"body": "ok"}, {"body": null}]}),
+                _ => json!({"reviews": [{"body": "fine"}]}),
+            })
+            .collect();
+        json!({"data": {"_entities": entities}})
+    })
+    .await;
+    let gw = TestGateway::start(
+        dev(),
+        &[("products", &products.url), ("reviews", &reviews.url)],
+        vec![("", top_products_plan())],
+    )
+    .await;
+    let (status, body) = gw
+        .post(json!({"query": "{ topProducts { name reviews { body } } }"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Review.body is String!, the list item Review! too: the nullable list becomes null.
+    assert_eq!(
+        body["data"],
+        json!({"topProducts": [
+            {"name": "name 1", "reviews": [{"body": "fine"}]},
+            {"name": "name 2", "reviews": null},
+        ]})
+    );
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(
+        errors[0]["path"],
+        json!(["topProducts", 1, "reviews", 1, "body"])
+    );
+    assert_eq!(errors[0]["locations"], json!([{"line": 1, "column": 32}]));
+    assert_eq!(
+        errors[0]["extensions"]["code"],
+        "NULL_VALUE_IN_NON_NULL_FIELD"
+    );
+}
+
+#[tokio::test]
+async fn non_null_root_field_null_makes_data_null() {
+    let users = MockSubgraph::start(
+        |_| json!({"data": {"users": [user(1), {"__typename": "User", "id": "u2", "name": null}]}}),
+    )
+    .await;
+    let gw = TestGateway::start(
+        dev(),
+        &[("users", &users.url)],
+        vec![("", seq(vec![fetch("users", "{ users { name } }")]))],
+    )
+    .await;
+    let (_, body) = gw.post(json!({"query": "{ users { name } }"})).await;
+    assert_eq!(body["data"], Value::Null);
+    assert_eq!(body["errors"][0]["path"], json!(["users", 1, "name"]));
+}
+
+#[tokio::test]
+async fn a_subgraph_that_is_down_gives_partial_data_and_subrequest_http_error() {
+    let products = MockSubgraph::start(products_subgraph(json!([product("1")]))).await;
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}/graphql", l.local_addr().expect("addr"))
+    };
+    let gw = TestGateway::start(
+        dev(),
+        &[("products", &products.url), ("reviews", &closed)],
+        vec![("", top_products_plan())],
+    )
+    .await;
+    let (status, body) = gw
+        .post(json!({"query": "{ topProducts { name reviews { body } } }"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["data"],
+        json!({"topProducts": [{"name": "name 1", "reviews": null}]})
+    );
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "SUBREQUEST_HTTP_ERROR"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["serviceName"], "reviews");
+    assert_eq!(body["errors"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_subgraph_answering_500_is_a_subrequest_http_error() {
+    let products = MockSubgraph::start(products_subgraph(json!([product("1")]))).await;
+    let reviews = MockSubgraph::start_with(
+        Arc::new(|_: &Value| json!({})),
+        Duration::ZERO,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .await;
+    let gw = TestGateway::start(
+        dev(),
+        &[("products", &products.url), ("reviews", &reviews.url)],
+        vec![("", top_products_plan())],
+    )
+    .await;
+    let (_, body) = gw
+        .post(json!({"query": "{ topProducts { name reviews { body } } }"}))
+        .await;
+    assert_eq!(body["data"]["topProducts"][0]["name"], "name 1");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "SUBREQUEST_HTTP_ERROR"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_subgraph_times_out_with_subrequest_timeout() {
+    let products = MockSubgraph::start(products_subgraph(json!([product("1")]))).await;
+    let reviews = MockSubgraph::start_with(
+        Arc::new(|_: &Value| json!({"data": {"_entities": [{"reviews": []}]}})),
+        Duration::from_secs(3),
+        StatusCode::OK,
+    )
+    .await;
+    let mut config = dev();
+    config.subgraphs.insert(
+        "reviews".into(),
+        portico_gateway::config::SubgraphConfig {
+            url: None,
+            timeout_ms: Some(200),
+        },
+    );
+    let gw = TestGateway::start(
+        config,
+        &[("products", &products.url), ("reviews", &reviews.url)],
+        vec![("", top_products_plan())],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (_, body) = gw
+        .post(json!({"query": "{ topProducts { name reviews { body } } }"}))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        body["data"]["topProducts"][0],
+        json!({"name": "name 1", "reviews": null})
+    );
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "SUBREQUEST_TIMEOUT"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["serviceName"], "reviews");
+}
+
+#[tokio::test]
+async fn entity_errors_are_remapped_to_every_client_path_that_produced_them() {
+    let products = MockSubgraph::start(products_subgraph(json!([
+        product("1"),
+        product("2"),
+        product("2")
+    ])))
+    .await;
+    let reviews = MockSubgraph::start(|body| {
+        assert_eq!(representations(body).len(), 2);
+        json!({
+            "data": {"_entities": [{"reviews": [{"body": "b1"}]}, {"reviews": null}]},
+            "errors": [{"message": "reviews are private", "path": ["_entities", 1, "reviews"], "extensions": {"code": "FORBIDDEN"}}]
+        })
+    })
+    .await;
+    let gw = TestGateway::start(
+        dev(),
+        &[("products", &products.url), ("reviews", &reviews.url)],
+        vec![("", top_products_plan())],
+    )
+    .await;
+    let (_, body) = gw
+        .post(json!({"query": "{ topProducts { reviews { body } } }"}))
+        .await;
+    assert_eq!(
+        body["data"],
+        json!({"topProducts": [{"reviews": [{"body": "b1"}]}, {"reviews": null}, {"reviews": null}]})
+    );
+    let errors = body["errors"].as_array().expect("errors");
+    let paths: Vec<&Value> = errors.iter().map(|e| &e["path"]).collect();
+    assert_eq!(
+        paths,
+        vec![
+            &json!(["topProducts", 1, "reviews"]),
+            &json!(["topProducts", 2, "reviews"])
+        ]
+    );
+    assert_eq!(errors[0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(errors[0]["extensions"]["serviceName"], "reviews");
+    assert_eq!(errors[0]["message"], "reviews are private");
+}
+
+#[tokio::test]
+async fn response_follows_the_client_operation_aliases_fragments_typename_skip_include() {
+    let search = MockSubgraph::start(|_| {
+        json!({"data": {"results": [
+            {"__typename": "User", "id": "u1", "name": "Ann", "handle": "ann", "secret": "x"},
+            {"__typename": "Product", "id": "p1", "upc": "1", "label": "Chair", "price": 10},
+        ]}})
+    })
+    .await;
+    let gw = TestGateway::start(
+        dev(),
+        &[("search", &search.url)],
+        vec![(
+            "Search",
+            seq(vec![fetch("search", "{ search { __typename ... } }")]),
+        )],
+    )
+    .await;
+    let query = r#"
+      query Search($withPrice: Boolean!, $skipName: Boolean = true) {
+        results: search {
+          kind: __typename
+          ... on Node { id }
+          ... on User { handle: username name @skip(if: $skipName) }
+          ...P
+        }
+      }
+      fragment P on Product { label: name price @include(if: $withPrice) upc @skip(if: true) }
+    "#;
+    let (status, body) = gw
+        .post(json!({"query": query, "operationName": "Search", "variables": {"withPrice": true}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"data": {"results": [
+            {"kind": "User", "id": "u1", "handle": "ann"},
+            {"kind": "Product", "id": "p1", "label": "Chair", "price": 10},
+        ]}})
+    );
+    // Field order is the requested order.
+    let text = serde_json::to_string(&body).expect("json");
+    assert!(text.find("\"kind\"") < text.find("\"id\""));
+}
+
+#[tokio::test]
+async fn plans_are_cached_and_the_plan_extension_is_dev_only() {
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let plan = seq(vec![fetch("users", "{ me { name } }")]);
+    let gw = TestGateway::start(dev(), &[("users", &users.url)], vec![("", plan.clone())]).await;
+    for _ in 0..3 {
+        let (_, body) = gw.post(json!({"query": "{ me { name } }"})).await;
+        assert_eq!(body["data"], json!({"me": {"name": "User 1"}}));
+    }
+    assert_eq!(gw.planner.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(gw.gateway.plan_cache_stats(), (2, 1));
+    let (_, body) = gw
+        .post_with(
+            json!({"query": "{ me { name } }"}),
+            &[("portico-include-plan", "true")],
+        )
+        .await;
+    let text = body["extensions"]["queryPlan"].as_str().expect("plan text");
+    assert!(text.starts_with("QueryPlan {"), "{text}");
+
+    let prod = TestGateway::start(
+        GatewayConfig::default(),
+        &[("users", &users.url)],
+        vec![("", plan)],
+    )
+    .await;
+    let (_, body) = prod
+        .post_with(
+            json!({"query": "{ me { name } }"}),
+            &[("portico-include-plan", "true")],
+        )
+        .await;
+    assert!(body.get("extensions").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn introspection_is_served_in_dev_and_refused_in_production() {
+    let gw = TestGateway::start(dev(), &[], vec![]).await;
+    let (status, body) = gw
+        .post(json!({"query": "{ __typename t: __type(name: \"User\") { name fields { name } } __schema { queryType { name } } }"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["__typename"], "Query");
+    assert_eq!(body["data"]["t"]["name"], "User");
+    assert_eq!(body["data"]["t"]["fields"][0]["name"], "id");
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+
+    let prod = TestGateway::start(GatewayConfig::default(), &[], vec![]).await;
+    let (status, body) = prod
+        .post(json!({"query": "{ __schema { queryType { name } } }"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "INTROSPECTION_DISABLED"
+    );
+}
+
+// ---------------------------------------------------------------- HTTP
+
+#[tokio::test]
+async fn http_requests_are_checked_before_anything_runs() {
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let mut config = dev();
+    config.limits.max_body_bytes = 10_000;
+    config.limits.max_depth = 3;
+    let gw = TestGateway::start(
+        config,
+        &[("users", &users.url)],
+        vec![("", seq(vec![fetch("users", "{ me { name } }")]))],
+    )
+    .await;
+    let client = &gw.http;
+    let url = format!("{}/graphql", gw.url);
+
+    // GET query works (with a CSRF header) and answers application/json by default.
+    let r = client
+        .get(format!("{url}?query=%7B%20me%20%7B%20name%20%7D%20%7D"))
+        .header("portico-csrf", "1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    // GET without CSRF header: refused.
+    let r = client
+        .get(format!("{url}?query=%7B%20me%20%7B%20name%20%7D%20%7D"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.expect("json");
+    assert_eq!(b["errors"][0]["extensions"]["code"], "CSRF_PREVENTION");
+    // Simple content type POST: refused by CSRF.
+    let r = client
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body(r#"{"query":"{ me { name } }"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    // Mutation over GET: 405.
+    let r = client
+        .get(format!(
+            "{url}?query=mutation%20%7B%20addReview(body%3A%20%22x%22)%20%7B%20id%20%7D%20%7D"
+        ))
+        .header("portico-csrf", "1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 405);
+    // Wrong content type with CSRF header: 415.
+    let r = client
+        .post(&url)
+        .header("portico-csrf", "1")
+        .header("content-type", "application/xml")
+        .body("<q/>")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 415);
+    // Malformed JSON: 400.
+    let (status, body) = post_raw(&gw, "{\"query\": ").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+    let (status, _) = post_raw(&gw, "[1, 2]").await;
+    assert_eq!(status, 400);
+    // Huge body: 413.
+    let big = format!("{{\"query\": \"{}\"}}", "a".repeat(20_000));
+    let (status, body) = post_raw(&gw, &big).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE");
+    // Parse error: 400 with locations.
+    let (status, body) = gw.post(json!({"query": "{ me { name }"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "GRAPHQL_PARSE_FAILED"
+    );
+    assert!(
+        body["errors"][0]["locations"][0]["line"].is_number(),
+        "{body}"
+    );
+    assert!(body.get("data").is_none());
+    // Validation error: 400 with locations.
+    let (status, body) = gw.post(json!({"query": "{\n  me { nope }\n}"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    assert_eq!(body["errors"][0]["locations"][0]["line"], 2, "{body}");
+    // Depth limit.
+    let (status, body) = gw
+        .post(json!({"query": "{ me { reviews { product { reviews { body } } } } }"}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "MAX_DEPTH_EXCEEDED"
+    );
+    // Bad variables.
+    let (status, body) = gw.post(json!({"query": "query($f: Int) { topProducts(first: $f) { name } }", "variables": {"f": "many"}})).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    // None of these reached the subgraph except the one good GET.
+    assert_eq!(users.count(), 1);
+}
+
+async fn post_raw(gw: &TestGateway, body: &str) -> (u16, Value) {
+    let r = gw
+        .http
+        .post(format!("{}/graphql", gw.url))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("send");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn health_ready_metrics_and_the_offline_playground() {
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let gw = TestGateway::start(
+        dev(),
+        &[("users", &users.url)],
+        vec![("", seq(vec![fetch("users", "{ me { name } }")]))],
+    )
+    .await;
+    gw.post(json!({"query": "{ me { name } }"})).await;
+    let get = |path: &str| gw.http.get(format!("{}{path}", gw.url));
+    assert_eq!(get("/health").send().await.expect("health").status(), 200);
+    assert_eq!(get("/ready").send().await.expect("ready").status(), 200);
+    let metrics = get("/metrics")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("portico_subgraph_requests_total{subgraph=\"users\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portico_http_requests_total{status=\"200\"} 1"),
+        "{metrics}"
+    );
+
+    let page = get("/graphql")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("/graphql/assets/graphiql.min.js"));
+    assert!(!html.contains("https://"), "no CDN: {html}");
+    let init = get("/graphql/assets/playground.js")
+        .send()
+        .await
+        .expect("init")
+        .text()
+        .await
+        .expect("js");
+    assert!(init.contains("isHeadersEditorEnabled: true"));
+    let js = get("/graphql/assets/graphiql.min.js")
+        .send()
+        .await
+        .expect("asset");
+    assert_eq!(js.status(), 200);
+    assert!(
+        js.headers()["cache-control"]
+            .to_str()
+            .expect("ascii")
+            .contains("max-age=31536000")
+    );
+    assert!(js.bytes().await.expect("bytes").len() > 100_000);
+    assert_eq!(
+        get("/graphql/assets/nope.js")
+            .send()
+            .await
+            .expect("404")
+            .status(),
+        404
+    );
+
+    // Production: no playground page.
+    let prod = TestGateway::start(GatewayConfig::default(), &[], vec![]).await;
+    let r = prod
+        .http
+        .get(format!("{}/graphql", prod.url))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("page");
+    assert_ne!(r.status(), 200);
+}
+
+// ---------------------------------------------------------------- authentication
+
+const JWT_PRIVATE: &[u8] = include_bytes!("fixtures/jwt_private.pem");
+const JWT_OTHER_PRIVATE: &[u8] = include_bytes!("fixtures/jwt_other_private.pem");
+const JWT_PUBLIC: &str = include_str!("fixtures/jwt_public.pem");
+const JWKS: &str = include_str!("fixtures/jwks.json");
+
+fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+fn token(key: &[u8], kid: Option<&str>, claims: Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(key).expect("test key"),
+    )
+    .expect("sign")
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+async fn auth_gateway(jwt: portico_gateway::config::JwtConfig) -> (TestGateway, MockSubgraph) {
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let mut config = dev();
+    config.jwt = jwt;
+    let gw = TestGateway::start(
+        config,
+        &[("users", &users.url)],
+        vec![("", seq(vec![fetch("users", "{ me { name } }")]))],
+    )
+    .await;
+    (gw, users)
+}
+
+fn pem_jwt_config() -> portico_gateway::config::JwtConfig {
+    let dir = std::env::temp_dir().join(format!("portico-gw-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join("public.pem");
+    std::fs::write(&path, JWT_PUBLIC).expect("write key");
+    portico_gateway::config::JwtConfig {
+        public_key: Some(path),
+        issuer: Some("portico-auth".into()),
+        audience: Some("portico".into()),
+        leeway_secs: 5,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_valid_token_reaches_subgraphs_as_identity_headers_and_a_trust_token() {
+    let (gw, users) = auth_gateway(pem_jwt_config()).await;
+    let good = token(
+        JWT_PRIVATE,
+        None,
+        json!({"sub": "42", "scope": "read write", "iss": "portico-auth", "aud": "portico", "exp": now() + 300}),
+    );
+    let (status, body) = gw
+        .post_with(
+            json!({"query": "{ me { name } }"}),
+            &[
+                ("authorization", &format!("Bearer {good}")),
+                ("portico-user-id", "admin"),
+                ("portico-trust", "forged"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = users.last().headers;
+    let header = |name: &str| {
+        seen.get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(header("portico-user-id").as_deref(), Some("42"));
+    assert_eq!(header("portico-user-scopes").as_deref(), Some("read write"));
+    assert!(header("portico-request-id").is_some());
+    let identity = gw
+        .signer
+        .verifier()
+        .verify(
+            header("portico-trust").as_deref(),
+            "users",
+            Some("42"),
+            Some("read write"),
+        )
+        .expect("trust token verifies for this subgraph and identity");
+    assert_eq!(
+        identity,
+        Identity::user("42", vec!["read".into(), "write".into()])
+    );
+    assert!(
+        seen.get("authorization").is_none(),
+        "client credentials are not forwarded"
+    );
+
+    // Anonymous: no identity headers, still a trust token.
+    gw.post(json!({"query": "{ me { name } }"})).await;
+    let seen = users.last().headers;
+    assert!(seen.get("portico-user-id").is_none());
+    let trust = seen.get("portico-trust").and_then(|v| v.to_str().ok());
+    assert!(
+        gw.signer
+            .verifier()
+            .verify(trust, "users", None, None)
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_401_and_no_subgraph_is_called() {
+    let (gw, users) = auth_gateway(pem_jwt_config()).await;
+    let claims =
+        |exp: u64| json!({"sub": "42", "iss": "portico-auth", "aud": "portico", "exp": exp});
+    let expired = token(JWT_PRIVATE, None, claims(now() - 60));
+    let foreign = token(JWT_OTHER_PRIVATE, None, claims(now() + 300));
+    let wrong_issuer = token(
+        JWT_PRIVATE,
+        None,
+        json!({"sub": "42", "iss": "evil", "aud": "portico", "exp": now() + 300}),
+    );
+    let not_yet = token(
+        JWT_PRIVATE,
+        None,
+        json!({"sub": "42", "iss": "portico-auth", "aud": "portico", "exp": now() + 300, "nbf": now() + 120}),
+    );
+    let alg_none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(claims(now() + 300).to_string().as_bytes())
+    );
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims(now() + 300),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_PUBLIC.as_bytes()),
+    )
+    .expect("sign");
+    let cases = [
+        ("expired", format!("Bearer {expired}"), "EXPIRED"),
+        (
+            "foreign key",
+            format!("Bearer {foreign}"),
+            "INVALID_SIGNATURE",
+        ),
+        (
+            "wrong issuer",
+            format!("Bearer {wrong_issuer}"),
+            "INVALID_ISSUER",
+        ),
+        (
+            "not yet valid",
+            format!("Bearer {not_yet}"),
+            "NOT_YET_VALID",
+        ),
+        ("alg none", format!("Bearer {alg_none}"), "MALFORMED"),
+        (
+            "HS256 key confusion",
+            format!("Bearer {hs256}"),
+            "WRONG_ALGORITHM",
+        ),
+        ("garbage", "Bearer not.a.jwt".to_string(), "MALFORMED"),
+        ("basic", "Basic dXNlcjpwYXNz".to_string(), "NOT_BEARER"),
+    ];
+    for (name, header, reason) in cases {
+        let (status, body) = gw
+            .post_with(
+                json!({"query": "{ me { name } }"}),
+                &[("authorization", &header)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{name}"
+        );
+        assert_eq!(body["errors"][0]["extensions"]["reason"], reason, "{name}");
+        assert!(body.get("data").is_none());
+    }
+    assert_eq!(users.count(), 0);
+}
+
+#[tokio::test]
+async fn tokens_verify_against_a_jwks_url_fetched_once_and_unknown_kids_are_refused() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counter = fetches.clone();
+    let jwks_app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { ([("content-type", "application/json")], JWKS) }
+        }),
+    );
+    let jwks_addr = spawn(jwks_app).await;
+    let (gw, users) = auth_gateway(portico_gateway::config::JwtConfig {
+        jwks_url: Some(format!("http://{jwks_addr}/.well-known/jwks.json")),
+        jwks_min_refresh_secs: 3600,
+        ..Default::default()
+    })
+    .await;
+    let claims = json!({"sub": "7", "exp": now() + 300});
+    for _ in 0..3 {
+        let good = token(JWT_PRIVATE, Some("test-key-1"), claims.clone());
+        let (status, body) = gw
+            .post_with(
+                json!({"query": "{ me { name } }"}),
+                &[("authorization", &format!("Bearer {good}"))],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(users.count(), 3);
+    for _ in 0..3 {
+        let unknown = token(JWT_PRIVATE, Some("rotated-away"), claims.clone());
+        let (status, body) = gw
+            .post_with(
+                json!({"query": "{ me { name } }"}),
+                &[("authorization", &format!("Bearer {unknown}"))],
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["errors"][0]["extensions"]["reason"], "UNKNOWN_KEY");
+    }
+    // One fetch: unknown kids do not hammer the key server within the minimum interval.
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(users.count(), 3);
+}
+
+#[tokio::test]
+async fn variables_are_forwarded_restricted_to_the_fetch_usages() {
+    let products = MockSubgraph::start(|body| {
+        let n = body["variables"]["first"].as_u64().unwrap_or(0) as usize;
+        json!({"data": {"topProducts": (0..n).map(|i| product(&i.to_string())).collect::<Vec<_>>()}})
+    })
+    .await;
+    let plan = QueryPlan {
+        node: Some(PlanNode::Fetch(FetchNode {
+            service_name: "products".into(),
+            requires: None,
+            variable_usages: vec!["first".into()],
+            operation: "query($first:Int){topProducts(first:$first){name}}".into(),
+            operation_kind: OperationKind::Query,
+            operation_name: None,
+            input_rewrites: vec![],
+            output_rewrites: vec![],
+        })),
+    };
+    let gw = TestGateway::start(dev(), &[("products", &products.url)], vec![("", plan)]).await;
+    let (_, body) = gw
+        .post(json!({"query": "query($first: Int, $flag: Boolean!) { topProducts(first: $first) { name } me @include(if: $flag) { name } }", "variables": {"first": 2, "flag": false}}))
+        .await;
+    assert_eq!(
+        body["data"]["topProducts"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(products.last().body["variables"], json!({"first": 2}));
+}
