@@ -21,8 +21,13 @@
 //! - `arguments`: each given argument's `@cost` (or its type's), input objects 1 plus
 //!   their fields, lists the sum of their items; variables are priced by their value.
 //! - Abstract types and fragments: a selection set on an interface or union costs as much
-//!   as its most expensive possible type (fields looked up on that type).
+//!   as its most expensive possible type (fields looked up on that type, which inherits
+//!   the interface field's rules it does not set itself); a field returning an interface
+//!   or union without a weight of its own weighs what that type weighs (its `@cost`,
+//!   else 1).
 //! - `@skip`/`@include` (literals or variables) remove what they exclude.
+//! - Not priced: `@requires` selections, `@defer`, subgraph fetches (the estimate is of
+//!   the client operation, not of the plan); a list of lists is sized once.
 //!
 //! Estimating is linear in the document: selection sets are priced once per
 //! (selection set, type, sizing) and reused, so a fragment spread many times (a "fragment
