@@ -66,7 +66,24 @@ pub(crate) struct Inner {
     pub(crate) documents: DocumentCache,
     pub(crate) plans: PlanCache,
     pub(crate) override_labels: BTreeSet<String>,
+    pub(crate) percent_labels: Vec<(String, f64)>,
     pub(crate) metrics: http::metrics::Metrics,
+}
+
+impl Inner {
+    /// The override labels of one request: those the config enables, plus each
+    /// `percent(x)` label of the supergraph with probability x/100.
+    pub(crate) fn override_labels_for_request(&self) -> BTreeSet<String> {
+        let mut labels = self.override_labels.clone();
+        for (label, percent) in &self.percent_labels {
+            // 53 random bits → a uniform number in [0, 100).
+            let draw = (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64 * 100.0;
+            if draw < *percent {
+                labels.insert(label.clone());
+            }
+        }
+        labels
+    }
 }
 
 /// The gateway: config, supergraph, signer, HTTP client and caches, built once.
@@ -132,12 +149,13 @@ impl Gateway {
         let auth = Authenticator::from_config(&config.jwt, client)?;
         let inner = Inner {
             implementers: planner.api_schema().implementers_map(),
-            planner,
             subgraphs,
             auth,
             documents: DocumentCache::new(config.cache.documents),
             plans: PlanCache::new(config.cache.plans),
             override_labels: config.override_labels.iter().cloned().collect(),
+            percent_labels: planner.percent_override_labels(),
+            planner,
             metrics: Default::default(),
             config,
         };

@@ -1171,3 +1171,182 @@ async fn variables_are_forwarded_restricted_to_the_fetch_usages() {
     );
     assert_eq!(products.last().body["variables"], json!({"first": 2}));
 }
+
+// ---------------------------------------------------------------- real supergraph + planner
+
+const SUPERGRAPH: &str = include_str!("fixtures/supergraph.graphql");
+
+fn has_entities(body: &Value) -> bool {
+    body["query"]
+        .as_str()
+        .is_some_and(|q| q.contains("_entities"))
+}
+
+/// The four demo-shaped subgraphs, answering from generated data (supersets of what is
+/// asked: the gateway must not leak extra fields).
+async fn demo_subgraphs(posts: usize, comments: usize) -> Vec<(&'static str, MockSubgraph)> {
+    let users = MockSubgraph::start(|body| {
+        if has_entities(body) {
+            let entities: Vec<Value> = representations(body)
+                .iter()
+                .map(|r| json!({"__typename": "User", "id": r["id"], "username": format!("user-{}", r["id"].as_str().unwrap_or(""))}))
+                .collect();
+            json!({"data": {"_entities": entities}})
+        } else {
+            json!({"data": {"user": {"__typename": "User", "id": "1", "username": "ann"}}})
+        }
+    })
+    .await;
+    let posts_sg = MockSubgraph::start(move |body| {
+        let entities: Vec<Value> = representations(body)
+            .iter()
+            .map(|_| {
+                let nodes: Vec<Value> = (0..posts)
+                    .map(|i| json!({"__typename": "Post", "id": format!("p{i}"), "caption": format!("caption {i}")}))
+                    .collect();
+                json!({"posts": {"nodes": nodes}})
+            })
+            .collect();
+        json!({"data": {"_entities": entities}})
+    })
+    .await;
+    let likes = MockSubgraph::start(|body| {
+        let entities: Vec<Value> = representations(body)
+            .iter()
+            .enumerate()
+            .map(|(i, _)| json!({"likeCount": i, "likedByMe": i % 2 == 0}))
+            .collect();
+        json!({"data": {"_entities": entities}})
+    })
+    .await;
+    let comments_sg = MockSubgraph::start(move |body| {
+        let entities: Vec<Value> = representations(body)
+            .iter()
+            .map(|r| {
+                let nodes: Vec<Value> = (0..comments)
+                    .map(|i| json!({"body": format!("{} comment {i}", r["id"].as_str().unwrap_or("")), "author": {"__typename": "User", "id": format!("u{}", i % 3)}}))
+                    .collect();
+                json!({"comments": {"nodes": nodes}, "commentCount": comments})
+            })
+            .collect();
+        json!({"data": {"_entities": entities}})
+    })
+    .await;
+    vec![
+        ("users", users),
+        ("posts", posts_sg),
+        ("likes", likes),
+        ("comments", comments_sg),
+    ]
+}
+
+async fn real_gateway(subgraphs: &[(&'static str, MockSubgraph)]) -> (Gateway, String) {
+    let mut config = dev();
+    for (name, sg) in subgraphs {
+        config.subgraphs.insert(
+            name.to_string(),
+            portico_gateway::config::SubgraphConfig {
+                url: Some(sg.url.clone()),
+                timeout_ms: None,
+            },
+        );
+    }
+    let gateway =
+        Gateway::new(config, SUPERGRAPH, TrustSigner::generate()).expect("supergraph loads");
+    let addr = spawn(gateway.router()).await;
+    (gateway, format!("http://{addr}/graphql"))
+}
+
+const PROFILE_QUERY: &str = r#"query Profile($id: ID!) {
+  user(id: $id) {
+    username
+    posts(first: 10) { nodes { caption comments(first: 5) { nodes { body author { username } } } likeCount likedByMe } }
+  }
+}"#;
+
+#[tokio::test]
+async fn the_real_planner_answers_a_profile_in_a_constant_number_of_subgraph_requests() {
+    let mut counts = Vec::new();
+    for (posts, comments) in [(2, 1), (20, 5)] {
+        let subgraphs = demo_subgraphs(posts, comments).await;
+        let (gateway, url) = real_gateway(&subgraphs).await;
+        let resp: Value = reqwest::Client::new()
+            .post(&url)
+            .json(&json!({"query": PROFILE_QUERY, "variables": {"id": "1"}}))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert!(resp.get("errors").is_none(), "{resp}");
+        let user = &resp["data"]["user"];
+        assert_eq!(user["username"], "ann");
+        let nodes = user["posts"]["nodes"].as_array().expect("posts");
+        assert_eq!(nodes.len(), posts);
+        assert_eq!(
+            nodes[1],
+            json!({
+                "caption": "caption 1",
+                "comments": {"nodes": (0..comments).map(|i| json!({"body": format!("p1 comment {i}"), "author": {"username": format!("user-u{}", i % 3)}})).collect::<Vec<_>>()},
+                "likeCount": 1,
+                "likedByMe": false,
+            })
+        );
+        counts.push(
+            subgraphs
+                .iter()
+                .map(|(name, _)| gateway.subgraph_request_count(name))
+                .collect::<Vec<_>>(),
+        );
+        // Authors are deduplicated: at most 3 distinct users whatever the comment count.
+        let authors = subgraphs[0].1.last();
+        assert!(representations(&authors.body).len() <= 3);
+    }
+    // users: root + authors; posts, likes, comments: one batched request each.
+    assert_eq!(counts[0], vec![2, 1, 1, 1]);
+    assert_eq!(
+        counts[0], counts[1],
+        "requests must not grow with posts or comments"
+    );
+}
+
+#[tokio::test]
+async fn the_real_planner_serves_introspection_and_typename_without_subgraphs() {
+    let subgraphs = demo_subgraphs(1, 1).await;
+    let (gateway, url) = real_gateway(&subgraphs).await;
+    let resp: Value = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({"query": "{ __typename __type(name: \"Post\") { fields { name } } }"}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(resp["data"]["__typename"], "Query", "{resp}");
+    let fields: Vec<&str> = resp["data"]["__type"]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(fields.contains(&"likeCount") && !fields.iter().any(|f| f.starts_with("join__")));
+    let total: u64 = subgraphs
+        .iter()
+        .map(|(n, _)| gateway.subgraph_request_count(n))
+        .sum();
+    assert_eq!(total, 0);
+}
+
+#[test]
+fn a_malformed_supergraph_is_refused_at_start_up() {
+    let err = Gateway::new(
+        GatewayConfig::default(),
+        "type Query {",
+        TrustSigner::generate(),
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("supergraph"), "{err}");
+}

@@ -176,10 +176,11 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
     let introspection = introspect(gw, document, operation, &variables)?;
 
     // 10. Plan (cached by query hash, operation name, override labels).
+    let override_labels = gw.override_labels_for_request();
     let plan_key = PlanKey {
         query: query_hash,
         operation_name: operation_name.map(str::to_string),
-        override_labels: gw.override_labels.clone(),
+        override_labels,
     };
     let meta_only = operation
         .root_fields(document)
@@ -191,7 +192,7 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
         None => {
             let plan = gw
                 .planner
-                .plan(document, operation_name, &gw.override_labels)
+                .plan(document, operation_name, &plan_key.override_labels)
                 .map_err(|e| RequestFailure::new(ErrorCode::QueryPlanningFailed, e))?;
             let plan = Arc::new(plan);
             gw.plans.insert(plan_key, plan.clone());

@@ -1,43 +1,74 @@
 //! [`QueryPlanner`] over `portico-federation`: the supergraph model, its API schema and
-//! its planner.
+//! its planner (with a step budget, so a pathological operation fails cleanly).
 
 use std::collections::BTreeSet;
 
 use apollo_compiler::Schema;
 use apollo_compiler::executable::ExecutableDocument;
 use apollo_compiler::validation::Valid;
-use portico_federation::plan::QueryPlan;
+use portico_federation::plan::{PlanOptions, QueryPlan};
+use portico_federation::supergraph::Supergraph;
 
 use super::{QueryPlanner, SubgraphInfo};
 use crate::GatewayError;
 
-/// The federation-backed planner. The federation crate's `Supergraph`/`plan` API is
-/// being written concurrently; until it lands this type has no values and
-/// [`parse`](Self::parse) refuses to start rather than pretend.
-pub enum FederationPlanner {}
+/// The federation-backed planner.
+pub struct FederationPlanner {
+    supergraph: Supergraph,
+    max_steps: usize,
+}
 
 impl FederationPlanner {
-    /// Parse a supergraph SDL.
-    pub fn parse(_sdl: &str) -> Result<Self, GatewayError> {
-        Err(GatewayError::Supergraph(
-            "the federation planner is not available in this build yet".into(),
-        ))
+    /// Parse a supergraph SDL (errors name the line and the problem).
+    pub fn parse(sdl: &str) -> Result<Self, GatewayError> {
+        let supergraph =
+            Supergraph::parse(sdl).map_err(|e| GatewayError::Supergraph(e.to_string()))?;
+        Ok(Self {
+            supergraph,
+            max_steps: PlanOptions::default().max_steps,
+        })
+    }
+
+    /// The loaded supergraph.
+    pub fn supergraph(&self) -> &Supergraph {
+        &self.supergraph
     }
 }
 
 impl QueryPlanner for FederationPlanner {
     fn api_schema(&self) -> &Valid<Schema> {
-        match *self {}
+        self.supergraph.api_schema()
     }
+
     fn subgraphs(&self) -> Vec<SubgraphInfo> {
-        match *self {}
+        self.supergraph
+            .subgraphs()
+            .iter()
+            .map(|s| SubgraphInfo {
+                name: s.name.clone(),
+                url: s.url.clone(),
+            })
+            .collect()
     }
+
+    fn percent_override_labels(&self) -> Vec<(String, f64)> {
+        self.supergraph
+            .override_labels()
+            .filter_map(|l| Some((l.to_string(), Supergraph::override_label_percent(l)?)))
+            .collect()
+    }
+
     fn plan(
         &self,
-        _document: &Valid<ExecutableDocument>,
-        _operation_name: Option<&str>,
-        _override_labels: &BTreeSet<String>,
+        document: &Valid<ExecutableDocument>,
+        operation_name: Option<&str>,
+        override_labels: &BTreeSet<String>,
     ) -> Result<QueryPlan, String> {
-        match *self {}
+        let options = PlanOptions {
+            override_labels: override_labels.clone(),
+            max_steps: self.max_steps,
+        };
+        portico_federation::plan::plan(&self.supergraph, document, operation_name, &options)
+            .map_err(|e| e.to_string())
     }
 }

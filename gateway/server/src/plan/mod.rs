@@ -33,6 +33,11 @@ pub trait QueryPlanner: Send + Sync + 'static {
     fn api_schema(&self) -> &Valid<Schema>;
     /// Subgraph names and their URLs from the supergraph.
     fn subgraphs(&self) -> Vec<SubgraphInfo>;
+    /// Progressive-override labels `percent(x)` of the supergraph, with x; the gateway
+    /// activates each with probability x/100 per request.
+    fn percent_override_labels(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
     /// Plan `operation_name` of `document` (validated against [`api_schema`](Self::api_schema)).
     fn plan(
         &self,
