@@ -1,1 +1,425 @@
-fn main() {}
+//! `portico`: the one binary.
+//!
+//! `portico [dev]` runs the whole demo platform in one process; `portico gateway` runs
+//! the gateway alone against any Federation v2 supergraph; `portico subgraph NAME` runs
+//! one demo service (SQLite by default, PostgreSQL by URL); `portico migrate NAME`
+//! applies a service's migrations; `portico keys` writes fresh key pairs; `portico plan`
+//! prints the query plan of an operation.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use portico::platform::{self, PlatformOptions, Storage};
+use portico::schema_cmds;
+use portico_trust::TrustVerifier;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "portico",
+    version,
+    about = "A GraphQL Federation v2 gateway and a reference microservice platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run every demo subgraph and the gateway in one process (the default).
+    Dev(DevArgs),
+    /// Run the gateway against a supergraph.
+    Gateway(GatewayArgs),
+    /// Run one demo subgraph.
+    Subgraph(SubgraphArgs),
+    /// Apply one demo subgraph's database migrations.
+    Migrate(MigrateArgs),
+    /// Write new key pairs: RSA (auth access tokens) and Ed25519 (gateway trust tokens).
+    Keys(KeysArgs),
+    /// Print the query plan of an operation.
+    Plan(PlanArgs),
+    /// Compose subgraph SDLs into a supergraph and the API schema.
+    Compose(ComposeArgs),
+    /// Schema check: compose and classify every change against the committed API schema.
+    Check(CheckArgs),
+    /// Print a demo subgraph's SDL (as served at `_service { sdl }`).
+    Sdl {
+        /// Subgraph name.
+        name: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct DevArgs {
+    /// Directory for SQLite files and keys.
+    #[arg(long, env = "PORTICO_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Gateway listen address.
+    #[arg(long, env = "PORTICO_LISTEN", default_value = "127.0.0.1:4000")]
+    listen: SocketAddr,
+    /// First loopback port of the six subgraphs.
+    #[arg(long, default_value_t = 4001)]
+    subgraph_base_port: u16,
+    /// Do not seed demo data.
+    #[arg(long)]
+    no_seed: bool,
+    /// Use Redis Streams as the event bus instead of the in-process bus.
+    #[arg(long, env = "PORTICO_REDIS_URL")]
+    redis_url: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct GatewayArgs {
+    /// Gateway config file (TOML).
+    #[arg(long, env = "PORTICO_CONFIG")]
+    config: Option<PathBuf>,
+    /// Supergraph SDL file (overrides the config's `supergraph`).
+    #[arg(long, env = "PORTICO_SUPERGRAPH")]
+    supergraph: Option<PathBuf>,
+    /// Ed25519 private key (PKCS#8 PEM) signing trust tokens (overrides the config).
+    #[arg(long, env = "PORTICO_TRUST_KEY")]
+    trust_key: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct SubgraphArgs {
+    /// auth, users, posts, comments, likes or notifications.
+    name: String,
+    /// Database URL: `sqlite://path.db?mode=rwc`, `sqlite::memory:` or `postgres://…`.
+    #[arg(long, env = "PORTICO_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Listen address.
+    #[arg(long, env = "PORTICO_LISTEN", default_value = "127.0.0.1:4001")]
+    listen: SocketAddr,
+    /// Gateway public key(s) (SPKI PEM) accepted for trust tokens; repeat during rotation.
+    #[arg(
+        long = "trust-public-key",
+        env = "PORTICO_TRUST_PUBLIC_KEY",
+        required = true
+    )]
+    trust_public_keys: Vec<PathBuf>,
+    /// Redis URL for the event bus (Redis Streams); default in-process.
+    #[arg(long, env = "PORTICO_REDIS_URL")]
+    redis_url: Option<String>,
+    /// auth only: RSA private key (PKCS#8 PEM) signing access tokens.
+    #[arg(long, env = "PORTICO_AUTH_PRIVATE_KEY")]
+    auth_private_key: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct MigrateArgs {
+    name: String,
+    #[arg(long, env = "PORTICO_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct KeysArgs {
+    /// Output directory.
+    #[arg(long, default_value = "keys")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct ComposeArgs {
+    /// Subgraph list (TOML: `[[subgraph]] name, url, sdl`).
+    #[arg(long, default_value = "supergraph/subgraphs.toml")]
+    subgraphs: PathBuf,
+    /// Fetch each SDL live from `_service { sdl }`, signing trust tokens with this gateway key.
+    #[arg(long, value_name = "GATEWAY_KEY")]
+    live: Option<PathBuf>,
+    /// Where to write the supergraph SDL.
+    #[arg(long, default_value = "supergraph/supergraph.graphql")]
+    output: PathBuf,
+    /// Where to write the API schema.
+    #[arg(long, default_value = "schema.graphql")]
+    api_output: PathBuf,
+    /// Do not write: fail (exit 1) when the files on disk are not what composition produces.
+    #[arg(long)]
+    check: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: schema_cmds::Format,
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// Subgraph list used to compose the proposed schema.
+    #[arg(long, default_value = "supergraph/subgraphs.toml")]
+    subgraphs: PathBuf,
+    /// The current API schema (default: the committed `schema.graphql`).
+    #[arg(long)]
+    old: Option<PathBuf>,
+    /// The proposed API schema (default: freshly composed from the subgraph list).
+    #[arg(long)]
+    new: Option<PathBuf>,
+    /// Client operations: a folder of .graphql files or a persisted-operations JSON file.
+    #[arg(long)]
+    operations: Option<PathBuf>,
+    /// Exit 0 even when there are breaking changes.
+    #[arg(long)]
+    allow_breaking: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: schema_cmds::Format,
+}
+
+#[derive(clap::Args, Debug)]
+struct PlanArgs {
+    /// Supergraph SDL file (default: the embedded demo supergraph).
+    #[arg(long)]
+    supergraph: Option<PathBuf>,
+    /// The operation: a file path, or the GraphQL text itself.
+    #[arg(long)]
+    query: String,
+    /// Operation name, when the document has several.
+    #[arg(long)]
+    operation_name: Option<String>,
+    /// Progressive override labels to enable.
+    #[arg(long = "override-label")]
+    override_labels: Vec<String>,
+    /// Print the plan as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// (old API SDL, new API SDL, client operations).
+type CheckInputs = (String, String, Option<Vec<(String, String)>>);
+
+async fn run_check(args: CheckArgs) -> i32 {
+    let loaded: Result<CheckInputs> = async {
+        let new_sdl = match &args.new {
+            Some(p) => read(p)?,
+            None => {
+                let inputs = schema_cmds::inputs(&args.subgraphs, None).await?;
+                match schema_cmds::compose_or_report(&inputs, args.format) {
+                    Ok(c) => c.api_sdl,
+                    Err(_) => anyhow::bail!("composition failed"),
+                }
+            }
+        };
+        let old_sdl = read(
+            &args
+                .old
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("schema.graphql")),
+        )?;
+        let ops = match &args.operations {
+            Some(p) => Some(schema_cmds::load_operations(p)?),
+            None => None,
+        };
+        Ok((old_sdl, new_sdl, ops))
+    }
+    .await;
+    match loaded {
+        Ok((old, new, ops)) => {
+            schema_cmds::check_cmd(&old, &new, ops.as_deref(), args.allow_breaking, args.format)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
+fn default_database_url(name: &str) -> String {
+    platform::database_url(&Storage::Dir(PathBuf::from("data")), name)
+}
+
+fn read(path: &PathBuf) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Dev(DevArgs {
+        data_dir: PathBuf::from("data"),
+        listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
+        subgraph_base_port: 4001,
+        no_seed: false,
+        redis_url: None,
+    })) {
+        Command::Dev(args) => {
+            init_tracing();
+            let p = platform::start(PlatformOptions {
+                storage: Storage::Dir(args.data_dir.clone()),
+                gateway_addr: args.listen,
+                subgraph_base_port: Some(args.subgraph_base_port),
+                seed: !args.no_seed,
+                redis_url: args.redis_url,
+            })
+            .await?;
+            for (name, url) in &p.subgraphs {
+                println!("subgraph {name:<14} {url}");
+            }
+            println!("gateway  {:<14} {}", "", p.gateway_url);
+            println!();
+            println!("Playground: open {} in a browser.", p.gateway_url);
+            println!(
+                "Demo accounts: {} (password `{}`), data in {}",
+                portico::seed::DEMO_USERS
+                    .iter()
+                    .map(|(u, _)| *u)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                portico::seed::DEMO_PASSWORD,
+                args.data_dir.display()
+            );
+            tokio::signal::ctrl_c().await?;
+            println!("shutting down");
+            p.shutdown();
+        }
+        Command::Gateway(args) => {
+            init_tracing();
+            let mut config = match &args.config {
+                Some(path) => portico_gateway::GatewayConfig::from_file(path)
+                    .with_context(|| format!("loading config {}", path.display()))?,
+                None => portico_gateway::GatewayConfig::default(),
+            };
+            if let Some(sg) = args.supergraph {
+                config.supergraph = Some(sg);
+            }
+            let sg_path = config.supergraph.clone().context(
+                "no supergraph: pass --supergraph FILE or set `supergraph` in the config",
+            )?;
+            let sdl = read(&sg_path)?;
+            let key_path = args
+                .trust_key
+                .or_else(|| config.trust.signing_key.clone())
+                .context("no trust key: pass --trust-key FILE (see `portico keys`)")?;
+            let signer = portico_trust::TrustSigner::from_pkcs8_pem(&read(&key_path)?)
+                .with_context(|| format!("{} is not an Ed25519 PKCS#8 key", key_path.display()))?;
+            let addr = config.listen;
+            let gateway = portico_gateway::Gateway::new(config, &sdl, signer)?;
+            println!("gateway listening on http://{addr}/graphql");
+            portico_gateway::serve(gateway, addr).await?;
+        }
+        Command::Subgraph(args) => {
+            init_tracing();
+            let url = args
+                .database_url
+                .unwrap_or_else(|| default_database_url(&args.name));
+            let pems = args
+                .trust_public_keys
+                .iter()
+                .map(read)
+                .collect::<Result<Vec<_>>>()?;
+            let verifier = TrustVerifier::from_public_pems(&pems)
+                .context("loading the gateway public key(s)")?;
+            let bus: Arc<dyn portico_kit::events::Bus> = match &args.redis_url {
+                Some(u) => Arc::new(
+                    portico_kit::events::RedisStreamsBus::connect(u, "portico:events").await?,
+                ),
+                None => Arc::new(portico_kit::events::InProcessBus::new()),
+            };
+            let settings = if args.name == "auth" {
+                let path = args
+                    .auth_private_key
+                    .context("auth needs --auth-private-key FILE (see `portico keys`)")?;
+                let private = read(&path)?;
+                let keys = platform::Keys {
+                    auth_public_pem: platform::public_key_pem_from_private(&private)?,
+                    auth_private_pem: private,
+                    gateway_signer: portico_trust::TrustSigner::generate(),
+                };
+                Some(platform::auth_settings(&keys))
+            } else {
+                None
+            };
+            let router =
+                platform::subgraph_router(&args.name, &url, verifier, bus, settings).await?;
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("binding {}", args.listen))?;
+            println!(
+                "subgraph {} listening on http://{}/graphql",
+                args.name,
+                listener.local_addr()?
+            );
+            axum::serve(listener, router).await?;
+        }
+        Command::Migrate(args) => {
+            init_tracing();
+            let url = args
+                .database_url
+                .unwrap_or_else(|| default_database_url(&args.name));
+            platform::migrate(&args.name, &url).await?;
+            println!("{}: migrations applied", args.name);
+        }
+        Command::Keys(args) => {
+            let keys = platform::Keys::generate()?;
+            keys.write(&args.out)?;
+            println!(
+                "wrote {0}/auth.pem, {0}/auth.pub.pem (RSA), {0}/gateway.pem, {0}/gateway.pub.pem (Ed25519)",
+                args.out.display()
+            );
+        }
+        Command::Plan(args) => {
+            let sdl = match &args.supergraph {
+                Some(p) => read(p)?,
+                None => platform::DEMO_SUPERGRAPH.to_string(),
+            };
+            let query = if std::path::Path::new(&args.query).is_file() {
+                read(&PathBuf::from(&args.query))?
+            } else {
+                args.query.clone()
+            };
+            let supergraph = portico_federation::supergraph::Supergraph::parse(&sdl)?;
+            let doc = apollo_compiler::ExecutableDocument::parse_and_validate(
+                supergraph.api_schema(),
+                &query,
+                "query.graphql",
+            )
+            .map_err(|e| anyhow::anyhow!("{}", e.errors))?;
+            let options = portico_federation::plan::PlanOptions {
+                override_labels: args.override_labels.into_iter().collect(),
+                ..Default::default()
+            };
+            let plan = portico_federation::plan::plan(
+                &supergraph,
+                &doc,
+                args.operation_name.as_deref(),
+                &options,
+            )?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{plan}");
+            }
+        }
+        Command::Compose(args) => {
+            let signer = match &args.live {
+                Some(p) => Some(portico_trust::TrustSigner::from_pkcs8_pem(&read(p)?)?),
+                None => None,
+            };
+            let inputs = schema_cmds::inputs(&args.subgraphs, signer.as_ref()).await?;
+            let code = schema_cmds::compose_cmd(
+                &inputs,
+                &args.output,
+                &args.api_output,
+                args.check,
+                args.format,
+            )?;
+            std::process::exit(code);
+        }
+        Command::Check(args) => {
+            let code = run_check(args).await;
+            std::process::exit(code);
+        }
+        Command::Sdl { name } => {
+            let sdl = platform::subgraph_sdl(&name)
+                .with_context(|| format!("unknown subgraph `{name}`"))?;
+            print!("{sdl}");
+        }
+    }
+    Ok(())
+}

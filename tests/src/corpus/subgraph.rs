@@ -459,13 +459,12 @@ fn render(v: &Value) -> String {
 impl<'c> Obj<'c> {
     fn new(ctx: &'c Ctx<'c>, type_name: String, inline: Map<String, Value>) -> Self {
         let mut layers = vec![inline];
-        if ctx.model.keys.contains_key(&type_name) {
-            if let Some((_, record)) = ctx
+        if ctx.model.keys.contains_key(&type_name)
+            && let Some((_, record)) = ctx
                 .model
                 .find_entity(&type_name, &Value::Object(layers[0].clone()))
-            {
-                layers.push(record);
-            }
+        {
+            layers.push(record);
         }
         Self {
             ctx,
@@ -486,10 +485,10 @@ impl<'c> Obj<'c> {
             .as_ref()
             .map(|_| loose(&to_json(&JsonValue::Object(args.clone()))));
         for layer in &self.layers {
-            if let Some(k) = &with_args {
-                if let Some(v) = layer.get(k) {
-                    return Some(v.clone());
-                }
+            if let Some(k) = &with_args
+                && let Some(v) = layer.get(k)
+            {
+                return Some(v.clone());
             }
             if let Some(wanted) = &loose_args {
                 let prefix = format!("{name}(");
@@ -785,14 +784,14 @@ fn execute(model: &Model, query: &str, variables: &Value, operation_name: Option
         }
     }
     let extra = ctx.extra_errors.take();
-    if !extra.is_empty() {
-        if let Some(obj) = out.as_object_mut() {
-            let errors = obj
-                .entry("errors")
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Some(list) = errors.as_array_mut() {
-                list.extend(extra);
-            }
+    if !extra.is_empty()
+        && let Some(obj) = out.as_object_mut()
+    {
+        let errors = obj
+            .entry("errors")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(list) = errors.as_array_mut() {
+            list.extend(extra);
         }
     }
     out

@@ -1,0 +1,261 @@
+//! `portico compose` and `portico check`: thin I/O around
+//! `portico_federation::{compose, diff}`.
+//!
+//! Both read a subgraph list (`supergraph/subgraphs.toml` by default): name, routing URL
+//! and SDL file per subgraph, or fetch each SDL live from `_service { sdl }` with a trust
+//! token minted by the gateway key. `compose` writes the supergraph and the API schema
+//! (or, with `--check`, fails when the committed files are stale); `check` composes and
+//! compares the result with the committed API schema (or any two schemas).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use portico_federation::compose::{self, SubgraphInput};
+use portico_federation::diff;
+use serde::Deserialize;
+
+/// The subgraph list file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubgraphList {
+    #[serde(rename = "subgraph")]
+    pub subgraphs: Vec<SubgraphEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubgraphEntry {
+    /// Subgraph name (becomes the `join__Graph` name).
+    pub name: String,
+    /// Routing URL written into the supergraph.
+    pub url: String,
+    /// SDL file, relative to the list file.
+    pub sdl: PathBuf,
+}
+
+pub fn load_list(path: &Path) -> Result<SubgraphList> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Read each subgraph's SDL, from its file or live.
+pub async fn inputs(
+    list_path: &Path,
+    live_key: Option<&portico_trust::TrustSigner>,
+) -> Result<Vec<SubgraphInput>> {
+    let list = load_list(list_path)?;
+    let base = list_path.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    for s in list.subgraphs {
+        let sdl = match live_key {
+            Some(signer) => fetch_sdl(&s.name, &s.url, signer)
+                .await
+                .with_context(|| format!("fetching the SDL of {} from {}", s.name, s.url))?,
+            None => {
+                let p = base.join(&s.sdl);
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?
+            }
+        };
+        out.push(SubgraphInput {
+            name: s.name,
+            url: s.url,
+            sdl,
+        });
+    }
+    Ok(out)
+}
+
+async fn fetch_sdl(name: &str, url: &str, signer: &portico_trust::TrustSigner) -> Result<String> {
+    let identity = portico_trust::Identity::anonymous();
+    let token = signer.mint(name, &identity, Duration::from_secs(30));
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .header(portico_trust::HEADER_TRUST, token)
+        .header(portico_trust::HEADER_USER_SCOPES, "")
+        .json(&serde_json::json!({ "query": "{ _service { sdl } }" }))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    resp.pointer("/data/_service/sdl")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .context("the response has no data._service.sdl")
+}
+
+/// Output format of diagnostics and reports.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+    Github,
+}
+
+fn render_diagnostics(format: Format, d: &[compose::Diagnostic]) -> String {
+    match format {
+        Format::Text => compose::render_text(d),
+        Format::Json => compose::render_json(d),
+        Format::Github => compose::render_github(d),
+    }
+}
+
+/// Compose; print diagnostics; return the composed result or exit code 1 on errors.
+pub fn compose_or_report(
+    inputs: &[SubgraphInput],
+    format: Format,
+) -> std::result::Result<compose::Composed, i32> {
+    match compose::compose(inputs) {
+        Ok(c) => {
+            if !c.hints.is_empty() {
+                eprint!("{}", render_diagnostics(format, &c.hints));
+            }
+            Ok(c)
+        }
+        Err(e) => {
+            let mut all = e.errors.clone();
+            all.extend(e.hints.iter().cloned());
+            print!("{}", render_diagnostics(format, &all));
+            eprintln!("composition failed with {} error(s)", e.errors.len());
+            Err(1)
+        }
+    }
+}
+
+fn with_newline(s: &str) -> String {
+    if s.ends_with('\n') {
+        s.to_string()
+    } else {
+        format!("{s}\n")
+    }
+}
+
+/// `portico compose`: returns the process exit code.
+pub fn compose_cmd(
+    inputs: &[SubgraphInput],
+    supergraph_out: &Path,
+    api_out: &Path,
+    check: bool,
+    format: Format,
+) -> Result<i32> {
+    let composed = match compose_or_report(inputs, format) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let files = [
+        (supergraph_out, with_newline(&composed.supergraph_sdl)),
+        (api_out, with_newline(&composed.api_sdl)),
+    ];
+    if check {
+        let mut stale = false;
+        for (path, fresh) in &files {
+            let current = std::fs::read_to_string(path).unwrap_or_default();
+            if &current != fresh {
+                eprintln!(
+                    "{} is stale: run `portico compose` and commit the result",
+                    path.display()
+                );
+                stale = true;
+            }
+        }
+        return Ok(if stale { 1 } else { 0 });
+    }
+    for (path, content) in &files {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(0)
+}
+
+/// Read client operations from a folder of `.graphql` files or a persisted-operations
+/// JSON file (`{ "id": "query …" }` or `[{ "id"|"name": …, "body"|"query": … }]`).
+pub fn load_operations(path: &Path) -> Result<Vec<(String, String)>> {
+    let mut ops = Vec::new();
+    if path.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "graphql" || x == "gql"))
+            .collect();
+        entries.sort();
+        for p in entries {
+            let name = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            ops.push((name, std::fs::read_to_string(&p)?));
+        }
+    } else {
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    if let Some(s) = v.as_str() {
+                        ops.push((k, s.to_string()));
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let name = item
+                        .get("id")
+                        .or_else(|| item.get("name"))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("operation-{i}"));
+                    let body = item
+                        .get("body")
+                        .or_else(|| item.get("query"))
+                        .and_then(|v| v.as_str())
+                        .with_context(|| format!("operation {name} has no body/query"))?;
+                    ops.push((name, body.to_string()));
+                }
+            }
+            _ => bail!("{}: expected an object or an array", path.display()),
+        }
+    }
+    Ok(ops)
+}
+
+/// `portico check`: compare two API schemas; returns the exit code
+/// (0 safe, 1 breaking unless allowed, 2 errors).
+pub fn check_cmd(
+    old_sdl: &str,
+    new_sdl: &str,
+    operations: Option<&[(String, String)]>,
+    allow_breaking: bool,
+    format: Format,
+) -> i32 {
+    let report = match operations {
+        Some(ops) => diff::diff_with_operations(old_sdl, new_sdl, ops),
+        None => diff::diff(old_sdl, new_sdl).map(diff::Report::from_changes),
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let out = match format {
+        Format::Text => diff::render_text(&report),
+        Format::Json => diff::render_json(&report),
+        Format::Github => diff::render_github(&report),
+    };
+    print!("{out}");
+    if report.is_breaking() && !allow_breaking {
+        1
+    } else {
+        0
+    }
+}
