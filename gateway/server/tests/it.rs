@@ -1350,3 +1350,99 @@ fn a_malformed_supergraph_is_refused_at_start_up() {
     .expect("refused");
     assert!(err.to_string().contains("supergraph"), "{err}");
 }
+
+#[tokio::test]
+async fn a_fragment_bomb_is_refused_quickly_by_the_alias_limit() {
+    let gw = TestGateway::start(dev(), &[], vec![]).await;
+    let mut query = String::from("{ ...F0 }\n");
+    for i in 0..30 {
+        query.push_str(&format!(
+            "fragment F{i} on Query {{ a: me {{ id }} ...F{} ...F{} }}\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    query.push_str("fragment F30 on Query { me { id } }\n");
+    let started = std::time::Instant::now();
+    let (status, body) = gw.post(json!({ "query": query })).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "MAX_ALIASES_EXCEEDED"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_entity_fetch_nulls_up_to_the_nearest_nullable_parent_with_one_error() {
+    let mut subgraphs = demo_subgraphs(3, 1).await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}/graphql", l.local_addr().expect("addr"))
+    };
+    subgraphs[2].1.url = closed; // likes is down; likeCount is Int!
+    let (_, url) = real_gateway(&subgraphs).await;
+    let resp: Value = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({"query": PROFILE_QUERY, "variables": {"id": "1"}}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    // Post! in [Post!]! in PostConnection! in User.posts: the nullable `user` is nulled.
+    assert_eq!(resp["data"], json!({"user": null}), "{resp}");
+    let errors = resp["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{resp}");
+    assert_eq!(errors[0]["extensions"]["code"], "SUBREQUEST_HTTP_ERROR");
+    assert_eq!(errors[0]["extensions"]["serviceName"], "likes");
+}
+
+#[tokio::test]
+async fn condition_nodes_branch_on_the_variable() {
+    let products = MockSubgraph::start(products_subgraph(json!([product("1")]))).await;
+    let reviews = MockSubgraph::start(|body| {
+        let n = representations(body).len();
+        json!({"data": {"_entities": vec![json!({"reviews": [{"body": "r"}]}); n]}})
+    })
+    .await;
+    let plan = seq(vec![
+        fetch("products", "{ topProducts { __typename upc name } }"),
+        PlanNode::Condition {
+            condition: "withReviews".into(),
+            if_clause: Some(Box::new(entity_fetch(
+                "reviews",
+                "Product",
+                &["upc"],
+                &["topProducts", "@"],
+                "query($representations:[_Any!]!){_entities(representations:$representations){...on Product{reviews{body}}}}",
+            ))),
+            else_clause: None,
+        },
+    ]);
+    let gw = TestGateway::start(
+        dev(),
+        &[("products", &products.url), ("reviews", &reviews.url)],
+        vec![("", plan)],
+    )
+    .await;
+    let query = "query($withReviews: Boolean!) { topProducts { name reviews @include(if: $withReviews) { body } } }";
+    let (_, body) = gw
+        .post(json!({"query": query, "variables": {"withReviews": false}}))
+        .await;
+    assert_eq!(body["data"], json!({"topProducts": [{"name": "name 1"}]}));
+    assert_eq!(reviews.count(), 0);
+    let (_, body) = gw
+        .post(json!({"query": query, "variables": {"withReviews": true}}))
+        .await;
+    assert_eq!(
+        body["data"],
+        json!({"topProducts": [{"name": "name 1", "reviews": [{"body": "r"}]}]})
+    );
+    assert_eq!(reviews.count(), 1);
+}

@@ -126,6 +126,25 @@ impl Default for TrustConfig {
     }
 }
 
+impl TrustConfig {
+    /// The gateway's signer read from `signing_key`; `None` when no path is set (the CLI
+    /// then generates one in dev mode, and refuses to start in production).
+    pub fn load_signer(&self) -> Result<Option<portico_trust::TrustSigner>, ConfigError> {
+        let Some(path) = &self.signing_key else {
+            return Ok(None);
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "trust.signing_key".into(),
+            message,
+        };
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+        portico_trust::TrustSigner::from_pkcs8_pem(&pem)
+            .map(Some)
+            .map_err(|e| invalid(e.to_string()))
+    }
+}
+
 /// Client access-token verification. With neither `public_key` nor `jwks_url`, bearer
 /// tokens are refused (there is nothing to verify them with) and requests without one
 /// are anonymous.
@@ -472,6 +491,28 @@ mod tests {
         assert_eq!(
             c.subgraphs["posts"].url.as_deref(),
             Some("http://posts/graphql")
+        );
+    }
+
+    #[test]
+    fn the_trust_signing_key_is_loaded_from_its_pem() {
+        let signer = portico_trust::TrustSigner::generate();
+        let path = std::env::temp_dir().join(format!("portico-trust-{}.pem", std::process::id()));
+        std::fs::write(&path, signer.to_pkcs8_pem().expect("pem")).expect("write");
+        let config = TrustConfig {
+            signing_key: Some(path.clone()),
+            ..TrustConfig::default()
+        };
+        let loaded = config.load_signer().expect("loads").expect("some");
+        assert_eq!(loaded.kid(), signer.kid());
+        std::fs::write(&path, "nope").expect("write");
+        let e = config.load_signer().expect_err("bad pem");
+        assert!(e.to_string().contains("trust.signing_key"), "{e}");
+        assert!(
+            TrustConfig::default()
+                .load_signer()
+                .expect("none")
+                .is_none()
         );
     }
 

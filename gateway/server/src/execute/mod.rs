@@ -50,18 +50,21 @@ pub async fn execute(subgraphs: &Subgraphs, input: ExecutionInput<'_>) -> GraphQ
         is_subtype: &is_subtype,
         data: Mutex::new(Value::Object(Map::new())),
         errors: Mutex::new(Vec::new()),
+        failed_paths: Mutex::new(Vec::new()),
     };
     if let Some(node) = &input.plan.node {
         run.node(node).await;
     }
     let data = run.data.into_inner();
     let mut errors: Vec<GraphQLError> = run.errors.into_inner();
+    let failed_paths = run.failed_paths.into_inner();
     let data = shape::Shaper {
         schema: input.schema,
         document: input.document,
         variables: input.variables,
         introspection: input.introspection,
         errors: &mut errors,
+        failed_paths: &failed_paths,
     }
     .shape(input.operation, &data);
     GraphQLResponse {

@@ -26,6 +26,9 @@ pub(super) struct Run<'a> {
     pub is_subtype: &'a (dyn Fn(&str, &str) -> bool + Sync),
     pub data: Mutex<Value>,
     pub errors: Mutex<Vec<GraphQLError>>,
+    /// Response paths whose data a failed fetch should have provided: nulls under them
+    /// are explained by that fetch's error and get no error of their own.
+    pub failed_paths: Mutex<Vec<Vec<PathElem>>>,
 }
 
 impl<'a> Run<'a> {
@@ -98,7 +101,10 @@ impl<'a> Run<'a> {
             .await;
         let response = match result {
             Ok(r) => r,
-            Err(e) => return self.errors.lock().push(fetch_error(&e)),
+            Err(e) => {
+                self.failed_paths.lock().push(Vec::new());
+                return self.errors.lock().push(fetch_error(&e));
+            }
         };
         if let Some(data) = response.data.filter(Value::is_object) {
             merge(&mut self.data.lock(), data);
@@ -156,7 +162,12 @@ impl<'a> Run<'a> {
             .await;
         let response = match result {
             Ok(r) => r,
-            Err(e) => return self.errors.lock().push(fetch_error(&e)),
+            Err(e) => {
+                self.failed_paths
+                    .lock()
+                    .extend(producers.into_iter().map(|(path, _)| path));
+                return self.errors.lock().push(fetch_error(&e));
+            }
         };
         // 3. Scatter results back.
         let SubgraphResponse { data, errors } = response;
@@ -181,8 +192,16 @@ impl<'a> Run<'a> {
                         continue;
                     }
                     apply_rewrites(&mut entity, &fetch.output_rewrites);
+                    // The object's concrete type stays: an `@interfaceObject` subgraph
+                    // answers with the interface's name.
+                    let entity_typename =
+                        entity.as_object_mut().and_then(|m| m.remove("__typename"));
                     for concrete in &by_rep[i] {
                         if let Some(target) = navigate_mut(&mut data, concrete) {
+                            if let (Some(t), Value::Object(map)) = (&entity_typename, &mut *target)
+                            {
+                                map.entry("__typename").or_insert_with(|| t.clone());
+                            }
                             merge(target, entity.clone());
                         }
                     }

@@ -24,6 +24,8 @@ pub(super) struct Shaper<'a> {
     /// Introspection results (`__schema`/`__type` root fields by response key).
     pub introspection: Option<&'a Map<String, Value>>,
     pub errors: &'a mut Vec<GraphQLError>,
+    /// Paths a failed fetch should have filled (its error explains nulls under them).
+    pub failed_paths: &'a [Vec<PathElem>],
 }
 
 type Grouped<'d> = IndexMap<&'d str, Vec<&'d Node<Field>>>;
@@ -182,7 +184,11 @@ impl<'a> Shaper<'a> {
             },
         };
         if value.is_null() && ty.is_non_null() {
-            self.null_error(fields[0], parent, path);
+            // A null produced below (propagation) already has its error; only a null
+            // that came from the data gets one here.
+            if raw.is_null() {
+                self.null_error(fields[0], parent, path);
+            }
             return None;
         }
         Some(value)
@@ -211,7 +217,17 @@ impl<'a> Shaper<'a> {
                     {
                         t
                     }
-                    _ => return Value::Null,
+                    other => {
+                        let message = format!(
+                            "abstract type {type_name} must resolve to one of its object types, got {}",
+                            other.unwrap_or("no __typename")
+                        );
+                        self.errors.push(
+                            GraphQLError::new(ErrorCode::InternalServerError, message)
+                                .with_path(path.clone()),
+                        );
+                        return Value::Null;
+                    }
                 }
             }
             // Scalars and enums are passed through as the subgraph sent them.
@@ -236,7 +252,7 @@ impl<'a> Shaper<'a> {
             Some(p) => p.starts_with(path) || path.starts_with(p),
             None => false,
         });
-        if covered {
+        if covered || self.failed_paths.iter().any(|p| path.starts_with(p)) {
             return;
         }
         let locations = field

@@ -222,3 +222,32 @@ fn without_url(e: &reqwest::Error) -> String {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_tokens_are_reused_per_identity_and_subgraph() {
+        let signer = TrustSigner::generate();
+        let s = Subgraphs::new(
+            reqwest::Client::new(),
+            vec![],
+            signer.clone(),
+            Duration::from_secs(60),
+        );
+        let ann = Identity::user("ann", vec!["read".into()]);
+        let t1 = s.trust_token("users", &ann);
+        assert_eq!(s.trust_token("users", &ann), t1);
+        assert_ne!(s.trust_token("posts", &ann), t1);
+        let anon = s.trust_token("users", &Identity::anonymous());
+        assert_ne!(anon, t1);
+        let verifier = signer.verifier();
+        assert!(
+            verifier
+                .verify(Some(&t1), "users", Some("ann"), Some("read"))
+                .is_ok()
+        );
+        assert!(verifier.verify(Some(&anon), "users", None, None).is_ok());
+    }
+}
