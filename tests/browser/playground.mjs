@@ -27,15 +27,14 @@ try {
     document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(q);
   }, query);
   if (token) {
-    // Open the headers tab and paste the Authorization header, as a user would.
-    const tab = page.getByRole('tab', { name: 'Headers' });
-    if (await tab.count()) await tab.first().click();
-    await page.waitForSelector('.graphiql-editor-tool .CodeMirror', { timeout: 10000 });
-    await page.evaluate((t) => {
-      const editors = document.querySelectorAll('.graphiql-editor-tool .CodeMirror');
-      const headers = editors[editors.length - 1];
-      headers.CodeMirror.setValue(JSON.stringify({ Authorization: `Bearer ${t}` }));
-    }, token);
+    // Open the Headers tab (unless open) and type the Authorization header, as a user would.
+    const tab = page.locator('.graphiql-editor-tools').getByText('Headers', { exact: true }).first();
+    const cls = (await tab.getAttribute('class')) || '';
+    if (!cls.includes('active')) await tab.click();
+    const editor = page.locator('.graphiql-editor-tool .CodeMirror:visible').first();
+    await editor.click();
+    await page.keyboard.press('Control+A');
+    await page.keyboard.insertText(JSON.stringify({ Authorization: `Bearer ${token}` }));
   }
   await page.click('.graphiql-execute-button');
   await page.waitForFunction((e) => {
@@ -51,6 +50,12 @@ try {
   }
 } catch (e) {
   console.error('playground test failed:', e.message);
+  try {
+    const [page] = browser.contexts()[0].pages();
+    const r = await page.evaluate(() => { const el = document.querySelector('.graphiql-response .CodeMirror'); return el ? el.CodeMirror.getValue() : '(no response panel)'; });
+    console.error('response panel:', r);
+    await page.screenshot({ path: process.env.SCREENSHOT || '/tmp/portico-playground.png' });
+  } catch (_) {}
   failed = true;
 } finally {
   await browser.close();

@@ -7,4 +7,8 @@ mod compose_file;
 #[cfg(test)]
 mod corpus;
 #[cfg(test)]
+mod generated;
+#[cfg(test)]
 mod platform;
+#[cfg(test)]
+mod playground;
