@@ -376,7 +376,12 @@ mod tests {
         let fs: Vec<&str> = forged_sig.split('.').collect();
         parts[2] = fs[2];
         assert_eq!(
-            v.verify(Some(&parts.join(".")), "users", Some("42"), Some("read write")),
+            v.verify(
+                Some(&parts.join(".")),
+                "users",
+                Some("42"),
+                Some("read write")
+            ),
             Err(TrustError::BadSignature)
         );
         let now = now_secs();

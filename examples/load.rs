@@ -1,0 +1,193 @@
+//! Load test of the whole platform (`cargo bench-load`): starts the six subgraphs and the
+//! gateway in this process (in-memory SQLite, seeded), logs in, then runs a fixed number
+//! of requests from N concurrent clients and reports requests per second and latency
+//! percentiles for:
+//!
+//! 1. `baseline`: a trivial query answered by the gateway alone (`{ __typename }`) — the
+//!    HTTP + parse + cache floor of the gateway;
+//! 2. `direct`: the users subgraph's `_entities` for 4 users, called directly with a
+//!    trust token — the cost of one subgraph hop;
+//! 3. `profile`: the demo's aggregated profile view (user → posts → comments + likes →
+//!    comment authors: 4 subgraphs, 4 plan steps) through the gateway, plan cache warm.
+//!
+//! Usage: `cargo run --release --example load -- [requests] [concurrency]`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures::StreamExt as _;
+use portico::platform::{self, PlatformOptions, Storage};
+use portico::seed::{Client, DEMO_PASSWORD};
+use serde_json::json;
+
+const PROFILE: &str = "query($id: ID!) { user(id: $id) { username posts(first: 10) { nodes { caption likeCount likedByMe comments(first: 10) { nodes { body author { username } } } } } } }";
+
+struct Stats {
+    name: &'static str,
+    total: Duration,
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+impl Stats {
+    fn print(&mut self, baseline_rps: Option<f64>) -> f64 {
+        self.latencies.sort();
+        let n = self.latencies.len().max(1);
+        let pct = |p: f64| self.latencies[((n as f64 * p) as usize).min(n - 1)];
+        let rps = self.latencies.len() as f64 / self.total.as_secs_f64();
+        let ratio = baseline_rps
+            .map(|b| format!("  ({:.2}x baseline rps)", rps / b))
+            .unwrap_or_default();
+        println!(
+            "{:<9} {:>6} req  {:>9.0} req/s  p50 {:>8.2?}  p90 {:>8.2?}  p99 {:>8.2?}  errors {}{}",
+            self.name,
+            self.latencies.len(),
+            rps,
+            pct(0.50),
+            pct(0.90),
+            pct(0.99),
+            self.errors,
+            ratio
+        );
+        rps
+    }
+}
+
+async fn run<F, Fut>(name: &'static str, requests: usize, concurrency: usize, f: F) -> Stats
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    let results: Vec<(Duration, bool)> = futures::stream::iter(0..requests)
+        .map(|_| {
+            let fut = f();
+            async move {
+                let t = Instant::now();
+                let ok = fut.await;
+                (t.elapsed(), ok)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    Stats {
+        name,
+        total: start.elapsed(),
+        errors: results.iter().filter(|(_, ok)| !ok).count(),
+        latencies: results.into_iter().map(|(d, _)| d).collect(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let requests: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let concurrency: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let p = platform::start(PlatformOptions {
+        storage: Storage::Memory,
+        gateway_addr: "127.0.0.1:0".parse()?,
+        subgraph_base_port: None,
+        seed: true,
+        redis_url: None,
+    })
+    .await?;
+    let client = Client::new(&p.gateway_url);
+    let login = client
+        .run(
+            None,
+            "mutation($p: String!) { login(usernameOrEmail: \"alice\", password: $p) { accessToken userId } }",
+            json!({ "p": DEMO_PASSWORD }),
+        )
+        .await?;
+    let token = login["login"]["accessToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let alice = login["login"]["userId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let http = reqwest::Client::new();
+    let gw = p.gateway_url.clone();
+    println!("platform up; {requests} requests per scenario, {concurrency} concurrent clients\n");
+
+    let post = |body: serde_json::Value, url: String, headers: Vec<(String, String)>| {
+        let http = http.clone();
+        async move {
+            let mut req = http.post(url).json(&body);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .map(|v| v.get("errors").is_none())
+                    .unwrap_or(false),
+                _ => false,
+            }
+        }
+    };
+
+    let auth = vec![("authorization".to_string(), format!("Bearer {token}"))];
+    // Warm the plan cache and JWT verification.
+    post(
+        json!({ "query": PROFILE, "variables": { "id": alice } }),
+        gw.clone(),
+        auth.clone(),
+    )
+    .await;
+
+    let mut baseline = run("baseline", requests, concurrency, || {
+        post(json!({ "query": "{ __typename }" }), gw.clone(), vec![])
+    })
+    .await;
+    let base_rps = baseline.print(None);
+
+    let users_url = p
+        .subgraphs
+        .iter()
+        .find(|(n, _)| *n == "users")
+        .map(|(_, u)| u.clone())
+        .unwrap_or_default();
+    let signer = p.trust_signer.clone();
+    let reps: Vec<_> = ["alice", "bob", "carol", "dave"]
+        .iter()
+        .map(|_| json!({ "__typename": "User", "id": alice }))
+        .collect();
+    let mut direct = run("direct", requests, concurrency, || {
+        let token = signer.mint(
+            "users",
+            &portico_trust::Identity::anonymous(),
+            Duration::from_secs(30),
+        );
+        post(
+            json!({ "query": "query($r:[_Any!]!){_entities(representations:$r){...on User{username}}}", "variables": { "r": reps } }),
+            users_url.clone(),
+            vec![(portico_trust::HEADER_TRUST.to_string(), token)],
+        )
+    })
+    .await;
+    direct.print(Some(base_rps));
+
+    let mut profile = run("profile", requests, concurrency, || {
+        post(
+            json!({ "query": PROFILE, "variables": { "id": alice } }),
+            gw.clone(),
+            auth.clone(),
+        )
+    })
+    .await;
+    profile.print(Some(base_rps));
+    let (hits, misses) = p.gateway.plan_cache_stats();
+    println!("\nplan cache: {hits} hits, {misses} misses");
+    for (name, _) in &p.subgraphs {
+        println!(
+            "subgraph {name:<14} {} requests",
+            p.gateway.subgraph_request_count(name)
+        );
+    }
+    p.shutdown();
+    Ok(())
+}
