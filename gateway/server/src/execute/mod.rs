@@ -42,12 +42,19 @@ pub async fn execute(subgraphs: &Subgraphs, input: ExecutionInput<'_>) -> GraphQ
     let is_subtype = |abstract_type: &str, object_type: &str| {
         input.schema.is_subtype(abstract_type, object_type)
     };
+    let is_object = |name: &str| {
+        matches!(
+            input.schema.types.get(name),
+            Some(apollo_compiler::schema::ExtendedType::Object(_))
+        )
+    };
     let run = run::Run {
         subgraphs,
         variables: input.variables,
         identity: input.identity,
         request_id: input.request_id,
         is_subtype: &is_subtype,
+        is_object: &is_object,
         data: Mutex::new(Value::Object(Map::new())),
         errors: Mutex::new(Vec::new()),
         failed_paths: Mutex::new(Vec::new()),

@@ -24,6 +24,8 @@ pub(super) struct Run<'a> {
     pub request_id: &'a str,
     /// Answers "is `typename` a `type_condition`?" (interfaces/unions).
     pub is_subtype: &'a (dyn Fn(&str, &str) -> bool + Sync),
+    /// Answers "is `typename` an object type of the API schema?".
+    pub is_object: &'a (dyn Fn(&str) -> bool + Sync),
     pub data: Mutex<Value>,
     pub errors: Mutex<Vec<GraphQLError>>,
     /// Response paths whose data a failed fetch should have provided: nulls under them
@@ -192,15 +194,23 @@ impl<'a> Run<'a> {
                         continue;
                     }
                     apply_rewrites(&mut entity, &fetch.output_rewrites);
-                    // The object's concrete type stays: an `@interfaceObject` subgraph
-                    // answers with the interface's name.
+                    // `__typename` is merged by the rule below, not overwritten.
                     let entity_typename =
                         entity.as_object_mut().and_then(|m| m.remove("__typename"));
                     for concrete in &by_rep[i] {
                         if let Some(target) = navigate_mut(&mut data, concrete) {
                             if let (Some(t), Value::Object(map)) = (&entity_typename, &mut *target)
                             {
-                                map.entry("__typename").or_insert_with(|| t.clone());
+                                // Keep a concrete type already known; take the entity's when
+                                // it is concrete and ours is not (an `@interfaceObject`
+                                // subgraph named the interface).
+                                let is_object = |v: &Value| v.as_str().is_some_and(self.is_object);
+                                let keep = map
+                                    .get("__typename")
+                                    .is_some_and(|old| is_object(old) || !is_object(t));
+                                if !keep {
+                                    map.insert("__typename".into(), t.clone());
+                                }
                             }
                             merge(target, entity.clone());
                         }
