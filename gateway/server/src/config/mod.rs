@@ -517,6 +517,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_lists_the_defaults() {
+        let example = include_str!("../../gateway.example.toml");
+        assert_eq!(
+            GatewayConfig::from_toml(example).expect("example parses"),
+            GatewayConfig::default()
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = GatewayConfig::from_toml("[limits]\nmax_detph = 3\n").expect_err("unknown key");
         assert!(e.to_string().contains("max_detph"), "{e}");

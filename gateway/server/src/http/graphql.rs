@@ -89,7 +89,7 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
                 "POST requests must have `Content-Type: application/json`",
             ));
         }
-        let bytes = read_body(body, gw.config.limits.max_body_bytes).await?;
+        let bytes = read_body(headers, body, gw.config.limits.max_body_bytes).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
             RequestFailure::new(
                 ErrorCode::BadRequest,
@@ -372,12 +372,31 @@ fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(query: &str) -> Result<
         .map_err(|e| format!("invalid query string: {}", e.body_text()))
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, RequestFailure> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+/// The body, refused without reading when `Content-Length` already says it is too big.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, RequestFailure> {
+    let too_large = || {
         RequestFailure::new(
             ErrorCode::PayloadTooLarge,
             format!("the request body exceeds {limit} bytes"),
         )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if declared.is_some() || e.to_string().contains("length limit") {
+            too_large()
+        } else {
+            RequestFailure::new(ErrorCode::BadRequest, "the request body could not be read")
+        }
     })
 }
 
