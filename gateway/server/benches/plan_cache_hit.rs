@@ -1,6 +1,10 @@
-//! Benchmark (not a test): latency of a plan-cache-hit request through the gateway over
-//! real HTTP, against mock subgraphs on loopback: one root fetch plus one batched
-//! entity fetch of 20 entities.
+//! Benchmark (not a test): latency and throughput of plan-cache-hit requests through
+//! the gateway over real HTTP, against mock subgraphs on loopback.
+//!
+//! 1. A hand-written plan: one root fetch plus one batched entity fetch of 20 entities.
+//! 2. The real planner on the demo-shaped supergraph (`tests/fixtures/supergraph.graphql`):
+//!    a profile with 10 posts, each with 5 comments and their authors, `likeCount` and
+//!    `likedByMe` — 5 subgraph requests per client request.
 //!
 //! Run: `cargo bench -p portico-gateway --bench plan_cache_hit` (add `-- 5000` for
 //! more iterations).
@@ -71,6 +75,168 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(run(iterations));
+    runtime.block_on(run_demo(iterations));
+}
+
+async fn mock(resolver: fn(&Value) -> Value) -> String {
+    let app = axum::Router::new().route(
+        "/graphql",
+        axum::routing::post(move |Json(body): Json<Value>| async move { Json(resolver(&body)) }),
+    );
+    format!("{}/graphql", serve(app).await)
+}
+
+fn reps(body: &Value) -> Vec<Value> {
+    body["variables"]["representations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn run_demo(iterations: usize) {
+    let users = mock(|body| {
+        if body["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("_entities"))
+        {
+            let e: Vec<Value> = reps(body)
+                .iter()
+                .map(|r| json!({"username": format!("user-{}", r["id"].as_str().unwrap_or(""))}))
+                .collect();
+            json!({"data": {"_entities": e}})
+        } else {
+            json!({"data": {"user": {"__typename": "User", "id": "1", "username": "ann"}}})
+        }
+    })
+    .await;
+    let posts = mock(|body| {
+        let e: Vec<Value> = reps(body)
+            .iter()
+            .map(|_| {
+                let nodes: Vec<Value> = (0..10)
+                    .map(|i| json!({"__typename": "Post", "id": format!("p{i}"), "caption": "c"}))
+                    .collect();
+                json!({"posts": {"nodes": nodes}})
+            })
+            .collect();
+        json!({"data": {"_entities": e}})
+    })
+    .await;
+    let likes = mock(|body| {
+        let e: Vec<Value> = reps(body)
+            .iter()
+            .map(|_| json!({"likeCount": 3, "likedByMe": true}))
+            .collect();
+        json!({"data": {"_entities": e}})
+    })
+    .await;
+    let comments = mock(|body| {
+        let e: Vec<Value> = reps(body)
+            .iter()
+            .map(|_| {
+                let nodes: Vec<Value> = (0..5)
+                    .map(|i| json!({"body": "b", "author": {"__typename": "User", "id": format!("u{i}")}}))
+                    .collect();
+                json!({"comments": {"nodes": nodes}})
+            })
+            .collect();
+        json!({"data": {"_entities": e}})
+    })
+    .await;
+    let mut config = GatewayConfig::default();
+    for (name, url) in [
+        ("users", users),
+        ("posts", posts),
+        ("likes", likes),
+        ("comments", comments),
+    ] {
+        config.subgraphs.insert(
+            name.into(),
+            portico_gateway::config::SubgraphConfig {
+                url: Some(url),
+                timeout_ms: None,
+            },
+        );
+    }
+    let gateway = Gateway::new(
+        config,
+        include_str!("../tests/fixtures/supergraph.graphql"),
+        portico_trust::TrustSigner::generate(),
+    )
+    .expect("gateway");
+    let url = format!("{}/graphql", serve(gateway.router()).await);
+    let body = json!({"query": "query P($id: ID!) { user(id: $id) { username posts(first: 10) { nodes { caption comments(first: 5) { nodes { body author { username } } } likeCount likedByMe } } } }", "variables": {"id": "1"}}).to_string();
+    measure(
+        "demo profile (real planner, 5 subgraph requests each)",
+        &url,
+        &body,
+        iterations,
+    )
+    .await;
+    let (hits, misses) = gateway.plan_cache_stats();
+    println!("plan cache: {hits} hits, {misses} misses");
+}
+
+async fn measure(name: &str, url: &str, body: &str, iterations: usize) {
+    let client = reqwest::Client::new();
+    let send = || {
+        client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let first: Value = send().await.expect("first").json().await.expect("json");
+    assert!(first.get("errors").is_none(), "{first}");
+    for _ in 0..200 {
+        let _ = send().await.expect("warm-up").bytes().await;
+    }
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let _ = send().await.expect("request").bytes().await.expect("body");
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+    println!(
+        "{name}: sequential n={iterations} mean={mean:?} p50={:?} p90={:?} p99={:?}",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99)
+    );
+    let concurrency = 32;
+    let per_task = (iterations * 2) / concurrency;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.to_string();
+            let body = body.to_string();
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    let r = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("request");
+                    let _ = r.bytes().await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{name}: {:.0} requests/s with {concurrency} concurrent clients ({} requests in {elapsed:?})",
+        (per_task * concurrency) as f64 / elapsed.as_secs_f64(),
+        per_task * concurrency
+    );
 }
 
 async fn run(iterations: usize) {
