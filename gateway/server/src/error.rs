@@ -23,6 +23,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// A mutation sent over GET, or an unsupported HTTP method.
     MethodNotAllowed,
+    /// Automatic persisted queries (hash-only requests) are not supported: send the query.
+    PersistedQueryNotSupported,
     /// The document does not parse.
     GraphqlParseFailed,
     /// The document does not validate against the API schema.
@@ -64,6 +66,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
             ErrorCode::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             ErrorCode::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             ErrorCode::GraphqlUnknownOperationName => "GRAPHQL_UNKNOWN_OPERATION_NAME",
@@ -89,6 +92,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest
             | ErrorCode::CsrfPrevention
+            | ErrorCode::PersistedQueryNotSupported
             | ErrorCode::GraphqlParseFailed
             | ErrorCode::GraphqlValidationFailed
             | ErrorCode::GraphqlUnknownOperationName
@@ -246,6 +250,7 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::PayloadTooLarge,
     ErrorCode::UnsupportedMediaType,
     ErrorCode::MethodNotAllowed,
+    ErrorCode::PersistedQueryNotSupported,
     ErrorCode::GraphqlParseFailed,
     ErrorCode::GraphqlValidationFailed,
     ErrorCode::GraphqlUnknownOperationName,

@@ -771,6 +771,15 @@ async fn http_requests_are_checked_before_anything_runs() {
     let (status, body) = post_raw(&gw, &big).await;
     assert_eq!(status, 413);
     assert_eq!(body["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE");
+    // Hash-only persisted query: the APQ fallback code.
+    let (status, body) = gw
+        .post(json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "abc"}}}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_SUPPORTED"
+    );
     // Parse error: 400 with locations.
     let (status, body) = gw.post(json!({"query": "{ me { name }"})).await;
     assert_eq!(status, 400);

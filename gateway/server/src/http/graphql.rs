@@ -32,18 +32,25 @@ struct GraphQLRequest {
     #[serde(default)]
     variables: Option<Map<String, Value>>,
     #[serde(default)]
-    #[allow(dead_code, reason = "read by APQ / trusted documents later")]
     extensions: Option<Map<String, Value>>,
 }
 
 /// `GET|POST /graphql`.
 pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Response {
+    let started = std::time::Instant::now();
     let json_type = response_content_type(request.headers());
     let response = match pipeline(&gw, request).await {
         Ok(response) => response,
         Err(failure) => failure_response(failure, json_type),
     };
-    gw.metrics.record_response(response.status().as_u16());
+    let status = response.status().as_u16();
+    gw.metrics.record_response(status);
+    // Never the body, headers or tokens: status and timing only.
+    tracing::debug!(
+        status,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "graphql request"
+    );
     response
 }
 
@@ -98,10 +105,19 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
         })?
     };
     let Some(query) = request.query.as_deref().filter(|q| !q.trim().is_empty()) else {
-        return Err(RequestFailure::new(
-            ErrorCode::BadRequest,
-            "the request has no `query`",
-        ));
+        let persisted = request
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.contains_key("persistedQuery"));
+        return Err(if persisted {
+            // APQ clients fall back to sending the full query on this code.
+            RequestFailure::new(
+                ErrorCode::PersistedQueryNotSupported,
+                "PersistedQueryNotSupported",
+            )
+        } else {
+            RequestFailure::new(ErrorCode::BadRequest, "the request has no `query`")
+        });
     };
 
     // 2. Document: length limit, parse and validate against the API schema (cached).
