@@ -55,6 +55,15 @@ pub enum ErrorCode {
     NullValueInNonNullField,
     /// A bug or an unexpected internal state.
     InternalServerError,
+    /// The identity may not read this field or type (`@authenticated`,
+    /// `@requiresScopes`, `authorization.rules`). In a partial response the field is
+    /// null; with `authorization.reject_unauthorized` the request is refused (403, or
+    /// 401 when anonymous).
+    UnauthorizedFieldOrType,
+    /// The document has more lexical tokens than `limits.max_tokens`.
+    MaxTokensExceeded,
+    /// A field or fragment carries more directives than `limits.max_directives_per_field`.
+    MaxDirectivesExceeded,
 }
 
 impl ErrorCode {
@@ -82,6 +91,9 @@ impl ErrorCode {
             ErrorCode::SubrequestTimeout => "SUBREQUEST_TIMEOUT",
             ErrorCode::NullValueInNonNullField => "NULL_VALUE_IN_NON_NULL_FIELD",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
+            ErrorCode::UnauthorizedFieldOrType => "UNAUTHORIZED_FIELD_OR_TYPE",
+            ErrorCode::MaxTokensExceeded => "MAX_TOKENS_EXCEEDED",
+            ErrorCode::MaxDirectivesExceeded => "MAX_DIRECTIVES_EXCEEDED",
         }
     }
 
@@ -108,6 +120,10 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::QueryPlanningFailed | ErrorCode::InternalServerError => {
                 StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ErrorCode::UnauthorizedFieldOrType => StatusCode::FORBIDDEN,
+            ErrorCode::MaxTokensExceeded | ErrorCode::MaxDirectivesExceeded => {
+                StatusCode::BAD_REQUEST
             }
             ErrorCode::SubrequestHttpError
             | ErrorCode::SubrequestTimeout
@@ -266,6 +282,9 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::SubrequestTimeout,
     ErrorCode::NullValueInNonNullField,
     ErrorCode::InternalServerError,
+    ErrorCode::UnauthorizedFieldOrType,
+    ErrorCode::MaxTokensExceeded,
+    ErrorCode::MaxDirectivesExceeded,
 ];
 
 #[cfg(test)]

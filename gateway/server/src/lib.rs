@@ -13,9 +13,11 @@
 //! authentication) never reaches a subgraph.
 
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod error;
 pub mod execute;
+pub mod headers;
 mod http;
 pub mod limits;
 pub mod plan;
@@ -63,6 +65,7 @@ pub(crate) struct Inner {
     pub(crate) implementers: HashMap<Name, Implementers>,
     pub(crate) subgraphs: Subgraphs,
     pub(crate) auth: Authenticator,
+    pub(crate) authz: authz::Authorizer,
     pub(crate) documents: DocumentCache,
     pub(crate) plans: PlanCache,
     pub(crate) override_labels: BTreeSet<String>,
@@ -151,6 +154,11 @@ impl Gateway {
             implementers: planner.api_schema().implementers_map(),
             subgraphs,
             auth,
+            authz: authz::Authorizer::new(
+                &config.authorization,
+                planner.api_schema(),
+                planner.authorization_schema(),
+            )?,
             documents: DocumentCache::new(config.cache.documents),
             plans: PlanCache::new(config.cache.plans),
             override_labels: config.override_labels.iter().cloned().collect(),

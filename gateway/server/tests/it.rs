@@ -1455,3 +1455,5 @@ async fn condition_nodes_branch_on_the_variable() {
     );
     assert_eq!(reviews.count(), 1);
 }
+
+mod security;

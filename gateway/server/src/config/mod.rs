@@ -73,6 +73,12 @@ pub struct GatewayConfig {
     pub csrf: CsrfConfig,
     /// Caches for parsed documents and query plans.
     pub cache: CacheConfig,
+    /// Authorization: `@authenticated`/`@requiresScopes` plus rules by coordinate.
+    pub authorization: AuthorizationConfig,
+    /// Client headers propagated to subgraphs, renamed or inserted.
+    pub headers: HeadersConfig,
+    /// Cross-origin requests from browsers (default: same-origin only).
+    pub cors: CorsConfig,
 }
 
 impl Default for GatewayConfig {
@@ -92,6 +98,9 @@ impl Default for GatewayConfig {
             limits: LimitsConfig::default(),
             csrf: CsrfConfig::default(),
             cache: CacheConfig::default(),
+            authorization: AuthorizationConfig::default(),
+            headers: HeadersConfig::default(),
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -155,6 +164,8 @@ pub struct JwtConfig {
     pub public_key: Option<PathBuf>,
     /// URL of a JWKS document (e.g. the auth service's `/.well-known/jwks.json`).
     pub jwks_url: Option<String>,
+    /// Path of a JWKS document on disk (re-read every `jwks_max_age_secs`).
+    pub jwks_file: Option<PathBuf>,
     /// Required `iss` claim, when set.
     pub issuer: Option<String>,
     /// Required `aud` claim (one of), when set.
@@ -168,6 +179,9 @@ pub struct JwtConfig {
     pub jwks_min_refresh_secs: u64,
     /// Tokens longer than this many bytes are refused without parsing.
     pub max_token_bytes: usize,
+    /// Verified tokens remembered (by SHA-256 of the token, until they expire) so a
+    /// repeated token skips the signature check; 0 disables the cache.
+    pub verified_cache_size: usize,
 }
 
 impl Default for JwtConfig {
@@ -175,12 +189,14 @@ impl Default for JwtConfig {
         Self {
             public_key: None,
             jwks_url: None,
+            jwks_file: None,
             issuer: None,
             audience: None,
             leeway_secs: 30,
             jwks_max_age_secs: 300,
             jwks_min_refresh_secs: 10,
             max_token_bytes: 8192,
+            verified_cache_size: 10_000,
         }
     }
 }
@@ -199,6 +215,10 @@ pub struct LimitsConfig {
     pub max_aliases: usize,
     /// Most root fields accepted in one operation.
     pub max_root_fields: usize,
+    /// Most lexical tokens the parser reads before giving up (`MAX_TOKENS_EXCEEDED`).
+    pub max_tokens: usize,
+    /// Most directives on one field, fragment spread or inline fragment.
+    pub max_directives_per_field: usize,
 }
 
 impl Default for LimitsConfig {
@@ -209,6 +229,8 @@ impl Default for LimitsConfig {
             max_depth: 32,
             max_aliases: 64,
             max_root_fields: 64,
+            max_tokens: 15_000,
+            max_directives_per_field: 16,
         }
     }
 }
@@ -230,6 +252,173 @@ impl Default for CsrfConfig {
             enabled: true,
             required_headers: vec!["portico-csrf".into(), "apollo-require-preflight".into()],
         }
+    }
+}
+
+/// Authorization rules. `@authenticated` and `@requiresScopes` in the supergraph
+/// apply as well; rules here add to them (both must hold).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthorizationConfig {
+    /// Refuse every request without a valid token (`UNAUTHENTICATED`, 401).
+    pub require_authentication: bool,
+    /// Refuse the whole request when it selects an unauthorized field (401 anonymous,
+    /// 403 authenticated) instead of answering those fields with `null`.
+    pub reject_unauthorized: bool,
+    /// Rules by schema coordinate: `"Query.me" = "authenticated"`,
+    /// `"User.notifications" = { scopes = [["read"]] }` (inner lists are AND, the outer
+    /// list OR), or a type name (`"Notification" = "authenticated"`) for every field
+    /// returning the type. Unknown coordinates are refused at start-up.
+    pub rules: BTreeMap<String, RuleConfig>,
+}
+
+/// One authorization rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum RuleConfig {
+    /// `"authenticated"`.
+    Keyword(String),
+    /// `{ scopes = [["a", "b"], ["c"]] }`: a AND b, OR c.
+    Scopes { scopes: Vec<Vec<String>> },
+}
+
+/// Header propagation to subgraphs. Nothing a client sends is forwarded unless a rule
+/// says so; `portico-*` headers are never forwarded nor inserted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadersConfig {
+    /// Rules by subgraph name; `"*"` applies to every subgraph (before its own rules).
+    pub subgraphs: BTreeMap<String, HeaderRules>,
+}
+
+/// The header rules of one subgraph (or `"*"`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderRules {
+    /// Client headers to forward: `{ named = "accept-language" }`, optionally
+    /// `rename = "x-lang"` and `default = "en"` (sent when the client sent none).
+    pub propagate: Vec<PropagateRule>,
+    /// Static headers: `{ name = "x-from", value = "portico" }`.
+    pub insert: Vec<InsertRule>,
+}
+
+/// Forward one client header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PropagateRule {
+    pub named: String,
+    #[serde(default)]
+    pub rename: Option<String>,
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+/// Insert one static header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsertRule {
+    pub name: String,
+    pub value: String,
+}
+
+impl HeadersConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (subgraph, rules) in &self.subgraphs {
+            let names = rules
+                .propagate
+                .iter()
+                .flat_map(|p| [Some(&p.named), p.rename.as_ref()])
+                .flatten()
+                .chain(rules.insert.iter().map(|i| &i.name));
+            for name in names {
+                if let Some(message) = crate::headers::refused_header(name) {
+                    return Err(ConfigError::Invalid {
+                        key: format!("headers.subgraphs.\"{subgraph}\""),
+                        message: format!("header `{name}`: {message}"),
+                    });
+                }
+            }
+            for i in &rules.insert {
+                if http::HeaderValue::from_str(&i.value).is_err() {
+                    return Err(ConfigError::Invalid {
+                        key: format!("headers.subgraphs.\"{subgraph}\".insert"),
+                        message: format!("`{}`: not a valid header value", i.name),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// CORS for browsers on other origins. With no `allow_origins` no CORS header is
+/// ever sent, so only same-origin pages (the playground) can read responses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Exact origins allowed (`https://app.example.com`), or `["*"]` for any origin
+    /// (then `allow_credentials` must be false).
+    pub allow_origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true` (cookies, `Authorization`).
+    pub allow_credentials: bool,
+    /// Request headers a browser may send.
+    pub allow_headers: Vec<String>,
+    /// Response headers a browser script may read.
+    pub expose_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer, in seconds.
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allow_origins: Vec::new(),
+            allow_credentials: false,
+            allow_headers: vec![
+                "content-type".into(),
+                "authorization".into(),
+                "portico-csrf".into(),
+                "apollo-require-preflight".into(),
+            ],
+            expose_headers: Vec::new(),
+            max_age_secs: 600,
+        }
+    }
+}
+
+impl CorsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("cors.{key}"),
+            message,
+        };
+        let any = self.allow_origins.iter().any(|o| o == "*");
+        if any && self.allow_credentials {
+            return Err(invalid(
+                "allow_credentials",
+                "cannot be true when `allow_origins` is [\"*\"]".into(),
+            ));
+        }
+        for origin in self.allow_origins.iter().filter(|o| *o != "*") {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.trim_end_matches('/').contains(['?', '#'])
+                && http::HeaderValue::from_str(origin).is_ok();
+            if !ok {
+                return Err(invalid(
+                    "allow_origins",
+                    format!("`{origin}` is not an origin (scheme://host[:port])"),
+                ));
+            }
+        }
+        for h in self.allow_headers.iter().chain(&self.expose_headers) {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(invalid(
+                    "allow_headers",
+                    format!("`{h}` is not a header name"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -337,6 +526,16 @@ impl GatewayConfig {
                 "set either `public_key` or `jwks_url`, not both",
             ));
         }
+        if self.jwt.jwks_file.is_some()
+            && (self.jwt.public_key.is_some() || self.jwt.jwks_url.is_some())
+        {
+            return Err(invalid(
+                "jwt",
+                "set one of `public_key`, `jwks_url` and `jwks_file`",
+            ));
+        }
+        self.headers.validate()?;
+        self.cors.validate()?;
         if self.limits.max_body_bytes == 0 {
             return Err(invalid("limits.max_body_bytes", "must be positive"));
         }
@@ -394,6 +593,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "csrf",
     "cache",
+    "authorization",
+    "headers",
+    "cors",
 ];
 
 /// An environment value as a TOML scalar, else a string.

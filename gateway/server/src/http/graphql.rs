@@ -167,6 +167,7 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
 
     // 4. Operation limits: depth, aliases, root fields.
     limits::check_operation(document, operation, &gw.config.limits)?;
+    limits::check_directives(document, &gw.config.limits)?;
 
     // 5. Authentication: a bad token stops here, before any subgraph is called.
     let authorization = headers
@@ -178,7 +179,24 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
         .await
         .map_err(|e| RequestFailure::from(e.to_graphql_error()))?;
 
-    // 6. Authorization (@authenticated, @requiresScopes): issue 5 adds its stage here.
+    // 6. Authorization (@authenticated, @requiresScopes, config rules): unauthorized
+    //    fields are removed from the operation that is planned (and answered with null
+    //    and an error), or the request is refused (`reject_unauthorized`).
+    gw.authz.check_identity(&identity)?;
+    let authorized = gw
+        .authz
+        .authorize(gw.planner.api_schema(), document, operation, &identity)?;
+    let (plan_document, plan_query_hash, authz_errors) = match authorized {
+        Some(filtered) => {
+            let hash = hash_query(&filtered.document.to_string());
+            (
+                std::borrow::Cow::Owned(filtered.document),
+                hash,
+                filtered.errors,
+            )
+        }
+        None => (std::borrow::Cow::Borrowed(document), query_hash, Vec::new()),
+    };
     // 7. Cost and rate limit: issue 6 adds its stage here.
 
     // 8. Variables, coerced against the operation's definitions.
@@ -194,12 +212,15 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
     // 10. Plan (cached by query hash, operation name, override labels).
     let override_labels = gw.override_labels_for_request();
     let plan_key = PlanKey {
-        query: query_hash,
+        query: plan_query_hash,
         operation_name: operation_name.map(str::to_string),
         override_labels,
     };
-    let meta_only = operation
-        .root_fields(document)
+    let meta_only = plan_document
+        .operations
+        .get(operation_name)
+        .map_or(operation, |o| o)
+        .root_fields(&plan_document)
         .all(|f| f.name.starts_with("__"));
     let plan = match gw.plans.get(&plan_key) {
         Some(plan) => plan,
@@ -208,7 +229,7 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
         None => {
             let plan = gw
                 .planner
-                .plan(document, operation_name, &plan_key.override_labels)
+                .plan(&plan_document, operation_name, &plan_key.override_labels)
                 .map_err(|e| RequestFailure::new(ErrorCode::QueryPlanningFailed, e))?;
             let plan = Arc::new(plan);
             gw.plans.insert(plan_key, plan.clone());
@@ -235,6 +256,9 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
     if let Some((_, errors)) = introspection {
         response.errors.extend(errors);
     }
+    if !authz_errors.is_empty() {
+        response.errors.splice(0..0, authz_errors);
+    }
 
     // 12. Response.
     let include_plan = headers
@@ -250,8 +274,22 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
 
 fn parse_and_validate(gw: &Inner, query: &str) -> ParsedDocument {
     let ast = Parser::new()
+        .token_limit(gw.config.limits.max_tokens)
         .parse_ast(query, "query.graphql")
         .map_err(|with| {
+            let too_many_tokens = with
+                .errors
+                .iter()
+                .any(|d| d.error.to_string().contains("token limit"));
+            if too_many_tokens {
+                return vec![GraphQLError::new(
+                    ErrorCode::MaxTokensExceeded,
+                    format!(
+                        "the document has more than {} tokens",
+                        gw.config.limits.max_tokens
+                    ),
+                )];
+            }
             diagnostics(
                 with.errors.iter().map(|d| d.to_json()),
                 ErrorCode::GraphqlParseFailed,

@@ -31,6 +31,8 @@ pub enum LimitError {
     Aliases { aliases: u64, max: usize },
     #[error("operation selects {fields} root fields, the limit is {max}")]
     RootFields { fields: u64, max: usize },
+    #[error("a selection carries {count} directives, the limit is {max}")]
+    Directives { count: usize, max: usize },
 }
 
 impl LimitError {
@@ -40,6 +42,7 @@ impl LimitError {
             LimitError::Depth { .. } => ErrorCode::MaxDepthExceeded,
             LimitError::Aliases { .. } => ErrorCode::MaxAliasesExceeded,
             LimitError::RootFields { .. } => ErrorCode::MaxRootFieldsExceeded,
+            LimitError::Directives { .. } => ErrorCode::MaxDirectivesExceeded,
         }
     }
 }
@@ -87,6 +90,39 @@ pub fn check_operation(
         });
     }
     Ok(shape)
+}
+
+/// Refuse a document where one field, fragment spread or inline fragment carries more
+/// than `max_directives_per_field` directives (every operation and fragment, linear).
+pub fn check_directives(
+    document: &ExecutableDocument,
+    limits: &LimitsConfig,
+) -> Result<(), LimitError> {
+    fn most(set: &SelectionSet) -> usize {
+        set.selections
+            .iter()
+            .map(|s| match s {
+                Selection::Field(f) => f.directives.len().max(most(&f.selection_set)),
+                Selection::FragmentSpread(s) => s.directives.len(),
+                Selection::InlineFragment(i) => i.directives.len().max(most(&i.selection_set)),
+            })
+            .max()
+            .unwrap_or(0)
+    }
+    let count = document
+        .operations
+        .iter()
+        .map(|o| most(&o.selection_set))
+        .chain(document.fragments.values().map(|f| most(&f.selection_set)))
+        .max()
+        .unwrap_or(0);
+    if count > limits.max_directives_per_field {
+        return Err(LimitError::Directives {
+            count,
+            max: limits.max_directives_per_field,
+        });
+    }
+    Ok(())
 }
 
 /// Measure an operation (fragments expanded, memoised).

@@ -40,6 +40,10 @@ impl QueryPlanner for FederationPlanner {
         self.supergraph.api_schema()
     }
 
+    fn authorization_schema(&self) -> &Schema {
+        self.supergraph.supergraph_schema()
+    }
+
     fn subgraphs(&self) -> Vec<SubgraphInfo> {
         self.supergraph
             .subgraphs()

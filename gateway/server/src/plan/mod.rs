@@ -38,6 +38,11 @@ pub trait QueryPlanner: Send + Sync + 'static {
     fn percent_override_labels(&self) -> Vec<(String, f64)> {
         Vec::new()
     }
+    /// The schema whose `@authenticated`/`@requiresScopes` directives the gateway
+    /// enforces: the supergraph schema when there is one (the API schema drops them).
+    fn authorization_schema(&self) -> &Schema {
+        self.api_schema()
+    }
     /// Plan `operation_name` of `document` (validated against [`api_schema`](Self::api_schema)).
     fn plan(
         &self,

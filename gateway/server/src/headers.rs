@@ -1,0 +1,199 @@
+//! Header propagation to subgraphs, compiled from `[headers]` at start-up.
+//!
+//! By default a subgraph receives nothing the client sent: only the identity headers,
+//! the trust token and the request id the gateway sets itself. Rules add client headers
+//! (optionally renamed, with a default) and static values, for every subgraph (`"*"`)
+//! and per subgraph (applied after `"*"`, so they win). Hop-by-hop and framing headers,
+//! `host`, and anything named `portico-*` can never be propagated nor inserted: the
+//! identity headers are the trust token's to vouch for.
+
+use std::collections::HashMap;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::HeadersConfig;
+
+/// Why a header name may not appear in a rule (`None`: allowed).
+pub fn refused_header(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    if HeaderName::from_bytes(lower.as_bytes()).is_err() {
+        return Some("not a valid header name");
+    }
+    if lower.starts_with("portico-") {
+        return Some("`portico-*` headers are set by the gateway only");
+    }
+    const FRAMING: &[&str] = &[
+        "host",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+        "proxy-authorization",
+        "accept",
+        "accept-encoding",
+    ];
+    if FRAMING.contains(&lower.as_str()) {
+        return Some("hop-by-hop and framing headers are set by the HTTP client");
+    }
+    None
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
+    Propagate {
+        from: HeaderName,
+        to: HeaderName,
+        default: Option<HeaderValue>,
+    },
+    Insert {
+        name: HeaderName,
+        value: HeaderValue,
+    },
+}
+
+/// Compiled rules, per subgraph (with `"*"` already merged in).
+#[derive(Debug, Default)]
+pub struct HeaderRules {
+    all: Vec<Rule>,
+    by_subgraph: HashMap<String, Vec<Rule>>,
+}
+
+impl HeaderRules {
+    /// Compile validated config (invalid names were refused by config validation).
+    pub fn new(config: &HeadersConfig) -> Self {
+        let compile = |rules: &crate::config::HeaderRules| -> Vec<Rule> {
+            let mut out = Vec::new();
+            for p in &rules.propagate {
+                let (Ok(from), Ok(to)) = (
+                    HeaderName::from_bytes(p.named.to_ascii_lowercase().as_bytes()),
+                    HeaderName::from_bytes(
+                        p.rename
+                            .as_deref()
+                            .unwrap_or(&p.named)
+                            .to_ascii_lowercase()
+                            .as_bytes(),
+                    ),
+                ) else {
+                    continue;
+                };
+                let default = p
+                    .default
+                    .as_deref()
+                    .and_then(|d| HeaderValue::from_str(d).ok());
+                out.push(Rule::Propagate { from, to, default });
+            }
+            for i in &rules.insert {
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(i.name.to_ascii_lowercase().as_bytes()),
+                    HeaderValue::from_str(&i.value),
+                ) {
+                    out.push(Rule::Insert { name, value });
+                }
+            }
+            out
+        };
+        let all = config.subgraphs.get("*").map(compile).unwrap_or_default();
+        let by_subgraph = config
+            .subgraphs
+            .iter()
+            .filter(|(name, _)| name.as_str() != "*")
+            .map(|(name, rules)| {
+                let mut merged = all.clone();
+                merged.extend(compile(rules));
+                (name.clone(), merged)
+            })
+            .collect();
+        Self { all, by_subgraph }
+    }
+
+    /// Whether any rule exists.
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.by_subgraph.is_empty()
+    }
+
+    /// The headers to add to a request to `subgraph`, from the client's headers.
+    pub fn for_subgraph(&self, subgraph: &str, client: &HeaderMap) -> HeaderMap {
+        let rules = self.by_subgraph.get(subgraph).unwrap_or(&self.all);
+        let mut out = HeaderMap::new();
+        for rule in rules {
+            match rule {
+                Rule::Propagate { from, to, default } => {
+                    let values: Vec<_> = client.get_all(from).iter().cloned().collect();
+                    if values.is_empty() {
+                        if let Some(d) = default {
+                            out.insert(to.clone(), d.clone());
+                        }
+                    } else {
+                        out.remove(to);
+                        for v in values {
+                            out.append(to.clone(), v);
+                        }
+                    }
+                }
+                Rule::Insert { name, value } => {
+                    out.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GatewayConfig;
+
+    #[test]
+    fn rules_propagate_rename_default_and_insert_per_subgraph() {
+        let config = GatewayConfig::from_toml(
+            r#"
+            [headers.subgraphs."*"]
+            propagate = [{ named = "Accept-Language" }, { named = "x-client", rename = "x-client-name", default = "web" }]
+            [headers.subgraphs.users]
+            insert = [{ name = "x-from", value = "portico" }]
+            "#,
+        )
+        .expect("valid");
+        let rules = HeaderRules::new(&config.headers);
+        let mut client = HeaderMap::new();
+        client.insert("accept-language", HeaderValue::from_static("fr"));
+        client.insert("cookie", HeaderValue::from_static("secret"));
+        let users = rules.for_subgraph("users", &client);
+        assert_eq!(users["accept-language"], "fr");
+        assert_eq!(users["x-client-name"], "web");
+        assert_eq!(users["x-from"], "portico");
+        assert!(users.get("cookie").is_none());
+        let posts = rules.for_subgraph("posts", &client);
+        assert!(posts.get("x-from").is_none());
+        assert_eq!(posts.len(), 2);
+        assert!(
+            HeaderRules::new(&Default::default())
+                .for_subgraph("users", &client)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn gateway_owned_and_framing_headers_are_refused_in_config() {
+        for bad in [
+            r#"[headers.subgraphs."*"]
+               propagate = [{ named = "portico-user-id" }]"#,
+            r#"[headers.subgraphs."*"]
+               propagate = [{ named = "x-user", rename = "Portico-User-Id" }]"#,
+            r#"[headers.subgraphs.users]
+               insert = [{ name = "portico-trust", value = "x" }]"#,
+            r#"[headers.subgraphs.users]
+               insert = [{ name = "content-length", value = "1" }]"#,
+        ] {
+            let e = GatewayConfig::from_toml(bad).expect_err(bad);
+            assert!(e.to_string().contains("headers.subgraphs"), "{e}");
+        }
+    }
+}
