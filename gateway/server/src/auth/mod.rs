@@ -1,19 +1,26 @@
 //! Authentication: turns `Authorization: Bearer <JWT>` into a verified [`Identity`].
 //!
 //! The algorithm is pinned by the key, never taken from the token: a PEM public key is
-//! RS256; a JWKS key uses its own `alg` (RSA family only) or RS256. `alg: none`, HMAC
-//! with the public key as secret, and any algorithm other than the key's are refused by
-//! `jsonwebtoken`'s validation, which only admits the pinned algorithm. `exp` is
-//! required, `nbf` honoured, both with a leeway; `iss`/`aud` are checked when configured.
-//! JWKS documents are cached, re-fetched when older than `jwks_max_age_secs`, and on an
-//! unknown `kid` at most once per `jwks_min_refresh_secs`; when the key server is down
-//! the last good copy keeps serving. No request without a token is refused here (it is
-//! anonymous); a bad token refuses the request with `UNAUTHENTICATED` and HTTP 401
+//! RS256 (RSA), ES256 (EC P-256) or EdDSA (Ed25519); a JWKS key uses its own `alg`
+//! (RS256/384/512, PS256/384/512, ES256/384, EdDSA) or its key type's default.
+//! `alg: none`, HMAC with the public key as secret, and any algorithm other than the
+//! key's are refused. `exp` is required, `nbf` honoured, both with a leeway; `iss`/`aud`
+//! are checked when configured; tokens over `max_token_bytes` are refused unparsed.
+//! JWKS documents (URL or file) are cached, refreshed in the background and when older
+//! than `jwks_max_age_secs`, and on an unknown `kid` at most once per
+//! `jwks_min_refresh_secs`; when the key server is down the last good copy keeps
+//! serving. Verified tokens are remembered by SHA-256 until they expire (a hit still
+//! requires their key to be published). No request without a token is refused here (it
+//! is anonymous); a bad token refuses the request with `UNAUTHENTICATED` and HTTP 401
 //! before any subgraph is called. Tokens are never logged.
 
 mod jwks;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -86,26 +93,35 @@ pub enum AuthSetupError {
         path: String,
         source: std::io::Error,
     },
-    #[error("jwt.public_key: not an RSA public key in PEM form: {0}")]
+    #[error("jwt.public_key: not an RSA, EC P-256 or Ed25519 public key in PEM form: {0}")]
     BadKey(String),
 }
 
 /// Where verification keys come from.
 enum Keys {
     None,
-    Pem(Box<DecodingKey>),
-    Jwks(Box<JwksCache>),
+    Pem(Box<DecodingKey>, Algorithm),
+    Jwks(Arc<JwksCache>),
+}
+
+/// A verified token remembered until `exp`.
+struct Verified {
+    identity: Identity,
+    exp: u64,
+    kid: Option<String>,
 }
 
 /// Verifies bearer tokens; built once at start-up.
 pub struct Authenticator {
     keys: Keys,
     config: JwtConfig,
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -127,18 +143,60 @@ impl Authenticator {
                 path: path.display().to_string(),
                 source,
             })?;
-            let key = DecodingKey::from_rsa_pem(&pem)
+            let (key, alg) = DecodingKey::from_rsa_pem(&pem)
+                .map(|k| (k, Algorithm::RS256))
+                .or_else(|_| DecodingKey::from_ec_pem(&pem).map(|k| (k, Algorithm::ES256)))
+                .or_else(|_| DecodingKey::from_ed_pem(&pem).map(|k| (k, Algorithm::EdDSA)))
                 .map_err(|e| AuthSetupError::BadKey(e.to_string()))?;
-            Keys::Pem(Box::new(key))
-        } else if let Some(url) = &config.jwks_url {
-            Keys::Jwks(Box::new(JwksCache::new(url.clone(), http, config)))
+            Keys::Pem(Box::new(key), alg)
+        } else if let Some(source) = config
+            .jwks_url
+            .clone()
+            .map(jwks::Source::Url)
+            .or_else(|| config.jwks_file.clone().map(jwks::Source::File))
+        {
+            let cache = Arc::new(JwksCache::new(source, http, config));
+            cache.spawn_refresher();
+            Keys::Jwks(cache)
         } else {
             Keys::None
         };
         Ok(Self {
             keys,
             config: config.clone(),
+            verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A remembered verification of this token, if its key is still published.
+    fn remembered(&self, hash: &[u8; 32]) -> Option<Identity> {
+        let verified = self.verified.lock();
+        let hit = verified.get(hash)?;
+        if hit.exp <= jsonwebtoken::get_current_timestamp() {
+            return None;
+        }
+        if let Keys::Jwks(cache) = &self.keys
+            && !cache.has_kid(hit.kid.as_deref())
+        {
+            return None;
+        }
+        Some(hit.identity.clone())
+    }
+
+    fn remember(&self, hash: [u8; 32], entry: Verified) {
+        let max = self.config.verified_cache_size;
+        if max == 0 {
+            return;
+        }
+        let mut verified = self.verified.lock();
+        if verified.len() >= max {
+            let now = jsonwebtoken::get_current_timestamp();
+            verified.retain(|_, v| v.exp > now);
+            if verified.len() >= max {
+                verified.clear();
+            }
+        }
+        verified.insert(hash, entry);
     }
 
     /// Verify the `Authorization` header value; `None` → anonymous.
@@ -150,10 +208,14 @@ impl Authenticator {
         if token.len() > self.config.max_token_bytes {
             return Err(AuthError::TooLarge);
         }
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(identity) = self.remembered(&hash) {
+            return Ok(identity);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         let (key, algorithm): (Arc<DecodingKey>, Algorithm) = match &self.keys {
             Keys::None => return Err(AuthError::NotConfigured),
-            Keys::Pem(key) => (Arc::new((**key).clone()), Algorithm::RS256),
+            Keys::Pem(key, alg) => (Arc::new((**key).clone()), *alg),
             Keys::Jwks(cache) => cache.key_for(header.kid.as_deref()).await?,
         };
         if header.alg != algorithm {
@@ -195,7 +257,16 @@ impl Authenticator {
         if claims.sub.is_empty() {
             return Err(AuthError::Malformed);
         }
-        Ok(Identity::user(claims.sub, scopes))
+        let identity = Identity::user(claims.sub, scopes);
+        self.remember(
+            hash,
+            Verified {
+                identity: identity.clone(),
+                exp: claims.exp,
+                kid: header.kid,
+            },
+        );
+        Ok(identity)
     }
 }
 

@@ -227,3 +227,388 @@ async fn require_authentication_refuses_anonymous_requests() {
     .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+// ---------------------------------------------------------------- JWT attack corpus
+
+const JWT_EC_PRIVATE: &[u8] = include_bytes!("../fixtures/jwt_ec_private.pem");
+const JWT_ED_PRIVATE: &[u8] = include_bytes!("../fixtures/jwt_ed_private.pem");
+const JWKS_ALL: &str = include_str!("../fixtures/jwks_all.json");
+
+/// A JWKS endpoint whose document (and status) tests can change.
+#[derive(Clone)]
+struct KeyServer {
+    url: String,
+    body: Arc<Mutex<(StatusCode, String)>>,
+}
+
+impl KeyServer {
+    async fn start(body: String) -> Self {
+        let state = Arc::new(Mutex::new((StatusCode::OK, body)));
+        let s = state.clone();
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let (status, body) = s.lock().clone();
+                async move { (status, [("content-type", "application/json")], body) }
+            }),
+        );
+        let addr = spawn(app).await;
+        Self {
+            url: format!("http://{addr}/jwks.json"),
+            body: state,
+        }
+    }
+
+    /// Publish only the keys with these `kid`s (from `jwks_all.json`).
+    fn publish(&self, kids: &[&str]) {
+        let all: Value = serde_json::from_str(JWKS_ALL).expect("jwks");
+        let keys: Vec<Value> = all["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .filter(|k| kids.contains(&k["kid"].as_str().unwrap_or("")))
+            .cloned()
+            .collect();
+        *self.body.lock() = (StatusCode::OK, json!({ "keys": keys }).to_string());
+    }
+}
+
+fn signed(alg: jsonwebtoken::Algorithm, key: &[u8], kid: &str, claims: &Value) -> String {
+    use jsonwebtoken::{Algorithm as A, EncodingKey};
+    let key = match alg {
+        A::ES256 => EncodingKey::from_ec_pem(key),
+        A::EdDSA => EncodingKey::from_ed_pem(key),
+        _ => EncodingKey::from_rsa_pem(key),
+    }
+    .expect("test key");
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some(kid.to_string());
+    jsonwebtoken::encode(&header, claims, &key).expect("sign")
+}
+
+fn good_claims() -> Value {
+    json!({"sub": "42", "scope": "read", "iss": "portico-auth", "aud": "portico", "exp": now() + 300})
+}
+
+fn jwks_config(url: &str) -> portico_gateway::config::JwtConfig {
+    portico_gateway::config::JwtConfig {
+        jwks_url: Some(url.to_string()),
+        issuer: Some("portico-auth".into()),
+        audience: Some("portico".into()),
+        leeway_secs: 5,
+        jwks_min_refresh_secs: 0,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_attack_corpus_is_refused_with_reasons_and_no_subgraph_is_called() {
+    use jsonwebtoken::Algorithm as A;
+    let keys = KeyServer::start(JWKS_ALL.to_string()).await;
+    let (gw, users) = auth_gateway(jwks_config(&keys.url)).await;
+    let claims = |patch: Value| {
+        let mut c = good_claims();
+        for (k, v) in patch.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let good = signed(A::RS256, JWT_PRIVATE, "test-key-1", &good_claims());
+    let parts: Vec<&str> = good.split('.').collect();
+    let tampered_payload = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(claims(json!({"sub": "admin"})).to_string().as_bytes()),
+        parts[2]
+    );
+    let tampered_header = format!(
+        "{}.{}.{}",
+        b64(br#"{"alg":"RS256","kid":"test-key-1","typ":"JWT","jku":"http://evil"}"#),
+        parts[1],
+        parts[2]
+    );
+    let alg_swapped = format!(
+        "{}.{}.{}",
+        b64(br#"{"alg":"PS256","kid":"test-key-1","typ":"JWT"}"#),
+        parts[1],
+        parts[2]
+    );
+    let alg_none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","kid":"test-key-1","typ":"JWT"}"#),
+        parts[1]
+    );
+    let hs256 = {
+        let mut header = jsonwebtoken::Header::new(A::HS256);
+        header.kid = Some("test-key-1".into());
+        jsonwebtoken::encode(
+            &header,
+            &good_claims(),
+            &jsonwebtoken::EncodingKey::from_secret(JWT_PUBLIC.as_bytes()),
+        )
+        .expect("sign")
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("alg none", alg_none, "MALFORMED"),
+        ("HS256 key confusion", hs256, "WRONG_ALGORITHM"),
+        (
+            "algorithm swapped in header",
+            alg_swapped,
+            "WRONG_ALGORITHM",
+        ),
+        ("tampered payload", tampered_payload, "INVALID_SIGNATURE"),
+        ("tampered header", tampered_header, "INVALID_SIGNATURE"),
+        (
+            "signed by another key under a known kid",
+            signed(A::RS256, JWT_OTHER_PRIVATE, "test-key-1", &good_claims()),
+            "INVALID_SIGNATURE",
+        ),
+        (
+            "unknown kid",
+            signed(A::RS256, JWT_PRIVATE, "no-such-key", &good_claims()),
+            "UNKNOWN_KEY",
+        ),
+        (
+            "expired",
+            signed(
+                A::RS256,
+                JWT_PRIVATE,
+                "test-key-1",
+                &claims(json!({"exp": now() - 60})),
+            ),
+            "EXPIRED",
+        ),
+        (
+            "not yet valid",
+            signed(
+                A::RS256,
+                JWT_PRIVATE,
+                "test-key-1",
+                &claims(json!({"nbf": now() + 120})),
+            ),
+            "NOT_YET_VALID",
+        ),
+        (
+            "wrong issuer",
+            signed(
+                A::RS256,
+                JWT_PRIVATE,
+                "test-key-1",
+                &claims(json!({"iss": "evil"})),
+            ),
+            "INVALID_ISSUER",
+        ),
+        (
+            "wrong audience",
+            signed(
+                A::RS256,
+                JWT_PRIVATE,
+                "test-key-1",
+                &claims(json!({"aud": "other-api"})),
+            ),
+            "INVALID_AUDIENCE",
+        ),
+        (
+            "no subject",
+            signed(
+                A::RS256,
+                JWT_PRIVATE,
+                "test-key-1",
+                &claims(json!({"sub": ""})),
+            ),
+            "MALFORMED",
+        ),
+        (
+            "oversized",
+            signed(
+                A::RS256,
+                JWT_PRIVATE,
+                "test-key-1",
+                &claims(json!({"pad": "x".repeat(9000)})),
+            ),
+            "TOKEN_TOO_LARGE",
+        ),
+        ("garbage", "%%%.$$$.###".to_string(), "MALFORMED"),
+        (
+            "two segments",
+            format!("{}.{}", parts[0], parts[1]),
+            "MALFORMED",
+        ),
+    ];
+    for (name, token, reason) in &cases {
+        let (status, body) = gw
+            .post_with(
+                json!({"query": "{ me { name } }"}),
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{name}"
+        );
+        assert_eq!(
+            body["errors"][0]["extensions"]["reason"], *reason,
+            "{name}: {body}"
+        );
+        assert!(body.get("data").is_none(), "{name}");
+    }
+    // Non-UTF-8 bytes in the header.
+    let r = reqwest::Client::new()
+        .post(format!("{}/graphql", gw.url))
+        .header("content-type", "application/json")
+        .header(
+            "authorization",
+            reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe\xfd").expect("bytes"),
+        )
+        .body(json!({"query": "{ me { name } }"}).to_string())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 401);
+    assert_eq!(users.count(), 0, "no refused token reached a subgraph");
+
+    // Still up; every algorithm the keys pin is accepted.
+    for (alg, key, kid) in [
+        (A::RS256, JWT_PRIVATE, "test-key-1"),
+        (A::RS256, JWT_OTHER_PRIVATE, "test-key-2"),
+        (A::ES256, JWT_EC_PRIVATE, "ec-key"),
+        (A::EdDSA, JWT_ED_PRIVATE, "ed-key"),
+    ] {
+        let t = signed(alg, key, kid, &good_claims());
+        let (status, body) = gw
+            .post_with(
+                json!({"query": "{ me { name } }"}),
+                &[("authorization", &format!("Bearer {t}"))],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{alg:?}: {body}");
+    }
+    assert_eq!(users.count(), 4);
+    // An ES256 token relabelled EdDSA (key confusion across curves) is refused.
+    let es = signed(A::ES256, JWT_EC_PRIVATE, "ed-key", &good_claims());
+    let (status, body) = gw
+        .post_with(
+            json!({"query": "{ me { name } }"}),
+            &[("authorization", &format!("Bearer {es}"))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["errors"][0]["extensions"]["reason"], "WRONG_ALGORITHM");
+}
+
+// ---------------------------------------------------------------- key rotation
+
+#[tokio::test]
+async fn auth_key_rotation_accepts_old_and_new_tokens_during_the_overlap() {
+    use jsonwebtoken::Algorithm as A;
+    let keys = KeyServer::start(String::new()).await;
+    keys.publish(&["test-key-1"]);
+    let mut jwt = jwks_config(&keys.url);
+    jwt.jwks_max_age_secs = 1;
+    let (gw, _users) = auth_gateway(jwt).await;
+    let ask = |t: String| {
+        let gw = &gw;
+        async move {
+            gw.post_with(
+                json!({"query": "{ me { name } }"}),
+                &[("authorization", &format!("Bearer {t}"))],
+            )
+            .await
+        }
+    };
+    let old = signed(A::RS256, JWT_PRIVATE, "test-key-1", &good_claims());
+    let new = signed(A::RS256, JWT_OTHER_PRIVATE, "test-key-2", &good_claims());
+    assert_eq!(ask(old.clone()).await.0, StatusCode::OK);
+
+    // 1. auth publishes old + new; a new-kid token triggers a refresh.
+    keys.publish(&["test-key-1", "test-key-2"]);
+    assert_eq!(
+        ask(new.clone()).await.0,
+        StatusCode::OK,
+        "new key picked up"
+    );
+    assert_eq!(
+        ask(old.clone()).await.0,
+        StatusCode::OK,
+        "old key still valid"
+    );
+
+    // 2. The key server goes down: the last good copy keeps serving both.
+    *keys.body.lock() = (StatusCode::INTERNAL_SERVER_ERROR, "down".into());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(ask(old.clone()).await.0, StatusCode::OK);
+    assert_eq!(ask(new.clone()).await.0, StatusCode::OK);
+
+    // 3. The old key is removed: its tokens are refused (even cached verifications).
+    keys.publish(&["test-key-2"]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = ask(old).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["reason"], "UNKNOWN_KEY");
+    assert_eq!(ask(new).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn keys_can_come_from_a_jwks_file() {
+    use jsonwebtoken::Algorithm as A;
+    let dir = std::env::temp_dir().join(format!("portico-sec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("jwks.json");
+    std::fs::write(&file, JWKS_ALL).expect("write");
+    let (gw, _users) = auth_gateway(portico_gateway::config::JwtConfig {
+        jwks_file: Some(file),
+        ..Default::default()
+    })
+    .await;
+    let t = signed(A::ES256, JWT_EC_PRIVATE, "ec-key", &good_claims());
+    let (status, body) = gw
+        .post_with(
+            json!({"query": "{ me { name } }"}),
+            &[("authorization", &format!("Bearer {t}"))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn trust_key_rotation_subgraphs_accept_both_gateway_keys_during_the_overlap() {
+    let old_signer = TrustSigner::generate();
+    let new_signer = TrustSigner::generate();
+    let pem = |s: &TrustSigner| s.public_key_pem().expect("pem");
+    // Step 1: subgraphs trust old + new; step 2: gateways switch to new; step 3: old removed.
+    let overlap =
+        portico_trust::TrustVerifier::from_public_pems(&[pem(&old_signer), pem(&new_signer)])
+            .expect("verifier");
+    let after =
+        portico_trust::TrustVerifier::from_public_pems(&[pem(&new_signer)]).expect("verifier");
+    let mut minted = Vec::new();
+    for signer in [&old_signer, &new_signer] {
+        let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+        let planner = Arc::new(StaticPlanner {
+            schema: Schema::parse_and_validate(API_SCHEMA, "api.graphql").expect("schema"),
+            subgraphs: vec![SubgraphInfo {
+                name: "users".into(),
+                url: users.url.clone(),
+            }],
+            plans: [("".to_string(), seq(vec![fetch("users", "{ me { name } }")]))]
+                .into_iter()
+                .collect(),
+            calls: AtomicUsize::new(0),
+        });
+        let gateway = Gateway::with_planner(dev(), planner, signer.clone()).expect("gateway");
+        let addr = spawn(gateway.router()).await;
+        let (status, _) = send(&format!("http://{addr}/graphql"), "{ me { name } }", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let token = users.last().headers["portico-trust"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        minted.push(token);
+    }
+    for token in &minted {
+        assert!(overlap.verify(Some(token), "users", None, None).is_ok());
+    }
+    assert!(after.verify(Some(&minted[0]), "users", None, None).is_err());
+    assert!(after.verify(Some(&minted[1]), "users", None, None).is_ok());
+}
