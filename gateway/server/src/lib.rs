@@ -149,6 +149,7 @@ impl Gateway {
             signer,
             Duration::from_secs(config.trust.token_ttl_secs),
         );
+        let subgraphs = subgraphs.with_header_rules(headers::HeaderRules::new(&config.headers));
         let auth = Authenticator::from_config(&config.jwt, client)?;
         let inner = Inner {
             implementers: planner.api_schema().implementers_map(),

@@ -123,6 +123,9 @@ impl JwksCache {
         }
         if self.may_fetch(false) {
             self.refresh().await;
+        } else {
+            // A fetch may be in flight (the background one at start-up): wait for it.
+            drop(self.fetching.lock().await);
         }
         match self.lookup(kid) {
             Some(found) => Ok(found),

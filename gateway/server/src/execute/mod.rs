@@ -35,6 +35,9 @@ pub struct ExecutionInput<'a> {
     pub introspection: Option<&'a Map<String, Value>>,
     pub identity: &'a Identity,
     pub request_id: &'a str,
+    /// The client's headers, for the `[headers]` propagation rules (never forwarded
+    /// wholesale).
+    pub client_headers: &'a http::HeaderMap,
 }
 
 /// Run the plan and shape the response (always `data`, possibly partial).
@@ -53,6 +56,7 @@ pub async fn execute(subgraphs: &Subgraphs, input: ExecutionInput<'_>) -> GraphQ
         variables: input.variables,
         identity: input.identity,
         request_id: input.request_id,
+        client_headers: input.client_headers,
         is_subtype: &is_subtype,
         is_object: &is_object,
         data: Mutex::new(Value::Object(Map::new())),

@@ -22,6 +22,8 @@ pub(super) struct Run<'a> {
     pub variables: &'a Map<String, Value>,
     pub identity: &'a Identity,
     pub request_id: &'a str,
+    /// The client's headers, for the `[headers]` propagation rules.
+    pub client_headers: &'a http::HeaderMap,
     /// Answers "is `typename` a `type_condition`?" (interfaces/unions).
     pub is_subtype: &'a (dyn Fn(&str, &str) -> bool + Sync),
     /// Answers "is `typename` an object type of the API schema?".
@@ -99,6 +101,7 @@ impl<'a> Run<'a> {
                 self.fetch_variables(fetch),
                 self.identity,
                 self.request_id,
+                self.client_headers,
             )
             .await;
         let response = match result {
@@ -160,6 +163,7 @@ impl<'a> Run<'a> {
                 variables,
                 self.identity,
                 self.request_id,
+                self.client_headers,
             )
             .await;
         let response = match result {

@@ -1,6 +1,7 @@
 //! Subgraph HTTP: one pooled reqwest client, per-subgraph URL and timeout, identity
 //! headers plus a trust token minted for that subgraph (cached per identity and
-//! subgraph for a third of its lifetime), and a request counter per subgraph.
+//! subgraph for a third of its lifetime), the client headers the `[headers]` rules
+//! propagate (nothing else the client sent), and a request counter per subgraph.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub struct Subgraphs {
     signer: TrustSigner,
     token_ttl: Duration,
     tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
+    header_rules: crate::headers::HeaderRules,
 }
 
 const TOKEN_CACHE_MAX: usize = 10_000;
@@ -72,7 +74,14 @@ impl Subgraphs {
             signer,
             token_ttl,
             tokens: Mutex::new(HashMap::new()),
+            header_rules: Default::default(),
         }
+    }
+
+    /// Use these header propagation rules (default: none).
+    pub fn with_header_rules(mut self, rules: crate::headers::HeaderRules) -> Self {
+        self.header_rules = rules;
+        self
     }
 
     /// Requests sent to subgraph `name` so far.
@@ -116,6 +125,7 @@ impl Subgraphs {
     }
 
     /// POST one GraphQL request to `service`.
+    #[allow(clippy::too_many_arguments)] // one call site per fetch kind, all named
     pub async fn send(
         &self,
         service: &str,
@@ -124,6 +134,7 @@ impl Subgraphs {
         variables: Map<String, Value>,
         identity: &Identity,
         request_id: &str,
+        client_headers: &http::HeaderMap,
     ) -> Result<SubgraphResponse, FetchError> {
         let endpoint = self
             .endpoints
@@ -138,6 +149,7 @@ impl Subgraphs {
                 variables,
                 identity,
                 request_id,
+                client_headers,
             )
             .await;
         if result.is_err() {
@@ -146,6 +158,7 @@ impl Subgraphs {
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn send_to(
         &self,
         endpoint: &Endpoint,
@@ -154,6 +167,7 @@ impl Subgraphs {
         variables: Map<String, Value>,
         identity: &Identity,
         request_id: &str,
+        client_headers: &http::HeaderMap,
     ) -> Result<SubgraphResponse, FetchError> {
         let mut body = Map::new();
         body.insert("query".into(), Value::String(query.to_string()));
@@ -163,9 +177,16 @@ impl Subgraphs {
         if !variables.is_empty() {
             body.insert("variables".into(), Value::Object(variables));
         }
-        let mut request = self
-            .client
-            .post(&endpoint.url)
+        let mut request = self.client.post(&endpoint.url);
+        if !self.header_rules.is_empty() {
+            // Rules cannot name `portico-*` or framing headers (checked at start-up), so
+            // the gateway's own headers below always win.
+            request = request.headers(
+                self.header_rules
+                    .for_subgraph(&endpoint.name, client_headers),
+            );
+        }
+        request = request
             .timeout(endpoint.timeout)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(

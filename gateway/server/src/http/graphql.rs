@@ -250,6 +250,7 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
             introspection: introspection.as_ref().map(|(data, _)| data),
             identity: &identity,
             request_id: &request_id,
+            client_headers: headers,
         },
     )
     .await;

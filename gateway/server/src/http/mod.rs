@@ -3,6 +3,7 @@
 //! playground when enabled; `/graphql/assets/*` serves its embedded files; `/health`
 //! (liveness), `/ready` (supergraph loaded) and `/metrics` (Prometheus text).
 
+mod cors;
 mod graphql;
 pub mod metrics;
 mod playground;
@@ -18,13 +19,18 @@ use axum::routing::get;
 use crate::Inner;
 
 pub(crate) fn router(gw: Arc<Inner>) -> Router {
-    Router::new()
+    let cors = cors::layer(&gw.config.cors);
+    let router = Router::new()
         .route("/graphql", get(graphql::handle).post(graphql::handle))
         .route("/graphql/assets/{name}", get(playground::asset))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_handler))
-        .with_state(gw)
+        .with_state(gw);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 async fn health() -> impl IntoResponse {

@@ -612,3 +612,140 @@ async fn trust_key_rotation_subgraphs_accept_both_gateway_keys_during_the_overla
     assert!(after.verify(Some(&minted[0]), "users", None, None).is_err());
     assert!(after.verify(Some(&minted[1]), "users", None, None).is_ok());
 }
+
+// ---------------------------------------------------------------- headers, CORS, limits
+
+#[tokio::test]
+async fn header_rules_propagate_rename_and_insert_and_client_portico_headers_are_stripped() {
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let mut config = GatewayConfig::from_toml(
+        r#"
+        [headers.subgraphs."*"]
+        propagate = [{ named = "accept-language" }, { named = "x-client", rename = "x-client-name", default = "unknown" }]
+        [headers.subgraphs.users]
+        insert = [{ name = "x-from", value = "portico" }]
+        "#,
+    )
+    .expect("config");
+    config.dev = true;
+    let gw = TestGateway::start(
+        config,
+        &[("users", &users.url)],
+        vec![("", seq(vec![fetch("users", "{ me { name } }")]))],
+    )
+    .await;
+    let (status, _) = gw
+        .post_with(
+            json!({"query": "{ me { name } }"}),
+            &[
+                ("accept-language", "fr-CH"),
+                ("cookie", "session=secret"),
+                ("x-other", "1"),
+                ("portico-user-id", "admin"),
+                ("portico-user-scopes", "admin"),
+                ("portico-trust", "forged"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = users.last().headers;
+    assert_eq!(seen["accept-language"], "fr-CH");
+    assert_eq!(seen["x-client-name"], "unknown");
+    assert_eq!(seen["x-from"], "portico");
+    for absent in [
+        "cookie",
+        "x-other",
+        "portico-user-id",
+        "portico-user-scopes",
+        "authorization",
+    ] {
+        assert!(seen.get(absent).is_none(), "{absent} was forwarded");
+    }
+    assert_ne!(seen["portico-trust"], "forged");
+
+    // Default: nothing the client sent.
+    let plain = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let gw = TestGateway::start(
+        dev(),
+        &[("users", &plain.url)],
+        vec![("", seq(vec![fetch("users", "{ me { name } }")]))],
+    )
+    .await;
+    gw.post_with(
+        json!({"query": "{ me { name } }"}),
+        &[("accept-language", "fr")],
+    )
+    .await;
+    assert!(plain.last().headers.get("accept-language").is_none());
+}
+
+async fn preflight(gw: &TestGateway, origin: &str) -> reqwest::Response {
+    gw.http
+        .request(reqwest::Method::OPTIONS, format!("{}/graphql", gw.url))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, authorization",
+        )
+        .send()
+        .await
+        .expect("answers")
+}
+
+#[tokio::test]
+async fn cors_is_closed_by_default_and_opens_to_configured_origins_only() {
+    let closed = TestGateway::start(dev(), &[], vec![]).await;
+    let r = preflight(&closed, "https://evil.example").await;
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    let mut config = GatewayConfig::from_toml(
+        "[cors]\nallow_origins = [\"https://app.example\"]\nallow_credentials = true\n",
+    )
+    .expect("config");
+    config.dev = true;
+    let open = TestGateway::start(config, &[], vec![]).await;
+    let r = preflight(&open, "https://app.example").await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(allowed.contains("authorization"), "{allowed}");
+    let r = preflight(&open, "https://evil.example").await;
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    // `*` with credentials is a start-up error.
+    let e = GatewayConfig::from_toml("[cors]\nallow_origins = [\"*\"]\nallow_credentials = true\n")
+        .expect_err("refused");
+    assert!(e.to_string().contains("cors.allow_credentials"), "{e}");
+}
+
+#[tokio::test]
+async fn token_and_directive_limits_refuse_with_their_own_codes_before_planning() {
+    let mut config = dev();
+    config.limits.max_tokens = 50;
+    config.limits.max_directives_per_field = 1;
+    let gw = TestGateway::start(config, &[], vec![]).await;
+    let many_tokens = format!("{{ {} }}", "__typename ".repeat(60));
+    let (status, body) = gw.post(json!({ "query": many_tokens })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "MAX_TOKENS_EXCEEDED"
+    );
+    let (status, body) = gw
+        .post(json!({"query": "{ __typename @skip(if: false) @include(if: true) }"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "MAX_DIRECTIVES_EXCEEDED",
+        "{body}"
+    );
+    assert_eq!(gw.planner.calls.load(Ordering::SeqCst), 0);
+}
