@@ -749,3 +749,107 @@ async fn token_and_directive_limits_refuse_with_their_own_codes_before_planning(
     );
     assert_eq!(gw.planner.calls.load(Ordering::SeqCst), 0);
 }
+
+// ---------------------------------------------------------------- secrets never logged
+
+/// A tracing subscriber that writes every event and span field into one string.
+struct Capture(Arc<Mutex<String>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, " {}={:?}", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut out = self.0.lock();
+        out.push_str(span.metadata().name());
+        span.record(&mut Fields(&mut out));
+        out.push('\n');
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        values.record(&mut Fields(&mut self.0.lock()));
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut out = self.0.lock();
+        out.push_str(event.metadata().target());
+        event.record(&mut Fields(&mut out));
+        out.push('\n');
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test]
+async fn no_token_password_or_trust_token_appears_in_the_logs() {
+    use jsonwebtoken::Algorithm as A;
+    let logs = Arc::new(Mutex::new(String::new()));
+    // Current-thread test runtime: the gateway, subgraphs and key server all log here.
+    let _guard = tracing::subscriber::set_default(Capture(logs.clone()));
+
+    let keys = KeyServer::start(JWKS_ALL.to_string()).await;
+    *keys.body.lock() = (StatusCode::SERVICE_UNAVAILABLE, "down".into());
+    let (gw, users) = auth_gateway(jwks_config(&keys.url)).await;
+    let good = signed(A::RS256, JWT_PRIVATE, "test-key-1", &good_claims());
+    // Key server down: refused (and the failure is logged), then up again.
+    let (status, _) = gw
+        .post_with(
+            json!({"query": "{ me { name } }"}),
+            &[("authorization", &format!("Bearer {good}"))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    keys.publish(&["test-key-1"]);
+    let password = "hunter2-correct-horse";
+    let bad = signed(A::RS256, JWT_OTHER_PRIVATE, "test-key-1", &good_claims());
+    for bearer in [&good, &bad] {
+        gw.post_with(
+            json!({
+                "query": format!("{{ me {{ name }} }} # {password}"),
+                "variables": {"password": password},
+            }),
+            &[
+                ("authorization", &format!("Bearer {bearer}")),
+                ("cookie", &format!("password={password}")),
+            ],
+        )
+        .await;
+    }
+    let trust = users.last().headers["portico-trust"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let logs = logs.lock().clone();
+    assert!(
+        logs.contains("graphql request"),
+        "the capture works:\n{logs}"
+    );
+    assert!(logs.contains("JWKS fetch failed"), "{logs}");
+    let signature = |t: &str| t.rsplit('.').next().unwrap_or_default().to_string();
+    for (what, secret) in [
+        ("access token", good.clone()),
+        ("access token signature", signature(&good)),
+        ("refused token", bad.clone()),
+        ("refused token signature", signature(&bad)),
+        ("password", password.to_string()),
+        ("trust token", trust.clone()),
+        ("trust token signature", signature(&trust)),
+    ] {
+        assert!(
+            !logs.contains(&secret),
+            "{what} appears in the logs:\n{logs}"
+        );
+    }
+}
