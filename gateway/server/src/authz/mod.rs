@@ -395,6 +395,28 @@ impl Authorizer {
     }
 }
 
+/// Drop the "non-null field is null" errors an authorization error already explains
+/// (authorization paths name response keys only, so list indices are ignored), then put
+/// the authorization errors first.
+pub fn merge_errors(errors: &mut Vec<GraphQLError>, authz: Vec<GraphQLError>) {
+    let explained = |e: &GraphQLError| {
+        e.code() == Some(ErrorCode::NullValueInNonNullField.as_str())
+            && e.path.as_ref().is_some_and(|path| {
+                let keys: Vec<PathElem> = path
+                    .iter()
+                    .filter(|p| matches!(p, PathElem::Key(_)))
+                    .cloned()
+                    .collect();
+                authz
+                    .iter()
+                    .filter_map(|a| a.path.as_ref())
+                    .any(|a| keys.starts_with(a))
+            })
+    };
+    errors.retain(|e| !explained(e));
+    errors.splice(0..0, authz);
+}
+
 fn unauthorized(path: Vec<PathElem>) -> GraphQLError {
     GraphQLError::new(
         ErrorCode::UnauthorizedFieldOrType,

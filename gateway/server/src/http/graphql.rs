@@ -258,7 +258,7 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
         response.errors.extend(errors);
     }
     if !authz_errors.is_empty() {
-        response.errors.splice(0..0, authz_errors);
+        crate::authz::merge_errors(&mut response.errors, authz_errors);
     }
 
     // 12. Response.
