@@ -455,3 +455,75 @@ fn requirements<'a>(directives: impl Iterator<Item = &'a ast::Directive>) -> Vec
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apollo_compiler::ExecutableDocument;
+
+    const SCHEMA: &str = r#"
+        directive @authenticated on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM
+        directive @requiresScopes(scopes: [[String!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM
+        type Query { node: Node, a: A, b: B }
+        interface Node { id: ID! secret: String }
+        type A implements Node { id: ID! secret: String @authenticated }
+        type B implements Node @requiresScopes(scopes: [["x", "y"], ["z"]]) { id: ID! secret: String }
+    "#;
+
+    fn run(query: &str, identity: &Identity) -> (Vec<Vec<PathElem>>, Option<String>) {
+        let schema = Schema::parse_and_validate(SCHEMA, "s.graphql").expect("schema");
+        let authz =
+            Authorizer::new(&AuthorizationConfig::default(), &schema, &schema).expect("compiles");
+        let doc =
+            ExecutableDocument::parse_and_validate(&schema, query, "q.graphql").expect("valid");
+        let op = doc.operations.get(None).expect("one operation");
+        match authz
+            .authorize(&schema, &doc, op, identity)
+            .expect("not rejected")
+        {
+            None => (Vec::new(), None),
+            Some(f) => (
+                f.errors.into_iter().filter_map(|e| e.path).collect(),
+                Some(f.document.to_string()),
+            ),
+        }
+    }
+
+    fn path(keys: &[&str]) -> Vec<PathElem> {
+        keys.iter().map(|k| PathElem::Key(k.to_string())).collect()
+    }
+
+    #[test]
+    fn interface_fields_inherit_the_requirements_of_their_implementations() {
+        let (errors, filtered) = run("{ node { id secret } }", &Identity::anonymous());
+        assert_eq!(errors, vec![path(&["node", "secret"])]);
+        let filtered = filtered.expect("filtered");
+        assert!(!filtered.contains("secret"), "{filtered}");
+        let user = Identity::user("1", vec!["z".into()]);
+        assert_eq!(
+            run("{ node { id secret } }", &user).0,
+            Vec::<Vec<PathElem>>::new()
+        );
+    }
+
+    #[test]
+    fn scope_groups_are_or_of_and_and_apply_to_fields_and_fragments_of_the_type() {
+        let q = "{ b { id } node { ... on B { id } } }";
+        let some = Identity::user("1", vec!["x".into()]);
+        let (errors, _) = run(q, &some);
+        assert_eq!(errors, vec![path(&["b"]), path(&["node"])]);
+        let both = Identity::user("1", vec!["x".into(), "y".into()]);
+        assert!(run(q, &both).0.is_empty());
+        let z = Identity::user("1", vec!["z".into()]);
+        assert!(run(q, &z).0.is_empty());
+    }
+
+    #[test]
+    fn an_emptied_selection_set_keeps_the_operation_valid_with_typename() {
+        let (errors, filtered) = run("{ a { secret } }", &Identity::anonymous());
+        assert_eq!(errors, vec![path(&["a", "secret"])]);
+        let filtered = filtered.expect("filtered");
+        assert!(filtered.contains("__typename"), "{filtered}");
+        assert!(!filtered.contains("secret"), "{filtered}");
+    }
+}

@@ -853,3 +853,51 @@ async fn no_token_password_or_trust_token_appears_in_the_logs() {
         );
     }
 }
+
+// ---------------------------------------------------------------- the demo's rules
+
+#[tokio::test]
+async fn the_demo_authorization_rules_fit_the_demo_supergraph() {
+    let supergraph = include_str!("../../../../supergraph/supergraph.graphql");
+    let mut config = GatewayConfig::from_toml(include_str!("../fixtures/demo_authorization.toml"))
+        .expect("demo rules parse");
+    config.dev = true;
+    let gateway =
+        Gateway::new(config, supergraph, TrustSigner::generate()).expect("every coordinate exists");
+    let addr = spawn(gateway.router()).await;
+    let url = format!("http://{addr}/graphql");
+    let (status, body) = send(&url, "{ me { id username } }", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"], json!({"me": null}), "{body}");
+    assert_eq!(
+        codes(&body),
+        vec![("UNAUTHORIZED_FIELD_OR_TYPE".to_string(), json!(["me"]))]
+    );
+    let (_, body) = send(
+        &url,
+        r#"mutation { markNotificationsRead(ids: ["1"]) }"#,
+        None,
+    )
+    .await;
+    assert_eq!(body["data"], Value::Null, "non-null root field: {body}");
+    assert_eq!(
+        codes(&body),
+        vec![(
+            "UNAUTHORIZED_FIELD_OR_TYPE".to_string(),
+            json!(["markNotificationsRead"])
+        )]
+    );
+    // Nothing was sent anywhere: the removed fields were the whole operation.
+    let sent: u64 = [
+        "auth",
+        "users",
+        "posts",
+        "comments",
+        "likes",
+        "notifications",
+    ]
+    .iter()
+    .map(|s| gateway.subgraph_request_count(s))
+    .sum();
+    assert_eq!(sent, 0);
+}
