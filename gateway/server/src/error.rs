@@ -45,6 +45,12 @@ pub enum ErrorCode {
     IntrospectionDisabled,
     /// The bearer token is missing where required, malformed, expired or not ours.
     Unauthenticated,
+    /// The operation's estimated cost exceeds `cost.max_cost`.
+    CostEstimatedTooExpensive,
+    /// The client's budget of cost points for the window does not cover the operation.
+    RateLimited,
+    /// The rate limiter's backend is unreachable and `rate_limit.fail_open` is false.
+    RateLimiterUnavailable,
     /// The planner could not plan the operation.
     QueryPlanningFailed,
     /// A subgraph answered with an HTTP error or a body that is not a GraphQL response.
@@ -86,6 +92,9 @@ impl ErrorCode {
             ErrorCode::MaxRootFieldsExceeded => "MAX_ROOT_FIELDS_EXCEEDED",
             ErrorCode::IntrospectionDisabled => "INTROSPECTION_DISABLED",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::CostEstimatedTooExpensive => "COST_ESTIMATED_TOO_EXPENSIVE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::RateLimiterUnavailable => "RATE_LIMITER_UNAVAILABLE",
             ErrorCode::QueryPlanningFailed => "QUERY_PLANNING_FAILED",
             ErrorCode::SubrequestHttpError => "SUBREQUEST_HTTP_ERROR",
             ErrorCode::SubrequestTimeout => "SUBREQUEST_TIMEOUT",
@@ -113,7 +122,10 @@ impl ErrorCode {
             | ErrorCode::MaxDepthExceeded
             | ErrorCode::MaxAliasesExceeded
             | ErrorCode::MaxRootFieldsExceeded
-            | ErrorCode::IntrospectionDisabled => StatusCode::BAD_REQUEST,
+            | ErrorCode::IntrospectionDisabled
+            | ErrorCode::CostEstimatedTooExpensive => StatusCode::BAD_REQUEST,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -277,6 +289,9 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::MaxRootFieldsExceeded,
     ErrorCode::IntrospectionDisabled,
     ErrorCode::Unauthenticated,
+    ErrorCode::CostEstimatedTooExpensive,
+    ErrorCode::RateLimited,
+    ErrorCode::RateLimiterUnavailable,
     ErrorCode::QueryPlanningFailed,
     ErrorCode::SubrequestHttpError,
     ErrorCode::SubrequestTimeout,

@@ -15,12 +15,14 @@
 pub mod auth;
 pub mod authz;
 pub mod config;
+mod cost;
 pub mod error;
 pub mod execute;
 pub mod headers;
 mod http;
 pub mod limits;
 pub mod plan;
+pub mod ratelimit;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -71,6 +73,8 @@ pub(crate) struct Inner {
     pub(crate) override_labels: BTreeSet<String>,
     pub(crate) percent_labels: Vec<(String, f64)>,
     pub(crate) metrics: http::metrics::Metrics,
+    pub(crate) cost: cost::CostStage,
+    pub(crate) rate_limiter: ratelimit::RateLimiter,
 }
 
 impl Inner {
@@ -103,13 +107,25 @@ impl Gateway {
         signer: TrustSigner,
     ) -> Result<Gateway, GatewayError> {
         let planner = plan::federation::FederationPlanner::parse(supergraph_sdl)?;
-        Self::with_planner(config, Arc::new(planner), signer)
+        let cost = cost::CostStage::new(&config.cost, Some(planner.supergraph()))?;
+        Self::build(config, Arc::new(planner), cost, signer)
     }
 
     /// Build a gateway over any [`QueryPlanner`] (tests use hand-written plans).
+    /// Without a supergraph there is no cost model: every operation costs 1 point.
     pub fn with_planner(
         config: GatewayConfig,
         planner: Arc<dyn QueryPlanner>,
+        signer: TrustSigner,
+    ) -> Result<Gateway, GatewayError> {
+        let cost = cost::CostStage::new(&config.cost, None)?;
+        Self::build(config, planner, cost, signer)
+    }
+
+    fn build(
+        config: GatewayConfig,
+        planner: Arc<dyn QueryPlanner>,
+        cost: cost::CostStage,
         signer: TrustSigner,
     ) -> Result<Gateway, GatewayError> {
         let known = planner.subgraphs();
@@ -166,6 +182,8 @@ impl Gateway {
             percent_labels: planner.percent_override_labels(),
             planner,
             metrics: Default::default(),
+            cost,
+            rate_limiter: ratelimit::RateLimiter::new(config.rate_limit.clone())?,
             config,
         };
         Ok(Gateway {
@@ -188,9 +206,26 @@ impl Gateway {
         self.inner.plans.stats()
     }
 
-    /// The configuration in force.
+    /// The configuration the gateway started with (see [`Gateway::reload_limits`]).
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.config
+    }
+
+    /// Apply new limits without restarting: `[rate_limit]` entirely (budgets, tiers,
+    /// window, fail_open, backend — buckets are kept unless the backend settings
+    /// change) and `cost.max_cost`, `cost.expose_in_extensions`, `cost.measure_actual`.
+    /// The cost model's weights and list sizes stay those of start-up. Nothing changes
+    /// when the new values are invalid.
+    pub fn reload_limits(&self, config: &GatewayConfig) -> Result<(), GatewayError> {
+        config.validate()?;
+        self.inner.rate_limiter.reload(config.rate_limit.clone())?;
+        self.inner.cost.reload(&config.cost);
+        Ok(())
+    }
+
+    /// The rate-limit configuration in force (after reloads).
+    pub fn rate_limit_config(&self) -> config::RateLimitConfig {
+        self.inner.rate_limiter.config()
     }
 }
 
@@ -201,7 +236,10 @@ pub async fn serve(gateway: Gateway, addr: SocketAddr) -> Result<(), GatewayErro
         .await
         .map_err(serve_err)?;
     tracing::info!(%addr, "gateway listening");
-    axum::serve(listener, gateway.router())
+    let app = gateway
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");

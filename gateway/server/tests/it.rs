@@ -1457,3 +1457,6 @@ async fn condition_nodes_branch_on_the_variable() {
 }
 
 mod security;
+
+#[path = "it/rate.rs"]
+mod rate;

@@ -73,6 +73,10 @@ pub struct GatewayConfig {
     pub csrf: CsrfConfig,
     /// Caches for parsed documents and query plans.
     pub cache: CacheConfig,
+    /// Static cost analysis: the most an operation may cost, and the cost model.
+    pub cost: CostConfig,
+    /// Per-client budgets of cost points per window.
+    pub rate_limit: RateLimitConfig,
     /// Authorization: `@authenticated`/`@requiresScopes` plus rules by coordinate.
     pub authorization: AuthorizationConfig,
     /// Client headers propagated to subgraphs, renamed or inserted.
@@ -98,6 +102,8 @@ impl Default for GatewayConfig {
             limits: LimitsConfig::default(),
             csrf: CsrfConfig::default(),
             cache: CacheConfig::default(),
+            cost: CostConfig::default(),
+            rate_limit: RateLimitConfig::default(),
             authorization: AuthorizationConfig::default(),
             headers: HeadersConfig::default(),
             cors: CorsConfig::default(),
@@ -441,6 +447,210 @@ impl Default for CacheConfig {
     }
 }
 
+/// Static cost analysis (IBM GraphQL Cost Directive rules, see
+/// `portico_federation::cost`). The cost model keys (`default_list_size`,
+/// `mutation_base`, `introspection_weight`, `fields`, `types`) sit directly in this
+/// section.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostConfig {
+    /// Most an operation may cost (estimated before execution). Above it the request is
+    /// refused with `COST_ESTIMATED_TOO_EXPENSIVE` (HTTP 400) before any subgraph is
+    /// called.
+    pub max_cost: f64,
+    /// Add `extensions.cost { estimated, actual }` to every response.
+    pub expose_in_extensions: bool,
+    /// Price every response with the list sizes actually returned, for the
+    /// `portico_cost_actual` metric (always on when `expose_in_extensions` is).
+    pub measure_actual: bool,
+    /// `@cost`/`@listSize` equivalents by schema coordinate, and the defaults.
+    #[serde(flatten)]
+    pub model: portico_federation::cost::CostSettings,
+}
+
+impl Default for CostConfig {
+    fn default() -> Self {
+        Self {
+            max_cost: 5000.0,
+            expose_in_extensions: false,
+            measure_actual: true,
+            model: portico_federation::cost::CostSettings::default(),
+        }
+    }
+}
+
+/// By hand because `#[serde(flatten)]` would accept unknown keys: the section's own
+/// keys are taken out, the rest must be cost model keys.
+impl<'de> Deserialize<'de> for CostConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let mut config = CostConfig::default();
+        let mut take = |key: &str| table.remove(key);
+        let field = |key: &str, v: serde_json::Value| {
+            D::Error::custom(format!("`cost.{key}`: invalid value {v}"))
+        };
+        if let Some(v) = take("max_cost") {
+            config.max_cost = v.as_f64().ok_or_else(|| field("max_cost", v))?;
+        }
+        if let Some(v) = take("expose_in_extensions") {
+            config.expose_in_extensions = v
+                .as_bool()
+                .ok_or_else(|| field("expose_in_extensions", v))?;
+        }
+        if let Some(v) = take("measure_actual") {
+            config.measure_actual = v.as_bool().ok_or_else(|| field("measure_actual", v))?;
+        }
+        config.model = serde_json::from_value(serde_json::Value::Object(table))
+            .map_err(|e| D::Error::custom(format!("in [cost]: {e}")))?;
+        Ok(config)
+    }
+}
+
+impl CostConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.max_cost.is_finite() && self.max_cost > 0.0) {
+            return Err(ConfigError::Invalid {
+                key: "cost.max_cost".into(),
+                message: "must be a positive number".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Rate limiting by query cost: each client has a budget of cost points per window,
+/// enforced as GCRA (a token bucket refilling continuously; bursts up to the whole
+/// budget). A request is charged its estimated cost (at least 1 point).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Enforce budgets (and send the `RateLimit-*` headers).
+    pub enabled: bool,
+    /// Where budgets live: `memory` (this process) or `redis` (shared by replicas).
+    pub backend: RateLimitBackend,
+    /// Redis URL (`redis://host:6379/0`, `rediss://` for TLS) when `backend = "redis"`.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys (`<prefix><client>`).
+    pub key_prefix: String,
+    /// Window in seconds: a client's budget refills completely over one window.
+    pub window_secs: u64,
+    /// Points per window for an authenticated user (keyed by user id).
+    pub authenticated_budget: u64,
+    /// Points per window for an anonymous client (keyed by client address).
+    pub anonymous_budget: u64,
+    /// Budgets by token scope for authenticated users; the largest matching one wins
+    /// over `authenticated_budget`.
+    pub tiers: Vec<RateLimitTier>,
+    /// Header set by a trusted reverse proxy holding the client address
+    /// (`x-forwarded-for`: its last entry is used). Unset: the TCP peer address. Only
+    /// set it when every request comes through that proxy, or clients can spoof it.
+    pub trusted_proxy_header: Option<String>,
+    /// When the backend is unreachable: serve the request (`true`, logged at most once
+    /// per interval and counted) or refuse it with `RATE_LIMITER_UNAVAILABLE` (HTTP 503).
+    pub fail_open: bool,
+    /// Redis: connection and response timeout, in milliseconds (a request never waits
+    /// longer than this for the limiter).
+    pub redis_timeout_ms: u64,
+    /// Redis: after a failure, requests skip Redis (fail open/closed at once) for this
+    /// many milliseconds before trying again.
+    pub redis_retry_interval_ms: u64,
+    /// Memory backend: most clients tracked. Clients whose bucket is full again are
+    /// forgotten first; beyond this, arbitrary clients are (their bucket refills).
+    pub memory_max_clients: usize,
+}
+
+/// Rate-limit storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    /// In this process (one budget per replica).
+    #[default]
+    Memory,
+    /// In Redis, one atomic script per request (one budget shared by all replicas).
+    Redis,
+}
+
+/// A budget for users whose token carries `scope`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitTier {
+    /// Token scope (`scope`/`scp` claim) that selects this tier.
+    pub scope: String,
+    /// Points per window.
+    pub budget: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            backend: RateLimitBackend::Memory,
+            redis_url: None,
+            key_prefix: "portico:rl:".into(),
+            window_secs: 60,
+            authenticated_budget: 20_000,
+            anonymous_budget: 5_000,
+            tiers: Vec::new(),
+            trusted_proxy_header: None,
+            fail_open: true,
+            redis_timeout_ms: 250,
+            redis_retry_interval_ms: 1000,
+            memory_max_clients: 100_000,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// Checks every key; errors name it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: format!("rate_limit.{key}"),
+            message: message.into(),
+        };
+        if self.window_secs == 0 || self.window_secs > 86_400 {
+            return Err(invalid("window_secs", "must be between 1 and 86400"));
+        }
+        if self.authenticated_budget == 0 {
+            return Err(invalid("authenticated_budget", "must be positive"));
+        }
+        if self.anonymous_budget == 0 {
+            return Err(invalid("anonymous_budget", "must be positive"));
+        }
+        for (i, tier) in self.tiers.iter().enumerate() {
+            if tier.scope.is_empty() {
+                return Err(invalid(&format!("tiers[{i}].scope"), "must not be empty"));
+            }
+            if tier.budget == 0 {
+                return Err(invalid(&format!("tiers[{i}].budget"), "must be positive"));
+            }
+        }
+        if let Some(h) = &self.trusted_proxy_header
+            && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+        {
+            return Err(invalid(
+                "trusted_proxy_header",
+                "is not a valid header name",
+            ));
+        }
+        if self.redis_timeout_ms == 0 {
+            return Err(invalid("redis_timeout_ms", "must be positive"));
+        }
+        if self.memory_max_clients < 1024 {
+            return Err(invalid("memory_max_clients", "must be at least 1024"));
+        }
+        match (&self.backend, &self.redis_url) {
+            (RateLimitBackend::Redis, None) => {
+                return Err(invalid("redis_url", "is required when backend = \"redis\""));
+            }
+            (_, Some(url)) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
+                return Err(invalid("redis_url", "must be a redis:// or rediss:// URL"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 impl GatewayConfig {
     /// Read a TOML file, then apply `PORTICO_*` environment overrides.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
@@ -512,7 +722,8 @@ impl GatewayConfig {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the values serde cannot (ranges, combinations); errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: &str| ConfigError::Invalid {
             key: key.into(),
             message: message.into(),
@@ -539,6 +750,8 @@ impl GatewayConfig {
         if self.limits.max_body_bytes == 0 {
             return Err(invalid("limits.max_body_bytes", "must be positive"));
         }
+        self.cost.validate()?;
+        self.rate_limit.validate()?;
         for (name, sg) in &self.subgraphs {
             if let Some(url) = &sg.url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -593,6 +806,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "csrf",
     "cache",
+    "cost",
+    "rate_limit",
     "authorization",
     "headers",
     "cors",

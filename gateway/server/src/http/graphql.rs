@@ -39,10 +39,14 @@ struct GraphQLRequest {
 pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Response {
     let started = std::time::Instant::now();
     let json_type = response_content_type(request.headers());
-    let response = match pipeline(&gw, request).await {
+    let mut quota = None;
+    let mut response = match pipeline(&gw, request, &mut quota).await {
         Ok(response) => response,
         Err(failure) => failure_response(failure, json_type),
     };
+    if let Some(decision) = &quota {
+        crate::ratelimit::set_headers(response.headers_mut(), decision);
+    }
     let status = response.status().as_u16();
     gw.metrics.record_response(status);
     // Never the body, headers or tokens: status and timing only.
@@ -55,7 +59,12 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
 }
 
 /// Every stage in order; each one may refuse the request with a [`RequestFailure`].
-async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailure> {
+/// `quota` receives the rate limiter's decision, for the `RateLimit-*` headers.
+async fn pipeline(
+    gw: &Inner,
+    request: Request,
+    quota: &mut Option<crate::ratelimit::Decision>,
+) -> Result<Response, RequestFailure> {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let json_type = response_content_type(headers);
@@ -197,14 +206,31 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
         }
         None => (std::borrow::Cow::Borrowed(document), query_hash, Vec::new()),
     };
-    // 7. Cost and rate limit: issue 6 adds its stage here.
 
-    // 8. Variables, coerced against the operation's definitions.
+    // 7. Variables, coerced against the operation's definitions.
     let variables = coerce_variables(gw, operation, request.variables.unwrap_or_default())?;
     let variables_json = match serde_json::to_value(&*variables) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
     };
+
+    // 8. Cost and rate limit: refused above `cost.max_cost`, then the estimate is taken
+    //    from the client's budget (user id, else client address).
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let admitted = crate::cost::admit(
+        gw,
+        document,
+        operation_name,
+        &variables_json,
+        &identity,
+        peer,
+        headers,
+        quota,
+    )
+    .await?;
 
     // 9. Introspection, answered by the gateway from the API schema.
     let introspection = introspect(gw, document, operation, &variables)?;
@@ -261,7 +287,14 @@ async fn pipeline(gw: &Inner, request: Request) -> Result<Response, RequestFailu
         crate::authz::merge_errors(&mut response.errors, authz_errors);
     }
 
-    // 12. Response.
+    // 12. Response (with `extensions.cost` when enabled).
+    gw.cost.finish(
+        admitted,
+        document,
+        operation_name,
+        &variables_json,
+        &mut response,
+    );
     let include_plan = headers
         .get(HEADER_INCLUDE_PLAN)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));

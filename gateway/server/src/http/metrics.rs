@@ -63,5 +63,6 @@ pub fn render(gw: &Inner) -> String {
         let _ = writeln!(out, "# TYPE portico_{name}_cache_misses_total counter");
         let _ = writeln!(out, "portico_{name}_cache_misses_total {}", cache.1);
     }
+    crate::cost::render_metrics(gw, &mut out);
     out
 }
