@@ -90,6 +90,7 @@ async fn main() -> Result<()> {
         subgraph_base_port: None,
         seed: true,
         redis_url: None,
+        limits: false,
     })
     .await?;
     let client = Client::new(&p.gateway_url);

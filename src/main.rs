@@ -41,6 +41,8 @@ enum Command {
     Keys(KeysArgs),
     /// Print the query plan of an operation.
     Plan(PlanArgs),
+    /// Print the static cost estimate of an operation, with a per-field breakdown.
+    Cost(CostArgs),
     /// Compose subgraph SDLs into a supergraph and the API schema.
     Compose(ComposeArgs),
     /// Schema check: compose and classify every change against the committed API schema.
@@ -121,6 +123,26 @@ struct KeysArgs {
     /// Output directory.
     #[arg(long, default_value = "keys")]
     out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct CostArgs {
+    /// Supergraph SDL file (default: the embedded demo supergraph, priced with the demo's
+    /// list-size settings).
+    #[arg(long)]
+    supergraph: Option<PathBuf>,
+    /// Gateway config whose `[cost]` section supplies settings by coordinate.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The operation: a file path, or the GraphQL text itself.
+    #[arg(long)]
+    query: String,
+    /// Variables: a JSON object, or a file holding one.
+    #[arg(long)]
+    variables: Option<String>,
+    /// Operation name, when the document has several.
+    #[arg(long)]
+    operation_name: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -227,6 +249,38 @@ fn default_database_url(name: &str) -> String {
     platform::database_url(&Storage::Dir(PathBuf::from("data")), name)
 }
 
+/// On SIGHUP, re-read the config file and apply its limits (`[rate_limit]`, `[cost]`
+/// thresholds) without a restart; an invalid file is logged and changes nothing.
+fn spawn_reload_on_sighup(gateway: portico_gateway::Gateway, path: PathBuf) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match portico_gateway::GatewayConfig::from_file(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|c| gateway.reload_limits(&c).map_err(|e| e.to_string()))
+            {
+                Ok(()) => tracing::info!(path = %path.display(), "limits reloaded"),
+                Err(e) => tracing::error!(error = %e, "limits not reloaded"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (gateway, path);
+}
+
+/// A file's content when `s` names a file, else `s` itself.
+fn text_or_file(s: &str) -> Result<String> {
+    if std::path::Path::new(s).is_file() {
+        read(&PathBuf::from(s))
+    } else {
+        Ok(s.to_string())
+    }
+}
+
 fn read(path: &PathBuf) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -256,6 +310,7 @@ async fn main() -> Result<()> {
                 subgraph_base_port: Some(args.subgraph_base_port),
                 seed: !args.no_seed,
                 redis_url: args.redis_url,
+                limits: true,
             })
             .await?;
             for (name, url) in &p.subgraphs {
@@ -300,6 +355,9 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("{} is not an Ed25519 PKCS#8 key", key_path.display()))?;
             let addr = config.listen;
             let gateway = portico_gateway::Gateway::new(config, &sdl, signer)?;
+            if let Some(path) = args.config.clone() {
+                spawn_reload_on_sighup(gateway.clone(), path);
+            }
             println!("gateway listening on http://{addr}/graphql");
             portico_gateway::serve(gateway, addr).await?;
         }
@@ -368,11 +426,7 @@ async fn main() -> Result<()> {
                 Some(p) => read(p)?,
                 None => platform::DEMO_SUPERGRAPH.to_string(),
             };
-            let query = if std::path::Path::new(&args.query).is_file() {
-                read(&PathBuf::from(&args.query))?
-            } else {
-                args.query.clone()
-            };
+            let query = text_or_file(&args.query)?;
             let supergraph = portico_federation::supergraph::Supergraph::parse(&sdl)?;
             let doc = apollo_compiler::ExecutableDocument::parse_and_validate(
                 supergraph.api_schema(),
@@ -395,6 +449,45 @@ async fn main() -> Result<()> {
             } else {
                 print!("{plan}");
             }
+        }
+        Command::Cost(args) => {
+            let (sdl, mut config) = match &args.supergraph {
+                Some(p) => (read(p)?, portico_gateway::GatewayConfig::default()),
+                None => {
+                    let mut c = portico_gateway::GatewayConfig::default();
+                    platform::demo_cost_settings(&mut c);
+                    (platform::DEMO_SUPERGRAPH.to_string(), c)
+                }
+            };
+            if let Some(path) = &args.config {
+                config = portico_gateway::GatewayConfig::from_file(path)
+                    .with_context(|| format!("loading config {}", path.display()))?;
+            }
+            let query = text_or_file(&args.query)?;
+            let variables: serde_json::Map<String, serde_json::Value> = match &args.variables {
+                Some(v) => serde_json::from_str(&text_or_file(v)?)
+                    .context("--variables must be a JSON object")?,
+                None => Default::default(),
+            };
+            let supergraph = portico_federation::supergraph::Supergraph::parse(&sdl)?;
+            let doc = apollo_compiler::ExecutableDocument::parse_and_validate(
+                supergraph.api_schema(),
+                &query,
+                "query.graphql",
+            )
+            .map_err(|e| anyhow::anyhow!("{}", e.errors))?;
+            let model = portico_federation::cost::CostModel::new(&supergraph, &config.cost.model)?;
+            let estimate = model.estimate(&doc, args.operation_name.as_deref(), &variables)?;
+            print!("{}", portico_federation::cost::render_breakdown(&estimate));
+            println!(
+                "max_cost {} -> {}",
+                config.cost.max_cost,
+                if estimate.total > config.cost.max_cost {
+                    "REFUSED (COST_ESTIMATED_TOO_EXPENSIVE)"
+                } else {
+                    "accepted"
+                }
+            );
         }
         Command::Compose(args) => {
             let signer = match &args.live {

@@ -59,6 +59,9 @@ pub struct PlatformOptions {
     pub seed: bool,
     /// Redis URL for the event bus (Redis Streams); `None` = in-process bus.
     pub redis_url: Option<String>,
+    /// Enforce the gateway's cost limit and rate limits (on by default; the load test
+    /// turns them off to measure raw throughput).
+    pub limits: bool,
 }
 
 impl Default for PlatformOptions {
@@ -69,6 +72,7 @@ impl Default for PlatformOptions {
             subgraph_base_port: Some(4001),
             seed: true,
             redis_url: None,
+            limits: true,
         }
     }
 }
@@ -278,6 +282,31 @@ pub fn auth_settings(keys: &Keys) -> portico_auth::AuthSettings {
     }
 }
 
+/// List sizes of the demo's connections, which async-graphql (federation v2.5) cannot
+/// declare with `@listSize`: the gateway prices them from its config, by coordinate.
+pub fn demo_cost_settings(config: &mut GatewayConfig) {
+    for field in [
+        "User.posts",
+        "User.feed",
+        "User.followers",
+        "User.following",
+        "Post.comments",
+        "Post.likes",
+        "User.notifications",
+    ] {
+        config.cost.model.fields.insert(
+            field.into(),
+            portico_federation::cost::FieldCost {
+                slicing_arguments: vec!["first".into()],
+                sized_fields: vec!["edges".into(), "nodes".into()],
+                assumed_size: Some(10),
+                ..Default::default()
+            },
+        );
+    }
+    config.cost.expose_in_extensions = true;
+}
+
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -293,7 +322,9 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
 
 fn spawn_server(listener: TcpListener, router: axum::Router) -> JoinHandle<()> {
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        // Connect info gives the gateway the client address (anonymous rate-limit key).
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
             tracing::error!(error = %e, "server stopped");
         }
     })
@@ -356,6 +387,11 @@ pub async fn start(options: PlatformOptions) -> Result<Platform> {
                 timeout_ms: None,
             },
         );
+    }
+    demo_cost_settings(&mut config);
+    if !options.limits {
+        config.rate_limit.enabled = false;
+        config.cost.max_cost = f64::MAX;
     }
     // Access tokens are verified against auth's JWKS, as in production.
     config.jwt.jwks_url = Some(format!("{}.well-known/jwks.json", auth_base));

@@ -15,6 +15,7 @@ pub(crate) async fn start() -> Platform {
         subgraph_base_port: None,
         seed: true,
         redis_url: None,
+        limits: true,
     })
     .await
     .expect("platform starts")
@@ -41,12 +42,12 @@ pub(crate) async fn login(client: &Client, username: &str) -> (String, String) {
 const PROFILE_VIEW: &str = "query($id: ID!) {
   user(id: $id) {
     username
-    posts(first: 50) {
+    posts(first: 30) {
       nodes {
         caption
         likeCount
         likedByMe
-        comments(first: 50) { nodes { body author { username displayName } } }
+        comments(first: 10) { nodes { body author { username displayName } } }
       }
     }
   }

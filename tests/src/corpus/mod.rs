@@ -181,6 +181,9 @@ async fn run_case_inner(name: &str) -> Result<Vec<String>, String> {
             },
         );
     }
+    // The corpus tests federation planning and execution, not demand control.
+    gw_config.rate_limit.enabled = false;
+    gw_config.cost.max_cost = f64::MAX;
     if let Some(labels) = config.get("overrideLabels").and_then(|l| l.as_array()) {
         gw_config.override_labels = labels
             .iter()
