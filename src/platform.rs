@@ -307,6 +307,34 @@ pub fn demo_cost_settings(config: &mut GatewayConfig) {
     config.cost.expose_in_extensions = true;
 }
 
+/// Fields of the demo that need a signed-in user, enforced by the gateway before planning
+/// (anonymous callers get `null` + `UNAUTHORIZED_FIELD_OR_TYPE` and no subgraph is
+/// called). The subgraphs check again themselves: this is the first wall, not the only one.
+pub const DEMO_AUTHENTICATED: [&str; 13] = [
+    "Query.me",
+    "Mutation.follow",
+    "Mutation.unfollow",
+    "Mutation.createPost",
+    "Mutation.deletePost",
+    "Mutation.addComment",
+    "Mutation.deleteComment",
+    "Mutation.likePost",
+    "Mutation.unlikePost",
+    "Mutation.markNotificationsRead",
+    "User.notifications",
+    "User.unreadNotificationCount",
+    "Notification",
+];
+
+pub fn demo_authorization_rules(config: &mut GatewayConfig) {
+    for coordinate in DEMO_AUTHENTICATED {
+        config.authorization.rules.insert(
+            coordinate.to_string(),
+            portico_gateway::config::RuleConfig::Keyword("authenticated".into()),
+        );
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -389,6 +417,7 @@ pub async fn start(options: PlatformOptions) -> Result<Platform> {
         );
     }
     demo_cost_settings(&mut config);
+    demo_authorization_rules(&mut config);
     if !options.limits {
         config.rate_limit.enabled = false;
         config.cost.max_cost = f64::MAX;

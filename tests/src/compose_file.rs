@@ -146,3 +146,28 @@ fn keys_are_mounted_read_only_and_never_baked_into_the_image() {
     );
     assert!(dockerfile.contains("AS build"), "multi-stage build");
 }
+
+#[tokio::test]
+async fn the_deployment_gateway_config_is_valid_for_the_demo_supergraph() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/gateway.toml"
+    ))
+    .expect("deploy/gateway.toml");
+    let config = portico_gateway::GatewayConfig::from_toml(&text).expect("valid gateway config");
+    assert!(
+        !config.dev,
+        "production mode: no introspection, no playground"
+    );
+    assert_eq!(
+        config.subgraphs.len(),
+        6,
+        "every subgraph routed on the internal network"
+    );
+    portico_gateway::Gateway::new(
+        config,
+        portico::platform::DEMO_SUPERGRAPH,
+        portico_trust::TrustSigner::generate(),
+    )
+    .expect("the gateway accepts its deployment config");
+}
