@@ -10,7 +10,6 @@ pub mod input;
 pub mod loaders;
 pub mod projection;
 pub mod schema;
-pub mod sql;
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
 use portico_kit::{KitError, ServiceContext, data_loader};

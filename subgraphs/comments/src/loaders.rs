@@ -11,7 +11,7 @@ use sea_orm::{
 
 use crate::entity::comment;
 use crate::input::plausible_id;
-use crate::sql::{Keyset, Order, PageQuery, PageShape};
+use portico_kit::sql::{Keyset, Order, PageQuery, PageShape};
 
 /// Comments by id.
 pub struct CommentLoader {

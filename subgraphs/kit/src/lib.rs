@@ -1,5 +1,7 @@
 //! `portico-kit`: what every Portico demo subgraph shares.
 //!
+//! - [`sql`]: backend-specific placeholders and windowed "first N rows per parent" page
+//!   queries for the loaders.
 //! - [`server`]: the axum router around an async-graphql schema; every `/graphql` request
 //!   must carry a gateway trust token for this service (HTTP 401 otherwise), `/health` is open.
 //! - [`identity`]: the verified caller identity inside resolvers.
@@ -26,6 +28,7 @@ pub mod events;
 pub mod identity;
 pub mod pagination;
 pub mod server;
+pub mod sql;
 pub mod testing;
 
 /// Everything a subgraph's `app()` needs to run.

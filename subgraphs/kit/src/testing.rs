@@ -1,15 +1,23 @@
 //! Test support for every subgraph crate: fresh databases on SQLite **and** PostgreSQL,
-//! trust tokens as the gateway would send them, and a real HTTP server.
+//! trust tokens as the gateway would send them, a real HTTP server, and the harness the
+//! platform subgraphs' `tests/it.rs` share ([`services`], [`TestService`],
+//! [`assert_trust_enforced`], [`check_sdl_file`]).
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::future::BoxFuture;
 use portico_trust::{
-    HEADER_TRUST, HEADER_USER_ID, HEADER_USER_SCOPES, Identity, TrustSigner, TrustVerifier,
+    Claims, HEADER_TRUST, HEADER_USER_ID, HEADER_USER_SCOPES, Identity, TrustSigner, TrustVerifier,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Statement};
+use serde_json::{Value, json};
 
-use crate::db;
+use crate::events::{Bus, Event, InProcessBus};
+use crate::{KitError, ServiceContext, db};
 
 /// Base URL of the PostgreSQL server used by tests (override with
 /// `PORTICO_TEST_POSTGRES_URL`); a database is created under it per call.
@@ -180,6 +188,274 @@ pub async fn spawn(router: axum::Router) -> SocketAddr {
         }
     });
     addr
+}
+
+/// Largest statement count accepted for one batched request using `loaders` DataLoaders:
+/// one statement per loader on a calm machine; up to three when a starved test machine
+/// splits a batch past the DataLoader window. Still O(1), where N+1 would be 100+.
+pub fn bounded(loaders: u64) -> u64 {
+    3 * loaders
+}
+
+/// A fresh user id (UUIDv7), as the auth service would assign.
+pub fn new_user() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Runs a subgraph's migrations on a test database (`|db| Box::pin(sut::migrate(db))`).
+pub type MigrateFn = for<'a> fn(&'a DatabaseConnection) -> BoxFuture<'a, Result<(), DbErr>>;
+
+/// A subgraph under test: a service over real HTTP on a fresh database, trust headers
+/// minted by a test gateway key, and JSON helpers.
+pub struct TestService {
+    /// `"sqlite"` or `"postgres"`.
+    pub backend: &'static str,
+    /// The service name (trust-token audience).
+    pub name: &'static str,
+    /// `http://127.0.0.1:<port>/graphql`.
+    pub url: String,
+    /// The service's database.
+    pub db: DatabaseConnection,
+    /// The test gateway's signer and the service's verifier.
+    pub trust: TestTrust,
+    /// The service's event bus.
+    pub bus: Arc<InProcessBus>,
+    /// HTTP client for the requests.
+    pub http: reqwest::Client,
+}
+
+/// Start the service `name` on every test database (SQLite, and PostgreSQL when
+/// reachable): `migrate` each database, then serve `app` on it.
+pub async fn services<A, F>(name: &'static str, migrate: MigrateFn, app: A) -> Vec<TestService>
+where
+    A: Fn(ServiceContext) -> F,
+    F: Future<Output = Result<axum::Router, KitError>>,
+{
+    let mut out = Vec::new();
+    for (backend, db) in test_databases().await {
+        migrate(&db).await.expect("migrations apply");
+        let trust = TestTrust::new();
+        let bus = Arc::new(InProcessBus::new());
+        let ctx = ServiceContext {
+            name,
+            db: db.clone(),
+            trust: trust.verifier.clone(),
+            bus: bus.clone(),
+        };
+        let router = app(ctx).await.expect("app starts");
+        let addr = spawn(router).await;
+        out.push(TestService {
+            backend,
+            name,
+            url: format!("http://{addr}/graphql"),
+            db,
+            trust,
+            bus,
+            http: reqwest::Client::new(),
+        });
+    }
+    out
+}
+
+impl TestService {
+    /// POST a GraphQL request with explicit headers; returns HTTP status and JSON body.
+    pub async fn post(
+        &self,
+        headers: Vec<(String, String)>,
+        query: &str,
+        vars: Value,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .json(&json!({ "query": query, "variables": vars }));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.expect("http request");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.expect("json body");
+        (status, body)
+    }
+
+    /// A request through the "gateway" as `user` (None = anonymous); asserts HTTP 200.
+    pub async fn gql(&self, user: Option<&str>, query: &str, vars: Value) -> Value {
+        let headers = headers_for(&self.trust.signer, self.name, user);
+        let (status, body) = self.post(headers, query, vars).await;
+        assert_eq!(status, 200, "[{}] {body}", self.backend);
+        body
+    }
+
+    /// As [`Self::gql`], asserting there are no errors; returns `data`.
+    pub async fn data(&self, user: Option<&str>, query: &str, vars: Value) -> Value {
+        let body = self.gql(user, query, vars).await;
+        assert!(
+            body.get("errors").is_none(),
+            "[{}] unexpected errors: {body}",
+            self.backend
+        );
+        body["data"].clone()
+    }
+
+    /// As [`Self::gql`], asserting the first error has `extensions.code == code`.
+    pub async fn error_code(&self, user: Option<&str>, query: &str, vars: Value, code: &str) {
+        let body = self.gql(user, query, vars).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], code,
+            "[{}] expected {code}: {body}",
+            self.backend
+        );
+    }
+
+    /// Statements run on the service database so far (see [`db::statement_counter`]).
+    pub fn statements(&self) -> u64 {
+        db::statement_counter(&self.db).load(Ordering::SeqCst)
+    }
+
+    /// Publish `event` on the service's bus, as another service's relay would.
+    pub async fn publish(&self, event: &Event) {
+        self.bus.publish(event).await.expect("publish");
+    }
+
+    /// `SELECT COUNT(*) AS n …` on the service database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        #[derive(FromQueryResult)]
+        struct N {
+            n: i64,
+        }
+        let backend = self.db.get_database_backend();
+        N::find_by_statement(Statement::from_string(backend, sql.to_string()))
+            .one(&self.db)
+            .await
+            .expect("count query")
+            .map(|r| r.n)
+            .unwrap_or(0)
+    }
+
+    /// Wait until `sql` (a COUNT query) returns `want`.
+    pub async fn wait_count(&self, sql: &str, want: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let n = self.count(sql).await;
+            if n == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "[{}] `{sql}` stayed {n}, expected {want}",
+                self.backend
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until background event work has settled: every outbox row published and the
+    /// service's own consumer (if any) idle, so statement counts measure only the request.
+    pub async fn quiesce(&self) {
+        self.wait_count(
+            "SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL",
+            0,
+        )
+        .await;
+        let mut last = -1;
+        loop {
+            let n = self
+                .count("SELECT COUNT(*) AS n FROM processed_events")
+                .await;
+            if n == last {
+                return;
+            }
+            last = n;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Every way of calling without a valid trust token is refused with 401 and no data.
+pub async fn assert_trust_enforced(svc: &TestService, query: &str) {
+    let user = new_user();
+    let forged_signer = TrustSigner::generate();
+    let expired = {
+        let now = now_secs();
+        svc.trust.signer.sign(&Claims {
+            aud: svc.name.to_string(),
+            iat: now - 120,
+            exp: now - 60,
+            kid: svc.trust.signer.kid().to_string(),
+            idh: String::new(),
+            sub: Some(user.clone()),
+        })
+    };
+    let cases: Vec<(&str, Vec<(String, String)>)> = vec![
+        ("no token", vec![(HEADER_USER_ID.to_string(), user.clone())]),
+        ("forged", headers_for(&forged_signer, svc.name, Some(&user))),
+        (
+            "expired",
+            vec![
+                (HEADER_TRUST.to_string(), expired),
+                (HEADER_USER_ID.to_string(), user.clone()),
+                (HEADER_USER_SCOPES.to_string(), "read write".to_string()),
+            ],
+        ),
+        (
+            "other audience",
+            headers_for(&svc.trust.signer, "some-other-subgraph", Some(&user)),
+        ),
+        (
+            "identity swapped",
+            headers_for(&svc.trust.signer, svc.name, Some(&user))
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == HEADER_USER_ID {
+                        (k, new_user())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+        ),
+    ];
+    for (what, headers) in cases {
+        let (status, body) = svc.post(headers, query, json!({})).await;
+        assert_eq!(status, 401, "[{}] {what}: {body}", svc.backend);
+        assert!(
+            body.get("data").is_none(),
+            "[{}] {what}: {body}",
+            svc.backend
+        );
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "[{}] {what}: {body}",
+            svc.backend
+        );
+    }
+    let ok = headers_for(&svc.trust.signer, svc.name, Some(&user));
+    let (status, body) = svc.post(ok, query, json!({})).await;
+    assert_eq!(status, 200, "[{}] valid token: {body}", svc.backend);
+}
+
+/// `<manifest_dir>/../../supergraph/<name>.graphql` equals `sdl`; `UPDATE_SDL=1` rewrites
+/// the file. Call with `env!("CARGO_MANIFEST_DIR")` of the subgraph crate.
+pub fn check_sdl_file(manifest_dir: &str, name: &str, sdl: &str) {
+    let path = std::path::Path::new(manifest_dir)
+        .join("../../supergraph")
+        .join(format!("{name}.graphql"));
+    if std::env::var("UPDATE_SDL").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, sdl).expect("write SDL file");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == sdl,
+        "{} differs from sdl(); run with UPDATE_SDL=1 to rewrite it",
+        path.display()
+    );
 }
 
 #[cfg(test)]

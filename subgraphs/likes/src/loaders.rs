@@ -12,7 +12,7 @@ use sea_orm::{
 
 use crate::entity::like;
 use crate::input::plausible_id;
-use crate::sql::{Keyset, Order, PageQuery, PageShape};
+use portico_kit::sql::{Keyset, Order, PageQuery, PageShape};
 
 /// Number of likes per post (`Post.likeCount`).
 pub struct LikeCountLoader {

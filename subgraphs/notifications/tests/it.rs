@@ -1,9 +1,7 @@
 //! Integration tests of the notifications subgraph: over real HTTP with gateway trust
 //! tokens, each scenario on SQLite and on a fresh PostgreSQL database. Events are published
 //! on the service's bus exactly as the other services' relays would.
-// The harness at the end of this file is shared verbatim by the platform subgraphs' suites;
-// not every suite uses every helper.
-#![allow(dead_code, unused_imports)]
+// The harness (`portico_kit::testing`) is shared by the platform subgraphs' suites.
 
 use portico_kit::events::{
     COMMENT_DELETED, POST_COMMENTED, POST_CREATED, POST_DELETED, POST_LIKED, POST_UNLIKED,
@@ -306,263 +304,19 @@ async fn only_the_recipient_reads_and_marks_notifications() {
     }
 }
 // ---------------------------------------------------------------------------------------
-// Harness (the same in every platform subgraph's tests/it.rs): a service over real HTTP on
-// a fresh database, trust headers minted by a test gateway key, and JSON helpers.
+// Harness: the shared one in `portico_kit::testing`, bound to this subgraph.
 // ---------------------------------------------------------------------------------------
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use portico_kit::ServiceContext;
-use portico_kit::events::{Bus, Event, InProcessBus};
-use portico_kit::testing::{self, TestTrust};
-use portico_trust::{Claims, HEADER_TRUST, HEADER_USER_ID, HEADER_USER_SCOPES, TrustSigner};
-use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement};
+use portico_kit::events::Event;
+use portico_kit::testing::{self, TestService as Svc, assert_trust_enforced, bounded, new_user};
 use serde_json::{Value, json};
-
-struct Svc {
-    backend: &'static str,
-    url: String,
-    db: DatabaseConnection,
-    trust: TestTrust,
-    bus: Arc<InProcessBus>,
-    http: reqwest::Client,
-}
 
 /// Start the service on every test database (SQLite, and PostgreSQL when reachable).
 async fn services() -> Vec<Svc> {
-    let mut out = Vec::new();
-    for (backend, db) in testing::test_databases().await {
-        sut::migrate(&db).await.expect("migrations apply");
-        let trust = TestTrust::new();
-        let bus = Arc::new(InProcessBus::new());
-        let ctx = ServiceContext {
-            name: sut::NAME,
-            db: db.clone(),
-            trust: trust.verifier.clone(),
-            bus: bus.clone(),
-        };
-        let router = sut::app(ctx).await.expect("app starts");
-        let addr = testing::spawn(router).await;
-        out.push(Svc {
-            backend,
-            url: format!("http://{addr}/graphql"),
-            db,
-            trust,
-            bus,
-            http: reqwest::Client::new(),
-        });
-    }
-    out
-}
-
-impl Svc {
-    /// POST a GraphQL request with explicit headers; returns HTTP status and JSON body.
-    async fn post(&self, headers: Vec<(String, String)>, query: &str, vars: Value) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .json(&json!({ "query": query, "variables": vars }));
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        let resp = req.send().await.expect("http request");
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.expect("json body");
-        (status, body)
-    }
-
-    /// A request through the "gateway" as `user` (None = anonymous); asserts HTTP 200.
-    async fn gql(&self, user: Option<&str>, query: &str, vars: Value) -> Value {
-        let headers = testing::headers_for(&self.trust.signer, sut::NAME, user);
-        let (status, body) = self.post(headers, query, vars).await;
-        assert_eq!(status, 200, "[{}] {body}", self.backend);
-        body
-    }
-
-    /// As [`gql`], asserting there are no errors; returns `data`.
-    async fn data(&self, user: Option<&str>, query: &str, vars: Value) -> Value {
-        let body = self.gql(user, query, vars).await;
-        assert!(
-            body.get("errors").is_none(),
-            "[{}] unexpected errors: {body}",
-            self.backend
-        );
-        body["data"].clone()
-    }
-
-    /// As [`gql`], asserting the first error has `extensions.code == code`.
-    async fn error_code(&self, user: Option<&str>, query: &str, vars: Value, code: &str) {
-        let body = self.gql(user, query, vars).await;
-        assert_eq!(
-            body["errors"][0]["extensions"]["code"], code,
-            "[{}] expected {code}: {body}",
-            self.backend
-        );
-    }
-
-    fn statements(&self) -> u64 {
-        portico_kit::db::statement_counter(&self.db).load(Ordering::SeqCst)
-    }
-
-    async fn publish(&self, event: &Event) {
-        self.bus.publish(event).await.expect("publish");
-    }
-
-    /// `SELECT COUNT(*) AS n …` on the service database.
-    async fn count(&self, sql: &str) -> i64 {
-        #[derive(FromQueryResult)]
-        struct N {
-            n: i64,
-        }
-        let backend = self.db.get_database_backend();
-        N::find_by_statement(Statement::from_string(backend, sql.to_string()))
-            .one(&self.db)
-            .await
-            .expect("count query")
-            .map(|r| r.n)
-            .unwrap_or(0)
-    }
-
-    /// Wait until `sql` (a COUNT query) returns `want`.
-    async fn wait_count(&self, sql: &str, want: i64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let n = self.count(sql).await;
-            if n == want {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "[{}] `{sql}` stayed {n}, expected {want}",
-                self.backend
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Svc {
-    /// Wait until background event work has settled: every outbox row published and the
-    /// service's own consumer (if any) idle, so statement counts measure only the request.
-    async fn quiesce(&self) {
-        self.wait_count(
-            "SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL",
-            0,
-        )
-        .await;
-        let mut last = -1;
-        loop {
-            let n = self
-                .count("SELECT COUNT(*) AS n FROM processed_events")
-                .await;
-            if n == last {
-                return;
-            }
-            last = n;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-/// Largest statement count accepted for one batched request using `loaders` DataLoaders:
-/// one statement per loader on a calm machine; up to three when a starved test machine
-/// splits a batch past the DataLoader window. Still O(1), where N+1 would be 100+.
-fn bounded(loaders: u64) -> u64 {
-    3 * loaders
-}
-
-fn new_user() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Every way of calling without a valid trust token is refused with 401 and no data.
-async fn assert_trust_enforced(svc: &Svc, query: &str) {
-    let user = new_user();
-    let forged_signer = TrustSigner::generate();
-    let expired = {
-        let now = now_secs();
-        svc.trust.signer.sign(&Claims {
-            aud: sut::NAME.to_string(),
-            iat: now - 120,
-            exp: now - 60,
-            kid: svc.trust.signer.kid().to_string(),
-            idh: String::new(),
-            sub: Some(user.clone()),
-        })
-    };
-    let cases: Vec<(&str, Vec<(String, String)>)> = vec![
-        ("no token", vec![(HEADER_USER_ID.to_string(), user.clone())]),
-        (
-            "forged",
-            testing::headers_for(&forged_signer, sut::NAME, Some(&user)),
-        ),
-        (
-            "expired",
-            vec![
-                (HEADER_TRUST.to_string(), expired),
-                (HEADER_USER_ID.to_string(), user.clone()),
-                (HEADER_USER_SCOPES.to_string(), "read write".to_string()),
-            ],
-        ),
-        (
-            "other audience",
-            testing::headers_for(&svc.trust.signer, "some-other-subgraph", Some(&user)),
-        ),
-        (
-            "identity swapped",
-            testing::headers_for(&svc.trust.signer, sut::NAME, Some(&user))
-                .into_iter()
-                .map(|(k, v)| {
-                    if k == HEADER_USER_ID {
-                        (k, new_user())
-                    } else {
-                        (k, v)
-                    }
-                })
-                .collect(),
-        ),
-    ];
-    for (what, headers) in cases {
-        let (status, body) = svc.post(headers, query, json!({})).await;
-        assert_eq!(status, 401, "[{}] {what}: {body}", svc.backend);
-        assert!(
-            body.get("data").is_none(),
-            "[{}] {what}: {body}",
-            svc.backend
-        );
-        assert_eq!(
-            body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
-            "[{}] {what}: {body}",
-            svc.backend
-        );
-    }
-    let ok = testing::headers_for(&svc.trust.signer, sut::NAME, Some(&user));
-    let (status, body) = svc.post(ok, query, json!({})).await;
-    assert_eq!(status, 200, "[{}] valid token: {body}", svc.backend);
+    testing::services(sut::NAME, |db| Box::pin(sut::migrate(db)), sut::app).await
 }
 
 /// `supergraph/<name>.graphql` equals `sdl()`; `UPDATE_SDL=1` rewrites the file.
 fn check_sdl_file() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../supergraph")
-        .join(format!("{}.graphql", sut::NAME));
-    let sdl = sut::sdl();
-    if std::env::var("UPDATE_SDL").is_ok_and(|v| v == "1") {
-        std::fs::write(&path, &sdl).expect("write SDL file");
-    }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == sdl,
-        "{} differs from sdl(); run with UPDATE_SDL=1 to rewrite it",
-        path.display()
-    );
+    testing::check_sdl_file(env!("CARGO_MANIFEST_DIR"), sut::NAME, &sut::sdl());
 }

@@ -9,7 +9,6 @@ pub mod entity;
 pub mod input;
 pub mod loaders;
 pub mod schema;
-pub mod sql;
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
 use portico_kit::{KitError, ServiceContext, data_loader};

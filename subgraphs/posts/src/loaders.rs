@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::entity::post;
 use crate::input::plausible_id;
-use crate::sql::{Keyset, Order, PageQuery, PageShape};
+use portico_kit::sql::{Keyset, Order, PageQuery, PageShape};
 
 /// Posts by id.
 pub struct PostLoader {
