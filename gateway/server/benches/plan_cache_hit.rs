@@ -144,6 +144,9 @@ async fn run_demo(iterations: usize) {
     })
     .await;
     let mut config = GatewayConfig::default();
+    // Measure the request path, not the budget: limits off (see benches/limiter.rs).
+    config.rate_limit.enabled = false;
+    config.cost.max_cost = f64::MAX;
     for (name, url) in [
         ("users", users),
         ("posts", posts),
@@ -313,8 +316,10 @@ async fn run(iterations: usize) {
         ],
         plan,
     };
+    let mut config = GatewayConfig::default();
+    config.rate_limit.enabled = false;
     let gateway = Gateway::with_planner(
-        GatewayConfig::default(),
+        config,
         Arc::new(planner),
         portico_trust::TrustSigner::generate(),
     )
