@@ -9,6 +9,8 @@ mod corpus;
 #[cfg(test)]
 mod generated;
 #[cfg(test)]
+mod logs;
+#[cfg(test)]
 mod platform;
 #[cfg(test)]
 mod playground;
