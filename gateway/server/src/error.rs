@@ -62,9 +62,9 @@ pub enum ErrorCode {
     /// A bug or an unexpected internal state.
     InternalServerError,
     /// The identity may not read this field or type (`@authenticated`,
-    /// `@requiresScopes`, `authorization.rules`). In a partial response the field is
-    /// null; with `authorization.reject_unauthorized` the request is refused (403, or
-    /// 401 when anonymous).
+    /// `@requiresScopes`, `@policy`, `authorization.rules`). In a partial response the
+    /// field is null; with `authorization.reject_unauthorized` the request is refused
+    /// (403, or 401 when anonymous).
     UnauthorizedFieldOrType,
     /// The document has more lexical tokens than `limits.max_tokens`.
     MaxTokensExceeded,

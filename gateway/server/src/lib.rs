@@ -35,6 +35,7 @@ use apollo_compiler::schema::Implementers;
 use portico_trust::TrustSigner;
 
 use auth::{AuthSetupError, Authenticator};
+pub use authz::PolicyEvaluator;
 use config::ConfigError;
 pub use config::GatewayConfig;
 pub use error::{ErrorCode, GraphQLError, GraphQLResponse};
@@ -189,6 +190,13 @@ impl Gateway {
         Ok(Gateway {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Decide `@policy` with `evaluator` instead of `[authorization.policies]`. Applies
+    /// to every clone of this gateway and to requests from now on.
+    pub fn with_policy_evaluator(self, evaluator: Arc<dyn authz::PolicyEvaluator>) -> Self {
+        self.inner.authz.set_evaluator(evaluator);
+        self
     }
 
     /// The axum router (`/graphql`, `/health`, `/ready`, `/metrics`, playground assets).

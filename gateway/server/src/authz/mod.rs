@@ -1,6 +1,13 @@
-//! Authorization: `@authenticated` and `@requiresScopes` (from the supergraph) plus
-//! config rules keyed by schema coordinate, enforced after authentication and before
-//! planning, with Apollo's semantics.
+//! Authorization: `@authenticated`, `@requiresScopes` and `@policy` (from the
+//! supergraph) plus config rules keyed by schema coordinate, enforced after
+//! authentication and before planning, with Apollo's semantics.
+//!
+//! `@policy(policies: [["a", "b"], ["c"]])` holds when a [`PolicyEvaluator`] grants a
+//! AND b, OR c. The evaluator is asked once per request (only when the supergraph has
+//! policies) about every policy the supergraph names; the default one,
+//! [`ConfigPolicies`], maps names to `[authorization.policies]` rules and denies the
+//! rest. An embedding application plugs its own through
+//! [`crate::Gateway::with_policy_evaluator`].
 //!
 //! A field is unauthorized when the identity misses a requirement of the field
 //! (`Type.field`), of the type it returns, or — for a field selected on an interface —
@@ -14,7 +21,8 @@
 //!
 //! Everything is compiled at start-up into two maps; the hot path does map lookups.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use apollo_compiler::Schema;
 use apollo_compiler::ast;
@@ -37,10 +45,13 @@ pub enum Requirement {
     Authenticated,
     /// One of the groups held completely (`[["a", "b"], ["c"]]` = a AND b, OR c).
     Scopes(Vec<Vec<String>>),
+    /// One of the groups of policies granted completely (`@policy`).
+    Policies(Vec<Vec<String>>),
 }
 
 impl Requirement {
-    fn holds(&self, identity: &Identity) -> bool {
+    fn holds(&self, who: &Subject<'_>) -> bool {
+        let identity = who.identity;
         match self {
             Requirement::Authenticated => identity.user_id.is_some(),
             Requirement::Scopes(groups) => {
@@ -49,7 +60,76 @@ impl Requirement {
                         .iter()
                         .any(|g| g.iter().all(|s| identity.scopes.contains(s)))
             }
+            Requirement::Policies(groups) => groups
+                .iter()
+                .any(|g| g.iter().all(|p| who.granted.contains(p))),
         }
+    }
+}
+
+/// Decides which `@policy` policies an identity is granted. Called once per request,
+/// synchronously, on the request path: keep it cheap (no I/O).
+pub trait PolicyEvaluator: Send + Sync {
+    /// The subset of `policies` granted to `identity` (anything else is denied).
+    fn granted(&self, identity: &Identity, policies: &BTreeSet<String>) -> BTreeSet<String>;
+}
+
+/// The default [`PolicyEvaluator`]: `[authorization.policies]` maps a policy name to a
+/// rule (`"authenticated"` or `{ scopes = [[...]] }`); a policy not listed is denied.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigPolicies {
+    rules: BTreeMap<String, Requirement>,
+}
+
+impl ConfigPolicies {
+    /// Compile `config.policies` (unknown rule shapes are refused).
+    pub fn new(config: &AuthorizationConfig) -> Result<Self, ConfigError> {
+        let rules = config
+            .policies
+            .iter()
+            .map(|(name, rule)| {
+                rule_requirement(&format!("authorization.policies.\"{name}\""), rule)
+                    .map(|r| (name.clone(), r))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ConfigPolicies { rules })
+    }
+}
+
+impl PolicyEvaluator for ConfigPolicies {
+    fn granted(&self, identity: &Identity, policies: &BTreeSet<String>) -> BTreeSet<String> {
+        let who = Subject {
+            identity,
+            granted: BTreeSet::new(),
+        };
+        policies
+            .iter()
+            .filter(|p| self.rules.get(*p).is_some_and(|r| r.holds(&who)))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Who a request is checked for: the identity and the policies granted to it.
+struct Subject<'a> {
+    identity: &'a Identity,
+    granted: BTreeSet<String>,
+}
+
+/// The evaluator in force (replaceable after start-up by the embedding application).
+struct EvaluatorSlot(parking_lot::RwLock<Arc<dyn PolicyEvaluator>>);
+
+impl Default for EvaluatorSlot {
+    fn default() -> Self {
+        EvaluatorSlot(parking_lot::RwLock::new(
+            Arc::new(ConfigPolicies::default()),
+        ))
+    }
+}
+
+impl std::fmt::Debug for EvaluatorSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyEvaluator")
     }
 }
 
@@ -60,6 +140,9 @@ pub struct Authorizer {
     types: HashMap<String, Vec<Requirement>>,
     require_authentication: bool,
     reject_unauthorized: bool,
+    /// Every policy named by a `@policy` directive.
+    policies: BTreeSet<String>,
+    evaluator: EvaluatorSlot,
 }
 
 /// The operation to plan when some fields were removed, and the errors to report.
@@ -81,11 +164,13 @@ impl Authorizer {
             reject_unauthorized: config.reject_unauthorized,
             ..Default::default()
         };
+        authz.set_evaluator(Arc::new(ConfigPolicies::new(config)?));
+        let names = DirectiveNames::of(directive_schema);
         for (name, ty) in &directive_schema.types {
             if !api_schema.types.contains_key(name) {
                 continue;
             }
-            for r in requirements(ty.directives().iter().map(|d| &*d.node)) {
+            for r in names.requirements(ty.directives().iter().map(|d| &*d.node)) {
                 authz.add_type(name.as_str(), r);
             }
             let fields: Vec<_> = match ty {
@@ -94,25 +179,15 @@ impl Authorizer {
                 _ => Vec::new(),
             };
             for (field, def) in fields {
-                for r in requirements(def.directives.iter().map(|d| &**d)) {
+                for r in names.requirements(def.directives.iter().map(|d| &**d)) {
                     authz.add_field(name.as_str(), field.as_str(), r);
                 }
             }
         }
         for (coordinate, rule) in &config.rules {
-            let invalid = |message: String| ConfigError::Invalid {
-                key: format!("authorization.rules.\"{coordinate}\""),
-                message,
-            };
-            let requirement = match rule {
-                RuleConfig::Keyword(k) if k == "authenticated" => Requirement::Authenticated,
-                RuleConfig::Keyword(k) => {
-                    return Err(invalid(format!(
-                        "unknown rule \"{k}\": use \"authenticated\" or {{ scopes = [[...]] }}"
-                    )));
-                }
-                RuleConfig::Scopes { scopes } => Requirement::Scopes(scopes.clone()),
-            };
+            let key = format!("authorization.rules.\"{coordinate}\"");
+            let requirement = rule_requirement(&key, rule)?;
+            let invalid = |message: String| ConfigError::Invalid { key, message };
             match coordinate.split_once('.') {
                 Some((ty, field)) => {
                     let exists = api_schema.types.get(ty).is_some_and(|t| match t {
@@ -153,7 +228,37 @@ impl Authorizer {
         for (ty, field, r) in inherited {
             authz.add_field(&ty, &field, r);
         }
+        for r in authz.fields.values().chain(authz.types.values()).flatten() {
+            if let Requirement::Policies(groups) = r {
+                authz.policies.extend(groups.iter().flatten().cloned());
+            }
+        }
+        for name in config.policies.keys() {
+            if !authz.policies.contains(name) {
+                tracing::warn!(
+                    policy = %name,
+                    "authorization.policies: no @policy in the supergraph names this policy"
+                );
+            }
+        }
         Ok(authz)
+    }
+
+    /// Replace the [`PolicyEvaluator`] (the default one maps `[authorization.policies]`).
+    pub fn set_evaluator(&self, evaluator: Arc<dyn PolicyEvaluator>) {
+        *self.evaluator.0.write() = evaluator;
+    }
+
+    /// The identity plus the policies the evaluator grants it (asked only when the
+    /// supergraph has `@policy` directives).
+    fn subject<'a>(&self, identity: &'a Identity) -> Subject<'a> {
+        let granted = if self.policies.is_empty() {
+            BTreeSet::new()
+        } else {
+            let evaluator = self.evaluator.0.read().clone();
+            evaluator.granted(identity, &self.policies)
+        };
+        Subject { identity, granted }
     }
 
     fn add_field(&mut self, ty: &str, field: &str, r: Requirement) {
@@ -192,7 +297,7 @@ impl Authorizer {
         Ok(())
     }
 
-    fn type_allowed(&self, ty: &str, identity: &Identity) -> bool {
+    fn type_allowed(&self, ty: &str, identity: &Subject<'_>) -> bool {
         self.types
             .get(ty)
             .is_none_or(|rs| rs.iter().all(|r| r.holds(identity)))
@@ -202,7 +307,7 @@ impl Authorizer {
         &self,
         parent: &str,
         field: &ast::FieldDefinition,
-        identity: &Identity,
+        identity: &Subject<'_>,
     ) -> bool {
         if field.name.starts_with("__") {
             return true;
@@ -227,13 +332,14 @@ impl Authorizer {
         if !self.has_rules() {
             return Ok(None);
         }
+        let who = &self.subject(identity);
         let mut errors = Vec::new();
         let mut visiting = HashSet::new();
         let mut path = Vec::new();
         self.collect_errors(
             document,
             &operation.selection_set,
-            identity,
+            who,
             &mut path,
             &mut visiting,
             &mut errors,
@@ -253,7 +359,7 @@ impl Authorizer {
         let denied: HashSet<String> = document
             .fragments
             .iter()
-            .filter(|(_, f)| !self.type_allowed(f.type_condition().as_str(), identity))
+            .filter(|(_, f)| !self.type_allowed(f.type_condition().as_str(), who))
             .map(|(name, _)| name.to_string())
             .collect();
         for op in filtered
@@ -262,15 +368,10 @@ impl Authorizer {
             .iter_mut()
             .chain(filtered.operations.named.values_mut())
         {
-            self.filter_set(schema, &mut op.make_mut().selection_set, identity, &denied);
+            self.filter_set(schema, &mut op.make_mut().selection_set, who, &denied);
         }
         for fragment in filtered.fragments.values_mut() {
-            self.filter_set(
-                schema,
-                &mut fragment.make_mut().selection_set,
-                identity,
-                &denied,
-            );
+            self.filter_set(schema, &mut fragment.make_mut().selection_set, who, &denied);
         }
         // Only selections were removed (and `__typename` added to emptied sets); unused
         // fragments or variables left behind do not matter to the planner.
@@ -286,7 +387,7 @@ impl Authorizer {
         &self,
         document: &'d ExecutableDocument,
         set: &'d SelectionSet,
-        identity: &Identity,
+        identity: &Subject<'_>,
         path: &mut Vec<PathElem>,
         visiting: &mut HashSet<&'d str>,
         errors: &mut Vec<GraphQLError>,
@@ -354,7 +455,7 @@ impl Authorizer {
         &self,
         schema: &Valid<Schema>,
         set: &mut SelectionSet,
-        identity: &Identity,
+        identity: &Subject<'_>,
         denied: &HashSet<String>,
     ) {
         let was_empty = set.selections.is_empty();
@@ -425,35 +526,96 @@ fn unauthorized(path: Vec<PathElem>) -> GraphQLError {
     .with_path(path)
 }
 
-/// `@authenticated` / `@requiresScopes(scopes:)` among directives.
-fn requirements<'a>(directives: impl Iterator<Item = &'a ast::Directive>) -> Vec<Requirement> {
-    let mut out = Vec::new();
-    for d in directives {
-        match d.name.as_str() {
-            "authenticated" => out.push(Requirement::Authenticated),
-            "requiresScopes" => {
-                let groups = d
-                    .specified_argument_by_name("scopes")
-                    .and_then(|v| v.as_list())
-                    .map(|groups| {
-                        groups
-                            .iter()
-                            .map(|g| {
-                                g.as_list()
-                                    .unwrap_or_default()
-                                    .iter()
-                                    .filter_map(|s| s.as_str().map(str::to_string))
-                                    .collect()
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Requirement::Scopes(groups));
-            }
-            _ => {}
+/// A config rule (`"authenticated"` or `{ scopes = [[...]] }`) as a requirement.
+fn rule_requirement(key: &str, rule: &RuleConfig) -> Result<Requirement, ConfigError> {
+    match rule {
+        RuleConfig::Keyword(k) if k == "authenticated" => Ok(Requirement::Authenticated),
+        RuleConfig::Keyword(k) => Err(ConfigError::Invalid {
+            key: key.to_string(),
+            message: format!(
+                "unknown rule \"{k}\": use \"authenticated\" or {{ scopes = [[...]] }}"
+            ),
+        }),
+        RuleConfig::Scopes { scopes } => Ok(Requirement::Scopes(scopes.clone())),
+    }
+}
+
+/// The names the authorization directives have in a schema: those given by its
+/// `@link(url: "https://specs.apollo.dev/<spec>/v0.x", as: "...")`, else the spec names.
+struct DirectiveNames {
+    authenticated: String,
+    requires_scopes: String,
+    policy: String,
+}
+
+impl DirectiveNames {
+    fn of(schema: &Schema) -> Self {
+        let linked = |spec: &str| {
+            schema
+                .schema_definition
+                .directives
+                .iter()
+                .filter(|d| d.name == "link")
+                .find_map(|d| {
+                    let url = d.specified_argument_by_name("url")?.as_str()?;
+                    let (_, tail) = url.rsplit_once(&format!("/{spec}/v"))?;
+                    if tail.contains('/') {
+                        return None;
+                    }
+                    Some(
+                        d.specified_argument_by_name("as")
+                            .and_then(|a| a.as_str())
+                            .unwrap_or(spec)
+                            .to_string(),
+                    )
+                })
+                .unwrap_or_else(|| spec.to_string())
+        };
+        DirectiveNames {
+            authenticated: linked("authenticated"),
+            requires_scopes: linked("requiresScopes"),
+            policy: linked("policy"),
         }
     }
-    out
+
+    /// `@authenticated` / `@requiresScopes(scopes:)` / `@policy(policies:)` among
+    /// directives.
+    fn requirements<'a>(
+        &self,
+        directives: impl Iterator<Item = &'a ast::Directive>,
+    ) -> Vec<Requirement> {
+        let mut out = Vec::new();
+        for d in directives {
+            let name = d.name.as_str();
+            if name == self.authenticated {
+                out.push(Requirement::Authenticated);
+            } else if name == self.requires_scopes {
+                out.push(Requirement::Scopes(groups(d, "scopes")));
+            } else if name == self.policy {
+                out.push(Requirement::Policies(groups(d, "policies")));
+            }
+        }
+        out
+    }
+}
+
+/// A `[[String]]` argument.
+fn groups(d: &ast::Directive, argument: &str) -> Vec<Vec<String>> {
+    d.specified_argument_by_name(argument)
+        .and_then(|v| v.as_list())
+        .map(|groups| {
+            groups
+                .iter()
+                .map(|g| {
+                    g.as_list()
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -525,5 +687,43 @@ mod tests {
         let filtered = filtered.expect("filtered");
         assert!(filtered.contains("__typename"), "{filtered}");
         assert!(!filtered.contains("secret"), "{filtered}");
+    }
+
+    #[test]
+    fn policy_is_found_under_its_link_name_and_needs_a_whole_group_granted() {
+        let sdl = r#"
+            schema @link(url: "https://specs.apollo.dev/policy/v0.1", as: "pol") { query: Query }
+            directive @link(url: String, as: String) repeatable on SCHEMA
+            directive @pol(policies: [[String!]!]!) on FIELD_DEFINITION | OBJECT
+            type Query { a: String @pol(policies: [["x", "y"], ["z"]]) b: String }
+        "#;
+        let schema = Schema::parse_and_validate(sdl, "s.graphql").expect("schema");
+        let authz =
+            Authorizer::new(&AuthorizationConfig::default(), &schema, &schema).expect("compiles");
+        let doc =
+            ExecutableDocument::parse_and_validate(&schema, "{ a b }", "q.graphql").expect("valid");
+        let op = doc.operations.get(None).expect("one operation");
+        struct Grant(&'static [&'static str]);
+        impl PolicyEvaluator for Grant {
+            fn granted(&self, _: &Identity, policies: &BTreeSet<String>) -> BTreeSet<String> {
+                policies
+                    .iter()
+                    .filter(|p| self.0.contains(&p.as_str()))
+                    .cloned()
+                    .collect()
+            }
+        }
+        let denied = |grant: &'static [&'static str]| {
+            authz.set_evaluator(Arc::new(Grant(grant)));
+            authz
+                .authorize(&schema, &doc, op, &Identity::anonymous())
+                .expect("not rejected")
+                .map(|f| f.errors.len())
+                .unwrap_or(0)
+        };
+        assert_eq!(denied(&[]), 1, "nobody grants: denied");
+        assert_eq!(denied(&["x"]), 1, "half a group: denied");
+        assert_eq!(denied(&["x", "y"]), 0);
+        assert_eq!(denied(&["z"]), 0);
     }
 }

@@ -261,8 +261,8 @@ impl Default for CsrfConfig {
     }
 }
 
-/// Authorization rules. `@authenticated` and `@requiresScopes` in the supergraph
-/// apply as well; rules here add to them (both must hold).
+/// Authorization rules. `@authenticated`, `@requiresScopes` and `@policy` in the
+/// supergraph apply as well; rules here add to them (both must hold).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthorizationConfig {
@@ -276,6 +276,10 @@ pub struct AuthorizationConfig {
     /// list OR), or a type name (`"Notification" = "authenticated"`) for every field
     /// returning the type. Unknown coordinates are refused at start-up.
     pub rules: BTreeMap<String, RuleConfig>,
+    /// What grants each `@policy` policy (the default evaluator; an embedding
+    /// application may plug its own): `"read_profile" = "authenticated"`,
+    /// `"admin" = { scopes = [["admin"]] }`. A policy not listed is denied.
+    pub policies: BTreeMap<String, RuleConfig>,
 }
 
 /// One authorization rule.

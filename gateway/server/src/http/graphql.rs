@@ -188,9 +188,9 @@ async fn pipeline(
         .await
         .map_err(|e| RequestFailure::from(e.to_graphql_error()))?;
 
-    // 6. Authorization (@authenticated, @requiresScopes, config rules): unauthorized
-    //    fields are removed from the operation that is planned (and answered with null
-    //    and an error), or the request is refused (`reject_unauthorized`).
+    // 6. Authorization (@authenticated, @requiresScopes, @policy, config rules):
+    //    unauthorized fields are removed from the operation that is planned (and answered
+    //    with null and an error), or the request is refused (`reject_unauthorized`).
     gw.authz.check_identity(&identity)?;
     let authorized = gw
         .authz

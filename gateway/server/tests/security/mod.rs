@@ -901,3 +901,119 @@ async fn the_demo_authorization_rules_fit_the_demo_supergraph() {
     .sum();
     assert_eq!(sent, 0);
 }
+
+// ---------------------------------------------------------------- @policy
+
+/// The test supergraph with `@policy` on `Query.user`: granted with both
+/// `profile:read` AND `profile:extra`, OR with `staff`.
+fn supergraph_with_policy() -> String {
+    SUPERGRAPH
+        .replacen(
+            "@link(url: \"https://specs.apollo.dev/join/v0.4\", for: EXECUTION)",
+            "@link(url: \"https://specs.apollo.dev/join/v0.4\", for: EXECUTION) \
+             @link(url: \"https://specs.apollo.dev/policy/v0.1\", for: SECURITY)",
+            1,
+        )
+        .replacen(
+            "user(id: ID!): User @join__field(graph: USERS)",
+            "user(id: ID!): User @join__field(graph: USERS) \
+             @policy(policies: [[\"profile:read\", \"profile:extra\"], [\"staff\"]])",
+            1,
+        )
+        + "\ndirective @policy(policies: [[policy__Policy!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM\n\
+           scalar policy__Policy\n"
+}
+
+const USER_QUERY: &str = r#"{ user(id: "1") { username } }"#;
+
+#[tokio::test]
+async fn policy_fields_are_denied_unless_the_config_mapping_grants_every_policy_of_a_group() {
+    let subgraphs = demo_subgraphs(1, 1).await;
+    let config = authz_config(
+        r#"
+        [authorization.policies]
+        "profile:read" = "authenticated"
+        "profile:extra" = { scopes = [["extra"]] }
+        "#,
+    );
+    let (gw, url) = secured_gateway(config, &supergraph_with_policy(), &subgraphs).await;
+
+    // Anonymous (and a token missing `profile:extra`): null + error, nothing fetched.
+    for bearer in [None, Some(user_token("read"))] {
+        let (status, body) = send(&url, USER_QUERY, bearer.as_deref()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"], json!({"user": null}), "{body}");
+        assert_eq!(
+            codes(&body),
+            vec![("UNAUTHORIZED_FIELD_OR_TYPE".to_string(), json!(["user"]))]
+        );
+    }
+    let total: u64 = subgraphs
+        .iter()
+        .map(|(n, _)| gw.subgraph_request_count(n))
+        .sum();
+    assert_eq!(total, 0, "a denied @policy field calls no subgraph");
+
+    // Both policies of the first group granted by the mapping.
+    let (status, body) = send(&url, USER_QUERY, Some(&user_token("read extra"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(body["data"]["user"]["username"], "ann", "{body}");
+
+    // Rule shapes are checked like `[authorization.rules]`.
+    let bad = authz_config("[authorization.policies]\n\"staff\" = \"nobody\"\n");
+    let e = Gateway::new(bad, &supergraph_with_policy(), TrustSigner::generate())
+        .err()
+        .expect("unknown rule refused");
+    assert!(e.to_string().contains("authorization.policies"), "{e}");
+}
+
+/// Grants `staff` to user "7" only, and records what it was asked.
+struct StaffEvaluator(Mutex<Vec<BTreeSet<String>>>);
+
+impl portico_gateway::PolicyEvaluator for StaffEvaluator {
+    fn granted(&self, identity: &Identity, policies: &BTreeSet<String>) -> BTreeSet<String> {
+        self.0.lock().push(policies.clone());
+        if identity.user_id.as_deref() == Some("7") {
+            policies.iter().filter(|p| *p == "staff").cloned().collect()
+        } else {
+            BTreeSet::new()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_custom_policy_evaluator_replaces_the_config_mapping() {
+    let subgraphs = demo_subgraphs(1, 1).await;
+    // The mapping would grant the first group to any token; the evaluator replaces it.
+    let config = authz_config(
+        r#"
+        [authorization.policies]
+        "profile:read" = "authenticated"
+        "profile:extra" = "authenticated"
+        "#,
+    );
+    let (gw, url) = secured_gateway(config, &supergraph_with_policy(), &subgraphs).await;
+    let evaluator = Arc::new(StaffEvaluator(Mutex::new(Vec::new())));
+    let gw = gw.with_policy_evaluator(evaluator.clone());
+
+    let (_, body) = send(&url, USER_QUERY, Some(&user_token("read"))).await;
+    assert_eq!(body["data"], json!({"user": null}), "{body}");
+    assert_eq!(gw.subgraph_request_count("users"), 0);
+
+    let staff = token(
+        JWT_PRIVATE,
+        None,
+        json!({"sub": "7", "scope": "", "iss": "portico-auth", "aud": "portico", "exp": now() + 300}),
+    );
+    let (status, body) = send(&url, USER_QUERY, Some(&staff)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(body["data"]["user"]["username"], "ann", "{body}");
+
+    let asked = evaluator.0.lock().clone();
+    let every: BTreeSet<String> = ["profile:extra", "profile:read", "staff"]
+        .map(String::from)
+        .into();
+    assert_eq!(asked, vec![every.clone(), every], "asked once per request");
+}
