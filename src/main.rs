@@ -177,6 +177,16 @@ struct CheckArgs {
     /// The proposed API schema (default: freshly composed from the subgraph list).
     #[arg(long)]
     new: Option<PathBuf>,
+    /// Read the current schema from a running gateway's introspection (its GraphQL URL;
+    /// introspection must be enabled there).
+    #[arg(long, conflicts_with = "old")]
+    old_url: Option<String>,
+    /// Read the proposed schema from a running gateway's introspection.
+    #[arg(long, conflicts_with = "new")]
+    new_url: Option<String>,
+    /// Extra request header for `--old-url`/`--new-url`, `Name: value` (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
     /// Client operations: a folder of .graphql files or a persisted-operations JSON file.
     #[arg(long)]
     operations: Option<PathBuf>,
@@ -211,9 +221,10 @@ type CheckInputs = (String, String, Option<Vec<(String, String)>>);
 
 async fn run_check(args: CheckArgs) -> i32 {
     let loaded: Result<CheckInputs> = async {
-        let new_sdl = match &args.new {
-            Some(p) => read(p)?,
-            None => {
+        let new_sdl = match (&args.new, &args.new_url) {
+            (Some(p), _) => read(p)?,
+            (None, Some(url)) => schema_cmds::introspect(url, &args.headers).await?,
+            (None, None) => {
                 let inputs = schema_cmds::inputs(&args.subgraphs, None).await?;
                 match schema_cmds::compose_or_report(&inputs, args.format) {
                     Ok(c) => c.api_sdl,

@@ -87,6 +87,31 @@ async fn fetch_sdl(name: &str, url: &str, signer: &portico_trust::TrustSigner) -
         .context("the response has no data._service.sdl")
 }
 
+/// The API schema of a running gateway, read through introspection and printed as SDL.
+pub async fn introspect(url: &str, headers: &[String]) -> Result<String> {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .timeout(Duration::from_secs(30))
+        .json(&serde_json::json!({ "query": diff::introspection::INTROSPECTION_QUERY }));
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("header `{h}` is not `Name: value`"))?;
+        req = req.header(name.trim(), value.trim());
+    }
+    let resp: serde_json::Value = req
+        .send()
+        .await
+        .with_context(|| format!("introspecting {url}"))?
+        .json()
+        .await
+        .with_context(|| format!("{url} did not answer JSON"))?;
+    if let Some(errors) = resp.get("errors").filter(|e| !e.is_null()) {
+        bail!("{url} refused introspection: {errors}");
+    }
+    Ok(diff::introspection::sdl_from_introspection(&resp)?)
+}
+
 /// Output format of diagnostics and reports.
 #[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
 pub enum Format {

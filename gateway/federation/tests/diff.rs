@@ -181,3 +181,34 @@ fn invalid_schemas_are_errors() {
     assert!(diff("type Query { a: Nope }", NEW).is_err());
     assert!(diff(OLD, "type Query {").is_err());
 }
+
+/// `portico check --old-url` reads a running gateway's schema through introspection: the
+/// demo API schema, introspected and printed back, must be the same schema (no change of
+/// any kind, descriptions and deprecations included).
+#[test]
+fn an_introspected_schema_round_trips_without_changes() {
+    use apollo_compiler::{ExecutableDocument, Schema};
+    use portico_federation::diff::introspection::{INTROSPECTION_QUERY, sdl_from_introspection};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema.graphql");
+    let sdl = fs::read_to_string(path).expect("schema.graphql");
+    let schema = Schema::parse_and_validate(&sdl, "schema.graphql").expect("valid");
+    let doc = ExecutableDocument::parse_and_validate(&schema, INTROSPECTION_QUERY, "q.graphql")
+        .expect("the introspection query validates");
+    let operation = doc.operations.get(None).expect("one operation");
+    let variables =
+        apollo_compiler::request::coerce_variable_values(&schema, operation, &Default::default())
+            .expect("no variables");
+    let response = apollo_compiler::introspection::partial_execute(
+        &schema,
+        &schema.implementers_map(),
+        &doc,
+        operation,
+        &variables,
+    )
+    .expect("introspection executes");
+    let json = serde_json::to_value(&response).expect("json");
+    let printed = sdl_from_introspection(&json).expect("SDL from introspection");
+    let changes = portico_federation::diff::diff(&sdl, &printed).expect("both schemas valid");
+    assert!(changes.is_empty(), "{changes:#?}\n{printed}");
+    assert!(sdl_from_introspection(&serde_json::json!({"data": {}})).is_err());
+}

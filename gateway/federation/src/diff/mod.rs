@@ -9,6 +9,7 @@
 //! new schema ([`operations`]) → render as text, JSON or GitHub annotations ([`render`]).
 
 mod compare;
+pub mod introspection;
 mod operations;
 mod render;
 
