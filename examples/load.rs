@@ -5,7 +5,7 @@
 //!
 //! 1. `baseline`: a trivial query answered by the gateway alone (`{ __typename }`) — the
 //!    HTTP + parse + cache floor of the gateway;
-//! 2. `direct`: the users subgraph's `_entities` for 4 users, called directly with a
+//! 2. `direct`: the users subgraph's `_entities` for the 4 demo users, called directly with a
 //!    trust token — the cost of one subgraph hop;
 //! 3. `profile`: the demo's aggregated profile view (user → posts → comments + likes →
 //!    comment authors: 4 subgraphs, 4 plan steps) through the gateway, plan cache warm.
@@ -153,10 +153,18 @@ async fn main() -> Result<()> {
         .map(|(_, u)| u.clone())
         .unwrap_or_default();
     let signer = p.trust_signer.clone();
-    let reps: Vec<_> = ["alice", "bob", "carol", "dave"]
-        .iter()
-        .map(|_| json!({ "__typename": "User", "id": alice }))
-        .collect();
+    // Representations of the four demo users (distinct ids: one batch of 4).
+    let mut reps = Vec::new();
+    for username in portico::seed::DEMO_USERS {
+        let data = client
+            .run(
+                None,
+                "query($u: String!) { userByUsername(username: $u) { id } }",
+                json!({ "u": username }),
+            )
+            .await?;
+        reps.push(json!({ "__typename": "User", "id": data["userByUsername"]["id"] }));
+    }
     let mut direct = run("direct", requests, concurrency, || {
         let token = signer.mint(
             "users",

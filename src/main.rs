@@ -306,13 +306,14 @@ fn init_tracing() {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Dev(DevArgs {
-        data_dir: PathBuf::from("data"),
-        listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
-        subgraph_base_port: 4001,
-        no_seed: false,
-        redis_url: None,
-    })) {
+    // No subcommand = `portico dev` with its defaults (and environment overrides).
+    let command = match cli.command {
+        Some(c) => c,
+        None => Cli::parse_from(["portico", "dev"])
+            .command
+            .context("clap parses `dev`")?,
+    };
+    match command {
         Command::Dev(args) => {
             init_tracing();
             let p = platform::start(PlatformOptions {
@@ -332,11 +333,7 @@ async fn main() -> Result<()> {
             println!("Playground: open {} in a browser.", p.gateway_url);
             println!(
                 "Demo accounts: {} (password `{}`), data in {}",
-                portico::seed::DEMO_USERS
-                    .iter()
-                    .map(|(u, _)| *u)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                portico::seed::DEMO_USERS.join(", "),
                 portico::seed::DEMO_PASSWORD,
                 args.data_dir.display()
             );
@@ -395,12 +392,9 @@ async fn main() -> Result<()> {
                     .auth_private_key
                     .context("auth needs --auth-private-key FILE (see `portico keys`)")?;
                 let private = read(&path)?;
-                let keys = platform::Keys {
-                    auth_public_pem: platform::public_key_pem_from_private(&private)?,
-                    auth_private_pem: private,
-                    gateway_signer: portico_trust::TrustSigner::generate(),
-                };
-                Some(platform::auth_settings(&keys))
+                platform::public_key_pem_from_private(&private)
+                    .with_context(|| format!("{} is not an RSA private key", path.display()))?;
+                Some(platform::auth_settings(&private))
             } else {
                 None
             };
@@ -466,7 +460,7 @@ async fn main() -> Result<()> {
                 Some(p) => (read(p)?, portico_gateway::GatewayConfig::default()),
                 None => {
                     let mut c = portico_gateway::GatewayConfig::default();
-                    platform::demo_cost_settings(&mut c);
+                    platform::apply_demo_policy(&mut c)?;
                     (platform::DEMO_SUPERGRAPH.to_string(), c)
                 }
             };

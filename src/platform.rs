@@ -183,6 +183,33 @@ pub fn database_url(storage: &Storage, name: &str) -> String {
     }
 }
 
+fn unknown(name: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "unknown subgraph `{name}` (expected one of: {})",
+        SUBGRAPHS.join(", ")
+    )
+}
+
+async fn connect(name: &str, database_url: &str) -> Result<sea_orm::DatabaseConnection> {
+    portico_kit::db::connect(database_url)
+        .await
+        .with_context(|| format!("connecting the {name} database"))
+}
+
+/// Apply one service's migrations to an open database.
+async fn migrate_db(name: &str, db: &sea_orm::DatabaseConnection) -> Result<()> {
+    match name {
+        "auth" => portico_auth::migrate(db).await?,
+        "users" => portico_users::migrate(db).await?,
+        "posts" => portico_posts::migrate(db).await?,
+        "comments" => portico_comments::migrate(db).await?,
+        "likes" => portico_likes::migrate(db).await?,
+        "notifications" => portico_notifications::migrate(db).await?,
+        other => return Err(unknown(other)),
+    }
+    Ok(())
+}
+
 /// Build one subgraph's router (migrating its database first).
 pub async fn subgraph_router(
     name: &str,
@@ -191,9 +218,8 @@ pub async fn subgraph_router(
     bus: Arc<dyn Bus>,
     auth_settings: Option<portico_auth::AuthSettings>,
 ) -> Result<axum::Router> {
-    let db = portico_kit::db::connect(database_url)
-        .await
-        .with_context(|| format!("connecting the {name} database"))?;
+    let db = connect(name, database_url).await?;
+    migrate_db(name, &db).await?;
     macro_rules! ctx {
         ($n:expr) => {
             ServiceContext {
@@ -206,56 +232,22 @@ pub async fn subgraph_router(
     }
     let router = match name {
         "auth" => {
-            portico_auth::migrate(&db).await?;
             let settings = auth_settings.context("auth needs its RSA private key")?;
             portico_auth::app(ctx!(portico_auth::NAME), settings).await?
         }
-        "users" => {
-            portico_users::migrate(&db).await?;
-            portico_users::app(ctx!(portico_users::NAME)).await?
-        }
-        "posts" => {
-            portico_posts::migrate(&db).await?;
-            portico_posts::app(ctx!(portico_posts::NAME)).await?
-        }
-        "comments" => {
-            portico_comments::migrate(&db).await?;
-            portico_comments::app(ctx!(portico_comments::NAME)).await?
-        }
-        "likes" => {
-            portico_likes::migrate(&db).await?;
-            portico_likes::app(ctx!(portico_likes::NAME)).await?
-        }
-        "notifications" => {
-            portico_notifications::migrate(&db).await?;
-            portico_notifications::app(ctx!(portico_notifications::NAME)).await?
-        }
-        other => anyhow::bail!(
-            "unknown subgraph `{other}` (expected one of: {})",
-            SUBGRAPHS.join(", ")
-        ),
+        "users" => portico_users::app(ctx!(portico_users::NAME)).await?,
+        "posts" => portico_posts::app(ctx!(portico_posts::NAME)).await?,
+        "comments" => portico_comments::app(ctx!(portico_comments::NAME)).await?,
+        "likes" => portico_likes::app(ctx!(portico_likes::NAME)).await?,
+        "notifications" => portico_notifications::app(ctx!(portico_notifications::NAME)).await?,
+        other => return Err(unknown(other)),
     };
     Ok(router)
 }
 
 /// Apply one service's migrations.
 pub async fn migrate(name: &str, database_url: &str) -> Result<()> {
-    let db = portico_kit::db::connect(database_url)
-        .await
-        .with_context(|| format!("connecting the {name} database"))?;
-    match name {
-        "auth" => portico_auth::migrate(&db).await?,
-        "users" => portico_users::migrate(&db).await?,
-        "posts" => portico_posts::migrate(&db).await?,
-        "comments" => portico_comments::migrate(&db).await?,
-        "likes" => portico_likes::migrate(&db).await?,
-        "notifications" => portico_notifications::migrate(&db).await?,
-        other => anyhow::bail!(
-            "unknown subgraph `{other}` (expected one of: {})",
-            SUBGRAPHS.join(", ")
-        ),
-    }
-    Ok(())
+    migrate_db(name, &connect(name, database_url).await?).await
 }
 
 /// The SDL a demo subgraph serves at `_service { sdl }`.
@@ -271,9 +263,10 @@ pub fn subgraph_sdl(name: &str) -> Option<String> {
     })
 }
 
-pub fn auth_settings(keys: &Keys) -> portico_auth::AuthSettings {
+/// Auth's settings for a private key (PKCS#8 PEM): the demo's issuer, audience and TTLs.
+pub fn auth_settings(private_key_pem: &str) -> portico_auth::AuthSettings {
     portico_auth::AuthSettings {
-        private_key_pem: keys.auth_private_pem.clone(),
+        private_key_pem: private_key_pem.to_string(),
         extra_public_key_pems: Vec::new(),
         issuer: ISSUER.to_string(),
         audience: AUDIENCE.to_string(),
@@ -282,57 +275,21 @@ pub fn auth_settings(keys: &Keys) -> portico_auth::AuthSettings {
     }
 }
 
-/// List sizes of the demo's connections, which async-graphql (federation v2.5) cannot
-/// declare with `@listSize`: the gateway prices them from its config, by coordinate.
-pub fn demo_cost_settings(config: &mut GatewayConfig) {
-    for field in [
-        "User.posts",
-        "User.feed",
-        "User.followers",
-        "User.following",
-        "Post.comments",
-        "Post.likes",
-        "User.notifications",
-    ] {
-        config.cost.model.fields.insert(
-            field.into(),
-            portico_federation::cost::FieldCost {
-                slicing_arguments: vec!["first".into()],
-                sized_fields: vec!["edges".into(), "nodes".into()],
-                assumed_size: Some(10),
-                ..Default::default()
-            },
-        );
-    }
+/// The deployment's gateway config (`deploy/gateway.toml`), the one source of the demo's
+/// gateway policy: list sizes of its connections (async-graphql, federation v2.5, cannot
+/// declare `@listSize`, so the gateway prices them by coordinate) and the fields that need
+/// a signed-in user (anonymous callers get `null` + `UNAUTHORIZED_FIELD_OR_TYPE`; the
+/// subgraphs check again themselves).
+pub const DEPLOY_GATEWAY_CONFIG: &str = include_str!("../deploy/gateway.toml");
+
+/// Apply the demo's cost settings and authorization rules (from [`DEPLOY_GATEWAY_CONFIG`])
+/// to a gateway config; `extensions.cost` is shown so playground users see prices.
+pub fn apply_demo_policy(config: &mut GatewayConfig) -> Result<()> {
+    let deploy = GatewayConfig::from_toml(DEPLOY_GATEWAY_CONFIG).context("deploy/gateway.toml")?;
+    config.cost.model = deploy.cost.model;
     config.cost.expose_in_extensions = true;
-}
-
-/// Fields of the demo that need a signed-in user, enforced by the gateway before planning
-/// (anonymous callers get `null` + `UNAUTHORIZED_FIELD_OR_TYPE` and no subgraph is
-/// called). The subgraphs check again themselves: this is the first wall, not the only one.
-pub const DEMO_AUTHENTICATED: [&str; 13] = [
-    "Query.me",
-    "Mutation.follow",
-    "Mutation.unfollow",
-    "Mutation.createPost",
-    "Mutation.deletePost",
-    "Mutation.addComment",
-    "Mutation.deleteComment",
-    "Mutation.likePost",
-    "Mutation.unlikePost",
-    "Mutation.markNotificationsRead",
-    "User.notifications",
-    "User.unreadNotificationCount",
-    "Notification",
-];
-
-pub fn demo_authorization_rules(config: &mut GatewayConfig) {
-    for coordinate in DEMO_AUTHENTICATED {
-        config.authorization.rules.insert(
-            coordinate.to_string(),
-            portico_gateway::config::RuleConfig::Keyword("authenticated".into()),
-        );
-    }
+    config.authorization = deploy.authorization;
+    Ok(())
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
@@ -382,7 +339,7 @@ pub async fn start(options: PlatformOptions) -> Result<Platform> {
     let mut subgraphs = Vec::new();
     let mut auth_base = String::new();
     for (i, name) in SUBGRAPHS.iter().enumerate() {
-        let settings = (*name == "auth").then(|| auth_settings(&keys));
+        let settings = (*name == "auth").then(|| auth_settings(&keys.auth_private_pem));
         let router = subgraph_router(
             name,
             &database_url(&options.storage, name),
@@ -416,8 +373,7 @@ pub async fn start(options: PlatformOptions) -> Result<Platform> {
             },
         );
     }
-    demo_cost_settings(&mut config);
-    demo_authorization_rules(&mut config);
+    apply_demo_policy(&mut config)?;
     if !options.limits {
         config.rate_limit.enabled = false;
         config.cost.max_cost = f64::MAX;

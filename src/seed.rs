@@ -10,13 +10,8 @@ use serde_json::{Value, json};
 /// Password of every demo account (documented in the README; demo only).
 pub const DEMO_PASSWORD: &str = "portico-demo";
 
-/// Demo accounts: (username, display name).
-pub const DEMO_USERS: [(&str, &str); 4] = [
-    ("alice", "Alice"),
-    ("bob", "Bob"),
-    ("carol", "Carol"),
-    ("dave", "Dave"),
-];
+/// Demo account usernames.
+pub const DEMO_USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 
 /// A tiny GraphQL client for the gateway.
 pub struct Client {
@@ -65,7 +60,7 @@ struct Account {
 pub async fn seed(url: &str) -> Result<()> {
     let client = Client::new(url);
     let mut accounts = Vec::new();
-    for (username, _) in DEMO_USERS {
+    for username in DEMO_USERS {
         let data = client
             .run(
                 None,
@@ -89,8 +84,7 @@ pub async fn seed(url: &str) -> Result<()> {
     for a in &accounts {
         wait_for_profile(&client, &a.id).await?;
     }
-    for (a, (_, display)) in accounts.iter().zip(DEMO_USERS) {
-        let _ = display;
+    for a in &accounts {
         for b in &accounts {
             if a.id != b.id {
                 client
@@ -177,7 +171,9 @@ async fn wait_for_profile(client: &Client, id: &str) -> Result<()> {
     bail!("the profile of user {id} did not appear within 5 s")
 }
 
-async fn retry<F, Fut>(mut f: F) -> Result<Value>
+/// Run `f` until it succeeds (up to 50 tries, 100 ms apart): for writes that depend on
+/// another service's projection, which events fill asynchronously.
+pub async fn retry<F, Fut>(mut f: F) -> Result<Value>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Value>>,

@@ -130,20 +130,16 @@ async fn a_profile_view_is_one_round_trip_and_subgraph_requests_do_not_grow_with
 }
 
 async fn retry_comment(client: &Client, token: &str, post: &str) {
-    for _ in 0..100 {
-        let r = client
-            .run(
-                Some(token),
-                "mutation($p: ID!) { addComment(postId: $p, body: \"nice\") { id } }",
-                json!({ "p": post }),
-            )
-            .await;
-        if r.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("comment on {post} never accepted");
+    // Comments need the post known to the comments service (PostCreated event).
+    portico::seed::retry(|| {
+        client.run(
+            Some(token),
+            "mutation($p: ID!) { addComment(postId: $p, body: \"nice\") { id } }",
+            json!({ "p": post }),
+        )
+    })
+    .await
+    .unwrap_or_else(|e| panic!("comment on {post} never accepted: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
