@@ -248,18 +248,22 @@ async fn pipeline(
         .map_or(operation, |o| o)
         .root_fields(&plan_document)
         .all(|f| f.name.starts_with("__"));
-    let plan = match gw.plans.get(&plan_key) {
-        Some(plan) => plan,
-        // Root `__schema`/`__type`/`__typename` are answered here, never planned.
-        None if meta_only => Arc::new(QueryPlan::default()),
-        None => {
-            let plan = gw
-                .planner
-                .plan(&plan_document, operation_name, &plan_key.override_labels)
-                .map_err(|e| RequestFailure::new(ErrorCode::QueryPlanningFailed, e))?;
-            let plan = Arc::new(plan);
-            gw.plans.insert(plan_key, plan.clone());
-            plan
+    let plan = if meta_only {
+        // Root `__schema`/`__type`/`__typename` are answered here, never planned (nor
+        // looked up in the plan cache, where they would only count as misses).
+        Arc::new(QueryPlan::default())
+    } else {
+        match gw.plans.get(&plan_key) {
+            Some(plan) => plan,
+            None => {
+                let plan = gw
+                    .planner
+                    .plan(&plan_document, operation_name, &plan_key.override_labels)
+                    .map_err(|e| RequestFailure::new(ErrorCode::QueryPlanningFailed, e))?;
+                let plan = Arc::new(plan);
+                gw.plans.insert(plan_key, plan.clone());
+                plan
+            }
         }
     };
 
