@@ -142,6 +142,9 @@ pub struct Authorizer {
     reject_unauthorized: bool,
     /// Every policy named by a `@policy` directive.
     policies: BTreeSet<String>,
+    /// Every distinct requirement of `fields` and `types`: which of them an identity
+    /// misses determines the filtered operation (see [`Filtered::denied`]).
+    requirements: Vec<Requirement>,
     evaluator: EvaluatorSlot,
 }
 
@@ -149,6 +152,10 @@ pub struct Authorizer {
 pub struct Filtered {
     pub document: Valid<ExecutableDocument>,
     pub errors: Vec<GraphQLError>,
+    /// Indices of the requirements the identity misses. The filtered document is a
+    /// function of the client's document and this set only, so (query hash, `denied`)
+    /// keys its plan without printing and hashing the filtered document.
+    pub denied: Vec<u32>,
 }
 
 impl Authorizer {
@@ -228,11 +235,16 @@ impl Authorizer {
         for (ty, field, r) in inherited {
             authz.add_field(&ty, &field, r);
         }
+        let mut requirements: Vec<Requirement> = Vec::new();
         for r in authz.fields.values().chain(authz.types.values()).flatten() {
             if let Requirement::Policies(groups) = r {
                 authz.policies.extend(groups.iter().flatten().cloned());
             }
+            if !requirements.contains(r) {
+                requirements.push(r.clone());
+            }
         }
+        authz.requirements = requirements;
         for name in config.policies.keys() {
             if !authz.policies.contains(name) {
                 tracing::warn!(
@@ -355,6 +367,13 @@ impl Authorizer {
             };
             return Err(RequestFailure { status, errors });
         }
+        let denied_requirements = self
+            .requirements
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.holds(who))
+            .map(|(i, _)| i as u32)
+            .collect();
         let mut filtered = (**document).clone();
         let denied: HashSet<String> = document
             .fragments
@@ -378,6 +397,7 @@ impl Authorizer {
         Ok(Some(Filtered {
             document: Valid::assume_valid(filtered),
             errors,
+            denied: denied_requirements,
         }))
     }
 

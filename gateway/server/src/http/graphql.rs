@@ -17,7 +17,7 @@ use crate::Inner;
 use crate::error::{ErrorCode, GraphQLError, GraphQLResponse, Location, RequestFailure};
 use crate::execute::{self, ExecutionInput};
 use crate::limits;
-use crate::plan::{ParsedDocument, PlanKey, hash_query};
+use crate::plan::{ParsedDocument, PlanKey, hash_filtered, hash_query};
 use portico_federation::plan::QueryPlan;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -197,7 +197,7 @@ async fn pipeline(
         .authorize(gw.planner.api_schema(), document, operation, &identity)?;
     let (plan_document, plan_query_hash, authz_errors) = match authorized {
         Some(filtered) => {
-            let hash = hash_query(&filtered.document.to_string());
+            let hash = hash_filtered(&query_hash, &filtered.denied);
             (
                 std::borrow::Cow::Owned(filtered.document),
                 hash,

@@ -59,6 +59,19 @@ pub fn hash_query(query: &str) -> QueryHash {
     Sha256::digest(query.as_bytes()).into()
 }
 
+/// Plan-cache hash of an operation filtered by authorization: the client's query hash
+/// plus the indices of the requirements the identity misses (what the filtered document
+/// depends on). Domain-separated from [`hash_query`] of any query text.
+pub fn hash_filtered(query: &QueryHash, denied: &[u32]) -> QueryHash {
+    let mut hasher = Sha256::new();
+    hasher.update(b"portico-authz-filtered\0");
+    hasher.update(query);
+    for i in denied {
+        hasher.update(i.to_le_bytes());
+    }
+    hasher.finalize().into()
+}
+
 /// Key of the plan cache.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PlanKey {
