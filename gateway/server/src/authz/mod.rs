@@ -148,10 +148,12 @@ pub struct Authorizer {
     evaluator: EvaluatorSlot,
 }
 
-/// The operation to plan when some fields were removed, and the errors to report.
+/// Some fields are unauthorized: the errors to report, and what the operation to plan
+/// ([`Authorizer::filter`], built only when the plan is not cached) depends on.
 pub struct Filtered {
-    pub document: Valid<ExecutableDocument>,
     pub errors: Vec<GraphQLError>,
+    /// The policies granted to the identity (the evaluator is asked once per request).
+    granted: BTreeSet<String>,
     /// Indices of the requirements the identity misses. The filtered document is a
     /// function of the client's document and this set only, so (query hash, `denied`)
     /// keys its plan without printing and hashing the filtered document.
@@ -336,7 +338,6 @@ impl Authorizer {
     /// (`reject_unauthorized`).
     pub fn authorize(
         &self,
-        schema: &Valid<Schema>,
         document: &Valid<ExecutableDocument>,
         operation: &Operation,
         identity: &Identity,
@@ -344,7 +345,8 @@ impl Authorizer {
         if !self.has_rules() {
             return Ok(None);
         }
-        let who = &self.subject(identity);
+        let subject = self.subject(identity);
+        let who = &subject;
         let mut errors = Vec::new();
         let mut visiting = HashSet::new();
         let mut path = Vec::new();
@@ -374,6 +376,26 @@ impl Authorizer {
             .filter(|(_, r)| !r.holds(who))
             .map(|(i, _)| i as u32)
             .collect();
+        Ok(Some(Filtered {
+            errors,
+            granted: subject.granted,
+            denied: denied_requirements,
+        }))
+    }
+
+    /// The operation to plan for `filtered` (from [`authorize`](Self::authorize) of the
+    /// same document and identity): unauthorized selections removed.
+    pub fn filter(
+        &self,
+        schema: &Valid<Schema>,
+        document: &Valid<ExecutableDocument>,
+        identity: &Identity,
+        filtered: &Filtered,
+    ) -> Valid<ExecutableDocument> {
+        let who = &Subject {
+            identity,
+            granted: filtered.granted.clone(),
+        };
         let mut filtered = (**document).clone();
         let denied: HashSet<String> = document
             .fragments
@@ -394,11 +416,7 @@ impl Authorizer {
         }
         // Only selections were removed (and `__typename` added to emptied sets); unused
         // fragments or variables left behind do not matter to the planner.
-        Ok(Some(Filtered {
-            document: Valid::assume_valid(filtered),
-            errors,
-            denied: denied_requirements,
-        }))
+        Valid::assume_valid(filtered)
     }
 
     /// Walk the client's operation (fragments expanded, cycles impossible after
@@ -659,15 +677,15 @@ mod tests {
         let doc =
             ExecutableDocument::parse_and_validate(&schema, query, "q.graphql").expect("valid");
         let op = doc.operations.get(None).expect("one operation");
-        match authz
-            .authorize(&schema, &doc, op, identity)
-            .expect("not rejected")
-        {
+        match authz.authorize(&doc, op, identity).expect("not rejected") {
             None => (Vec::new(), None),
-            Some(f) => (
-                f.errors.into_iter().filter_map(|e| e.path).collect(),
-                Some(f.document.to_string()),
-            ),
+            Some(f) => {
+                let filtered = authz.filter(&schema, &doc, identity, &f).to_string();
+                (
+                    f.errors.into_iter().filter_map(|e| e.path).collect(),
+                    Some(filtered),
+                )
+            }
         }
     }
 
@@ -736,7 +754,7 @@ mod tests {
         let denied = |grant: &'static [&'static str]| {
             authz.set_evaluator(Arc::new(Grant(grant)));
             authz
-                .authorize(&schema, &doc, op, &Identity::anonymous())
+                .authorize(&doc, op, &Identity::anonymous())
                 .expect("not rejected")
                 .map(|f| f.errors.len())
                 .unwrap_or(0)

@@ -192,19 +192,15 @@ async fn pipeline(
     //    unauthorized fields are removed from the operation that is planned (and answered
     //    with null and an error), or the request is refused (`reject_unauthorized`).
     gw.authz.check_identity(&identity)?;
-    let authorized = gw
-        .authz
-        .authorize(gw.planner.api_schema(), document, operation, &identity)?;
-    let (plan_document, plan_query_hash, authz_errors) = match authorized {
-        Some(filtered) => {
+    let authorized = gw.authz.authorize(document, operation, &identity)?;
+    // The filtered operation itself is built only when its plan is not cached.
+    let (filtered, plan_query_hash, authz_errors) = match authorized {
+        Some(mut filtered) => {
             let hash = hash_filtered(&query_hash, &filtered.denied);
-            (
-                std::borrow::Cow::Owned(filtered.document),
-                hash,
-                filtered.errors,
-            )
+            let errors = std::mem::take(&mut filtered.errors);
+            (Some(filtered), hash, errors)
         }
-        None => (std::borrow::Cow::Borrowed(document), query_hash, Vec::new()),
+        None => (None, query_hash, Vec::new()),
     };
 
     // 7. Variables, coerced against the operation's definitions.
@@ -242,13 +238,15 @@ async fn pipeline(
         operation_name: operation_name.map(str::to_string),
         override_labels,
     };
-    let meta_only = plan_document
-        .operations
-        .get(operation_name)
-        .map_or(operation, |o| o)
-        .root_fields(&plan_document)
-        .all(|f| f.name.starts_with("__"));
-    let plan = if meta_only {
+    let meta_only = |document: &apollo_compiler::ExecutableDocument| {
+        document
+            .operations
+            .get(operation_name)
+            .map_or(operation, |o| o)
+            .root_fields(document)
+            .all(|f| f.name.starts_with("__"))
+    };
+    let plan = if meta_only(document) {
         // Root `__schema`/`__type`/`__typename` are answered here, never planned (nor
         // looked up in the plan cache, where they would only count as misses).
         Arc::new(QueryPlan::default())
@@ -256,10 +254,20 @@ async fn pipeline(
         match gw.plans.get(&plan_key) {
             Some(plan) => plan,
             None => {
-                let plan = gw
-                    .planner
-                    .plan(&plan_document, operation_name, &plan_key.override_labels)
-                    .map_err(|e| RequestFailure::new(ErrorCode::QueryPlanningFailed, e))?;
+                let filtered = filtered.as_ref().map(|f| {
+                    gw.authz
+                        .filter(gw.planner.api_schema(), document, &identity, f)
+                });
+                let plan_document = filtered.as_ref().unwrap_or(document);
+                // Authorization may leave only `__typename` at the root: nothing to plan
+                // (the empty plan is cached like any other).
+                let plan = if meta_only(plan_document) {
+                    QueryPlan::default()
+                } else {
+                    gw.planner
+                        .plan(plan_document, operation_name, &plan_key.override_labels)
+                        .map_err(|e| RequestFailure::new(ErrorCode::QueryPlanningFailed, e))?
+                };
                 let plan = Arc::new(plan);
                 gw.plans.insert(plan_key, plan.clone());
                 plan
