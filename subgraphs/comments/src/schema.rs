@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use portico_kit::errors::{ErrorCode, gql_error};
 use portico_kit::events;
 use portico_kit::identity::require_user;
-use portico_kit::pagination::{PageInfo, encode_cursor, validate_first};
+use portico_kit::pagination::{encode_cursor, forward_page, validate_first};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
     TransactionTrait,
@@ -115,44 +115,21 @@ impl Post {
     }
 }
 
-/// An edge of a `CommentConnection`.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct CommentEdge {
-    pub cursor: String,
-    pub node: Comment,
-}
-
-/// A Relay connection of comments.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct CommentConnection {
-    pub edges: Vec<CommentEdge>,
-    pub nodes: Vec<Comment>,
-    pub page_info: PageInfo,
-}
+portico_kit::relay_connection!(
+    /// A Relay connection of comments.
+    CommentConnection,
+    /// An edge of a `CommentConnection`.
+    CommentEdge,
+    Comment,
+);
 
 impl CommentConnection {
     /// `rows` holds up to `first + 1` rows: the extra one only proves there is a next page.
-    fn build(mut rows: Vec<comment::Model>, first: u64, has_previous: bool) -> Self {
-        let has_next = rows.len() as u64 > first;
-        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
-        let edges: Vec<CommentEdge> = rows
-            .into_iter()
-            .map(|m| CommentEdge {
-                cursor: encode_cursor(m.created_at, &m.id),
-                node: m.into(),
-            })
-            .collect();
-        let page_info = PageInfo {
-            has_next_page: has_next,
-            has_previous_page: has_previous,
-            start_cursor: edges.first().map(|e| e.cursor.clone()),
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
-        };
-        Self {
-            nodes: edges.iter().map(|e| e.node.clone()).collect(),
-            edges,
-            page_info,
-        }
+    fn build(rows: Vec<comment::Model>, first: u64, has_previous: bool) -> Self {
+        let (edges, page_info) = forward_page(rows, first, has_previous, |m| {
+            (encode_cursor(m.created_at, &m.id), m.into())
+        });
+        Self::from_edges(edges, page_info)
     }
 }
 

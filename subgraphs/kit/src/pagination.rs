@@ -63,6 +63,88 @@ impl PageInfo {
     }
 }
 
+/// Split up to `first + 1` rows (the extra one only proves there is a next page) into the
+/// `(cursor, node)` edges of a forward page and its [`PageInfo`]; `edge` turns a row into
+/// its cursor and node, and may fail.
+pub fn try_forward_page<R, N, E>(
+    mut rows: Vec<R>,
+    first: u64,
+    has_previous: bool,
+    edge: impl FnMut(R) -> Result<(String, N), E>,
+) -> Result<(Vec<(String, N)>, PageInfo), E> {
+    let has_next = rows.len() as u64 > first;
+    rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+    let edges = rows.into_iter().map(edge).collect::<Result<Vec<_>, E>>()?;
+    let page_info = PageInfo {
+        has_next_page: has_next,
+        has_previous_page: has_previous,
+        start_cursor: edges.first().map(|(c, _)| c.clone()),
+        end_cursor: edges.last().map(|(c, _)| c.clone()),
+    };
+    Ok((edges, page_info))
+}
+
+/// [`try_forward_page`] with an infallible `edge`.
+pub fn forward_page<R, N>(
+    rows: Vec<R>,
+    first: u64,
+    has_previous: bool,
+    mut edge: impl FnMut(R) -> (String, N),
+) -> (Vec<(String, N)>, PageInfo) {
+    match try_forward_page(rows, first, has_previous, |r| {
+        Ok::<_, std::convert::Infallible>(edge(r))
+    }) {
+        Ok(page) => page,
+        Err(never) => match never {},
+    }
+}
+
+/// Define a Relay connection type `$conn { edges: [$edge!]!, nodes: [$node!]!, pageInfo }`
+/// and its edge type `$edge { cursor, node }` (doc comments become the GraphQL
+/// descriptions), with `$conn::from_edges` building it from `(cursor, node)` pairs and a
+/// [`PageInfo`] — e.g. those of [`forward_page`].
+#[macro_export]
+macro_rules! relay_connection {
+    (
+        $(#[$conn_meta:meta])* $conn:ident,
+        $(#[$edge_meta:meta])* $edge:ident,
+        $node:ty $(,)?
+    ) => {
+        $(#[$edge_meta])*
+        #[derive(::async_graphql::SimpleObject, Clone, Debug)]
+        pub struct $edge {
+            pub cursor: String,
+            pub node: $node,
+        }
+
+        $(#[$conn_meta])*
+        #[derive(::async_graphql::SimpleObject, Clone, Debug)]
+        pub struct $conn {
+            pub edges: Vec<$edge>,
+            pub nodes: Vec<$node>,
+            pub page_info: $crate::pagination::PageInfo,
+        }
+
+        impl $conn {
+            /// The connection of the `(cursor, node)` pairs `edges`.
+            pub fn from_edges(
+                edges: Vec<(String, $node)>,
+                page_info: $crate::pagination::PageInfo,
+            ) -> Self {
+                let edges: Vec<$edge> = edges
+                    .into_iter()
+                    .map(|(cursor, node)| $edge { cursor, node })
+                    .collect();
+                Self {
+                    nodes: edges.iter().map(|e| e.node.clone()).collect(),
+                    edges,
+                    page_info,
+                }
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +165,18 @@ mod tests {
         assert!(validate_first(Some(0), 10, 100).is_err());
         assert!(validate_first(Some(101), 10, 100).is_err());
         assert_eq!(validate_first(Some(100), 10, 100).expect("max"), 100);
+    }
+
+    #[test]
+    fn forward_page_drops_the_probe_row() {
+        let (edges, info) = forward_page(vec![1, 2, 3], 2, true, |n| (n.to_string(), n));
+        assert_eq!(edges, vec![("1".to_string(), 1), ("2".to_string(), 2)]);
+        assert_eq!(
+            info,
+            PageInfo::forward(&["1".into(), "2".into()], true, true)
+        );
+        let (edges, info) = forward_page(vec![1], 2, false, |n| (n.to_string(), n));
+        assert_eq!(edges.len(), 1);
+        assert!(!info.has_next_page && !info.has_previous_page);
     }
 }

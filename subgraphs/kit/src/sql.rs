@@ -2,14 +2,24 @@
 //! "first N rows per parent" query built on `ROW_NUMBER()` (SQLite ≥ 3.25 and PostgreSQL),
 //! so a whole DataLoader batch of per-parent pages is one statement.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use sea_orm::{DbBackend, Statement, Value};
+use sea_orm::{DatabaseConnection, DbBackend, EntityTrait, Statement, Value};
 
 /// A keyset position: `(created_at, tie-breaking id)`.
 pub type Keyset = (DateTime<Utc>, String);
 
 /// The shape of a page request shared by several parents: `(limit, after)`.
 pub type PageShape = (u64, Option<Keyset>);
+
+/// One page of a parent's list: `limit` rows after the keyset cursor `after`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    pub parent: String,
+    pub limit: u64,
+    pub after: Option<Keyset>,
+}
 
 /// Numbered placeholders for PostgreSQL (`$1`, `$2`, …), `?` for SQLite.
 pub struct Params {
@@ -127,4 +137,62 @@ impl PageQuery<'_> {
         );
         p.statement(sql)
     }
+}
+
+/// The body of a per-parent page DataLoader: one `query` statement per distinct page shape
+/// in `keys`, rows of entity `E` grouped by `parent_of`. Parents that are not `plausible`
+/// ids get an empty page without touching SQL.
+pub async fn load_pages<E: EntityTrait>(
+    db: &DatabaseConnection,
+    query: &PageQuery<'_>,
+    keys: &[PageKey],
+    plausible: impl Fn(&str) -> bool,
+    parent_of: impl Fn(&E::Model) -> &str,
+) -> async_graphql::Result<HashMap<PageKey, Vec<E::Model>>> {
+    // Keys asking for the same page shape share one statement.
+    let mut groups: HashMap<PageShape, Vec<String>> = HashMap::new();
+    for key in keys {
+        groups
+            .entry((key.limit, key.after.clone()))
+            .or_default()
+            .push(key.parent.clone());
+    }
+    let mut out = HashMap::new();
+    for key in keys.iter().filter(|k| !plausible(&k.parent)) {
+        out.insert(key.clone(), Vec::new());
+    }
+    for parents in groups.values_mut() {
+        parents.retain(|p| plausible(p));
+    }
+    let backend = db.get_database_backend();
+    for ((limit, after), parents) in groups {
+        if parents.is_empty() {
+            continue;
+        }
+        let stmt = query.statement(backend, &parents, after.as_ref(), None, limit);
+        let rows = E::find()
+            .from_raw_sql(stmt)
+            .all(db)
+            .await
+            .map_err(crate::errors::internal)?;
+        let mut by_parent: HashMap<String, Vec<E::Model>> = HashMap::new();
+        for row in rows {
+            by_parent
+                .entry(parent_of(&row).to_string())
+                .or_default()
+                .push(row);
+        }
+        for parent in parents {
+            let rows = by_parent.remove(&parent).unwrap_or_default();
+            out.insert(
+                PageKey {
+                    parent,
+                    limit,
+                    after: after.clone(),
+                },
+                rows,
+            );
+        }
+    }
+    Ok(out)
 }

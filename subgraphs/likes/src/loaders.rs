@@ -12,7 +12,8 @@ use sea_orm::{
 
 use crate::entity::like;
 use crate::input::plausible_id;
-use portico_kit::sql::{Keyset, Order, PageQuery, PageShape};
+pub use portico_kit::sql::PageKey;
+use portico_kit::sql::{Order, PageQuery, load_pages};
 
 /// Number of likes per post (`Post.likeCount`).
 pub struct LikeCountLoader {
@@ -97,14 +98,6 @@ impl Loader<(String, String)> for LikedLoader {
     }
 }
 
-/// One page of a post's likes: `limit` rows after the keyset cursor `after`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PageKey {
-    pub parent: String,
-    pub limit: u64,
-    pub after: Option<Keyset>,
-}
-
 /// Pages of a post's likes, newest first (`Post.likes`).
 pub struct PostLikesLoader {
     pub db: DatabaseConnection,
@@ -126,48 +119,6 @@ impl Loader<PageKey> for PostLikesLoader {
         &self,
         keys: &[PageKey],
     ) -> Result<HashMap<PageKey, Vec<like::Model>>, Self::Error> {
-        let mut groups: HashMap<PageShape, Vec<String>> = HashMap::new();
-        for key in keys {
-            groups
-                .entry((key.limit, key.after.clone()))
-                .or_default()
-                .push(key.parent.clone());
-        }
-        // Parents that cannot exist get an empty page without touching SQL.
-        let mut out = HashMap::new();
-        for key in keys.iter().filter(|k| !plausible_id(&k.parent)) {
-            out.insert(key.clone(), Vec::new());
-        }
-        for parents in groups.values_mut() {
-            parents.retain(|p| plausible_id(p));
-        }
-        let backend = self.db.get_database_backend();
-        for ((limit, after), parents) in groups {
-            if parents.is_empty() {
-                continue;
-            }
-            let stmt = LIKES_PAGE.statement(backend, &parents, after.as_ref(), None, limit);
-            let rows = like::Entity::find()
-                .from_raw_sql(stmt)
-                .all(&self.db)
-                .await
-                .map_err(portico_kit::errors::internal)?;
-            let mut by_parent: HashMap<String, Vec<like::Model>> = HashMap::new();
-            for row in rows {
-                by_parent.entry(row.post_id.clone()).or_default().push(row);
-            }
-            for parent in parents {
-                let rows = by_parent.remove(&parent).unwrap_or_default();
-                out.insert(
-                    PageKey {
-                        parent,
-                        limit,
-                        after: after.clone(),
-                    },
-                    rows,
-                );
-            }
-        }
-        Ok(out)
+        load_pages::<like::Entity>(&self.db, &LIKES_PAGE, keys, plausible_id, |r| &r.post_id).await
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use portico_kit::errors::{ErrorCode, gql_error};
 use portico_kit::events;
 use portico_kit::identity::{identity, require_user};
-use portico_kit::pagination::{PageInfo, encode_cursor, validate_first};
+use portico_kit::pagination::{encode_cursor, forward_page, validate_first};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait,
@@ -50,47 +50,26 @@ impl Like {
     }
 }
 
-/// An edge of a `LikeConnection`.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct LikeEdge {
-    pub cursor: String,
-    pub node: Like,
-}
-
-/// A Relay connection of likes, newest first.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct LikeConnection {
-    pub edges: Vec<LikeEdge>,
-    pub nodes: Vec<Like>,
-    pub page_info: PageInfo,
-}
+portico_kit::relay_connection!(
+    /// A Relay connection of likes, newest first.
+    LikeConnection,
+    /// An edge of a `LikeConnection`.
+    LikeEdge,
+    Like,
+);
 
 impl LikeConnection {
     /// `rows` holds up to `first + 1` rows: the extra one only proves there is a next page.
-    fn build(mut rows: Vec<like::Model>, first: u64, has_previous: bool) -> Self {
-        let has_next = rows.len() as u64 > first;
-        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
-        let edges: Vec<LikeEdge> = rows
-            .into_iter()
-            .map(|m| LikeEdge {
-                cursor: encode_cursor(m.created_at, &m.user_id),
-                node: Like {
-                    created_at: m.created_at,
-                    user_id: m.user_id,
-                },
-            })
-            .collect();
-        let page_info = PageInfo {
-            has_next_page: has_next,
-            has_previous_page: has_previous,
-            start_cursor: edges.first().map(|e| e.cursor.clone()),
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
-        };
-        Self {
-            nodes: edges.iter().map(|e| e.node.clone()).collect(),
-            edges,
-            page_info,
-        }
+    fn build(rows: Vec<like::Model>, first: u64, has_previous: bool) -> Self {
+        let (edges, page_info) = forward_page(rows, first, has_previous, |m| {
+            let cursor = encode_cursor(m.created_at, &m.user_id);
+            let node = Like {
+                created_at: m.created_at,
+                user_id: m.user_id,
+            };
+            (cursor, node)
+        });
+        Self::from_edges(edges, page_info)
     }
 }
 

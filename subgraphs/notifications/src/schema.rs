@@ -7,7 +7,7 @@ use async_graphql::{ComplexObject, Context, Enum, ID, Object, Result, SimpleObje
 use chrono::{DateTime, Utc};
 use portico_kit::errors::{ErrorCode, bad_input, gql_error, internal};
 use portico_kit::identity::{identity, require_user};
-use portico_kit::pagination::{PageInfo, encode_cursor, validate_first};
+use portico_kit::pagination::{encode_cursor, try_forward_page, validate_first};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -182,44 +182,24 @@ impl User {
     }
 }
 
-/// An edge of a `NotificationConnection`.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct NotificationEdge {
-    pub cursor: String,
-    pub node: Notification,
-}
-
-/// A Relay connection of notifications, newest first.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct NotificationConnection {
-    pub edges: Vec<NotificationEdge>,
-    pub nodes: Vec<Notification>,
-    pub page_info: PageInfo,
-}
+portico_kit::relay_connection!(
+    /// A Relay connection of notifications, newest first.
+    NotificationConnection,
+    /// An edge of a `NotificationConnection`.
+    NotificationEdge,
+    Notification,
+);
 
 impl NotificationConnection {
     /// `rows` holds up to `first + 1` rows: the extra one only proves there is a next page.
-    fn build(mut rows: Vec<notification::Model>, first: u64, has_previous: bool) -> Result<Self> {
-        let has_next = rows.len() as u64 > first;
-        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
-        let mut edges = Vec::with_capacity(rows.len());
-        for m in rows {
-            edges.push(NotificationEdge {
-                cursor: encode_cursor(m.created_at, &m.id),
-                node: Notification::from_model(m)?,
-            });
-        }
-        let page_info = PageInfo {
-            has_next_page: has_next,
-            has_previous_page: has_previous,
-            start_cursor: edges.first().map(|e| e.cursor.clone()),
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
-        };
-        Ok(Self {
-            nodes: edges.iter().map(|e| e.node.clone()).collect(),
-            edges,
-            page_info,
-        })
+    fn build(rows: Vec<notification::Model>, first: u64, has_previous: bool) -> Result<Self> {
+        let (edges, page_info) = try_forward_page(rows, first, has_previous, |m| {
+            Ok::<_, async_graphql::Error>((
+                encode_cursor(m.created_at, &m.id),
+                Notification::from_model(m)?,
+            ))
+        })?;
+        Ok(Self::from_edges(edges, page_info))
     }
 }
 

@@ -2,7 +2,7 @@
 //! idempotent `follow` / `unfollow` mutations.
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, ID, Object, SimpleObject};
+use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use portico_kit::errors::{OrInternal, bad_input, not_found};
 use portico_kit::events::{USER_FOLLOWED, USER_UNFOLLOWED, enqueue};
@@ -32,20 +32,13 @@ fn loader<'a, T: Send + Sync + 'static>(
 #[derive(Clone, Debug)]
 pub struct User(pub profile::Model);
 
-/// A follow edge.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct UserEdge {
-    pub cursor: String,
-    pub node: User,
-}
-
-/// A page of users (followers or followings), newest follow first.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct UserConnection {
-    pub edges: Vec<UserEdge>,
-    pub nodes: Vec<User>,
-    pub page_info: PageInfo,
-}
+portico_kit::relay_connection!(
+    /// A page of users (followers or followings), newest follow first.
+    UserConnection,
+    /// A follow edge.
+    UserEdge,
+    User,
+);
 
 async fn follow_page(
     ctx: &Context<'_>,
@@ -75,18 +68,12 @@ async fn follow_page(
     for (id, at) in &page.edges {
         // A followed user without a profile yet (event in flight) is left out.
         if let Some(p) = profiles.get(id) {
-            edges.push(UserEdge {
-                cursor: encode_cursor(*at, id),
-                node: User(p.clone()),
-            });
+            edges.push((encode_cursor(*at, id), User(p.clone())));
         }
     }
-    let cursors: Vec<String> = edges.iter().map(|e| e.cursor.clone()).collect();
-    Ok(UserConnection {
-        nodes: edges.iter().map(|e| e.node.clone()).collect(),
-        page_info: PageInfo::forward(&cursors, page.has_next, cursor.is_some()),
-        edges,
-    })
+    let cursors: Vec<String> = edges.iter().map(|(c, _)| c.clone()).collect();
+    let page_info = PageInfo::forward(&cursors, page.has_next, cursor.is_some());
+    Ok(UserConnection::from_edges(edges, page_info))
 }
 
 #[Object]
