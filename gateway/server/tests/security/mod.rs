@@ -859,9 +859,13 @@ async fn no_token_password_or_trust_token_appears_in_the_logs() {
 #[tokio::test]
 async fn the_demo_authorization_rules_fit_the_demo_supergraph() {
     let supergraph = include_str!("../../../../supergraph/supergraph.graphql");
-    let mut config = GatewayConfig::from_toml(include_str!("../fixtures/demo_authorization.toml"))
+    // The rules as deployed (deploy/gateway.toml is also what `portico dev` applies);
+    // only the network-facing parts are switched off for this in-process test.
+    let mut config = GatewayConfig::from_toml(include_str!("../../../../deploy/gateway.toml"))
         .expect("demo rules parse");
     config.dev = true;
+    config.rate_limit.enabled = false;
+    config.jwt.jwks_url = None;
     let gateway =
         Gateway::new(config, supergraph, TrustSigner::generate()).expect("every coordinate exists");
     let addr = spawn(gateway.router()).await;
