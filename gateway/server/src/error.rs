@@ -57,6 +57,8 @@ pub enum ErrorCode {
     SubrequestHttpError,
     /// A subgraph did not answer within its timeout.
     SubrequestTimeout,
+    /// The whole request did not complete within `request_timeout_ms`.
+    GatewayTimeout,
     /// A non-null field resolved to null (spec "field error").
     NullValueInNonNullField,
     /// A bug or an unexpected internal state.
@@ -98,6 +100,7 @@ impl ErrorCode {
             ErrorCode::QueryPlanningFailed => "QUERY_PLANNING_FAILED",
             ErrorCode::SubrequestHttpError => "SUBREQUEST_HTTP_ERROR",
             ErrorCode::SubrequestTimeout => "SUBREQUEST_TIMEOUT",
+            ErrorCode::GatewayTimeout => "GATEWAY_TIMEOUT",
             ErrorCode::NullValueInNonNullField => "NULL_VALUE_IN_NON_NULL_FIELD",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
             ErrorCode::UnauthorizedFieldOrType => "UNAUTHORIZED_FIELD_OR_TYPE",
@@ -134,6 +137,7 @@ impl ErrorCode {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ErrorCode::UnauthorizedFieldOrType => StatusCode::FORBIDDEN,
+            ErrorCode::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::MaxTokensExceeded | ErrorCode::MaxDirectivesExceeded => {
                 StatusCode::BAD_REQUEST
             }
@@ -295,6 +299,7 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::QueryPlanningFailed,
     ErrorCode::SubrequestHttpError,
     ErrorCode::SubrequestTimeout,
+    ErrorCode::GatewayTimeout,
     ErrorCode::NullValueInNonNullField,
     ErrorCode::InternalServerError,
     ErrorCode::UnauthorizedFieldOrType,

@@ -551,6 +551,30 @@ async fn a_slow_subgraph_times_out_with_subrequest_timeout() {
 }
 
 #[tokio::test]
+async fn a_request_past_its_deadline_is_a_gateway_timeout() {
+    let products = MockSubgraph::start(products_subgraph(json!([product("1")]))).await;
+    let reviews = MockSubgraph::start_with(
+        Arc::new(|_: &Value| json!({"data": {"_entities": [{"reviews": []}]}})),
+        Duration::from_secs(3),
+        StatusCode::OK,
+    )
+    .await;
+    let mut config = dev();
+    config.request_timeout_ms = 200;
+    let gw = TestGateway::start(
+        config,
+        &[("products", &products.url), ("reviews", &reviews.url)],
+        vec![("", top_products_plan())],
+    )
+    .await;
+    let (status, body) = gw
+        .post(json!({"query": "{ topProducts { name reviews { body } } }"}))
+        .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "GATEWAY_TIMEOUT");
+}
+
+#[tokio::test]
 async fn entity_errors_are_remapped_to_every_client_path_that_produced_them() {
     let products = MockSubgraph::start(products_subgraph(json!([
         product("1"),

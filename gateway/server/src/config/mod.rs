@@ -61,6 +61,9 @@ pub struct GatewayConfig {
     pub subgraphs: BTreeMap<String, SubgraphConfig>,
     /// Timeout for a subgraph request when the subgraph has no `timeout_ms` of its own.
     pub subgraph_timeout_ms: u64,
+    /// Deadline of a whole client request, in milliseconds: past it the request is
+    /// answered `GATEWAY_TIMEOUT` (HTTP 504) and its remaining subgraph calls are dropped.
+    pub request_timeout_ms: u64,
     /// Override labels (`@override(label:)`) that are active for every request.
     pub override_labels: Vec<String>,
     /// How subgraphs are told the request came through the gateway.
@@ -96,6 +99,7 @@ impl Default for GatewayConfig {
             include_plan: true,
             subgraphs: BTreeMap::new(),
             subgraph_timeout_ms: 30_000,
+            request_timeout_ms: 60_000,
             override_labels: Vec::new(),
             trust: TrustConfig::default(),
             jwt: JwtConfig::default(),
@@ -754,6 +758,9 @@ impl GatewayConfig {
         if self.limits.max_body_bytes == 0 {
             return Err(invalid("limits.max_body_bytes", "must be positive"));
         }
+        if self.request_timeout_ms == 0 {
+            return Err(invalid("request_timeout_ms", "must be positive"));
+        }
         self.cost.validate()?;
         self.rate_limit.validate()?;
         for (name, sg) in &self.subgraphs {
@@ -804,6 +811,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "include_plan",
     "subgraphs",
     "subgraph_timeout_ms",
+    "request_timeout_ms",
     "override_labels",
     "trust",
     "jwt",

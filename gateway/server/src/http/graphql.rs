@@ -40,7 +40,16 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
     let started = std::time::Instant::now();
     let json_type = response_content_type(request.headers());
     let mut quota = None;
-    let mut response = match pipeline(&gw, request, &mut quota).await {
+    let deadline = std::time::Duration::from_millis(gw.config.request_timeout_ms);
+    let outcome = tokio::time::timeout(deadline, pipeline(&gw, request, &mut quota))
+        .await
+        .unwrap_or_else(|_| {
+            Err(RequestFailure::new(
+                ErrorCode::GatewayTimeout,
+                "the request did not complete within request_timeout_ms",
+            ))
+        });
+    let mut response = match outcome {
         Ok(response) => response,
         Err(failure) => failure_response(failure, json_type),
     };
