@@ -3,7 +3,8 @@
 //! 1. Interoperability: every planner fixture under `tests/fixtures/<case>/subgraphs/`
 //!    was composed by `@theguild/federation-composition` into its `supergraph.graphql`,
 //!    and every composition fixture that library composes has its output in
-//!    `reference.graphql` (`tests/composition-reference.mjs`); Portico must compose the
+//!    `reference.graphql` (`tests/composition-reference.mjs`; except a case with
+//!    `expect-codes`, where Portico deliberately disagrees: see its `notes.md`); Portico must compose the
 //!    same subgraphs into a supergraph with the same API schema and the same join
 //!    metadata (after `normalize_supergraph`).
 //! 2. Composition fixtures: `tests/composition/<case>/subgraphs/*.graphql` (subgraph name

@@ -1090,7 +1090,12 @@ fn collect_fields<'s>(sels: &'s [Sel], out: &mut Vec<&'s Field>) {
     }
 }
 
-fn find_provided(graph: &Graph<'_>, provided: &[Sel], ty: &Name, field: &str) -> Option<Vec<Sel>> {
+pub(crate) fn find_provided(
+    graph: &Graph<'_>,
+    provided: &[Sel],
+    ty: &Name,
+    field: &str,
+) -> Option<Vec<Sel>> {
     for sel in provided {
         match sel {
             Sel::Field(f) if f.name == field => return Some(f.selections.clone()),
