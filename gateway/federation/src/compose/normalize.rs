@@ -164,6 +164,7 @@ fn field_set(s: &str) -> String {
             && !out.is_empty()
             && !"{}():".contains(c)
             && !out.ends_with(['{', '(', ':'])
+            && !out.ends_with("...")
         {
             out.push(' ');
         }
