@@ -23,6 +23,9 @@
 //! every label inactive, each label alone active, each label alone inactive, and every
 //! label active (`2n + 2` settings). A field failing under several settings is reported
 //! once, for the first setting in that order.
+//!
+//! The walk stops after [`MAX_NODES`] option sets per setting and then says so with a
+//! `SATISFIABILITY_CHECK_INCOMPLETE` hint.
 
 use super::{Diagnostic, Diagnostics};
 use crate::plan::graph::Graph;
@@ -69,6 +72,7 @@ enum Miss {
 pub(crate) fn check(supergraph: &Supergraph, diags: &mut Diagnostics) {
     let labels = override_labels(supergraph);
     let mut reported = HashSet::new();
+    let mut truncated = false;
     for active in label_sets(&labels) {
         let setting = (!labels.is_empty()).then(|| describe_setting(&active, &labels));
         let g = Graph::new(supergraph, &active);
@@ -78,6 +82,15 @@ pub(crate) fn check(supergraph: &Supergraph, diags: &mut Diagnostics) {
                 diags.push(d);
             }
         }
+        truncated |= walk.truncated;
+    }
+    if truncated {
+        diags.push(Diagnostic::hint(
+            "SATISFIABILITY_CHECK_INCOMPLETE",
+            format!(
+                "The satisfiability check stopped after {MAX_NODES} query positions: some fields were not checked"
+            ),
+        ));
     }
 }
 
@@ -168,6 +181,8 @@ struct Walk<'a, 'g> {
     parent: HashMap<Node, (Option<Node>, Step)>,
     closures: HashMap<(Name, usize), Vec<usize>>,
     requires: HashMap<(State, Name), Result<(), String>>,
+    /// [`MAX_NODES`] was hit: part of the schema went unchecked.
+    truncated: bool,
 }
 
 impl<'a, 'g> Walk<'a, 'g> {
@@ -181,6 +196,7 @@ impl<'a, 'g> Walk<'a, 'g> {
             parent: HashMap::new(),
             closures: HashMap::new(),
             requires: HashMap::new(),
+            truncated: false,
         }
     }
 
@@ -199,7 +215,11 @@ impl<'a, 'g> Walk<'a, 'g> {
     }
 
     fn visit(&mut self, queue: &mut VecDeque<Node>, from: Option<&Node>, to: Node, step: Step) {
-        if self.parent.len() >= MAX_NODES || self.parent.contains_key(&to) {
+        if self.parent.contains_key(&to) {
+            return;
+        }
+        if self.parent.len() >= MAX_NODES {
+            self.truncated = true;
             return;
         }
         self.parent.insert(to.clone(), (from.cloned(), step));
