@@ -3,7 +3,7 @@
 //! provides, no abstract types in keys, `@requires`/`@provides` leaves `@external` unless a
 //! field on their path is, as Apollo's `validateFieldSetSelections`), `@external` usage,
 //! `@override` form, `@interfaceObject` form, keys on interfaces repeated on
-//! implementations. Federation 1
+//! implementations; `@context`/`@fromContext` in [`super::context`]. Federation 1
 //! subgraphs keep the `@key` checks only, as before.
 
 use super::subgraph::Subgraph;
@@ -404,6 +404,7 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
             }
         }
     }
+    super::context::check(sg, &mut push);
 }
 
 pub(crate) fn normalize_ws(s: &str) -> String {
