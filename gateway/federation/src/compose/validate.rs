@@ -459,7 +459,8 @@ fn check_field_set(
 ) -> Vec<FieldSetProblem> {
     let mut out = Vec::new();
     if let Ok(fs) = FieldSet::parse_and_validate(&sg.schema, type_name.clone(), source, "fields") {
-        check_selections(sg, kind, &fs.selection_set, false, &mut out);
+        let fake = fake_externals(sg);
+        check_selections(sg, kind, &fs.selection_set, false, &fake, &mut out);
     }
     out
 }
@@ -469,6 +470,7 @@ fn check_selections(
     kind: Kind,
     set: &SelectionSet,
     external_in_parents: bool,
+    fake: &FieldRefs,
     out: &mut Vec<FieldSetProblem>,
 ) {
     let strict = kind == Kind::Key || !sg.fed1;
@@ -503,7 +505,8 @@ fn check_selections(
                 let Some(pty) = sg.schema.types.get(parent) else {
                     continue;
                 };
-                let external = is_external(sg, pty, &f.definition);
+                let is_fake = fake.contains(&(parent.clone(), f.name.clone()));
+                let external = is_external(sg, pty, &f.definition) && !is_fake;
                 if kind != Kind::Requires && strict && !f.definition.arguments.is_empty() {
                     out.push((
                         kind.code("args"),
@@ -535,24 +538,70 @@ fn check_selections(
                     out.push((
                         kind.code("external"),
                         Some(coordinate.clone()),
-                        format!(
-                            "field \"{coordinate}\" should not be part of a @{directive} since it is already provided by this subgraph (it is not marked @external)"
-                        ),
+                        if is_fake {
+                            format!(
+                                "field \"{coordinate}\" should not be part of a @{directive} since it is already \"effectively\" provided by this subgraph (while it is marked @external, it is a @key field of an extension type, which are not internally considered external for historical/backward compatibility reasons)"
+                            )
+                        } else {
+                            format!(
+                                "field \"{coordinate}\" should not be part of a @{directive} since it is already provided by this subgraph (it is not marked @external)"
+                            )
+                        },
                     ));
                 }
                 if !leaf {
                     let below = external_in_parents
                         || external
                         || (pty.is_interface() && external_in_implementation(sg, parent, &f.name));
-                    check_selections(sg, kind, &f.selection_set, below, out);
+                    check_selections(sg, kind, &f.selection_set, below, fake, out);
                 }
             }
             Selection::InlineFragment(i) => {
-                check_selections(sg, kind, &i.selection_set, external_in_parents, out)
+                check_selections(sg, kind, &i.selection_set, external_in_parents, fake, out)
             }
             Selection::FragmentSpread(_) => {}
         }
     }
+}
+
+/// Apollo's "fake" external fields: `@external` fields selected by a `@key` of a type
+/// extension (`extend type` or `@extends`). For historical reasons they are not
+/// considered external, so a `@requires`/`@provides` may not select them as if they were.
+fn fake_externals(sg: &Subgraph) -> FieldRefs {
+    let mut out = FieldRefs::new();
+    let Some(key) = sg.local("key") else {
+        return out;
+    };
+    if sg.fed1 {
+        return out;
+    }
+    for (name, ty) in &sg.schema.types {
+        if !sg.is_user_type(name, ty) {
+            continue;
+        }
+        let extends = sg.has(ty.directives(), "extends");
+        for k in ty.directives().get_all(key) {
+            if !(extends || k.origin.extension_id().is_some()) {
+                continue;
+            }
+            let Some(src) = fields_arg(&k.node) else {
+                continue;
+            };
+            for (parent, field) in field_set_fields_lenient(sg, name, &src) {
+                let direct = sg
+                    .schema
+                    .types
+                    .get(&parent)
+                    .and_then(fields_of)
+                    .and_then(|fs| fs.get(&field))
+                    .is_some_and(|d| sg.has(&d.directives, "external"));
+                if direct {
+                    out.insert((parent, field));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Whether some object implementing `interface` has its field `field` `@external`.
