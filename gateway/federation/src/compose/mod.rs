@@ -15,6 +15,7 @@
 //! Errors from all stages are collected; stages after a failing one still run when their
 //! input is usable, so one run reports as much as possible.
 
+mod context;
 mod diagnostic;
 mod inaccessible;
 mod merge;

@@ -1,7 +1,10 @@
 //! Stage 2, per-subgraph federation rules: `@key`/`@requires`/`@provides` field sets
-//! (parse, exist, no arguments in keys, no abstract types in keys, `@external` where
-//! needed), `@external` usage, `@override` form, `@interfaceObject` form, keys on
-//! interfaces repeated on implementations.
+//! (parse and validate at every depth, no directive applications, no arguments in keys and
+//! provides, no abstract types in keys, `@requires`/`@provides` leaves `@external` unless a
+//! field on their path is, as Apollo's `validateFieldSetSelections`), `@external` usage,
+//! `@override` form, `@interfaceObject` form, keys on interfaces repeated on
+//! implementations; `@context`/`@fromContext` in [`super::context`]. Federation 1
+//! subgraphs keep the `@key` checks only, as before.
 
 use super::subgraph::Subgraph;
 use super::{Diagnostic, Diagnostics};
@@ -36,6 +39,52 @@ pub(crate) fn field_set_fields(
             .map(|d| d.error.to_string())
             .collect::<Vec<_>>()
             .join("; ")),
+    }
+}
+
+/// Fields a field set selects even when it does not validate (those that resolve), so
+/// an invalid `fields` does not also make its `@external` fields "unused".
+fn field_set_fields_lenient(sg: &Subgraph, type_name: &Name, source: &str) -> Vec<(Name, Name)> {
+    let doc = match apollo_compiler::ast::Document::parse(format!("{{ {source} }}"), "fields") {
+        Ok(doc) => doc,
+        Err(e) => e.partial,
+    };
+    let mut out = Vec::new();
+    for d in &doc.definitions {
+        if let apollo_compiler::ast::Definition::OperationDefinition(o) = d {
+            resolvable_fields(sg, type_name, &o.selection_set, &mut out);
+        }
+    }
+    out
+}
+
+fn resolvable_fields(
+    sg: &Subgraph,
+    type_name: &Name,
+    selections: &[apollo_compiler::ast::Selection],
+    out: &mut Vec<(Name, Name)>,
+) {
+    use apollo_compiler::ast::Selection as S;
+    for sel in selections {
+        match sel {
+            S::Field(f) => {
+                if let Some(def) = sg
+                    .schema
+                    .types
+                    .get(type_name)
+                    .and_then(fields_of)
+                    .and_then(|fs| fs.get(&f.name))
+                {
+                    out.push((type_name.clone(), f.name.clone()));
+                    resolvable_fields(sg, def.ty.inner_named_type(), &f.selection_set, out);
+                }
+            }
+            S::InlineFragment(i) => {
+                let on = i.type_condition.as_ref().unwrap_or(type_name);
+                resolvable_fields(sg, on, &i.selection_set, out);
+            }
+            S::FragmentSpread(_) => {}
+        }
     }
 }
 
@@ -87,10 +136,8 @@ pub(crate) fn used_by_field_sets(sg: &Subgraph) -> FieldRefs {
             continue;
         }
         for key in sg.all(ty.directives(), "key") {
-            if let Some(src) = fields_arg(key)
-                && let Ok(fields) = field_set_fields(sg, name, &src)
-            {
-                used.extend(fields.into_iter().map(|(p, f, _, _)| (p, f)));
+            if let Some(src) = fields_arg(key) {
+                used.extend(field_set_fields_lenient(sg, name, &src));
             }
         }
         let Some(fields) = fields_of(ty) else {
@@ -98,18 +145,14 @@ pub(crate) fn used_by_field_sets(sg: &Subgraph) -> FieldRefs {
         };
         for field in fields.values() {
             for r in sg.all(&field.directives, "requires") {
-                if let Some(src) = fields_arg(r)
-                    && let Ok(fields) = field_set_fields(sg, name, &src)
-                {
-                    used.extend(fields.into_iter().map(|(p, f, _, _)| (p, f)));
+                if let Some(src) = fields_arg(r) {
+                    used.extend(field_set_fields_lenient(sg, name, &src));
                 }
             }
             for p in sg.all(&field.directives, "provides") {
                 let target = field.ty.inner_named_type().clone();
-                if let Some(src) = fields_arg(p)
-                    && let Ok(fields) = field_set_fields(sg, &target, &src)
-                {
-                    used.extend(fields.into_iter().map(|(p, f, _, _)| (p, f)));
+                if let Some(src) = fields_arg(p) {
+                    used.extend(field_set_fields_lenient(sg, &target, &src));
                 }
             }
         }
@@ -156,44 +199,18 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
                 Err(e) => push(
                     "KEY_INVALID_FIELDS",
                     type_name.to_string(),
-                    format!("{head}: {e}"),
+                    format!(
+                        "{head}: {}",
+                        describe_invalid(sg, Kind::Key, type_name, &src).unwrap_or(e)
+                    ),
                 ),
-                Ok(fields) => {
-                    if src.contains('@') {
+                Ok(_) => {
+                    for (code, at, msg) in check_field_set(sg, Kind::Key, type_name, &src) {
                         push(
-                            "KEY_DIRECTIVE_IN_FIELDS_ARG",
-                            type_name.to_string(),
-                            format!(
-                                "{head}: cannot have directive applications in the @key(fields:) argument"
-                            ),
+                            code,
+                            at.unwrap_or_else(|| type_name.to_string()),
+                            format!("{head}: {msg}"),
                         );
-                    }
-                    for (parent, field, def, _) in &fields {
-                        if !def.arguments.is_empty() {
-                            push(
-                                "KEY_FIELDS_HAS_ARGS",
-                                format!("{parent}.{field}"),
-                                format!(
-                                    "{head}: field {parent}.{field} cannot be included because it has arguments (fields with argument are not allowed in @key)"
-                                ),
-                            );
-                        }
-                        if let Some(t) = sg.schema.types.get(def.ty.inner_named_type())
-                            && matches!(t, ExtendedType::Interface(_) | ExtendedType::Union(_))
-                        {
-                            let kind = if t.is_interface() {
-                                "interface"
-                            } else {
-                                "union"
-                            };
-                            push(
-                                "KEY_FIELDS_SELECT_INVALID_TYPE",
-                                format!("{parent}.{field}"),
-                                format!(
-                                    "{head}: field \"{parent}.{field}\" is a {kind} type which is not allowed in @key"
-                                ),
-                            );
-                        }
                     }
                 }
             }
@@ -281,24 +298,14 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
                     Err(e) => push(
                         "REQUIRES_INVALID_FIELDS",
                         coord.clone(),
-                        format!("{head}: {e}"),
+                        format!(
+                            "{head}: {}",
+                            describe_invalid(sg, Kind::Requires, type_name, &src).unwrap_or(e)
+                        ),
                     ),
-                    Ok(selected) => {
-                        for (parent, f, _, top) in selected {
-                            if !top || sg.fed1 {
-                                continue;
-                            }
-                            let pty = &sg.schema.types[&parent];
-                            let def = fields_of(pty).and_then(|fs| fs.get(&f));
-                            if def.is_some_and(|d| !is_external(sg, pty, d)) {
-                                push(
-                                    "REQUIRES_FIELDS_MISSING_EXTERNAL",
-                                    coord.clone(),
-                                    format!(
-                                        "{head}: field \"{parent}.{f}\" should not be part of a @requires since it is already provided by this subgraph (it is not marked @external)"
-                                    ),
-                                );
-                            }
+                    Ok(_) => {
+                        for (code, _, msg) in check_field_set(sg, Kind::Requires, type_name, &src) {
+                            push(code, coord.clone(), format!("{head}: {msg}"));
                         }
                     }
                 }
@@ -337,24 +344,14 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
                     Err(e) => push(
                         "PROVIDES_INVALID_FIELDS",
                         coord.clone(),
-                        format!("{head}: {e}"),
+                        format!(
+                            "{head}: {}",
+                            describe_invalid(sg, Kind::Provides, target, &src).unwrap_or(e)
+                        ),
                     ),
-                    Ok(selected) => {
-                        for (parent, f, _, top) in selected {
-                            if !top {
-                                continue;
-                            }
-                            let pty = &sg.schema.types[&parent];
-                            let def = fields_of(pty).and_then(|fs| fs.get(&f));
-                            if def.is_some_and(|d| !is_external(sg, pty, d)) && !sg.fed1 {
-                                push(
-                                    "PROVIDES_FIELDS_MISSING_EXTERNAL",
-                                    coord.clone(),
-                                    format!(
-                                        "{head}: field \"{parent}.{f}\" should not be part of a @provides since it is already provided by this subgraph (it is not marked @external)"
-                                    ),
-                                );
-                            }
+                    Ok(_) => {
+                        for (code, _, msg) in check_field_set(sg, Kind::Provides, target, &src) {
+                            push(code, coord.clone(), format!("{head}: {msg}"));
                         }
                     }
                 }
@@ -407,8 +404,287 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
             }
         }
     }
+    super::context::check(sg, &mut push);
 }
 
 pub(crate) fn normalize_ws(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Which federation directive a field set belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Key,
+    Requires,
+    Provides,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Key => "key",
+            Kind::Requires => "requires",
+            Kind::Provides => "provides",
+        }
+    }
+
+    fn code(self, what: &str) -> &'static str {
+        match (self, what) {
+            (Kind::Key, "directive") => "KEY_DIRECTIVE_IN_FIELDS_ARG",
+            (Kind::Requires, "directive") => "REQUIRES_DIRECTIVE_IN_FIELDS_ARG",
+            (Kind::Provides, "directive") => "PROVIDES_DIRECTIVE_IN_FIELDS_ARG",
+            (Kind::Key, "args") => "KEY_FIELDS_HAS_ARGS",
+            (Kind::Requires, "args") => "REQUIRES_FIELDS_HAS_ARGS",
+            (Kind::Provides, "args") => "PROVIDES_FIELDS_HAS_ARGS",
+            (Kind::Requires, _) => "REQUIRES_FIELDS_MISSING_EXTERNAL",
+            (Kind::Provides, _) => "PROVIDES_FIELDS_MISSING_EXTERNAL",
+            (Kind::Key, _) => "KEY_FIELDS_SELECT_INVALID_TYPE",
+        }
+    }
+}
+
+/// A field-set problem: code, coordinate when it names a selected field, message.
+type FieldSetProblem = (&'static str, Option<String>, String);
+
+/// Apollo's `validateFieldSetSelections` over an already validated field set: no
+/// directive applications anywhere; no fields with arguments in `@key`/`@provides`;
+/// `@requires`/`@provides` leaves must be `@external` unless a parent on their path is
+/// (or, for an interface field, one of its implementations is); `@key` selects no
+/// interface- or union-typed field. Federation 1 subgraphs only get the `@key` checks.
+fn check_field_set(
+    sg: &Subgraph,
+    kind: Kind,
+    type_name: &Name,
+    source: &str,
+) -> Vec<FieldSetProblem> {
+    let mut out = Vec::new();
+    if let Ok(fs) = FieldSet::parse_and_validate(&sg.schema, type_name.clone(), source, "fields") {
+        let fake = fake_externals(sg);
+        check_selections(sg, kind, &fs.selection_set, false, &fake, &mut out);
+    }
+    out
+}
+
+fn check_selections(
+    sg: &Subgraph,
+    kind: Kind,
+    set: &SelectionSet,
+    external_in_parents: bool,
+    fake: &FieldRefs,
+    out: &mut Vec<FieldSetProblem>,
+) {
+    let strict = kind == Kind::Key || !sg.fed1;
+    let directive = kind.name();
+    for sel in &set.selections {
+        let directives = match sel {
+            Selection::Field(f) => &f.directives,
+            Selection::InlineFragment(i) => &i.directives,
+            Selection::FragmentSpread(s) => &s.directives,
+        };
+        if strict && !directives.is_empty() {
+            let found = directives
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push((
+                kind.code("directive"),
+                None,
+                format!(
+                    "cannot have directive applications in the @{directive}(fields:) argument but found {found}."
+                ),
+            ));
+        }
+        match sel {
+            Selection::Field(f) => {
+                if f.name == "__typename" {
+                    continue;
+                }
+                let parent = &set.ty;
+                let coordinate = format!("{parent}.{}", f.name);
+                let Some(pty) = sg.schema.types.get(parent) else {
+                    continue;
+                };
+                let is_fake = fake.contains(&(parent.clone(), f.name.clone()));
+                let external = is_external(sg, pty, &f.definition) && !is_fake;
+                if kind != Kind::Requires && strict && !f.definition.arguments.is_empty() {
+                    out.push((
+                        kind.code("args"),
+                        Some(coordinate.clone()),
+                        format!(
+                            "field {coordinate} cannot be included because it has arguments (fields with argument are not allowed in @{directive})"
+                        ),
+                    ));
+                }
+                if kind == Kind::Key
+                    && let Some(t) = sg.schema.types.get(f.definition.ty.inner_named_type())
+                    && (t.is_interface() || t.is_union())
+                {
+                    let what = if t.is_interface() {
+                        "Interface"
+                    } else {
+                        "Union"
+                    };
+                    out.push((
+                        kind.code("type"),
+                        Some(coordinate.clone()),
+                        format!(
+                            "field \"{coordinate}\" is a {what} type which is not allowed in @key"
+                        ),
+                    ));
+                }
+                let leaf = f.selection_set.selections.is_empty();
+                if kind != Kind::Key && !sg.fed1 && leaf && !external && !external_in_parents {
+                    out.push((
+                        kind.code("external"),
+                        Some(coordinate.clone()),
+                        if is_fake {
+                            format!(
+                                "field \"{coordinate}\" should not be part of a @{directive} since it is already \"effectively\" provided by this subgraph (while it is marked @external, it is a @key field of an extension type, which are not internally considered external for historical/backward compatibility reasons)"
+                            )
+                        } else {
+                            format!(
+                                "field \"{coordinate}\" should not be part of a @{directive} since it is already provided by this subgraph (it is not marked @external)"
+                            )
+                        },
+                    ));
+                }
+                if !leaf {
+                    let below = external_in_parents
+                        || external
+                        || (pty.is_interface() && external_in_implementation(sg, parent, &f.name));
+                    check_selections(sg, kind, &f.selection_set, below, fake, out);
+                }
+            }
+            Selection::InlineFragment(i) => {
+                check_selections(sg, kind, &i.selection_set, external_in_parents, fake, out)
+            }
+            Selection::FragmentSpread(_) => {}
+        }
+    }
+}
+
+/// Apollo's "fake" external fields: `@external` fields selected by a `@key` of a type
+/// extension (`extend type` or `@extends`). For historical reasons they are not
+/// considered external, so a `@requires`/`@provides` may not select them as if they were.
+fn fake_externals(sg: &Subgraph) -> FieldRefs {
+    let mut out = FieldRefs::new();
+    let Some(key) = sg.local("key") else {
+        return out;
+    };
+    if sg.fed1 {
+        return out;
+    }
+    for (name, ty) in &sg.schema.types {
+        if !sg.is_user_type(name, ty) {
+            continue;
+        }
+        let extends = sg.has(ty.directives(), "extends");
+        for k in ty.directives().get_all(key) {
+            if !(extends || k.origin.extension_id().is_some()) {
+                continue;
+            }
+            let Some(src) = fields_arg(&k.node) else {
+                continue;
+            };
+            for (parent, field) in field_set_fields_lenient(sg, name, &src) {
+                let direct = sg
+                    .schema
+                    .types
+                    .get(&parent)
+                    .and_then(fields_of)
+                    .and_then(|fs| fs.get(&field))
+                    .is_some_and(|d| sg.has(&d.directives, "external"));
+                if direct {
+                    out.insert((parent, field));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether some object implementing `interface` has its field `field` `@external`.
+fn external_in_implementation(sg: &Subgraph, interface: &Name, field: &Name) -> bool {
+    sg.schema.types.values().any(|t| {
+        if let ExtendedType::Object(o) = t
+            && o.implements_interfaces.iter().any(|i| i.name == *interface)
+            && let Some(def) = o.fields.get(field)
+        {
+            is_external(sg, t, def)
+        } else {
+            false
+        }
+    })
+}
+
+/// Apollo's wording for a field set that does not validate, when the first problem is
+/// one it words itself: an unknown field, a composite field without a selection, a leaf
+/// field with one. `None` for anything else (syntax errors, bad arguments, …).
+fn describe_invalid(sg: &Subgraph, kind: Kind, type_name: &Name, source: &str) -> Option<String> {
+    let doc = apollo_compiler::ast::Document::parse(format!("{{ {source} }}"), "fields").ok()?;
+    let selections = doc.definitions.iter().find_map(|d| match d {
+        apollo_compiler::ast::Definition::OperationDefinition(o) => Some(&o.selection_set),
+        _ => None,
+    })?;
+    describe_selections(sg, kind, type_name, selections)
+}
+
+fn describe_selections(
+    sg: &Subgraph,
+    kind: Kind,
+    type_name: &Name,
+    selections: &[apollo_compiler::ast::Selection],
+) -> Option<String> {
+    use apollo_compiler::ast::Selection as S;
+    let ty = sg.schema.types.get(type_name)?;
+    for sel in selections {
+        match sel {
+            S::Field(f) => {
+                if f.name == "__typename" {
+                    continue;
+                }
+                let Some(def) = fields_of(ty).and_then(|fs| fs.get(&f.name)) else {
+                    let hint = if kind == Kind::Key {
+                        "the field should either be added to this subgraph or, if it should not be resolved by this subgraph, you need to add it to this subgraph with @external"
+                    } else {
+                        "if the field is defined in another subgraph, you need to add it to this subgraph with @external"
+                    };
+                    return Some(format!(
+                        "Cannot query field \"{}\" on type \"{type_name}\" ({hint}).",
+                        f.name
+                    ));
+                };
+                let child = def.ty.inner_named_type();
+                let composite = sg
+                    .schema
+                    .types
+                    .get(child)
+                    .is_some_and(|t| t.is_object() || t.is_interface() || t.is_union());
+                if composite && f.selection_set.is_empty() {
+                    return Some(format!(
+                        "Invalid empty selection set for field \"{type_name}.{}\" of non-leaf type {}",
+                        f.name, def.ty
+                    ));
+                }
+                if !composite && !f.selection_set.is_empty() {
+                    return Some(format!(
+                        "Field \"{}\" must not have a selection since type \"{}\" has no subfields.",
+                        f.name, def.ty
+                    ));
+                }
+                if let Some(m) = describe_selections(sg, kind, child, &f.selection_set) {
+                    return Some(m);
+                }
+            }
+            S::InlineFragment(i) => {
+                let on = i.type_condition.as_ref().unwrap_or(type_name);
+                if let Some(m) = describe_selections(sg, kind, on, &i.selection_set) {
+                    return Some(m);
+                }
+            }
+            S::FragmentSpread(_) => {}
+        }
+    }
+    None
 }
