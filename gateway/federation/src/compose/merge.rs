@@ -129,6 +129,52 @@ fn print_description(out: &mut String, indent: &str, d: Option<&str>) {
     }
 }
 
+/// The descriptions one merged element has across subgraphs. The supergraph takes the
+/// first in subgraph order (as the Guild's composition does; Apollo takes the most
+/// common one); differing descriptions give an `INCONSISTENT_DESCRIPTION` hint.
+#[derive(Debug, Default)]
+struct Described(Vec<(usize, String)>);
+
+impl Described {
+    fn add(&mut self, idx: usize, d: Option<&str>) {
+        if let Some(d) = d {
+            self.0.push((idx, d.to_string()));
+        }
+    }
+
+    fn pick(&self, subgraphs: &[Subgraph], coord: &str, diags: &mut Diagnostics) -> Option<String> {
+        let (first_idx, first) = self.0.first()?;
+        let differing: Vec<&(usize, String)> = self
+            .0
+            .iter()
+            .filter(|(_, d)| d.trim() != first.trim())
+            .collect();
+        if !differing.is_empty() {
+            let mut message = format!(
+                "Element \"{coord}\" has inconsistent descriptions across subgraphs. The supergraph will use description (from subgraph \"{}\"): {}.",
+                subgraphs[*first_idx].name,
+                quote(first.trim())
+            );
+            for (i, d) in &differing {
+                let _ = write!(
+                    message,
+                    " In subgraph \"{}\", the description is: {}.",
+                    subgraphs[*i].name,
+                    quote(d.trim())
+                );
+            }
+            let mut hint = Diagnostic::hint("INCONSISTENT_DESCRIPTION", message)
+                .at(coord.to_string())
+                .subgraph(subgraphs[*first_idx].name.clone());
+            for (i, _) in differing {
+                hint = hint.subgraph(subgraphs[*i].name.clone());
+            }
+            diags.push(hint);
+        }
+        Some(first.clone())
+    }
+}
+
 fn print_directive(name: &str, d: &Directive) -> String {
     if d.arguments.is_empty() {
         format!("@{name}")
@@ -151,37 +197,264 @@ struct Carry<'a> {
     used_composed: HashSet<String>,
 }
 
+/// `@listSize` arguments, merged across subgraphs.
+#[derive(Debug, Clone, Default)]
+struct ListSize {
+    assumed_size: Option<i32>,
+    slicing_arguments: Option<Vec<String>>,
+    sized_fields: Option<Vec<String>>,
+    require_one: bool,
+}
+
+/// The client-facing directives of one supergraph element, gathered from every subgraph
+/// that defines it. Repeated `@requiresScopes`/`@policy` merge as Apollo does (the
+/// conjunction of the requirements, kept in disjunctive normal form: each subgraph's
+/// requirement must hold), `@cost` takes the largest weight, `@listSize` the largest
+/// assumed size, the union of slicing arguments and sized fields, and requires one
+/// slicing argument only if every subgraph does. Other directives: first one wins
+/// (`@tag` and composed directives: every distinct application).
+#[derive(Debug, Default)]
+struct Carried {
+    /// Printed directives in order of first appearance; merged ones as `MERGED` + name.
+    list: Vec<String>,
+    scopes: Option<Vec<Vec<String>>>,
+    policies: Option<Vec<Vec<String>>>,
+    cost: Option<i32>,
+    list_size: Option<ListSize>,
+}
+
+const MERGED: &str = "\u{0}";
+
+impl Carried {
+    fn push(&mut self, printed: String) {
+        self.list.push(printed);
+    }
+
+    fn mark(&mut self, canonical: &str) {
+        let slot = format!("{MERGED}{canonical}");
+        if !self.list.contains(&slot) {
+            self.list.push(slot);
+        }
+    }
+
+    /// The printed directives, merged values in place.
+    fn printed(&self) -> Vec<String> {
+        let groups = |g: &[Vec<String>]| {
+            let inner: Vec<String> = g
+                .iter()
+                .map(|c| {
+                    let q: Vec<String> = c.iter().map(|s| quote(s)).collect();
+                    format!("[{}]", q.join(", "))
+                })
+                .collect();
+            format!("[{}]", inner.join(", "))
+        };
+        let strings = |v: &[String]| {
+            let q: Vec<String> = v.iter().map(|s| quote(s)).collect();
+            format!("[{}]", q.join(", "))
+        };
+        self.list
+            .iter()
+            .filter_map(|p| {
+                let Some(name) = p.strip_prefix(MERGED) else {
+                    return Some(p.clone());
+                };
+                match name {
+                    "requiresScopes" => self
+                        .scopes
+                        .as_ref()
+                        .map(|g| format!("@requiresScopes(scopes: {})", groups(g))),
+                    "policy" => self
+                        .policies
+                        .as_ref()
+                        .map(|g| format!("@policy(policies: {})", groups(g))),
+                    "cost" => self.cost.map(|w| format!("@cost(weight: {w})")),
+                    "listSize" => self.list_size.as_ref().map(|l| {
+                        let mut args = Vec::new();
+                        if let Some(a) = l.assumed_size {
+                            args.push(format!("assumedSize: {a}"));
+                        }
+                        if let Some(s) = &l.slicing_arguments {
+                            args.push(format!("slicingArguments: {}", strings(s)));
+                        }
+                        if let Some(s) = &l.sized_fields {
+                            args.push(format!("sizedFields: {}", strings(s)));
+                        }
+                        args.push(format!("requireOneSlicingArgument: {}", l.require_one));
+                        format!("@listSize({})", args.join(", "))
+                    }),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// `[[String!]!]!` argument value of `@requiresScopes`/`@policy`.
+fn dnf_argument(d: &Directive, arg: &str) -> Vec<Vec<String>> {
+    d.specified_argument_by_name(arg)
+        .and_then(|v| v.as_list())
+        .map(|outer| {
+            outer
+                .iter()
+                .filter_map(|inner| inner.as_list())
+                .map(|inner| {
+                    inner
+                        .iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Conjunction of two requirements in disjunctive normal form: every pair of
+/// alternatives combined, duplicates and alternatives implied by smaller ones dropped,
+/// in a stable order (fewest elements first, then by text).
+pub(crate) fn dnf_and(a: &[Vec<String>], b: &[Vec<String>]) -> Vec<Vec<String>> {
+    if a.is_empty() || b.is_empty() {
+        return if a.is_empty() { b.to_vec() } else { a.to_vec() };
+    }
+    let mut candidates: Vec<Vec<String>> = Vec::new();
+    for x in a {
+        for y in b {
+            let mut c: Vec<String> = x.iter().chain(y).cloned().collect();
+            c.sort();
+            c.dedup();
+            if !candidates.contains(&c) {
+                candidates.push(c);
+            }
+        }
+    }
+    candidates.sort_by_key(|c| c.len());
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for c in candidates {
+        if !out.iter().any(|kept| kept.iter().all(|e| c.contains(e))) {
+            out.push(c);
+        }
+    }
+    out.sort_by(|x, y| {
+        x.len()
+            .cmp(&y.len())
+            .then_with(|| x.join(",").cmp(&y.join(",")))
+    });
+    out
+}
+
+fn union_strings(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<String>> {
+    match (a, b) {
+        (None, b) => b,
+        (a, None) => a,
+        (Some(mut a), Some(b)) => {
+            for s in b {
+                if !a.contains(&s) {
+                    a.push(s);
+                }
+            }
+            Some(a)
+        }
+    }
+}
+
 impl Carry<'_> {
-    fn collect(&mut self, idx: usize, list: &impl Dirs, out: &mut Vec<String>) {
+    fn collect(&mut self, idx: usize, list: &impl Dirs, out: &mut Carried) {
         let sg = &self.subgraphs[idx];
         for canonical in CARRIED {
             for d in sg.all(list, canonical) {
                 self.used_features.insert(canonical);
-                let printed = print_directive(canonical, d);
-                if !out.contains(&printed) {
-                    let repeatable = *canonical == "tag";
-                    if repeatable
-                        || !out.iter().any(|o| {
-                            o.starts_with(&format!("@{canonical}("))
-                                || *o == format!("@{canonical}")
-                        })
-                    {
-                        out.push(printed);
+                match *canonical {
+                    "requiresScopes" | "policy" => {
+                        let arg = if *canonical == "policy" {
+                            "policies"
+                        } else {
+                            "scopes"
+                        };
+                        let value = dnf_argument(d, arg);
+                        let slot = if *canonical == "policy" {
+                            &mut out.policies
+                        } else {
+                            &mut out.scopes
+                        };
+                        *slot = Some(match slot.take() {
+                            None => dnf_and(&value, &[]),
+                            Some(prev) => dnf_and(&prev, &value),
+                        });
+                        out.mark(canonical);
+                    }
+                    "cost" => {
+                        if let Some(w) = d
+                            .specified_argument_by_name("weight")
+                            .and_then(|v| v.to_i32())
+                        {
+                            out.cost = Some(out.cost.map_or(w, |c| c.max(w)));
+                            out.mark(canonical);
+                        }
+                    }
+                    "listSize" => {
+                        let strings = |a: &str| {
+                            d.specified_argument_by_name(a)
+                                .and_then(|v| v.as_list())
+                                .map(|l| {
+                                    l.iter()
+                                        .filter_map(|s| s.as_str().map(str::to_string))
+                                        .collect::<Vec<_>>()
+                                })
+                        };
+                        let this = ListSize {
+                            assumed_size: d
+                                .specified_argument_by_name("assumedSize")
+                                .and_then(|v| v.to_i32()),
+                            slicing_arguments: strings("slicingArguments"),
+                            sized_fields: strings("sizedFields"),
+                            require_one: d
+                                .specified_argument_by_name("requireOneSlicingArgument")
+                                .and_then(|v| v.to_bool())
+                                .unwrap_or(true),
+                        };
+                        out.list_size = Some(match out.list_size.take() {
+                            None => this,
+                            Some(prev) => ListSize {
+                                assumed_size: match (prev.assumed_size, this.assumed_size) {
+                                    (Some(a), Some(b)) => Some(a.max(b)),
+                                    (a, b) => a.or(b),
+                                },
+                                slicing_arguments: union_strings(
+                                    prev.slicing_arguments,
+                                    this.slicing_arguments,
+                                ),
+                                sized_fields: union_strings(prev.sized_fields, this.sized_fields),
+                                require_one: prev.require_one && this.require_one,
+                            },
+                        });
+                        out.mark(canonical);
+                    }
+                    _ => {
+                        let printed = print_directive(canonical, d);
+                        if !out.list.contains(&printed)
+                            && (*canonical == "tag"
+                                || !out.list.iter().any(|o| {
+                                    o.starts_with(&format!("@{canonical}("))
+                                        || *o == format!("@{canonical}")
+                                }))
+                        {
+                            out.push(printed);
+                        }
                     }
                 }
             }
         }
         for d in list.every() {
-            if d.name == "deprecated" && !out.iter().any(|o| o.starts_with("@deprecated")) {
+            if d.name == "deprecated" && !out.list.iter().any(|o| o.starts_with("@deprecated")) {
                 out.push(print_directive("deprecated", d));
             }
-            if d.name == "specifiedBy" && !out.iter().any(|o| o.starts_with("@specifiedBy")) {
+            if d.name == "specifiedBy" && !out.list.iter().any(|o| o.starts_with("@specifiedBy")) {
                 out.push(print_directive("specifiedBy", d));
             }
             if let Some(merged) = self.composed[idx].get(d.name.as_str()) {
                 self.used_composed.insert(merged.clone());
                 let printed = print_directive(merged, d);
-                if !out.contains(&printed) {
+                if !out.list.contains(&printed) {
                     out.push(printed);
                 }
             }
@@ -391,8 +664,8 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
             );
             continue;
         }
-        let mut type_dirs = Vec::new();
-        let mut description = None;
+        let mut type_dirs = Carried::default();
+        let mut described = Described::default();
         for s in sources {
             carry.collect(s.idx, s.ty.directives(), &mut type_dirs);
             for c in subgraphs[s.idx].all(s.ty.directives(), "context") {
@@ -407,9 +680,7 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                     ));
                 }
             }
-            if description.is_none() {
-                description = s.ty.description().map(|d| d.to_string());
-            }
+            described.add(s.idx, s.ty.description().map(|d| d.as_str()));
         }
         let mut joins = Vec::new();
         for s in sources {
@@ -447,11 +718,17 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                 }
             }
         }
+        let description = described.pick(subgraphs, type_name, diags);
         let mut out = String::new();
         print_description(&mut out, "", description.as_deref());
         match kind {
             Kind::Scalar => {
-                let _ = writeln!(out, "scalar {type_name}{}{}\n", sp(&joins), sp(&type_dirs));
+                let _ = writeln!(
+                    out,
+                    "scalar {type_name}{}{}\n",
+                    sp(&joins),
+                    sp(&type_dirs.printed())
+                );
             }
             Kind::Union => {
                 let mut members: IndexSet<Name> = IndexSet::new();
@@ -473,22 +750,22 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                     out,
                     "union {type_name}{}{} = {}\n",
                     sp(&joins),
-                    sp(&type_dirs),
+                    sp(&type_dirs.printed()),
                     members.join(" | ")
                 );
             }
             Kind::Enum => {
                 let (input, output) = enum_usage.get(type_name).copied().unwrap_or_default();
                 let mut values: IndexMap<Name, Vec<usize>> = IndexMap::new();
-                let mut value_defs: IndexMap<Name, (Option<String>, Vec<String>)> = IndexMap::new();
+                let mut value_defs: IndexMap<Name, (Described, Carried)> = IndexMap::new();
                 for s in sources {
                     if let ExtendedType::Enum(e) = s.ty {
                         for (v, def) in &e.values {
                             values.entry(v.clone()).or_default().push(s.idx);
                             let entry = value_defs.entry(v.clone()).or_default();
-                            if entry.0.is_none() {
-                                entry.0 = def.description.as_ref().map(|d| d.to_string());
-                            }
+                            entry
+                                .0
+                                .add(s.idx, def.description.as_ref().map(|d| d.as_str()));
                             carry.collect(s.idx, &def.directives, &mut entry.1);
                         }
                     }
@@ -528,15 +805,21 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                 if keep.is_empty() {
                     diags.push(Diagnostic::error("EMPTY_MERGED_ENUM_TYPE", format!("None of the values of enum type \"{type_name}\" are defined consistently in all the subgraphs defining that type. As only values common to all subgraphs are merged, this would result in an empty type.")).at(type_name.to_string()));
                 }
-                let _ = writeln!(out, "enum {type_name}{}{} {{", sp(&joins), sp(&type_dirs));
+                let _ = writeln!(
+                    out,
+                    "enum {type_name}{}{} {{",
+                    sp(&joins),
+                    sp(&type_dirs.printed())
+                );
                 for v in keep {
-                    let (desc, dirs) = &value_defs[v];
+                    let (described, dirs) = &value_defs[v];
+                    let desc = described.pick(subgraphs, &format!("{type_name}.{v}"), diags);
                     print_description(&mut out, "  ", desc.as_deref());
                     let vj: Vec<String> = values[v]
                         .iter()
                         .map(|i| format!("@join__enumValue(graph: {})", graph_names[*i]))
                         .collect();
-                    let _ = writeln!(out, "  {v}{}{}", sp(&vj), sp(dirs));
+                    let _ = writeln!(out, "  {v}{}{}", sp(&vj), sp(&dirs.printed()));
                 }
                 out.push_str("}\n\n");
             }
@@ -611,7 +894,12 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                 if printed_fields.is_empty() {
                     diags.push(Diagnostic::error("EMPTY_MERGED_INPUT_TYPE", format!("None of the fields of input object type \"{type_name}\" are consistently defined in all the subgraphs defining that type. As only fields common to all subgraphs are merged, this would result in an empty type.")).at(type_name.to_string()));
                 }
-                let _ = writeln!(out, "input {type_name}{}{} {{", sp(&joins), sp(&type_dirs));
+                let _ = writeln!(
+                    out,
+                    "input {type_name}{}{} {{",
+                    sp(&joins),
+                    sp(&type_dirs.printed())
+                );
                 for f in printed_fields {
                     let _ = writeln!(out, "  {f}");
                 }
@@ -670,7 +958,7 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                     out,
                     "{word} {type_name}{imp}{}{} {{",
                     sp(&joins),
-                    sp(&type_dirs)
+                    sp(&type_dirs.printed())
                 );
                 out.push_str(&fields_text);
                 out.push_str("}\n\n");
@@ -857,14 +1145,13 @@ fn merge_input_value(
             .at(coord),
         );
     }
-    let mut dirs = Vec::new();
-    let mut description = None;
+    let mut dirs = Carried::default();
+    let mut described = Described::default();
     for (i, d) in defs {
         carry.collect(*i, &d.directives, &mut dirs);
-        if description.is_none() {
-            description = d.description.as_ref().map(|d| d.to_string());
-        }
+        described.add(*i, d.description.as_ref().map(|d| d.as_str()));
     }
+    let description = described.pick(subgraphs, coord, diags);
     let name = &defs[0].1.name;
     let default = defaults
         .first()
@@ -873,7 +1160,10 @@ fn merge_input_value(
     let desc = description
         .map(|d| format!("{} ", quote(&d)))
         .unwrap_or_default();
-    Some(format!("{desc}{name}: {ty}{default}{}", sp(&dirs)))
+    Some(format!(
+        "{desc}{name}: {ty}{default}{}",
+        sp(&dirs.printed())
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1132,6 +1422,7 @@ fn merge_fields(
             );
         }
         let mut args = Vec::new();
+        let mut merged_args: Vec<String> = Vec::new();
         for a in &arg_names {
             let acoord = format!("{coord}({a}:)");
             let defs: Vec<(usize, &Node<InputValueDefinition>)> = arg_sources
@@ -1173,17 +1464,16 @@ fn merge_fields(
                 carry,
             ) {
                 args.push(p);
+                merged_args.push(a.to_string());
             }
         }
         // Directives and description.
-        let mut dirs = Vec::new();
-        let mut description = None;
+        let mut dirs = Carried::default();
+        let mut described = Described::default();
         for f in &fsources {
             // The first description in subgraph order, external declarations included
             // (as the Guild's composition does); directives only from resolving ones.
-            if description.is_none() {
-                description = f.def.description.as_ref().map(|d| d.to_string());
-            }
+            described.add(f.idx, f.def.description.as_ref().map(|d| d.as_str()));
             if !f.external {
                 carry.collect(f.idx, &f.def.directives, &mut dirs);
             }
@@ -1246,13 +1536,25 @@ fn merge_fields(
                 joins.push(format!("@join__field({})", a.join(", ")));
             }
         }
+        // Slicing arguments name arguments of the merged field only.
+        if let Some(l) = &mut dirs.list_size
+            && let Some(s) = &mut l.slicing_arguments
+        {
+            s.retain(|a| merged_args.contains(a));
+        }
+        let description = described.pick(subgraphs, &coord, diags);
         print_description(out, "  ", description.as_deref());
         let args = if args.is_empty() {
             String::new()
         } else {
             format!("({})", args.join(", "))
         };
-        let _ = writeln!(out, "  {field_name}{args}: {ty}{}{}", sp(&joins), sp(&dirs));
+        let _ = writeln!(
+            out,
+            "  {field_name}{args}: {ty}{}{}",
+            sp(&joins),
+            sp(&dirs.printed())
+        );
     }
     for field_name in &from_interface_objects {
         // Defined by an @interfaceObject for one of this type's interfaces: resolved there.
@@ -1372,3 +1674,33 @@ enum link__Purpose {
 }
 
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::dnf_and;
+
+    fn v(groups: &[&[&str]]) -> Vec<Vec<String>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn requirements_merge_by_conjunction_in_normal_form() {
+        // Either side empty: the other one.
+        assert_eq!(dnf_and(&v(&[&["a"]]), &[]), v(&[&["a"]]));
+        // (a ∨ b) ∧ c = (a ∧ c) ∨ (b ∧ c)
+        assert_eq!(
+            dnf_and(&v(&[&["a"], &["b"]]), &v(&[&["c"]])),
+            v(&[&["a", "c"], &["b", "c"]])
+        );
+        // (a ∨ b) ∧ a = a: the alternative implied by a smaller one is dropped.
+        assert_eq!(dnf_and(&v(&[&["a"], &["b"]]), &v(&[&["a"]])), v(&[&["a"]]));
+        // Duplicates inside an alternative collapse; order is stable.
+        assert_eq!(
+            dnf_and(&v(&[&["b", "a"]]), &v(&[&["a", "b"]])),
+            v(&[&["a", "b"]])
+        );
+    }
+}
