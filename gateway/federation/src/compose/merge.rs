@@ -1242,10 +1242,8 @@ fn merge_fields(
                 _ => unreachable!(),
             };
             let in_key = key_fields[s.idx].contains(&(local_type.clone(), field_name.clone()));
-            let mut external = is_external(sg, s.ty, def);
-            if external && sg.fed1 && in_key {
-                external = false;
-            }
+            // Fed1 key fields of extensions lost `@external` in the upgrade.
+            let external = is_external(sg, s.ty, def);
             let ovr = sg.all(&def.directives, "override").into_iter().next();
             let str_of = |d: &Node<Directive>, a: &str| {
                 d.specified_argument_by_name(a)

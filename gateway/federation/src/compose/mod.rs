@@ -4,6 +4,8 @@
 //!
 //! Stages, in order (each its own module):
 //! 1. [`subgraph`]: parse and validate each subgraph, resolve its federation `@link`.
+//!    Federation 1 subgraphs are then rewritten as Apollo's schema upgrader does
+//!    ([`upgrade`]).
 //! 2. [`validate`]: per-subgraph federation rules (field sets, `@external`, `@override`,
 //!    `@interfaceObject`).
 //! 3. [`merge`]: merge types across subgraphs (sharing, enums, inputs, arguments,
@@ -22,6 +24,7 @@ mod merge;
 mod normalize;
 mod satisfiability;
 mod subgraph;
+mod upgrade;
 mod validate;
 
 pub(crate) use diagnostic::github_escape as diagnostic_escape;
@@ -95,11 +98,15 @@ pub fn compose(subgraphs: &[SubgraphInput]) -> Result<Composed, CompositionError
             );
         }
     }
-    let loaded: Vec<_> = subgraphs
+    let mut loaded: Vec<_> = subgraphs
         .iter()
         .filter_map(|s| subgraph::load(s, &mut diags))
         .collect();
     if loaded.len() != subgraphs.len() || diags.has_errors() {
+        return Err(finish_errors(diags));
+    }
+    upgrade::upgrade(&mut loaded, &mut diags);
+    if diags.has_errors() {
         return Err(finish_errors(diags));
     }
     for s in &loaded {
