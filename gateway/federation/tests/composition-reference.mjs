@@ -1,9 +1,9 @@
 // Writes tests/composition/<case>/reference.graphql: the supergraph that
 // @theguild/federation-composition (MIT) composes for each composition fixture that it
 // composes successfully. tests/composition.rs checks Portico's supergraph against it
-// (same API schema and join metadata after normalisation). A case with `expect-codes` that
-// the library composes is one where Portico deliberately disagrees (its notes.md says
-// why): it gets no reference. Run from a folder that has it:
+// (same API schema and join metadata after normalisation). A case with a `notes.md` is one
+// where Portico deliberately disagrees with the library (the note says why, usually
+// following Apollo's composition): it gets no reference. Run from a folder that has it:
 //   cd /tmp/fedcomp && npm i @theguild/federation-composition graphql
 //   NODE_PATH=/tmp/fedcomp/node_modules node gateway/federation/tests/composition-reference.mjs
 import { createRequire } from 'node:module';
@@ -33,10 +33,10 @@ for (const name of readdirSync(root).sort()) {
     console.log(`${name}: fails (${[...new Set(result.errors.map((e) => e.extensions?.code))].join(', ')})`);
     continue;
   }
-  if (existsSync(join(root, name, 'expect-codes'))) {
-    // Portico deliberately rejects what the library composes: see the case's notes.md.
+  if (existsSync(join(root, name, 'notes.md')) || existsSync(join(root, name, 'expect-codes'))) {
+    // Portico deliberately composes differently or fails: see the case's notes.md.
     if (existsSync(out)) rmSync(out);
-    console.log(`${name}: ok here, but Portico expects failure (notes.md); no reference`);
+    console.log(`${name}: ok here, but Portico deliberately differs (notes.md); no reference`);
     continue;
   }
   writeFileSync(out, result.supergraphSdl + '\n');

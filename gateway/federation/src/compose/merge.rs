@@ -1019,6 +1019,10 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
         links.push("@link(url: \"https://specs.apollo.dev/context/v0.1\", for: SECURITY)".into());
         defs.push_str("directive @context(name: String!) repeatable on OBJECT | INTERFACE | UNION\n\ndirective @context__fromContext(field: context__ContextFieldValue) on ARGUMENT_DEFINITION\n\nscalar context__ContextFieldValue\n\n");
     }
+    let composed = carry.composed.clone();
+    defs.push_str(&executable_directives(
+        subgraphs, &composed, diags, &mut carry,
+    ));
     for (name, (def, url)) in &composed_defs {
         links.push(format!(
             "@link(url: {}, import: [{}])",
@@ -1050,6 +1054,196 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
     out.push_str("}\n\n");
     out.push_str(&body);
     let _ = out.pop();
+    out
+}
+
+/// Locations where a directive applies to an operation rather than to the schema.
+const EXECUTABLE_LOCATIONS: &[&str] = &[
+    "QUERY",
+    "MUTATION",
+    "SUBSCRIPTION",
+    "FIELD",
+    "FRAGMENT_DEFINITION",
+    "FRAGMENT_SPREAD",
+    "INLINE_FRAGMENT",
+    "VARIABLE_DEFINITION",
+];
+
+/// Executable directives the subgraphs define (Apollo's rules): one that any operation
+/// may carry to any subgraph is kept only when every subgraph defines it
+/// (`INCONSISTENT_EXECUTABLE_DIRECTIVE_PRESENCE` otherwise), with the executable
+/// locations all of them accept (`NO_EXECUTABLE_DIRECTIVE_LOCATIONS_INTERSECTION` when
+/// none), `repeatable` only if everywhere repeatable, and its arguments merged like
+/// field arguments. Returns the printed definitions.
+fn executable_directives(
+    subgraphs: &[Subgraph],
+    composed: &[HashMap<String, String>],
+    diags: &mut Diagnostics,
+    carry: &mut Carry,
+) -> String {
+    const BUILT_IN: &[&str] = &[
+        "skip",
+        "include",
+        "deprecated",
+        "specifiedBy",
+        "oneOf",
+        "defer",
+        "stream",
+        "link",
+    ];
+    // name → per subgraph (index, definition), in order of first appearance.
+    let mut found: IndexMap<Name, Vec<(usize, &Node<apollo_compiler::ast::DirectiveDefinition>)>> =
+        IndexMap::new();
+    for (idx, sg) in subgraphs.iter().enumerate() {
+        for (name, def) in &sg.schema.directive_definitions {
+            let executable = def
+                .locations
+                .iter()
+                .any(|l| EXECUTABLE_LOCATIONS.contains(&l.name()));
+            if !executable
+                || BUILT_IN.contains(&name.as_str())
+                || sg.is_spec_directive(name)
+                || composed[idx].contains_key(name.as_str())
+                || name.contains("__")
+            {
+                continue;
+            }
+            found.entry(name.clone()).or_default().push((idx, def));
+        }
+    }
+    let mut out = String::new();
+    for (name, defs) in &found {
+        if defs.len() != subgraphs.len() {
+            let has: Vec<String> = defs
+                .iter()
+                .map(|(i, _)| subgraphs[*i].name.clone())
+                .collect();
+            let lacks: Vec<String> = subgraphs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !defs.iter().any(|(d, _)| d == i))
+                .map(|(_, s)| s.name.clone())
+                .collect();
+            diags.push(
+                Diagnostic::hint(
+                    "INCONSISTENT_EXECUTABLE_DIRECTIVE_PRESENCE",
+                    format!(
+                        "Executable directive \"@{name}\" will not be part of the supergraph as it does not appear in all subgraphs: it is defined in subgraph(s) {} but not in subgraph(s) {}.",
+                        list(&has),
+                        list(&lacks)
+                    ),
+                )
+                .subgraphs(lacks)
+                .at(format!("@{name}")),
+            );
+            continue;
+        }
+        let locations_of = |d: &apollo_compiler::ast::DirectiveDefinition| -> Vec<&'static str> {
+            EXECUTABLE_LOCATIONS
+                .iter()
+                .copied()
+                .filter(|l| d.locations.iter().any(|x| x.name() == *l))
+                .collect()
+        };
+        let mut locations = locations_of(&defs[0].1);
+        let mut inconsistent_locations = false;
+        for (_, d) in &defs[1..] {
+            let these = locations_of(d);
+            if these != locations {
+                inconsistent_locations = true;
+            }
+            locations.retain(|l| these.contains(l));
+        }
+        if locations.is_empty() {
+            diags.push(
+                Diagnostic::hint(
+                    "NO_EXECUTABLE_DIRECTIVE_LOCATIONS_INTERSECTION",
+                    format!(
+                        "Executable directive \"@{name}\" has no location that it is marked as valid on in all subgraphs: it will not be included in the supergraph."
+                    ),
+                )
+                .at(format!("@{name}")),
+            );
+            continue;
+        }
+        if inconsistent_locations {
+            diags.push(
+                Diagnostic::hint(
+                    "INCONSISTENT_EXECUTABLE_DIRECTIVE_LOCATIONS",
+                    format!(
+                        "Executable directive \"@{name}\" has inconsistent locations across subgraphs: it will only include the locations common to all subgraphs ({}).",
+                        locations.join(", ")
+                    ),
+                )
+                .at(format!("@{name}")),
+            );
+        }
+        let repeatable = defs.iter().all(|(_, d)| d.repeatable);
+        if !repeatable && defs.iter().any(|(_, d)| d.repeatable) {
+            diags.push(
+                Diagnostic::hint(
+                    "INCONSISTENT_EXECUTABLE_DIRECTIVE_REPEATABLE",
+                    format!(
+                        "Executable directive \"@{name}\" will not be marked repeatable in the supergraph as it is inconsistently marked repeatable in subgraphs."
+                    ),
+                )
+                .at(format!("@{name}")),
+            );
+        }
+        // Arguments: intersection, like field arguments.
+        let mut arg_names: IndexSet<Name> = IndexSet::new();
+        for (_, d) in defs {
+            arg_names.extend(d.arguments.iter().map(|a| a.name.clone()));
+        }
+        let mut args = Vec::new();
+        for a in &arg_names {
+            let acoord = format!("@{name}({a}:)");
+            let adefs: Vec<(usize, &Node<InputValueDefinition>)> = defs
+                .iter()
+                .filter_map(|(i, d)| d.arguments.iter().find(|x| x.name == *a).map(|x| (*i, x)))
+                .collect();
+            if adefs.len() != defs.len() {
+                let present: Vec<String> = adefs
+                    .iter()
+                    .map(|(i, _)| subgraphs[*i].name.clone())
+                    .collect();
+                let lacks: Vec<String> = defs
+                    .iter()
+                    .filter(|(i, _)| !adefs.iter().any(|(x, _)| x == i))
+                    .map(|(i, _)| subgraphs[*i].name.clone())
+                    .collect();
+                if adefs.iter().any(|(_, d)| d.is_required()) {
+                    diags.push(Diagnostic::error("REQUIRED_ARGUMENT_MISSING_IN_SOME_SUBGRAPH", format!("Argument \"{acoord}\" is required in some subgraphs but does not appear in all subgraphs: it is required in subgraph(s) {} but does not appear in subgraph(s) {}", list(&present), list(&lacks))).subgraphs(lacks).at(acoord));
+                } else {
+                    diags.push(Diagnostic::hint("INCONSISTENT_ARGUMENT_PRESENCE", format!("Optional argument \"{acoord}\" will not be included in the supergraph as it does not appear in all subgraphs: it is defined in subgraph(s) {} but not in subgraph(s) {}", list(&present), list(&lacks))).subgraphs(lacks).at(acoord));
+                }
+                continue;
+            }
+            if let Some(p) = merge_input_value(
+                subgraphs,
+                &adefs,
+                &acoord,
+                "FIELD_ARGUMENT_TYPE_MISMATCH",
+                "FIELD_ARGUMENT_DEFAULT_MISMATCH",
+                "Argument",
+                diags,
+                carry,
+            ) {
+                args.push(p);
+            }
+        }
+        let args = if args.is_empty() {
+            String::new()
+        } else {
+            format!("({})", args.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "directive @{name}{args}{} on {}\n",
+            if repeatable { " repeatable" } else { "" },
+            locations.join(" | ")
+        );
+    }
     out
 }
 

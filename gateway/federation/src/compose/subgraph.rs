@@ -164,6 +164,15 @@ impl Subgraph {
         }
     }
 
+    /// Whether `local` names a federation directive or one imported from another `@link`.
+    pub(crate) fn is_spec_directive(&self, local: &str) -> bool {
+        self.names.values().any(|n| n == local)
+            || self
+                .other_links
+                .iter()
+                .any(|l| l.directives.iter().any(|(n, _)| n == local))
+    }
+
     pub(crate) fn has(&self, list: &impl Dirs, canonical: &str) -> bool {
         !self.all(list, canonical).is_empty()
     }
