@@ -1145,7 +1145,7 @@ fn executable_directives(
                 .filter(|l| d.locations.iter().any(|x| x.name() == *l))
                 .collect()
         };
-        let mut locations = locations_of(&defs[0].1);
+        let mut locations = locations_of(defs[0].1);
         let mut inconsistent_locations = false;
         for (_, d) in &defs[1..] {
             let these = locations_of(d);
