@@ -1,5 +1,6 @@
-//! Stage 1, operation normalisation: pick the operation, inline named fragments, keep only
-//! `@skip`/`@include` among executable directives, drop root introspection fields. Literal
+//! Stage 1, operation normalisation: pick the operation, inline named fragments, keep
+//! `@skip`/`@include` and the executable directives on fields (forwarded to subgraphs;
+//! refused elsewhere, see [`forwarded`]), drop root introspection fields. Literal
 //! conditions are decided here: `@skip(if: true)`/`@include(if: false)` prune the
 //! selection (no fetch for it at all), `@skip(if: false)`/`@include(if: true)` are dropped;
 //! only conditions on variables reach the walk. The
@@ -18,7 +19,8 @@ pub(crate) struct Field {
     pub(crate) alias: Option<Name>,
     pub(crate) name: Name,
     pub(crate) arguments: Vec<Node<Argument>>,
-    /// Only `@skip` / `@include`.
+    /// `@skip` / `@include` left to decide at run time, then the other executable
+    /// directives, which are forwarded to the subgraph with the field.
     pub(crate) directives: Vec<Node<Directive>>,
     pub(crate) selections: Vec<Sel>,
 }
@@ -73,6 +75,38 @@ fn conditions(directives: &executable::DirectiveList) -> Option<Vec<Node<Directi
 
 /// A selection set emptied by literal conditions still needs one field in a subgraph
 /// request; `__typename` is free and never reaches the client.
+/// Executable directives other than `@skip`/`@include` (composed from the subgraphs, which
+/// all accept them). On a field they travel with it to the subgraph; elsewhere the planner
+/// cannot place them faithfully (fragments are inlined and re-shaped per subgraph, one
+/// client operation becomes several fetches), so it refuses rather than drop them.
+fn forwarded(
+    directives: &executable::DirectiveList,
+    on: &str,
+) -> Result<Vec<Node<Directive>>, PlanError> {
+    let mut out = Vec::new();
+    for d in directives.iter() {
+        match d.name.as_str() {
+            "include" | "skip" => {}
+            "defer" | "stream" => {
+                return Err(PlanError::Unsupported {
+                    coordinate: format!("@{}", d.name),
+                    reason: "incremental delivery is not supported".into(),
+                });
+            }
+            _ if on == "field" => out.push(d.clone()),
+            _ => {
+                return Err(PlanError::Unsupported {
+                    coordinate: format!("@{}", d.name),
+                    reason: format!(
+                        "executable directives are forwarded to subgraphs on fields only, not on {on}"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn typename_only() -> Vec<Sel> {
     vec![Sel::Field(Field {
         alias: None,
@@ -99,6 +133,10 @@ pub(crate) fn normalize(
         ast::OperationType::Mutation => OperationKind::Mutation,
         ast::OperationType::Subscription => OperationKind::Subscription,
     };
+    forwarded(&op.directives, "operations")?;
+    for fragment in document.fragments.values() {
+        forwarded(&fragment.directives, "fragment definitions")?;
+    }
     let mut selections = convert(document, &op.selection_set, budget, 0)?;
     strip_root_introspection(&mut selections);
     Ok(Operation {
@@ -135,9 +173,10 @@ fn convert(
         budget.tick()?;
         match s {
             Selection::Field(f) => {
-                let Some(directives) = conditions(&f.directives) else {
+                let Some(mut directives) = conditions(&f.directives) else {
                     continue;
                 };
+                directives.extend(forwarded(&f.directives, "field")?);
                 let mut selections = convert(document, &f.selection_set, budget, depth + 1)?;
                 if selections.is_empty() && !f.selection_set.selections.is_empty() {
                     selections = typename_only();
@@ -154,6 +193,7 @@ fn convert(
                 let Some(directives) = conditions(&i.directives) else {
                     continue;
                 };
+                forwarded(&i.directives, "inline fragments")?;
                 let selections = convert(document, &i.selection_set, budget, depth + 1)?;
                 if selections.is_empty() {
                     continue;
@@ -168,6 +208,7 @@ fn convert(
                 let Some(directives) = conditions(&spread.directives) else {
                     continue;
                 };
+                forwarded(&spread.directives, "fragment spreads")?;
                 let def = document
                     .fragments
                     .get(&spread.fragment_name)
