@@ -92,27 +92,35 @@ fn rename_type(sg: &Subgraph, ty: &Type) -> Type {
     }
 }
 
-/// `a` is a subtype of (at least as specific as) `b`, nullability-wise.
-fn is_subtype(a: &Type, b: &Type) -> bool {
+/// Named-type subtyping across the subgraphs: (object or interface, interface it
+/// implements) and (member, union) pairs, in merged names.
+type Subtypes = HashSet<(Name, Name)>;
+
+/// `a` is a subtype of (at least as specific as) `b`: nullability-wise, and for output
+/// types also an implementation or union member of `b` (`named`).
+fn is_subtype(a: &Type, b: &Type, named: &Subtypes) -> bool {
+    let same = |x: &Name, y: &Name| x == y || named.contains(&(x.clone(), y.clone()));
     match (a, b) {
-        (Type::Named(x), Type::Named(y)) => x == y,
-        (Type::NonNullNamed(x), Type::NonNullNamed(y) | Type::Named(y)) => x == y,
-        (Type::List(x), Type::List(y)) => is_subtype(x, y),
-        (Type::NonNullList(x), Type::NonNullList(y) | Type::List(y)) => is_subtype(x, y),
+        (Type::Named(x), Type::Named(y)) => same(x, y),
+        (Type::NonNullNamed(x), Type::NonNullNamed(y) | Type::Named(y)) => same(x, y),
+        (Type::List(x), Type::List(y)) => is_subtype(x, y, named),
+        (Type::NonNullList(x), Type::NonNullList(y) | Type::List(y)) => is_subtype(x, y, named),
         _ => false,
     }
 }
 
-/// Output position: the most general of the types; input: the most specific.
-fn merge_types(types: &[Type], output: bool) -> Option<Type> {
+/// Output position: the most general of the types; input: the most specific (and no
+/// named-type subtyping: input types must match).
+fn merge_types(types: &[Type], output: bool, named: &Subtypes) -> Option<Type> {
+    let none = Subtypes::new();
     types
         .iter()
         .find(|candidate| {
             types.iter().all(|t| {
                 if output {
-                    is_subtype(t, candidate)
+                    is_subtype(t, candidate, named)
                 } else {
-                    is_subtype(candidate, t)
+                    is_subtype(candidate, t, &none)
                 }
             })
         })
@@ -195,6 +203,7 @@ struct Carry<'a> {
     composed: Vec<HashMap<String, String>>,
     used_features: HashSet<&'static str>,
     used_composed: HashSet<String>,
+    subtypes: Subtypes,
 }
 
 /// `@listSize` arguments, merged across subgraphs.
@@ -581,6 +590,7 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
         composed: vec![HashMap::new(); subgraphs.len()],
         used_features: HashSet::new(),
         used_composed: HashSet::new(),
+        subtypes: subtypes(subgraphs),
     };
     let mut composed_defs: IndexMap<String, (String, String)> = IndexMap::new(); // name → (definition, link url)
     for (idx, sg) in subgraphs.iter().enumerate() {
@@ -1247,6 +1257,75 @@ fn executable_directives(
     out
 }
 
+/// The named-type subtyping every subgraph declares (see [`Subtypes`]).
+fn subtypes(subgraphs: &[Subgraph]) -> Subtypes {
+    let mut out = Subtypes::new();
+    for sg in subgraphs {
+        for (name, ty) in &sg.schema.types {
+            if !sg.is_user_type(name, ty) {
+                continue;
+            }
+            let me = sg.merged_name(name);
+            match ty {
+                ExtendedType::Object(o) => {
+                    for i in &o.implements_interfaces {
+                        out.insert((me.clone(), sg.merged_name(&i.name)));
+                    }
+                }
+                ExtendedType::Interface(i) => {
+                    for x in &i.implements_interfaces {
+                        out.insert((me.clone(), sg.merged_name(&x.name)));
+                    }
+                }
+                ExtendedType::Union(u) => {
+                    for m in &u.members {
+                        out.insert((sg.merged_name(&m.name), me.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Hint for a field or argument whose types differ across subgraphs but merge (output:
+/// the most general one, input: the most specific one).
+#[allow(clippy::too_many_arguments)]
+fn compatible_hint(
+    subgraphs: &[Subgraph],
+    types: &[(usize, &Type)],
+    merged: &Type,
+    coord: &str,
+    code: &'static str,
+    what: &str,
+    relation: &str,
+    diags: &mut Diagnostics,
+) {
+    let from: Vec<String> = types
+        .iter()
+        .filter(|(_, t)| *t == merged)
+        .map(|(i, _)| subgraphs[*i].name.clone())
+        .collect();
+    let others: Vec<String> = types
+        .iter()
+        .filter(|(_, t)| *t != merged)
+        .map(|(i, t)| format!("\"{t}\" in subgraph \"{}\"", subgraphs[*i].name))
+        .collect();
+    diags.push(
+        Diagnostic::hint(
+            code,
+            format!(
+                "Type of {what} \"{coord}\" is inconsistent but compatible across subgraphs: will use type \"{merged}\" (from {}) in supergraph but \"{coord}\" has {relation} {}.",
+                quoted_and(&from, "subgraph"),
+                others.join(" and ")
+            ),
+        )
+        .subgraphs(types.iter().filter(|(_, t)| *t != merged).map(|(i, _)| subgraphs[*i].name.clone()))
+        .at(coord.to_string()),
+    );
+}
+
 fn sp(items: &[String]) -> String {
     items.iter().map(|i| format!(" {i}")).collect()
 }
@@ -1296,7 +1375,7 @@ fn merge_input_value(
         .iter()
         .map(|(i, d)| rename_type(&subgraphs[*i], &d.ty))
         .collect();
-    let Some(ty) = merge_types(&types, false) else {
+    let Some(ty) = merge_types(&types, false, &carry.subtypes) else {
         let detail: Vec<String> = defs
             .iter()
             .zip(&types)
@@ -1316,6 +1395,24 @@ fn merge_input_value(
         );
         return None;
     };
+    if types.iter().any(|t| *t != ty) {
+        let pairs: Vec<(usize, &Type)> = defs.iter().map(|(i, _)| *i).zip(&types).collect();
+        let (code, word) = if what == "Argument" {
+            ("INCONSISTENT_BUT_COMPATIBLE_ARGUMENT_TYPE", "argument")
+        } else {
+            ("INCONSISTENT_BUT_COMPATIBLE_FIELD_TYPE", "input field")
+        };
+        compatible_hint(
+            subgraphs,
+            &pairs,
+            &ty,
+            coord,
+            code,
+            word,
+            "supertype",
+            diags,
+        );
+    }
     let defaults: Vec<(usize, String)> = defs
         .iter()
         .filter_map(|(i, d)| d.default_value.as_ref().map(|v| (*i, v.to_string())))
@@ -1570,7 +1667,7 @@ fn merge_fields(
         }
         // External types must be compatible with the resolving ones.
         let all_types: Vec<Type> = fsources.iter().map(|f| f.ty.clone()).collect();
-        let Some(ty) = merge_types(&all_types, true) else {
+        let Some(ty) = merge_types(&all_types, true, &carry.subtypes) else {
             let detail: Vec<String> = fsources
                 .iter()
                 .map(|f| {
@@ -1594,6 +1691,19 @@ fn merge_fields(
             continue;
         };
         let all_types_equal = all_types.iter().all(|t| *t == all_types[0]);
+        if !all_types_equal {
+            let pairs: Vec<(usize, &Type)> = fsources.iter().map(|f| (f.idx, &f.ty)).collect();
+            compatible_hint(
+                subgraphs,
+                &pairs,
+                &ty,
+                &coord,
+                "INCONSISTENT_BUT_COMPATIBLE_FIELD_TYPE",
+                "field",
+                "subtype",
+                diags,
+            );
+        }
         // Arguments: intersection over the resolving sources.
         let arg_sources: Vec<&FieldSource> = if resolving.is_empty() {
             fsources.iter().collect()
