@@ -755,6 +755,23 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                         }
                     }
                 }
+                for m in &members {
+                    let (has, lacks): (Vec<&TypeSource>, Vec<&TypeSource>) =
+                        sources.iter().partition(|s| match s.ty {
+                            ExtendedType::Union(u) => u
+                                .members
+                                .iter()
+                                .any(|x| subgraphs[s.idx].merged_name(&x.name) == *m),
+                            _ => false,
+                        });
+                    if !lacks.is_empty() {
+                        let name = |v: Vec<&TypeSource>| -> Vec<String> {
+                            v.iter().map(|s| subgraphs[s.idx].name.clone()).collect()
+                        };
+                        let (has, lacks) = (name(has), name(lacks));
+                        diags.push(Diagnostic::hint("INCONSISTENT_UNION_MEMBER", format!("Union type \"{type_name}\" includes member type \"{m}\" in some but not all defining subgraphs: \"{m}\" is defined in subgraph(s) {} but not in subgraph(s) {}.", list(&has), list(&lacks))).subgraphs(lacks).at(type_name.to_string()));
+                    }
+                }
                 let members: Vec<&str> = members.iter().map(|m| m.as_str()).collect();
                 let _ = writeln!(
                     out,
@@ -810,6 +827,21 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                         .map(|(v, _)| v)
                         .collect()
                 } else {
+                    if !input && !output {
+                        diags.push(Diagnostic::hint("UNUSED_ENUM_TYPE", format!("Enum type \"{type_name}\" is defined but unused. It will be included in the supergraph with all the values appearing in any subgraph (\"as if\" it was only used as an output type).")).at(type_name.to_string()));
+                    }
+                    for v in partial.iter().filter(|_| output && !input) {
+                        let has: Vec<String> = values[*v]
+                            .iter()
+                            .map(|i| subgraphs[*i].name.clone())
+                            .collect();
+                        let lacks: Vec<String> = all
+                            .iter()
+                            .filter(|i| !values[*v].contains(i))
+                            .map(|i| subgraphs[*i].name.clone())
+                            .collect();
+                        diags.push(Diagnostic::hint("INCONSISTENT_ENUM_VALUE_FOR_OUTPUT_ENUM", format!("Value \"{v}\" of enum type \"{type_name}\" has been added to the supergraph but is only defined in a subset of the subgraphs defining \"{type_name}\": \"{v}\" is defined in subgraph(s) {} but not in subgraph(s) {}.", list(&has), list(&lacks))).subgraphs(lacks).at(format!("{type_name}.{v}")));
+                    }
                     values.keys().collect()
                 };
                 if keep.is_empty() {
@@ -1516,6 +1548,48 @@ fn merge_fields(
         }
     }
 
+    // Value types (no key anywhere, not a root) should look the same everywhere; an entity
+    // should be one in every subgraph that defines it.
+    let is_root = matches!(type_name.as_str(), "Query" | "Mutation" | "Subscription");
+    let keyed: Vec<bool> = sources
+        .iter()
+        .map(|s| subgraphs[s.idx].has(s.ty.directives(), "key"))
+        .collect();
+    let names_of = |pick: &dyn Fn(usize) -> bool| -> Vec<String> {
+        sources
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| pick(*i))
+            .map(|(_, s)| subgraphs[s.idx].name.clone())
+            .collect()
+    };
+    if !is_root && keyed.iter().any(|k| *k) && keyed.iter().any(|k| !k) {
+        let with = names_of(&|i| keyed[i]);
+        let without = names_of(&|i| !keyed[i] && !sources[i].interface_object);
+        if !without.is_empty() {
+            diags.push(Diagnostic::hint("INCONSISTENT_ENTITY", format!("Entity type \"{type_name}\" is declared with a @key in only some of the subgraphs in which it is defined: it has a @key in subgraph(s) {} but not in subgraph(s) {}.", list(&with), list(&without))).subgraphs(without).at(type_name.to_string()));
+        }
+    }
+    if !is_root && !keyed.iter().any(|k| *k) && sources.len() > 1 {
+        let (code, word) = if kind == Kind::Interface {
+            ("INCONSISTENT_INTERFACE_VALUE_TYPE_FIELD", "interface")
+        } else {
+            ("INCONSISTENT_OBJECT_VALUE_TYPE_FIELD", "non-entity object")
+        };
+        for field_name in &names {
+            let defines = |s: &TypeSource| match s.ty {
+                ExtendedType::Object(o) => o.fields.contains_key(field_name),
+                ExtendedType::Interface(i) => i.fields.contains_key(field_name),
+                _ => false,
+            };
+            if sources.iter().all(defines) || sources.iter().any(|s| s.interface_object) {
+                continue;
+            }
+            let has = names_of(&|i| defines(&sources[i]));
+            let lacks = names_of(&|i| !defines(&sources[i]));
+            diags.push(Diagnostic::hint(code, format!("Field \"{type_name}.{field_name}\" of {word} type \"{type_name}\" is defined in some but not all subgraphs that define \"{type_name}\": \"{type_name}.{field_name}\" is defined in subgraph(s) {} but not in subgraph(s) {}.", list(&has), list(&lacks))).subgraphs(lacks).at(format!("{type_name}.{field_name}")));
+        }
+    }
     for field_name in &names {
         let coord = format!("{type_name}.{field_name}");
         let mut fsources: Vec<FieldSource> = Vec::new();
@@ -1617,7 +1691,10 @@ fn merge_fields(
                 None if used[src_idx].contains(&(type_name.clone(), field_name.clone())) => {
                     Overridden::Used
                 }
-                None => Overridden::Unused,
+                None => {
+                    diags.push(Diagnostic::hint("OVERRIDDEN_FIELD_CAN_BE_REMOVED", format!("Field \"{coord}\" on subgraph \"{from}\" is overridden by subgraph \"{me}\" and no longer used there. Consider removing it.")).subgraph(from.clone()).at(coord.clone()));
+                    Overridden::Unused
+                }
             };
         }
         // Resolving sources: not external, not overridden away.
