@@ -113,7 +113,7 @@ fn diff_fixtures() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(total >= 40, "the fixtures cover {total} changes");
+    assert!(total >= 80, "the fixtures cover {total} changes");
     assert!(
         kinds.iter().all(|k| *k > 0),
         "every classification is covered: {kinds:?}"
@@ -149,6 +149,48 @@ fn breaking_change_no_operation_uses_does_not_block() {
     assert!(report.is_breaking());
     assert_eq!(report.broken_operations[0].name, "Feed");
     assert!(render_text(&report).contains("Operations that stop validating (1):\n  Feed:"));
+}
+
+fn change<'a>(changes: &'a [portico_federation::diff::Change], coordinate: &str) -> &'a str {
+    &changes
+        .iter()
+        .find(|c| c.coordinate == coordinate)
+        .unwrap_or_else(|| panic!("no change at {coordinate}: {changes:#?}"))
+        .message
+}
+
+/// Messages say why a change got its classification.
+#[test]
+fn messages_explain_the_classification() {
+    let old = "type Query { a: Int }\ninput I { x: Int }\ndirective @d(x: Int = 1) on FIELD\n";
+    let new = "type Query { a(b: Int = 5, c: Int, i: I): Int }\ninput I { x: Int y: Int = 3 z: Int }\ndirective @d(x: Int = 2) on FIELD\n";
+    let changes = diff(old, new).expect("diff");
+    let with_default = change(&changes, "Query.a(b:)");
+    assert!(
+        with_default.contains("with default value 5")
+            && with_default.contains("may differ from what \"Query.a\" did before"),
+        "{with_default}"
+    );
+    assert!(change(&changes, "Query.a(c:)").contains("get null, the old behaviour"));
+    assert!(change(&changes, "I.y").contains("with default value 3"));
+    assert!(change(&changes, "I.z").contains("without a default value"));
+    assert!(change(&changes, "@d(x:)").contains("from 1 to 2"));
+    let kinds: Vec<_> = changes
+        .iter()
+        .map(|c| (c.coordinate.as_str(), c.kind))
+        .collect();
+    assert!(
+        kinds.contains(&("Query.a(b:)", ChangeKind::Dangerous)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("Query.a(c:)", ChangeKind::Safe)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("@d(x:)", ChangeKind::Dangerous)),
+        "{kinds:?}"
+    );
 }
 
 #[test]

@@ -4,10 +4,11 @@
 //! non-null is safe, the reverse breaking); an input position (argument, input field) may
 //! become less specific (non-null → nullable is safe, the reverse breaking).
 
+use super::values::same_default;
 use super::{Change, ChangeKind};
 use apollo_compiler::ast::{InputValueDefinition, Type};
 use apollo_compiler::collections::IndexMap;
-use apollo_compiler::schema::{Component, ExtendedType, FieldDefinition};
+use apollo_compiler::schema::{Component, DirectiveList, ExtendedType, FieldDefinition};
 use apollo_compiler::{Name, Node, Schema};
 
 use ChangeKind::{Breaking, Dangerous, Safe};
@@ -112,6 +113,9 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
             _ => {}
         }
     }
+    // The schema's own description is not compared: the introspection query behind
+    // `--old-url`/`--new-url` does not ask for it (graphql-js leaves it out by default
+    // too, older servers reject it), so it would show up as a change that is not one.
     for (name, o) in old.types.iter().filter(|(_, t)| !t.is_built_in()) {
         let Some(n) = new.types.get(name) else {
             out.push(
@@ -154,7 +158,7 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
                     &a.implements_interfaces,
                     &b.implements_interfaces,
                 );
-                fields(&mut out, name, &a.fields, &b.fields);
+                fields(&mut out, (old, new), name, &a.fields, &b.fields);
             }
             (ExtendedType::Interface(a), ExtendedType::Interface(b)) => {
                 interfaces(
@@ -163,7 +167,7 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
                     &a.implements_interfaces,
                     &b.implements_interfaces,
                 );
-                fields(&mut out, name, &a.fields, &b.fields);
+                fields(&mut out, (old, new), name, &a.fields, &b.fields);
             }
             (ExtendedType::Union(a), ExtendedType::Union(b)) => {
                 for m in a.members.iter().filter(|m| !b.members.contains(*m)) {
@@ -190,14 +194,25 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
                             name.to_string(),
                             format!("Enum value \"{coord}\" was removed"),
                         ),
-                        Some(nd) => deprecations(
-                            &mut out,
-                            &coord,
-                            name,
-                            &def.directives,
-                            &nd.directives,
-                            "ENUM_VALUE",
-                        ),
+                        Some(nd) => {
+                            if def.description != nd.description {
+                                out.push(
+                                    Safe,
+                                    "ENUM_VALUE_DESCRIPTION_CHANGED",
+                                    coord.clone(),
+                                    name.to_string(),
+                                    format!("Description of enum value \"{coord}\" changed"),
+                                );
+                            }
+                            deprecations(
+                                &mut out,
+                                &coord,
+                                name,
+                                &def.directives,
+                                &nd.directives,
+                                Deprecatable::EnumValue,
+                            )
+                        }
                     }
                 }
                 for v in b.values.keys().filter(|v| !a.values.contains_key(*v)) {
@@ -222,23 +237,31 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
                             coord.clone(),
                             format!("Input field \"{coord}\" was removed"),
                         ),
-                        Some(nd) => input_value(&mut out, &coord, def, nd, "INPUT_FIELD"),
+                        Some(nd) => input_value(
+                            &mut out,
+                            (old, new),
+                            &coord,
+                            &coord,
+                            def,
+                            nd,
+                            What::InputField,
+                        ),
                     }
                 }
                 for (f, def) in b.fields.iter().filter(|(f, _)| !a.fields.contains_key(*f)) {
                     let coord = format!("{name}.{f}");
                     if def.is_required() {
                         out.push(Breaking, "REQUIRED_INPUT_FIELD_ADDED", coord.clone(), name.to_string(), format!("Required input field \"{coord}\" was added: existing values of \"{name}\" lack it"));
+                    } else if let Some(d) = &def.default_value {
+                        out.push(Dangerous, "OPTIONAL_INPUT_FIELD_ADDED", coord.clone(), name.to_string(), format!("Optional input field \"{coord}\" was added with default value {d}: existing values of \"{name}\" that lack it now carry that default, which may change what the server does with them"));
                     } else {
-                        out.push(
-                            Safe,
-                            "OPTIONAL_INPUT_FIELD_ADDED",
-                            coord.clone(),
-                            name.to_string(),
-                            format!("Optional input field \"{coord}\" was added"),
-                        );
+                        out.push(Safe, "OPTIONAL_INPUT_FIELD_ADDED", coord.clone(), name.to_string(), format!("Optional input field \"{coord}\" was added without a default value: existing values of \"{name}\" that lack it mean what they meant before"));
                     }
                 }
+                one_of(&mut out, name, &a.directives, &b.directives);
+            }
+            (ExtendedType::Scalar(a), ExtendedType::Scalar(b)) => {
+                specified_by(&mut out, name, &a.directives, &b.directives);
             }
             _ => {}
         }
@@ -275,11 +298,47 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
                         Breaking,
                         "DIRECTIVE_LOCATION_REMOVED",
                         coord.clone(),
-                        coord.clone(),
+                        format!("{coord} on {l}"),
                         format!("Location {l} was removed from directive \"{coord}\""),
                     );
                 }
-                arguments(&mut out, &coord, &d.arguments, &nd.arguments);
+                for l in nd.locations.iter().filter(|l| !d.locations.contains(l)) {
+                    out.push(
+                        Safe,
+                        "DIRECTIVE_LOCATION_ADDED",
+                        coord.clone(),
+                        coord.clone(),
+                        format!("Location {l} was added to directive \"{coord}\""),
+                    );
+                }
+                match (d.repeatable, nd.repeatable) {
+                    (true, false) => out.push(Breaking, "DIRECTIVE_REPEATABLE_REMOVED", coord.clone(), format!("{coord} repeated"), format!("Directive \"{coord}\" is no longer repeatable: uses that repeat it at one location stop validating")),
+                    (false, true) => out.push(
+                        Safe,
+                        "DIRECTIVE_REPEATABLE_ADDED",
+                        coord.clone(),
+                        coord.clone(),
+                        format!("Directive \"{coord}\" is now repeatable"),
+                    ),
+                    _ => {}
+                }
+                if d.description != nd.description {
+                    out.push(
+                        Safe,
+                        "DIRECTIVE_DESCRIPTION_CHANGED",
+                        coord.clone(),
+                        coord.clone(),
+                        format!("Description of directive \"{coord}\" changed"),
+                    );
+                }
+                arguments(
+                    &mut out,
+                    (old, new),
+                    &coord,
+                    &d.arguments,
+                    &nd.arguments,
+                    Owner::Directive,
+                );
             }
         }
     }
@@ -298,6 +357,42 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
     let mut changes = out.0;
     changes.sort_by(|a, b| (a.kind, &a.coordinate, a.code).cmp(&(b.kind, &b.coordinate, b.code)));
     changes
+}
+
+/// `@oneOf` on an input object: adding it makes values that set zero or several fields
+/// invalid; removing it keeps every value valid but drops the "exactly one" contract
+/// that clients (and code generators, through `isOneOf`) may rely on.
+fn one_of(out: &mut Out, name: &Name, old: &DirectiveList, new: &DirectiveList) {
+    match (old.has("oneOf"), new.has("oneOf")) {
+        (false, true) => out.push(Breaking, "INPUT_ONE_OF_ADDED", name.to_string(), name.to_string(), format!("Input object \"{name}\" became @oneOf: existing values that set no field or several fields stop validating")),
+        (true, false) => out.push(Dangerous, "INPUT_ONE_OF_REMOVED", name.to_string(), name.to_string(), format!("Input object \"{name}\" is no longer @oneOf: values may now set several fields or none, which clients and generated types built for exactly one field do not expect")),
+        _ => {}
+    }
+}
+
+/// `@specifiedBy(url:)` on a custom scalar: a changed or removed URL means the scalar's
+/// values may be serialized differently than clients parse them.
+fn specified_by(out: &mut Out, name: &Name, old: &DirectiveList, new: &DirectiveList) {
+    let url = |d: &DirectiveList| {
+        d.get("specifiedBy").map(|d| {
+            d.specified_argument_by_name("url")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        })
+    };
+    match (url(old), url(new)) {
+        (None, Some(u)) => out.push(
+            Safe,
+            "SCALAR_SPECIFIED_BY_ADDED",
+            name.to_string(),
+            name.to_string(),
+            format!("Scalar \"{name}\" is now specified by {u}"),
+        ),
+        (Some(u), None) => out.push(Dangerous, "SCALAR_SPECIFIED_BY_REMOVED", name.to_string(), name.to_string(), format!("Scalar \"{name}\" is no longer specified by {u}: clients parsing its values by that specification may be wrong")),
+        (Some(a), Some(b)) if a != b => out.push(Dangerous, "SCALAR_SPECIFIED_BY_CHANGED", name.to_string(), name.to_string(), format!("Scalar \"{name}\" changed its specification from {a} to {b}: clients parsing its values by the old one may be wrong")),
+        _ => {}
+    }
 }
 
 fn interfaces(
@@ -320,24 +415,43 @@ fn interfaces(
     }
 }
 
+/// What `@deprecated` applies to.
+#[derive(Clone, Copy)]
+enum Deprecatable {
+    Field,
+    EnumValue,
+    Arg,
+    InputField,
+}
+
 fn deprecations(
     out: &mut Out,
     coord: &str,
     touches: &str,
     old: &apollo_compiler::ast::DirectiveList,
     new: &apollo_compiler::ast::DirectiveList,
-    what: &'static str,
+    what: Deprecatable,
 ) {
     let (code_dep, code_undep, code_reason) = match what {
-        "FIELD" => (
+        Deprecatable::Field => (
             "FIELD_DEPRECATED",
             "FIELD_DEPRECATION_REMOVED",
             "FIELD_DEPRECATION_REASON_CHANGED",
         ),
-        _ => (
+        Deprecatable::EnumValue => (
             "ENUM_VALUE_DEPRECATED",
             "ENUM_VALUE_DEPRECATION_REMOVED",
             "ENUM_VALUE_DEPRECATION_REASON_CHANGED",
+        ),
+        Deprecatable::Arg => (
+            "ARG_DEPRECATED",
+            "ARG_DEPRECATION_REMOVED",
+            "ARG_DEPRECATION_REASON_CHANGED",
+        ),
+        Deprecatable::InputField => (
+            "INPUT_FIELD_DEPRECATED",
+            "INPUT_FIELD_DEPRECATION_REMOVED",
+            "INPUT_FIELD_DEPRECATION_REASON_CHANGED",
         ),
     };
     match (deprecation(old), deprecation(new)) {
@@ -368,6 +482,7 @@ fn deprecations(
 
 fn fields(
     out: &mut Out,
+    schemas: (&Schema, &Schema),
     name: &Name,
     old: &IndexMap<Name, Component<FieldDefinition>>,
     new: &IndexMap<Name, Component<FieldDefinition>>,
@@ -409,8 +524,22 @@ fn fields(
                 format!("Description of field \"{coord}\" changed"),
             );
         }
-        deprecations(out, &coord, &coord, &o.directives, &n.directives, "FIELD");
-        arguments(out, &coord, &o.arguments, &n.arguments);
+        deprecations(
+            out,
+            &coord,
+            &coord,
+            &o.directives,
+            &n.directives,
+            Deprecatable::Field,
+        );
+        arguments(
+            out,
+            schemas,
+            &coord,
+            &o.arguments,
+            &n.arguments,
+            Owner::Field,
+        );
     }
     for (f, _) in new.iter().filter(|(f, _)| !old.contains_key(*f)) {
         let coord = format!("{name}.{f}");
@@ -424,11 +553,22 @@ fn fields(
     }
 }
 
+/// What an argument belongs to: a field's arguments and a directive's classify some
+/// changes differently (graphql-inspector: a directive argument's new default is
+/// dangerous, an optional directive argument added is safe).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Field,
+    Directive,
+}
+
 fn arguments(
     out: &mut Out,
+    schemas: (&Schema, &Schema),
     coord: &str,
     old: &[Node<InputValueDefinition>],
     new: &[Node<InputValueDefinition>],
+    owner: Owner,
 ) {
     for o in old {
         let acoord = format!("{coord}({}:)", o.name);
@@ -440,7 +580,14 @@ fn arguments(
                 acoord.clone(),
                 format!("Argument \"{acoord}\" was removed"),
             ),
-            Some(n) => input_value(out, &acoord, o, n, "ARG"),
+            Some(n) => {
+                let what = match owner {
+                    Owner::Field => What::Arg,
+                    Owner::Directive => What::DirectiveArg,
+                };
+                let relies = format!("{acoord} default");
+                input_value(out, schemas, &acoord, &relies, o, n, what)
+            }
         }
     }
     for n in new.iter().filter(|n| !old.iter().any(|o| o.name == n.name)) {
@@ -451,7 +598,23 @@ fn arguments(
                 "REQUIRED_ARG_ADDED",
                 acoord.clone(),
                 coord.to_string(),
-                format!("Required argument \"{acoord}\" was added"),
+                format!("Required argument \"{acoord}\" was added: existing uses of \"{coord}\" do not pass it"),
+            );
+        } else if owner == Owner::Directive {
+            out.push(
+                Safe,
+                "OPTIONAL_ARG_ADDED",
+                acoord.clone(),
+                coord.to_string(),
+                format!("Optional argument \"{acoord}\" was added: existing uses of the directive stay valid"),
+            );
+        } else if let Some(d) = &n.default_value {
+            out.push(
+                Dangerous,
+                "OPTIONAL_ARG_ADDED",
+                acoord.clone(),
+                coord.to_string(),
+                format!("Optional argument \"{acoord}\" was added with default value {d}: operations that do not pass it now get the behaviour of that default, which may differ from what \"{coord}\" did before"),
             );
         } else {
             out.push(
@@ -459,25 +622,43 @@ fn arguments(
                 "OPTIONAL_ARG_ADDED",
                 acoord.clone(),
                 coord.to_string(),
-                format!("Optional argument \"{acoord}\" was added"),
+                format!("Optional argument \"{acoord}\" was added without a default value: operations that do not pass it get null, the old behaviour"),
             );
         }
     }
 }
 
-/// An argument or input field present in both schemas.
+/// An argument, directive argument or input field.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum What {
+    Arg,
+    DirectiveArg,
+    InputField,
+}
+
+/// An argument or input field present in both schemas. `relies_on_default` is what an
+/// operation uses when it may take the default (`Type.field(arg:) default`: the field
+/// used without the argument or with a variable; for an input field, the input field
+/// itself, which operations using the input type all count as used).
 fn input_value(
     out: &mut Out,
+    (old, new): (&Schema, &Schema),
     coord: &str,
+    relies_on_default: &str,
     o: &InputValueDefinition,
     n: &InputValueDefinition,
-    what: &'static str,
+    what: What,
 ) {
-    let (type_code, default_code) = match what {
-        "ARG" => ("ARG_CHANGED_TYPE", "ARG_DEFAULT_VALUE_CHANGED"),
-        _ => (
+    let (type_code, default_code, desc_code) = match what {
+        What::Arg | What::DirectiveArg => (
+            "ARG_CHANGED_TYPE",
+            "ARG_DEFAULT_VALUE_CHANGED",
+            "ARG_DESCRIPTION_CHANGED",
+        ),
+        What::InputField => (
             "INPUT_FIELD_CHANGED_TYPE",
             "INPUT_FIELD_DEFAULT_VALUE_CHANGED",
+            "INPUT_FIELD_DESCRIPTION_CHANGED",
         ),
     };
     if o.ty != n.ty {
@@ -493,10 +674,35 @@ fn input_value(
             );
         }
     }
-    let od = o.default_value.as_ref().map(|v| v.to_string());
-    let nd = n.default_value.as_ref().map(|v| v.to_string());
-    if od != nd {
-        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
-        out.push(Breaking, default_code, coord.into(), coord.into(), format!("Default value of \"{coord}\" changed from {} to {}: operations relying on the default get different results", show(&od), show(&nd)));
+    let same = match (&o.default_value, &n.default_value) {
+        (None, None) => true,
+        (Some(a), Some(b)) => same_default(old, &o.ty, a, new, &n.ty, b),
+        _ => false,
+    };
+    if !same {
+        let show = |v: &Option<Node<apollo_compiler::ast::Value>>| {
+            v.as_ref()
+                .map_or_else(|| "none".to_string(), |v| v.to_string())
+        };
+        let (od, nd) = (show(&o.default_value), show(&n.default_value));
+        if what == What::DirectiveArg {
+            out.push(Dangerous, default_code, coord.into(), relies_on_default.into(), format!("Default value of \"{coord}\" changed from {od} to {nd}: uses of the directive that do not pass it may behave differently"));
+        } else {
+            out.push(Breaking, default_code, coord.into(), relies_on_default.into(), format!("Default value of \"{coord}\" changed from {od} to {nd}: operations relying on the default get different results"));
+        }
     }
+    if o.description != n.description {
+        out.push(
+            Safe,
+            desc_code,
+            coord.into(),
+            coord.into(),
+            format!("Description of \"{coord}\" changed"),
+        );
+    }
+    let dep = match what {
+        What::InputField => Deprecatable::InputField,
+        _ => Deprecatable::Arg,
+    };
+    deprecations(out, coord, coord, &o.directives, &n.directives, dep);
 }

@@ -12,6 +12,7 @@ mod compare;
 pub mod introspection;
 mod operations;
 mod render;
+mod values;
 
 pub use render::{render_github, render_json, render_text};
 

@@ -1,8 +1,16 @@
 //! Operation-aware mode: the schema coordinates each client operation uses (types,
-//! `Type.field`, `Type.field(arg:)`, input fields, enum types), and which operations stop
+//! `Type.field`, `Type.field(arg:)`, input fields, enum types, directives `@dir` and
+//! their arguments `@dir(arg:)`, plus the internal markers `@dir on LOCATION` and
+//! `@dir repeated` that directive location and `repeatable` removals touch, and
+//! `Type.field(arg:) default` / `@dir(arg:) default` where an argument is omitted or
+//! given through a variable, so may take its default), and which operations stop
 //! validating against the new schema.
 
 use super::BrokenOperation;
+use apollo_compiler::Node;
+use apollo_compiler::ast::{
+    Argument, DirectiveList, DirectiveLocation, InputValueDefinition, Value,
+};
 use apollo_compiler::executable::{ExecutableDocument, Selection, SelectionSet};
 use apollo_compiler::schema::ExtendedType;
 use apollo_compiler::validation::Valid;
@@ -26,12 +34,25 @@ pub(crate) fn usage(
             Ok(doc) => {
                 let mut set = HashSet::new();
                 for op in doc.operations.iter() {
+                    directives(old, &op.directives, op.operation_type.into(), &mut set);
                     for v in &op.variables {
                         input_type(old, v.ty.inner_named_type(), &mut set);
+                        directives(
+                            old,
+                            &v.directives,
+                            DirectiveLocation::VariableDefinition,
+                            &mut set,
+                        );
                     }
                     selection_set(old, &op.selection_set, &mut set);
                 }
                 for f in doc.fragments.values() {
+                    directives(
+                        old,
+                        &f.directives,
+                        DirectiveLocation::FragmentDefinition,
+                        &mut set,
+                    );
                     selection_set(old, &f.selection_set, &mut set);
                 }
                 used.push((name.clone(), set));
@@ -57,6 +78,54 @@ fn input_type(schema: &Schema, ty: &Name, set: &mut HashSet<String>) {
     }
 }
 
+/// Directives applied at `location`: `@dir`, `@dir(arg:)` per argument given (and the
+/// input types it takes), `@dir on LOCATION`, and `@dir repeated` when it appears more
+/// than once in the list.
+fn directives(
+    schema: &Schema,
+    list: &DirectiveList,
+    location: DirectiveLocation,
+    used: &mut HashSet<String>,
+) {
+    for d in list.iter() {
+        let coord = format!("@{}", d.name);
+        for a in &d.arguments {
+            used.insert(format!("{coord}({}:)", a.name));
+            if let Some(def) = schema
+                .directive_definitions
+                .get(&d.name)
+                .and_then(|def| def.arguments.iter().find(|x| x.name == a.name))
+            {
+                input_type(schema, def.ty.inner_named_type(), used);
+            }
+        }
+        if let Some(def) = schema.directive_definitions.get(&d.name) {
+            may_default(&coord, &def.arguments, &d.arguments, used);
+        }
+        used.insert(format!("{coord} on {}", location.name()));
+        if list.get_all(&d.name).nth(1).is_some() {
+            used.insert(format!("{coord} repeated"));
+        }
+        used.insert(coord);
+    }
+}
+
+/// `{coord}(arg:) default` for every argument of the definition that the use omits or
+/// gives through a variable (which may be unset): those take the argument's default.
+fn may_default(
+    coord: &str,
+    defs: &[Node<InputValueDefinition>],
+    given: &[Node<Argument>],
+    used: &mut HashSet<String>,
+) {
+    for def in defs {
+        let value = given.iter().find(|a| a.name == def.name).map(|a| &*a.value);
+        if matches!(value, None | Some(Value::Variable(_))) {
+            used.insert(format!("{coord}({}:) default", def.name));
+        }
+    }
+}
+
 fn selection_set(schema: &Schema, set: &SelectionSet, used: &mut HashSet<String>) {
     used.insert(set.ty.to_string());
     for sel in &set.selections {
@@ -72,12 +141,27 @@ fn selection_set(schema: &Schema, set: &SelectionSet, used: &mut HashSet<String>
                         input_type(schema, def.ty.inner_named_type(), used);
                     }
                 }
+                may_default(&coord, &f.definition.arguments, &f.arguments, used);
                 used.insert(coord);
                 used.insert(f.definition.ty.inner_named_type().to_string());
+                directives(schema, &f.directives, DirectiveLocation::Field, used);
                 selection_set(schema, &f.selection_set, used);
             }
-            Selection::InlineFragment(i) => selection_set(schema, &i.selection_set, used),
-            Selection::FragmentSpread(_) => {}
+            Selection::InlineFragment(i) => {
+                directives(
+                    schema,
+                    &i.directives,
+                    DirectiveLocation::InlineFragment,
+                    used,
+                );
+                selection_set(schema, &i.selection_set, used)
+            }
+            Selection::FragmentSpread(s) => directives(
+                schema,
+                &s.directives,
+                DirectiveLocation::FragmentSpread,
+                used,
+            ),
         }
     }
 }
