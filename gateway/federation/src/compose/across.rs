@@ -12,8 +12,8 @@
 //!   (EXTERNAL_TYPE_MISMATCH); every argument of the merged field, with a supertype
 //!   (EXTERNAL_ARGUMENT_MISSING, EXTERNAL_ARGUMENT_TYPE_MISMATCH) and the same default
 //!   (EXTERNAL_ARGUMENT_DEFAULT_MISMATCH).
-//! - Per-subgraph cost spec, `@shareable` and `@external` collision rules, from
-//!   [`super::validate`].
+//! - Per-subgraph cost spec, `@shareable`, `@external` collision and
+//!   access-control-on-interface rules, from [`super::validate`].
 //!
 //! Federation 1 subgraphs take part as resolving definitions only.
 
@@ -29,6 +29,7 @@ pub(crate) fn check(loaded: &[Subgraph], diags: &mut Diagnostics) {
     for sg in loaded {
         validate::cost_spec(sg, diags);
         validate::shareable_and_external(sg, diags);
+        validate::access_control_on_interfaces(sg, diags);
     }
     interface_objects(loaded, diags);
     interface_keys(loaded, diags);

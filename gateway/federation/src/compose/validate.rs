@@ -926,3 +926,59 @@ pub(crate) fn shareable_and_external(sg: &Subgraph, diags: &mut Diagnostics) {
         }
     }
 }
+
+/// Access control on interfaces (Apollo's `validate_no_access_control_on_interfaces`,
+/// AUTH_REQUIREMENTS_APPLIED_ON_INTERFACE): `@authenticated`, `@requiresScopes` and
+/// `@policy` may not be applied on interfaces, interface fields or `@interfaceObject`
+/// types (their requirements belong on the implementations).
+pub(crate) fn access_control_on_interfaces(sg: &Subgraph, diags: &mut Diagnostics) {
+    if sg.fed1 {
+        return;
+    }
+    let name = sg.name.as_str();
+    for canonical in ["authenticated", "requiresScopes", "policy"] {
+        let Some(local) = sg.local(canonical) else {
+            continue;
+        };
+        let mut push = |coordinate: String, what: String| {
+            diags.push(
+                Diagnostic::error(
+                    "AUTH_REQUIREMENTS_APPLIED_ON_INTERFACE",
+                    format!(
+                        "[{name}] Invalid use of @{local} on {what}: @{local} cannot be applied on interfaces, interface fields and interface objects"
+                    ),
+                )
+                .subgraph(name)
+                .at(coordinate),
+            );
+        };
+        for (type_name, ty) in &sg.schema.types {
+            if !sg.is_user_type(type_name, ty) {
+                continue;
+            }
+            let on_type = sg.has(ty.directives(), canonical);
+            match ty {
+                ExtendedType::Interface(i) => {
+                    if on_type {
+                        push(type_name.to_string(), format!("interface \"{type_name}\""));
+                    }
+                    for (field_name, field) in &i.fields {
+                        if sg.has(&field.directives, canonical) {
+                            let coord = format!("{type_name}.{field_name}");
+                            push(coord.clone(), format!("field \"{coord}\""));
+                        }
+                    }
+                }
+                ExtendedType::Object(_)
+                    if on_type && sg.has(ty.directives(), "interfaceObject") =>
+                {
+                    push(
+                        type_name.to_string(),
+                        format!("interface object \"{type_name}\""),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
