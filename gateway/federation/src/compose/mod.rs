@@ -17,6 +17,7 @@
 //! Errors from all stages are collected; stages after a failing one still run when their
 //! input is usable, so one run reports as much as possible.
 
+mod across;
 mod context;
 mod diagnostic;
 mod inaccessible;
@@ -112,6 +113,7 @@ pub fn compose(subgraphs: &[SubgraphInput]) -> Result<Composed, CompositionError
     for s in &loaded {
         validate::subgraph(s, &mut diags);
     }
+    across::check(&loaded, &mut diags);
     if diags.has_errors() {
         return Err(finish_errors(diags));
     }

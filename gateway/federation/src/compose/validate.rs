@@ -688,3 +688,297 @@ fn describe_selections(
     }
     None
 }
+
+/// Apollo's "fake" external fields of a subgraph (see [`fake_externals`]), for the
+/// cross-subgraph `@external` checks.
+pub(crate) fn fake_external_fields(sg: &Subgraph) -> FieldRefs {
+    fake_externals(sg)
+}
+
+/// Whether a field is `@external` the way Apollo's merge sees it: marked (or its type
+/// is), and not a "fake" external key field of a type extension.
+pub(crate) fn effectively_external(
+    sg: &Subgraph,
+    fake: &FieldRefs,
+    type_name: &Name,
+    ty: &ExtendedType,
+    field: &FieldDefinition,
+) -> bool {
+    is_external(sg, ty, field) && !fake.contains(&(type_name.clone(), field.name.clone()))
+}
+
+fn is_list(ty: &apollo_compiler::ast::Type) -> bool {
+    matches!(
+        ty,
+        apollo_compiler::ast::Type::List(_) | apollo_compiler::ast::Type::NonNullList(_)
+    )
+}
+
+fn strings_arg(d: &apollo_compiler::ast::Directive, name: &str) -> Option<Vec<String>> {
+    let v = d.specified_argument_by_name(name)?;
+    match v.as_ref() {
+        apollo_compiler::ast::Value::List(items) => Some(
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+        ),
+        apollo_compiler::ast::Value::String(s) => Some(vec![s.clone()]),
+        _ => None,
+    }
+}
+
+/// Cost spec rules (Apollo's `validate_cost_directives` / `validate_list_size_directives`):
+/// no `@cost` on interface fields (COST_APPLIED_TO_INTERFACE_FIELD); `@listSize` on a
+/// list field unless it uses `sizedFields` (LIST_SIZE_APPLIED_TO_NON_LIST), a
+/// non-negative `assumedSize` (LIST_SIZE_INVALID_ASSUMED_SIZE), `slicingArguments`
+/// naming `Int`/`Int!` arguments of the field (LIST_SIZE_INVALID_SLICING_ARGUMENT),
+/// `sizedFields` naming list fields of the composite returned type
+/// (LIST_SIZE_INVALID_SIZED_FIELD).
+pub(crate) fn cost_spec(sg: &Subgraph, diags: &mut Diagnostics) {
+    if sg.fed1 {
+        return;
+    }
+    let name = sg.name.as_str();
+    let mut push = |code: &'static str, coordinate: String, message: String| {
+        diags.push(
+            Diagnostic::error(code, format!("[{name}] {message}"))
+                .subgraph(name)
+                .at(coordinate),
+        );
+    };
+    for (type_name, ty) in &sg.schema.types {
+        if !sg.is_user_type(type_name, ty) {
+            continue;
+        }
+        let Some(fields) = fields_of(ty) else {
+            continue;
+        };
+        for (field_name, field) in fields {
+            let coord = format!("{type_name}.{field_name}");
+            if ty.is_interface() && sg.has(&field.directives, "cost") {
+                push(
+                    "COST_APPLIED_TO_INTERFACE_FIELD",
+                    coord.clone(),
+                    format!("@cost cannot be applied to interface \"{coord}\""),
+                );
+            }
+            for ls in sg.all(&field.directives, "listSize") {
+                let sized = strings_arg(ls, "sizedFields").unwrap_or_default();
+                if sized.is_empty() && !is_list(&field.ty) {
+                    push(
+                        "LIST_SIZE_APPLIED_TO_NON_LIST",
+                        coord.clone(),
+                        format!("\"{coord}\" is not a list"),
+                    );
+                }
+                if let Some(apollo_compiler::ast::Value::Int(i)) = ls
+                    .specified_argument_by_name("assumedSize")
+                    .map(|v| v.as_ref())
+                    && i.try_to_i32().is_ok_and(|n| n < 0)
+                {
+                    push(
+                        "LIST_SIZE_INVALID_ASSUMED_SIZE",
+                        coord.clone(),
+                        format!("Assumed size of \"{coord}\" cannot be negative"),
+                    );
+                }
+                for arg in strings_arg(ls, "slicingArguments").unwrap_or_default() {
+                    match field.arguments.iter().find(|a| a.name == arg.as_str()) {
+                        None => push(
+                            "LIST_SIZE_INVALID_SLICING_ARGUMENT",
+                            coord.clone(),
+                            format!("Slicing argument \"{arg}\" is not an argument of \"{coord}\""),
+                        ),
+                        Some(a) if a.ty.is_list() || a.ty.inner_named_type().as_str() != "Int" => {
+                            push(
+                                "LIST_SIZE_INVALID_SLICING_ARGUMENT",
+                                coord.clone(),
+                                format!(
+                                    "Slicing argument \"{arg}\" of \"{coord}\" must be an Int or Int!"
+                                ),
+                            )
+                        }
+                        Some(_) => {}
+                    }
+                }
+                if sized.is_empty() {
+                    continue;
+                }
+                let target = field.ty.inner_named_type();
+                let Some(target_fields) = sg.schema.types.get(target).and_then(fields_of) else {
+                    push(
+                        "LIST_SIZE_INVALID_SIZED_FIELD",
+                        coord.clone(),
+                        format!(
+                            "Sized fields cannot be used because \"{target}\" is not a composite type"
+                        ),
+                    );
+                    continue;
+                };
+                for s in &sized {
+                    match target_fields.get(s.as_str()) {
+                        None => push(
+                            "LIST_SIZE_INVALID_SIZED_FIELD",
+                            coord.clone(),
+                            format!("Sized field \"{s}\" is not a field on type \"{target}\""),
+                        ),
+                        Some(f) if !is_list(&f.ty) => push(
+                            "LIST_SIZE_INVALID_SIZED_FIELD",
+                            coord.clone(),
+                            format!("Sized field \"{target}.{s}\" is not a list"),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `@shareable` usage (Apollo's `validate_shareable_directives`, INVALID_SHAREABLE_USAGE):
+/// not on interface fields, not repeated on one field, not repeated on one type
+/// definition or extension; `@external` collisions: `@provides` on an `@external` field
+/// (EXTERNAL_COLLISION_WITH_ANOTHER_DIRECTIVE), `@tag`/`@inaccessible` on an `@external`
+/// field (MERGED_DIRECTIVE_APPLICATION_ON_EXTERNAL).
+pub(crate) fn shareable_and_external(sg: &Subgraph, diags: &mut Diagnostics) {
+    if sg.fed1 {
+        return;
+    }
+    let name = sg.name.as_str();
+    let fake = fake_externals(sg);
+    let mut push = |code: &'static str, coordinate: String, message: String| {
+        diags.push(
+            Diagnostic::error(code, format!("[{name}] {message}"))
+                .subgraph(name)
+                .at(coordinate),
+        );
+    };
+    for (type_name, ty) in &sg.schema.types {
+        if !sg.is_user_type(type_name, ty) {
+            continue;
+        }
+        if let Some(local) = sg.local("shareable") {
+            let mut per_declaration: Vec<(Option<apollo_compiler::schema::ExtensionId>, usize)> =
+                Vec::new();
+            for d in ty.directives().get_all(local) {
+                let ext = d.origin.extension_id().cloned();
+                match per_declaration.iter_mut().find(|(k, _)| *k == ext) {
+                    Some((_, n)) => *n += 1,
+                    None => per_declaration.push((ext, 1)),
+                }
+            }
+            if per_declaration.iter().any(|(_, n)| *n > 1) {
+                push(
+                    "INVALID_SHAREABLE_USAGE",
+                    type_name.to_string(),
+                    format!(
+                        "Invalid duplicate application of @shareable on the same type declaration of \"{type_name}\": @shareable is only repeatable on types so it can be used simultaneously on a type definition and its extensions, but it should not be duplicated on the same definition/extension declaration"
+                    ),
+                );
+            }
+        }
+        let Some(fields) = fields_of(ty) else {
+            continue;
+        };
+        for (field_name, field) in fields {
+            let coord = format!("{type_name}.{field_name}");
+            let shareable = sg.all(&field.directives, "shareable").len();
+            if ty.is_interface() && shareable > 0 {
+                push(
+                    "INVALID_SHAREABLE_USAGE",
+                    coord.clone(),
+                    format!(
+                        "Invalid use of @shareable on field \"{coord}\": only object type fields can be marked with @shareable"
+                    ),
+                );
+            } else if shareable > 1 {
+                push(
+                    "INVALID_SHAREABLE_USAGE",
+                    coord.clone(),
+                    format!(
+                        "Invalid duplicate application of @shareable on field \"{coord}\": @shareable is only repeatable on types so it can be used simultaneously on a type definition and its extensions, but it should not be duplicated on the same definition/extension declaration"
+                    ),
+                );
+            }
+            if !ty.is_object() || !effectively_external(sg, &fake, type_name, ty, field) {
+                continue;
+            }
+            if sg.has(&field.directives, "provides") {
+                push(
+                    "EXTERNAL_COLLISION_WITH_ANOTHER_DIRECTIVE",
+                    coord.clone(),
+                    format!("Cannot have both @provides and @external on field \"{coord}\""),
+                );
+            }
+            for canonical in ["tag", "inaccessible"] {
+                for d in sg.all(&field.directives, canonical) {
+                    push(
+                        "MERGED_DIRECTIVE_APPLICATION_ON_EXTERNAL",
+                        coord.clone(),
+                        format!(
+                            "Cannot apply merged directive {} to external field \"{coord}\"",
+                            d.to_string().trim()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Access control on interfaces (Apollo's `validate_no_access_control_on_interfaces`,
+/// AUTH_REQUIREMENTS_APPLIED_ON_INTERFACE): `@authenticated`, `@requiresScopes` and
+/// `@policy` may not be applied on interfaces, interface fields or `@interfaceObject`
+/// types (their requirements belong on the implementations).
+pub(crate) fn access_control_on_interfaces(sg: &Subgraph, diags: &mut Diagnostics) {
+    if sg.fed1 {
+        return;
+    }
+    let name = sg.name.as_str();
+    for canonical in ["authenticated", "requiresScopes", "policy"] {
+        let Some(local) = sg.local(canonical) else {
+            continue;
+        };
+        let mut push = |coordinate: String, what: String| {
+            diags.push(
+                Diagnostic::error(
+                    "AUTH_REQUIREMENTS_APPLIED_ON_INTERFACE",
+                    format!(
+                        "[{name}] Invalid use of @{local} on {what}: @{local} cannot be applied on interfaces, interface fields and interface objects"
+                    ),
+                )
+                .subgraph(name)
+                .at(coordinate),
+            );
+        };
+        for (type_name, ty) in &sg.schema.types {
+            if !sg.is_user_type(type_name, ty) {
+                continue;
+            }
+            let on_type = sg.has(ty.directives(), canonical);
+            match ty {
+                ExtendedType::Interface(i) => {
+                    if on_type {
+                        push(type_name.to_string(), format!("interface \"{type_name}\""));
+                    }
+                    for (field_name, field) in &i.fields {
+                        if sg.has(&field.directives, canonical) {
+                            let coord = format!("{type_name}.{field_name}");
+                            push(coord.clone(), format!("field \"{coord}\""));
+                        }
+                    }
+                }
+                ExtendedType::Object(_)
+                    if on_type && sg.has(ty.directives(), "interfaceObject") =>
+                {
+                    push(
+                        type_name.to_string(),
+                        format!("interface object \"{type_name}\""),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
