@@ -204,6 +204,9 @@ struct Carry<'a> {
     used_features: HashSet<&'static str>,
     used_composed: HashSet<String>,
     subtypes: Subtypes,
+    /// Per subgraph: `@external` key fields of type extensions, which Apollo does not
+    /// consider external ("fake" externals).
+    fake_externals: Vec<super::validate::FieldRefs>,
 }
 
 /// `@listSize` arguments, merged across subgraphs.
@@ -591,6 +594,10 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
         used_features: HashSet::new(),
         used_composed: HashSet::new(),
         subtypes: subtypes(subgraphs),
+        fake_externals: subgraphs
+            .iter()
+            .map(super::validate::fake_externals)
+            .collect(),
     };
     let mut composed_defs: IndexMap<String, (String, String)> = IndexMap::new(); // name → (definition, link url)
     for (idx, sg) in subgraphs.iter().enumerate() {
@@ -1607,8 +1614,10 @@ fn merge_fields(
                 _ => unreachable!(),
             };
             let in_key = key_fields[s.idx].contains(&(local_type.clone(), field_name.clone()));
-            // Fed1 key fields of extensions lost `@external` in the upgrade.
-            let external = is_external(sg, s.ty, def);
+            // Key fields of extensions are not external (Fed1: the upgrade removed the
+            // `@external`; Fed2: Apollo's "fake" externals).
+            let external = is_external(sg, s.ty, def)
+                && !carry.fake_externals[s.idx].contains(&(local_type.clone(), field_name.clone()));
             let ovr = sg.all(&def.directives, "override").into_iter().next();
             let str_of = |d: &Node<Directive>, a: &str| {
                 d.specified_argument_by_name(a)

@@ -43,7 +43,10 @@ pub fn normalize_supergraph(sdl: &str) -> Result<String, SupergraphError> {
             .iter()
             .filter_map(|a| {
                 let v = match (a.name.as_str(), a.value.as_ref()) {
-                    ("extension" | "resolvable" | "isInterfaceObject", v) => {
+                    // Whether a subgraph wrote `extend type` has no routing meaning, and
+                    // compositions disagree on when to record it.
+                    ("extension", _) => return None,
+                    ("resolvable" | "isInterfaceObject", v) => {
                         let default = a.name != "resolvable";
                         if v.to_bool() == Some(!default) {
                             return None;

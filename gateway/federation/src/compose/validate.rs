@@ -567,7 +567,7 @@ fn check_selections(
 /// Apollo's "fake" external fields: `@external` fields selected by a `@key` of a type
 /// extension (`extend type` or `@extends`). For historical reasons they are not
 /// considered external, so a `@requires`/`@provides` may not select them as if they were.
-fn fake_externals(sg: &Subgraph) -> FieldRefs {
+pub(crate) fn fake_externals(sg: &Subgraph) -> FieldRefs {
     let mut out = FieldRefs::new();
     let Some(key) = sg.local("key") else {
         return out;
