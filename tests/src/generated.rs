@@ -43,3 +43,23 @@ fn committed_api_schema_has_no_breaking_change_against_itself_recomposed() {
     let changes = portico_federation::diff::diff(&api, &api).expect("diff");
     assert!(changes.is_empty(), "{changes:?}");
 }
+
+/// The demo client's operations (`client-operations/`, which `.ci/run` hands to
+/// `portico check --operations`) are valid against the committed API schema, so the
+/// operation-aware check starts from operations that work today.
+#[test]
+fn client_operations_validate_against_the_api_schema() {
+    let api = std::fs::read_to_string(root().join("schema.graphql")).expect("schema.graphql");
+    let schema = apollo_compiler::Schema::parse_and_validate(api, "schema.graphql")
+        .expect("schema.graphql is valid");
+    let ops = schema_cmds::load_operations(&root().join("client-operations"))
+        .expect("client-operations/");
+    assert!(ops.len() >= 4, "{ops:?}");
+    for (name, text) in ops {
+        if let Err(e) =
+            apollo_compiler::ExecutableDocument::parse_and_validate(&schema, text, &name)
+        {
+            panic!("client-operations/{name}.graphql: {}", e.errors);
+        }
+    }
+}
