@@ -805,6 +805,16 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                     }
                 }
                 let all: Vec<usize> = sources.iter().map(|s| s.idx).collect();
+                // Names of the subgraphs that define a value, and of those that do not.
+                let has_and_lacks = |defining: &[usize]| -> (Vec<String>, Vec<String>) {
+                    let names = |keep: bool| -> Vec<String> {
+                        all.iter()
+                            .filter(|i| defining.contains(i) == keep)
+                            .map(|i| subgraphs[*i].name.clone())
+                            .collect()
+                    };
+                    (names(true), names(false))
+                };
                 let partial: Vec<&Name> = values
                     .iter()
                     .filter(|(_, g)| g.len() != all.len())
@@ -812,15 +822,7 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                     .collect();
                 if input && output && !partial.is_empty() {
                     for v in &partial {
-                        let has: Vec<String> = values[*v]
-                            .iter()
-                            .map(|i| subgraphs[*i].name.clone())
-                            .collect();
-                        let lacks: Vec<String> = all
-                            .iter()
-                            .filter(|i| !values[*v].contains(i))
-                            .map(|i| subgraphs[*i].name.clone())
-                            .collect();
+                        let (has, lacks) = has_and_lacks(&values[*v]);
                         diags.push(Diagnostic::error("ENUM_VALUE_MISMATCH", format!("Enum type \"{type_name}\" is used as both input type (for example, as an argument or input field) and output type (as a field type), but value \"{v}\" is not defined in all the subgraphs defining \"{type_name}\": \"{v}\" is defined in subgraph(s) {} but not in subgraph(s) {}", list(&has), list(&lacks))).subgraphs(lacks.clone()).at(format!("{type_name}.{v}")));
                     }
                 }
@@ -838,15 +840,7 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                         diags.push(Diagnostic::hint("UNUSED_ENUM_TYPE", format!("Enum type \"{type_name}\" is defined but unused. It will be included in the supergraph with all the values appearing in any subgraph (\"as if\" it was only used as an output type).")).at(type_name.to_string()));
                     }
                     for v in partial.iter().filter(|_| output && !input) {
-                        let has: Vec<String> = values[*v]
-                            .iter()
-                            .map(|i| subgraphs[*i].name.clone())
-                            .collect();
-                        let lacks: Vec<String> = all
-                            .iter()
-                            .filter(|i| !values[*v].contains(i))
-                            .map(|i| subgraphs[*i].name.clone())
-                            .collect();
+                        let (has, lacks) = has_and_lacks(&values[*v]);
                         diags.push(Diagnostic::hint("INCONSISTENT_ENUM_VALUE_FOR_OUTPUT_ENUM", format!("Value \"{v}\" of enum type \"{type_name}\" has been added to the supergraph but is only defined in a subset of the subgraphs defining \"{type_name}\": \"{v}\" is defined in subgraph(s) {} but not in subgraph(s) {}.", list(&has), list(&lacks))).subgraphs(lacks).at(format!("{type_name}.{v}")));
                     }
                     values.keys().collect()
