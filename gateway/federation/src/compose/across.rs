@@ -37,11 +37,11 @@ pub(crate) fn check(loaded: &[Subgraph], diags: &mut Diagnostics) {
 }
 
 /// `subgraph "a"` / `subgraphs "a" and "b"` / `subgraphs "a", "b" and "c"`.
-fn subgraph_names(names: &[String]) -> String {
+pub(super) fn subgraph_names(names: &[String]) -> String {
     human_list(names, "subgraph", "subgraphs")
 }
 
-fn human_list(items: &[String], singular: &str, plural: &str) -> String {
+pub(super) fn human_list(items: &[String], singular: &str, plural: &str) -> String {
     let quoted: Vec<String> = items.iter().map(|n| format!("\"{n}\"")).collect();
     match quoted.as_slice() {
         [] => String::new(),

@@ -2,7 +2,9 @@
 //! argument or input field may not reference an inaccessible type
 //! (`REFERENCED_INACCESSIBLE`); a type may not have only inaccessible fields or values
 //! (`ONLY_INACCESSIBLE_CHILDREN`); a required argument or input field may not be
-//! inaccessible (`REQUIRED_INACCESSIBLE`); a root type may not be inaccessible.
+//! inaccessible (`REQUIRED_INACCESSIBLE`); a root type may not be inaccessible; a
+//! directive definition's arguments may be inaccessible only when the directive is
+//! executable-only, not built in and not from a linked spec (`DISALLOWED_INACCESSIBLE`).
 
 use super::{Diagnostic, Diagnostics};
 use apollo_compiler::Schema;
@@ -126,6 +128,7 @@ pub(crate) fn check(schema: &Schema, diags: &mut Diagnostics) {
             );
         }
     }
+    directives(schema, &mut push);
     for root in [
         &schema.schema_definition.query,
         &schema.schema_definition.mutation,
@@ -145,4 +148,112 @@ pub(crate) fn check(schema: &Schema, diags: &mut Diagnostics) {
             );
         }
     }
+}
+
+/// `DISALLOWED_INACCESSIBLE` on directive definitions (Apollo's
+/// `validateInaccessibleElements`): no `@inaccessible` argument on a built-in directive,
+/// on one from a `@link`ed spec (composed directives included) or on one that may be
+/// applied to type-system locations; an executable directive's required argument may
+/// not be inaccessible (`REQUIRED_INACCESSIBLE`).
+fn directives(schema: &Schema, push: &mut impl FnMut(&'static str, String, String)) {
+    use apollo_compiler::schema::DirectiveLocation as L;
+    let linked = linked_names(schema);
+    for (name, def) in &schema.directive_definitions {
+        let hidden: Vec<_> = def
+            .arguments
+            .iter()
+            .filter(|a| a.directives.get("inaccessible").is_some())
+            .collect();
+        if hidden.is_empty() {
+            continue;
+        }
+        let coord = format!("@{name}");
+        let type_system: Vec<String> = def
+            .locations
+            .iter()
+            .filter(|l| {
+                !matches!(
+                    l,
+                    L::Query
+                        | L::Mutation
+                        | L::Subscription
+                        | L::Field
+                        | L::FragmentDefinition
+                        | L::FragmentSpread
+                        | L::InlineFragment
+                        | L::VariableDefinition
+                )
+            })
+            .map(|l| l.to_string())
+            .collect();
+        let message = if def.is_built_in() {
+            format!("Built-in directive \"{coord}\" cannot use @inaccessible.")
+        } else if linked.iter().any(|(prefix, imports)| {
+            name.as_str() == prefix
+                || name.starts_with(&format!("{prefix}__"))
+                || imports.contains(&coord)
+        }) {
+            format!("Core feature directive \"{coord}\" cannot use @inaccessible.")
+        } else if !type_system.is_empty() {
+            format!(
+                "Directive \"{coord}\" cannot use @inaccessible because it may be applied to these type-system locations: {}.",
+                type_system.join(", ")
+            )
+        } else {
+            for a in hidden.iter().filter(|a| a.is_required()) {
+                let acoord = format!("{coord}({}:)", a.name);
+                push(
+                    "REQUIRED_INACCESSIBLE",
+                    acoord.clone(),
+                    format!(
+                        "Argument \"{acoord}\" is @inaccessible but is a required argument of its directive."
+                    ),
+                );
+            }
+            continue;
+        };
+        push("DISALLOWED_INACCESSIBLE", coord, message);
+    }
+}
+
+/// The schema's `@link`s: the name each spec is used under (`as:` or the URL's name)
+/// and the directives it imports (`@name`, under their local names).
+fn linked_names(schema: &Schema) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for link in schema.schema_definition.directives.get_all("link") {
+        let Some(url) = link
+            .specified_argument_by_name("url")
+            .and_then(|v| v.as_str())
+        else {
+            continue;
+        };
+        let mut segments = url.trim_end_matches('/').rsplit('/');
+        let _version = segments.next();
+        let spec = link
+            .specified_argument_by_name("as")
+            .and_then(|v| v.as_str())
+            .or_else(|| segments.next())
+            .unwrap_or_default()
+            .to_string();
+        let imports = link
+            .specified_argument_by_name("import")
+            .and_then(|v| v.as_list())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| {
+                if let Some(s) = i.as_str() {
+                    return Some(s.to_string());
+                }
+                let obj = i.as_object()?;
+                let field = |k: &str| {
+                    obj.iter()
+                        .find(|(n, _)| n == k)
+                        .and_then(|(_, v)| v.as_str())
+                };
+                field("as").or_else(|| field("name")).map(str::to_string)
+            })
+            .collect();
+        out.push((spec, imports));
+    }
+    out
 }

@@ -10,6 +10,8 @@
 //!    `@interfaceObject`).
 //! 3. [`merge`]: merge types across subgraphs (sharing, enums, inputs, arguments,
 //!    directives) and print the supergraph with its join metadata.
+//!    [`postmerge`] then checks the merged supergraph: interface fields implemented,
+//!    transitive access-control requirements of `@requires`/`@fromContext`.
 //! 4. [`inaccessible`]: `@inaccessible` consistency; then load the printed supergraph with
 //!    [`Supergraph::parse`] (the same loader the gateway uses) and derive the API schema.
 //! 5. [`satisfiability`]: every API field reachable from the root types.
@@ -23,6 +25,7 @@ mod diagnostic;
 mod inaccessible;
 mod merge;
 mod normalize;
+mod postmerge;
 mod satisfiability;
 mod subgraph;
 mod upgrade;
@@ -122,6 +125,7 @@ pub fn compose(subgraphs: &[SubgraphInput]) -> Result<Composed, CompositionError
         return Err(finish_errors(diags));
     }
     if let Ok(schema) = apollo_compiler::Schema::parse(&printed, "supergraph.graphql") {
+        postmerge::check(&schema, &loaded, &mut diags);
         inaccessible::check(&schema, &mut diags);
         if diags.has_errors() {
             return Err(finish_errors(diags));

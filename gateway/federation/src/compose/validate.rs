@@ -122,6 +122,20 @@ pub(crate) fn is_external(sg: &Subgraph, ty: &ExtendedType, field: &FieldDefinit
     sg.has(&field.directives, "external") || sg.has(ty.directives(), "external")
 }
 
+const NOT_STRING: &str = "Invalid value for argument \"fields\": must be a string.";
+
+/// A `fields:` argument that is not a string (Federation 1 values were coerced already).
+fn fields_not_string(d: &apollo_compiler::ast::Directive) -> bool {
+    d.specified_argument_by_name("fields")
+        .is_some_and(|v| v.as_str().is_none() && !v.is_null())
+}
+
+fn resolvable(d: &apollo_compiler::ast::Directive) -> bool {
+    d.specified_argument_by_name("resolvable")
+        .and_then(|v| v.to_bool())
+        .unwrap_or(true)
+}
+
 fn fields_arg(d: &apollo_compiler::ast::Directive) -> Option<String> {
     d.specified_argument_by_name("fields")
         .and_then(|v| v.as_str())
@@ -193,6 +207,13 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
         let directives: &DirectiveList = ty.directives();
         // @key
         for key in sg.all(directives, "key") {
+            if fields_not_string(key) {
+                push(
+                    "KEY_INVALID_FIELDS_TYPE",
+                    type_name.to_string(),
+                    format!("On type \"{type_name}\", for {}: {NOT_STRING}", **key),
+                );
+            }
             let Some(src) = fields_arg(key) else { continue };
             let head = format!("On type \"{type_name}\", for @key(fields: \"{src}\")");
             match field_set_fields(sg, type_name, &src) {
@@ -215,14 +236,27 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
                 }
             }
             if is_interface {
-                // Every implementation in this subgraph must repeat the key.
+                // Every implementation in this subgraph must repeat the key, resolvable
+                // when the interface's is.
+                let mut missing = false;
+                let mut unresolvable = Vec::new();
                 for (impl_name, impl_ty) in &sg.schema.types {
-                    if let ExtendedType::Object(o) = impl_ty
-                        && o.implements_interfaces.iter().any(|i| i.name == *type_name)
-                        && !sg.all(&o.directives, "key").iter().any(|k| {
-                            fields_arg(k).map(|s| normalize_ws(&s)) == Some(normalize_ws(&src))
-                        })
-                    {
+                    let ExtendedType::Object(o) = impl_ty else {
+                        continue;
+                    };
+                    if !o.implements_interfaces.iter().any(|i| i.name == *type_name) {
+                        continue;
+                    }
+                    let keys = sg.all(&o.directives, "key");
+                    let matching = keys.iter().find(|k| {
+                        fields_arg(k).map(|s| normalize_ws(&s)) == Some(normalize_ws(&src))
+                    });
+                    if let Some(k) = matching {
+                        if resolvable(key) && !resolvable(k) {
+                            unresolvable.push(impl_name.to_string());
+                        }
+                    } else {
+                        missing = true;
                         push(
                             "INTERFACE_KEY_NOT_ON_IMPLEMENTATION",
                             impl_name.to_string(),
@@ -231,6 +265,17 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
                             ),
                         );
                     }
+                }
+                if !missing && !unresolvable.is_empty() {
+                    push(
+                        "INTERFACE_KEY_NOT_ON_IMPLEMENTATION",
+                        type_name.to_string(),
+                        format!(
+                            "Key {} on interface type \"{type_name}\" should be resolvable on all implementation types, but is declared with argument \"@key(resolvable:)\" set to false in {}.",
+                            **key,
+                            super::across::human_list(&unresolvable, "type", "types")
+                        ),
+                    );
                 }
             }
         }
@@ -282,6 +327,13 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
                 );
             }
             for r in sg.all(&field.directives, "requires") {
+                if fields_not_string(r) {
+                    push(
+                        "REQUIRES_INVALID_FIELDS_TYPE",
+                        coord.clone(),
+                        format!("On field \"{coord}\", for {}: {NOT_STRING}", **r),
+                    );
+                }
                 let Some(src) = fields_arg(r) else { continue };
                 let head = format!("On field \"{coord}\", for @requires(fields: \"{src}\")");
                 if is_interface {
@@ -311,6 +363,13 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
                 }
             }
             for p in sg.all(&field.directives, "provides") {
+                if fields_not_string(p) {
+                    push(
+                        "PROVIDES_INVALID_FIELDS_TYPE",
+                        coord.clone(),
+                        format!("On field \"{coord}\", for {}: {NOT_STRING}", **p),
+                    );
+                }
                 let Some(src) = fields_arg(p) else { continue };
                 let head = format!("On field \"{coord}\", for @provides(fields: \"{src}\")");
                 if is_interface {
