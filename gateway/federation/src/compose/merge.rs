@@ -207,6 +207,10 @@ struct Carry<'a> {
     /// Per subgraph: `@external` key fields of type extensions, which Apollo does not
     /// consider external ("fake" externals).
     fake_externals: Vec<super::validate::FieldRefs>,
+    /// Per interface (type level: field `None`), the access-control requirements of its
+    /// implementations, which the interface inherits (as Apollo's and the Guild's
+    /// compositions do), so a query through the interface cannot read around them.
+    interface_auth: HashMap<(Name, Option<Name>), Carried>,
 }
 
 /// `@listSize` arguments, merged across subgraphs.
@@ -246,6 +250,27 @@ impl Carried {
         let slot = format!("{MERGED}{canonical}");
         if !self.list.contains(&slot) {
             self.list.push(slot);
+        }
+    }
+
+    /// Adds the access-control requirements of `other` (an implementation's) to these:
+    /// `@authenticated` if either has it, scopes and policies as a conjunction.
+    fn merge_auth(&mut self, other: &Carried) {
+        if other.list.iter().any(|d| d == "@authenticated")
+            && !self.list.iter().any(|d| d == "@authenticated")
+        {
+            self.list.push("@authenticated".into());
+        }
+        if let Some(theirs) = &other.scopes {
+            self.scopes = Some(dnf_and(self.scopes.as_deref().unwrap_or_default(), theirs));
+            self.mark("requiresScopes");
+        }
+        if let Some(theirs) = &other.policies {
+            self.policies = Some(dnf_and(
+                self.policies.as_deref().unwrap_or_default(),
+                theirs,
+            ));
+            self.mark("policy");
         }
     }
 
@@ -369,10 +394,25 @@ fn union_strings(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<S
     }
 }
 
+/// The access-control directives (what an interface inherits from its implementations).
+const AUTH: &[&str] = &["authenticated", "requiresScopes", "policy"];
+
 impl Carry<'_> {
     fn collect(&mut self, idx: usize, list: &impl Dirs, out: &mut Carried) {
+        self.collect_only(idx, list, out, CARRIED);
+        self.collect_other(idx, list, out);
+    }
+
+    /// The carried directives among `canonicals`.
+    fn collect_only(
+        &mut self,
+        idx: usize,
+        list: &impl Dirs,
+        out: &mut Carried,
+        canonicals: &[&'static str],
+    ) {
         let sg = &self.subgraphs[idx];
-        for canonical in CARRIED {
+        for canonical in canonicals {
             for d in sg.all(list, canonical) {
                 self.used_features.insert(canonical);
                 match *canonical {
@@ -456,6 +496,10 @@ impl Carry<'_> {
                 }
             }
         }
+    }
+
+    /// `@deprecated`, `@specifiedBy` and composed directives.
+    fn collect_other(&mut self, idx: usize, list: &impl Dirs, out: &mut Carried) {
         for d in list.every() {
             if d.name == "deprecated" && !out.list.iter().any(|o| o.starts_with("@deprecated")) {
                 out.push(print_directive("deprecated", d));
@@ -598,7 +642,9 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
             .iter()
             .map(super::validate::fake_externals)
             .collect(),
+        interface_auth: HashMap::new(),
     };
+    carry.interface_auth = interface_auth(&types, &mut carry);
     let mut composed_defs: IndexMap<String, (String, String)> = IndexMap::new(); // name → (definition, link url)
     for (idx, sg) in subgraphs.iter().enumerate() {
         let Some(local) = sg.local("composeDirective") else {
@@ -685,6 +731,11 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
         let mut described = Described::default();
         for s in sources {
             carry.collect(s.idx, s.ty.directives(), &mut type_dirs);
+            if kind == Kind::Interface
+                && let Some(inherited) = carry.interface_auth.get(&(type_name.clone(), None))
+            {
+                type_dirs.merge_auth(inherited);
+            }
             for c in subgraphs[s.idx].all(s.ty.directives(), "context") {
                 if let Some(name) = c
                     .specified_argument_by_name("name")
@@ -1359,6 +1410,52 @@ fn compatible_hint(
     );
 }
 
+/// What each interface inherits from its implementations (see `Carry::interface_auth`).
+fn interface_auth(
+    types: &IndexMap<Name, Vec<TypeSource>>,
+    carry: &mut Carry,
+) -> HashMap<(Name, Option<Name>), Carried> {
+    let is_interface = |name: &Name| {
+        types.get(name).is_some_and(|ss| {
+            ss.iter()
+                .any(|s| matches!(s.ty, ExtendedType::Interface(_)))
+        })
+    };
+    let pairs: Vec<(Name, Name)> = carry
+        .subtypes
+        .iter()
+        .filter(|(_, i)| is_interface(i))
+        .cloned()
+        .collect();
+    let mut out: HashMap<(Name, Option<Name>), Carried> = HashMap::new();
+    for (implementor, interface) in pairs {
+        let Some(sources) = types.get(&implementor) else {
+            continue;
+        };
+        for s in sources {
+            let ExtendedType::Object(o) = s.ty else {
+                continue;
+            };
+            let mut here = Carried::default();
+            carry.collect_only(s.idx, &o.directives, &mut here, AUTH);
+            out.entry((interface.clone(), None))
+                .or_default()
+                .merge_auth(&here);
+            for (field, def) in &o.fields {
+                if is_external(&carry.subgraphs[s.idx], s.ty, def) {
+                    continue;
+                }
+                let mut here = Carried::default();
+                carry.collect_only(s.idx, &def.directives, &mut here, AUTH);
+                out.entry((interface.clone(), Some(field.clone())))
+                    .or_default()
+                    .merge_auth(&here);
+            }
+        }
+    }
+    out
+}
+
 fn sp(items: &[String]) -> String {
     items.iter().map(|i| format!(" {i}")).collect()
 }
@@ -1859,6 +1956,13 @@ fn merge_fields(
             if !f.external {
                 carry.collect(f.idx, &f.def.directives, &mut dirs);
             }
+        }
+        if kind == Kind::Interface
+            && let Some(inherited) = carry
+                .interface_auth
+                .get(&(type_name.clone(), Some(field_name.clone())))
+        {
+            dirs.merge_auth(inherited);
         }
         // Join metadata (Apollo's `needsJoinField`).
         let any_override = fsources.iter().any(|f| {
