@@ -67,7 +67,8 @@ impl Comment {
     }
 }
 
-/// A user reference; the users service resolves it.
+// A user reference; the users service resolves it (no description: the owner's is the
+// one clients see).
 #[derive(SimpleObject, Clone, Debug)]
 #[graphql(unresolvable = "id")]
 pub struct User {

@@ -24,7 +24,8 @@ use portico_kit::errors::internal;
 pub const DEFAULT_PAGE: i32 = 10;
 pub const MAX_PAGE: i32 = 100;
 
-/// A user reference; the users service resolves it.
+// A user reference; the users service resolves it (no description: the owner's is the
+// one clients see).
 #[derive(SimpleObject, Clone, Debug)]
 #[graphql(unresolvable = "id")]
 pub struct User {

@@ -99,7 +99,8 @@ impl Notification {
     }
 }
 
-/// A post reference; the posts service resolves it.
+// A post reference; the posts service resolves it (no description: the owner's is the
+// one clients see).
 #[derive(SimpleObject, Clone, Debug)]
 #[graphql(unresolvable = "id")]
 pub struct Post {

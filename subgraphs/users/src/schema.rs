@@ -76,6 +76,8 @@ async fn follow_page(
     Ok(UserConnection::from_edges(edges, page_info))
 }
 
+/// A member of the network: their profile and who they follow. The other services add
+/// their posts, comments, likes and notifications.
 #[Object]
 impl User {
     async fn id(&self) -> ID {
