@@ -1484,3 +1484,97 @@ mod security;
 
 #[path = "it/rate.rs"]
 mod rate;
+
+// ---------------------------------------------------------------- composed executable directives
+
+/// An executable directive every subgraph defines is composed into the supergraph (see
+/// `portico_federation::compose`); the gateway accepts it from clients and forwards it,
+/// with its variables, on the field it annotates to the subgraph that resolves the field.
+#[tokio::test]
+async fn composed_executable_directives_travel_with_their_field() {
+    let sdl = |body: &str| {
+        format!(
+            "extend schema @link(url: \"https://specs.apollo.dev/federation/v2.3\", import: [\"@key\"])\n\
+             directive @lowercase(keep: Boolean = false) on FIELD\n{body}"
+        )
+    };
+    let users = MockSubgraph::start(
+        |_| json!({"data": {"me": {"__typename": "User", "id": "1", "name": "ann"}}}),
+    )
+    .await;
+    let posts = MockSubgraph::start(|body| {
+        let entities: Vec<Value> = representations(body)
+            .iter()
+            .map(|_| json!({"posts": [{"title": "hello"}]}))
+            .collect();
+        json!({"data": {"_entities": entities}})
+    })
+    .await;
+    let composed = portico_federation::compose::compose(&[
+        portico_federation::compose::SubgraphInput {
+            name: "users".into(),
+            url: users.url.clone(),
+            sdl: sdl("type Query { me: User }\ntype User @key(fields: \"id\") { id: ID! name: String }"),
+        },
+        portico_federation::compose::SubgraphInput {
+            name: "posts".into(),
+            url: posts.url.clone(),
+            sdl: sdl(
+                "type User @key(fields: \"id\") { id: ID! posts: [Post] }\ntype Post { title: String }",
+            ),
+        },
+    ])
+    .expect("composes");
+    assert!(
+        composed
+            .api_sdl
+            .contains("directive @lowercase(keep: Boolean = false) on FIELD")
+    );
+    let gateway = Gateway::new(dev(), &composed.supergraph_sdl, TrustSigner::generate())
+        .expect("supergraph loads");
+    let url = format!("http://{}/graphql", spawn(gateway.router()).await);
+    let query =
+        "query ($keep: Boolean) { me { name @lowercase posts { title @lowercase(keep: $keep) } } }";
+    let resp: Value = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({"query": query, "variables": {"keep": true}}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        resp,
+        json!({"data": {"me": {"name": "ann", "posts": [{"title": "hello"}]}}})
+    );
+    let root = users.last().body;
+    assert!(
+        root["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("name @lowercase")),
+        "{root}"
+    );
+    let entities = posts.last().body;
+    assert!(
+        entities["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("title @lowercase(keep:$keep)")),
+        "{entities}"
+    );
+    assert_eq!(entities["variables"]["keep"], true, "{entities}");
+
+    // Not a location every subgraph accepts: refused by validation, no subgraph called.
+    let before = users.count() + posts.count();
+    let resp: Value = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({"query": "{ me { ... @lowercase { name } } }"}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(resp["errors"][0]["message"].as_str().is_some(), "{resp}");
+    assert_eq!(users.count() + posts.count(), before);
+}

@@ -85,12 +85,30 @@ pub fn now() -> DateTime<Utc> {
 /// machine; 2 ms keeps one `_entities` call one batch.
 pub const DATA_LOADER_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// The batching delay loaders built from now on use, in microseconds (see
+/// [`set_data_loader_delay`]).
+static LOADER_DELAY_MICROS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DATA_LOADER_DELAY.as_micros() as u64);
+
+/// Sets the batching delay of the loaders built afterwards. The test harness
+/// ([`testing::services`]) widens it, so that tests counting SQL statements per request do
+/// not depend on how busy the machine is: a batch split by a slow CPU would otherwise show
+/// up as extra statements.
+pub fn set_data_loader_delay(delay: std::time::Duration) {
+    let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+    LOADER_DELAY_MICROS.store(micros, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// An async-graphql `DataLoader` on the tokio runtime with the kit's batching delay
-/// ([`DATA_LOADER_DELAY`]); no cache, so it can live in the schema data for all requests.
+/// ([`DATA_LOADER_DELAY`] unless [`set_data_loader_delay`] changed it); no cache, so it
+/// can live in the schema data for all requests.
 pub fn data_loader<T: Send + Sync + 'static>(
     loader: T,
 ) -> async_graphql::dataloader::DataLoader<T> {
-    async_graphql::dataloader::DataLoader::new(loader, tokio::spawn).delay(DATA_LOADER_DELAY)
+    let delay = std::time::Duration::from_micros(
+        LOADER_DELAY_MICROS.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    async_graphql::dataloader::DataLoader::new(loader, tokio::spawn).delay(delay)
 }
 
 /// A new UUIDv7 (time-ordered) id as a string: the id format of every entity.

@@ -238,6 +238,9 @@ where
     A: Fn(ServiceContext) -> F,
     F: Future<Output = Result<axum::Router, KitError>>,
 {
+    // Statement-counting tests must not depend on the machine's load (see
+    // `set_data_loader_delay`); 50 ms per hop is nothing next to a test's runtime.
+    crate::set_data_loader_delay(std::time::Duration::from_millis(50));
     let mut out = Vec::new();
     for (backend, db) in test_databases().await {
         migrate(&db).await.expect("migrations apply");
