@@ -7,7 +7,7 @@
 //! prints the query plan of an operation.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -47,6 +47,13 @@ enum Command {
     Compose(ComposeArgs),
     /// Schema check: compose and classify every change against the committed API schema.
     Check(CheckArgs),
+    /// Regenerate every generated file of the demo: each `supergraph/<name>.graphql` from
+    /// its subgraph's code, then `supergraph/supergraph.graphql` and `schema.graphql`
+    /// (`--check`: write nothing, exit 1 when any of them is stale).
+    Generate {
+        #[arg(long)]
+        check: bool,
+    },
     /// Print a demo subgraph's SDL (as served at `_service { sdl }`).
     Sdl {
         /// Subgraph name.
@@ -512,6 +519,36 @@ async fn main() -> Result<()> {
         Command::Check(args) => {
             let code = run_check(args).await;
             std::process::exit(code);
+        }
+        Command::Generate { check } => {
+            let list = PathBuf::from("supergraph/subgraphs.toml");
+            let mut stale = false;
+            for name in platform::SUBGRAPHS {
+                let sdl = platform::subgraph_sdl(name)
+                    .with_context(|| format!("unknown subgraph `{name}`"))?;
+                let path = PathBuf::from(format!("supergraph/{name}.graphql"));
+                let committed = std::fs::read_to_string(&path).unwrap_or_default();
+                if committed == sdl {
+                    continue;
+                }
+                if check {
+                    eprintln!("{} is stale: run `portico generate`", path.display());
+                    stale = true;
+                } else {
+                    std::fs::write(&path, &sdl)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
+            }
+            let inputs = schema_cmds::inputs(&list, None).await?;
+            let code = schema_cmds::compose_cmd(
+                &inputs,
+                Path::new("supergraph/supergraph.graphql"),
+                Path::new("schema.graphql"),
+                check,
+                schema_cmds::Format::Text,
+            )?;
+            std::process::exit(if stale && code == 0 { 1 } else { code });
         }
         Command::Sdl { name } => {
             let sdl = platform::subgraph_sdl(&name)

@@ -1,7 +1,7 @@
 //! Generated files are committed and checked (STYLE 11): the demo supergraph and the
 //! public API schema must be exactly what `portico compose` produces from the subgraph
 //! SDLs under `supergraph/` (each of which is itself checked against its subgraph's code
-//! by that subgraph's tests). Fix a failure with `cargo run -- compose`.
+//! by that subgraph's tests). Fix a failure with `cargo run -- generate`.
 
 use std::path::Path;
 
@@ -23,12 +23,12 @@ async fn supergraph_and_api_schema_are_fresh() {
     assert_eq!(
         supergraph.trim_end(),
         composed.supergraph_sdl.trim_end(),
-        "supergraph/supergraph.graphql is stale: run `cargo run -- compose`"
+        "supergraph/supergraph.graphql is stale: run `cargo run -- generate`"
     );
     assert_eq!(
         api.trim_end(),
         composed.api_sdl.trim_end(),
-        "schema.graphql is stale: run `cargo run -- compose`"
+        "schema.graphql is stale: run `cargo run -- generate`"
     );
     assert_eq!(
         portico::platform::DEMO_SUPERGRAPH.trim_end(),

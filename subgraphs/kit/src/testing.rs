@@ -456,7 +456,7 @@ pub fn check_sdl_file(manifest_dir: &str, name: &str, sdl: &str) {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == sdl,
-        "{} differs from sdl(); run with UPDATE_SDL=1 to rewrite it",
+        "{} differs from sdl(); run `cargo run -- generate` (or this test with UPDATE_SDL=1) to rewrite it",
         path.display()
     );
 }
