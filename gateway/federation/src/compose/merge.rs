@@ -1285,47 +1285,15 @@ fn executable_directives(
             );
         }
         // Arguments: intersection, like field arguments.
-        let mut arg_names: IndexSet<Name> = IndexSet::new();
-        for (_, d) in defs {
-            arg_names.extend(d.arguments.iter().map(|a| a.name.clone()));
-        }
-        let mut args = Vec::new();
-        for a in &arg_names {
-            let acoord = format!("@{name}({a}:)");
-            let adefs: Vec<(usize, &Node<InputValueDefinition>)> = defs
-                .iter()
-                .filter_map(|(i, d)| d.arguments.iter().find(|x| x.name == *a).map(|x| (*i, x)))
+        let per_source: Vec<(usize, Vec<&Node<InputValueDefinition>>)> = defs
+            .iter()
+            .map(|(i, d)| (*i, d.arguments.iter().collect()))
+            .collect();
+        let args: Vec<String> =
+            merge_arguments(subgraphs, &format!("@{name}"), &per_source, diags, carry)
+                .into_iter()
+                .map(|(_, p)| p)
                 .collect();
-            if adefs.len() != defs.len() {
-                let present: Vec<String> = adefs
-                    .iter()
-                    .map(|(i, _)| subgraphs[*i].name.clone())
-                    .collect();
-                let lacks: Vec<String> = defs
-                    .iter()
-                    .filter(|(i, _)| !adefs.iter().any(|(x, _)| x == i))
-                    .map(|(i, _)| subgraphs[*i].name.clone())
-                    .collect();
-                if adefs.iter().any(|(_, d)| d.is_required()) {
-                    diags.push(Diagnostic::error("REQUIRED_ARGUMENT_MISSING_IN_SOME_SUBGRAPH", format!("Argument \"{acoord}\" is required in some subgraphs but does not appear in all subgraphs: it is required in subgraph(s) {} but does not appear in subgraph(s) {}", list(&present), list(&lacks))).subgraphs(lacks).at(acoord));
-                } else {
-                    diags.push(Diagnostic::hint("INCONSISTENT_ARGUMENT_PRESENCE", format!("Optional argument \"{acoord}\" will not be included in the supergraph as it does not appear in all subgraphs: it is defined in subgraph(s) {} but not in subgraph(s) {}", list(&present), list(&lacks))).subgraphs(lacks).at(acoord));
-                }
-                continue;
-            }
-            if let Some(p) = merge_input_value(
-                subgraphs,
-                &adefs,
-                &acoord,
-                "FIELD_ARGUMENT_TYPE_MISMATCH",
-                "FIELD_ARGUMENT_DEFAULT_MISMATCH",
-                "Argument",
-                diags,
-                carry,
-            ) {
-                args.push(p);
-            }
-        }
         let args = if args.is_empty() {
             String::new()
         } else {
@@ -1451,6 +1419,66 @@ fn interface_auth(
                     .or_default()
                     .merge_auth(&here);
             }
+        }
+    }
+    out
+}
+
+/// Arguments of one field or directive across the subgraphs defining it (`per_source`:
+/// subgraph index and its arguments): kept when every source has them (a required one
+/// missing somewhere is an error, an optional one a hint), merged by
+/// [`merge_input_value`]. Returns each kept argument's name and printed form.
+fn merge_arguments(
+    subgraphs: &[Subgraph],
+    coord: &str,
+    per_source: &[(usize, Vec<&Node<InputValueDefinition>>)],
+    diags: &mut Diagnostics,
+    carry: &mut Carry,
+) -> Vec<(Name, String)> {
+    let mut names: IndexSet<Name> = IndexSet::new();
+    for (_, args) in per_source {
+        names.extend(args.iter().map(|a| a.name.clone()));
+    }
+    let mut out = Vec::new();
+    for a in &names {
+        let acoord = format!("{coord}({a}:)");
+        let defs: Vec<(usize, &Node<InputValueDefinition>)> = per_source
+            .iter()
+            .filter_map(|(i, args)| args.iter().find(|x| x.name == *a).map(|d| (*i, *d)))
+            .collect();
+        if defs.len() != per_source.len() {
+            let lacks: Vec<String> = per_source
+                .iter()
+                .filter(|(i, _)| !defs.iter().any(|(d, _)| d == i))
+                .map(|(i, _)| subgraphs[*i].name.clone())
+                .collect();
+            if defs.iter().any(|(_, d)| d.is_required()) {
+                let has: Vec<String> = defs
+                    .iter()
+                    .filter(|(_, d)| d.is_required())
+                    .map(|(i, _)| subgraphs[*i].name.clone())
+                    .collect();
+                diags.push(Diagnostic::error("REQUIRED_ARGUMENT_MISSING_IN_SOME_SUBGRAPH", format!("Argument \"{acoord}\" is required in some subgraphs but does not appear in all subgraphs: it is required in subgraph(s) {} but does not appear in subgraph(s) {}", list(&has), list(&lacks))).subgraphs(lacks).at(acoord));
+            } else {
+                let present: Vec<String> = defs
+                    .iter()
+                    .map(|(i, _)| subgraphs[*i].name.clone())
+                    .collect();
+                diags.push(Diagnostic::hint("INCONSISTENT_ARGUMENT_PRESENCE", format!("Optional argument \"{acoord}\" will not be included in the supergraph as it does not appear in all subgraphs: it is defined in subgraph(s) {} but not in subgraph(s) {}", list(&present), list(&lacks))).subgraphs(lacks).at(acoord));
+            }
+            continue;
+        }
+        if let Some(p) = merge_input_value(
+            subgraphs,
+            &defs,
+            &acoord,
+            "FIELD_ARGUMENT_TYPE_MISMATCH",
+            "FIELD_ARGUMENT_DEFAULT_MISMATCH",
+            "Argument",
+            diags,
+            carry,
+        ) {
+            out.push((a.clone(), p));
         }
     }
     out
@@ -1887,65 +1915,25 @@ fn merge_fields(
         } else {
             resolving.clone()
         };
-        let mut arg_names: IndexSet<Name> = IndexSet::new();
         let from_context = |f: &FieldSource, a: &Node<InputValueDefinition>| {
             subgraphs[f.idx].has(&a.directives, "fromContext")
         };
-        for f in &arg_sources {
-            arg_names.extend(
-                f.def
-                    .arguments
-                    .iter()
-                    .filter(|a| !from_context(f, a))
-                    .map(|a| a.name.clone()),
-            );
-        }
-        let mut args = Vec::new();
-        let mut merged_args: Vec<String> = Vec::new();
-        for a in &arg_names {
-            let acoord = format!("{coord}({a}:)");
-            let defs: Vec<(usize, &Node<InputValueDefinition>)> = arg_sources
-                .iter()
-                .filter_map(|f| {
+        let per_source: Vec<(usize, Vec<&Node<InputValueDefinition>>)> = arg_sources
+            .iter()
+            .map(|f| {
+                (
+                    f.idx,
                     f.def
                         .arguments
                         .iter()
-                        .find(|x| x.name == *a && !from_context(f, x))
-                        .map(|d| (f.idx, d))
-                })
-                .collect();
-            if defs.len() != arg_sources.len() {
-                let lacks: Vec<String> = arg_sources
-                    .iter()
-                    .filter(|f| !defs.iter().any(|(i, _)| *i == f.idx))
-                    .map(|f| subgraphs[f.idx].name.clone())
-                    .collect();
-                if defs.iter().any(|(_, d)| d.is_required()) {
-                    let has: Vec<String> = defs
-                        .iter()
-                        .filter(|(_, d)| d.is_required())
-                        .map(|(i, _)| subgraphs[*i].name.clone())
-                        .collect();
-                    diags.push(Diagnostic::error("REQUIRED_ARGUMENT_MISSING_IN_SOME_SUBGRAPH", format!("Argument \"{acoord}\" is required in some subgraphs but does not appear in all subgraphs: it is required in subgraph(s) {} but does not appear in subgraph(s) {}", list(&has), list(&lacks))).subgraphs(lacks).at(acoord));
-                } else {
-                    diags.push(Diagnostic::hint("INCONSISTENT_ARGUMENT_PRESENCE", format!("Optional argument \"{acoord}\" will not be included in the supergraph as it does not appear in all subgraphs: it is defined in subgraph(s) {} but not in subgraph(s) {}", list(&defs.iter().map(|(i, _)| subgraphs[*i].name.clone()).collect::<Vec<_>>()), list(&lacks))).subgraphs(lacks).at(acoord));
-                }
-                continue;
-            }
-            if let Some(p) = merge_input_value(
-                subgraphs,
-                &defs,
-                &acoord,
-                "FIELD_ARGUMENT_TYPE_MISMATCH",
-                "FIELD_ARGUMENT_DEFAULT_MISMATCH",
-                "Argument",
-                diags,
-                carry,
-            ) {
-                args.push(p);
-                merged_args.push(a.to_string());
-            }
-        }
+                        .filter(|a| !from_context(f, a))
+                        .collect(),
+                )
+            })
+            .collect();
+        let merged = merge_arguments(subgraphs, &coord, &per_source, diags, carry);
+        let merged_args: Vec<String> = merged.iter().map(|(n, _)| n.to_string()).collect();
+        let args: Vec<String> = merged.into_iter().map(|(_, p)| p).collect();
         // Directives and description.
         let mut dirs = Carried::default();
         let mut described = Described::default();
