@@ -189,15 +189,23 @@ fn valid_label(label: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c))
 }
 
+/// An error in subgraph `name`, Apollo-style (`[name] message`), at `coordinate`.
+fn subgraph_error(
+    name: &str,
+    code: &'static str,
+    coordinate: String,
+    message: String,
+) -> Diagnostic {
+    Diagnostic::error(code, format!("[{name}] {message}"))
+        .subgraph(name)
+        .at(coordinate)
+}
+
 pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
     let name = sg.name.as_str();
     let used = used_by_field_sets(sg);
     let mut push = |code: &'static str, coordinate: String, message: String| {
-        diags.push(
-            Diagnostic::error(code, format!("[{name}] {message}"))
-                .subgraph(name)
-                .at(coordinate),
-        );
+        diags.push(subgraph_error(name, code, coordinate, message));
     };
     for (type_name, ty) in &sg.schema.types {
         if !sg.is_user_type(type_name, ty) {
@@ -800,11 +808,7 @@ pub(crate) fn cost_spec(sg: &Subgraph, diags: &mut Diagnostics) {
     }
     let name = sg.name.as_str();
     let mut push = |code: &'static str, coordinate: String, message: String| {
-        diags.push(
-            Diagnostic::error(code, format!("[{name}] {message}"))
-                .subgraph(name)
-                .at(coordinate),
-        );
+        diags.push(subgraph_error(name, code, coordinate, message));
     };
     for (type_name, ty) in &sg.schema.types {
         if !sg.is_user_type(type_name, ty) {
@@ -907,11 +911,7 @@ pub(crate) fn shareable_and_external(sg: &Subgraph, diags: &mut Diagnostics) {
     let name = sg.name.as_str();
     let fake = fake_externals(sg);
     let mut push = |code: &'static str, coordinate: String, message: String| {
-        diags.push(
-            Diagnostic::error(code, format!("[{name}] {message}"))
-                .subgraph(name)
-                .at(coordinate),
-        );
+        diags.push(subgraph_error(name, code, coordinate, message));
     };
     for (type_name, ty) in &sg.schema.types {
         if !sg.is_user_type(type_name, ty) {
