@@ -257,7 +257,8 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
                     }
                     let keys = sg.all(&o.directives, "key");
                     let matching = keys.iter().find(|k| {
-                        fields_arg(k).map(|s| normalize_ws(&s)) == Some(normalize_ws(&src))
+                        fields_arg(k).map(|s| canonical_field_set(&s))
+                            == Some(canonical_field_set(&src))
                     });
                     if let Some(k) = matching {
                         if resolvable(key) && !resolvable(k) {
@@ -476,6 +477,67 @@ pub(crate) fn subgraph(sg: &Subgraph, diags: &mut Diagnostics) {
 
 pub(crate) fn normalize_ws(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A field set in a canonical form, so that two spellings of the same selection compare
+/// equal whatever their order or whitespace (`"sku id"` = `"id  sku"`); an unparsable set
+/// falls back to its whitespace-normalised text.
+pub(crate) fn canonical_field_set(source: &str) -> String {
+    fn print(set: &[apollo_compiler::ast::Selection]) -> String {
+        use apollo_compiler::ast::Selection as S;
+        let mut parts: Vec<String> = set
+            .iter()
+            .map(|s| match s {
+                S::Field(f) => {
+                    let alias = f
+                        .alias
+                        .as_ref()
+                        .map(|a| format!("{a}:"))
+                        .unwrap_or_default();
+                    let args: Vec<String> = f
+                        .arguments
+                        .iter()
+                        .map(|a| format!("{}:{}", a.name, a.value))
+                        .collect();
+                    let args = if args.is_empty() {
+                        String::new()
+                    } else {
+                        format!("({})", args.join(","))
+                    };
+                    if f.selection_set.is_empty() {
+                        format!("{alias}{}{args}", f.name)
+                    } else {
+                        format!("{alias}{}{args}{{{}}}", f.name, print(&f.selection_set))
+                    }
+                }
+                S::InlineFragment(i) => format!(
+                    "...{}{{{}}}",
+                    i.type_condition
+                        .as_ref()
+                        .map(|t| format!("on {t}"))
+                        .unwrap_or_default(),
+                    print(&i.selection_set)
+                ),
+                S::FragmentSpread(f) => format!("...{}", f.fragment_name),
+            })
+            .collect();
+        parts.sort();
+        parts.dedup();
+        parts.join(" ")
+    }
+    match apollo_compiler::ast::Document::parse(format!("{{ {source} }}"), "fields") {
+        Ok(doc) => doc
+            .definitions
+            .iter()
+            .find_map(|d| match d {
+                apollo_compiler::ast::Definition::OperationDefinition(o) => {
+                    Some(print(&o.selection_set))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| normalize_ws(source)),
+        Err(_) => normalize_ws(source),
+    }
 }
 
 /// Which federation directive a field set belongs to.
