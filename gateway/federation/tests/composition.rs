@@ -1,10 +1,11 @@
 //! Composition tests.
 //!
-//! 1. Interoperability: every planner fixture under `tests/fixtures/<case>/subgraphs/`
-//!    was composed by `@theguild/federation-composition` into its `supergraph.graphql`,
+//! 1. Interoperability: every planner fixture under `tests/fixtures/<case>/subgraphs/` (and
+//!    every case of the gateway's execution corpus, `/tests/fixtures/` at the workspace
+//!    root) was composed by `@theguild/federation-composition` into its `supergraph.graphql`,
 //!    and every composition fixture that library composes has its output in
-//!    `reference.graphql` (`tests/composition-reference.mjs`; except a case with
-//!    `expect-codes`, where Portico deliberately disagrees: see its `notes.md`); Portico must compose the
+//!    `reference.graphql` (`tests/composition-reference.mjs`; except a case with a
+//!    `notes.md`, where Portico deliberately differs and says why); Portico must compose the
 //!    same subgraphs into a supergraph with the same API schema and the same join
 //!    metadata (after `normalize_supergraph`).
 //! 2. Composition fixtures: `tests/composition/<case>/subgraphs/*.graphql` (subgraph name
@@ -56,11 +57,24 @@ fn composes_planner_fixtures_like_the_guild_composition() {
         .into_iter()
         .map(|c| (c, "supergraph.graphql"))
         .collect();
+    // The gateway's execution corpus (`tests/fixtures/` at the workspace root): 93 more
+    // subgraph sets The Guild composed.
+    all.extend(
+        cases("../../tests/fixtures")
+            .into_iter()
+            .filter(|c| c.join("supergraph.graphql").exists())
+            .map(|c| (c, "supergraph.graphql")),
+    );
     all.extend(
         cases("tests/composition")
             .into_iter()
             .filter(|c| c.join("reference.graphql").exists())
             .map(|c| (c, "reference.graphql")),
+    );
+    assert!(
+        all.len() > 200,
+        "only {} reference supergraphs found",
+        all.len()
     );
     for (case, reference) in &all {
         let name = case
