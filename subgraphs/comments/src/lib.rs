@@ -6,7 +6,6 @@
 //! lookups, comment pages and counts go through DataLoaders ([`loaders`]).
 
 pub mod entity;
-pub mod input;
 pub mod loaders;
 pub mod projection;
 pub mod schema;

@@ -26,6 +26,7 @@ pub mod db;
 pub mod errors;
 pub mod events;
 pub mod identity;
+pub mod input;
 pub mod pagination;
 pub mod server;
 pub mod sql;

@@ -7,7 +7,6 @@
 //! when the state changed. Counts, "liked by me" and like pages go through DataLoaders.
 
 pub mod entity;
-pub mod input;
 pub mod loaders;
 pub mod projection;
 pub mod schema;

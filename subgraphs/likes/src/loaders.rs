@@ -11,7 +11,7 @@ use sea_orm::{
 };
 
 use crate::entity::like;
-use crate::input::plausible_id;
+use portico_kit::input::plausible_id;
 pub use portico_kit::sql::PageKey;
 use portico_kit::sql::{Order, PageQuery, load_pages};
 

@@ -16,9 +16,9 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::entity::{known_post, like};
-use crate::input::{after_cursor, plausible_id};
 use crate::loaders::{LikeCountLoader, LikedLoader, PageKey, PostLikesLoader};
 use portico_kit::errors::internal;
+use portico_kit::input::{after_cursor, plausible_id};
 
 /// Default and maximum page sizes.
 pub const DEFAULT_PAGE: i32 = 10;

@@ -8,7 +8,6 @@
 
 pub mod consumer;
 pub mod entity;
-pub mod input;
 pub mod loaders;
 pub mod schema;
 

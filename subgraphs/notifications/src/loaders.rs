@@ -8,7 +8,7 @@ use portico_kit::errors::internal;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::entity::notification;
-use crate::input::plausible_id;
+use portico_kit::input::plausible_id;
 
 /// Notifications by id.
 pub struct NotificationLoader {

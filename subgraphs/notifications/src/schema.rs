@@ -15,8 +15,8 @@ use sea_orm::{
 };
 
 use crate::entity::notification;
-use crate::input::{after_cursor, plausible_id};
 use crate::loaders::NotificationLoader;
+use portico_kit::input::{after_cursor, plausible_id};
 
 /// Default and maximum page sizes.
 pub const DEFAULT_PAGE: i32 = 10;

@@ -6,7 +6,6 @@
 //! `_entities` batch is one SQL statement.
 
 pub mod entity;
-pub mod input;
 pub mod loaders;
 pub mod schema;
 

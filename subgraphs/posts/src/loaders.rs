@@ -10,7 +10,7 @@ use async_graphql::dataloader::Loader;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::entity::post;
-use crate::input::plausible_id;
+use portico_kit::input::plausible_id;
 pub use portico_kit::sql::PageKey;
 use portico_kit::sql::{Order, PageQuery, load_pages};
 

@@ -15,9 +15,9 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::entity::post;
-use crate::input::{after_cursor, plausible_id, storable_text};
 use crate::loaders::{AuthorPostsLoader, PageKey, PostLoader};
 use portico_kit::errors::internal;
+use portico_kit::input::{after_cursor, plausible_id, storable_text};
 
 /// Longest caption accepted, in characters.
 pub const MAX_CAPTION_CHARS: usize = 2200;

@@ -3,9 +3,9 @@
 //! text parameters; without these checks such input would surface as `INTERNAL` errors
 //! instead of `NOT_FOUND` / `BAD_USER_INPUT` / an empty result.)
 
+use crate::errors::bad_input;
+use crate::pagination::decode_cursor;
 use chrono::{DateTime, Utc};
-use portico_kit::errors::bad_input;
-use portico_kit::pagination::decode_cursor;
 
 /// Longest id accepted anywhere (ids are UUIDv7 strings, 36 characters).
 pub const MAX_ID_LEN: usize = 64;
