@@ -14,10 +14,11 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use crate::entity::{comment, known_post};
+use crate::entity::comment;
 use crate::loaders::{CommentCountLoader, CommentLoader, PageKey, PostCommentsLoader};
 use portico_kit::errors::internal;
 use portico_kit::input::{after_cursor, plausible_id, storable_text};
+use portico_kit::known_posts::known_post;
 
 /// Longest comment body accepted, in characters.
 pub const MAX_BODY_CHARS: usize = 2000;

@@ -27,6 +27,7 @@ pub mod errors;
 pub mod events;
 pub mod identity;
 pub mod input;
+pub mod known_posts;
 pub mod pagination;
 pub mod server;
 pub mod sql;

@@ -15,10 +15,11 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use crate::entity::{known_post, like};
+use crate::entity::like;
 use crate::loaders::{LikeCountLoader, LikedLoader, PageKey, PostLikesLoader};
 use portico_kit::errors::internal;
 use portico_kit::input::{after_cursor, plausible_id};
+use portico_kit::known_posts::known_post;
 
 /// Default and maximum page sizes.
 pub const DEFAULT_PAGE: i32 = 10;
