@@ -41,7 +41,7 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
     let json_type = response_content_type(request.headers());
     let mut quota = None;
     let deadline = std::time::Duration::from_millis(gw.config.request_timeout_ms);
-    let outcome = tokio::time::timeout(deadline, pipeline(&gw, request, &mut quota))
+    let outcome = tokio::time::timeout(deadline, pipeline(&gw, request, json_type, &mut quota))
         .await
         .unwrap_or_else(|_| {
             Err(RequestFailure::new(
@@ -68,15 +68,16 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
 }
 
 /// Every stage in order; each one may refuse the request with a [`RequestFailure`].
-/// `quota` receives the rate limiter's decision, for the `RateLimit-*` headers.
+/// `json_type` is the response content type the client accepts; `quota` receives the
+/// rate limiter's decision, for the `RateLimit-*` headers.
 async fn pipeline(
     gw: &Inner,
     request: Request,
+    json_type: &'static str,
     quota: &mut Option<crate::ratelimit::Decision>,
 ) -> Result<Response, RequestFailure> {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
-    let json_type = response_content_type(headers);
 
     // Playground: a browser navigating to the endpoint.
     if parts.method == Method::GET
