@@ -1290,6 +1290,19 @@ async fn real_gateway(subgraphs: &[(&'static str, MockSubgraph)]) -> (Gateway, S
     (gateway, format!("http://{addr}/graphql"))
 }
 
+/// POST a JSON body to a gateway URL; the JSON answer.
+async fn post_json(url: &str, body: Value) -> Value {
+    reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json")
+}
+
 const PROFILE_QUERY: &str = r#"query Profile($id: ID!) {
   user(id: $id) {
     username
@@ -1303,15 +1316,11 @@ async fn the_real_planner_answers_a_profile_in_a_constant_number_of_subgraph_req
     for (posts, comments) in [(2, 1), (20, 5)] {
         let subgraphs = demo_subgraphs(posts, comments).await;
         let (gateway, url) = real_gateway(&subgraphs).await;
-        let resp: Value = reqwest::Client::new()
-            .post(&url)
-            .json(&json!({"query": PROFILE_QUERY, "variables": {"id": "1"}}))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let resp: Value = post_json(
+            &url,
+            json!({"query": PROFILE_QUERY, "variables": {"id": "1"}}),
+        )
+        .await;
         assert!(resp.get("errors").is_none(), "{resp}");
         let user = &resp["data"]["user"];
         assert_eq!(user["username"], "ann");
@@ -1348,15 +1357,11 @@ async fn the_real_planner_answers_a_profile_in_a_constant_number_of_subgraph_req
 async fn the_real_planner_serves_introspection_and_typename_without_subgraphs() {
     let subgraphs = demo_subgraphs(1, 1).await;
     let (gateway, url) = real_gateway(&subgraphs).await;
-    let resp: Value = reqwest::Client::new()
-        .post(&url)
-        .json(&json!({"query": "{ __typename __type(name: \"Post\") { fields { name } } }"}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let resp: Value = post_json(
+        &url,
+        json!({"query": "{ __typename __type(name: \"Post\") { fields { name } } }"}),
+    )
+    .await;
     assert_eq!(resp["data"]["__typename"], "Query", "{resp}");
     let fields: Vec<&str> = resp["data"]["__type"]["fields"]
         .as_array()
@@ -1419,15 +1424,11 @@ async fn a_failed_entity_fetch_nulls_up_to_the_nearest_nullable_parent_with_one_
     };
     subgraphs[2].1.url = closed; // likes is down; likeCount is Int!
     let (_, url) = real_gateway(&subgraphs).await;
-    let resp: Value = reqwest::Client::new()
-        .post(&url)
-        .json(&json!({"query": PROFILE_QUERY, "variables": {"id": "1"}}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let resp: Value = post_json(
+        &url,
+        json!({"query": PROFILE_QUERY, "variables": {"id": "1"}}),
+    )
+    .await;
     // Post! in [Post!]! in PostConnection! in User.posts: the nullable `user` is nulled.
     assert_eq!(resp["data"], json!({"user": null}), "{resp}");
     let errors = resp["errors"].as_array().expect("errors");
@@ -1535,15 +1536,7 @@ async fn composed_executable_directives_travel_with_their_field() {
     let url = format!("http://{}/graphql", spawn(gateway.router()).await);
     let query =
         "query ($keep: Boolean) { me { name @lowercase posts { title @lowercase(keep: $keep) } } }";
-    let resp: Value = reqwest::Client::new()
-        .post(&url)
-        .json(&json!({"query": query, "variables": {"keep": true}}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let resp: Value = post_json(&url, json!({"query": query, "variables": {"keep": true}})).await;
     assert_eq!(
         resp,
         json!({"data": {"me": {"name": "ann", "posts": [{"title": "hello"}]}}})
@@ -1566,15 +1559,7 @@ async fn composed_executable_directives_travel_with_their_field() {
 
     // Not a location every subgraph accepts: refused by validation, no subgraph called.
     let before = users.count() + posts.count();
-    let resp: Value = reqwest::Client::new()
-        .post(&url)
-        .json(&json!({"query": "{ me { ... @lowercase { name } } }"}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let resp: Value = post_json(&url, json!({"query": "{ me { ... @lowercase { name } } }"})).await;
     assert!(resp["errors"][0]["message"].as_str().is_some(), "{resp}");
     assert_eq!(users.count() + posts.count(), before);
 }
