@@ -28,12 +28,7 @@ pub(crate) fn check(schema: &Schema, diags: &mut Diagnostics) {
         }
         let mut children = 0;
         let mut visible = 0;
-        let fields = match ty {
-            ExtendedType::Object(o) => Some(&o.fields),
-            ExtendedType::Interface(i) => Some(&i.fields),
-            _ => None,
-        };
-        if let Some(fields) = fields {
+        if let Some(fields) = super::validate::fields_of(ty) {
             for (f, def) in fields {
                 children += 1;
                 if hidden_dirs(&def.directives) {

@@ -12,7 +12,7 @@
 
 use super::subgraph::Dirs;
 use super::subgraph::Subgraph;
-use super::validate::{field_set_fields, is_external, used_by_field_sets};
+use super::validate::{field_set_fields, fields_of, is_external, used_by_field_sets};
 use super::{Diagnostic, Diagnostics};
 use apollo_compiler::ast::{Directive, InputValueDefinition, Type};
 use apollo_compiler::schema::{Component, ExtendedType, FieldDefinition};
@@ -1630,11 +1630,6 @@ fn merge_fields(
     out: &mut String,
 ) {
     let mut names: IndexSet<Name> = IndexSet::new();
-    let fields_of = |ty: &ExtendedType| match ty {
-        ExtendedType::Object(o) => Some(o.fields.clone()),
-        ExtendedType::Interface(i) => Some(i.fields.clone()),
-        _ => None,
-    };
     for s in sources {
         if let Some(fs) = fields_of(s.ty) {
             names.extend(fs.keys().cloned());

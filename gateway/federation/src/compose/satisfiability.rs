@@ -268,11 +268,7 @@ impl<'a, 'g> Walk<'a, 'g> {
             let Some(def) = api.types.get(ty) else {
                 continue;
             };
-            let fields = match def {
-                ExtendedType::Object(o) => Some(&o.fields),
-                ExtendedType::Interface(i) => Some(&i.fields),
-                _ => None,
-            };
+            let fields = super::validate::fields_of(def);
             for (index, (f, fdef)) in fields.into_iter().flatten().enumerate() {
                 let target = fdef.ty.inner_named_type();
                 let composite = matches!(

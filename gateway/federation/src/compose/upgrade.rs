@@ -23,7 +23,7 @@
 //! (`INTERFACE_OBJECT_USAGE_ERROR`), since Fed1 `@key`s on interfaces mean nothing.
 
 use super::subgraph::Subgraph;
-use super::validate::used_by_field_sets;
+use super::validate::{fields_of, used_by_field_sets};
 use super::{Diagnostic, Diagnostics};
 use apollo_compiler::ast::{self, Value};
 use apollo_compiler::collections::IndexMap;
@@ -38,14 +38,6 @@ fn fields_mut(ty: &mut ExtendedType) -> Option<&mut Fields> {
     match ty {
         ExtendedType::Object(o) => Some(&mut o.make_mut().fields),
         ExtendedType::Interface(i) => Some(&mut i.make_mut().fields),
-        _ => None,
-    }
-}
-
-fn fields_of(ty: &ExtendedType) -> Option<&Fields> {
-    match ty {
-        ExtendedType::Object(o) => Some(&o.fields),
-        ExtendedType::Interface(i) => Some(&i.fields),
         _ => None,
     }
 }

@@ -110,7 +110,7 @@ fn walk(set: &SelectionSet, depth: usize, out: &mut Vec<Selected>) {
     }
 }
 
-fn fields_of(ty: &ExtendedType) -> Option<&IndexMap<Name, Component<FieldDefinition>>> {
+pub(crate) fn fields_of(ty: &ExtendedType) -> Option<&IndexMap<Name, Component<FieldDefinition>>> {
     match ty {
         ExtendedType::Object(o) => Some(&o.fields),
         ExtendedType::Interface(i) => Some(&i.fields),
