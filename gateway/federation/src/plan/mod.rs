@@ -79,6 +79,32 @@ pub enum PlanError {
     Internal(String),
 }
 
+impl PlanError {
+    /// Is this the client's doing (an operation too complex, a feature the planner refuses,
+    /// an unknown operation), answered with a 4xx and the message, rather than a planner
+    /// failure (a 500 that shows only its code and the request id outside dev mode)?
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            PlanError::UnknownOperation(_)
+                | PlanError::BudgetExceeded { .. }
+                | PlanError::Unsupported { .. }
+        )
+    }
+
+    /// The stable `extensions.code` for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PlanError::UnknownOperation(_) => "GRAPHQL_UNKNOWN_OPERATION_NAME",
+            PlanError::BudgetExceeded { .. } => "QUERY_PLAN_TOO_COMPLEX",
+            PlanError::Unsupported { .. } => "QUERY_PLAN_UNSUPPORTED",
+            PlanError::Unresolvable { .. }
+            | PlanError::InvalidFieldSet { .. }
+            | PlanError::Internal(_) => "QUERY_PLANNING_FAILED",
+        }
+    }
+}
+
 /// Step counter shared by the stages.
 #[derive(Debug)]
 pub(crate) struct Budget {
