@@ -166,7 +166,7 @@ fn field_set(s: &str) -> String {
         if pending_space
             && !out.is_empty()
             && !"{}():".contains(c)
-            && !out.ends_with(['{', '(', ':'])
+            && !out.ends_with(['{', '}', '(', ':'])
             && !out.ends_with("...")
         {
             out.push(' ');

@@ -94,21 +94,25 @@ impl<'a> Graph<'a> {
         }
     }
 
+    /// Is `field` a top-level field of one of `s`'s own keys for `ty`?
+    pub(crate) fn own_key_field(&self, s: usize, ty: &str, field: &str) -> bool {
+        self.meta(ty).and_then(|m| m.in_graph(s)).is_some_and(|tg| {
+            tg.keys.iter().any(|k| {
+                k.fields.selections().is_ok_and(|sels| {
+                    sels.iter()
+                        .any(|sel| matches!(sel, Sel::Field(f) if f.name == field))
+                })
+            })
+        })
+    }
+
     /// Can `s` return `ty.field` as part of a representation (resolvable, or an external
     /// field of one of its own keys)?
     fn key_field_available(&self, s: usize, ty: &str, field: &str) -> bool {
         if self.field_local(s, ty, field).is_some() {
             return true;
         }
-        let Some(tg) = self.meta(ty).and_then(|m| m.in_graph(s)) else {
-            return false;
-        };
-        tg.keys.iter().any(|k| {
-            k.fields.selections().is_ok_and(|sels| {
-                sels.iter()
-                    .any(|sel| matches!(sel, Sel::Field(f) if f.name == field))
-            })
-        })
+        self.own_key_field(s, ty, field)
     }
 
     /// Are all fields of `sels` (a key) available from subgraph `s` on `ty`?

@@ -15,6 +15,7 @@ use apollo_compiler::ast::{Argument, Directive};
 use apollo_compiler::{Name, Node};
 use indexmap::IndexMap;
 use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 /// What a node of a group's selection tree is.
 #[derive(Debug, Clone)]
@@ -96,6 +97,55 @@ struct Ctx {
     pending: Vec<Vec<Node<Directive>>>,
     /// `@provides` selections available at this position.
     provided: Option<Vec<Sel>>,
+    /// The nearest enclosing entity (or root) position and the way down from it, so a
+    /// field of a key-less value type that another subgraph resolves can be reached by
+    /// going back there in that subgraph and selecting down again.
+    anchor: Option<Rc<Anchor>>,
+}
+
+/// An entity or root position, and the fields and type conditions from it down to a
+/// position inside value types.
+#[derive(Debug)]
+struct Anchor {
+    /// The anchor position itself (its object selection).
+    ctx: Ctx,
+    ty: Name,
+    /// `Some` when the anchor is the operation root (re-entered by a root fetch).
+    root: bool,
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// A field (without its sub-selections).
+    Field(Field),
+    /// A narrowing to an object type of an abstract position.
+    Narrow(Name),
+}
+
+impl Anchor {
+    fn at(ctx: &Ctx, ty: &Name, root: bool) -> Rc<Anchor> {
+        Rc::new(Anchor {
+            ctx: Ctx {
+                anchor: None,
+                ..ctx.clone()
+            },
+            ty: ty.clone(),
+            root,
+            steps: Vec::new(),
+        })
+    }
+
+    fn then(self: &Rc<Anchor>, step: Step) -> Rc<Anchor> {
+        let mut steps = self.steps.clone();
+        steps.push(step);
+        Rc::new(Anchor {
+            ctx: self.ctx.clone(),
+            ty: self.ty.clone(),
+            root: self.root,
+            steps,
+        })
+    }
 }
 
 pub(crate) fn path_key(path: &[PathSegment]) -> String {
@@ -132,7 +182,17 @@ struct Walker<'g, 'a> {
     aliases: usize,
     /// Type-condition fragment nodes whose enclosing field already selects `__typename`.
     typed: BTreeSet<usize>,
+    /// Jumps in progress (response path, type, field): planning a key or `@requires`
+    /// input may jump again, and a jump that needs itself is a cycle, not a deeper search.
+    jumping: Vec<(String, Name, Name)>,
+    /// Nesting of `walk_selections` calls (bounded: see [`MAX_NESTING`]).
+    nesting: usize,
 }
+
+/// How deep the walk may nest (operation depth plus the depth of key and `@requires`
+/// field sets it plans along the way). Far above any operation the gateway's depth limit
+/// admits; beyond it planning fails with a typed error instead of growing the stack.
+pub(crate) const MAX_NESTING: usize = 256;
 
 pub(crate) fn walk(
     graph: &Graph<'_>,
@@ -150,6 +210,8 @@ pub(crate) fn walk(
         segment: 0,
         aliases: 0,
         typed: BTreeSet::new(),
+        jumping: Vec::new(),
+        nesting: 0,
     };
     let mut roots = Vec::new();
     flatten_root(&op.selections, &mut Vec::new(), &mut roots);
@@ -174,7 +236,7 @@ pub(crate) fn walk(
         for dirs in conditions {
             node = w.add_fragment(group, node, None, dirs);
         }
-        let ctx = Ctx {
+        let mut ctx = Ctx {
             group,
             subgraph: s,
             node,
@@ -183,7 +245,11 @@ pub(crate) fn walk(
             view: None,
             pending: conditions.clone(),
             provided: None,
+            anchor: None,
         };
+        if op.kind == OperationKind::Query {
+            ctx.anchor = Some(Anchor::at(&ctx, &op.root_type, true));
+        }
         w.walk_field(&ctx, &op.root_type, field)?;
     }
     Ok(w.out)
@@ -484,6 +550,23 @@ impl<'g, 'a> Walker<'g, 'a> {
     // ---- the walk ----------------------------------------------------------------
 
     fn walk_selections(&mut self, ctx: &Ctx, ty: &Name, sels: &[Sel]) -> Result<(), PlanError> {
+        if self.nesting >= MAX_NESTING {
+            return Err(PlanError::BudgetExceeded {
+                max_steps: self.budget.max,
+            });
+        }
+        self.nesting += 1;
+        let result = self.walk_selections_inner(ctx, ty, sels);
+        self.nesting -= 1;
+        result
+    }
+
+    fn walk_selections_inner(
+        &mut self,
+        ctx: &Ctx,
+        ty: &Name,
+        sels: &[Sel],
+    ) -> Result<(), PlanError> {
         self.register(&ctx.path, sels);
         if self.graph.is_abstract(ty) {
             // Every object of abstract type gets its `__typename` from the fetch that
@@ -609,7 +692,7 @@ impl<'g, 'a> Walker<'g, 'a> {
         let mut path = ctx.path.clone();
         path.push(PathSegment::Key(f.response_key().to_string()));
         path.extend(std::iter::repeat_n(PathSegment::List, depth));
-        let c = Ctx {
+        let mut c = Ctx {
             group: ctx.group,
             subgraph: ctx.subgraph,
             node,
@@ -618,6 +701,17 @@ impl<'g, 'a> Walker<'g, 'a> {
             view: None,
             pending: Vec::new(),
             provided,
+            anchor: None,
+        };
+        c.anchor = if self.graph.has_keys(&inner) && !self.graph.is_abstract(&inner) {
+            Some(Anchor::at(&c, &inner, false))
+        } else {
+            ctx.anchor.as_ref().map(|a| {
+                a.then(Step::Field(Field {
+                    selections: Vec::new(),
+                    ..f.clone()
+                }))
+            })
         };
         self.walk_selections(&c, &inner, &f.selections)
     }
@@ -693,7 +787,12 @@ impl<'g, 'a> Walker<'g, 'a> {
         Ok(n)
     }
 
-    /// Ways to jump from the current subgraph to `cand` for objects of type `ty`.
+    /// The shortest chain of key jumps from the current subgraph to `cand` for objects of
+    /// type `ty`: a breadth-first search over the query graph's key edges (every
+    /// resolvable key of every subgraph defining `ty`, chains of any length). A key may be
+    /// assembled from every subgraph the chain has visited so far: its fields are fetched
+    /// where they are resolvable before the jump. Intermediate subgraphs that see `ty` as
+    /// an `@interfaceObject` are not used (they would answer the interface name).
     fn route(
         &mut self,
         ctx: &Ctx,
@@ -703,44 +802,88 @@ impl<'g, 'a> Walker<'g, 'a> {
         let graph = self.graph;
         let target_view = cand.via.clone().unwrap_or_else(|| ty.clone());
         let from_view = ctx.view.clone().unwrap_or_else(|| ty.clone());
-        for key in graph.resolvable_keys(cand.subgraph, &target_view) {
-            self.budget.tick()?;
-            let sels = field_set(&key.fields, || format!("key of {target_view}"))?;
-            if graph.obtainable(ctx.subgraph, &from_view, sels) {
-                return Ok(Some(vec![Hop {
-                    subgraph: cand.subgraph,
-                    via: cand.via.clone(),
-                    key: &key.fields,
-                }]));
-            }
+        // Search nodes: (subgraph, view type, parent node, key used to get here).
+        struct Node<'k> {
+            subgraph: usize,
+            via: Option<Name>,
+            parent: Option<usize>,
+            key: Option<&'k FieldSet>,
         }
-        // Two hops through an intermediate subgraph.
-        for y in graph.type_graphs(ty) {
-            if y == ctx.subgraph || y == cand.subgraph || graph.is_interface_object(y, ty) {
-                continue;
-            }
-            for ky in graph.resolvable_keys(y, ty) {
+        let mut nodes: Vec<Node<'a>> = vec![Node {
+            subgraph: ctx.subgraph,
+            via: ctx.view.clone(),
+            parent: None,
+            key: None,
+        }];
+        let mut seen: BTreeSet<usize> = BTreeSet::from([ctx.subgraph]);
+        let intermediates: Vec<usize> = graph
+            .type_graphs(ty)
+            .into_iter()
+            .filter(|&y| y != cand.subgraph && !graph.is_interface_object(y, ty))
+            .collect();
+        // Can the chain ending at node `n` provide every top-level field of `key`?
+        let chain_obtains = |nodes: &[Node<'a>], n: usize, key: &[Sel]| {
+            key.iter().all(|sel| {
+                let mut at = Some(n);
+                while let Some(i) = at {
+                    let view = match (i, &nodes[i].via) {
+                        (0, _) => &from_view,
+                        (_, Some(via)) => via,
+                        (_, None) => ty,
+                    };
+                    if graph.obtainable(nodes[i].subgraph, view, std::slice::from_ref(sel)) {
+                        return true;
+                    }
+                    at = nodes[i].parent;
+                }
+                false
+            })
+        };
+        let mut frontier = 0;
+        while frontier < nodes.len() {
+            let n = frontier;
+            frontier += 1;
+            // The target first: the shortest chain wins, and among equals the first key.
+            for key in graph.resolvable_keys(cand.subgraph, &target_view) {
                 self.budget.tick()?;
-                let sels = field_set(&ky.fields, || format!("key of {ty}"))?;
-                if !graph.obtainable(ctx.subgraph, &from_view, sels) {
+                let sels = field_set(&key.fields, || format!("key of {target_view}"))?;
+                if chain_obtains(&nodes, n, sels) {
+                    let mut hops = vec![Hop {
+                        subgraph: cand.subgraph,
+                        via: cand.via.clone(),
+                        key: &key.fields,
+                    }];
+                    let mut at = n;
+                    while let Some(parent) = nodes[at].parent {
+                        hops.push(Hop {
+                            subgraph: nodes[at].subgraph,
+                            via: nodes[at].via.clone(),
+                            key: nodes[at].key.ok_or_else(|| {
+                                PlanError::Internal("route node without key".into())
+                            })?,
+                        });
+                        at = parent;
+                    }
+                    hops.reverse();
+                    return Ok(Some(hops));
+                }
+            }
+            for &y in &intermediates {
+                if seen.contains(&y) {
                     continue;
                 }
-                for key in graph.resolvable_keys(cand.subgraph, &target_view) {
+                for key in graph.resolvable_keys(y, ty) {
                     self.budget.tick()?;
-                    let sels = field_set(&key.fields, || format!("key of {target_view}"))?;
-                    if graph.obtainable(y, ty, sels) {
-                        return Ok(Some(vec![
-                            Hop {
-                                subgraph: y,
-                                via: None,
-                                key: &ky.fields,
-                            },
-                            Hop {
-                                subgraph: cand.subgraph,
-                                via: cand.via.clone(),
-                                key: &key.fields,
-                            },
-                        ]));
+                    let sels = field_set(&key.fields, || format!("key of {ty}"))?;
+                    if chain_obtains(&nodes, n, sels) {
+                        seen.insert(y);
+                        nodes.push(Node {
+                            subgraph: y,
+                            via: None,
+                            parent: Some(n),
+                            key: Some(&key.fields),
+                        });
+                        break;
                     }
                 }
             }
@@ -751,6 +894,33 @@ impl<'g, 'a> Walker<'g, 'a> {
     /// Field `f` of object type `ty` is not resolvable where we stand: fetch it from the
     /// best other subgraph through an entity fetch.
     fn jump(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<(), PlanError> {
+        let me = (path_key(&ctx.path), ty.clone(), f.name.clone());
+        if self.jumping.contains(&me) {
+            // Fetching this field needs this very field first (e.g. an `@external` key
+            // field that the key jump would need): the subgraph returns the key fields of
+            // its own keys in representations, so take it from here if that is the case.
+            let view = ctx.view.as_ref().unwrap_or(ty);
+            if f.selections.is_empty() && self.graph.own_key_field(ctx.subgraph, view, &f.name) {
+                self.add_field(ctx.group, ctx.node, f);
+                return Ok(());
+            }
+            return Err(PlanError::Unresolvable {
+                type_name: ty.to_string(),
+                field: f.name.to_string(),
+                detail: format!(
+                    " from subgraph \"{}\" at path \"{}\" (fetching it needs itself)",
+                    self.graph.subgraph_name(ctx.subgraph),
+                    me.0
+                ),
+            });
+        }
+        self.jumping.push(me);
+        let result = self.jump_inner(ctx, ty, f);
+        self.jumping.pop();
+        result
+    }
+
+    fn jump_inner(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<(), PlanError> {
         let graph = self.graph;
         let mut best: Option<Choice<'a>> = None;
         let mut from_context = false;
@@ -779,6 +949,9 @@ impl<'g, 'a> Walker<'g, 'a> {
             }
         }
         let Some((_, cand, route)) = best else {
+            if self.reanchor(ctx, ty, f)? {
+                return Ok(());
+            }
             if from_context {
                 return Err(PlanError::Unsupported {
                     coordinate: format!("{ty}.{}", f.name),
@@ -803,7 +976,6 @@ impl<'g, 'a> Walker<'g, 'a> {
         let object = Ctx {
             node: ctx.object_node,
             pending: Vec::new(),
-            provided: None,
             ..ctx.clone()
         };
         // `@requires` inputs first, from where we stand (they may jump too).
@@ -817,23 +989,204 @@ impl<'g, 'a> Walker<'g, 'a> {
             extra.sort_unstable();
             extra.dedup();
         }
+        let mut cur = self.enter(object, ty, route, required, &extra)?;
+        let mut node = cur.node;
+        for dirs in &ctx.pending {
+            node = self.add_fragment(cur.group, node, None, dirs);
+        }
+        cur.node = node;
+        cur.pending = ctx.pending.clone();
+        let provided = match target_local.and_then(|l| l.provides) {
+            Some(fs) => Some(field_set(fs, || format!("{target_view}.{}", f.name))?.to_vec()),
+            None => None,
+        };
+        let n = self.add_field(cur.group, cur.node, f);
+        self.recurse(&cur, ty, f, n, provided)
+    }
+
+    /// `f` of the value type `ty` is resolvable elsewhere but there is no key to jump by:
+    /// go back to the nearest enclosing entity (by its key) or to the root, in a subgraph
+    /// that resolves every field from there down to `f`, select down again and take `f`
+    /// there. Subgraph responses merge by response key, so both halves meet in one
+    /// object. `false` when no subgraph can do it.
+    fn reanchor(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<bool, PlanError> {
+        let graph = self.graph;
+        let Some(anchor) = ctx.anchor.clone() else {
+            return Ok(false);
+        };
+        if ctx.view.is_some() {
+            return Ok(false);
+        }
+        for cand in graph.candidates(ty, &f.name) {
+            self.budget.tick()?;
+            if cand.via.is_some() || cand.subgraph == ctx.subgraph {
+                continue;
+            }
+            let s = cand.subgraph;
+            if graph
+                .field_local(s, ty, &f.name)
+                .is_none_or(|l| l.requires.is_some() || l.context)
+            {
+                continue;
+            }
+            // Every step from the anchor down must be resolvable in `s`.
+            let mut t = anchor.ty.clone();
+            let mut ok = true;
+            for step in &anchor.steps {
+                match step {
+                    Step::Field(sf) => {
+                        let usable = graph
+                            .field_local(s, &t, &sf.name)
+                            .is_some_and(|l| l.requires.is_none() && !l.context);
+                        match graph.field_type(&t, &sf.name) {
+                            Some((inner, _)) if usable => {
+                                t = graph.subgraph_field_type(s, &t, &sf.name).unwrap_or(inner)
+                            }
+                            _ => {
+                                ok = false;
+                                break;
+                            }
+                        }
+                    }
+                    Step::Narrow(p) => {
+                        if !graph.type_graphs(p).contains(&s) {
+                            ok = false;
+                            break;
+                        }
+                        t = p.clone();
+                    }
+                }
+            }
+            if !ok || &t != ty {
+                continue;
+            }
+            // Enter `s` at the anchor.
+            let mut at = if anchor.root {
+                let segment = self.segment;
+                let group = match self.root_groups.get(&(segment, s)) {
+                    Some(g) => *g,
+                    None => {
+                        let g = self.new_group(s, None);
+                        self.root_groups.insert((segment, s), g);
+                        g
+                    }
+                };
+                let root = self.out.groups[group].root;
+                Ctx {
+                    group,
+                    subgraph: s,
+                    node: root,
+                    object_node: root,
+                    path: Vec::new(),
+                    view: None,
+                    pending: Vec::new(),
+                    provided: None,
+                    anchor: None,
+                }
+            } else {
+                let Some(route) = self.route(&anchor.ctx, &anchor.ty, &cand)? else {
+                    continue;
+                };
+                let object = Ctx {
+                    node: anchor.ctx.object_node,
+                    pending: Vec::new(),
+                    provided: None,
+                    ..anchor.ctx.clone()
+                };
+                self.enter(object, &anchor.ty, route, Vec::new(), &[])?
+            };
+            // Select down again.
+            let mut t = anchor.ty.clone();
+            for step in &anchor.steps {
+                match step {
+                    Step::Field(sf) => {
+                        let n = self.add_field(at.group, at.node, sf);
+                        let (inner, depth) = graph.field_type(&t, &sf.name).ok_or_else(|| {
+                            PlanError::Internal(format!("no field definition for {t}.{}", sf.name))
+                        })?;
+                        if graph.is_abstract(&inner) {
+                            self.add_typename(at.group, n);
+                        }
+                        let mut path = at.path.clone();
+                        path.push(PathSegment::Key(sf.response_key().to_string()));
+                        path.extend(std::iter::repeat_n(PathSegment::List, depth));
+                        t = graph.subgraph_field_type(s, &t, &sf.name).unwrap_or(inner);
+                        at = Ctx {
+                            node: n,
+                            object_node: n,
+                            path,
+                            ..at
+                        };
+                    }
+                    Step::Narrow(p) => {
+                        at = self.narrow(&at, p);
+                        t = p.clone();
+                    }
+                }
+            }
+            let mut node = at.node;
+            for dirs in &ctx.pending {
+                node = self.add_fragment(at.group, node, None, dirs);
+            }
+            at.node = node;
+            at.pending = ctx.pending.clone();
+            at.anchor = ctx.anchor.clone();
+            self.walk_field(&at, ty, f)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Follows a chain of key jumps from `object` (an object position of type `ty`):
+    /// plans each key's fields where the chain can provide them, opens or reuses the
+    /// entity groups, and returns the position in the last one. `required` (`@requires`
+    /// inputs, already planned) goes into the last representation, whose group also
+    /// depends on `extra`.
+    fn enter(
+        &mut self,
+        object: Ctx,
+        ty: &Name,
+        route: Vec<Hop<'a>>,
+        required: Vec<Selection>,
+        extra: &[usize],
+    ) -> Result<Ctx, PlanError> {
+        let graph = self.graph;
+        let path = object.path.clone();
         let mut cur = object;
+        // Every subgraph the chain has visited: a key field comes from the latest one
+        // that can provide it (keys may be assembled from several subgraphs).
+        let mut chain: Vec<Ctx> = vec![cur.clone()];
         let hops = route.len();
         for (i, hop) in route.into_iter().enumerate() {
             let last = i + 1 == hops;
             let key = field_set(hop.key, || format!("key of {ty}"))?.to_vec();
             let mut proj = vec![typename_selection()];
-            proj.extend(self.plan_planner_fields(&cur, ty, &key)?);
+            for sel in &key {
+                let at = chain
+                    .iter()
+                    .position(|c| {
+                        graph.obtainable(
+                            c.subgraph,
+                            c.view.as_ref().unwrap_or(ty),
+                            std::slice::from_ref(sel),
+                        )
+                    })
+                    .unwrap_or(chain.len() - 1);
+                let from = chain[at].clone();
+                for p in self.plan_planner_fields(&from, ty, std::slice::from_ref(sel))? {
+                    merge_selection(&mut proj, p);
+                }
+            }
             if cur.view.is_none() {
                 self.add_typename(cur.group, cur.object_node);
             }
             let view = hop.via.clone().unwrap_or_else(|| ty.clone());
             let g = self.entity_group(
                 hop.subgraph,
-                &ctx.path,
+                &path,
                 &view,
                 cur.group,
-                if last { &extra } else { &[] },
+                if last { extra } else { &[] },
             );
             if last {
                 proj.extend(required.iter().cloned());
@@ -850,24 +1203,18 @@ impl<'g, 'a> Walker<'g, 'a> {
                 subgraph: hop.subgraph,
                 node,
                 object_node: node,
-                path: ctx.path.clone(),
+                path: path.clone(),
                 view: hop.via,
                 pending: Vec::new(),
                 provided: None,
+                anchor: None,
             };
+            if cur.view.is_none() {
+                cur.anchor = Some(Anchor::at(&cur, ty, false));
+            }
+            chain.push(cur.clone());
         }
-        let mut node = cur.node;
-        for dirs in &ctx.pending {
-            node = self.add_fragment(cur.group, node, None, dirs);
-        }
-        cur.node = node;
-        cur.pending = ctx.pending.clone();
-        let provided = match target_local.and_then(|l| l.provides) {
-            Some(fs) => Some(field_set(fs, || format!("{target_view}.{}", f.name))?.to_vec()),
-            None => None,
-        };
-        let n = self.add_field(cur.group, cur.node, f);
-        self.recurse(&cur, ty, f, n, provided)
+        Ok(cur)
     }
 
     /// Narrows an abstract position to object type `p`: `... on P` in the object's
@@ -886,13 +1233,19 @@ impl<'g, 'a> Walker<'g, 'a> {
         }
         let mut path = ctx.path.clone();
         path.push(PathSegment::TypeCondition(vec![p.to_string()]));
-        Ctx {
+        let mut c = Ctx {
             object_node,
             node,
             path,
             view: None,
             ..ctx.clone()
-        }
+        };
+        c.anchor = if self.graph.has_keys(p) {
+            Some(Anchor::at(&c, p, false))
+        } else {
+            ctx.anchor.as_ref().map(|a| a.then(Step::Narrow(p.clone())))
+        };
+        c
     }
 
     fn walk_abstract(&mut self, ctx: &Ctx, a: &Name, sels: &[Sel]) -> Result<(), PlanError> {
@@ -1017,6 +1370,7 @@ impl<'g, 'a> Walker<'g, 'a> {
                     view: None,
                     pending: ctx.pending.clone(),
                     provided: None,
+                    anchor: None,
                 };
                 // The real `__typename` must come back to type the objects.
                 self.add_typename(g, entity_node);
