@@ -80,6 +80,7 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
     // Never the body, headers or tokens: status and timing only.
     tracing::debug!(
         status,
+        request_id,
         elapsed_us = started.elapsed().as_micros() as u64,
         "graphql request"
     );
