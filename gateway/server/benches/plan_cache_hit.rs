@@ -20,7 +20,7 @@ use axum::Json;
 use portico_federation::plan::{
     FetchNode, OperationKind, PathSegment, PlanNode, QueryPlan, Selection,
 };
-use portico_gateway::{Gateway, GatewayConfig, QueryPlanner, SubgraphInfo};
+use portico_gateway::{Gateway, GatewayConfig, PlanningError, QueryPlanner, SubgraphInfo};
 use serde_json::{Value, json};
 
 struct Fixed {
@@ -41,7 +41,7 @@ impl QueryPlanner for Fixed {
         _: &Valid<ExecutableDocument>,
         _: Option<&str>,
         _: &BTreeSet<String>,
-    ) -> Result<QueryPlan, String> {
+    ) -> Result<QueryPlan, PlanningError> {
         Ok(self.plan.clone())
     }
 }

@@ -51,8 +51,14 @@ pub enum ErrorCode {
     RateLimited,
     /// The rate limiter's backend is unreachable and `rate_limit.fail_open` is false.
     RateLimiterUnavailable,
-    /// The planner could not plan the operation.
+    /// The planner failed or panicked (a bug, or a supergraph it cannot handle): HTTP
+    /// 500 whose message shows only this code and `extensions.requestId`; the detail is
+    /// logged (and in dev mode also sent as `extensions.detail`).
     QueryPlanningFailed,
+    /// Planning the operation needs more work than the planner's step budget allows.
+    QueryPlanTooComplex,
+    /// The operation needs a Federation feature the planner does not support.
+    QueryPlanUnsupported,
     /// A subgraph answered with an HTTP error or a body that is not a GraphQL response.
     SubrequestHttpError,
     /// A subgraph did not answer within its timeout.
@@ -98,6 +104,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::RateLimiterUnavailable => "RATE_LIMITER_UNAVAILABLE",
             ErrorCode::QueryPlanningFailed => "QUERY_PLANNING_FAILED",
+            ErrorCode::QueryPlanTooComplex => "QUERY_PLAN_TOO_COMPLEX",
+            ErrorCode::QueryPlanUnsupported => "QUERY_PLAN_UNSUPPORTED",
             ErrorCode::SubrequestHttpError => "SUBREQUEST_HTTP_ERROR",
             ErrorCode::SubrequestTimeout => "SUBREQUEST_TIMEOUT",
             ErrorCode::GatewayTimeout => "GATEWAY_TIMEOUT",
@@ -126,7 +134,9 @@ impl ErrorCode {
             | ErrorCode::MaxAliasesExceeded
             | ErrorCode::MaxRootFieldsExceeded
             | ErrorCode::IntrospectionDisabled
-            | ErrorCode::CostEstimatedTooExpensive => StatusCode::BAD_REQUEST,
+            | ErrorCode::CostEstimatedTooExpensive
+            | ErrorCode::QueryPlanTooComplex
+            | ErrorCode::QueryPlanUnsupported => StatusCode::BAD_REQUEST,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -145,6 +155,13 @@ impl ErrorCode {
             | ErrorCode::SubrequestTimeout
             | ErrorCode::NullValueInNonNullField => StatusCode::OK,
         }
+    }
+}
+
+impl ErrorCode {
+    /// The code whose [`as_str`](Self::as_str) is `code`, if it is one of ours.
+    pub fn from_code(code: &str) -> Option<ErrorCode> {
+        ALL_CODES.iter().copied().find(|c| c.as_str() == code)
     }
 }
 
@@ -270,10 +287,7 @@ impl From<GraphQLError> for RequestFailure {
 }
 
 fn code_status(code: &str) -> Option<StatusCode> {
-    ALL_CODES
-        .iter()
-        .find(|c| c.as_str() == code)
-        .map(|c| c.http_status())
+    ErrorCode::from_code(code).map(ErrorCode::http_status)
 }
 
 const ALL_CODES: &[ErrorCode] = &[
@@ -297,6 +311,8 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::RateLimited,
     ErrorCode::RateLimiterUnavailable,
     ErrorCode::QueryPlanningFailed,
+    ErrorCode::QueryPlanTooComplex,
+    ErrorCode::QueryPlanUnsupported,
     ErrorCode::SubrequestHttpError,
     ErrorCode::SubrequestTimeout,
     ErrorCode::GatewayTimeout,
@@ -307,9 +323,53 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::MaxDirectivesExceeded,
 ];
 
+/// Run `future`, turning a panic inside it into `Err(panic message)`: a panic is a bug
+/// that costs one request, never the process. Shared state must stay consistent across
+/// an unwind (`parking_lot` locks do not poison; nothing else is held across one).
+pub(crate) async fn catch_panic<F: std::future::Future>(future: F) -> Result<F::Output, String> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .map_err(|payload| panic_message(payload.as_ref()))
+}
+
+/// The message of a panic payload (`panic!("..")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_future_becomes_its_message_and_a_normal_one_its_output() {
+        let id = 7;
+        let panicked = catch_panic(async move {
+            if id == 7 {
+                panic!("bad state for {id}");
+            }
+            id
+        })
+        .await;
+        assert_eq!(panicked, Err("bad state for 7".to_string()));
+        assert_eq!(catch_panic(async { 3 }).await, Ok(3));
+        let opaque = catch_panic(async move {
+            if id == 7 {
+                std::panic::panic_any(42_u8);
+            }
+            id
+        })
+        .await;
+        assert_eq!(opaque, Err("a panic without a message".to_string()));
+    }
 
     #[test]
     fn codes_are_unique_and_screaming_snake() {

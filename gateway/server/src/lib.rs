@@ -10,7 +10,8 @@
 //! Invariants: only `execute::subgraph` talks to subgraphs; every subgraph request
 //! carries a trust token minted for that subgraph and nothing the client sent except
 //! the operation's variables; a refused request (parse, validation, limits,
-//! authentication) never reaches a subgraph.
+//! authentication) never reaches a subgraph; planning never runs on the async workers;
+//! a panic while handling a request costs that request (a 500), never the process.
 
 pub mod auth;
 pub mod authz;
@@ -40,8 +41,8 @@ use config::ConfigError;
 pub use config::GatewayConfig;
 pub use error::{ErrorCode, GraphQLError, GraphQLResponse};
 use execute::{Endpoint, Subgraphs};
-use plan::{DocumentCache, PlanCache};
-pub use plan::{QueryPlanner, SubgraphInfo};
+use plan::{DocumentCache, PlanStage};
+pub use plan::{PlanningError, QueryPlanner, SubgraphInfo};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +71,7 @@ pub(crate) struct Inner {
     pub(crate) auth: Authenticator,
     pub(crate) authz: authz::Authorizer,
     pub(crate) documents: DocumentCache,
-    pub(crate) plans: PlanCache,
+    pub(crate) plans: PlanStage,
     pub(crate) override_labels: BTreeSet<String>,
     pub(crate) percent_labels: Vec<(String, f64)>,
     pub(crate) metrics: http::metrics::Metrics,
@@ -178,7 +179,10 @@ impl Gateway {
                 planner.authorization_schema(),
             )?,
             documents: DocumentCache::new(config.cache.documents),
-            plans: PlanCache::new(config.cache.plans),
+            plans: PlanStage::new(
+                config.cache.plans,
+                Duration::from_secs(config.cache.plan_failure_ttl_secs),
+            ),
             override_labels: config.override_labels.iter().cloned().collect(),
             percent_labels: planner.percent_override_labels(),
             planner,

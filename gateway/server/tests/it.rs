@@ -21,7 +21,7 @@ use portico_federation::plan::{
     FetchNode, OperationKind, PathSegment, PlanNode, QueryPlan, Selection,
 };
 use portico_gateway::config::GatewayConfig;
-use portico_gateway::{Gateway, QueryPlanner, SubgraphInfo};
+use portico_gateway::{Gateway, PlanningError, QueryPlanner, SubgraphInfo};
 use portico_trust::{Identity, TrustSigner};
 use serde_json::{Value, json};
 
@@ -142,12 +142,12 @@ impl QueryPlanner for StaticPlanner {
         _document: &Valid<ExecutableDocument>,
         operation_name: Option<&str>,
         _labels: &BTreeSet<String>,
-    ) -> Result<QueryPlan, String> {
+    ) -> Result<QueryPlan, PlanningError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.plans
             .get(operation_name.unwrap_or(""))
             .cloned()
-            .ok_or_else(|| format!("no plan for {operation_name:?}"))
+            .ok_or_else(|| format!("no plan for {operation_name:?}").into())
     }
 }
 
@@ -1485,6 +1485,8 @@ mod security;
 
 #[path = "it/rate.rs"]
 mod rate;
+#[path = "it/resilience.rs"]
+mod resilience;
 
 // ---------------------------------------------------------------- composed executable directives
 

@@ -436,14 +436,19 @@ impl CorsConfig {
     }
 }
 
-/// Cache sizes.
+/// Cache sizes, and how long planning failures are remembered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Most query plans kept (keyed by operation hash, operation name, override labels).
+    /// As many planning failures are kept apart, so they never evict plans.
     pub plans: usize,
     /// Most parsed and validated documents kept (keyed by query text hash).
     pub documents: usize,
+    /// Seconds a planning failure (`QUERY_PLAN_TOO_COMPLEX`, `QUERY_PLANNING_FAILED`, a
+    /// panicking planner, ...) is answered from the cache instead of planning again, so a
+    /// client repeating an unplannable operation costs a lookup. 0 caches no failure.
+    pub plan_failure_ttl_secs: u64,
 }
 
 impl Default for CacheConfig {
@@ -451,6 +456,7 @@ impl Default for CacheConfig {
         Self {
             plans: 4096,
             documents: 4096,
+            plan_failure_ttl_secs: 5,
         }
     }
 }

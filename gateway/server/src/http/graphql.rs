@@ -12,12 +12,18 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::metrics::PanicSite;
 use super::playground;
 use crate::Inner;
-use crate::error::{ErrorCode, GraphQLError, GraphQLResponse, Location, RequestFailure};
+use crate::auth::Identity;
+use crate::authz::Filtered;
+use crate::error::{
+    ErrorCode, GraphQLError, GraphQLResponse, Location, RequestFailure, catch_panic,
+};
 use crate::execute::{self, ExecutionInput};
 use crate::limits;
-use crate::plan::{ParsedDocument, PlanKey, hash_filtered, hash_query};
+use crate::plan::{ParsedDocument, PlanJob, PlanKey, PlanningError, hash_filtered, hash_query};
+use apollo_compiler::ExecutableDocument;
 use portico_federation::plan::QueryPlan;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -40,15 +46,28 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
     let started = std::time::Instant::now();
     let json_type = response_content_type(request.headers());
     let mut quota = None;
+    // Sent to subgraphs, logged with every failure, shown in 500 responses.
+    let request_id = uuid::Uuid::new_v4().to_string();
     let deadline = std::time::Duration::from_millis(gw.config.request_timeout_ms);
-    let outcome = tokio::time::timeout(deadline, pipeline(&gw, request, json_type, &mut quota))
-        .await
-        .unwrap_or_else(|_| {
-            Err(RequestFailure::new(
-                ErrorCode::GatewayTimeout,
-                "the request did not complete within request_timeout_ms",
+    // The last-resort catch: a panic anywhere in the pipeline costs this request only.
+    let guarded = catch_panic(pipeline(&gw, request, json_type, &mut quota, &request_id));
+    let outcome = match tokio::time::timeout(deadline, guarded).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(detail)) => {
+            gw.metrics.record_panic(PanicSite::Request);
+            Err(internal_failure(
+                &gw,
+                ErrorCode::InternalServerError,
+                "internal server error",
+                &request_id,
+                &format!("the request pipeline panicked: {detail}"),
             ))
-        });
+        }
+        Err(_) => Err(RequestFailure::new(
+            ErrorCode::GatewayTimeout,
+            "the request did not complete within request_timeout_ms",
+        )),
+    };
     let mut response = match outcome {
         Ok(response) => response,
         Err(failure) => failure_response(failure, json_type),
@@ -61,6 +80,7 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
     // Never the body, headers or tokens: status and timing only.
     tracing::debug!(
         status,
+        request_id,
         elapsed_us = started.elapsed().as_micros() as u64,
         "graphql request"
     );
@@ -71,10 +91,11 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
 /// `json_type` is the response content type the client accepts; `quota` receives the
 /// rate limiter's decision, for the `RateLimit-*` headers.
 async fn pipeline(
-    gw: &Inner,
+    gw: &Arc<Inner>,
     request: Request,
     json_type: &'static str,
     quota: &mut Option<crate::ratelimit::Decision>,
+    request_id: &str,
 ) -> Result<Response, RequestFailure> {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
@@ -241,53 +262,27 @@ async fn pipeline(
     // 9. Introspection, answered by the gateway from the API schema.
     let introspection = introspect(gw, document, operation, &variables)?;
 
-    // 10. Plan (cached by query hash, operation name, override labels).
-    let override_labels = gw.override_labels_for_request();
-    let plan_key = PlanKey {
-        query: plan_query_hash,
-        operation_name: operation_name.map(str::to_string),
-        override_labels,
-    };
-    let meta_only = |document: &apollo_compiler::ExecutableDocument| {
-        document
-            .operations
-            .get(operation_name)
-            .map_or(operation, |o| o)
-            .root_fields(document)
-            .all(|f| f.name.starts_with("__"))
-    };
-    let plan = if meta_only(document) {
+    // 10. Plan: cached by (query hash, operation name, override labels); a miss plans
+    //     on the blocking pool, once however many requests wait for it (`plan/stage.rs`).
+    let plan = if only_meta_fields(document, operation) {
         // Root `__schema`/`__type`/`__typename` are answered here, never planned (nor
         // looked up in the plan cache, where they would only count as misses).
         Arc::new(QueryPlan::default())
     } else {
-        match gw.plans.get(&plan_key) {
-            Some(plan) => plan,
-            None => {
-                let filtered = filtered.as_ref().map(|f| {
-                    gw.authz
-                        .filter(gw.planner.api_schema(), document, &identity, f)
-                });
-                let plan_document = filtered.as_ref().unwrap_or(document);
-                // Authorization may leave only `__typename` at the root: nothing to plan
-                // (the empty plan is cached like any other).
-                let plan = if meta_only(plan_document) {
-                    QueryPlan::default()
-                } else {
-                    gw.planner
-                        .plan(plan_document, operation_name, &plan_key.override_labels)
-                        .map_err(|e| RequestFailure::new(ErrorCode::QueryPlanningFailed, e))?
-                };
-                let plan = Arc::new(plan);
-                gw.plans.insert(plan_key, plan.clone());
-                plan
-            }
-        }
+        let plan_key = PlanKey {
+            query: plan_query_hash,
+            operation_name: operation_name.map(str::to_string),
+            override_labels: gw.override_labels_for_request(),
+        };
+        let job = |key: &PlanKey| plan_job(gw, &parsed, filtered, &identity, key);
+        gw.plans
+            .plan(plan_key, job)
+            .await
+            .map_err(|e| planning_failure(gw, &e, request_id))?
     };
 
-    // 11. Execute: fetch, merge, shape.
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let mut response = execute::execute(
+    // 11. Execute: fetch, merge, shape. A panic here costs this request only.
+    let execution = execute::execute(
         &gw.subgraphs,
         ExecutionInput {
             schema: gw.planner.api_schema(),
@@ -297,11 +292,20 @@ async fn pipeline(
             variables: &variables_json,
             introspection: introspection.as_ref().map(|(data, _)| data),
             identity: &identity,
-            request_id: &request_id,
+            request_id,
             client_headers: headers,
         },
-    )
-    .await;
+    );
+    let mut response = catch_panic(execution).await.map_err(|detail| {
+        gw.metrics.record_panic(PanicSite::Execute);
+        internal_failure(
+            gw,
+            ErrorCode::InternalServerError,
+            "internal server error",
+            request_id,
+            &format!("execution panicked: {detail}"),
+        )
+    })?;
     if let Some((_, errors)) = introspection {
         response.errors.extend(errors);
     }
@@ -326,6 +330,92 @@ async fn pipeline(
             .insert("queryPlan".into(), Value::String(plan.to_string()));
     }
     Ok(json_response(StatusCode::OK, &response, json_type))
+}
+
+/// Does `operation` select only meta fields (`__typename`, `__schema`, `__type`) at its
+/// root? Those are answered by the gateway, with nothing to plan.
+fn only_meta_fields(document: &ExecutableDocument, operation: &Operation) -> bool {
+    operation
+        .root_fields(document)
+        .all(|f| f.name.starts_with("__"))
+}
+
+/// The work of a plan-cache miss, run on the blocking pool: remove what authorization
+/// denies (when the identity misses requirements), then plan the operation.
+fn plan_job(
+    gw: &Arc<Inner>,
+    parsed: &Arc<ParsedDocument>,
+    filtered: Option<Filtered>,
+    identity: &Identity,
+    key: &PlanKey,
+) -> PlanJob {
+    let gw = gw.clone();
+    let parsed = parsed.clone();
+    let identity = identity.clone();
+    let operation_name = key.operation_name.clone();
+    let labels = key.override_labels.clone();
+    Box::new(move || {
+        let Ok(document) = parsed.as_ref() else {
+            return Err(PlanningError::Failed(
+                "asked to plan a document that did not validate".into(),
+            ));
+        };
+        let filtered = filtered.map(|f| {
+            gw.authz
+                .filter(gw.planner.api_schema(), document, &identity, &f)
+        });
+        let document = filtered.as_ref().unwrap_or(document);
+        let name = operation_name.as_deref();
+        // Authorization may leave only `__typename` at the root: nothing to plan (the
+        // empty plan is cached like any other).
+        if let Ok(operation) = document.operations.get(name)
+            && only_meta_fields(document, operation)
+        {
+            return Ok(QueryPlan::default());
+        }
+        gw.planner.plan(document, name, &labels)
+    })
+}
+
+/// A planning error as the client sees it: client errors with their message and code
+/// (HTTP 4xx); failures and panics as a 500 that names only the request id.
+fn planning_failure(gw: &Inner, error: &PlanningError, request_id: &str) -> RequestFailure {
+    if error.is_client_error() {
+        let error_json = GraphQLError::new(ErrorCode::BadRequest, error.to_string())
+            .with_extension("code", error.code());
+        return RequestFailure {
+            status: error.http_status(),
+            errors: vec![error_json],
+        };
+    }
+    internal_failure(
+        gw,
+        ErrorCode::QueryPlanningFailed,
+        "query planning failed",
+        request_id,
+        &error.to_string(),
+    )
+}
+
+/// An HTTP 500 whose message is only `what` and the request id; `detail` is logged with
+/// the request id, and sent as `extensions.detail` in dev mode only.
+fn internal_failure(
+    gw: &Inner,
+    code: ErrorCode,
+    what: &str,
+    request_id: &str,
+    detail: &str,
+) -> RequestFailure {
+    tracing::error!(request_id, code = code.as_str(), detail, "{what}");
+    let mut error = GraphQLError::new(code, format!("{what} (request id {request_id})"))
+        .with_extension("requestId", request_id);
+    if gw.config.dev {
+        error = error.with_extension("detail", detail);
+    }
+    RequestFailure {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        errors: vec![error],
+    }
 }
 
 fn parse_and_validate(gw: &Inner, query: &str) -> ParsedDocument {

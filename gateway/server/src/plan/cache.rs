@@ -43,6 +43,11 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
         found
     }
 
+    /// Like [`get`](Self::get), without counting a hit or a miss.
+    pub fn peek(&self, key: &K) -> Option<V> {
+        self.inner.lock().map.get(key).map(|(v, _)| v.clone())
+    }
+
     pub fn insert(&self, key: K, value: V) {
         let mut inner = self.inner.lock();
         if inner.map.len() >= self.capacity && !inner.map.contains_key(&key) {

@@ -1021,3 +1021,60 @@ async fn a_custom_policy_evaluator_replaces_the_config_mapping() {
         .into();
     assert_eq!(asked, vec![every.clone(), every], "asked once per request");
 }
+
+/// Panics for user "13", grants nothing otherwise.
+struct PanickingEvaluator;
+
+impl portico_gateway::PolicyEvaluator for PanickingEvaluator {
+    fn granted(&self, identity: &Identity, _policies: &BTreeSet<String>) -> BTreeSet<String> {
+        if identity.user_id.as_deref() == Some("13") {
+            panic!("evaluator bug for user 13");
+        }
+        BTreeSet::new()
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_policy_evaluator_costs_one_request_not_the_gateway() {
+    let subgraphs = demo_subgraphs(1, 1).await;
+    let mut config = authz_config("");
+    config.dev = false; // production: the panic's message stays in the log
+    let (gw, url) = secured_gateway(config, &supergraph_with_policy(), &subgraphs).await;
+    let _gw = gw.with_policy_evaluator(Arc::new(PanickingEvaluator));
+    let unlucky = token(
+        JWT_PRIVATE,
+        None,
+        json!({"sub": "13", "scope": "", "iss": "portico-auth", "aud": "portico", "exp": now() + 300}),
+    );
+    let (status, body) = send(&url, USER_QUERY, Some(&unlucky)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let error = &body["errors"][0];
+    assert_eq!(
+        error["extensions"]["code"], "INTERNAL_SERVER_ERROR",
+        "{body}"
+    );
+    let id = error["extensions"]["requestId"]
+        .as_str()
+        .expect("requestId");
+    assert_eq!(
+        error["message"],
+        format!("internal server error (request id {id})")
+    );
+    assert!(!body.to_string().contains("evaluator bug"), "{body}");
+
+    // The next request is served.
+    let (status, body) = send(&url, USER_QUERY, Some(&user_token("read"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"], json!({"user": null}), "{body}");
+
+    let metrics = reqwest::get(url.replace("/graphql", "/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("portico_panics_total{stage=\"request\"} 1\n"),
+        "{metrics}"
+    );
+}
