@@ -975,6 +975,20 @@ mod tests {
     }
 
     #[test]
+    fn lists_read_like_apollos() {
+        let q = |v: &[&str]| -> Vec<String> { v.iter().map(|s| format!("\"{s}\"")).collect() };
+        assert_eq!(human_list(&q(&["A"]), "type", "types"), "type \"A\"");
+        assert_eq!(
+            human_list(&q(&["A", "B"]), "type", "types"),
+            "types \"A\" and \"B\""
+        );
+        assert_eq!(
+            human_list(&q(&["a", "b", "c"]), "subgraph", "subgraphs"),
+            "subgraphs \"a\", \"b\" and \"c\""
+        );
+    }
+
+    #[test]
     fn settings_are_described() {
         let one = labels(1);
         assert_eq!(
