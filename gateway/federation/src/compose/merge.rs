@@ -5,8 +5,10 @@
 //! general, input positions to the most specific); a field resolved by several subgraphs
 //! must be `@shareable` (or a key field) everywhere; arguments and input fields merge by
 //! intersection (a missing *required* one is an error); output enums and unions by union,
-//! input enums by intersection, enums used both ways must be identical; `@override`
-//! moves a field (no chains); client-facing directives (`@tag`, `@inaccessible`,
+//! input enums by intersection, enums used both ways must be identical (input fields and
+//! enum values `@inaccessible` somewhere are exempt from these presence rules and kept);
+//! `@override` moves a field (no chains; the from subgraph keeps it as `usedOverridden`
+//! when its keys, `@requires`, `@provides` or interfaces still use it); client-facing directives (`@tag`, `@inaccessible`,
 //! `@authenticated`, `@requiresScopes`, `@policy`, `@cost`, `@listSize`, composed
 //! directives, `@deprecated`) are carried.
 
@@ -591,7 +593,7 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
         }
     }
     // Fields usable with @external, keys per subgraph.
-    let used: Vec<_> = subgraphs.iter().map(used_by_field_sets).collect();
+    let used: Vec<_> = subgraphs.iter().map(used_fields).collect();
     let key_fields: Vec<HashSet<(Name, Name)>> = subgraphs.iter().map(key_fields).collect();
 
     // Enum usage: (input, output).
@@ -843,9 +845,15 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                 let (input, output) = enum_usage.get(type_name).copied().unwrap_or_default();
                 let mut values: IndexMap<Name, Vec<usize>> = IndexMap::new();
                 let mut value_defs: IndexMap<Name, (Described, Carried)> = IndexMap::new();
+                // Values `@inaccessible` in some subgraph: kept whatever the usage, as
+                // Apollo does (they are not in the API schema).
+                let mut inaccessible: HashSet<Name> = HashSet::new();
                 for s in sources {
                     if let ExtendedType::Enum(e) = s.ty {
                         for (v, def) in &e.values {
+                            if subgraphs[s.idx].has(&def.directives, "inaccessible") {
+                                inaccessible.insert(v.clone());
+                            }
                             values.entry(v.clone()).or_default().push(s.idx);
                             let entry = value_defs.entry(v.clone()).or_default();
                             entry
@@ -868,7 +876,7 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                 };
                 let partial: Vec<&Name> = values
                     .iter()
-                    .filter(|(_, g)| g.len() != all.len())
+                    .filter(|(v, g)| g.len() != all.len() && !(input && inaccessible.contains(*v)))
                     .map(|(v, _)| v)
                     .collect();
                 if input && output && !partial.is_empty() {
@@ -883,7 +891,7 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                     }
                     values
                         .iter()
-                        .filter(|(_, g)| g.len() == all.len())
+                        .filter(|(v, g)| g.len() == all.len() || inaccessible.contains(*v))
                         .map(|(v, _)| v)
                         .collect()
                 } else {
@@ -936,7 +944,14 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                         })
                         .collect();
                     let coord = format!("{type_name}.{f}");
-                    if defs.len() != sources.len() {
+                    // An input field `@inaccessible` in some subgraph is kept even where
+                    // other subgraphs lack it, without a hint (Apollo's rule: it is not in
+                    // the API schema, so no client can send it).
+                    let inaccessible = defs
+                        .iter()
+                        .any(|(i, d)| subgraphs[*i].has(&d.directives, "inaccessible"));
+                    let partial = defs.len() != sources.len();
+                    if partial && !inaccessible {
                         let lacks: Vec<String> = sources
                             .iter()
                             .filter(|s| !defs.iter().any(|(i, _)| *i == s.idx))
@@ -978,6 +993,11 @@ pub(crate) fn merge(subgraphs: &[Subgraph], diags: &mut Diagnostics) -> String {
                                         graph_names[*i],
                                         quote(&rename_type(&subgraphs[*i], &d.ty).to_string())
                                     );
+                                }
+                            } else if partial {
+                                for (i, _) in &defs {
+                                    let _ =
+                                        write!(line, " @join__field(graph: {})", graph_names[*i]);
                                 }
                             }
                             printed_fields.push(line);
@@ -1497,6 +1517,32 @@ fn list(names: &[String]) -> String {
 }
 
 /// Fields selected by the keys of each type of a subgraph (shareable by definition).
+/// Fields subgraph `sg` uses itself (Apollo's `collectUsedFields`): those its keys,
+/// `@requires` and `@provides` select, and those implementing one of its interfaces' fields.
+/// Overriding such a field leaves it `usedOverridden` in the from subgraph.
+fn used_fields(sg: &Subgraph) -> super::validate::FieldRefs {
+    let mut used = used_by_field_sets(sg);
+    for (name, ty) in &sg.schema.types {
+        let ExtendedType::Object(o) = ty else {
+            continue;
+        };
+        if !sg.is_user_type(name, ty) {
+            continue;
+        }
+        for i in &o.implements_interfaces {
+            let Some(itf) = sg.schema.get_interface(&i.name) else {
+                continue;
+            };
+            for f in itf.fields.keys() {
+                if o.fields.contains_key(f) {
+                    used.insert((name.clone(), f.clone()));
+                }
+            }
+        }
+    }
+    used
+}
+
 fn key_fields(sg: &Subgraph) -> HashSet<(Name, Name)> {
     let mut out = HashSet::new();
     for (name, ty) in &sg.schema.types {
@@ -1801,21 +1847,28 @@ fn merge_fields(
                 diags.push(Diagnostic::hint("OVERRIDE_DIRECTIVE_CAN_BE_REMOVED", format!("Field \"{coord}\" on subgraph \"{me}\" no longer exists in the from subgraph. The @override directive can be removed.")).subgraph(me.clone()).at(coord.clone()));
                 continue;
             };
-            if src.external {
-                continue;
-            }
             if src.override_from.is_some() {
                 override_chain = true;
                 diags.push(Diagnostic::error("OVERRIDE_SOURCE_HAS_OVERRIDE", format!("Field \"{coord}\" on subgraph \"{me}\" is also marked with directive @override in subgraph \"{from}\". Only one @override directive is allowed per field.")).subgraphs([me.clone(), from.clone()]).at(coord.clone()));
                 continue;
             }
+            if src.external {
+                // The from subgraph no longer resolves the field: nothing to override.
+                diags.push(Diagnostic::hint("OVERRIDE_DIRECTIVE_CAN_BE_REMOVED", format!("Field \"{coord}\" on subgraph \"{me}\" is not resolved anymore by the from subgraph (it is marked \"@external\" in \"{from}\"). The @override directive can be removed.")).subgraph(me.clone()).at(coord.clone()));
+                continue;
+            }
+            // Still used by the from subgraph (its keys, `@requires`, `@provides`, or to
+            // implement an interface field there): the supergraph keeps it as
+            // `usedOverridden`, so the subgraph can be extracted again.
+            let still_used = used[src_idx].contains(&(type_name.clone(), field_name.clone()));
             src.overridden = match label {
                 Some(l) => Overridden::Label(l),
-                None if used[src_idx].contains(&(type_name.clone(), field_name.clone())) => {
+                None if still_used => {
+                    diags.push(Diagnostic::hint("OVERRIDDEN_FIELD_CAN_BE_REMOVED", format!("Field \"{coord}\" on subgraph \"{from}\" is overridden. It is still used in some federation directive(s) (@key, @requires, and/or @provides) and/or to satisfy interface constraint(s), but consider marking it @external explicitly or removing it along with its references.")).subgraph(from.clone()).at(coord.clone()));
                     Overridden::Used
                 }
                 None => {
-                    diags.push(Diagnostic::hint("OVERRIDDEN_FIELD_CAN_BE_REMOVED", format!("Field \"{coord}\" on subgraph \"{from}\" is overridden by subgraph \"{me}\" and no longer used there. Consider removing it.")).subgraph(from.clone()).at(coord.clone()));
+                    diags.push(Diagnostic::hint("OVERRIDDEN_FIELD_CAN_BE_REMOVED", format!("Field \"{coord}\" on subgraph \"{from}\" is overridden. Consider removing it.")).subgraph(from.clone()).at(coord.clone()));
                     Overridden::Unused
                 }
             };

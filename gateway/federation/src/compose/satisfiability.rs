@@ -4,8 +4,11 @@
 //! ([`crate::plan::graph::Graph`]):
 //!
 //! - a field moves to its type in the same subgraph, an abstract type to its possible
-//!   types there, and a key whose fields the current subgraph can provide jumps to another
-//!   subgraph;
+//!   types there, and a key jumps to another subgraph when its fields can be fetched from
+//!   the subgraphs reached so far (jumps chain: A → B by `id` fetches `sku`, then
+//!   → C by `id sku`);
+//! - an interface field a subgraph's interface lacks is reached through the interface's
+//!   implementations there (Apollo's type explosion), when every one of them resolves it;
 //! - a field with `@provides` carries the provided selection into its child state, where
 //!   the provided (otherwise `@external`) fields resolve in that subgraph, on that path
 //!   only;
@@ -17,6 +20,11 @@
 //! Every field of the type of every reached object state must be resolvable from that
 //! state or from a state its key jumps reach; otherwise `SATISFIABILITY_ERROR`, once per
 //! field, with the shortest query reaching it.
+//!
+//! A shared field (resolved by several subgraphs) returning an abstract type must have
+//! possible runtime types in common across the subgraphs resolving it at a position
+//! (`SHAREABLE_HAS_MISMATCHED_RUNTIME_TYPES`); differing sets give an
+//! `INCONSISTENT_RUNTIME_TYPES_FOR_SHAREABLE_RETURN` hint, once per field.
 //!
 //! Progressive override: the walk runs once per override-label setting. Up to
 //! [`EXHAUSTIVE_LABELS`] distinct labels, every combination is checked; beyond that,
@@ -72,6 +80,7 @@ enum Miss {
 pub(crate) fn check(supergraph: &Supergraph, diags: &mut Diagnostics) {
     let labels = override_labels(supergraph);
     let mut reported = HashSet::new();
+    let mut reported_runtime = HashSet::new();
     let mut truncated = false;
     for active in label_sets(&labels) {
         let setting = (!labels.is_empty()).then(|| describe_setting(&active, &labels));
@@ -79,6 +88,11 @@ pub(crate) fn check(supergraph: &Supergraph, diags: &mut Diagnostics) {
         let mut walk = Walk::new(supergraph, &g);
         for (coordinate, d) in walk.run(setting.as_deref()) {
             if reported.insert(coordinate) {
+                diags.push(d);
+            }
+        }
+        for (coordinate, d) in std::mem::take(&mut walk.runtime_types) {
+            if reported_runtime.insert(coordinate) {
                 diags.push(d);
             }
         }
@@ -181,6 +195,9 @@ struct Walk<'a, 'g> {
     parent: HashMap<Node, (Option<Node>, Step)>,
     closures: HashMap<(Name, usize), Vec<usize>>,
     requires: HashMap<(State, Name), Result<(), String>>,
+    /// Shared abstract-typed fields whose subgraphs disagree on the runtime types, by
+    /// coordinate (first position found).
+    runtime_types: BTreeMap<String, Diagnostic>,
     /// [`MAX_NODES`] was hit: part of the schema went unchecked.
     truncated: bool,
 }
@@ -196,6 +213,7 @@ impl<'a, 'g> Walk<'a, 'g> {
             parent: HashMap::new(),
             closures: HashMap::new(),
             requires: HashMap::new(),
+            runtime_types: BTreeMap::new(),
             truncated: false,
         }
     }
@@ -230,12 +248,13 @@ impl<'a, 'g> Walk<'a, 'g> {
     fn close(&mut self, ty: &Name, members: Vec<State>) -> Node {
         let mut out: BTreeSet<State> = BTreeSet::new();
         for (t, s, p) in members {
-            for s2 in self.closure(&t, s) {
-                let p2 = if s2 == s { p } else { None };
-                out.insert((t.clone(), s2, p2));
-                for (i, other) in self.interface_object_jumps(&t, s2) {
-                    out.insert((i, other, None));
-                }
+            let reached = self.closure(&t, s);
+            for s2 in &reached {
+                let p2 = if *s2 == s { p } else { None };
+                out.insert((t.clone(), *s2, p2));
+            }
+            for (i, other) in self.interface_object_jumps(&t, &reached) {
+                out.insert((i, other, None));
             }
         }
         (ty.clone(), out.into_iter().collect())
@@ -289,15 +308,15 @@ impl<'a, 'g> Walk<'a, 'g> {
                         continue;
                     }
                     match self.resolve(member, f, 0) {
-                        Ok(ways) => {
-                            if composite && g.type_graphs(target).contains(s) {
-                                children.extend(ways.into_iter().map(|p| (target.clone(), *s, p)));
-                            } else if !composite {
-                                children.push((target.clone(), *s, None));
-                            }
-                        }
-                        Err(miss) => misses.push((*s, miss)),
+                        Ok(ways) => children.extend(child_states(g, target, composite, *s, ways)),
+                        Err(miss) => match self.explode(member, ty, f, target, composite) {
+                            Some(more) => children.extend(more),
+                            None => misses.push((*s, miss)),
+                        },
                     }
+                }
+                if !children.is_empty() && composite && g.is_abstract(target) {
+                    self.shareable_runtime_types(&node, f, &fdef.ty, &children);
                 }
                 if children.is_empty() {
                     if api.get_object(ty).is_some() && !found.contains_key(&(ty.clone(), index)) {
@@ -338,6 +357,195 @@ impl<'a, 'g> Walk<'a, 'g> {
             .collect()
     }
 
+    /// Apollo's type explosion: an interface member whose subgraph does not resolve
+    /// `field` on the interface still gets there when every implementation of the
+    /// interface in that subgraph resolves it (there or through key jumps). Returns the
+    /// states below the field, `None` when some implementation does not resolve it.
+    fn explode(
+        &mut self,
+        member: &State,
+        ty: &Name,
+        field: &Name,
+        target: &Name,
+        composite: bool,
+    ) -> Option<Vec<State>> {
+        let g = self.g;
+        let (mt, s, p) = member;
+        if mt != ty || self.api.get_interface(ty).is_none() || g.is_interface_object(*s, mt) {
+            return None;
+        }
+        let implementations: Vec<Name> = g
+            .possible_types(*s, mt)
+            .into_iter()
+            .filter(|o| self.api.types.contains_key(o))
+            .collect();
+        if implementations.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for o in implementations {
+            let (_, states) = self.close(&o, vec![(o.clone(), *s, *p)]);
+            let mut resolved = false;
+            for state in &states {
+                let (st, s2, _) = state;
+                if *st != o && g.field_type(st, field).is_none() {
+                    continue;
+                }
+                if let Ok(ways) = self.resolve(state, field, 0) {
+                    resolved = true;
+                    out.extend(child_states(g, target, composite, *s2, ways));
+                }
+            }
+            if !resolved {
+                return None;
+            }
+        }
+        Some(out)
+    }
+
+    /// Is `ty.field` resolved by several subgraphs (Apollo's `isShareable` on the
+    /// supergraph: more than one `@join__field` neither external nor `usedOverridden`, or
+    /// none and several `@join__type`)?
+    fn shared(&self, ty: &str, field: &str) -> bool {
+        if self.api.get_object(ty).is_none() {
+            return false;
+        }
+        let Some(meta) = self.supergraph.type_meta(ty) else {
+            return false;
+        };
+        match meta.fields.get(field) {
+            None => meta.in_graphs.len() > 1,
+            Some(joins) => {
+                joins
+                    .iter()
+                    .filter(|j| !j.external && !j.used_overridden)
+                    .count()
+                    > 1
+            }
+        }
+    }
+
+    /// A shared field returning an abstract type should have the same possible runtime
+    /// types in every subgraph resolving it at this position: none in common is
+    /// `SHAREABLE_HAS_MISMATCHED_RUNTIME_TYPES`, different sets an
+    /// `INCONSISTENT_RUNTIME_TYPES_FOR_SHAREABLE_RETURN` hint (Apollo's rules).
+    fn shareable_runtime_types(
+        &mut self,
+        node: &Node,
+        field: &Name,
+        field_type: &apollo_compiler::ast::Type,
+        children: &[State],
+    ) {
+        let g = self.g;
+        let ty = &node.0;
+        let coordinate = format!("{ty}.{field}");
+        if self.runtime_types.contains_key(&coordinate) || !self.shared(ty, field) {
+            return;
+        }
+        // Per subgraph (in graph order), the object types it may return there. An
+        // @interfaceObject stands for every implementation: not a restriction.
+        let mut per: BTreeMap<usize, Vec<Name>> = BTreeMap::new();
+        for (target, s, _) in children {
+            if per.contains_key(s) {
+                continue;
+            }
+            let own = g
+                .subgraph_field_type(*s, ty, field)
+                .unwrap_or_else(|| target.clone());
+            if !g.is_abstract(&own) || g.is_interface_object(*s, &own) {
+                continue;
+            }
+            per.insert(*s, g.possible_types(*s, &own));
+        }
+        if per.len() < 2 || per.values().all(Vec::is_empty) {
+            return;
+        }
+        let mut common: Vec<Name> = per
+            .values()
+            .next()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| self.api.types.contains_key(o))
+            .collect();
+        for types in per.values() {
+            common.retain(|o| types.contains(o));
+        }
+        // Subgraphs grouped by the same set, in order of first appearance.
+        let mut groups: Vec<(&Vec<Name>, Vec<usize>)> = Vec::new();
+        for (s, types) in &per {
+            match groups.iter_mut().find(|(t, _)| *t == types) {
+                Some((_, subgraphs)) => subgraphs.push(*s),
+                None => groups.push((types, vec![*s])),
+            }
+        }
+        if !common.is_empty() && groups.len() < 2 {
+            return;
+        }
+        let name = |s: usize| self.supergraph.subgraphs()[s].name.clone();
+        let quoted = |names: &[String]| -> Vec<String> {
+            names.iter().map(|n| format!("\"{n}\"")).collect()
+        };
+        let types_of = |types: &[Name]| -> Vec<String> {
+            quoted(&types.iter().map(|t| t.to_string()).collect::<Vec<_>>())
+        };
+        let query = query_to(&self.parent, node, field, true);
+        let all: Vec<String> = per.keys().map(|s| name(*s)).collect();
+        let d = if common.is_empty() {
+            let lines: Vec<String> = groups
+                .iter()
+                .map(|(types, subgraphs)| {
+                    let names: Vec<String> = subgraphs.iter().map(|s| name(*s)).collect();
+                    let types = if types.is_empty() {
+                        "no runtime type is defined".to_string()
+                    } else {
+                        human_list(&types_of(types), "type", "types")
+                    };
+                    format!(
+                        " - in {}, {types}",
+                        human_list(&quoted(&names), "subgraph", "subgraphs")
+                    )
+                })
+                .collect();
+            Diagnostic::error(
+                "SHAREABLE_HAS_MISMATCHED_RUNTIME_TYPES",
+                format!(
+                    "For the following supergraph API query:\n{query}\nShared field \"{coordinate}\" return type \"{field_type}\" has a non-intersecting set of possible runtime types across subgraphs. Runtime types in subgraphs are:\n{}.\nThis is not allowed as shared fields must resolve the same way in all subgraphs, and that imply at least some common runtime types between the subgraphs.",
+                    lines.join(";\n")
+                ),
+            )
+        } else {
+            let lines: Vec<String> = per
+                .iter()
+                .filter_map(|(s, types)| {
+                    let extra: Vec<Name> = types
+                        .iter()
+                        .filter(|t| !common.contains(t))
+                        .cloned()
+                        .collect();
+                    (!extra.is_empty()).then(|| {
+                        format!(
+                            " - subgraph \"{}\" should never resolve \"{coordinate}\" to an object of {}",
+                            name(*s),
+                            human_list(&types_of(&extra), "type", "types")
+                        )
+                    })
+                })
+                .collect();
+            Diagnostic::hint(
+                "INCONSISTENT_RUNTIME_TYPES_FOR_SHAREABLE_RETURN",
+                format!(
+                    "For the following supergraph API query:\n{query}\nShared field \"{coordinate}\" return type \"{field_type}\" has different sets of possible runtime types across subgraphs.\nSince a shared field must be resolved the same way in all subgraphs, make sure that {} only resolve \"{coordinate}\" to objects of {}. In particular:\n{}.\nOtherwise the @shareable contract will be broken.",
+                    human_list(&quoted(&all), "subgraph", "subgraphs"),
+                    human_list(&types_of(&common), "type", "types"),
+                    lines.join(";\n")
+                ),
+            )
+        };
+        self.runtime_types
+            .insert(coordinate.clone(), d.subgraphs(all).at(coordinate));
+    }
+
     fn diagnostic(
         &self,
         node: &Node,
@@ -348,7 +556,7 @@ impl<'a, 'g> Walk<'a, 'g> {
         let ty = &node.0;
         misses.sort_by_key(|(s, _)| *s);
         misses.dedup_by_key(|(s, _)| *s);
-        let query = query_to(&self.parent, node, f);
+        let query = query_to(&self.parent, node, f, false);
         let names: Vec<String> = misses
             .iter()
             .map(|(s, _)| self.supergraph.subgraphs()[*s].name.clone())
@@ -381,22 +589,18 @@ impl<'a, 'g> Walk<'a, 'g> {
         .at(format!("{ty}.{f}"))
     }
 
-    /// Subgraphs (other than `s`) a key of `ty` obtainable in `s` jumps to.
-    fn direct_jumps(&self, ty: &str, s: usize) -> Vec<usize> {
-        let g = self.g;
-        (0..self.supergraph.subgraphs().len())
-            .filter(|other| {
-                *other != s
-                    && g.resolvable_keys(*other, ty).any(|k| {
-                        k.fields
-                            .selections()
-                            .is_ok_and(|sels| g.obtainable(s, ty, sels))
-                    })
-            })
-            .collect()
+    /// Can every field of the key `sels` of `ty` be fetched from one of the subgraphs
+    /// `from` (each field from any of them)?
+    fn key_obtainable(&self, from: &[usize], ty: &str, sels: &[Sel]) -> bool {
+        sels.iter().all(|sel| {
+            from.iter()
+                .any(|x| self.g.obtainable(*x, ty, std::slice::from_ref(sel)))
+        })
     }
 
-    fn interface_object_jumps(&self, ty: &str, s: usize) -> Vec<(Name, usize)> {
+    /// `@interfaceObject` copies of the interfaces of `ty` whose key can be fetched from
+    /// the subgraphs `from`.
+    fn interface_object_jumps(&self, ty: &str, from: &[usize]) -> Vec<(Name, usize)> {
         let g = self.g;
         let mut out = Vec::new();
         let Some(o) = self.api.get_object(ty) else {
@@ -408,7 +612,7 @@ impl<'a, 'g> Walk<'a, 'g> {
                     && g.resolvable_keys(other, &i.name).any(|k| {
                         k.fields
                             .selections()
-                            .is_ok_and(|sels| g.obtainable(s, ty, sels))
+                            .is_ok_and(|sels| self.key_obtainable(from, ty, sels))
                     })
                 {
                     out.push((i.name.clone(), other));
@@ -418,8 +622,10 @@ impl<'a, 'g> Walk<'a, 'g> {
         out
     }
 
-    /// `s` and every subgraph key jumps on `ty` reach from it, transitively, sorted (for a
-    /// root type: every subgraph defining it).
+    /// `s` and every subgraph key jumps on `ty` reach from it, sorted (for a root type:
+    /// every subgraph defining it). Jumps chain through any number of subgraphs, and a
+    /// key's fields may come from any subgraph reached so far: C's key `id sku` is usable
+    /// from A (which has `id`) once B (reached from A by `id`) provides `sku`.
     fn closure(&mut self, ty: &Name, s: usize) -> Vec<usize> {
         if let Some(c) = self.closures.get(&(ty.clone(), s)) {
             return c.clone();
@@ -434,13 +640,33 @@ impl<'a, 'g> Walk<'a, 'g> {
         if is_root {
             seen = self.g.type_graphs(ty);
         }
-        let mut queue: VecDeque<usize> = seen.iter().copied().collect();
-        while let Some(x) = queue.pop_front() {
-            for y in self.direct_jumps(ty, x) {
-                if !seen.contains(&y) {
-                    seen.push(y);
-                    queue.push_back(y);
+        // Only subgraphs with a resolvable key of `ty` can be jumped to.
+        let mut candidates: Vec<usize> = self
+            .g
+            .type_graphs(ty)
+            .into_iter()
+            .filter(|c| !seen.contains(c) && self.g.resolvable_keys(*c, ty).next().is_some())
+            .collect();
+        // A fixpoint: each round adds every subgraph whose key the reached ones can fetch.
+        loop {
+            let before = candidates.len();
+            let mut i = 0;
+            while i < candidates.len() {
+                let c = candidates[i];
+                let reachable = self.g.resolvable_keys(c, ty).any(|k| {
+                    k.fields
+                        .selections()
+                        .is_ok_and(|sels| self.key_obtainable(&seen, ty, sels))
+                });
+                if reachable {
+                    seen.push(c);
+                    candidates.swap_remove(i);
+                } else {
+                    i += 1;
                 }
+            }
+            if candidates.len() == before {
+                break;
             }
         }
         seen.sort();
@@ -627,6 +853,33 @@ impl<'a, 'g> Walk<'a, 'g> {
     }
 }
 
+/// The states below a field that state `(_, s, _)` resolves, one per way (`ways`: what
+/// stays provided below it); a leaf field needs no state of its own type.
+fn child_states(
+    g: &Graph,
+    target: &Name,
+    composite: bool,
+    s: usize,
+    ways: Vec<Prov>,
+) -> Vec<State> {
+    if !composite {
+        return vec![(target.clone(), s, None)];
+    }
+    if !g.type_graphs(target).contains(&s) {
+        return Vec::new();
+    }
+    ways.into_iter().map(|p| (target.clone(), s, p)).collect()
+}
+
+/// Apollo's human-readable list: `type "A"`, `types "A" and "B"`, `types "A", "B" and "C"`.
+fn human_list(items: &[String], singular: &str, plural: &str) -> String {
+    match items {
+        [] => String::new(),
+        [one] => format!("{singular} {one}"),
+        [init @ .., last] => format!("{plural} {} and {last}", init.join(", ")),
+    }
+}
+
 /// A field set printed canonically, to intern provided selections.
 fn print_sels(sels: &[Sel]) -> String {
     let mut out = String::new();
@@ -652,7 +905,12 @@ fn print_sels(sels: &[Sel]) -> String {
 }
 
 /// The shortest query from a root to `field` on `state`'s type.
-fn query_to(parent: &HashMap<Node, (Option<Node>, Step)>, state: &Node, field: &str) -> String {
+fn query_to(
+    parent: &HashMap<Node, (Option<Node>, Step)>,
+    state: &Node,
+    field: &str,
+    open: bool,
+) -> String {
     let mut steps = Vec::new();
     let mut cur = Some(state.clone());
     let mut root = "query";
@@ -678,7 +936,13 @@ fn query_to(parent: &HashMap<Node, (Option<Node>, Step)>, state: &Node, field: &
         }
         indent += 1;
     }
-    out.push_str(&format!("{}{field}\n", "  ".repeat(indent)));
+    if open {
+        // The field's own selection is left out (Apollo prints `...`).
+        let pad = "  ".repeat(indent);
+        out.push_str(&format!("{pad}{field} {{\n{pad}  ...\n{pad}}}\n"));
+    } else {
+        out.push_str(&format!("{}{field}\n", "  ".repeat(indent)));
+    }
     for i in (0..indent).rev() {
         out.push_str(&format!("{}}}\n", "  ".repeat(i)));
     }
@@ -708,6 +972,20 @@ mod tests {
         assert!(many[1..7].iter().all(|s| s.len() == 1));
         assert!(many[7..13].iter().all(|s| s.len() == 5));
         assert_eq!(many[13].len(), 6);
+    }
+
+    #[test]
+    fn lists_read_like_apollos() {
+        let q = |v: &[&str]| -> Vec<String> { v.iter().map(|s| format!("\"{s}\"")).collect() };
+        assert_eq!(human_list(&q(&["A"]), "type", "types"), "type \"A\"");
+        assert_eq!(
+            human_list(&q(&["A", "B"]), "type", "types"),
+            "types \"A\" and \"B\""
+        );
+        assert_eq!(
+            human_list(&q(&["a", "b", "c"]), "subgraph", "subgraphs"),
+            "subgraphs \"a\", \"b\" and \"c\""
+        );
     }
 
     #[test]
