@@ -63,7 +63,10 @@ impl<'a> Graph<'a> {
     }
 
     fn join_active(&self, j: &FieldJoin) -> bool {
-        if j.external || j.used_overridden {
+        // `usedOverridden` without a label: the old subgraph keeps the field only for its
+        // own keys/requires/interfaces. With a progressive label, it still resolves the
+        // field while the label is inactive.
+        if j.external || (j.used_overridden && j.override_label.is_none()) {
             return false;
         }
         match (&j.override_from, &j.override_label) {
