@@ -249,6 +249,18 @@ const FEDERATION_PRELUDE: &[(&str, &str)] = &[
         "directive @listSize(assumedSize: Int, slicingArguments: [String!], sizedFields: [String!], requireOneSlicingArgument: Boolean = true) on FIELD_DEFINITION",
     ),
     (
+        "directive @context",
+        "directive @context(name: String!) repeatable on INTERFACE | OBJECT | UNION",
+    ),
+    (
+        "directive @fromContext",
+        "directive @fromContext(field: federation__ContextFieldValue) on ARGUMENT_DEFINITION",
+    ),
+    (
+        "scalar federation__ContextFieldValue",
+        "scalar federation__ContextFieldValue",
+    ),
+    (
         "directive @link",
         "directive @link(url: String!, as: String, import: [link__Import], for: link__Purpose) repeatable on SCHEMA",
     ),
