@@ -14,7 +14,8 @@
 //!   `"<any>"` matches any message), expected `extensions` entries must be present and
 //!   equal (the gateway may add more), `locations` compared only when expected;
 //! - the plan text (`extensions.queryPlan`, dev mode) with `plan.txt`; `UPDATE_PLANS=1`
-//!   rewrites it, and a missing `plan.txt` is written;
+//!   rewrites it, and a missing `plan.txt` is written (not for a case listed in
+//!   `KNOWN_FAILURES`: a failing plan is not recorded as expected);
 //! - request counts with `requests.json`.
 //!
 //! Every failing case is reported, with diffs. Cases listed in
@@ -92,11 +93,15 @@ async fn corpus_cases_match_expected_responses_plans_and_request_counts() {
     let mut unexpected_passes = Vec::new();
     let mut shapes: BTreeMap<String, Option<PlanShape>> = BTreeMap::new();
     for name in &names {
-        let (problems, shape) =
-            match tokio::time::timeout(Duration::from_secs(30), run_case(name)).await {
-                Ok(p) => p,
-                Err(_) => (vec!["timed out after 30 s".to_string()], None),
-            };
+        let (problems, shape) = match tokio::time::timeout(
+            Duration::from_secs(30),
+            run_case(name, known.contains_key(name)),
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(_) => (vec!["timed out after 30 s".to_string()], None),
+        };
         shapes.insert(name.clone(), shape);
         match (problems.is_empty(), known.get(name)) {
             (true, None) => passed += 1,
@@ -136,14 +141,17 @@ async fn corpus_cases_match_expected_responses_plans_and_request_counts() {
 
 /// Runs one case; returns what differs (empty = pass) and the shape of Portico's plan
 /// (`None` when the gateway returned no plan).
-async fn run_case(name: &str) -> (Vec<String>, Option<PlanShape>) {
-    match run_case_inner(name).await {
+async fn run_case(name: &str, known_failure: bool) -> (Vec<String>, Option<PlanShape>) {
+    match run_case_inner(name, known_failure).await {
         Ok(result) => result,
         Err(e) => (vec![e], None),
     }
 }
 
-async fn run_case_inner(name: &str) -> Result<(Vec<String>, Option<PlanShape>), String> {
+async fn run_case_inner(
+    name: &str,
+    known_failure: bool,
+) -> Result<(Vec<String>, Option<PlanShape>), String> {
     let dir = fixtures().join(name);
     let read =
         |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{name}/{f}: {e}"));
@@ -247,7 +255,7 @@ async fn run_case_inner(name: &str) -> Result<(Vec<String>, Option<PlanShape>), 
     compare_response(&expected, &actual, &mut problems);
     let shape = plan.as_ref().and_then(|p| p.as_str()).map(plan_shape);
     match plan.as_ref().and_then(|p| p.as_str()) {
-        Some(plan) => compare_plan(&dir.join("plan.txt"), plan, &mut problems),
+        Some(plan) => compare_plan(&dir.join("plan.txt"), plan, known_failure, &mut problems),
         None => {
             if status.is_success() && actual.get("data").is_some() {
                 problems.push("response has no extensions.queryPlan".into());
@@ -522,8 +530,14 @@ fn error_matches(expected: &Value, actual: &Value) -> bool {
     message_ok && path_ok && locations_ok && extensions_ok
 }
 
-fn compare_plan(path: &Path, plan: &str, problems: &mut Vec<String>) {
+/// A missing `plan.txt` is written, except for a case listed in `KNOWN_FAILURES`: a plan
+/// that produces a wrong answer is not recorded as the expected one (such cases carry no
+/// `plan.txt` until they pass).
+fn compare_plan(path: &Path, plan: &str, known_failure: bool, problems: &mut Vec<String>) {
     let update = std::env::var("UPDATE_PLANS").is_ok_and(|v| v == "1");
+    if known_failure && !path.exists() {
+        return;
+    }
     if update || !path.exists() {
         if let Err(e) = std::fs::write(path, plan) {
             problems.push(format!("cannot write {}: {e}", path.display()));
