@@ -389,8 +389,10 @@ fn plan_quality_report(shapes: &BTreeMap<String, Option<PlanShape>>) {
         return;
     };
     let mut lines = Vec::new();
+    let mut unreferenced = Vec::new();
     for (name, shape) in shapes {
         let Some(want) = reference.get(name) else {
+            unreferenced.push(name.as_str());
             continue;
         };
         let num = |k: &str| want.get(k).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
@@ -416,6 +418,12 @@ fn plan_quality_report(shapes: &BTreeMap<String, Option<PlanShape>>) {
          # but are one request (see requests.json).\n{}",
         lines.iter().map(|l| format!("{l}\n")).collect::<String>()
     );
+    if !unreferenced.is_empty() {
+        eprintln!(
+            "plan quality: no reference plan for {} (run tests/fixtures/plan-quality.mjs)",
+            unreferenced.join(", ")
+        );
+    }
     eprintln!(
         "plan quality: {} case(s) worse than the reference planner\n  {}",
         lines.len(),
