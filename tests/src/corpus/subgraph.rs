@@ -24,7 +24,10 @@
 //!   object (record + representation); `{"__format": "x {a.b} y"}` a string built from it;
 //!   `{"__increment": "name"}` increments a counter shared by all subgraphs of a case
 //!   and returns it (proves mutation order).
-//! - `data.__config`: `{"down": true}` answers HTTP 500; `{"delayMs": N}` sleeps first.
+//! - `data.__config`: `{"down": true}` answers HTTP 500; `{"delayMs": N}` sleeps first;
+//!   `{"servedSdl": "..."}` executes that SDL instead of the subgraph's file (a subgraph
+//!   deployed with a schema other than the composed one: mistyped leaves, unknown enum
+//!   values reach the gateway).
 //! - `_service { sdl }` returns the SDL file.
 //!
 //! Every request is recorded (query text, variables, operation name, global sequence
@@ -246,6 +249,18 @@ const FEDERATION_PRELUDE: &[(&str, &str)] = &[
         "directive @listSize(assumedSize: Int, slicingArguments: [String!], sizedFields: [String!], requireOneSlicingArgument: Boolean = true) on FIELD_DEFINITION",
     ),
     (
+        "directive @context",
+        "directive @context(name: String!) repeatable on INTERFACE | OBJECT | UNION",
+    ),
+    (
+        "directive @fromContext",
+        "directive @fromContext(field: federation__ContextFieldValue) on ARGUMENT_DEFINITION",
+    ),
+    (
+        "scalar federation__ContextFieldValue",
+        "scalar federation__ContextFieldValue",
+    ),
+    (
         "directive @link",
         "directive @link(url: String!, as: String, import: [link__Import], for: link__Purpose) repeatable on SCHEMA",
     ),
@@ -274,10 +289,18 @@ struct Model {
 
 impl Model {
     fn new(name: &str, sdl: &str, data: Value, shared: Arc<Shared>) -> Result<Self, String> {
-        let mut full = String::from(sdl);
+        // Schema drift: `__config.servedSdl` is the schema actually executed (the
+        // composed SDL stays what `_service` returns and what the supergraph was built from).
+        let served = data
+            .get("__config")
+            .and_then(|c| c.get("servedSdl"))
+            .and_then(|s| s.as_str())
+            .unwrap_or(sdl)
+            .to_string();
+        let mut full = served.clone();
         full.push('\n');
         for (probe, def) in FEDERATION_PRELUDE {
-            if !sdl.contains(probe) {
+            if !served.contains(probe) {
                 full.push_str(def);
                 full.push('\n');
             }
