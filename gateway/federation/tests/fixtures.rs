@@ -121,7 +121,10 @@ mod reachable {
         })
     }
 
-    fn arguments(schema: &Schema, args: &[apollo_compiler::Node<InputValueDefinition>]) -> Option<String> {
+    fn arguments(
+        schema: &Schema,
+        args: &[apollo_compiler::Node<InputValueDefinition>],
+    ) -> Option<String> {
         let mut out = Vec::new();
         for a in args {
             if a.ty.is_non_null() && a.default_value.is_none() {
@@ -192,7 +195,11 @@ mod reachable {
                 let inner = def.ty.inner_named_type().to_string();
                 let composite = matches!(
                     schema.types.get(inner.as_str()),
-                    Some(ExtendedType::Object(_) | ExtendedType::Interface(_) | ExtendedType::Union(_))
+                    Some(
+                        ExtendedType::Object(_)
+                            | ExtendedType::Interface(_)
+                            | ExtendedType::Union(_)
+                    )
                 );
                 if composite {
                     let mut p = path.clone();
@@ -245,7 +252,11 @@ fn every_reachable_field_of_every_fixture_supergraph_plans() {
         }
     }
     supergraphs.sort();
-    assert!(supergraphs.len() > 200, "found {} supergraphs", supergraphs.len());
+    assert!(
+        supergraphs.len() > 200,
+        "found {} supergraphs",
+        supergraphs.len()
+    );
     let mut failures = Vec::new();
     let mut planned = 0;
     for file in &supergraphs {
@@ -259,7 +270,11 @@ fn every_reachable_field_of_every_fixture_supergraph_plans() {
             ) {
                 Ok(doc) => doc,
                 Err(e) => {
-                    failures.push(format!("{}: generated an invalid query {query}: {}", file.display(), e.errors));
+                    failures.push(format!(
+                        "{}: generated an invalid query {query}: {}",
+                        file.display(),
+                        e.errors
+                    ));
                     continue;
                 }
             };

@@ -659,7 +659,7 @@ impl<'g, 'a> Walker<'g, 'a> {
                 && cand.via.is_none()
                 && self.nonlocal(cand.subgraph, &inner, &f.selections, 0)? == 0
             {
-                return Ok(self.route(ctx, ty, &cand)?.is_some());
+                return Ok(self.route(ctx, ty, &cand, false)?.is_some());
             }
         }
         Ok(false)
@@ -793,11 +793,17 @@ impl<'g, 'a> Walker<'g, 'a> {
     /// assembled from every subgraph the chain has visited so far: its fields are fetched
     /// where they are resolvable before the jump. Intermediate subgraphs that see `ty` as
     /// an `@interfaceObject` are not used (they would answer the interface name).
+    ///
+    /// `relaxed`: a key field with a sub-selection counts as available when some visited
+    /// subgraph resolves the field itself; the walk then fetches its sub-selection
+    /// wherever it lives (by another key jump inside the key condition). Used only when
+    /// no strict route exists, as it may still fail while planning the key.
     fn route(
         &mut self,
         ctx: &Ctx,
         ty: &Name,
         cand: &Candidate,
+        relaxed: bool,
     ) -> Result<Option<Vec<Hop<'a>>>, PlanError> {
         let graph = self.graph;
         let target_view = cand.via.clone().unwrap_or_else(|| ty.clone());
@@ -832,6 +838,15 @@ impl<'g, 'a> Walker<'g, 'a> {
                         (_, None) => ty,
                     };
                     if graph.obtainable(nodes[i].subgraph, view, std::slice::from_ref(sel)) {
+                        return true;
+                    }
+                    if relaxed
+                        && let Sel::Field(f) = sel
+                        && !f.selections.is_empty()
+                        && graph
+                            .field_local(nodes[i].subgraph, view, &f.name)
+                            .is_some()
+                    {
                         return true;
                     }
                     at = nodes[i].parent;
@@ -924,28 +939,35 @@ impl<'g, 'a> Walker<'g, 'a> {
         let graph = self.graph;
         let mut best: Option<Choice<'a>> = None;
         let mut from_context = false;
-        for (i, cand) in graph.candidates(ty, &f.name).into_iter().enumerate() {
-            let view = cand.via.clone().unwrap_or_else(|| ty.clone());
-            let local = graph.field_local(cand.subgraph, &view, &f.name);
-            if local.is_some_and(|l| l.context) {
-                from_context = true;
-                continue;
+        for relaxed in [false, true] {
+            if best.is_some() {
+                break;
             }
-            let requires = local.and_then(|l| l.requires);
-            let Some(route) = self.route(ctx, ty, &cand)? else {
-                continue;
-            };
-            let new_groups = route
-                .iter()
-                .filter(|h| !self.group_exists(h.subgraph, &ctx.path, h.via.as_ref().unwrap_or(ty)))
-                .count();
-            let nonlocal = match graph.field_type(ty, &f.name) {
-                Some((inner, _)) => self.nonlocal(cand.subgraph, &inner, &f.selections, 0)?,
-                None => 0,
-            };
-            let score = (new_groups + usize::from(requires.is_some()), nonlocal, i);
-            if best.as_ref().is_none_or(|(b, _, _)| score < *b) {
-                best = Some((score, cand, route));
+            for (i, cand) in graph.candidates(ty, &f.name).into_iter().enumerate() {
+                let view = cand.via.clone().unwrap_or_else(|| ty.clone());
+                let local = graph.field_local(cand.subgraph, &view, &f.name);
+                if local.is_some_and(|l| l.context) {
+                    from_context = true;
+                    continue;
+                }
+                let requires = local.and_then(|l| l.requires);
+                let Some(route) = self.route(ctx, ty, &cand, relaxed)? else {
+                    continue;
+                };
+                let new_groups = route
+                    .iter()
+                    .filter(|h| {
+                        !self.group_exists(h.subgraph, &ctx.path, h.via.as_ref().unwrap_or(ty))
+                    })
+                    .count();
+                let nonlocal = match graph.field_type(ty, &f.name) {
+                    Some((inner, _)) => self.nonlocal(cand.subgraph, &inner, &f.selections, 0)?,
+                    None => 0,
+                };
+                let score = (new_groups + usize::from(requires.is_some()), nonlocal, i);
+                if best.as_ref().is_none_or(|(b, _, _)| score < *b) {
+                    best = Some((score, cand, route));
+                }
             }
         }
         let Some((_, cand, route)) = best else {
@@ -1084,7 +1106,7 @@ impl<'g, 'a> Walker<'g, 'a> {
                     anchor: None,
                 }
             } else {
-                let Some(route) = self.route(&anchor.ctx, &anchor.ty, &cand)? else {
+                let Some(route) = self.route(&anchor.ctx, &anchor.ty, &cand, false)? else {
                     continue;
                 };
                 let object = Ctx {
@@ -1161,6 +1183,9 @@ impl<'g, 'a> Walker<'g, 'a> {
             let last = i + 1 == hops;
             let key = field_set(hop.key, || format!("key of {ty}"))?.to_vec();
             let mut proj = vec![typename_selection()];
+            // Groups the key's fields land in (a key part may need jumps of its own):
+            // the entity fetch waits for all of them.
+            let mark = self.touched.len();
             for sel in &key {
                 let at = chain
                     .iter()
@@ -1171,6 +1196,16 @@ impl<'g, 'a> Walker<'g, 'a> {
                             std::slice::from_ref(sel),
                         )
                     })
+                    .or_else(|| {
+                        // Only part of it anywhere: start where the field itself resolves
+                        // (its sub-selection then jumps on from there).
+                        let Sel::Field(kf) = sel else { return None };
+                        chain.iter().position(|c| {
+                            graph
+                                .field_local(c.subgraph, c.view.as_ref().unwrap_or(ty), &kf.name)
+                                .is_some()
+                        })
+                    })
                     .unwrap_or(chain.len() - 1);
                 let from = chain[at].clone();
                 for p in self.plan_planner_fields(&from, ty, std::slice::from_ref(sel))? {
@@ -1180,14 +1215,14 @@ impl<'g, 'a> Walker<'g, 'a> {
             if cur.view.is_none() {
                 self.add_typename(cur.group, cur.object_node);
             }
+            let mut deps: Vec<usize> = self.touched[mark..].to_vec();
+            if last {
+                deps.extend_from_slice(extra);
+            }
+            deps.sort_unstable();
+            deps.dedup();
             let view = hop.via.clone().unwrap_or_else(|| ty.clone());
-            let g = self.entity_group(
-                hop.subgraph,
-                &path,
-                &view,
-                cur.group,
-                if last { extra } else { &[] },
-            );
+            let g = self.entity_group(hop.subgraph, &path, &view, cur.group, &deps);
             if last {
                 proj.extend(required.iter().cloned());
             }
@@ -1405,14 +1440,23 @@ impl<'g, 'a> Walker<'g, 'a> {
     }
 
     /// Can subgraph `s` answer this selection on abstract type `a` without exploding it?
+    /// Every object type `s` may return here must resolve the field itself too: an
+    /// implementation may declare it `@external`, or another subgraph may `@override` it.
     fn can_stay(&self, s: usize, a: &Name, sels: &[Sel]) -> bool {
+        let local = |ty: &Name, field: &Name| {
+            self.graph
+                .field_local(s, ty, field)
+                .is_some_and(|l| l.requires.is_none() && !l.context)
+        };
         sels.iter().all(|sel| match sel {
             Sel::Field(f) => {
                 f.name == "__typename"
-                    || self
-                        .graph
-                        .field_local(s, a, &f.name)
-                        .is_some_and(|l| l.requires.is_none())
+                    || (local(a, &f.name)
+                        && self
+                            .graph
+                            .possible_types(s, a)
+                            .iter()
+                            .all(|p| local(p, &f.name)))
             }
             Sel::Fragment(fr) => match &fr.type_condition {
                 None => self.can_stay(s, a, &fr.selections),
