@@ -49,6 +49,8 @@ pub(crate) enum Sel {
 #[derive(Debug)]
 pub(crate) struct Operation {
     pub(crate) kind: OperationKind,
+    /// The client's operation name: subgraph fetches are named after it.
+    pub(crate) name: Option<Name>,
     pub(crate) root_type: Name,
     pub(crate) variables: Vec<Node<ast::VariableDefinition>>,
     pub(crate) selections: Vec<Sel>,
@@ -141,6 +143,7 @@ pub(crate) fn normalize(
     strip_root_introspection(&mut selections);
     Ok(Operation {
         kind,
+        name: op.name.clone(),
         root_type: op.selection_set.ty.clone(),
         variables: op.variables.clone(),
         selections,

@@ -13,9 +13,38 @@ use super::{Budget, FetchNode, OperationKind, PlanError, PlanNode, Rewrite, Sele
 use apollo_compiler::ast::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-fn fetch_node(graph: &Graph<'_>, groups: &Groups, g: usize, op: &Operation) -> PlanNode {
+/// `<Operation>__<subgraph>__<n>` (as Apollo's plans name fetches), so a subgraph's
+/// logs show which client operation a request serves; characters a GraphQL name cannot
+/// hold become `_`. `None` for anonymous operations.
+fn fetch_name(op: &Operation, subgraph: &str, n: usize) -> Option<String> {
+    let name = op.name.as_ref()?;
+    let subgraph: String = subgraph
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(format!("{name}__{subgraph}__{n}"))
+}
+
+fn fetch_node(graph: &Graph<'_>, groups: &Groups, g: usize, op: &Operation, n: usize) -> PlanNode {
     let group = &groups.groups[g];
-    let (operation, variable_usages) = render(groups, g, op);
+    let (mut operation, variable_usages) = render(groups, g, op);
+    let operation_name = fetch_name(op, graph.subgraph_name(group.subgraph), n);
+    if let Some(name) = &operation_name {
+        operation = match operation.strip_prefix('{') {
+            // Shorthand `{...}`: a name needs the keyword.
+            Some(_) => format!("query {name}{operation}"),
+            None => match operation.find(['(', '{']) {
+                Some(at) => format!("{} {name}{}", &operation[..at], &operation[at..]),
+                None => operation,
+            },
+        };
+    }
     let mut fetch = FetchNode {
         service_name: graph.subgraph_name(group.subgraph).to_string(),
         requires: None,
@@ -26,7 +55,7 @@ fn fetch_node(graph: &Graph<'_>, groups: &Groups, g: usize, op: &Operation) -> P
         } else {
             op.kind
         },
-        operation_name: None,
+        operation_name,
         input_rewrites: Vec::new(),
         output_rewrites: Vec::new(),
     };
@@ -133,6 +162,8 @@ struct Scheduler<'s, 'g, 'a> {
     op: &'s Operation,
     groups: &'s Groups,
     budget: &'g mut Budget,
+    /// Fetches numbered so far (for their names).
+    fetches: usize,
 }
 
 impl Scheduler<'_, '_, '_> {
@@ -200,16 +231,12 @@ impl Scheduler<'_, '_, '_> {
         if ready.is_empty() {
             return Err(PlanError::Internal("fetch dependency cycle".into()));
         }
-        let first: Vec<PlanNode> = ready
-            .iter()
-            .map(|&g| {
-                wrap_condition(
-                    self.groups,
-                    g,
-                    fetch_node(self.graph, self.groups, g, self.op),
-                )
-            })
-            .collect();
+        let mut first: Vec<PlanNode> = Vec::with_capacity(ready.len());
+        for &g in &ready {
+            let node = fetch_node(self.graph, self.groups, g, self.op, self.fetches);
+            self.fetches += 1;
+            first.push(wrap_condition(self.groups, g, node));
+        }
         let rest: BTreeSet<usize> = set.iter().copied().filter(|g| !ready.contains(g)).collect();
         let mut steps: Vec<PlanNode> = combine(false, first).into_iter().collect();
         steps.extend(self.node(&rest, depth + 1)?);
@@ -236,6 +263,7 @@ pub(crate) fn schedule(
         op,
         groups,
         budget,
+        fetches: 0,
     };
     let mut steps = Vec::new();
     for set in segments.values() {
