@@ -67,6 +67,10 @@ pub enum ErrorCode {
     GatewayTimeout,
     /// A non-null field resolved to null (spec "field error").
     NullValueInNonNullField,
+    /// A subgraph returned a value its field's type in the API schema does not allow (an
+    /// enum value the API schema lacks, e.g. `@inaccessible`; a mistyped scalar; a list
+    /// where none is declared or the reverse): the field is null (spec "field error").
+    SubgraphInvalidValue,
     /// A bug or an unexpected internal state.
     InternalServerError,
     /// The identity may not read this field or type (`@authenticated`,
@@ -110,6 +114,7 @@ impl ErrorCode {
             ErrorCode::SubrequestTimeout => "SUBREQUEST_TIMEOUT",
             ErrorCode::GatewayTimeout => "GATEWAY_TIMEOUT",
             ErrorCode::NullValueInNonNullField => "NULL_VALUE_IN_NON_NULL_FIELD",
+            ErrorCode::SubgraphInvalidValue => "SUBGRAPH_INVALID_VALUE",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
             ErrorCode::UnauthorizedFieldOrType => "UNAUTHORIZED_FIELD_OR_TYPE",
             ErrorCode::MaxTokensExceeded => "MAX_TOKENS_EXCEEDED",
@@ -153,7 +158,8 @@ impl ErrorCode {
             }
             ErrorCode::SubrequestHttpError
             | ErrorCode::SubrequestTimeout
-            | ErrorCode::NullValueInNonNullField => StatusCode::OK,
+            | ErrorCode::NullValueInNonNullField
+            | ErrorCode::SubgraphInvalidValue => StatusCode::OK,
         }
     }
 }
@@ -317,6 +323,7 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::SubrequestTimeout,
     ErrorCode::GatewayTimeout,
     ErrorCode::NullValueInNonNullField,
+    ErrorCode::SubgraphInvalidValue,
     ErrorCode::InternalServerError,
     ErrorCode::UnauthorizedFieldOrType,
     ErrorCode::MaxTokensExceeded,

@@ -3,10 +3,10 @@
 //!
 //! `run` walks the plan (fetches, batched entity fetches, merging, error re-mapping);
 //! `shape` applies the client's operation to the merged tree (order, aliases,
-//! fragments, `@skip`/`@include`, `__typename`, null bubbling); `subgraph` is the only
-//! code that talks to subgraphs. A failing or slow subgraph never fails the request:
-//! its part of the data is null and an error with `SUBREQUEST_HTTP_ERROR` or
-//! `SUBREQUEST_TIMEOUT` and `serviceName` says why.
+//! fragments, `@skip`/`@include`, `__typename`, values checked against the API schema,
+//! null bubbling); `subgraph` is the only code that talks to subgraphs. A failing or
+//! slow subgraph never fails the request: its part of the data is null and an error
+//! with `SUBREQUEST_HTTP_ERROR` or `SUBREQUEST_TIMEOUT` and `serviceName` says why.
 
 mod run;
 mod shape;

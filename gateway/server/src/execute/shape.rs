@@ -6,6 +6,16 @@
 //! the planner fetched never leak. A null in a non-null position raises a field error
 //! (unless a subgraph error already explains it) and nulls the nearest nullable parent,
 //! up to `data: null`, per the spec.
+//!
+//! Values are checked against the API schema as the spec's value completion says: an
+//! enum value the API schema lacks (`@inaccessible`, unknown), a mistyped built-in scalar
+//! (`Int` outside 32 bits or with a fraction, a string for `Boolean`, ...), a list where
+//! none is declared or the reverse, a non-object for an object type: the field is null
+//! with a `SUBGRAPH_INVALID_VALUE` error at its path, and a non-null position propagates.
+//! `Float` accepts integers, `Int` a float without fraction (sent as an integer), `ID`
+//! strings and integers (an integer is sent as a string: `ID` serializes as `String`);
+//! custom scalars pass through whatever JSON they are. Nothing is allocated for a valid
+//! value beyond the copy into the response.
 
 use apollo_compiler::ast::{self, Type};
 use apollo_compiler::executable::{ExecutableDocument, Field, Operation, Selection, SelectionSet};
@@ -156,7 +166,7 @@ impl<'a> Shaper<'a> {
     ) -> Option<Value> {
         let value = match ty {
             Type::Named(name) | Type::NonNullNamed(name) => {
-                self.complete_named(name.as_str(), raw, fields, path)
+                self.complete_named(name.as_str(), raw, fields, parent, path)
             }
             Type::List(item) | Type::NonNullList(item) => match raw {
                 Value::Array(items) => {
@@ -180,7 +190,11 @@ impl<'a> Shaper<'a> {
                         Value::Array(out)
                     }
                 }
-                _ => Value::Null,
+                Value::Null => Value::Null,
+                other => {
+                    self.invalid_value(fields[0], parent, path, Expected::List, Got::of(other));
+                    Value::Null
+                }
             },
         };
         if value.is_null() && ty.is_non_null() {
@@ -199,12 +213,33 @@ impl<'a> Shaper<'a> {
         type_name: &str,
         raw: &Value,
         fields: &[&'a Node<Field>],
+        parent: &str,
         path: &mut Vec<PathElem>,
     ) -> Value {
         if raw.is_null() {
             return Value::Null;
         }
-        let concrete = match self.schema.types.get(type_name) {
+        let ty = self.schema.types.get(type_name);
+        if let Some(ExtendedType::Scalar(_) | ExtendedType::Enum(_)) | None = ty {
+            return match coerce_leaf(type_name, ty, raw) {
+                Ok(None) => raw.clone(),
+                Ok(Some(coerced)) => coerced,
+                Err(got) => {
+                    let expected = match ty {
+                        Some(ExtendedType::Enum(_)) => Expected::Enum(type_name),
+                        _ => Expected::Scalar(type_name),
+                    };
+                    self.invalid_value(fields[0], parent, path, expected, got);
+                    Value::Null
+                }
+            };
+        }
+        let Value::Object(object) = raw else {
+            let got = Got::of(raw);
+            self.invalid_value(fields[0], parent, path, Expected::Object(type_name), got);
+            return Value::Null;
+        };
+        let concrete = match ty {
             Some(ExtendedType::Object(_)) => type_name,
             Some(ExtendedType::Interface(_) | ExtendedType::Union(_)) => {
                 match raw.get("__typename").and_then(Value::as_str) {
@@ -230,11 +265,8 @@ impl<'a> Shaper<'a> {
                     }
                 }
             }
-            // Scalars and enums are passed through as the subgraph sent them.
-            _ => return raw.clone(),
-        };
-        let Value::Object(object) = raw else {
-            return Value::Null;
+            // Input objects cannot be output types in a valid schema.
+            _ => return Value::Null,
         };
         let mut grouped = Grouped::new();
         for field in fields {
@@ -255,7 +287,47 @@ impl<'a> Shaper<'a> {
         if covered || self.failed_paths.iter().any(|p| path.starts_with(p)) {
             return;
         }
-        let locations = field
+        let message = format!(
+            "Cannot return null for non-nullable field {}.{}",
+            parent, field.name
+        );
+        self.errors.push(
+            GraphQLError::new(ErrorCode::NullValueInNonNullField, message)
+                .with_locations(self.locations(field))
+                .with_path(path.to_vec()),
+        );
+    }
+
+    /// Record a subgraph value that the field's type in the API schema does not allow
+    /// (the caller answers null). The message names the field and the kind of value, not
+    /// the value: it may be an `@inaccessible` enum value the API schema hides.
+    fn invalid_value(
+        &mut self,
+        field: &Node<Field>,
+        parent: &str,
+        path: &[PathElem],
+        expected: Expected<'_>,
+        got: Got,
+    ) {
+        let message = match got {
+            Got::NotInEnum => format!(
+                "Invalid value for {parent}.{}: not a value of {expected}",
+                field.name
+            ),
+            _ => format!(
+                "Invalid value for {parent}.{}: expected {expected}, got {got}",
+                field.name
+            ),
+        };
+        self.errors.push(
+            GraphQLError::new(ErrorCode::SubgraphInvalidValue, message)
+                .with_locations(self.locations(field))
+                .with_path(path.to_vec()),
+        );
+    }
+
+    fn locations(&self, field: &Node<Field>) -> Vec<Location> {
+        field
             .location()
             .and_then(|l| l.line_column(&self.document.sources))
             .map(|lc| {
@@ -264,15 +336,413 @@ impl<'a> Shaper<'a> {
                     column: lc.column,
                 }]
             })
-            .unwrap_or_default();
-        let message = format!(
-            "Cannot return null for non-nullable field {}.{}",
-            parent, field.name
+            .unwrap_or_default()
+    }
+}
+
+/// Result coercion of a leaf value (spec "Scalars" and "Enums", Result Coercion) against
+/// its type in the API schema (`ty` is `None` for a type the schema lacks: passed
+/// through). `Ok(None)` keeps the subgraph's value as it is, `Ok(Some(v))` replaces it
+/// (an `Int` sent as a float without fraction, an integer `ID`), `Err` says what the
+/// subgraph sent instead.
+fn coerce_leaf(
+    type_name: &str,
+    ty: Option<&ExtendedType>,
+    raw: &Value,
+) -> Result<Option<Value>, Got> {
+    if let Some(ExtendedType::Enum(enum_type)) = ty {
+        return match raw {
+            Value::String(s) if enum_type.values.contains_key(s.as_str()) => Ok(None),
+            Value::String(_) => Err(Got::NotInEnum),
+            other => Err(Got::of(other)),
+        };
+    }
+    match (type_name, raw) {
+        ("Int", Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                return match i32::try_from(i) {
+                    Ok(_) => Ok(None),
+                    Err(_) => Err(Got::OutOfRange),
+                };
+            }
+            if n.is_u64() {
+                return Err(Got::OutOfRange);
+            }
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() != 0.0 || f.is_nan() {
+                Err(Got::NonInteger)
+            } else if f < f64::from(i32::MIN) || f > f64::from(i32::MAX) {
+                Err(Got::OutOfRange)
+            } else {
+                // In range and integral: the cast is exact.
+                Ok(Some(Value::from(f as i32)))
+            }
+        }
+        ("Float", Value::Number(_))
+        | ("String", Value::String(_))
+        | ("Boolean", Value::Bool(_))
+        | ("ID", Value::String(_)) => Ok(None),
+        ("ID", Value::Number(n)) => {
+            if n.is_i64() || n.is_u64() {
+                Ok(Some(Value::String(n.to_string())))
+            } else {
+                Err(Got::NonInteger)
+            }
+        }
+        ("Int" | "Float" | "String" | "Boolean" | "ID", other) => Err(Got::of(other)),
+        // A custom scalar (or a type the schema lacks) is whatever JSON it is.
+        _ => Ok(None),
+    }
+}
+
+/// What the API schema declares where a subgraph's value is invalid (for the message).
+#[derive(Clone, Copy)]
+enum Expected<'s> {
+    Scalar(&'s str),
+    Enum(&'s str),
+    Object(&'s str),
+    List,
+}
+
+impl std::fmt::Display for Expected<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expected::Scalar(name) => f.write_str(name),
+            Expected::Enum(name) => write!(f, "enum {name}"),
+            Expected::Object(name) => write!(f, "an object ({name})"),
+            Expected::List => f.write_str("a list"),
+        }
+    }
+}
+
+/// What a subgraph sent instead: the kind of value, never the value itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Got {
+    Boolean,
+    Number,
+    NonInteger,
+    OutOfRange,
+    String,
+    NotInEnum,
+    List,
+    Object,
+    Null,
+}
+
+impl Got {
+    fn of(value: &Value) -> Got {
+        match value {
+            Value::Null => Got::Null,
+            Value::Bool(_) => Got::Boolean,
+            Value::Number(_) => Got::Number,
+            Value::String(_) => Got::String,
+            Value::Array(_) => Got::List,
+            Value::Object(_) => Got::Object,
+        }
+    }
+}
+
+impl std::fmt::Display for Got {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Got::Boolean => "a boolean",
+            Got::Number => "a number",
+            Got::NonInteger => "a number with a fraction",
+            Got::OutOfRange => "a number outside the 32-bit range",
+            Got::String => "a string",
+            Got::NotInEnum => "a string that is not a value of the enum",
+            Got::List => "a list",
+            Got::Object => "an object",
+            Got::Null => "null",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SDL: &str = r#"
+        type Query {
+            order: Order
+            orders: [Order]
+            strict: Order!
+            ints: [Int!]
+            item: Item
+            custom: Json
+            customList: Json
+        }
+        type Order {
+            id: ID
+            status: Status
+            priority: Priority!
+            count: Int
+            total: Float
+            name: String
+            open: Boolean
+            tags: [String]
+            owner: Owner
+        }
+        type Owner { name: String }
+        type Book { title: String }
+        union Item = Book
+        scalar Json
+        enum Status { OPEN SHIPPED }
+        enum Priority { LOW HIGH }
+    "#;
+
+    /// Shape `data` for `query` over [`SDL`]: the response's `data` and its errors as
+    /// `(path, code)`.
+    fn check(query: &str, data: Value) -> (Value, Vec<(Value, String)>) {
+        let schema = Schema::parse_and_validate(SDL, "s.graphql").expect("schema");
+        let doc = ExecutableDocument::parse_and_validate(&schema, query, "q.graphql")
+            .expect("valid operation");
+        let operation = doc.operations.get(None).expect("one operation");
+        let mut errors = Vec::new();
+        let shaped = Shaper {
+            schema: &schema,
+            document: &doc,
+            variables: &Map::new(),
+            introspection: None,
+            errors: &mut errors,
+            failed_paths: &[],
+        }
+        .shape(operation, &data);
+        let errors = errors
+            .iter()
+            .map(|e| {
+                (
+                    serde_json::to_value(&e.path).expect("path"),
+                    e.code().expect("code").to_string(),
+                )
+            })
+            .collect();
+        (shaped, errors)
+    }
+
+    fn invalid(path: Value) -> Vec<(Value, String)> {
+        vec![(path, "SUBGRAPH_INVALID_VALUE".to_string())]
+    }
+
+    #[test]
+    fn valid_leaves_pass_through_unchanged() {
+        let order = json!({
+            "id": "o1", "status": "OPEN", "priority": "LOW", "count": -2147483648,
+            "total": 2, "name": "n", "open": false, "tags": ["a", null]
+        });
+        let (data, errors) = check(
+            "{ order { id status priority count total name open tags } }",
+            json!({ "order": order.clone() }),
         );
-        self.errors.push(
-            GraphQLError::new(ErrorCode::NullValueInNonNullField, message)
-                .with_locations(locations)
-                .with_path(path.to_vec()),
+        assert_eq!(data, json!({ "order": order }));
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn an_enum_value_missing_from_the_api_schema_is_null_with_an_error() {
+        let (data, errors) = check(
+            "{ order { status } }",
+            json!({ "order": { "status": "LEGACY_HOLD" } }),
+        );
+        assert_eq!(data, json!({ "order": { "status": null } }));
+        assert_eq!(errors, invalid(json!(["order", "status"])));
+    }
+
+    #[test]
+    fn an_invalid_non_null_enum_nulls_the_nearest_nullable_parent_with_one_error() {
+        let (data, errors) = check(
+            "{ orders { priority } }",
+            json!({ "orders": [{ "priority": "HIGH" }, { "priority": "INTERNAL" }] }),
+        );
+        assert_eq!(data, json!({ "orders": [{ "priority": "HIGH" }, null] }));
+        assert_eq!(errors, invalid(json!(["orders", 1, "priority"])));
+    }
+
+    #[test]
+    fn an_enum_given_a_non_string_is_invalid() {
+        let (data, errors) = check("{ order { status } }", json!({ "order": { "status": 1 } }));
+        assert_eq!(data, json!({ "order": { "status": null } }));
+        assert_eq!(errors, invalid(json!(["order", "status"])));
+    }
+
+    #[test]
+    fn int_rejects_strings_fractions_out_of_range_and_composites() {
+        for bad in [
+            json!("3"),
+            json!(1.5),
+            json!(2147483648_i64),
+            json!(-2147483649_i64),
+            json!(u64::MAX),
+            json!(1e20),
+            json!(true),
+            json!([1]),
+            json!({ "n": 1 }),
+        ] {
+            let (data, errors) = check("{ order { count } }", json!({ "order": { "count": bad } }));
+            assert_eq!(data, json!({ "order": { "count": null } }), "{bad}");
+            assert_eq!(errors, invalid(json!(["order", "count"])), "{bad}");
+        }
+    }
+
+    #[test]
+    fn int_accepts_a_float_without_fraction_and_sends_an_integer() {
+        let (data, errors) = check("{ order { count } }", json!({ "order": { "count": 3.0 } }));
+        assert_eq!(data, json!({ "order": { "count": 3 } }));
+        assert!(data["order"]["count"].is_i64());
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn float_accepts_integers_and_rejects_strings() {
+        let (data, errors) = check("{ order { total } }", json!({ "order": { "total": 7 } }));
+        assert_eq!(data, json!({ "order": { "total": 7 } }));
+        assert!(errors.is_empty(), "{errors:?}");
+        let (data, errors) = check(
+            "{ order { total } }",
+            json!({ "order": { "total": "7.5" } }),
+        );
+        assert_eq!(data, json!({ "order": { "total": null } }));
+        assert_eq!(errors, invalid(json!(["order", "total"])));
+    }
+
+    #[test]
+    fn boolean_and_string_accept_only_their_own_json_type() {
+        let (data, errors) = check(
+            "{ order { open name } }",
+            json!({ "order": { "open": "yes", "name": 5 } }),
+        );
+        assert_eq!(data, json!({ "order": { "open": null, "name": null } }));
+        assert_eq!(
+            errors,
+            [
+                invalid(json!(["order", "open"])),
+                invalid(json!(["order", "name"]))
+            ]
+            .concat()
+        );
+    }
+
+    #[test]
+    fn id_accepts_strings_and_integers_and_sends_integers_as_strings() {
+        let (data, errors) = check("{ order { id } }", json!({ "order": { "id": 42 } }));
+        assert_eq!(data, json!({ "order": { "id": "42" } }));
+        assert!(errors.is_empty(), "{errors:?}");
+        for bad in [json!(4.5), json!(false), json!({ "id": 1 })] {
+            let (data, errors) = check("{ order { id } }", json!({ "order": { "id": bad } }));
+            assert_eq!(data, json!({ "order": { "id": null } }), "{bad}");
+            assert_eq!(errors, invalid(json!(["order", "id"])), "{bad}");
+        }
+    }
+
+    #[test]
+    fn custom_scalars_pass_through_whatever_json_they_are() {
+        let value = json!({ "deep": [1, "two", { "three": null }] });
+        let (data, errors) = check(
+            "{ custom customList }",
+            json!({ "custom": value.clone(), "customList": [1, 2] }),
+        );
+        assert_eq!(data, json!({ "custom": value, "customList": [1, 2] }));
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn a_single_value_where_a_list_is_declared_is_invalid() {
+        let (data, errors) = check("{ order { tags } }", json!({ "order": { "tags": "a" } }));
+        assert_eq!(data, json!({ "order": { "tags": null } }));
+        assert_eq!(errors, invalid(json!(["order", "tags"])));
+    }
+
+    #[test]
+    fn a_list_where_a_single_value_is_declared_is_invalid() {
+        let (data, errors) = check(
+            "{ order { name owner { name } } }",
+            json!({ "order": { "name": ["a"], "owner": [{ "name": "x" }] } }),
+        );
+        assert_eq!(data, json!({ "order": { "name": null, "owner": null } }));
+        assert_eq!(
+            errors,
+            [
+                invalid(json!(["order", "name"])),
+                invalid(json!(["order", "owner"]))
+            ]
+            .concat()
+        );
+    }
+
+    #[test]
+    fn a_scalar_where_an_object_or_union_is_declared_is_invalid() {
+        let (data, errors) = check(
+            "{ order { owner { name } } item { ... on Book { title } } }",
+            json!({ "order": { "owner": "x" }, "item": 3 }),
+        );
+        assert_eq!(data, json!({ "order": { "owner": null }, "item": null }));
+        assert_eq!(
+            errors,
+            [invalid(json!(["order", "owner"])), invalid(json!(["item"]))].concat()
+        );
+    }
+
+    #[test]
+    fn an_invalid_item_in_a_list_of_non_null_nulls_the_list() {
+        let (data, errors) = check("{ ints }", json!({ "ints": [1, "2", 3] }));
+        assert_eq!(data, json!({ "ints": null }));
+        assert_eq!(errors, invalid(json!(["ints", 1])));
+    }
+
+    #[test]
+    fn an_invalid_value_under_a_non_null_root_field_nulls_data() {
+        let (data, errors) = check(
+            "{ strict { priority } }",
+            json!({ "strict": { "priority": "MEDIUM" } }),
+        );
+        assert_eq!(data, Value::Null);
+        assert_eq!(errors, invalid(json!(["strict", "priority"])));
+    }
+
+    #[test]
+    fn a_non_list_for_a_non_null_position_gets_the_invalid_value_error_only() {
+        let (data, errors) = check("{ strict { id } }", json!({ "strict": [] }));
+        assert_eq!(data, Value::Null);
+        assert_eq!(errors, invalid(json!(["strict"])));
+    }
+
+    #[test]
+    fn the_message_names_the_field_and_the_kind_of_value_not_the_value() {
+        let schema = Schema::parse_and_validate(SDL, "s.graphql").expect("schema");
+        let doc = ExecutableDocument::parse_and_validate(
+            &schema,
+            "{ order { status count } }",
+            "q.graphql",
+        )
+        .expect("valid operation");
+        let mut errors = Vec::new();
+        Shaper {
+            schema: &schema,
+            document: &doc,
+            variables: &Map::new(),
+            introspection: None,
+            errors: &mut errors,
+            failed_paths: &[],
+        }
+        .shape(
+            doc.operations.get(None).expect("one operation"),
+            &json!({ "order": { "status": "LEGACY_HOLD", "count": "many" } }),
+        );
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "Invalid value for Order.status: not a value of enum Status",
+                "Invalid value for Order.count: expected Int, got a string",
+            ]
+        );
+        assert_eq!(
+            errors[0].locations,
+            [Location {
+                line: 1,
+                column: 11
+            }]
         );
     }
 }
