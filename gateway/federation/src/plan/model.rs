@@ -15,6 +15,11 @@
 //!   duplicates, sends them as the `$representations` variable of `operation`
 //!   (`query($representations:[_Any!]!, ...){ _entities(representations:$representations){ ... } }`)
 //!   and merges result `i` into every object that produced representation `i`.
+//! - A `BatchFetch` is several such entity fetches to one subgraph in one request:
+//!   batch `i` collects and projects the objects at its own `path` like a `Flatten`, sends
+//!   them as `$<variable>`, and reads its results from the response key `alias`
+//!   (`query($r0:[_Any!]!,$r1:[_Any!]!){_e0:_entities(representations:$r0){..} _e1:..}`);
+//!   subgraph errors under `alias.i` map to the producers of representation `i`.
 //! - `Condition` nodes branch on a boolean variable (`@skip`/`@include`).
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +42,10 @@ pub enum PlanNode {
         nodes: Vec<PlanNode>,
     },
     Fetch(FetchNode),
+    /// Entity fetches to one subgraph for objects at several paths, ready at the same
+    /// step, sent as ONE request: each batch is an aliased `_entities` field with its own
+    /// representations variable (`_e0: _entities(representations: $r0) {...}`).
+    BatchFetch(BatchFetchNode),
     Flatten {
         path: Vec<PathSegment>,
         node: Box<PlanNode>,
@@ -80,6 +89,36 @@ pub struct FetchNode {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub input_rewrites: Vec<Rewrite>,
     /// Rewrites applied to each fetched entity before merging.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_rewrites: Vec<Rewrite>,
+}
+
+/// One request, several entity batches (see [`PlanNode::BatchFetch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchFetchNode {
+    pub service_name: String,
+    /// Client variables the operation uses (names without `$`).
+    pub variable_usages: Vec<String>,
+    /// The GraphQL document sent to the subgraph: one aliased `_entities` per batch.
+    pub operation: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_name: Option<String>,
+    pub entity_batches: Vec<EntityBatch>,
+}
+
+/// The objects at `path`, projected through `requires`, are the representations sent
+/// as `$<variable>`; the results come back under the response key `alias`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityBatch {
+    pub alias: String,
+    /// Variable name without `$`.
+    pub variable: String,
+    pub path: Vec<PathSegment>,
+    pub requires: Vec<Selection>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_rewrites: Vec<Rewrite>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_rewrites: Vec<Rewrite>,
 }
@@ -228,6 +267,28 @@ impl PlanNode {
                     writeln!(f, "{pad}  =>")?;
                 }
                 for line in fetch.operation.lines() {
+                    writeln!(f, "{pad}  {line}")?;
+                }
+                writeln!(f, "{pad}}},")
+            }
+            PlanNode::BatchFetch(batch) => {
+                writeln!(f, "{pad}BatchFetch(service: \"{}\") {{", batch.service_name)?;
+                for b in &batch.entity_batches {
+                    let p: Vec<String> = b.path.iter().map(|s| s.to_string()).collect();
+                    write!(
+                        f,
+                        "{pad}  {}: ${} at \"{}\" requires: ",
+                        b.alias,
+                        b.variable,
+                        p.join(".")
+                    )?;
+                    write_selections(f, &b.requires)?;
+                    writeln!(f)?;
+                    write_rewrites(f, &pad, "inputRewrites", &b.input_rewrites)?;
+                    write_rewrites(f, &pad, "outputRewrites", &b.output_rewrites)?;
+                }
+                writeln!(f, "{pad}  =>")?;
+                for line in batch.operation.lines() {
                     writeln!(f, "{pad}  {line}")?;
                 }
                 writeln!(f, "{pad}}},")

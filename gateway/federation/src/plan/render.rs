@@ -114,27 +114,53 @@ fn node(groups: &Groups, id: usize, vars: &mut BTreeSet<Name>) -> Option<String>
     Some(out)
 }
 
-/// The operation text of group `g` and the client variables it uses.
-pub(crate) fn render(groups: &Groups, g: usize, op: &Operation) -> (String, Vec<String>) {
-    let group = &groups.groups[g];
-    let mut vars = BTreeSet::new();
-    let body = node(groups, group.root, &mut vars).unwrap_or_else(|| "{}".into());
+/// Variable definitions (`$v:Int=5`) of the client variables in `vars`, in the
+/// operation's order, and their names.
+fn variable_definitions(op: &Operation, vars: &BTreeSet<Name>) -> (Vec<String>, Vec<String>) {
     let used: Vec<_> = op
         .variables
         .iter()
         .filter(|v| vars.contains(&v.name))
         .collect();
+    let defs = used
+        .iter()
+        .map(|v| match &v.default_value {
+            Some(default) => format!("${}:{}={default}", v.name, v.ty),
+            None => format!("${}:{}", v.name, v.ty),
+        })
+        .collect();
+    (defs, used.iter().map(|v| v.name.to_string()).collect())
+}
+
+/// The operation of a batch of entity groups to one subgraph: batch `i` is
+/// `_e<i>:_entities(representations:$r<i>){...}`.
+pub(crate) fn render_batch(groups: &Groups, gs: &[usize], op: &Operation) -> (String, Vec<String>) {
+    let mut vars = BTreeSet::new();
+    let mut fields = Vec::with_capacity(gs.len());
+    for (i, &g) in gs.iter().enumerate() {
+        let body = node(groups, groups.groups[g].root, &mut vars).unwrap_or_else(|| "{}".into());
+        fields.push(format!("_e{i}:_entities(representations:$r{i}){body}"));
+    }
+    let (client_defs, used) = variable_definitions(op, &vars);
+    let mut defs: Vec<String> = (0..gs.len()).map(|i| format!("$r{i}:[_Any!]!")).collect();
+    defs.extend(client_defs);
+    (
+        format!("query({}){{{}}}", defs.join(","), fields.join(" ")),
+        used,
+    )
+}
+
+/// The operation text of group `g` and the client variables it uses.
+pub(crate) fn render(groups: &Groups, g: usize, op: &Operation) -> (String, Vec<String>) {
+    let group = &groups.groups[g];
+    let mut vars = BTreeSet::new();
+    let body = node(groups, group.root, &mut vars).unwrap_or_else(|| "{}".into());
+    let (client_defs, used) = variable_definitions(op, &vars);
     let mut defs: Vec<String> = Vec::new();
     if group.entity.is_some() {
         defs.push("$representations:[_Any!]!".into());
     }
-    for v in &used {
-        let mut d = format!("${}:{}", v.name, v.ty);
-        if let Some(default) = &v.default_value {
-            d.push_str(&format!("={default}"));
-        }
-        defs.push(d);
-    }
+    defs.extend(client_defs);
     let keyword = match (group.entity.is_some(), op.kind) {
         (true, _) | (false, OperationKind::Query) => "query",
         (false, OperationKind::Mutation) => "mutation",
@@ -152,5 +178,5 @@ pub(crate) fn render(groups: &Groups, g: usize, op: &Operation) -> (String, Vec<
     } else {
         format!("{keyword}({}){body}", defs.join(","))
     };
-    (text, used.iter().map(|v| v.name.to_string()).collect())
+    (text, used)
 }

@@ -7,9 +7,12 @@
 
 use super::graph::Graph;
 use super::operation::Operation;
-use super::render::render;
+use super::render::{render, render_batch};
 use super::walk::{Groups, Item};
-use super::{Budget, FetchNode, OperationKind, PlanError, PlanNode, Rewrite, Selection};
+use super::{
+    BatchFetchNode, Budget, EntityBatch, FetchNode, OperationKind, PlanError, PlanNode, Rewrite,
+    Selection,
+};
 use apollo_compiler::ast::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,20 +34,85 @@ fn fetch_name(op: &Operation, subgraph: &str, n: usize) -> Option<String> {
     Some(format!("{name}__{subgraph}__{n}"))
 }
 
+/// Names a rendered operation after the client's (see [`fetch_name`]).
+fn named(op: &Operation, subgraph: &str, n: usize, operation: String) -> (String, Option<String>) {
+    let Some(name) = fetch_name(op, subgraph, n) else {
+        return (operation, None);
+    };
+    let operation = match operation.strip_prefix('{') {
+        // Shorthand `{...}`: a name needs the keyword.
+        Some(_) => format!("query {name}{operation}"),
+        None => match operation.find(['(', '{']) {
+            Some(at) => format!("{} {name}{}", &operation[..at], &operation[at..]),
+            None => operation,
+        },
+    };
+    (operation, Some(name))
+}
+
+/// The representation projection of an entity group: one `... on T` per concrete type.
+fn requires_of(entity: &super::walk::Entity) -> Vec<Selection> {
+    entity
+        .requires
+        .iter()
+        .map(|(ty, sels)| Selection::InlineFragment {
+            type_condition: Some(ty.to_string()),
+            selections: sels.clone(),
+        })
+        .collect()
+}
+
+/// `__typename` rewritten to the `@interfaceObject` interface before sending.
+fn input_rewrites_of(entity: &super::walk::Entity) -> Vec<Rewrite> {
+    if entity.rewrite_types.is_empty() {
+        return Vec::new();
+    }
+    vec![Rewrite::ValueSetter {
+        path: vec!["__typename".into()],
+        if_typename: entity.rewrite_types.iter().map(|t| t.to_string()).collect(),
+        value: serde_json::Value::String(entity.view_type.to_string()),
+    }]
+}
+
+/// Entity groups `gs` (same subgraph, ready together) as one request.
+fn batch_node(
+    graph: &Graph<'_>,
+    groups: &Groups,
+    gs: &[usize],
+    op: &Operation,
+    n: usize,
+) -> Result<PlanNode, PlanError> {
+    let subgraph = graph.subgraph_name(groups.groups[gs[0]].subgraph);
+    let (operation, variable_usages) = render_batch(groups, gs, op);
+    let (operation, operation_name) = named(op, subgraph, n, operation);
+    let mut entity_batches = Vec::with_capacity(gs.len());
+    for (i, &g) in gs.iter().enumerate() {
+        let entity = groups.groups[g]
+            .entity
+            .as_ref()
+            .ok_or_else(|| PlanError::Internal("batched a root fetch".into()))?;
+        entity_batches.push(EntityBatch {
+            alias: format!("_e{i}"),
+            variable: format!("r{i}"),
+            path: entity.path.clone(),
+            requires: requires_of(entity),
+            input_rewrites: input_rewrites_of(entity),
+            output_rewrites: Vec::new(),
+        });
+    }
+    Ok(PlanNode::BatchFetch(BatchFetchNode {
+        service_name: subgraph.to_string(),
+        variable_usages,
+        operation,
+        operation_name,
+        entity_batches,
+    }))
+}
+
 fn fetch_node(graph: &Graph<'_>, groups: &Groups, g: usize, op: &Operation, n: usize) -> PlanNode {
     let group = &groups.groups[g];
-    let (mut operation, variable_usages) = render(groups, g, op);
-    let operation_name = fetch_name(op, graph.subgraph_name(group.subgraph), n);
-    if let Some(name) = &operation_name {
-        operation = match operation.strip_prefix('{') {
-            // Shorthand `{...}`: a name needs the keyword.
-            Some(_) => format!("query {name}{operation}"),
-            None => match operation.find(['(', '{']) {
-                Some(at) => format!("{} {name}{}", &operation[..at], &operation[at..]),
-                None => operation,
-            },
-        };
-    }
+    let (operation, variable_usages) = render(groups, g, op);
+    let (operation, operation_name) = named(op, graph.subgraph_name(group.subgraph), n, operation);
     let mut fetch = FetchNode {
         service_name: graph.subgraph_name(group.subgraph).to_string(),
         requires: None,
@@ -62,23 +130,8 @@ fn fetch_node(graph: &Graph<'_>, groups: &Groups, g: usize, op: &Operation, n: u
     let Some(entity) = &group.entity else {
         return PlanNode::Fetch(fetch);
     };
-    fetch.requires = Some(
-        entity
-            .requires
-            .iter()
-            .map(|(ty, sels)| Selection::InlineFragment {
-                type_condition: Some(ty.to_string()),
-                selections: sels.clone(),
-            })
-            .collect(),
-    );
-    if !entity.rewrite_types.is_empty() {
-        fetch.input_rewrites.push(Rewrite::ValueSetter {
-            path: vec!["__typename".into()],
-            if_typename: entity.rewrite_types.iter().map(|t| t.to_string()).collect(),
-            value: serde_json::Value::String(entity.view_type.to_string()),
-        });
-    }
+    fetch.requires = Some(requires_of(entity));
+    fetch.input_rewrites = input_rewrites_of(entity);
     PlanNode::Flatten {
         path: entity.path.clone(),
         node: Box::new(PlanNode::Fetch(fetch)),
@@ -157,6 +210,22 @@ fn combine(sequence: bool, parts: Vec<PlanNode>) -> Option<PlanNode> {
     }
 }
 
+/// Union-find root of `x`.
+fn find(parent: &mut [usize], mut x: usize) -> usize {
+    while parent[x] != x {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    x
+}
+
+/// The subgraph of an entity group that may share a request with others (not wrapped in
+/// a `Condition`).
+fn batchable(groups: &Groups, g: usize) -> Option<usize> {
+    let group = &groups.groups[g];
+    (group.entity.is_some() && condition_of(groups, g).is_none()).then_some(group.subgraph)
+}
+
 struct Scheduler<'s, 'g, 'a> {
     graph: &'s Graph<'a>,
     op: &'s Operation,
@@ -188,20 +257,13 @@ impl Scheduler<'_, '_, '_> {
         if set.is_empty() {
             return Ok(None);
         }
-        if depth > self.groups.groups.len() + 1 {
+        if depth > 2 * self.groups.groups.len() + 2 {
             return Err(PlanError::Internal("fetch dependency cycle".into()));
         }
         // Weakly connected components, by union-find over the set.
         let ids: Vec<usize> = set.iter().copied().collect();
         let pos: BTreeMap<usize, usize> = ids.iter().enumerate().map(|(i, &g)| (g, i)).collect();
         let mut parent: Vec<usize> = (0..ids.len()).collect();
-        fn find(parent: &mut [usize], mut x: usize) -> usize {
-            while parent[x] != x {
-                parent[x] = parent[parent[x]];
-                x = parent[x];
-            }
-            x
-        }
         for (i, &g) in ids.iter().enumerate() {
             self.budget.tick()?;
             for d in self.deps_in(g, set).collect::<Vec<_>>() {
@@ -217,12 +279,93 @@ impl Scheduler<'_, '_, '_> {
             components.entry(root).or_default().insert(g);
         }
         if components.len() > 1 {
-            let mut parts = Vec::with_capacity(components.len());
-            for component in components.values() {
-                parts.extend(self.node(component, depth + 1)?);
+            // Components whose ready fetches go to one subgraph are scheduled together,
+            // so those fetches become one request (DESIGN: one request per subgraph per
+            // plan step); the others stay independent branches.
+            let comps: Vec<BTreeSet<usize>> = components.into_values().collect();
+            let mut owner: Vec<usize> = (0..comps.len()).collect();
+            // Keyed by (subgraph, level): a fetch's level is the length of the longest
+            // dependency chain before it in its component, so fetches at the same
+            // level of different branches are one plan step.
+            let mut first_with: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+            for (c, comp) in comps.iter().enumerate() {
+                let levels = self.levels(comp)?;
+                for (&g, &level) in &levels {
+                    let Some(s) = batchable(self.groups, g) else {
+                        continue;
+                    };
+                    match first_with.get(&(s, level)) {
+                        Some(&other) => {
+                            let (a, b) = (find(&mut owner, c), find(&mut owner, other));
+                            if a != b {
+                                owner[a.max(b)] = a.min(b);
+                            }
+                        }
+                        None => {
+                            first_with.insert((s, level), c);
+                        }
+                    }
+                }
+            }
+            let mut merged: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+            for (c, comp) in comps.into_iter().enumerate() {
+                let root = find(&mut owner, c);
+                merged.entry(root).or_default().extend(comp);
+            }
+            let single = merged.len() == 1;
+            let mut parts = Vec::with_capacity(merged.len());
+            for part in merged.values() {
+                if single {
+                    // Everything merged: no further split, layer it.
+                    parts.extend(self.layered(part, depth + 1)?);
+                } else {
+                    parts.extend(self.node(part, depth + 1)?);
+                }
             }
             return Ok(combine(false, parts));
         }
+        self.layered(set, depth + 1)
+    }
+
+    /// Level of each group of `set`: 0 when it depends on nothing in `set`, else one more
+    /// than its deepest dependency (iterated to a fixed point, no recursion).
+    fn levels(&mut self, set: &BTreeSet<usize>) -> Result<BTreeMap<usize, usize>, PlanError> {
+        let mut levels: BTreeMap<usize, usize> = set.iter().map(|&g| (g, 0)).collect();
+        for _ in 0..=set.len() {
+            let mut changed = false;
+            for &g in set {
+                self.budget.tick()?;
+                let level = self
+                    .deps_in(g, set)
+                    .map(|d| levels.get(&d).copied().unwrap_or(0) + 1)
+                    .max()
+                    .unwrap_or(0);
+                if levels.get(&g) != Some(&level) {
+                    levels.insert(g, level);
+                    changed = true;
+                }
+            }
+            if !changed {
+                return Ok(levels);
+            }
+        }
+        Err(PlanError::Internal("fetch dependency cycle".into()))
+    }
+
+    /// Ready groups first (same-subgraph entity groups batched into one request), then
+    /// the rest of `set`.
+    fn layered(
+        &mut self,
+        set: &BTreeSet<usize>,
+        depth: usize,
+    ) -> Result<Option<PlanNode>, PlanError> {
+        if set.is_empty() {
+            return Ok(None);
+        }
+        if depth > 2 * self.groups.groups.len() + 2 {
+            return Err(PlanError::Internal("fetch dependency cycle".into()));
+        }
+        let ids: Vec<usize> = set.iter().copied().collect();
         let ready: Vec<usize> = ids
             .iter()
             .copied()
@@ -231,11 +374,31 @@ impl Scheduler<'_, '_, '_> {
         if ready.is_empty() {
             return Err(PlanError::Internal("fetch dependency cycle".into()));
         }
+        let mut by_subgraph: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for &g in &ready {
+            if let Some(s) = batchable(self.groups, g) {
+                by_subgraph.entry(s).or_default().push(g);
+            }
+        }
         let mut first: Vec<PlanNode> = Vec::with_capacity(ready.len());
         for &g in &ready {
-            let node = fetch_node(self.graph, self.groups, g, self.op, self.fetches);
+            self.budget.tick()?;
+            let batch = batchable(self.groups, g)
+                .and_then(|s| by_subgraph.get(&s))
+                .filter(|gs| gs.len() > 1);
+            let node = match batch {
+                Some(gs) if gs[0] == g => {
+                    batch_node(self.graph, self.groups, gs, self.op, self.fetches)?
+                }
+                Some(_) => continue,
+                None => wrap_condition(
+                    self.groups,
+                    g,
+                    fetch_node(self.graph, self.groups, g, self.op, self.fetches),
+                ),
+            };
             self.fetches += 1;
-            first.push(wrap_condition(self.groups, g, node));
+            first.push(node);
         }
         let rest: BTreeSet<usize> = set.iter().copied().filter(|g| !ready.contains(g)).collect();
         let mut steps: Vec<PlanNode> = combine(false, first).into_iter().collect();

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 
 use futures::future::{BoxFuture, FutureExt, join_all};
 use parking_lot::Mutex;
-use portico_federation::plan::{FetchNode, PathSegment, PlanNode, Rewrite, Selection};
+use portico_federation::plan::{
+    BatchFetchNode, FetchNode, PathSegment, PlanNode, Rewrite, Selection,
+};
 use serde_json::{Map, Value};
 
 use super::subgraph::{FetchError, SubgraphResponse, Subgraphs};
@@ -48,6 +50,7 @@ impl<'a> Run<'a> {
                     join_all(nodes.iter().map(|n| self.node(n))).await;
                 }
                 PlanNode::Fetch(fetch) => self.fetch(fetch, &[]).await,
+                PlanNode::BatchFetch(batch) => self.batch_fetch(batch).await,
                 PlanNode::Flatten { path, node } => match node.as_ref() {
                     PlanNode::Fetch(fetch) => self.fetch(fetch, path).await,
                     other => {
@@ -127,33 +130,17 @@ impl<'a> Run<'a> {
 
     async fn entity_fetch(&self, fetch: &FetchNode, path: &[PathSegment], requires: &[Selection]) {
         // 1. Collect: every object at `path`, projected and deduplicated.
-        let mut representations: Vec<Value> = Vec::new();
-        let mut producers: Vec<(Vec<PathElem>, usize)> = Vec::new();
-        {
-            let data = self.data.lock();
-            let mut seen: HashMap<String, usize> = HashMap::new();
-            let mut objects = Vec::new();
-            collect(&data, path, &mut Vec::new(), &mut objects, self.is_subtype);
-            for (concrete, object) in objects {
-                let Some(mut rep) = project(object, requires, self.is_subtype) else {
-                    continue;
-                };
-                apply_rewrites(&mut rep, &fetch.input_rewrites);
-                let key = rep.to_string();
-                let index = *seen.entry(key).or_insert_with(|| {
-                    representations.push(rep);
-                    representations.len() - 1
-                });
-                producers.push((concrete, index));
-            }
-        }
-        if representations.is_empty() {
+        let batch = self.collect_batch(path, requires, &fetch.input_rewrites);
+        if batch.representations.is_empty() {
             return;
         }
         // 2. One request for all of them.
-        let count = representations.len();
+        let count = batch.representations.len();
         let mut variables = self.fetch_variables(fetch);
-        variables.insert("representations".into(), Value::Array(representations));
+        variables.insert(
+            "representations".into(),
+            Value::Array(batch.representations),
+        );
         let result = self
             .subgraphs
             .send(
@@ -171,33 +158,160 @@ impl<'a> Run<'a> {
             Err(e) => {
                 self.failed_paths
                     .lock()
-                    .extend(producers.into_iter().map(|(path, _)| path));
+                    .extend(batch.producers.into_iter().map(|(path, _)| path));
                 return self.errors.lock().push(fetch_error(&e));
             }
         };
-        // 3. Scatter results back.
+        // 3. Scatter results back; 4. errors to the producers' paths.
         let SubgraphResponse { data, errors } = response;
         let entities = match data {
-            Some(Value::Object(mut map)) => match map.remove("_entities") {
-                Some(Value::Array(entities)) => Some(entities),
-                _ => None,
-            },
+            Some(Value::Object(mut map)) => map.remove("_entities"),
             _ => None,
         };
-        let mut by_rep: Vec<Vec<&Vec<PathElem>>> = vec![Vec::new(); count];
-        for (concrete, index) in &producers {
-            if let Some(list) = by_rep.get_mut(*index) {
-                list.push(concrete);
-            }
+        let by_rep = by_representation(&batch.producers, count);
+        self.scatter(
+            &fetch.service_name,
+            entities,
+            &by_rep,
+            &fetch.output_rewrites,
+            errors.is_empty(),
+        );
+        let mut out = self.errors.lock();
+        for raw in errors {
+            let e = subgraph_error(raw, &fetch.service_name);
+            push_remapped(&mut out, e, |alias| {
+                (alias == "_entities").then_some(&by_rep)
+            });
         }
+    }
+
+    /// Several entity batches to one subgraph in one request (`BatchFetch`).
+    async fn batch_fetch(&self, fetch: &BatchFetchNode) {
+        let mut collected_all = Vec::with_capacity(fetch.entity_batches.len());
+        let mut variables: Map<String, Value> = fetch
+            .variable_usages
+            .iter()
+            .filter_map(|name| Some((name.clone(), self.variables.get(name)?.clone())))
+            .collect();
+        for b in &fetch.entity_batches {
+            let mut collected = self.collect_batch(&b.path, &b.requires, &b.input_rewrites);
+            let count = collected.representations.len();
+            variables.insert(
+                b.variable.clone(),
+                Value::Array(std::mem::take(&mut collected.representations)),
+            );
+            collected_all.push((collected.producers, count));
+        }
+        let batches: Vec<Vec<Vec<&Vec<PathElem>>>> = collected_all
+            .iter()
+            .map(|(producers, count)| by_representation(producers, *count))
+            .collect();
+        if batches.iter().all(Vec::is_empty) {
+            return;
+        }
+        let result = self
+            .subgraphs
+            .send(
+                &fetch.service_name,
+                &fetch.operation,
+                fetch.operation_name.as_deref(),
+                variables,
+                self.identity,
+                self.request_id,
+                self.client_headers,
+            )
+            .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let mut failed = self.failed_paths.lock();
+                for (producers, _) in &collected_all {
+                    failed.extend(producers.iter().map(|(path, _)| path.clone()));
+                }
+                drop(failed);
+                return self.errors.lock().push(fetch_error(&e));
+            }
+        };
+        let SubgraphResponse { data, errors } = response;
+        let mut data = match data {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        for (b, by_rep) in fetch.entity_batches.iter().zip(&batches) {
+            if by_rep.is_empty() {
+                continue;
+            }
+            self.scatter(
+                &fetch.service_name,
+                data.remove(&b.alias),
+                by_rep,
+                &b.output_rewrites,
+                errors.is_empty(),
+            );
+        }
+        let mut out = self.errors.lock();
+        for raw in errors {
+            let e = subgraph_error(raw, &fetch.service_name);
+            push_remapped(&mut out, e, |alias| {
+                fetch
+                    .entity_batches
+                    .iter()
+                    .position(|b| b.alias == alias)
+                    .map(|i| &batches[i])
+            });
+        }
+    }
+
+    /// Every object at `path`, projected through `requires` (rewritten) and
+    /// deduplicated: the representations, and which concrete path produced which.
+    fn collect_batch(
+        &self,
+        path: &[PathSegment],
+        requires: &[Selection],
+        input_rewrites: &[Rewrite],
+    ) -> Collected {
+        let mut representations: Vec<Value> = Vec::new();
+        let mut producers: Vec<(Vec<PathElem>, usize)> = Vec::new();
+        let data = self.data.lock();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut objects = Vec::new();
+        collect(&data, path, &mut Vec::new(), &mut objects, self.is_subtype);
+        for (concrete, object) in objects {
+            let Some(mut rep) = project(object, requires, self.is_subtype) else {
+                continue;
+            };
+            apply_rewrites(&mut rep, input_rewrites);
+            let key = rep.to_string();
+            let index = *seen.entry(key).or_insert_with(|| {
+                representations.push(rep);
+                representations.len() - 1
+            });
+            producers.push((concrete, index));
+        }
+        Collected {
+            representations,
+            producers,
+        }
+    }
+
+    /// Merges entity `i` of `entities` into every object that produced representation `i`.
+    fn scatter(
+        &self,
+        service: &str,
+        entities: Option<Value>,
+        by_rep: &[Vec<&Vec<PathElem>>],
+        output_rewrites: &[Rewrite],
+        no_errors: bool,
+    ) {
+        let count = by_rep.len();
         match entities {
-            Some(entities) if entities.len() == count => {
+            Some(Value::Array(entities)) if entities.len() == count => {
                 let mut data = self.data.lock();
                 for (i, mut entity) in entities.into_iter().enumerate() {
                     if !entity.is_object() {
                         continue;
                     }
-                    apply_rewrites(&mut entity, &fetch.output_rewrites);
+                    apply_rewrites(&mut entity, output_rewrites);
                     // `__typename` is merged by the rule below, not overwritten.
                     let entity_typename =
                         entity.as_object_mut().and_then(|m| m.remove("__typename"));
@@ -221,56 +335,79 @@ impl<'a> Run<'a> {
                     }
                 }
             }
-            Some(entities) => self.errors.lock().push(
+            Some(Value::Array(entities)) => self.errors.lock().push(
                 GraphQLError::new(
                     ErrorCode::SubrequestHttpError,
                     format!(
-                        "subgraph '{}' returned {} entities for {count} representations",
-                        fetch.service_name,
+                        "subgraph '{service}' returned {} entities for {count} representations",
                         entities.len()
                     ),
                 )
-                .with_extension("serviceName", fetch.service_name.clone()),
+                .with_extension("serviceName", service.to_string()),
             ),
-            None if errors.is_empty() => self.errors.lock().push(
+            _ if no_errors => self.errors.lock().push(
                 GraphQLError::new(
                     ErrorCode::SubrequestHttpError,
-                    format!("subgraph '{}' returned no _entities", fetch.service_name),
+                    format!("subgraph '{service}' returned no _entities"),
                 )
-                .with_extension("serviceName", fetch.service_name.clone()),
+                .with_extension("serviceName", service.to_string()),
             ),
-            None => {}
+            _ => {}
         }
-        // 4. Errors: `_entities.i.rest` → the client path of each producer of `i`.
-        let mut out = self.errors.lock();
-        for raw in errors {
-            let mut e = subgraph_error(raw, &fetch.service_name);
-            let remapped = match e.path.as_deref() {
-                Some([PathElem::Key(k), PathElem::Index(i), rest @ ..]) if k == "_entities" => {
-                    by_rep.get(*i).map(|producers| {
-                        producers
-                            .iter()
-                            .map(|p| {
-                                let mut full = (*p).clone();
-                                full.extend_from_slice(rest);
-                                full
-                            })
-                            .collect::<Vec<_>>()
+    }
+}
+
+/// Representations collected for one entity batch.
+struct Collected {
+    representations: Vec<Value>,
+    producers: Vec<(Vec<PathElem>, usize)>,
+}
+
+/// Producers grouped by representation index.
+fn by_representation(
+    producers: &[(Vec<PathElem>, usize)],
+    count: usize,
+) -> Vec<Vec<&Vec<PathElem>>> {
+    let mut by_rep: Vec<Vec<&Vec<PathElem>>> = vec![Vec::new(); count];
+    for (concrete, index) in producers {
+        if let Some(list) = by_rep.get_mut(*index) {
+            list.push(concrete);
+        }
+    }
+    by_rep
+}
+
+/// A subgraph error at `<alias>.i.rest` goes to the client path of every producer of
+/// representation `i` of the batch `alias` names; others lose their path.
+fn push_remapped<'b>(
+    out: &mut Vec<GraphQLError>,
+    mut e: GraphQLError,
+    batch_of: impl Fn(&str) -> Option<&'b Vec<Vec<&'b Vec<PathElem>>>>,
+) {
+    let remapped = match e.path.as_deref() {
+        Some([PathElem::Key(k), PathElem::Index(i), rest @ ..]) => batch_of(k)
+            .and_then(|by_rep| by_rep.get(*i))
+            .map(|producers| {
+                producers
+                    .iter()
+                    .map(|p| {
+                        let mut full = (*p).clone();
+                        full.extend_from_slice(rest);
+                        full
                     })
-                }
-                _ => None,
-            };
-            match remapped {
-                Some(paths) => {
-                    for p in paths {
-                        out.push(e.clone().with_path(p));
-                    }
-                }
-                None => {
-                    e.path = None;
-                    out.push(e);
-                }
+                    .collect::<Vec<_>>()
+            }),
+        _ => None,
+    };
+    match remapped {
+        Some(paths) => {
+            for p in paths {
+                out.push(e.clone().with_path(p));
             }
+        }
+        None => {
+            e.path = None;
+            out.push(e);
         }
     }
 }
