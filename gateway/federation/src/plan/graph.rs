@@ -271,6 +271,25 @@ impl<'a> Graph<'a> {
         (own != general && self.schema.types.contains_key(&own)).then_some(own)
     }
 
+    /// The whole type of `ty.field` as subgraph `s` declares it (`String!`), for the
+    /// "fields can merge" rule of the subgraph request.
+    pub(crate) fn field_type_text(&self, s: usize, ty: &str, field: &str) -> String {
+        let recorded = self
+            .meta(ty)
+            .and_then(|m| m.fields.get(field))
+            .and_then(|joins| joins.iter().find(|j| j.graph == Some(s)))
+            .and_then(|j| j.type_text.as_deref());
+        if let Some(text) = recorded {
+            return text.to_string();
+        }
+        let def = match self.schema.types.get(ty) {
+            Some(ExtendedType::Object(o)) => o.fields.get(field).map(|f| f.ty.to_string()),
+            Some(ExtendedType::Interface(i)) => i.fields.get(field).map(|f| f.ty.to_string()),
+            _ => None,
+        };
+        def.unwrap_or_default()
+    }
+
     /// Named type of `ty.field` and how many list levels wrap it.
     pub(crate) fn field_type(&self, ty: &str, field: &str) -> Option<(Name, usize)> {
         let def = match self.schema.types.get(ty)? {

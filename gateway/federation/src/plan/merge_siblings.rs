@@ -67,6 +67,12 @@ pub(crate) fn merge(groups: &mut Groups, budget: &mut Budget) -> Result<(), Plan
                 }
             }
             ea.rewrite_types.extend(eb.rewrite_types);
+            let renames = std::mem::take(&mut groups.groups[b].renames);
+            for r in renames {
+                if !groups.groups[a].renames.contains(&r) {
+                    groups.groups[a].renames.push(r);
+                }
+            }
             groups.groups[b].merged = true;
             for g in groups.groups.iter_mut() {
                 if g.deps.remove(&b) {

@@ -88,7 +88,8 @@ pub struct FetchNode {
     /// set `__typename` to the interface name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub input_rewrites: Vec<Rewrite>,
-    /// Rewrites applied to each fetched entity before merging.
+    /// Rewrites applied to each fetched entity (or, for a root fetch, to its `data`)
+    /// before merging.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_rewrites: Vec<Rewrite>,
 }
@@ -154,6 +155,15 @@ pub enum Rewrite {
         #[serde(rename = "ifTypename", default)]
         if_typename: Vec<String>,
         value: serde_json::Value,
+    },
+    /// Rename the key at the end of `path` to `rename_key_to` (a field the planner
+    /// aliased in the subgraph request because GraphQL's "fields can merge" rule forbids
+    /// the client's name there). Path elements are response keys and `... on T` (only
+    /// objects whose `__typename` is T, or a subtype); lists are walked into.
+    KeyRenamer {
+        path: Vec<String>,
+        #[serde(rename = "renameKeyTo")]
+        rename_key_to: String,
     },
 }
 
@@ -224,6 +234,12 @@ fn write_rewrites(
 ) -> fmt::Result {
     for r in rewrites {
         match r {
+            Rewrite::KeyRenamer {
+                path,
+                rename_key_to,
+            } => {
+                writeln!(f, "{pad}  {label}: {} -> {rename_key_to}", path.join("/"))?;
+            }
             Rewrite::ValueSetter {
                 path,
                 if_typename,
@@ -263,6 +279,9 @@ impl PlanNode {
                     write_selections(f, req)?;
                     writeln!(f)?;
                     write_rewrites(f, &pad, "inputRewrites", &fetch.input_rewrites)?;
+                    write_rewrites(f, &pad, "outputRewrites", &fetch.output_rewrites)?;
+                    writeln!(f, "{pad}  =>")?;
+                } else if !fetch.output_rewrites.is_empty() {
                     write_rewrites(f, &pad, "outputRewrites", &fetch.output_rewrites)?;
                     writeln!(f, "{pad}  =>")?;
                 }

@@ -97,7 +97,7 @@ fn batch_node(
             path: entity.path.clone(),
             requires: requires_of(entity),
             input_rewrites: input_rewrites_of(entity),
-            output_rewrites: Vec::new(),
+            output_rewrites: groups.groups[g].renames.clone(),
         });
     }
     Ok(PlanNode::BatchFetch(BatchFetchNode {
@@ -125,7 +125,7 @@ fn fetch_node(graph: &Graph<'_>, groups: &Groups, g: usize, op: &Operation, n: u
         },
         operation_name,
         input_rewrites: Vec::new(),
-        output_rewrites: Vec::new(),
+        output_rewrites: group.renames.clone(),
     };
     let Some(entity) = &group.entity else {
         return PlanNode::Fetch(fetch);

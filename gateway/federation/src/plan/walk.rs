@@ -63,6 +63,8 @@ pub(crate) struct Group {
     pub(crate) deps: BTreeSet<usize>,
     /// Set when `merge_siblings` folded this group into another.
     pub(crate) merged: bool,
+    /// Fields aliased for the "fields can merge" rule, renamed back in the response.
+    pub(crate) renames: Vec<super::Rewrite>,
 }
 
 #[derive(Debug, Default)]
@@ -187,6 +189,13 @@ struct Walker<'g, 'a> {
     jumping: Vec<(String, Name, Name)>,
     /// Nesting of `walk_selections` calls (bounded: see [`MAX_NESTING`]).
     nesting: usize,
+    /// Type (as the subgraph declares it) of each response key per (subgraph, response
+    /// path without type conditions): one subgraph selection set must obey GraphQL's
+    /// "fields can merge" rule, so a second field under that key with another type
+    /// (`String` vs `String!` under `... on User` / `... on Admin`) gets an alias.
+    shapes: HashMap<(usize, String, Name), String>,
+    /// Aliases given so far per (subgraph, path, response key, type).
+    shape_aliases: HashMap<(usize, String, Name, String), Name>,
 }
 
 /// How deep the walk may nest (operation depth plus the depth of key and `@requires`
@@ -212,6 +221,8 @@ pub(crate) fn walk(
         typed: BTreeSet::new(),
         jumping: Vec::new(),
         nesting: 0,
+        shapes: HashMap::new(),
+        shape_aliases: HashMap::new(),
     };
     let mut roots = Vec::new();
     flatten_root(&op.selections, &mut Vec::new(), &mut roots);
@@ -310,6 +321,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             entity,
             deps: BTreeSet::new(),
             merged: false,
+            renames: Vec::new(),
         });
         if let Some(view) = view {
             self.add_fragment(g, root, Some(&view), &[]);
@@ -339,6 +351,72 @@ impl<'g, 'a> Walker<'g, 'a> {
                 directives: f.directives.clone(),
             },
         )
+    }
+
+    /// Adds field `f` of `ty` at `ctx`, aliased when its response key already holds a
+    /// field of another type in this subgraph selection (renamed back on receipt).
+    fn add_checked(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<usize, PlanError> {
+        if f.name == "__typename" {
+            return Ok(self.add_field(ctx.group, ctx.node, f));
+        }
+        let view = ctx.view.as_ref().unwrap_or(ty);
+        let text = self.graph.field_type_text(ctx.subgraph, view, &f.name);
+        let scope: Vec<PathSegment> = ctx
+            .path
+            .iter()
+            .filter(|p| !matches!(p, PathSegment::TypeCondition(_)))
+            .cloned()
+            .collect();
+        let scope = path_key(&scope);
+        let key = f.response_key().clone();
+        let slot = (ctx.subgraph, scope.clone(), key.clone());
+        match self.shapes.get(&slot) {
+            None => {
+                self.shapes.insert(slot, text);
+                return Ok(self.add_field(ctx.group, ctx.node, f));
+            }
+            Some(t) if *t == text => return Ok(self.add_field(ctx.group, ctx.node, f)),
+            Some(_) => {}
+        }
+        let alias_slot = (ctx.subgraph, scope, key.clone(), text);
+        let alias = match self.shape_aliases.get(&alias_slot) {
+            Some(a) => a.clone(),
+            None => {
+                self.aliases += 1;
+                let a = Name::new(&format!("_portico{}_{}", self.aliases, key))
+                    .map_err(|e| PlanError::Internal(e.to_string()))?;
+                self.shape_aliases.insert(alias_slot, a.clone());
+                a
+            }
+        };
+        let aliased = Field {
+            alias: Some(alias.clone()),
+            selections: Vec::new(),
+            ..f.clone()
+        };
+        let node = self.add_field(ctx.group, ctx.node, &aliased);
+        // The rename's path, relative to what the fetch returns (the entity for an
+        // entity fetch): response keys only, the alias being unique.
+        let group = &mut self.out.groups[ctx.group];
+        let skip = group.entity.as_ref().map_or(0, |e| e.path.len());
+        let mut path: Vec<String> = ctx
+            .path
+            .iter()
+            .skip(skip)
+            .filter_map(|p| match p {
+                PathSegment::Key(k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
+        path.push(alias.to_string());
+        let rename = super::Rewrite::KeyRenamer {
+            path,
+            rename_key_to: key.to_string(),
+        };
+        if !group.renames.contains(&rename) {
+            group.renames.push(rename);
+        }
+        Ok(node)
     }
 
     fn add_typename(&mut self, group: usize, parent: usize) {
@@ -618,7 +696,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             .as_ref()
             .and_then(|p| find_provided(self.graph, p, ty, &f.name))
         {
-            let n = self.add_field(ctx.group, ctx.node, f);
+            let n = self.add_checked(ctx, ty, f)?;
             return self.recurse(ctx, ty, f, n, Some(provided));
         }
         let view = ctx.view.clone().unwrap_or_else(|| ty.clone());
@@ -632,7 +710,7 @@ impl<'g, 'a> Walker<'g, 'a> {
                     Some(fs) => Some(field_set(fs, || format!("{view}.{}", f.name))?.to_vec()),
                     None => None,
                 };
-                let n = self.add_field(ctx.group, ctx.node, f);
+                let n = self.add_checked(ctx, ty, f)?;
                 self.recurse(ctx, ty, f, n, provided)
             }
             _ => self.jump(ctx, ty, f),
@@ -1022,7 +1100,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             Some(fs) => Some(field_set(fs, || format!("{target_view}.{}", f.name))?.to_vec()),
             None => None,
         };
-        let n = self.add_field(cur.group, cur.node, f);
+        let n = self.add_checked(&cur, ty, f)?;
         self.recurse(&cur, ty, f, n, provided)
     }
 

@@ -64,6 +64,9 @@ pub(crate) struct FieldJoin {
     /// Named type of the field in this subgraph (`type:`), when composition recorded one
     /// (it does when subgraphs disagree, e.g. `Book` here, `Media` in the supergraph).
     pub(crate) type_name: Option<Name>,
+    /// The whole `type:` text (`String!`, `[ID]`), when recorded: a subgraph may declare
+    /// a field non-null where the supergraph says nullable.
+    pub(crate) type_text: Option<Box<str>>,
 }
 
 /// Join metadata of an object, interface or union type.
@@ -284,6 +287,8 @@ pub(crate) fn extract(schema: &Schema, links: &Links) -> Result<Extracted, Super
                         override_from: str_arg(d, "override"),
                         override_label: str_arg(d, "overrideLabel"),
                         used_overridden: bool_arg(d, "usedOverridden"),
+                        type_text: str_arg(d, "type")
+                            .map(|t| t.split_whitespace().collect::<String>().into_boxed_str()),
                         type_name: str_arg(d, "type").and_then(|t| {
                             Name::new(t.trim_matches(|c: char| {
                                 c == '[' || c == ']' || c == '!' || c.is_whitespace()

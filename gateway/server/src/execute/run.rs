@@ -114,7 +114,8 @@ impl<'a> Run<'a> {
                 return self.errors.lock().push(fetch_error(&e));
             }
         };
-        if let Some(data) = response.data.filter(Value::is_object) {
+        if let Some(mut data) = response.data.filter(Value::is_object) {
+            apply_rewrites(&mut data, &fetch.output_rewrites);
             merge(&mut self.data.lock(), data);
         }
         let mut errors = self.errors.lock();
@@ -581,17 +582,49 @@ fn project_value(
 
 fn apply_rewrites(value: &mut Value, rewrites: &[Rewrite]) {
     for rewrite in rewrites {
-        let Rewrite::ValueSetter {
-            path,
-            if_typename,
-            value: new,
-        } = rewrite;
-        if !if_typename.is_empty()
-            && !typename(value).is_some_and(|t| if_typename.iter().any(|c| c == t))
-        {
-            continue;
+        match rewrite {
+            Rewrite::ValueSetter {
+                path,
+                if_typename,
+                value: new,
+            } => {
+                if !if_typename.is_empty()
+                    && !typename(value).is_some_and(|t| if_typename.iter().any(|c| c == t))
+                {
+                    continue;
+                }
+                set_at(value, path, new);
+            }
+            Rewrite::KeyRenamer {
+                path,
+                rename_key_to,
+            } => rename_at(value, path, rename_key_to),
         }
-        set_at(value, path, new);
+    }
+}
+
+/// Renames the key at the end of `path` (response keys; lists walked into) in every
+/// object it reaches. An explicit stack: the path is as deep as the operation.
+fn rename_at(value: &mut Value, path: &[String], to: &str) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut stack: Vec<(&mut Value, usize)> = vec![(value, 0)];
+    while let Some((v, depth)) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items.iter_mut().map(|i| (i, depth))),
+            Value::Object(map) if depth == parents.len() => {
+                if let Some(found) = map.remove(last.as_str()) {
+                    map.insert(to.to_string(), found);
+                }
+            }
+            Value::Object(map) => {
+                if let Some(next) = map.get_mut(parents[depth].as_str()) {
+                    stack.push((next, depth + 1));
+                }
+            }
+            _ => {}
+        }
     }
 }
 
