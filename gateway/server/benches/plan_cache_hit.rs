@@ -282,6 +282,7 @@ async fn run(iterations: usize) {
                     operation_name: None,
                     input_rewrites: vec![],
                     output_rewrites: vec![],
+                    context: None,
                 }),
                 PlanNode::Flatten {
                     path: vec![PathSegment::Key("posts".into()), PathSegment::List],
@@ -297,6 +298,7 @@ async fn run(iterations: usize) {
                         operation_name: None,
                         input_rewrites: vec![],
                         output_rewrites: vec![],
+                        context: None,
                     })),
                 },
             ],

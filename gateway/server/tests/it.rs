@@ -161,6 +161,7 @@ fn fetch(service: &str, operation: &str) -> PlanNode {
         operation_name: None,
         input_rewrites: vec![],
         output_rewrites: vec![],
+        context: None,
     })
 }
 
@@ -201,6 +202,7 @@ fn entity_fetch(
             operation_name: None,
             input_rewrites: vec![],
             output_rewrites: vec![],
+            context: None,
         })),
     }
 }
@@ -1192,6 +1194,7 @@ async fn variables_are_forwarded_restricted_to_the_fetch_usages() {
             operation_name: None,
             input_rewrites: vec![],
             output_rewrites: vec![],
+            context: None,
         })),
     };
     let gw = TestGateway::start(dev(), &[("products", &products.url)], vec![("", plan)]).await;

@@ -23,8 +23,9 @@ pub(crate) struct Graph<'a> {
 pub(crate) struct Local<'a> {
     pub(crate) requires: Option<&'a FieldSet>,
     pub(crate) provides: Option<&'a FieldSet>,
-    /// Some arguments come from an ancestor's `@context` (`@fromContext`): not plannable.
+    /// Some arguments come from an ancestor's `@context` (`@fromContext`).
     pub(crate) context: bool,
+    pub(crate) context_args: &'a [crate::supergraph::ContextArg],
 }
 
 /// A subgraph that can resolve a field, possibly through an `@interfaceObject` interface.
@@ -85,6 +86,7 @@ impl<'a> Graph<'a> {
                 requires: None,
                 provides: None,
                 context: false,
+                context_args: &[],
             }),
             Some(joins) => joins
                 .iter()
@@ -93,6 +95,7 @@ impl<'a> Graph<'a> {
                     requires: j.requires.as_ref(),
                     provides: j.provides.as_ref(),
                     context: j.context_arguments,
+                    context_args: &j.context_args,
                 }),
         }
     }
@@ -288,6 +291,25 @@ impl<'a> Graph<'a> {
             _ => None,
         };
         def.unwrap_or_default()
+    }
+
+    /// Context names (`@context(name:)` as the supergraph spells them) set on `ty`.
+    pub(crate) fn contexts_of(&self, ty: &str) -> Vec<String> {
+        self.schema
+            .types
+            .get(ty)
+            .map(|t| {
+                t.directives()
+                    .iter()
+                    .filter(|d| d.name == "context")
+                    .filter_map(|d| {
+                        d.specified_argument_by_name("name")?
+                            .as_str()
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Named type of `ty.field` and how many list levels wrap it.

@@ -92,6 +92,38 @@ pub struct FetchNode {
     /// before merging.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_rewrites: Vec<Rewrite>,
+    /// Arguments filled from an ancestor's `@context` (`@fromContext`): see
+    /// [`ContextFetch`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextFetch>,
+}
+
+/// An entity fetch whose operation uses variables filled per representation from an
+/// ancestor object (`@fromContext`). The executor reads each argument for each object
+/// at the fetch's path, keeps representations with different values apart, and sends
+/// ONE request: `operation` as is when every object has the same values, otherwise one
+/// aliased `_entities` per distinct set of values
+/// (`query($r0:[_Any!]!,$__portico_ctx_0_0:String,...){_e0:_entities(representations:$r0)<selection with $__portico_ctx_0 renamed $__portico_ctx_0_0> _e1:...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextFetch {
+    pub arguments: Vec<ContextArgument>,
+    /// The `_entities` selection set of `operation`, and its client variable
+    /// definitions (`$first:Int=5`), to build the aliased form.
+    pub selection: String,
+    pub variable_definitions: Vec<String>,
+}
+
+/// One `@fromContext` argument: variable `$<variable>` of GraphQL type `type_name`.
+/// Its value, for an object at concrete path P, is read at `path` (response keys) in
+/// the ancestor object found by removing the last `levels_up` elements of P.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextArgument {
+    pub variable: String,
+    pub type_name: String,
+    pub levels_up: usize,
+    pub path: Vec<String>,
 }
 
 /// One request, several entity batches (see [`PlanNode::BatchFetch`]).
@@ -280,6 +312,18 @@ impl PlanNode {
                     writeln!(f)?;
                     write_rewrites(f, &pad, "inputRewrites", &fetch.input_rewrites)?;
                     write_rewrites(f, &pad, "outputRewrites", &fetch.output_rewrites)?;
+                    if let Some(c) = &fetch.context {
+                        for a in &c.arguments {
+                            writeln!(
+                                f,
+                                "{pad}  context: ${}: {} = {} levels up: {}",
+                                a.variable,
+                                a.type_name,
+                                a.levels_up,
+                                a.path.join(".")
+                            )?;
+                        }
+                    }
                     writeln!(f, "{pad}  =>")?;
                 } else if !fetch.output_rewrites.is_empty() {
                     write_rewrites(f, &pad, "outputRewrites", &fetch.output_rewrites)?;

@@ -150,17 +150,26 @@ pub(crate) fn render_batch(groups: &Groups, gs: &[usize], op: &Operation) -> (St
     )
 }
 
-/// The operation text of group `g` and the client variables it uses.
-pub(crate) fn render(groups: &Groups, g: usize, op: &Operation) -> (String, Vec<String>) {
+/// The operation text of group `g`, its selection (the `_entities` selection for an
+/// entity fetch), its client variable definitions and the client variables it uses.
+pub(crate) fn render_parts(
+    groups: &Groups,
+    g: usize,
+    op: &Operation,
+) -> (String, String, Vec<String>, Vec<String>) {
     let group = &groups.groups[g];
     let mut vars = BTreeSet::new();
     let body = node(groups, group.root, &mut vars).unwrap_or_else(|| "{}".into());
+    let selection = body.clone();
     let (client_defs, used) = variable_definitions(op, &vars);
     let mut defs: Vec<String> = Vec::new();
     if group.entity.is_some() {
         defs.push("$representations:[_Any!]!".into());
     }
-    defs.extend(client_defs);
+    for a in &group.context_args {
+        defs.push(format!("${}:{}", a.variable, a.type_name));
+    }
+    defs.extend(client_defs.iter().cloned());
     let keyword = match (group.entity.is_some(), op.kind) {
         (true, _) | (false, OperationKind::Query) => "query",
         (false, OperationKind::Mutation) => "mutation",
@@ -178,5 +187,5 @@ pub(crate) fn render(groups: &Groups, g: usize, op: &Operation) -> (String, Vec<
     } else {
         format!("{keyword}({}){body}", defs.join(","))
     };
-    (text, used)
+    (text, selection, client_defs, used)
 }

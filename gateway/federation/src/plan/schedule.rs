@@ -7,11 +7,11 @@
 
 use super::graph::Graph;
 use super::operation::Operation;
-use super::render::{render, render_batch};
+use super::render::{render_batch, render_parts};
 use super::walk::{Groups, Item};
 use super::{
-    BatchFetchNode, Budget, EntityBatch, FetchNode, OperationKind, PlanError, PlanNode, Rewrite,
-    Selection,
+    BatchFetchNode, Budget, ContextFetch, EntityBatch, FetchNode, OperationKind, PlanError,
+    PlanNode, Rewrite, Selection,
 };
 use apollo_compiler::ast::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -111,7 +111,7 @@ fn batch_node(
 
 fn fetch_node(graph: &Graph<'_>, groups: &Groups, g: usize, op: &Operation, n: usize) -> PlanNode {
     let group = &groups.groups[g];
-    let (operation, variable_usages) = render(groups, g, op);
+    let (operation, selection, variable_definitions, variable_usages) = render_parts(groups, g, op);
     let (operation, operation_name) = named(op, graph.subgraph_name(group.subgraph), n, operation);
     let mut fetch = FetchNode {
         service_name: graph.subgraph_name(group.subgraph).to_string(),
@@ -126,6 +126,11 @@ fn fetch_node(graph: &Graph<'_>, groups: &Groups, g: usize, op: &Operation, n: u
         operation_name,
         input_rewrites: Vec::new(),
         output_rewrites: group.renames.clone(),
+        context: (!group.context_args.is_empty()).then(|| ContextFetch {
+            arguments: group.context_args.clone(),
+            selection,
+            variable_definitions,
+        }),
     };
     let Some(entity) = &group.entity else {
         return PlanNode::Fetch(fetch);
@@ -223,7 +228,8 @@ fn find(parent: &mut [usize], mut x: usize) -> usize {
 /// a `Condition`).
 fn batchable(groups: &Groups, g: usize) -> Option<usize> {
     let group = &groups.groups[g];
-    (group.entity.is_some() && condition_of(groups, g).is_none()).then_some(group.subgraph)
+    (group.entity.is_some() && group.context_args.is_empty() && condition_of(groups, g).is_none())
+        .then_some(group.subgraph)
 }
 
 struct Scheduler<'s, 'g, 'a> {

@@ -65,6 +65,8 @@ pub(crate) struct Group {
     pub(crate) merged: bool,
     /// Fields aliased for the "fields can merge" rule, renamed back in the response.
     pub(crate) renames: Vec<super::Rewrite>,
+    /// `@fromContext` arguments of this (entity) fetch.
+    pub(crate) context_args: Vec<super::ContextArgument>,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +105,32 @@ struct Ctx {
     /// field of a key-less value type that another subgraph resolves can be reached by
     /// going back there in that subgraph and selecting down again.
     anchor: Option<Rc<Anchor>>,
+    /// Enclosing positions whose type sets an `@context`, nearest first.
+    frames: Option<Rc<Frame>>,
+}
+
+/// An enclosing object position whose type carries `@context(name:)`: `@fromContext`
+/// arguments below read their value there.
+#[derive(Debug)]
+struct Frame {
+    names: Vec<String>,
+    /// The object position (its own selection).
+    ctx: Ctx,
+    ty: Name,
+    parent: Option<Rc<Frame>>,
+}
+
+impl Frame {
+    fn find(frames: &Option<Rc<Frame>>, name: &str) -> Option<Rc<Frame>> {
+        let mut at = frames.clone();
+        while let Some(f) = at {
+            if f.names.iter().any(|n| n == name) {
+                return Some(f);
+            }
+            at = f.parent.clone();
+        }
+        None
+    }
 }
 
 /// An entity or root position, and the fields and type conditions from it down to a
@@ -130,6 +158,7 @@ impl Anchor {
         Rc::new(Anchor {
             ctx: Ctx {
                 anchor: None,
+                frames: None,
                 ..ctx.clone()
             },
             ty: ty.clone(),
@@ -196,6 +225,8 @@ struct Walker<'g, 'a> {
     shapes: HashMap<(usize, String, Name), String>,
     /// Aliases given so far per (subgraph, path, response key, type).
     shape_aliases: HashMap<(usize, String, Name, String), Name>,
+    /// `@fromContext` variables named so far.
+    context_vars: usize,
 }
 
 /// How deep the walk may nest (operation depth plus the depth of key and `@requires`
@@ -223,6 +254,7 @@ pub(crate) fn walk(
         nesting: 0,
         shapes: HashMap::new(),
         shape_aliases: HashMap::new(),
+        context_vars: 0,
     };
     let mut roots = Vec::new();
     flatten_root(&op.selections, &mut Vec::new(), &mut roots);
@@ -257,6 +289,7 @@ pub(crate) fn walk(
             pending: conditions.clone(),
             provided: None,
             anchor: None,
+            frames: None,
         };
         if op.kind == OperationKind::Query {
             ctx.anchor = Some(Anchor::at(&ctx, &op.root_type, true));
@@ -322,6 +355,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             deps: BTreeSet::new(),
             merged: false,
             renames: Vec::new(),
+            context_args: Vec::new(),
         });
         if let Some(view) = view {
             self.add_fragment(g, root, Some(&view), &[]);
@@ -699,6 +733,9 @@ impl<'g, 'a> Walker<'g, 'a> {
             let n = self.add_checked(ctx, ty, f)?;
             return self.recurse(ctx, ty, f, n, Some(provided));
         }
+        if let Some(cand) = self.context_candidate(ty, f) {
+            return self.context_field(ctx, ty, f, cand);
+        }
         let view = ctx.view.clone().unwrap_or_else(|| ty.clone());
         match self.graph.field_local(ctx.subgraph, &view, &f.name) {
             Some(local)
@@ -780,7 +817,21 @@ impl<'g, 'a> Walker<'g, 'a> {
             pending: Vec::new(),
             provided,
             anchor: None,
+            frames: ctx.frames.clone(),
         };
+        let names = self.graph.contexts_of(&inner);
+        if !names.is_empty() {
+            c.frames = Some(Rc::new(Frame {
+                names,
+                ctx: Ctx {
+                    frames: None,
+                    anchor: None,
+                    ..c.clone()
+                },
+                ty: inner.clone(),
+                parent: c.frames.clone(),
+            }));
+        }
         c.anchor = if self.graph.has_keys(&inner) && !self.graph.is_abstract(&inner) {
             Some(Anchor::at(&c, &inner, false))
         } else {
@@ -1182,6 +1233,7 @@ impl<'g, 'a> Walker<'g, 'a> {
                     pending: Vec::new(),
                     provided: None,
                     anchor: None,
+                    frames: None,
                 }
             } else {
                 let Some(route) = self.route(&anchor.ctx, &anchor.ty, &cand, false)? else {
@@ -1231,10 +1283,149 @@ impl<'g, 'a> Walker<'g, 'a> {
             at.node = node;
             at.pending = ctx.pending.clone();
             at.anchor = ctx.anchor.clone();
+            at.frames = ctx.frames.clone();
             self.walk_field(&at, ty, f)?;
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// The subgraph resolving `ty.f` with `@fromContext` arguments, if that is how the
+    /// field is resolved (a field with context arguments is never shared).
+    fn context_candidate(&self, ty: &Name, f: &Field) -> Option<Candidate> {
+        self.graph.candidates(ty, &f.name).into_iter().find(|c| {
+            self.graph
+                .field_local(c.subgraph, c.via.as_ref().unwrap_or(ty), &f.name)
+                .is_some_and(|l| l.context)
+        })
+    }
+
+    /// `f` takes arguments from an ancestor's `@context`: fetch the context's selection
+    /// at the nearest enclosing position that sets it, then fetch `f` by an entity fetch
+    /// on its parent (even in the same subgraph), with each argument a variable the
+    /// executor fills per object from that ancestor.
+    fn context_field(
+        &mut self,
+        ctx: &Ctx,
+        ty: &Name,
+        f: &Field,
+        cand: Candidate,
+    ) -> Result<(), PlanError> {
+        let graph = self.graph;
+        let view = cand.via.clone().unwrap_or_else(|| ty.clone());
+        let local = graph
+            .field_local(cand.subgraph, &view, &f.name)
+            .ok_or_else(|| PlanError::Internal(format!("{view}.{} lost its subgraph", f.name)))?;
+        let mut arguments: Vec<Node<Argument>> = f.arguments.clone();
+        let mut context_args = Vec::new();
+        let mut extra = Vec::new();
+        for ca in local.context_args {
+            let Some(frame) = Frame::find(&ctx.frames, &ca.context) else {
+                return Err(PlanError::Unresolvable {
+                    type_name: ty.to_string(),
+                    field: f.name.to_string(),
+                    detail: format!(
+                        " (its argument {} comes from @context \"{}\", which no enclosing \
+                         object sets at path \"{}\")",
+                        ca.name,
+                        ca.context,
+                        path_key(&ctx.path)
+                    ),
+                });
+            };
+            let text = ca.selection.trim();
+            let text = text
+                .strip_prefix('{')
+                .and_then(|t| t.strip_suffix('}'))
+                .unwrap_or(text);
+            let sels = super::operation::parse_field_set(text).map_err(|message| {
+                PlanError::InvalidFieldSet {
+                    coordinate: format!("{view}.{}({}:)", f.name, ca.name),
+                    message,
+                }
+            })?;
+            let mark = self.touched.len();
+            let projection = self.plan_planner_fields(&frame.ctx, &frame.ty, &sels)?;
+            extra.extend_from_slice(&self.touched[mark..]);
+            // The value: the first field path of the selection.
+            let mut path = Vec::new();
+            let mut level = projection.as_slice();
+            while let Some(sel) = level.first() {
+                match sel {
+                    Selection::Field {
+                        name, selections, ..
+                    } => {
+                        path.push(name.clone());
+                        level = selections;
+                    }
+                    Selection::InlineFragment { selections, .. } => level = selections,
+                }
+            }
+            let levels_up = ctx.path[frame.ctx.path.len().min(ctx.path.len())..]
+                .iter()
+                .filter(|p| !matches!(p, PathSegment::TypeCondition(_)))
+                .count();
+            let variable = format!("__portico_ctx_{}", self.context_vars);
+            self.context_vars += 1;
+            let var_name = Name::new(&variable).map_err(|e| PlanError::Internal(e.to_string()))?;
+            let arg_name = Name::new(&ca.name).map_err(|e| PlanError::Internal(e.to_string()))?;
+            arguments.retain(|a| a.name != arg_name);
+            arguments.push(Node::new(Argument {
+                name: arg_name,
+                value: Node::new(apollo_compiler::ast::Value::Variable(var_name)),
+            }));
+            context_args.push(super::ContextArgument {
+                variable,
+                type_name: ca.ty.clone(),
+                levels_up,
+                path,
+            });
+        }
+        extra.sort_unstable();
+        extra.dedup();
+        let route = match self.route(ctx, ty, &cand, false)? {
+            Some(r) => Some(r),
+            None => self.route(ctx, ty, &cand, true)?,
+        };
+        let Some(route) = route else {
+            return Err(PlanError::Unresolvable {
+                type_name: ty.to_string(),
+                field: f.name.to_string(),
+                detail: format!(
+                    " from subgraph \"{}\" at path \"{}\" (no key to fetch it with its @fromContext arguments)",
+                    graph.subgraph_name(ctx.subgraph),
+                    path_key(&ctx.path)
+                ),
+            });
+        };
+        let object = Ctx {
+            node: ctx.object_node,
+            pending: Vec::new(),
+            ..ctx.clone()
+        };
+        let mut cur = self.enter(object, ty, route, Vec::new(), &extra)?;
+        let mut node = cur.node;
+        for dirs in &ctx.pending {
+            node = self.add_fragment(cur.group, node, None, dirs);
+        }
+        cur.node = node;
+        cur.pending = ctx.pending.clone();
+        for a in context_args {
+            let group = &mut self.out.groups[cur.group];
+            if !group.context_args.contains(&a) {
+                group.context_args.push(a);
+            }
+        }
+        let field = Field {
+            arguments,
+            ..f.clone()
+        };
+        let provided = match local.provides {
+            Some(fs) => Some(field_set(fs, || format!("{view}.{}", f.name))?.to_vec()),
+            None => None,
+        };
+        let n = self.add_checked(&cur, ty, &field)?;
+        self.recurse(&cur, ty, &field, n, provided)
     }
 
     /// Follows a chain of key jumps from `object` (an object position of type `ty`):
@@ -1252,6 +1443,7 @@ impl<'g, 'a> Walker<'g, 'a> {
     ) -> Result<Ctx, PlanError> {
         let graph = self.graph;
         let path = object.path.clone();
+        let frames = object.frames.clone();
         let mut cur = object;
         // Every subgraph the chain has visited: a key field comes from the latest one
         // that can provide it (keys may be assembled from several subgraphs).
@@ -1321,6 +1513,7 @@ impl<'g, 'a> Walker<'g, 'a> {
                 pending: Vec::new(),
                 provided: None,
                 anchor: None,
+                frames: frames.clone(),
             };
             if cur.view.is_none() {
                 cur.anchor = Some(Anchor::at(&cur, ty, false));
@@ -1353,6 +1546,21 @@ impl<'g, 'a> Walker<'g, 'a> {
             view: None,
             ..ctx.clone()
         };
+        let names = self.graph.contexts_of(p);
+        if !names.is_empty() {
+            c.frames = Some(Rc::new(Frame {
+                names,
+                ctx: Ctx {
+                    frames: None,
+                    anchor: None,
+                    node: c.object_node,
+                    pending: Vec::new(),
+                    ..c.clone()
+                },
+                ty: p.clone(),
+                parent: c.frames.clone(),
+            }));
+        }
         c.anchor = if self.graph.has_keys(p) {
             Some(Anchor::at(&c, p, false))
         } else {
@@ -1484,6 +1692,7 @@ impl<'g, 'a> Walker<'g, 'a> {
                     pending: ctx.pending.clone(),
                     provided: None,
                     anchor: None,
+                    frames: ctx.frames.clone(),
                 };
                 // The real `__typename` must come back to type the objects.
                 self.add_typename(g, entity_node);

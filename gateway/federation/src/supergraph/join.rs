@@ -48,6 +48,43 @@ pub(crate) struct TypeInGraph {
     pub(crate) interface_object: bool,
 }
 
+/// One `join__ContextArgument`: argument `name` (of GraphQL type `ty`) is filled with
+/// `selection` read from the nearest ancestor carrying `@context(name: context)`.
+#[derive(Debug, Clone)]
+pub(crate) struct ContextArg {
+    pub(crate) name: String,
+    pub(crate) ty: String,
+    pub(crate) context: String,
+    pub(crate) selection: String,
+}
+
+fn context_args(d: &Directive) -> Vec<ContextArg> {
+    let Some(Value::List(items)) = arg(d, "contextArguments") else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let Value::Object(fields) = item.as_ref() else {
+                return None;
+            };
+            let get = |key: &str| {
+                fields
+                    .iter()
+                    .find(|(n, _)| n.as_str() == key)
+                    .and_then(|(_, v)| v.as_str())
+                    .map(str::to_string)
+            };
+            Some(ContextArg {
+                name: get("name")?,
+                ty: get("type")?,
+                context: get("context")?,
+                selection: get("selection")?,
+            })
+        })
+        .collect()
+}
+
 /// One `@join__field` application.
 #[derive(Debug)]
 pub(crate) struct FieldJoin {
@@ -61,6 +98,8 @@ pub(crate) struct FieldJoin {
     /// Has `contextArguments` (arguments filled by `@fromContext` from an ancestor's
     /// `@context`).
     pub(crate) context_arguments: bool,
+    /// The `contextArguments` themselves.
+    pub(crate) context_args: Vec<ContextArg>,
     /// Named type of the field in this subgraph (`type:`), when composition recorded one
     /// (it does when subgraphs disagree, e.g. `Book` here, `Media` in the supergraph).
     pub(crate) type_name: Option<Name>,
@@ -295,6 +334,7 @@ pub(crate) fn extract(schema: &Schema, links: &Links) -> Result<Extracted, Super
                             }))
                             .ok()
                         }),
+                        context_args: context_args(d),
                         context_arguments: matches!(
                             arg(d, "contextArguments"),
                             Some(Value::List(items)) if !items.is_empty()

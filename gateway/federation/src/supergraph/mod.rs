@@ -11,7 +11,7 @@ mod api_schema;
 mod join;
 mod links;
 
-pub(crate) use join::{FieldJoin, KeyJoin, TypeMeta};
+pub(crate) use join::{ContextArg, FieldJoin, KeyJoin, TypeMeta};
 pub(crate) mod join_field_set {
     pub(crate) use super::join::FieldSet;
 }

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use futures::future::{BoxFuture, FutureExt, join_all};
 use parking_lot::Mutex;
 use portico_federation::plan::{
-    BatchFetchNode, FetchNode, PathSegment, PlanNode, Rewrite, Selection,
+    BatchFetchNode, ContextArgument, ContextFetch, FetchNode, PathSegment, PlanNode, Rewrite,
+    Selection,
 };
 use serde_json::{Map, Value};
 
@@ -88,9 +89,163 @@ impl<'a> Run<'a> {
     }
 
     async fn fetch(&self, fetch: &FetchNode, path: &[PathSegment]) {
-        match &fetch.requires {
-            None => self.root_fetch(fetch).await,
-            Some(requires) => self.entity_fetch(fetch, path, requires).await,
+        match (&fetch.requires, &fetch.context) {
+            (None, _) => self.root_fetch(fetch).await,
+            (Some(requires), None) => self.entity_fetch(fetch, path, requires).await,
+            (Some(requires), Some(context)) => {
+                self.context_fetch(fetch, path, requires, context).await
+            }
+        }
+    }
+
+    /// An entity fetch with `@fromContext` arguments: representations are grouped by
+    /// the values their ancestors give the arguments; one group is `fetch.operation` as
+    /// is, several are one request with an aliased `_entities` per group.
+    async fn context_fetch(
+        &self,
+        fetch: &FetchNode,
+        path: &[PathSegment],
+        requires: &[Selection],
+        context: &ContextFetch,
+    ) {
+        // 1. Collect: representations keyed by (values, representation).
+        let mut groups: Vec<(Vec<Value>, Collected)> = Vec::new();
+        {
+            let data = self.data.lock();
+            let mut objects = Vec::new();
+            collect(&data, path, &mut Vec::new(), &mut objects, self.is_subtype);
+            let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
+            for (concrete, object) in objects {
+                let Some(mut rep) = project(object, requires, self.is_subtype) else {
+                    continue;
+                };
+                apply_rewrites(&mut rep, &fetch.input_rewrites);
+                let values: Vec<Value> = context
+                    .arguments
+                    .iter()
+                    .map(|a| context_value(&data, &concrete, a))
+                    .collect();
+                let values_key = Value::Array(values.clone()).to_string();
+                let key = format!("{values_key}\u{0}{rep}");
+                let (g, index) = match seen.get(&key) {
+                    Some(found) => *found,
+                    None => {
+                        let g = match groups.iter().position(|(v, _)| *v == values) {
+                            Some(g) => g,
+                            None => {
+                                groups.push((
+                                    values,
+                                    Collected {
+                                        representations: Vec::new(),
+                                        producers: Vec::new(),
+                                    },
+                                ));
+                                groups.len() - 1
+                            }
+                        };
+                        groups[g].1.representations.push(rep);
+                        let found = (g, groups[g].1.representations.len() - 1);
+                        seen.insert(key, found);
+                        found
+                    }
+                };
+                groups[g].1.producers.push((concrete, index));
+            }
+        }
+        if groups.is_empty() {
+            return;
+        }
+        // 2. One request.
+        let mut variables = self.fetch_variables(fetch);
+        let (operation, aliases) = if groups.len() == 1 {
+            for (a, v) in context.arguments.iter().zip(&groups[0].0) {
+                variables.insert(a.variable.clone(), v.clone());
+            }
+            let reps = std::mem::take(&mut groups[0].1.representations);
+            variables.insert("representations".into(), Value::Array(reps));
+            (fetch.operation.clone(), vec!["_entities".to_string()])
+        } else {
+            let mut defs = Vec::new();
+            let mut fields = Vec::new();
+            let mut aliases = Vec::new();
+            for (i, (values, collected)) in groups.iter_mut().enumerate() {
+                defs.push(format!("$r{i}:[_Any!]!"));
+                let mut selection = context.selection.clone();
+                for (a, v) in context.arguments.iter().zip(values.iter()) {
+                    let renamed = format!("{}_{i}", a.variable);
+                    defs.push(format!("${renamed}:{}", a.type_name));
+                    selection = rename_variable(&selection, &a.variable, &renamed);
+                    variables.insert(renamed, v.clone());
+                }
+                variables.insert(
+                    format!("r{i}"),
+                    Value::Array(std::mem::take(&mut collected.representations)),
+                );
+                fields.push(format!("_e{i}:_entities(representations:$r{i}){selection}"));
+                aliases.push(format!("_e{i}"));
+            }
+            defs.extend(context.variable_definitions.iter().cloned());
+            let name = fetch
+                .operation_name
+                .as_deref()
+                .map(|n| format!(" {n}"))
+                .unwrap_or_default();
+            (
+                format!("query{name}({}){{{}}}", defs.join(","), fields.join(" ")),
+                aliases,
+            )
+        };
+        let result = self
+            .subgraphs
+            .send(
+                &fetch.service_name,
+                &operation,
+                fetch.operation_name.as_deref(),
+                variables,
+                self.identity,
+                self.request_id,
+                self.client_headers,
+            )
+            .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let mut failed = self.failed_paths.lock();
+                for (_, collected) in &groups {
+                    failed.extend(collected.producers.iter().map(|(p, _)| p.clone()));
+                }
+                drop(failed);
+                return self.errors.lock().push(fetch_error(&e));
+            }
+        };
+        // 3. Scatter; 4. errors.
+        let SubgraphResponse { data, errors } = response;
+        let mut data = match data {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let by_reps: Vec<Vec<Vec<&Vec<PathElem>>>> = groups
+            .iter()
+            .map(|(_, c)| {
+                let count = c.producers.iter().map(|(_, i)| i + 1).max().unwrap_or(0);
+                by_representation(&c.producers, count)
+            })
+            .collect();
+        for (alias, by_rep) in aliases.iter().zip(&by_reps) {
+            self.scatter(
+                &fetch.service_name,
+                data.remove(alias),
+                by_rep,
+                &fetch.output_rewrites,
+                errors.is_empty(),
+            );
+        }
+        let mut out = self.errors.lock();
+        for raw in errors {
+            let e = subgraph_error(raw, &fetch.service_name);
+            push_remapped(&mut out, e, |alias| {
+                aliases.iter().position(|a| a == alias).map(|i| &by_reps[i])
+            });
         }
     }
 
@@ -356,6 +511,57 @@ impl<'a> Run<'a> {
             _ => {}
         }
     }
+}
+
+/// The value of a `@fromContext` argument for the object at `concrete`: read at
+/// `argument.path` in the ancestor `levels_up` path elements above it (`null` if absent).
+fn context_value(data: &Value, concrete: &[PathElem], argument: &ContextArgument) -> Value {
+    let keep = concrete.len().saturating_sub(argument.levels_up);
+    let Some(mut at) = navigate(data, &concrete[..keep]) else {
+        return Value::Null;
+    };
+    for key in &argument.path {
+        match at.get(key.as_str()) {
+            Some(next) => at = next,
+            None => return Value::Null,
+        }
+    }
+    at.clone()
+}
+
+fn navigate<'v>(value: &'v Value, path: &[PathElem]) -> Option<&'v Value> {
+    let mut cur = value;
+    for elem in path {
+        cur = match elem {
+            PathElem::Key(k) => cur.get(k.as_str())?,
+            PathElem::Index(i) => cur.get(*i)?,
+        };
+    }
+    Some(cur)
+}
+
+/// `$name` → `$to` in an operation text, only where the whole variable name matches.
+fn rename_variable(text: &str, name: &str, to: &str) -> String {
+    let needle = format!("${name}");
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut rest = text;
+    while let Some(at) = rest.find(&needle) {
+        let after = &rest[at + needle.len()..];
+        out.push_str(&rest[..at]);
+        if after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            out.push_str(&needle);
+        } else {
+            out.push('$');
+            out.push_str(to);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Representations collected for one entity batch.
