@@ -527,8 +527,10 @@ enum Overridden {
     Unused,
     /// Overridden without label but used by this subgraph's keys/requires/provides.
     Used,
-    /// Progressive override: label of the overriding field.
-    Label(String),
+    /// Progressive override: label of the overriding field, and whether this subgraph
+    /// still uses the field (then also `usedOverridden`, as Apollo's composition does;
+    /// the planner keeps such a field active while the label is off).
+    Label(String, bool),
 }
 
 struct FieldSource<'a> {
@@ -1862,7 +1864,7 @@ fn merge_fields(
             // `usedOverridden`, so the subgraph can be extracted again.
             let still_used = used[src_idx].contains(&(type_name.clone(), field_name.clone()));
             src.overridden = match label {
-                Some(l) => Overridden::Label(l),
+                Some(l) => Overridden::Label(l, still_used),
                 None if still_used => {
                     diags.push(Diagnostic::hint("OVERRIDDEN_FIELD_CAN_BE_REMOVED", format!("Field \"{coord}\" on subgraph \"{from}\" is overridden. It is still used in some federation directive(s) (@key, @requires, and/or @provides) and/or to satisfy interface constraint(s), but consider marking it @external explicitly or removing it along with its references.")).subgraph(from.clone()).at(coord.clone()));
                     Overridden::Used
@@ -1891,7 +1893,7 @@ fn merge_fields(
         // Sharing.
         let plain: Vec<&&FieldSource> = resolving
             .iter()
-            .filter(|f| !matches!(f.overridden, Overridden::Label(_)) && f.override_label.is_none())
+            .filter(|f| !matches!(f.overridden, Overridden::Label(..)) && f.override_label.is_none())
             .collect();
         if kind == Kind::Object
             && !override_chain
@@ -2003,7 +2005,7 @@ fn merge_fields(
         // Join metadata (Apollo's `needsJoinField`).
         let any_override = fsources.iter().any(|f| {
             f.override_label.is_some()
-                || matches!(f.overridden, Overridden::Used | Overridden::Label(_))
+                || matches!(f.overridden, Overridden::Used | Overridden::Label(..))
         });
         let needs_join = !all_types_equal
             || any_override
@@ -2039,11 +2041,11 @@ fn merge_fields(
                 if let Some(from) = &f.override_from {
                     a.push(format!("override: {}", quote(from)));
                 }
-                if f.overridden == Overridden::Used {
+                if matches!(f.overridden, Overridden::Used | Overridden::Label(_, true)) {
                     a.push("usedOverridden: true".into());
                 }
                 let label = match &f.overridden {
-                    Overridden::Label(l) => Some(l.clone()),
+                    Overridden::Label(l, _) => Some(l.clone()),
                     _ => f.override_label.clone(),
                 };
                 if let Some(l) = label {

@@ -185,6 +185,9 @@ fn describe_setting(active: &BTreeSet<String>, labels: &[String]) -> String {
     }
 }
 
+/// How deep nested key fields are followed into their own key jumps.
+const MAX_KEY_NESTING: usize = 4;
+
 struct Walk<'a, 'g> {
     supergraph: &'a Supergraph,
     g: &'g Graph<'a>,
@@ -194,6 +197,8 @@ struct Walk<'a, 'g> {
     provided_ids: HashMap<String, usize>,
     parent: HashMap<Node, (Option<Node>, Step)>,
     closures: HashMap<(Name, usize), Vec<usize>>,
+    /// Depth of nested key checks in progress (see `key_obtainable_nested`).
+    key_nesting: usize,
     requires: HashMap<(State, Name), Result<(), String>>,
     /// Shared abstract-typed fields whose subgraphs disagree on the runtime types, by
     /// coordinate (first position found).
@@ -212,6 +217,7 @@ impl<'a, 'g> Walk<'a, 'g> {
             provided_ids: HashMap::new(),
             parent: HashMap::new(),
             closures: HashMap::new(),
+            key_nesting: 0,
             requires: HashMap::new(),
             runtime_types: BTreeMap::new(),
             truncated: false,
@@ -598,6 +604,45 @@ impl<'a, 'g> Walk<'a, 'g> {
         })
     }
 
+    /// [`key_obtainable`](Self::key_obtainable), and also a nested key field whose own
+    /// sub-selection is fetched by key jumps of its type from where the field resolves
+    /// (`category { id tag }` with `tag` only in another subgraph of `Category`), as the
+    /// planner does. Nesting is bounded by [`MAX_KEY_NESTING`].
+    fn key_obtainable_nested(&mut self, from: &[usize], ty: &str, sels: &[Sel]) -> bool {
+        if self.key_obtainable(from, ty, sels) {
+            return true;
+        }
+        if self.key_nesting >= MAX_KEY_NESTING {
+            return false;
+        }
+        self.key_nesting += 1;
+        let ok = sels.iter().all(|sel| {
+            if from
+                .iter()
+                .any(|x| self.g.obtainable(*x, ty, std::slice::from_ref(sel)))
+            {
+                return true;
+            }
+            let Sel::Field(f) = sel else {
+                return false;
+            };
+            if f.selections.is_empty() {
+                return false;
+            }
+            let Some((inner, _)) = self.g.field_type(ty, &f.name) else {
+                return false;
+            };
+            from.iter().any(|&x| {
+                self.g.field_local(x, ty, &f.name).is_some() && {
+                    let reached = self.closure(&inner, x);
+                    self.key_obtainable_nested(&reached, &inner, &f.selections)
+                }
+            })
+        });
+        self.key_nesting -= 1;
+        ok
+    }
+
     /// `@interfaceObject` copies of the interfaces of `ty` whose key can be fetched from
     /// the subgraphs `from`.
     fn interface_object_jumps(&self, ty: &str, from: &[usize]) -> Vec<(Name, usize)> {
@@ -653,11 +698,14 @@ impl<'a, 'g> Walk<'a, 'g> {
             let mut i = 0;
             while i < candidates.len() {
                 let c = candidates[i];
-                let reachable = self.g.resolvable_keys(c, ty).any(|k| {
-                    k.fields
-                        .selections()
-                        .is_ok_and(|sels| self.key_obtainable(&seen, ty, sels))
-                });
+                let keys: Vec<&[Sel]> = self
+                    .g
+                    .resolvable_keys(c, ty)
+                    .filter_map(|k| k.fields.selections().ok())
+                    .collect();
+                let reachable = keys
+                    .into_iter()
+                    .any(|sels| self.key_obtainable_nested(&seen, ty, sels));
                 if reachable {
                     seen.push(c);
                     candidates.swap_remove(i);
