@@ -1893,7 +1893,9 @@ fn merge_fields(
         // Sharing.
         let plain: Vec<&&FieldSource> = resolving
             .iter()
-            .filter(|f| !matches!(f.overridden, Overridden::Label(..)) && f.override_label.is_none())
+            .filter(|f| {
+                !matches!(f.overridden, Overridden::Label(..)) && f.override_label.is_none()
+            })
             .collect();
         if kind == Kind::Object
             && !override_chain

@@ -59,6 +59,9 @@ pub enum PlanError {
     /// The operation needs more planning work than `PlanOptions::max_steps` allows.
     #[error("query planning exceeded its budget of {max_steps} steps")]
     BudgetExceeded { max_steps: usize },
+    /// Fields and fragments nest deeper than the planner accepts.
+    #[error("the operation nests fields and fragments deeper than {max_depth} levels")]
+    TooDeep { max_depth: usize },
     /// No subgraph can resolve a field from where the plan stands.
     #[error("no subgraph can resolve {type_name}.{field}{detail}")]
     Unresolvable {
@@ -88,6 +91,7 @@ impl PlanError {
             self,
             PlanError::UnknownOperation(_)
                 | PlanError::BudgetExceeded { .. }
+                | PlanError::TooDeep { .. }
                 | PlanError::Unsupported { .. }
         )
     }
@@ -96,7 +100,9 @@ impl PlanError {
     pub fn code(&self) -> &'static str {
         match self {
             PlanError::UnknownOperation(_) => "GRAPHQL_UNKNOWN_OPERATION_NAME",
-            PlanError::BudgetExceeded { .. } => "QUERY_PLAN_TOO_COMPLEX",
+            PlanError::BudgetExceeded { .. } | PlanError::TooDeep { .. } => {
+                "QUERY_PLAN_TOO_COMPLEX"
+            }
             PlanError::Unsupported { .. } => "QUERY_PLAN_UNSUPPORTED",
             PlanError::Unresolvable { .. }
             | PlanError::InvalidFieldSet { .. }

@@ -13,6 +13,13 @@ use apollo_compiler::executable::{self, ExecutableDocument, Selection};
 use apollo_compiler::validation::Valid;
 use apollo_compiler::{Name, Node};
 
+/// How deep fields and fragments may nest in a planned operation (apollo-compiler's
+/// validation already refuses fields nested deeper than 128; fragments are capped here).
+/// Deeper operations fail with [`PlanError::TooDeep`]
+/// (`QUERY_PLAN_TOO_COMPLEX`) before the recursive stages run, so planning fits a
+/// 2 MiB thread stack (`random_operations.rs` proves it in a debug build).
+pub(crate) const MAX_OPERATION_DEPTH: usize = 128;
+
 /// A field selection.
 #[derive(Debug, Clone)]
 pub(crate) struct Field {
@@ -166,9 +173,9 @@ fn convert(
     budget: &mut Budget,
     depth: usize,
 ) -> Result<Vec<Sel>, PlanError> {
-    if depth > 512 {
-        return Err(PlanError::BudgetExceeded {
-            max_steps: budget.max,
+    if depth > MAX_OPERATION_DEPTH {
+        return Err(PlanError::TooDeep {
+            max_depth: MAX_OPERATION_DEPTH,
         });
     }
     let mut out = Vec::with_capacity(set.selections.len());

@@ -663,8 +663,8 @@ impl<'g, 'a> Walker<'g, 'a> {
 
     fn walk_selections(&mut self, ctx: &Ctx, ty: &Name, sels: &[Sel]) -> Result<(), PlanError> {
         if self.nesting >= MAX_NESTING {
-            return Err(PlanError::BudgetExceeded {
-                max_steps: self.budget.max,
+            return Err(PlanError::TooDeep {
+                max_depth: MAX_NESTING,
             });
         }
         self.nesting += 1;
