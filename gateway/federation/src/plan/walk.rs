@@ -227,6 +227,10 @@ struct Walker<'g, 'a> {
     shape_aliases: HashMap<(usize, String, Name, String), Name>,
     /// `@fromContext` variables named so far.
     context_vars: usize,
+    /// Object positions by response path (unconditional ones only): a key jump takes its
+    /// key from the earliest fetch that already has the object, not necessarily from the
+    /// fetch it jumps from, so it need not wait for the latter.
+    positions: HashMap<String, Vec<Ctx>>,
 }
 
 /// How deep the walk may nest (operation depth plus the depth of key and `@requires`
@@ -255,6 +259,7 @@ pub(crate) fn walk(
         shapes: HashMap::new(),
         shape_aliases: HashMap::new(),
         context_vars: 0,
+        positions: HashMap::new(),
     };
     let mut roots = Vec::new();
     flatten_root(&op.selections, &mut Vec::new(), &mut roots);
@@ -385,6 +390,39 @@ impl<'g, 'a> Walker<'g, 'a> {
                 directives: f.directives.clone(),
             },
         )
+    }
+
+    /// Records an object position (see `positions`).
+    fn remember(&mut self, c: &Ctx) {
+        if c.view.is_some() || !c.pending.is_empty() {
+            return;
+        }
+        let at = Ctx {
+            node: c.object_node,
+            provided: None,
+            anchor: None,
+            frames: None,
+            ..c.clone()
+        };
+        self.positions.entry(path_key(&c.path)).or_default().push(at);
+    }
+
+    /// The earliest fetch `object`'s fetch depends on that has the same object (same
+    /// path) and can give every field of `key` itself.
+    fn earlier_provider(&self, object: &Ctx, ty: &Name, key: &[Sel]) -> Option<Ctx> {
+        if object.view.is_some() {
+            return None;
+        }
+        self.positions
+            .get(&path_key(&object.path))?
+            .iter()
+            .filter(|p| {
+                p.group != object.group
+                    && self.depends_on(object.group, p.group)
+                    && self.graph.obtainable(p.subgraph, ty, key)
+            })
+            .min_by_key(|p| p.group)
+            .cloned()
     }
 
     /// Adds field `f` of `ty` at `ctx`, aliased when its response key already holds a
@@ -819,6 +857,9 @@ impl<'g, 'a> Walker<'g, 'a> {
             anchor: None,
             frames: ctx.frames.clone(),
         };
+        if f.directives.is_empty() && ctx.pending.is_empty() {
+            self.remember(&c);
+        }
         let names = self.graph.contexts_of(&inner);
         if !names.is_empty() {
             c.frames = Some(Rc::new(Frame {
@@ -1445,13 +1486,20 @@ impl<'g, 'a> Walker<'g, 'a> {
         let path = object.path.clone();
         let frames = object.frames.clone();
         let mut cur = object;
-        // Every subgraph the chain has visited: a key field comes from the latest one
+        // Every subgraph the chain has visited: a key field comes from the first one
         // that can provide it (keys may be assembled from several subgraphs).
         let mut chain: Vec<Ctx> = vec![cur.clone()];
         let hops = route.len();
         for (i, hop) in route.into_iter().enumerate() {
             let last = i + 1 == hops;
             let key = field_set(hop.key, || format!("key of {ty}"))?.to_vec();
+            if i == 0
+                && let Some(provider) = self.earlier_provider(&cur, ty, &key)
+            {
+                // Jump from the earliest fetch that has the object and its key.
+                chain.insert(0, provider.clone());
+                cur = provider;
+            }
             let mut proj = vec![typename_selection()];
             // Groups the key's fields land in (a key part may need jumps of its own):
             // the entity fetch waits for all of them.
@@ -1518,6 +1566,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             if cur.view.is_none() {
                 cur.anchor = Some(Anchor::at(&cur, ty, false));
             }
+            self.remember(&cur);
             chain.push(cur.clone());
         }
         Ok(cur)
