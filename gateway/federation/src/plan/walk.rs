@@ -392,6 +392,26 @@ impl<'g, 'a> Walker<'g, 'a> {
         )
     }
 
+    /// When `ty` sets an `@context`, the object position `c` becomes the nearest frame.
+    fn push_frame(&self, c: &mut Ctx, ty: &Name) {
+        let names = self.graph.contexts_of(ty);
+        if names.is_empty() {
+            return;
+        }
+        c.frames = Some(Rc::new(Frame {
+            names,
+            ctx: Ctx {
+                frames: None,
+                anchor: None,
+                node: c.object_node,
+                pending: Vec::new(),
+                ..c.clone()
+            },
+            ty: ty.clone(),
+            parent: c.frames.clone(),
+        }));
+    }
+
     /// Records an object position (see `positions`).
     fn remember(&mut self, c: &Ctx) {
         if c.view.is_some() || !c.pending.is_empty() {
@@ -404,7 +424,10 @@ impl<'g, 'a> Walker<'g, 'a> {
             frames: None,
             ..c.clone()
         };
-        self.positions.entry(path_key(&c.path)).or_default().push(at);
+        self.positions
+            .entry(path_key(&c.path))
+            .or_default()
+            .push(at);
     }
 
     /// The earliest fetch `object`'s fetch depends on that has the same object (same
@@ -860,19 +883,7 @@ impl<'g, 'a> Walker<'g, 'a> {
         if f.directives.is_empty() && ctx.pending.is_empty() {
             self.remember(&c);
         }
-        let names = self.graph.contexts_of(&inner);
-        if !names.is_empty() {
-            c.frames = Some(Rc::new(Frame {
-                names,
-                ctx: Ctx {
-                    frames: None,
-                    anchor: None,
-                    ..c.clone()
-                },
-                ty: inner.clone(),
-                parent: c.frames.clone(),
-            }));
-        }
+        self.push_frame(&mut c, &inner);
         c.anchor = if self.graph.has_keys(&inner) && !self.graph.is_abstract(&inner) {
             Some(Anchor::at(&c, &inner, false))
         } else {
@@ -1595,21 +1606,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             view: None,
             ..ctx.clone()
         };
-        let names = self.graph.contexts_of(p);
-        if !names.is_empty() {
-            c.frames = Some(Rc::new(Frame {
-                names,
-                ctx: Ctx {
-                    frames: None,
-                    anchor: None,
-                    node: c.object_node,
-                    pending: Vec::new(),
-                    ..c.clone()
-                },
-                ty: p.clone(),
-                parent: c.frames.clone(),
-            }));
-        }
+        self.push_frame(&mut c, p);
         c.anchor = if self.graph.has_keys(p) {
             Some(Anchor::at(&c, p, false))
         } else {

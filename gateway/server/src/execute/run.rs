@@ -195,35 +195,22 @@ impl<'a> Run<'a> {
                 aliases,
             )
         };
-        let result = self
-            .subgraphs
-            .send(
+        let Some(response) = self
+            .send_entities(
                 &fetch.service_name,
                 &operation,
                 fetch.operation_name.as_deref(),
                 variables,
-                self.identity,
-                self.request_id,
-                self.client_headers,
+                &groups
+                    .iter()
+                    .map(|(_, c)| c.producers.as_slice())
+                    .collect::<Vec<_>>(),
             )
-            .await;
-        let response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let mut failed = self.failed_paths.lock();
-                for (_, collected) in &groups {
-                    failed.extend(collected.producers.iter().map(|(p, _)| p.clone()));
-                }
-                drop(failed);
-                return self.errors.lock().push(fetch_error(&e));
-            }
+            .await
+        else {
+            return;
         };
         // 3. Scatter; 4. errors.
-        let SubgraphResponse { data, errors } = response;
-        let mut data = match data {
-            Some(Value::Object(map)) => map,
-            _ => Map::new(),
-        };
         let by_reps: Vec<Vec<Vec<&Vec<PathElem>>>> = groups
             .iter()
             .map(|(_, c)| {
@@ -231,22 +218,8 @@ impl<'a> Run<'a> {
                 by_representation(&c.producers, count)
             })
             .collect();
-        for (alias, by_rep) in aliases.iter().zip(&by_reps) {
-            self.scatter(
-                &fetch.service_name,
-                data.remove(alias),
-                by_rep,
-                &fetch.output_rewrites,
-                errors.is_empty(),
-            );
-        }
-        let mut out = self.errors.lock();
-        for raw in errors {
-            let e = subgraph_error(raw, &fetch.service_name);
-            push_remapped(&mut out, e, |alias| {
-                aliases.iter().position(|a| a == alias).map(|i| &by_reps[i])
-            });
-        }
+        let rewrites: Vec<&[Rewrite]> = vec![&fetch.output_rewrites; aliases.len()];
+        self.finish_entities(&fetch.service_name, response, &aliases, &by_reps, &rewrites);
     }
 
     async fn root_fetch(&self, fetch: &FetchNode) {
@@ -290,55 +263,33 @@ impl<'a> Run<'a> {
         if batch.representations.is_empty() {
             return;
         }
-        // 2. One request for all of them.
+        // 2. One request for all of them; 3. scatter; 4. errors to the producers' paths.
         let count = batch.representations.len();
         let mut variables = self.fetch_variables(fetch);
         variables.insert(
             "representations".into(),
             Value::Array(batch.representations),
         );
-        let result = self
-            .subgraphs
-            .send(
+        let Some(response) = self
+            .send_entities(
                 &fetch.service_name,
                 &fetch.operation,
                 fetch.operation_name.as_deref(),
                 variables,
-                self.identity,
-                self.request_id,
-                self.client_headers,
+                &[&batch.producers],
             )
-            .await;
-        let response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.failed_paths
-                    .lock()
-                    .extend(batch.producers.into_iter().map(|(path, _)| path));
-                return self.errors.lock().push(fetch_error(&e));
-            }
-        };
-        // 3. Scatter results back; 4. errors to the producers' paths.
-        let SubgraphResponse { data, errors } = response;
-        let entities = match data {
-            Some(Value::Object(mut map)) => map.remove("_entities"),
-            _ => None,
+            .await
+        else {
+            return;
         };
         let by_rep = by_representation(&batch.producers, count);
-        self.scatter(
+        self.finish_entities(
             &fetch.service_name,
-            entities,
-            &by_rep,
-            &fetch.output_rewrites,
-            errors.is_empty(),
+            response,
+            &["_entities".to_string()],
+            std::slice::from_ref(&by_rep),
+            &[&fetch.output_rewrites],
         );
-        let mut out = self.errors.lock();
-        for raw in errors {
-            let e = subgraph_error(raw, &fetch.service_name);
-            push_remapped(&mut out, e, |alias| {
-                (alias == "_entities").then_some(&by_rep)
-            });
-        }
     }
 
     /// Several entity batches to one subgraph in one request (`BatchFetch`).
@@ -365,55 +316,104 @@ impl<'a> Run<'a> {
         if batches.iter().all(Vec::is_empty) {
             return;
         }
-        let result = self
-            .subgraphs
-            .send(
+        let Some(response) = self
+            .send_entities(
                 &fetch.service_name,
                 &fetch.operation,
                 fetch.operation_name.as_deref(),
+                variables,
+                &collected_all
+                    .iter()
+                    .map(|(p, _)| p.as_slice())
+                    .collect::<Vec<_>>(),
+            )
+            .await
+        else {
+            return;
+        };
+        let aliases: Vec<String> = fetch
+            .entity_batches
+            .iter()
+            .map(|b| b.alias.clone())
+            .collect();
+        let rewrites: Vec<&[Rewrite]> = fetch
+            .entity_batches
+            .iter()
+            .map(|b| b.output_rewrites.as_slice())
+            .collect();
+        self.finish_entities(&fetch.service_name, response, &aliases, &batches, &rewrites);
+    }
+
+    /// Sends an entity request; on failure, records the error and the producers' paths
+    /// (their nulls are explained by it) and returns `None`.
+    async fn send_entities(
+        &self,
+        service: &str,
+        operation: &str,
+        operation_name: Option<&str>,
+        variables: Map<String, Value>,
+        producers: &[&[(Vec<PathElem>, usize)]],
+    ) -> Option<SubgraphResponse> {
+        let result = self
+            .subgraphs
+            .send(
+                service,
+                operation,
+                operation_name,
                 variables,
                 self.identity,
                 self.request_id,
                 self.client_headers,
             )
             .await;
-        let response = match result {
-            Ok(r) => r,
+        match result {
+            Ok(r) => Some(r),
             Err(e) => {
                 let mut failed = self.failed_paths.lock();
-                for (producers, _) in &collected_all {
-                    failed.extend(producers.iter().map(|(path, _)| path.clone()));
+                for list in producers {
+                    failed.extend(list.iter().map(|(path, _)| path.clone()));
                 }
                 drop(failed);
-                return self.errors.lock().push(fetch_error(&e));
+                self.errors.lock().push(fetch_error(&e));
+                None
             }
-        };
+        }
+    }
+
+    /// Scatters every aliased `_entities` result of the response (alias `i` →
+    /// `batches[i]`, with `output_rewrites[i]`) and maps the subgraph's errors to the
+    /// producers' paths.
+    fn finish_entities(
+        &self,
+        service: &str,
+        response: SubgraphResponse,
+        aliases: &[String],
+        batches: &[Vec<Vec<&Vec<PathElem>>>],
+        output_rewrites: &[&[Rewrite]],
+    ) {
         let SubgraphResponse { data, errors } = response;
         let mut data = match data {
             Some(Value::Object(map)) => map,
             _ => Map::new(),
         };
-        for (b, by_rep) in fetch.entity_batches.iter().zip(&batches) {
+        for (i, (alias, by_rep)) in aliases.iter().zip(batches).enumerate() {
             if by_rep.is_empty() {
                 continue;
             }
+            let rewrites = output_rewrites.get(i).copied().unwrap_or(&[]);
             self.scatter(
-                &fetch.service_name,
-                data.remove(&b.alias),
+                service,
+                data.remove(alias),
                 by_rep,
-                &b.output_rewrites,
+                rewrites,
                 errors.is_empty(),
             );
         }
         let mut out = self.errors.lock();
         for raw in errors {
-            let e = subgraph_error(raw, &fetch.service_name);
+            let e = subgraph_error(raw, service);
             push_remapped(&mut out, e, |alias| {
-                fetch
-                    .entity_batches
-                    .iter()
-                    .position(|b| b.alias == alias)
-                    .map(|i| &batches[i])
+                aliases.iter().position(|a| a == alias).map(|i| &batches[i])
             });
         }
     }
