@@ -991,7 +991,10 @@ fn pem_jwt_config() -> portico_gateway::config::JwtConfig {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!("portico-gw-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
-    let path = dir.join(format!("public-{}.pem", NEXT.fetch_add(1, Ordering::Relaxed)));
+    let path = dir.join(format!(
+        "public-{}.pem",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::write(&path, JWT_PUBLIC).expect("write key");
     portico_gateway::config::JwtConfig {
         public_key: Some(path),
