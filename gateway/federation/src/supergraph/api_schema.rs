@@ -2,6 +2,10 @@
 //! spec directive that is not for clients, minus `@inaccessible` elements (types, fields,
 //! arguments, enum values, input fields, union members, interface implementations).
 //! One pass over the types; the result is validated again.
+//!
+//! The API schema shares every node it does not change with the supergraph schema
+//! (`Node` is reference-counted, `make_mut` copies): a field without spec directives or
+//! hidden arguments is not copied.
 
 use super::links::Links;
 use super::{SupergraphError, first_diagnostic};
@@ -37,6 +41,13 @@ pub(crate) fn derive(
     schema.types.retain(|name, _| !removed.contains(name));
 
     let keep_directive = |name: &Name| !spec.contains(name.as_str());
+    let args_need_cleaning = |args: &[Node<InputValueDefinition>]| {
+        args.iter().any(|a| {
+            is_hidden(&a.directives)
+                || removed.contains(a.ty.inner_named_type())
+                || a.directives.iter().any(|d| !keep_directive(&d.name))
+        })
+    };
     let clean_args = |args: &mut Vec<Node<InputValueDefinition>>| {
         args.retain(|a| !is_hidden(&a.directives) && !removed.contains(a.ty.inner_named_type()));
         for a in args.iter_mut() {
@@ -57,9 +68,13 @@ pub(crate) fn derive(
                     !is_hidden(&f.directives) && !removed.contains(f.ty.inner_named_type())
                 });
                 for f in o.fields.values_mut() {
-                    let f = f.make_mut();
-                    f.directives.retain(|d| keep_directive(&d.name));
-                    clean_args(&mut f.arguments);
+                    if f.directives.iter().any(|d| !keep_directive(&d.name))
+                        || args_need_cleaning(&f.arguments)
+                    {
+                        let f = f.make_mut();
+                        f.directives.retain(|d| keep_directive(&d.name));
+                        clean_args(&mut f.arguments);
+                    }
                 }
             }
             ExtendedType::Interface(i) => {
@@ -71,9 +86,13 @@ pub(crate) fn derive(
                     !is_hidden(&f.directives) && !removed.contains(f.ty.inner_named_type())
                 });
                 for f in i.fields.values_mut() {
-                    let f = f.make_mut();
-                    f.directives.retain(|d| keep_directive(&d.name));
-                    clean_args(&mut f.arguments);
+                    if f.directives.iter().any(|d| !keep_directive(&d.name))
+                        || args_need_cleaning(&f.arguments)
+                    {
+                        let f = f.make_mut();
+                        f.directives.retain(|d| keep_directive(&d.name));
+                        clean_args(&mut f.arguments);
+                    }
                 }
             }
             ExtendedType::Union(u) => {

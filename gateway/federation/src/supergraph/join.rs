@@ -1,6 +1,11 @@
 //! Join metadata: reads `@join__graph`, `@join__type`, `@join__field`,
 //! `@join__implements` and `@join__unionMember` into per-type indexes the planner
 //! queries by name. One pass over the types; field sets stay unparsed until needed.
+//!
+//! The indexes are sized for supergraphs of tens of thousands of types: every vector is
+//! allocated at its final length (a `Vec` grown by `push` starts at 4 elements, which
+//! made a one-`@join__field` field cost 4 of these entries), and a field set is one
+//! pointer until a field or key actually has one.
 
 use super::links::Links;
 use super::{SubgraphInfo, SupergraphError, line_of};
@@ -11,26 +16,32 @@ use apollo_compiler::{Name, Node, Schema};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-/// A `join__FieldSet` string, parsed on first use.
+/// A `join__FieldSet` string, parsed on first use. Boxed: one pointer in the
+/// `FieldJoin`/`KeyJoin` entries that hold it (most `@join__field`s have none).
 #[derive(Debug)]
-pub(crate) struct FieldSet {
-    pub(crate) source: String,
+pub(crate) struct FieldSet(Box<FieldSetInner>);
+
+#[derive(Debug)]
+struct FieldSetInner {
+    source: Box<str>,
     parsed: OnceLock<Result<Vec<Sel>, String>>,
 }
 
 impl FieldSet {
-    fn new(source: String) -> Self {
-        FieldSet {
-            source,
+    fn new(source: &str) -> Self {
+        FieldSet(Box::new(FieldSetInner {
+            source: source.into(),
             parsed: OnceLock::new(),
-        }
+        }))
     }
 
     pub(crate) fn selections(&self) -> Result<&[Sel], String> {
-        self.parsed
-            .get_or_init(|| parse_field_set(&self.source))
+        let inner = &*self.0;
+        inner
+            .parsed
+            .get_or_init(|| parse_field_set(&inner.source))
             .as_deref()
-            .map_err(|e| format!("field set {:?}: {e}", self.source))
+            .map_err(|e| format!("field set {:?}: {e}", inner.source))
     }
 }
 
@@ -154,7 +165,7 @@ fn field_set_arg(
 ) -> Result<Option<FieldSet>, SupergraphError> {
     match arg(d, name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(FieldSet::new(s.clone()))),
+        Some(Value::String(s)) => Ok(Some(FieldSet::new(s))),
         Some(other) => Err(SupergraphError::Join {
             line: line_of(schema, d.location()),
             message: format!(
@@ -311,8 +322,13 @@ pub(crate) fn extract(schema: &Schema, links: &Links) -> Result<Extracted, Super
             meta.possible.push((graph, member));
         }
         if let Some(fields) = fields {
+            let mut joined = Vec::new();
             for (field_name, field) in fields {
-                let mut joins = Vec::new();
+                let count = field.directives.get_all(&names.field).count();
+                if count == 0 {
+                    continue;
+                }
+                let mut joins = Vec::with_capacity(count);
                 for d in field.directives.get_all(&names.field) {
                     let graph = match arg(d, "graph") {
                         None | Some(Value::Null) => None,
@@ -341,11 +357,15 @@ pub(crate) fn extract(schema: &Schema, links: &Links) -> Result<Extracted, Super
                         ),
                     });
                 }
-                if !joins.is_empty() {
-                    meta.fields.insert(field_name.clone(), joins);
-                }
+                joined.push((field_name.clone(), joins));
             }
+            // Collected from an exact-size list: the map is allocated once, at its size.
+            meta.fields = joined.into_iter().collect();
         }
+        for t in &mut meta.in_graphs {
+            t.keys.shrink_to_fit();
+        }
+        meta.in_graphs.shrink_to_fit();
         types.insert(type_name.clone(), meta);
     }
     for (interface, graph, object) in implementers {
@@ -353,5 +373,9 @@ pub(crate) fn extract(schema: &Schema, links: &Links) -> Result<Extracted, Super
             meta.possible.push((graph, object));
         }
     }
+    for meta in types.values_mut() {
+        meta.possible.shrink_to_fit();
+    }
+    types.shrink_to_fit();
     Ok((subgraphs, types))
 }

@@ -154,16 +154,18 @@ pub(crate) fn resolve(schema: &Schema) -> Result<Links, SupergraphError> {
         .iter()
         .filter(|d| d.name == link_directive.as_str())
     {
-        let line = line_of(schema, d.location());
+        // Computed only for an error: the first line lookup indexes the whole SDL's lines
+        // (megabytes at 10,000 types) and keeps the index for the schema's lifetime.
+        let line = || line_of(schema, d.location());
         let url = d
             .specified_argument_by_name("url")
             .and_then(|v| v.as_str())
             .ok_or_else(|| SupergraphError::Link {
-                line,
+                line: line(),
                 message: "@link without a url".into(),
             })?;
         let (_identity, name, version) = parse_url(url).ok_or_else(|| SupergraphError::Link {
-            line,
+            line: line(),
             message: format!("malformed @link url {url:?}"),
         })?;
         let prefix = d
@@ -191,7 +193,7 @@ pub(crate) fn resolve(schema: &Schema) -> Result<Links, SupergraphError> {
                         };
                         let Some(n) = get("name") else {
                             return Err(SupergraphError::Link {
-                                line,
+                                line: line(),
                                 message: "@link import entry without a name".into(),
                             });
                         };
@@ -200,7 +202,7 @@ pub(crate) fn resolve(schema: &Schema) -> Result<Links, SupergraphError> {
                     }
                     _ => {
                         return Err(SupergraphError::Link {
-                            line,
+                            line: line(),
                             message: "@link import entries must be strings or {name, as} objects"
                                 .into(),
                         });
@@ -216,7 +218,7 @@ pub(crate) fn resolve(schema: &Schema) -> Result<Links, SupergraphError> {
             url.starts_with("https://specs.apollo.dev/") && KNOWN.iter().any(|(n, _)| *n == name);
         if !known && purpose.is_some() {
             return Err(SupergraphError::Link {
-                line,
+                line: line(),
                 message: format!(
                     "unsupported feature {url} is required for {}",
                     purpose.as_deref().unwrap_or_default()
@@ -225,7 +227,7 @@ pub(crate) fn resolve(schema: &Schema) -> Result<Links, SupergraphError> {
         }
         if name == "join" && !(version.0 == 0 && (2..=5).contains(&version.1)) {
             return Err(SupergraphError::Link {
-                line,
+                line: line(),
                 message: format!(
                     "unsupported join spec version v{}.{} (supported: v0.2 to v0.5)",
                     version.0, version.1
@@ -234,7 +236,7 @@ pub(crate) fn resolve(schema: &Schema) -> Result<Links, SupergraphError> {
         }
         if name == "link" && version.0 != 1 {
             return Err(SupergraphError::Link {
-                line,
+                line: line(),
                 message: format!("unsupported link spec version v{}.{}", version.0, version.1),
             });
         }
