@@ -370,6 +370,9 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("{} is not an Ed25519 PKCS#8 key", key_path.display()))?;
             let addr = config.listen;
             let gateway = portico_gateway::Gateway::new(config, &sdl, signer)?;
+            // The parsed supergraph keeps what it needs: do not hold the text for the
+            // process's lifetime (megabytes on large supergraphs).
+            drop(sdl);
             if let Some(path) = args.config.clone() {
                 spawn_reload_on_sighup(gateway.clone(), path);
             }
