@@ -94,7 +94,7 @@ struct Ctx {
     node: usize,
     /// The object's own selection set (key fields and `__typename` go here).
     object_node: usize,
-    path: Vec<PathSegment>,
+    path: RPath,
     /// The type as the current subgraph sees it (`@interfaceObject`), if not the real one.
     view: Option<Name>,
     /// Directives of conditional fragments between `object_node` and `node`.
@@ -179,6 +179,62 @@ impl Anchor {
     }
 }
 
+/// A response path with its text forms computed once, as it grows: `key` (every
+/// segment, as [`path_key`] prints it) and `scope` (without type conditions: one
+/// selection set of a subgraph request). Cloning is three reference counts.
+#[derive(Debug, Clone, Default)]
+struct RPath {
+    segs: Rc<Vec<PathSegment>>,
+    key: Rc<str>,
+    scope: Rc<str>,
+}
+
+impl RPath {
+    fn join(base: &str, part: &str) -> Rc<str> {
+        if base.is_empty() {
+            Rc::from(part)
+        } else {
+            Rc::from(format!("{base}.{part}"))
+        }
+    }
+
+    /// The path below field `key`, through `lists` list levels.
+    fn field(&self, key: &str, lists: usize) -> RPath {
+        let mut segs = (*self.segs).clone();
+        segs.push(PathSegment::Key(key.to_string()));
+        segs.extend(std::iter::repeat_n(PathSegment::List, lists));
+        let mut tail = key.to_string();
+        for _ in 0..lists {
+            tail.push_str(".@");
+        }
+        RPath {
+            segs: Rc::new(segs),
+            key: Self::join(&self.key, &tail),
+            scope: Self::join(&self.scope, &tail),
+        }
+    }
+
+    /// The same position narrowed to object type `p`.
+    fn narrow(&self, p: &str) -> RPath {
+        let mut segs = (*self.segs).clone();
+        let segment = PathSegment::TypeCondition(vec![p.to_string()]);
+        let key = Self::join(&self.key, &segment.to_string());
+        segs.push(segment);
+        RPath {
+            segs: Rc::new(segs),
+            key,
+            scope: self.scope.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for RPath {
+    type Target = [PathSegment];
+    fn deref(&self) -> &[PathSegment] {
+        &self.segs
+    }
+}
+
 pub(crate) fn path_key(path: &[PathSegment]) -> String {
     path.iter()
         .map(|s| s.to_string())
@@ -215,22 +271,22 @@ struct Walker<'g, 'a> {
     typed: BTreeSet<usize>,
     /// Jumps in progress (response path, type, field): planning a key or `@requires`
     /// input may jump again, and a jump that needs itself is a cycle, not a deeper search.
-    jumping: Vec<(String, Name, Name)>,
+    jumping: Vec<(Rc<str>, Name, Name)>,
     /// Nesting of `walk_selections` calls (bounded: see [`MAX_NESTING`]).
     nesting: usize,
     /// Type (as the subgraph declares it) of each response key per (subgraph, response
     /// path without type conditions): one subgraph selection set must obey GraphQL's
     /// "fields can merge" rule, so a second field under that key with another type
     /// (`String` vs `String!` under `... on User` / `... on Admin`) gets an alias.
-    shapes: HashMap<(usize, String, Name), String>,
+    shapes: HashMap<(usize, Rc<str>, Name), String>,
     /// Aliases given so far per (subgraph, path, response key, type).
-    shape_aliases: HashMap<(usize, String, Name, String), Name>,
+    shape_aliases: HashMap<(usize, Rc<str>, Name, String), Name>,
     /// `@fromContext` variables named so far.
     context_vars: usize,
     /// Object positions by response path (unconditional ones only): a key jump takes its
     /// key from the earliest fetch that already has the object, not necessarily from the
     /// fetch it jumps from, so it need not wait for the latter.
-    positions: HashMap<String, Vec<Ctx>>,
+    positions: HashMap<Rc<str>, Vec<Ctx>>,
 }
 
 /// How deep the walk may nest (operation depth plus the depth of key and `@requires`
@@ -263,7 +319,7 @@ pub(crate) fn walk(
     };
     let mut roots = Vec::new();
     flatten_root(&op.selections, &mut Vec::new(), &mut roots);
-    w.register(&[], &op.selections);
+    w.register("", &op.selections);
     let mut previous: Option<usize> = None;
     for (field, conditions) in &roots {
         let s = w.choose_root_subgraph(&op.root_type, field, op.kind, previous)?;
@@ -289,7 +345,7 @@ pub(crate) fn walk(
             subgraph: s,
             node,
             object_node: root,
-            path: Vec::new(),
+            path: RPath::default(),
             view: None,
             pending: conditions.clone(),
             provided: None,
@@ -425,7 +481,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             ..c.clone()
         };
         self.positions
-            .entry(path_key(&c.path))
+            .entry(c.path.key.clone())
             .or_default()
             .push(at);
     }
@@ -437,7 +493,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             return None;
         }
         self.positions
-            .get(&path_key(&object.path))?
+            .get(&*object.path.key)?
             .iter()
             .filter(|p| {
                 p.group != object.group
@@ -456,13 +512,7 @@ impl<'g, 'a> Walker<'g, 'a> {
         }
         let view = ctx.view.as_ref().unwrap_or(ty);
         let text = self.graph.field_type_text(ctx.subgraph, view, &f.name);
-        let scope: Vec<PathSegment> = ctx
-            .path
-            .iter()
-            .filter(|p| !matches!(p, PathSegment::TypeCondition(_)))
-            .cloned()
-            .collect();
-        let scope = path_key(&scope);
+        let scope = ctx.path.scope.clone();
         let key = f.response_key().clone();
         let slot = (ctx.subgraph, scope.clone(), key.clone());
         match self.shapes.get(&slot) {
@@ -622,13 +672,16 @@ impl<'g, 'a> Walker<'g, 'a> {
 
     // ---- response keys -----------------------------------------------------------
 
-    fn register(&mut self, path: &[PathSegment], sels: &[Sel]) {
+    fn register(&mut self, key: &str, sels: &[Sel]) {
         let mut fields = Vec::new();
         collect_fields(sels, &mut fields);
         if fields.is_empty() {
             return;
         }
-        let reg = self.registry.entry(path_key(path)).or_default();
+        let reg = match self.registry.get_mut(key) {
+            Some(reg) => reg,
+            None => self.registry.entry(key.to_string()).or_default(),
+        };
         for f in fields {
             reg.entry(f.response_key().clone())
                 .or_insert_with(|| signature(f));
@@ -740,7 +793,7 @@ impl<'g, 'a> Walker<'g, 'a> {
         ty: &Name,
         sels: &[Sel],
     ) -> Result<(), PlanError> {
-        self.register(&ctx.path, sels);
+        self.register(&ctx.path.key, sels);
         if self.graph.is_abstract(ty) {
             // Every object of abstract type gets its `__typename` from the fetch that
             // returns it, whatever the fragments select, so the executor always knows
@@ -865,9 +918,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             }
             inner = own;
         }
-        let mut path = ctx.path.clone();
-        path.push(PathSegment::Key(f.response_key().to_string()));
-        path.extend(std::iter::repeat_n(PathSegment::List, depth));
+        let path = ctx.path.field(f.response_key(), depth);
         let mut c = Ctx {
             group: ctx.group,
             subgraph: ctx.subgraph,
@@ -1090,7 +1141,7 @@ impl<'g, 'a> Walker<'g, 'a> {
     /// Field `f` of object type `ty` is not resolvable where we stand: fetch it from the
     /// best other subgraph through an entity fetch.
     fn jump(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<(), PlanError> {
-        let me = (path_key(&ctx.path), ty.clone(), f.name.clone());
+        let me = (ctx.path.key.clone(), ty.clone(), f.name.clone());
         if self.jumping.contains(&me) {
             // Fetching this field needs this very field first (e.g. an `@external` key
             // field that the key jump would need): the subgraph returns the key fields of
@@ -1280,7 +1331,7 @@ impl<'g, 'a> Walker<'g, 'a> {
                     subgraph: s,
                     node: root,
                     object_node: root,
-                    path: Vec::new(),
+                    path: RPath::default(),
                     view: None,
                     pending: Vec::new(),
                     provided: None,
@@ -1311,9 +1362,7 @@ impl<'g, 'a> Walker<'g, 'a> {
                         if graph.is_abstract(&inner) {
                             self.add_typename(at.group, n);
                         }
-                        let mut path = at.path.clone();
-                        path.push(PathSegment::Key(sf.response_key().to_string()));
-                        path.extend(std::iter::repeat_n(PathSegment::List, depth));
+                        let path = at.path.field(sf.response_key(), depth);
                         t = graph.subgraph_field_type(s, &t, &sf.name).unwrap_or(inner);
                         at = Ctx {
                             node: n,
@@ -1597,8 +1646,7 @@ impl<'g, 'a> Walker<'g, 'a> {
         for dirs in &ctx.pending {
             node = self.add_fragment(ctx.group, node, None, dirs);
         }
-        let mut path = ctx.path.clone();
-        path.push(PathSegment::TypeCondition(vec![p.to_string()]));
+        let path = ctx.path.narrow(p);
         let mut c = Ctx {
             object_node,
             node,
