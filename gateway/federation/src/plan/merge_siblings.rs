@@ -67,6 +67,7 @@ pub(crate) fn merge(groups: &mut Groups, budget: &mut Budget) -> Result<(), Plan
                 }
             }
             ea.rewrite_types.extend(eb.rewrite_types);
+            ea.rewrite_all |= eb.rewrite_all;
             let renames = std::mem::take(&mut groups.groups[b].renames);
             for r in renames {
                 if !groups.groups[a].renames.contains(&r) {

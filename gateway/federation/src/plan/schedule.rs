@@ -64,6 +64,13 @@ fn requires_of(entity: &super::walk::Entity) -> Vec<Selection> {
 
 /// `__typename` rewritten to the `@interfaceObject` interface before sending.
 fn input_rewrites_of(entity: &super::walk::Entity) -> Vec<Rewrite> {
+    if entity.rewrite_all {
+        return vec![Rewrite::ValueSetter {
+            path: vec!["__typename".into()],
+            if_typename: Vec::new(),
+            value: serde_json::Value::String(entity.view_type.to_string()),
+        }];
+    }
     if entity.rewrite_types.is_empty() {
         return Vec::new();
     }

@@ -50,6 +50,9 @@ pub(crate) struct Entity {
     pub(crate) requires: IndexMap<Name, Vec<Selection>>,
     /// Concrete types whose `__typename` is rewritten to `view_type` before sending.
     pub(crate) rewrite_types: BTreeSet<Name>,
+    /// Every representation's `__typename` is rewritten to `view_type` (a jump between
+    /// two `@interfaceObject` subgraphs: whatever concrete type is known by then).
+    pub(crate) rewrite_all: bool,
 }
 
 /// One subgraph fetch of the plan.
@@ -283,6 +286,9 @@ struct Walker<'g, 'a> {
     shape_aliases: HashMap<(usize, Rc<str>, Name, String), Name>,
     /// `@fromContext` variables named so far.
     context_vars: usize,
+    /// Set while planning fields the planner needs (keys, `@requires` inputs, context
+    /// selections), as opposed to the client's selections.
+    planner_fields: usize,
     /// Object positions by response path (unconditional ones only): a key jump takes its
     /// key from the earliest fetch that already has the object, not necessarily from the
     /// fetch it jumps from, so it need not wait for the latter.
@@ -315,6 +321,7 @@ pub(crate) fn walk(
         shapes: HashMap::new(),
         shape_aliases: HashMap::new(),
         context_vars: 0,
+        planner_fields: 0,
         positions: HashMap::new(),
     };
     let mut roots = Vec::new();
@@ -650,6 +657,7 @@ impl<'g, 'a> Walker<'g, 'a> {
                         view_type: view.clone(),
                         requires: IndexMap::new(),
                         rewrite_types: BTreeSet::new(),
+                        rewrite_all: false,
                     }),
                 );
                 self.index.entry(key).or_default().push(g);
@@ -769,7 +777,10 @@ impl<'g, 'a> Walker<'g, 'a> {
         sels: &[Sel],
     ) -> Result<Vec<Selection>, PlanError> {
         let resolved = self.alias_resolve(&ctx.path, ty, sels)?;
-        self.walk_selections(ctx, ty, &resolved)?;
+        self.planner_fields += 1;
+        let walked = self.walk_selections(ctx, ty, &resolved);
+        self.planner_fields -= 1;
+        walked?;
         Ok(projection(&resolved))
     }
 
@@ -1679,6 +1690,23 @@ impl<'g, 'a> Walker<'g, 'a> {
                 })
             };
             self.walk_flat(ctx, a, &here)?;
+            // Fields another `@interfaceObject` subgraph resolves go there straight from
+            // here (its representations name the interface, as this subgraph does), in
+            // parallel with resolving the concrete types.
+            let (direct, rest): (Vec<Sel>, Vec<Sel>) = rest.into_iter().partition(|sel| {
+                matches!(sel, Sel::Field(f) if f.name != "__typename"
+                    && self.interface_object_peer(s, a, f).is_some())
+            });
+            for sel in &direct {
+                if let Sel::Field(f) = sel {
+                    self.jump_between_interface_objects(ctx, a, f)?;
+                }
+            }
+            if rest.is_empty() && self.planner_fields > 0 {
+                // Key fields the interface object gives itself: no concrete type needed
+                // (the client's own selection of this position resolves it).
+                return Ok(());
+            }
             return self.resolve_interface_object(ctx, a, &rest);
         }
         let possible = graph.possible_types(s, a);
@@ -1724,6 +1752,74 @@ impl<'g, 'a> Walker<'g, 'a> {
             self.walk_selections(&c, p, sels)?;
         }
         Ok(())
+    }
+
+    /// Another subgraph that sees `a` as an `@interfaceObject`, resolves `a.f` without
+    /// `@requires`, and has a resolvable key `s` can give (for jumps between interface
+    /// objects, where no concrete type is needed).
+    fn interface_object_peer(&self, s: usize, a: &Name, f: &Field) -> Option<usize> {
+        let graph = self.graph;
+        graph.type_graphs(a).into_iter().find(|&y| {
+            y != s
+                && graph.is_interface_object(y, a)
+                && graph
+                    .field_local(y, a, &f.name)
+                    .is_some_and(|l| l.requires.is_none() && !l.context)
+                && graph.resolvable_keys(y, a).any(|k| {
+                    k.fields
+                        .selections()
+                        .is_ok_and(|sels| graph.obtainable(s, a, sels))
+                })
+        })
+    }
+
+    /// `a.f` from another `@interfaceObject` subgraph, jumping from this one by a key;
+    /// representations keep (or are rewritten to) the interface's name.
+    fn jump_between_interface_objects(
+        &mut self,
+        ctx: &Ctx,
+        a: &Name,
+        f: &Field,
+    ) -> Result<(), PlanError> {
+        let graph = self.graph;
+        let Some(y) = self.interface_object_peer(ctx.subgraph, a, f) else {
+            return Err(PlanError::Internal(format!(
+                "no @interfaceObject peer for {a}.{}",
+                f.name
+            )));
+        };
+        let cand = Candidate {
+            subgraph: y,
+            via: None,
+        };
+        let Some(route) = self.route(ctx, a, &cand, false)? else {
+            return Err(PlanError::Internal(format!(
+                "no key into {a} of subgraph {y}"
+            )));
+        };
+        let object = Ctx {
+            node: ctx.object_node,
+            pending: Vec::new(),
+            ..ctx.clone()
+        };
+        let mut cur = self.enter(object, a, route, Vec::new(), &[])?;
+        // Once other fetches have named the concrete type, send the interface's name.
+        if let Some(e) = self.out.groups[cur.group].entity.as_mut() {
+            e.rewrite_all = true;
+        }
+        let mut node = cur.node;
+        for dirs in &ctx.pending {
+            node = self.add_fragment(cur.group, node, None, dirs);
+        }
+        cur.node = node;
+        cur.pending = ctx.pending.clone();
+        cur.view = Some(a.clone());
+        let provided = match graph.field_local(y, a, &f.name).and_then(|l| l.provides) {
+            Some(fs) => Some(field_set(fs, || format!("{a}.{}", f.name))?.to_vec()),
+            None => None,
+        };
+        let n = self.add_checked(&cur, a, f)?;
+        self.recurse(&cur, a, f, n, provided)
     }
 
     /// Walks fields of `a` directly (used when an `@interfaceObject` answers everything).
