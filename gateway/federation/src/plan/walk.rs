@@ -868,15 +868,48 @@ impl<'g, 'a> Walker<'g, 'a> {
                     && !local.context
                     && !self.stuck_in_value_type(ctx, ty, f)? =>
             {
-                let provided = match local.provides {
-                    Some(fs) => Some(field_set(fs, || format!("{view}.{}", f.name))?.to_vec()),
-                    None => None,
-                };
-                let n = self.add_checked(ctx, ty, f)?;
-                self.recurse(ctx, ty, f, n, provided)
+                self.take_field(ctx, ty, f, local.provides)
             }
             _ => self.jump(ctx, ty, f),
         }
+    }
+
+    /// The object's own position at `ctx` (where key fields and `__typename` go).
+    fn object_of(ctx: &Ctx) -> Ctx {
+        Ctx {
+            node: ctx.object_node,
+            pending: Vec::new(),
+            ..ctx.clone()
+        }
+    }
+
+    /// Replays the conditional fragments `pending` (between an object's selection and
+    /// the current position) under `at`, so a field moved to another fetch keeps its
+    /// `@skip`/`@include`.
+    fn reapply_pending(&mut self, at: &mut Ctx, pending: &[Vec<Node<Directive>>]) {
+        let mut node = at.node;
+        for dirs in pending {
+            node = self.add_fragment(at.group, node, None, dirs);
+        }
+        at.node = node;
+        at.pending = pending.to_vec();
+    }
+
+    /// Takes field `f` of `ty` at `at` (whose subgraph resolves it, with `provides` as
+    /// that subgraph declares it) and walks its sub-selections there.
+    fn take_field(
+        &mut self,
+        at: &Ctx,
+        ty: &Name,
+        f: &Field,
+        provides: Option<&FieldSet>,
+    ) -> Result<(), PlanError> {
+        let provided = match provides {
+            Some(fs) => Some(field_set(fs, || format!("{ty}.{}", f.name))?.to_vec()),
+            None => None,
+        };
+        let n = self.add_checked(at, ty, f)?;
+        self.recurse(at, ty, f, n, provided)
     }
 
     /// Would staying in the current subgraph for `f` strand selections on a value type
@@ -1181,19 +1214,17 @@ impl<'g, 'a> Walker<'g, 'a> {
     fn jump_inner(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<(), PlanError> {
         let graph = self.graph;
         let mut best: Option<Choice<'a>> = None;
-        let mut from_context = false;
         for relaxed in [false, true] {
             if best.is_some() {
                 break;
             }
             for (i, cand) in graph.candidates(ty, &f.name).into_iter().enumerate() {
                 let view = cand.via.clone().unwrap_or_else(|| ty.clone());
-                let local = graph.field_local(cand.subgraph, &view, &f.name);
-                if local.is_some_and(|l| l.context) {
-                    from_context = true;
-                    continue;
-                }
-                let requires = local.and_then(|l| l.requires);
+                // (Fields with `@fromContext` arguments never get here: `walk_field`
+                // sends them to `context_field`.)
+                let requires = graph
+                    .field_local(cand.subgraph, &view, &f.name)
+                    .and_then(|l| l.requires);
                 let Some(route) = self.route(ctx, ty, &cand, relaxed)? else {
                     continue;
                 };
@@ -1217,14 +1248,6 @@ impl<'g, 'a> Walker<'g, 'a> {
             if self.reanchor(ctx, ty, f)? {
                 return Ok(());
             }
-            if from_context {
-                return Err(PlanError::Unsupported {
-                    coordinate: format!("{ty}.{}", f.name),
-                    reason: "its arguments come from an ancestor's @context (@fromContext), \
-                             which Portico's planner does not support yet"
-                        .into(),
-                });
-            }
             return Err(PlanError::Unresolvable {
                 type_name: ty.to_string(),
                 field: f.name.to_string(),
@@ -1238,11 +1261,7 @@ impl<'g, 'a> Walker<'g, 'a> {
         let target_view = cand.via.clone().unwrap_or_else(|| ty.clone());
         let target_local = graph.field_local(cand.subgraph, &target_view, &f.name);
 
-        let object = Ctx {
-            node: ctx.object_node,
-            pending: Vec::new(),
-            ..ctx.clone()
-        };
+        let object = Self::object_of(ctx);
         // `@requires` inputs first, from where we stand (they may jump too).
         let mut required = Vec::new();
         let mut extra = Vec::new();
@@ -1255,18 +1274,8 @@ impl<'g, 'a> Walker<'g, 'a> {
             extra.dedup();
         }
         let mut cur = self.enter(object, ty, route, required, &extra)?;
-        let mut node = cur.node;
-        for dirs in &ctx.pending {
-            node = self.add_fragment(cur.group, node, None, dirs);
-        }
-        cur.node = node;
-        cur.pending = ctx.pending.clone();
-        let provided = match target_local.and_then(|l| l.provides) {
-            Some(fs) => Some(field_set(fs, || format!("{target_view}.{}", f.name))?.to_vec()),
-            None => None,
-        };
-        let n = self.add_checked(&cur, ty, f)?;
-        self.recurse(&cur, ty, f, n, provided)
+        self.reapply_pending(&mut cur, &ctx.pending);
+        self.take_field(&cur, ty, f, target_local.and_then(|l| l.provides))
     }
 
     /// `f` of the value type `ty` is resolvable elsewhere but there is no key to jump by:
@@ -1510,18 +1519,8 @@ impl<'g, 'a> Walker<'g, 'a> {
                 ),
             });
         };
-        let object = Ctx {
-            node: ctx.object_node,
-            pending: Vec::new(),
-            ..ctx.clone()
-        };
-        let mut cur = self.enter(object, ty, route, Vec::new(), &extra)?;
-        let mut node = cur.node;
-        for dirs in &ctx.pending {
-            node = self.add_fragment(cur.group, node, None, dirs);
-        }
-        cur.node = node;
-        cur.pending = ctx.pending.clone();
+        let mut cur = self.enter(Self::object_of(ctx), ty, route, Vec::new(), &extra)?;
+        self.reapply_pending(&mut cur, &ctx.pending);
         for a in context_args {
             let group = &mut self.out.groups[cur.group];
             if !group.context_args.contains(&a) {
@@ -1532,12 +1531,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             arguments,
             ..f.clone()
         };
-        let provided = match local.provides {
-            Some(fs) => Some(field_set(fs, || format!("{view}.{}", f.name))?.to_vec()),
-            None => None,
-        };
-        let n = self.add_checked(&cur, ty, &field)?;
-        self.recurse(&cur, ty, &field, n, provided)
+        self.take_field(&cur, ty, &field, local.provides)
     }
 
     /// Follows a chain of key jumps from `object` (an object position of type `ty`):
@@ -1693,15 +1687,20 @@ impl<'g, 'a> Walker<'g, 'a> {
             // Fields another `@interfaceObject` subgraph resolves go there straight from
             // here (its representations name the interface, as this subgraph does), in
             // parallel with resolving the concrete types.
-            let (direct, rest): (Vec<Sel>, Vec<Sel>) = rest.into_iter().partition(|sel| {
-                matches!(sel, Sel::Field(f) if f.name != "__typename"
-                    && self.interface_object_peer(s, a, f).is_some())
-            });
-            for sel in &direct {
-                if let Sel::Field(f) = sel {
-                    self.jump_between_interface_objects(ctx, a, f)?;
+            let mut others = Vec::with_capacity(rest.len());
+            for sel in rest {
+                let peer = match &sel {
+                    Sel::Field(f) if f.name != "__typename" => self.interface_object_peer(s, a, f),
+                    _ => None,
+                };
+                match (peer, &sel) {
+                    (Some(y), Sel::Field(f)) => {
+                        self.jump_between_interface_objects(ctx, a, f, y)?
+                    }
+                    _ => others.push(sel),
                 }
             }
+            let rest = others;
             if rest.is_empty() && self.planner_fields > 0 {
                 // Key fields the interface object gives itself: no concrete type needed
                 // (the client's own selection of this position resolves it).
@@ -1780,14 +1779,9 @@ impl<'g, 'a> Walker<'g, 'a> {
         ctx: &Ctx,
         a: &Name,
         f: &Field,
+        y: usize,
     ) -> Result<(), PlanError> {
         let graph = self.graph;
-        let Some(y) = self.interface_object_peer(ctx.subgraph, a, f) else {
-            return Err(PlanError::Internal(format!(
-                "no @interfaceObject peer for {a}.{}",
-                f.name
-            )));
-        };
         let cand = Candidate {
             subgraph: y,
             via: None,
@@ -1797,29 +1791,15 @@ impl<'g, 'a> Walker<'g, 'a> {
                 "no key into {a} of subgraph {y}"
             )));
         };
-        let object = Ctx {
-            node: ctx.object_node,
-            pending: Vec::new(),
-            ..ctx.clone()
-        };
-        let mut cur = self.enter(object, a, route, Vec::new(), &[])?;
+        let mut cur = self.enter(Self::object_of(ctx), a, route, Vec::new(), &[])?;
         // Once other fetches have named the concrete type, send the interface's name.
         if let Some(e) = self.out.groups[cur.group].entity.as_mut() {
             e.rewrite_all = true;
         }
-        let mut node = cur.node;
-        for dirs in &ctx.pending {
-            node = self.add_fragment(cur.group, node, None, dirs);
-        }
-        cur.node = node;
-        cur.pending = ctx.pending.clone();
+        self.reapply_pending(&mut cur, &ctx.pending);
         cur.view = Some(a.clone());
-        let provided = match graph.field_local(y, a, &f.name).and_then(|l| l.provides) {
-            Some(fs) => Some(field_set(fs, || format!("{a}.{}", f.name))?.to_vec()),
-            None => None,
-        };
-        let n = self.add_checked(&cur, a, f)?;
-        self.recurse(&cur, a, f, n, provided)
+        let provides = graph.field_local(y, a, &f.name).and_then(|l| l.provides);
+        self.take_field(&cur, a, f, provides)
     }
 
     /// Walks fields of `a` directly (used when an `@interfaceObject` answers everything).
