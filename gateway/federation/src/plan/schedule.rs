@@ -62,21 +62,20 @@ fn requires_of(entity: &super::walk::Entity) -> Vec<Selection> {
         .collect()
 }
 
-/// `__typename` rewritten to the `@interfaceObject` interface before sending.
+/// `__typename` rewritten to the `@interfaceObject` interface before sending: for the
+/// concrete types in `rewrite_types`, or for every representation (`rewrite_all`).
 fn input_rewrites_of(entity: &super::walk::Entity) -> Vec<Rewrite> {
-    if entity.rewrite_all {
-        return vec![Rewrite::ValueSetter {
-            path: vec!["__typename".into()],
-            if_typename: Vec::new(),
-            value: serde_json::Value::String(entity.view_type.to_string()),
-        }];
-    }
-    if entity.rewrite_types.is_empty() {
+    if !entity.rewrite_all && entity.rewrite_types.is_empty() {
         return Vec::new();
     }
+    let if_typename = if entity.rewrite_all {
+        Vec::new()
+    } else {
+        entity.rewrite_types.iter().map(|t| t.to_string()).collect()
+    };
     vec![Rewrite::ValueSetter {
         path: vec!["__typename".into()],
-        if_typename: entity.rewrite_types.iter().map(|t| t.to_string()).collect(),
+        if_typename,
         value: serde_json::Value::String(entity.view_type.to_string()),
     }]
 }
@@ -222,6 +221,14 @@ fn combine(sequence: bool, parts: Vec<PlanNode>) -> Option<PlanNode> {
     }
 }
 
+/// Joins the sets of `a` and `b` (the smaller root wins, so roots are deterministic).
+fn union(parent: &mut [usize], a: usize, b: usize) {
+    let (a, b) = (find(parent, a), find(parent, b));
+    if a != b {
+        parent[a.max(b)] = a.min(b);
+    }
+}
+
 /// Union-find root of `x`.
 fn find(parent: &mut [usize], mut x: usize) -> usize {
     while parent[x] != x {
@@ -280,10 +287,7 @@ impl Scheduler<'_, '_, '_> {
         for (i, &g) in ids.iter().enumerate() {
             self.budget.tick()?;
             for d in self.deps_in(g, set).collect::<Vec<_>>() {
-                let (a, b) = (find(&mut parent, i), find(&mut parent, pos[&d]));
-                if a != b {
-                    parent[a.max(b)] = a.min(b);
-                }
+                union(&mut parent, i, pos[&d]);
             }
         }
         let mut components: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
@@ -308,12 +312,7 @@ impl Scheduler<'_, '_, '_> {
                         continue;
                     };
                     match first_with.get(&(s, level)) {
-                        Some(&other) => {
-                            let (a, b) = (find(&mut owner, c), find(&mut owner, other));
-                            if a != b {
-                                owner[a.max(b)] = a.min(b);
-                            }
-                        }
+                        Some(&other) => union(&mut owner, c, other),
                         None => {
                             first_with.insert((s, level), c);
                         }
@@ -387,16 +386,18 @@ impl Scheduler<'_, '_, '_> {
         if ready.is_empty() {
             return Err(PlanError::Internal("fetch dependency cycle".into()));
         }
+        let subgraphs: Vec<Option<usize>> =
+            ready.iter().map(|&g| batchable(self.groups, g)).collect();
         let mut by_subgraph: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for &g in &ready {
-            if let Some(s) = batchable(self.groups, g) {
-                by_subgraph.entry(s).or_default().push(g);
+        for (&g, s) in ready.iter().zip(&subgraphs) {
+            if let Some(s) = s {
+                by_subgraph.entry(*s).or_default().push(g);
             }
         }
         let mut first: Vec<PlanNode> = Vec::with_capacity(ready.len());
-        for &g in &ready {
+        for (&g, s) in ready.iter().zip(&subgraphs) {
             self.budget.tick()?;
-            let batch = batchable(self.groups, g)
+            let batch = s
                 .and_then(|s| by_subgraph.get(&s))
                 .filter(|gs| gs.len() > 1);
             let node = match batch {
