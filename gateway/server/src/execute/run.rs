@@ -219,6 +219,7 @@ impl<'a> Run<'a> {
             })
             .collect();
         let rewrites: Vec<&[Rewrite]> = vec![&fetch.output_rewrites; aliases.len()];
+        let aliases: Vec<&str> = aliases.iter().map(String::as_str).collect();
         self.finish_entities(&fetch.service_name, response, &aliases, &by_reps, &rewrites);
     }
 
@@ -286,7 +287,7 @@ impl<'a> Run<'a> {
         self.finish_entities(
             &fetch.service_name,
             response,
-            &["_entities".to_string()],
+            &["_entities"],
             std::slice::from_ref(&by_rep),
             &[&fetch.output_rewrites],
         );
@@ -331,10 +332,10 @@ impl<'a> Run<'a> {
         else {
             return;
         };
-        let aliases: Vec<String> = fetch
+        let aliases: Vec<&str> = fetch
             .entity_batches
             .iter()
-            .map(|b| b.alias.clone())
+            .map(|b| b.alias.as_str())
             .collect();
         let rewrites: Vec<&[Rewrite]> = fetch
             .entity_batches
@@ -387,7 +388,7 @@ impl<'a> Run<'a> {
         &self,
         service: &str,
         response: SubgraphResponse,
-        aliases: &[String],
+        aliases: &[&str],
         batches: &[Vec<Vec<&Vec<PathElem>>>],
         output_rewrites: &[&[Rewrite]],
     ) {
@@ -403,7 +404,7 @@ impl<'a> Run<'a> {
             let rewrites = output_rewrites.get(i).copied().unwrap_or(&[]);
             self.scatter(
                 service,
-                data.remove(alias),
+                data.remove(*alias),
                 by_rep,
                 rewrites,
                 errors.is_empty(),
@@ -413,7 +414,10 @@ impl<'a> Run<'a> {
         for raw in errors {
             let e = subgraph_error(raw, service);
             push_remapped(&mut out, e, |alias| {
-                aliases.iter().position(|a| a == alias).map(|i| &batches[i])
+                aliases
+                    .iter()
+                    .position(|a| *a == alias)
+                    .map(|i| &batches[i])
             });
         }
     }
