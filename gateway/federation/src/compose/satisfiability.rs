@@ -609,11 +609,8 @@ impl<'a, 'g> Walk<'a, 'g> {
     /// (`category { id tag }` with `tag` only in another subgraph of `Category`), as the
     /// planner does. Nesting is bounded by [`MAX_KEY_NESTING`].
     fn key_obtainable_nested(&mut self, from: &[usize], ty: &str, sels: &[Sel]) -> bool {
-        if self.key_obtainable(from, ty, sels) {
-            return true;
-        }
         if self.key_nesting >= MAX_KEY_NESTING {
-            return false;
+            return self.key_obtainable(from, ty, sels);
         }
         self.key_nesting += 1;
         let ok = sels.iter().all(|sel| {
