@@ -29,6 +29,8 @@
 //! Portico is worse are printed and kept in `tests/fixtures/PLAN_QUALITY_GAPS`
 //! (`UPDATE_PLAN_QUALITY=1` rewrites it).
 
+#[cfg(test)]
+mod coverage;
 pub mod subgraph;
 
 use std::collections::BTreeMap;
@@ -148,20 +150,26 @@ async fn run_case(name: &str, known_failure: bool) -> (Vec<String>, Option<PlanS
     }
 }
 
-async fn run_case_inner(
-    name: &str,
-    known_failure: bool,
-) -> Result<(Vec<String>, Option<PlanShape>), String> {
+/// A case's data-driven subgraphs and a gateway in front of them, on real sockets.
+struct Served {
+    subgraphs: Vec<TestSubgraph>,
+    addr: std::net::SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Starts case `name`'s subgraphs (with their data) and a dev-mode gateway on its
+/// supergraph, with cost limits and rate limiting off.
+async fn serve_case(name: &str) -> Result<Served, String> {
     let dir = fixtures().join(name);
-    let read =
-        |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{name}/{f}: {e}"));
-    let supergraph = read("supergraph.graphql")?;
-    let operation = read("operation.graphql")?;
-    let variables = read_json(&dir.join("variables.json"))?.unwrap_or(Value::Null);
+    let supergraph = std::fs::read_to_string(dir.join("supergraph.graphql"))
+        .map_err(|e| format!("{name}/supergraph.graphql: {e}"))?;
     let config = read_json(&dir.join("config.json"))?.unwrap_or(Value::Null);
-    let expected = read_json(&dir.join("expected.json"))?
-        .ok_or_else(|| format!("{name}: no expected.json (run tests/fixtures/reference.mjs)"))?;
-    let requests = read_json(&dir.join("requests.json"))?;
 
     // Subgraphs.
     let shared = Arc::new(Shared::default());
@@ -219,6 +227,27 @@ async fn run_case_inner(
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
+    Ok(Served {
+        subgraphs,
+        addr,
+        server,
+    })
+}
+
+async fn run_case_inner(
+    name: &str,
+    known_failure: bool,
+) -> Result<(Vec<String>, Option<PlanShape>), String> {
+    let dir = fixtures().join(name);
+    let read =
+        |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{name}/{f}: {e}"));
+    let operation = read("operation.graphql")?;
+    let variables = read_json(&dir.join("variables.json"))?.unwrap_or(Value::Null);
+    let expected = read_json(&dir.join("expected.json"))?
+        .ok_or_else(|| format!("{name}: no expected.json (run tests/fixtures/reference.mjs)"))?;
+    let requests = read_json(&dir.join("requests.json"))?;
+    let served = serve_case(name).await?;
+    let (addr, subgraphs) = (served.addr, &served.subgraphs);
 
     // Request.
     let mut body = serde_json::json!({ "query": operation });
@@ -233,7 +262,6 @@ async fn run_case_inner(
         .json(&body)
         .send()
         .await;
-    server.abort();
     let response = response.map_err(|e| format!("request failed: {e}"))?;
     let status = response.status();
     let text = response.text().await.map_err(|e| e.to_string())?;
@@ -263,7 +291,7 @@ async fn run_case_inner(
         }
     }
     if let Some(Value::Object(wanted)) = requests {
-        for sg in &subgraphs {
+        for sg in subgraphs {
             let want = wanted.get(&sg.name).and_then(|v| v.as_u64()).unwrap_or(0);
             let got = sg.request_count() as u64;
             if want != got {

@@ -15,6 +15,7 @@
 pub mod model;
 pub use model::*;
 
+pub mod coverage;
 pub(crate) mod graph;
 pub(crate) mod merge_siblings;
 pub(crate) mod operation;

@@ -72,7 +72,7 @@ pub(crate) struct Group {
     pub(crate) context_args: Vec<super::ContextArgument>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Groups {
     pub(crate) groups: Vec<Group>,
     pub(crate) nodes: Vec<SelNode>,
@@ -293,6 +293,15 @@ struct Walker<'g, 'a> {
     /// key from the earliest fetch that already has the object, not necessarily from the
     /// fetch it jumps from, so it need not wait for the latter.
     positions: HashMap<Rc<str>, Vec<Ctx>>,
+    /// Set while an option is being tried (see [`Walker::choose`]): options inside it are
+    /// taken by the heuristic order, not tried in turn.
+    speculating: bool,
+    /// `nesting` when the current trial started: a trial looks [`TRIAL_DEPTH`] levels
+    /// below its decision, not further.
+    trial_floor: usize,
+    /// Steps spent trying options so far, and the most allowed per plan.
+    spec_used: usize,
+    spec_max: usize,
 }
 
 /// How deep the walk may nest (operation depth plus the depth of key and `@requires`
@@ -305,6 +314,8 @@ pub(crate) fn walk(
     op: &Operation,
     budget: &mut Budget,
 ) -> Result<Groups, PlanError> {
+    // Trying options may take as many steps again as the plan itself may.
+    let spec_max = budget.max;
     let mut w = Walker {
         graph,
         budget,
@@ -323,46 +334,21 @@ pub(crate) fn walk(
         context_vars: 0,
         planner_fields: 0,
         positions: HashMap::new(),
+        speculating: false,
+        trial_floor: 0,
+        spec_used: 0,
+        spec_max,
     };
     let mut roots = Vec::new();
     flatten_root(&op.selections, &mut Vec::new(), &mut roots);
     w.register("", &op.selections);
     let mut previous: Option<usize> = None;
     for (field, conditions) in &roots {
-        let s = w.choose_root_subgraph(&op.root_type, field, op.kind, previous)?;
-        if op.kind == OperationKind::Mutation && previous.is_some_and(|p| p != s) {
-            w.segment += 1;
-        }
-        previous = Some(s);
-        let group = match w.root_groups.get(&(w.segment, s)) {
-            Some(g) => *g,
-            None => {
-                let g = w.new_group(s, None);
-                w.root_groups.insert((w.segment, s), g);
-                g
-            }
-        };
-        let root = w.out.groups[group].root;
-        let mut node = root;
-        for dirs in conditions {
-            node = w.add_fragment(group, node, None, dirs);
-        }
-        let mut ctx = Ctx {
-            group,
-            subgraph: s,
-            node,
-            object_node: root,
-            path: RPath::default(),
-            view: None,
-            pending: conditions.clone(),
-            provided: None,
-            anchor: None,
-            frames: None,
-        };
-        if op.kind == OperationKind::Query {
-            ctx.anchor = Some(Anchor::at(&ctx, &op.root_type, true));
-        }
-        w.walk_field(&ctx, &op.root_type, field)?;
+        let (options, dominant) = w.root_options(&op.root_type, field, op.kind, previous)?;
+        let chosen = w.choose(&options, dominant, |w, &s| {
+            w.plan_root_field(op, field, conditions, s, previous)
+        })?;
+        previous = Some(options[chosen]);
     }
     Ok(w.out)
 }
@@ -394,6 +380,51 @@ fn flatten_root(
 /// Score (new fetches, fields still elsewhere, candidate order), candidate, route.
 type Choice<'a> = ((usize, usize, usize), Candidate, Vec<Hop<'a>>);
 
+/// Most steps one trial of an option may take (see [`Walker::choose`]); a trial that
+/// needs more counts as unknown, and the heuristic order decides.
+const TRIAL_STEPS: usize = 4_000;
+
+/// What copying one selection node or group of the walk's state counts as, in steps.
+const COPY_STEPS: usize = 8;
+
+/// Steps every plan may spend on trials, whatever its size (see
+/// [`Walker::trial_allowance`]).
+const TRIAL_FLOOR: usize = 5_000;
+
+/// How many levels of selections below a decision its trials plan (see
+/// [`Walker::choose`]): options are compared on what they cost that far.
+const TRIAL_DEPTH: usize = 6;
+
+/// What a plan costs, compared in this order: subgraph requests, then the longest
+/// sequence of dependent requests, then the data asked for (selection nodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Cost {
+    fetches: usize,
+    depth: usize,
+    data: usize,
+}
+
+/// The walk's decisions so far (see [`Walker::snapshot`]).
+#[derive(Clone)]
+struct Snapshot {
+    out: Groups,
+    index: HashMap<(usize, usize, String, Name), Vec<usize>>,
+    root_groups: HashMap<(usize, usize), usize>,
+    registry: HashMap<String, IndexMap<Name, String>>,
+    touched: Vec<usize>,
+    segment: usize,
+    aliases: usize,
+    typed: BTreeSet<usize>,
+    jumping: Vec<(Rc<str>, Name, Name)>,
+    nesting: usize,
+    shapes: HashMap<(usize, Rc<str>, Name), String>,
+    shape_aliases: HashMap<(usize, Rc<str>, Name, String), Name>,
+    context_vars: usize,
+    planner_fields: usize,
+    positions: HashMap<Rc<str>, Vec<Ctx>>,
+}
+
+#[derive(Clone)]
 struct Hop<'a> {
     subgraph: usize,
     via: Option<Name>,
@@ -784,6 +815,179 @@ impl<'g, 'a> Walker<'g, 'a> {
         Ok(projection(&resolved))
     }
 
+    // ---- options and the cost model ---------------------------------------------
+
+    /// A copy of everything the walk has decided so far.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            out: self.out.clone(),
+            index: self.index.clone(),
+            root_groups: self.root_groups.clone(),
+            registry: self.registry.clone(),
+            touched: self.touched.clone(),
+            segment: self.segment,
+            aliases: self.aliases,
+            typed: self.typed.clone(),
+            jumping: self.jumping.clone(),
+            nesting: self.nesting,
+            shapes: self.shapes.clone(),
+            shape_aliases: self.shape_aliases.clone(),
+            context_vars: self.context_vars,
+            planner_fields: self.planner_fields,
+            positions: self.positions.clone(),
+        }
+    }
+
+    fn restore(&mut self, s: Snapshot) {
+        self.out = s.out;
+        self.index = s.index;
+        self.root_groups = s.root_groups;
+        self.registry = s.registry;
+        self.touched = s.touched;
+        self.segment = s.segment;
+        self.aliases = s.aliases;
+        self.typed = s.typed;
+        self.jumping = s.jumping;
+        self.nesting = s.nesting;
+        self.shapes = s.shapes;
+        self.shape_aliases = s.shape_aliases;
+        self.context_vars = s.context_vars;
+        self.planner_fields = s.planner_fields;
+        self.positions = s.positions;
+    }
+
+    /// The cost of the plan decided so far (see [`Cost`]).
+    fn cost(&self) -> Cost {
+        let groups = &self.out.groups;
+        // Level of each group: 0 without dependencies, else 1 + the deepest dependency
+        // (an explicit stack: dependency chains are as long as the operation is deep).
+        let mut level: Vec<Option<usize>> = vec![None; groups.len()];
+        for start in 0..groups.len() {
+            let mut stack = vec![(start, false)];
+            while let Some((g, expanded)) = stack.pop() {
+                if level[g].is_some() {
+                    continue;
+                }
+                if expanded {
+                    let l = groups[g]
+                        .deps
+                        .iter()
+                        .map(|&d| level[d].map_or(0, |l| l + 1))
+                        .max()
+                        .unwrap_or(0);
+                    level[g] = Some(l);
+                    continue;
+                }
+                stack.push((g, true));
+                // A dependency already on the stack (a cycle, which the walk never
+                // builds) counts as level 0 instead of looping.
+                stack.extend(
+                    groups[g]
+                        .deps
+                        .iter()
+                        .filter(|&&d| level[d].is_none() && d != g)
+                        .map(|&d| (d, false)),
+                );
+            }
+        }
+        // Entity fetches to one subgraph at one level share a request (the scheduler's
+        // batches); root fetches are one request per subgraph and mutation segment.
+        let mut requests = BTreeSet::new();
+        let mut depth = 0;
+        for (g, group) in groups.iter().enumerate() {
+            if group.merged {
+                continue;
+            }
+            let l = level[g].unwrap_or(0);
+            depth = depth.max(l + 1);
+            requests.insert((group.segment, group.subgraph, l, group.entity.is_some()));
+        }
+        Cost {
+            fetches: requests.len(),
+            depth,
+            data: self.out.nodes.len(),
+        }
+    }
+
+    /// Steps trials may still take: [`TRIAL_FLOOR`] plus as many as the plan itself has
+    /// taken so far, so trying options at most about doubles the work of a large
+    /// plan, and never exceeds what the plan's budget allows.
+    fn trial_allowance(&self) -> usize {
+        (TRIAL_FLOOR + self.budget.used / 2)
+            .min(self.spec_max)
+            .saturating_sub(self.spec_used)
+    }
+
+    fn may_try(&self) -> bool {
+        self.trial_allowance() > 0
+    }
+
+    /// Takes one of `options` (best first by the heuristic) with `apply`, and returns
+    /// its index. When the first is not `dominant` and trying is allowed, every option
+    /// is tried from the same state and the one whose plan costs least (fewest
+    /// requests, then shortest sequence, then least data; ties go to the heuristic
+    /// order) is taken; options that fail to plan are skipped, so an option that would
+    /// fail below is never taken while another succeeds. Inside a trial, options are
+    /// taken in heuristic order (no nested trials) and planned [`TRIAL_DEPTH`] levels
+    /// deep; each trial has a step limit ([`TRIAL_STEPS`]), and trials stop once they
+    /// have used their allowance ([`Walker::trial_allowance`]): from then on the
+    /// heuristic order decides.
+    fn choose<O>(
+        &mut self,
+        options: &[O],
+        dominant: bool,
+        apply: impl Fn(&mut Self, &O) -> Result<(), PlanError>,
+    ) -> Result<usize, PlanError> {
+        let Some(first) = options.first() else {
+            return Err(PlanError::Internal("no option to choose from".into()));
+        };
+        if options.len() == 1 || dominant || self.speculating || !self.may_try() {
+            apply(self, first)?;
+            return Ok(0);
+        }
+        // Copying the state costs about [`COPY_STEPS`] steps per selection node and
+        // group: it is copied once, then restored after each trial (a copy each time,
+        // but for the last).
+        let copy = COPY_STEPS * (self.out.nodes.len() + self.out.groups.len());
+        self.spec_used += copy;
+        let mut base = Some(self.snapshot());
+        let (used, max) = (self.budget.used, self.budget.max);
+        let mut best: Option<(Cost, usize)> = None;
+        for (i, option) in options.iter().enumerate() {
+            let limit = TRIAL_STEPS.min(self.trial_allowance());
+            self.budget.used = 0;
+            self.budget.max = limit;
+            self.speculating = true;
+            self.trial_floor = self.nesting;
+            let result = apply(self, option);
+            self.speculating = false;
+            self.spec_used += self.budget.used;
+            self.budget.used = used;
+            self.budget.max = max;
+            // A failed trial, or one too costly to finish (unknown, not worse), is not
+            // chosen unless no trial succeeds.
+            if result.is_ok() {
+                let cost = self.cost();
+                if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                    best = Some((cost, i));
+                }
+            }
+            let go_on = i + 1 < options.len() && self.trial_allowance() > copy;
+            let snapshot = if go_on { base.clone() } else { base.take() };
+            if let Some(snapshot) = snapshot {
+                self.restore(snapshot);
+            }
+            if !go_on {
+                break;
+            }
+            self.spec_used += copy;
+        }
+        // No trial succeeded: the heuristic's first, failing as it would have.
+        let pick = best.map_or(0, |(_, i)| i);
+        apply(self, &options[pick])?;
+        Ok(pick)
+    }
+
     // ---- the walk ----------------------------------------------------------------
 
     fn walk_selections(&mut self, ctx: &Ctx, ty: &Name, sels: &[Sel]) -> Result<(), PlanError> {
@@ -791,6 +995,9 @@ impl<'g, 'a> Walker<'g, 'a> {
             return Err(PlanError::TooDeep {
                 max_depth: MAX_NESTING,
             });
+        }
+        if self.speculating && self.nesting >= self.trial_floor + TRIAL_DEPTH {
+            return Ok(());
         }
         self.nesting += 1;
         let result = self.walk_selections_inner(ctx, ty, sels);
@@ -924,13 +1131,13 @@ impl<'g, 'a> Walker<'g, 'a> {
         if self.graph.has_keys(&inner) || self.graph.is_abstract(&inner) {
             return Ok(false);
         }
-        if self.nonlocal(ctx.subgraph, &inner, &f.selections, 0)? == 0 {
+        if self.nonlocal(ctx.subgraph, &inner, &f.selections, 0, &mut false)? == 0 {
             return Ok(false);
         }
         for cand in self.graph.candidates(ty, &f.name) {
             if cand.subgraph != ctx.subgraph
                 && cand.via.is_none()
-                && self.nonlocal(cand.subgraph, &inner, &f.selections, 0)? == 0
+                && self.nonlocal(cand.subgraph, &inner, &f.selections, 0, &mut false)? == 0
             {
                 return Ok(self.route(ctx, ty, &cand, false)?.is_some());
             }
@@ -992,14 +1199,18 @@ impl<'g, 'a> Walker<'g, 'a> {
         self.walk_selections(&c, &inner, &f.selections)
     }
 
-    fn choose_root_subgraph(
+    /// The subgraphs that can resolve root field `f`, best first by the heuristic
+    /// (fewest fields left to other subgraphs, then a fetch that exists already), and
+    /// whether the first is certainly best (it resolves everything selected and adds
+    /// no fetch another option would not).
+    fn root_options(
         &mut self,
         root: &Name,
         f: &Field,
         kind: OperationKind,
         previous: Option<usize>,
-    ) -> Result<usize, PlanError> {
-        let mut best: Option<((usize, usize, usize), usize)> = None;
+    ) -> Result<(Vec<usize>, bool), PlanError> {
+        let mut scored = Vec::new();
         for s in self.graph.type_graphs(root) {
             let Some(local) = self.graph.field_local(s, root, &f.name) else {
                 continue;
@@ -1007,24 +1218,74 @@ impl<'g, 'a> Walker<'g, 'a> {
             if local.requires.is_some() {
                 continue;
             }
+            let mut truncated = false;
             let nonlocal = match self.graph.field_type(root, &f.name) {
-                Some((inner, _)) => self.nonlocal(s, &inner, &f.selections, 0)?,
+                Some((inner, _)) => self.nonlocal(s, &inner, &f.selections, 0, &mut truncated)?,
                 None => 0,
             };
             let existing = match kind {
                 OperationKind::Mutation => previous == Some(s),
                 _ => self.root_groups.contains_key(&(self.segment, s)),
             };
-            let score = (nonlocal + usize::from(!existing), nonlocal, s);
-            if best.as_ref().is_none_or(|(b, _)| score < *b) {
-                best = Some((score, s));
-            }
+            scored.push(((nonlocal + usize::from(!existing), nonlocal, s), truncated));
         }
-        best.map(|(_, s)| s).ok_or_else(|| PlanError::Unresolvable {
-            type_name: root.to_string(),
-            field: f.name.to_string(),
-            detail: String::new(),
-        })
+        scored.sort_unstable();
+        let Some(&((_, nonlocal, _), truncated)) = scored.first() else {
+            return Err(PlanError::Unresolvable {
+                type_name: root.to_string(),
+                field: f.name.to_string(),
+                detail: String::new(),
+            });
+        };
+        let dominant = nonlocal == 0 && !truncated;
+        Ok((
+            scored.into_iter().map(|((_, _, s), _)| s).collect(),
+            dominant,
+        ))
+    }
+
+    /// Plans root field `f` (under the conditional fragments `conditions`) in subgraph
+    /// `s`; `previous` is the subgraph of the root field before it.
+    fn plan_root_field(
+        &mut self,
+        op: &Operation,
+        f: &Field,
+        conditions: &[Vec<Node<Directive>>],
+        s: usize,
+        previous: Option<usize>,
+    ) -> Result<(), PlanError> {
+        if op.kind == OperationKind::Mutation && previous.is_some_and(|p| p != s) {
+            self.segment += 1;
+        }
+        let group = match self.root_groups.get(&(self.segment, s)) {
+            Some(g) => *g,
+            None => {
+                let g = self.new_group(s, None);
+                self.root_groups.insert((self.segment, s), g);
+                g
+            }
+        };
+        let root = self.out.groups[group].root;
+        let mut node = root;
+        for dirs in conditions {
+            node = self.add_fragment(group, node, None, dirs);
+        }
+        let mut ctx = Ctx {
+            group,
+            subgraph: s,
+            node,
+            object_node: root,
+            path: RPath::default(),
+            view: None,
+            pending: conditions.to_vec(),
+            provided: None,
+            anchor: None,
+            frames: None,
+        };
+        if op.kind == OperationKind::Query {
+            ctx.anchor = Some(Anchor::at(&ctx, &op.root_type, true));
+        }
+        self.walk_field(&ctx, &op.root_type, f)
     }
 
     /// Rough count of selected fields subgraph `s` cannot resolve (used to choose
@@ -1035,8 +1296,10 @@ impl<'g, 'a> Walker<'g, 'a> {
         ty: &Name,
         sels: &[Sel],
         depth: usize,
+        truncated: &mut bool,
     ) -> Result<usize, PlanError> {
         if depth > 4 {
+            *truncated = true;
             return Ok(0);
         }
         let mut n = 0;
@@ -1049,14 +1312,14 @@ impl<'g, 'a> Walker<'g, 'a> {
                         if !f.selections.is_empty()
                             && let Some((inner, _)) = self.graph.field_type(ty, &f.name)
                         {
-                            n += self.nonlocal(s, &inner, &f.selections, depth + 1)?;
+                            n += self.nonlocal(s, &inner, &f.selections, depth + 1, truncated)?;
                         }
                     }
                     _ => n += 1,
                 },
                 Sel::Fragment(fr) => {
                     let t = fr.type_condition.clone().unwrap_or_else(|| ty.clone());
-                    n += self.nonlocal(s, &t, &fr.selections, depth)?;
+                    n += self.nonlocal(s, &t, &fr.selections, depth, truncated)?;
                 }
             }
         }
@@ -1213,9 +1476,11 @@ impl<'g, 'a> Walker<'g, 'a> {
 
     fn jump_inner(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<(), PlanError> {
         let graph = self.graph;
-        let mut best: Option<Choice<'a>> = None;
+        // Every candidate subgraph with a route to it (strict routes first; relaxed ones
+        // only when there is no strict one), best first by the heuristic score.
+        let mut options: Vec<(Choice<'a>, bool)> = Vec::new();
         for relaxed in [false, true] {
-            if best.is_some() {
+            if !options.is_empty() {
                 break;
             }
             for (i, cand) in graph.candidates(ty, &f.name).into_iter().enumerate() {
@@ -1234,17 +1499,22 @@ impl<'g, 'a> Walker<'g, 'a> {
                         !self.group_exists(h.subgraph, &ctx.path, h.via.as_ref().unwrap_or(ty))
                     })
                     .count();
+                let mut truncated = false;
                 let nonlocal = match graph.field_type(ty, &f.name) {
-                    Some((inner, _)) => self.nonlocal(cand.subgraph, &inner, &f.selections, 0)?,
+                    Some((inner, _)) => {
+                        self.nonlocal(cand.subgraph, &inner, &f.selections, 0, &mut truncated)?
+                    }
                     None => 0,
                 };
                 let score = (new_groups + usize::from(requires.is_some()), nonlocal, i);
-                if best.as_ref().is_none_or(|(b, _, _)| score < *b) {
-                    best = Some((score, cand, route));
-                }
+                // Dominant: everything selected below stays in the target, no
+                // `@requires` input to fetch, and no option adds fewer fetches.
+                let complete = nonlocal == 0 && !truncated && requires.is_none();
+                options.push(((score, cand, route), complete));
             }
         }
-        let Some((_, cand, route)) = best else {
+        options.sort_unstable_by_key(|((score, _, _), _)| *score);
+        let Some(&(_, dominant)) = options.first() else {
             if self.reanchor(ctx, ty, f)? {
                 return Ok(());
             }
@@ -1258,6 +1528,24 @@ impl<'g, 'a> Walker<'g, 'a> {
                 ),
             });
         };
+        let choices: Vec<Choice<'a>> = options.into_iter().map(|(c, _)| c).collect();
+        self.choose(&choices, dominant, |w, (_, cand, route)| {
+            w.jump_to(ctx, ty, f, cand, route)
+        })?;
+        Ok(())
+    }
+
+    /// Takes `f` of `ty` from `cand`, reached from `ctx` by `route`: `@requires` inputs
+    /// first, then the key jumps, then the field and its sub-selections there.
+    fn jump_to(
+        &mut self,
+        ctx: &Ctx,
+        ty: &Name,
+        f: &Field,
+        cand: &Candidate,
+        route: &[Hop<'a>],
+    ) -> Result<(), PlanError> {
+        let graph = self.graph;
         let target_view = cand.via.clone().unwrap_or_else(|| ty.clone());
         let target_local = graph.field_local(cand.subgraph, &target_view, &f.name);
 
@@ -1273,7 +1561,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             extra.sort_unstable();
             extra.dedup();
         }
-        let mut cur = self.enter(object, ty, route, required, &extra)?;
+        let mut cur = self.enter(object, ty, route.to_vec(), required, &extra)?;
         self.reapply_pending(&mut cur, &ctx.pending);
         self.take_field(&cur, ty, f, target_local.and_then(|l| l.provides))
     }

@@ -252,6 +252,7 @@ pub(crate) fn resolve(schema: &Schema) -> Result<Links, SupergraphError> {
             message: "no join spec @link: not a supergraph".into(),
         });
     }
+    refuse_subgraph_execution_features(schema, &links)?;
     let mut spec_directives = HashSet::new();
     let mut spec_prefixes = Vec::new();
     let mut spec_types = HashSet::new();
@@ -286,4 +287,68 @@ pub(crate) fn resolve(schema: &Schema) -> Result<Links, SupergraphError> {
         spec_prefixes,
         spec_types,
     })
+}
+
+/// Features a subgraph may link (carried in the supergraph as `@join__directive(name:
+/// "link", args: {url:})`) that change how its fields are resolved, which Portico does
+/// not execute: serving such a supergraph would send GraphQL to a subgraph that is not
+/// one. Apollo Connectors (`@connect`/`@source`) are the known case; Apollo's
+/// composition also links them `for: EXECUTION` at the top, which the loop above
+/// refuses, but a supergraph may carry only the per-subgraph link. Any other
+/// `@join__directive` is metadata: `@cost`/`@listSize` are read by the cost model, the
+/// rest is ignored.
+const SUBGRAPH_EXECUTION_FEATURES: &[(&str, &str)] = &[(
+    "https://specs.apollo.dev/connect",
+    "Apollo Connectors (@connect, @source)",
+)];
+
+fn refuse_subgraph_execution_features(
+    schema: &Schema,
+    links: &[Link],
+) -> Result<(), SupergraphError> {
+    let Some(join) = links.iter().find(|l| l.name == "join") else {
+        return Ok(());
+    };
+    let local = join.directive("directive");
+    for d in schema
+        .schema_definition
+        .directives
+        .iter()
+        .filter(|d| d.name == local.as_str())
+    {
+        if d.specified_argument_by_name("name")
+            .and_then(|v| v.as_str())
+            != Some("link")
+        {
+            continue;
+        }
+        let url = d
+            .specified_argument_by_name("args")
+            .and_then(|v| match v.as_ref() {
+                Value::Object(fields) => fields
+                    .iter()
+                    .find(|(n, _)| n == "url")
+                    .and_then(|(_, v)| v.as_str()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        if let Some((_, what)) = SUBGRAPH_EXECUTION_FEATURES
+            .iter()
+            .find(|(identity, _)| url.starts_with(identity))
+        {
+            let graphs: Vec<String> = d
+                .specified_argument_by_name("graphs")
+                .and_then(|v| v.as_list())
+                .map(|l| l.iter().map(|g| g.to_string()).collect())
+                .unwrap_or_default();
+            return Err(SupergraphError::Link {
+                line: line_of(schema, d.location()),
+                message: format!(
+                    "subgraph {} uses {what} ({url}), which Portico does not execute",
+                    graphs.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
 }

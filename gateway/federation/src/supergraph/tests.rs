@@ -253,3 +253,35 @@ fn override_labels_are_listed_and_percent_labels_parsed() {
         assert_eq!(p(not_percent), None, "{not_percent}");
     }
 }
+
+#[test]
+fn connectors_are_refused_and_other_join_directives_are_metadata() {
+    let with = |schema_directives: &str| {
+        v03("type Query @join__type(graph: A) { a: Int }")
+            .replace("join/v0.3", "join/v0.5")
+            .replace(
+                "{ query: Query }",
+                &format!("{schema_directives} {{ query: Query }}"),
+            )
+            + "directive @join__directive(graphs: [join__Graph!], name: String!, args: join__DirectiveArguments) repeatable on SCHEMA | OBJECT | INTERFACE | FIELD_DEFINITION\nscalar join__DirectiveArguments\n"
+    };
+    // Only the per-subgraph link (no top-level `for: EXECUTION` link): still refused.
+    let e = error_of(&with(
+        "@join__directive(graphs: [B], name: \"link\", args: {url: \"https://specs.apollo.dev/connect/v0.2\", import: [\"@connect\", \"@source\"]})",
+    ));
+    assert!(e.contains("subgraph B uses Apollo Connectors"), "{e}");
+    assert!(e.contains("line 1"), "{e}");
+    // With the top-level link too, the feature itself is refused.
+    let e = error_of(&with(
+        "@link(url: \"https://specs.apollo.dev/connect/v0.2\", for: EXECUTION)",
+    ));
+    assert!(
+        e.contains("unsupported feature https://specs.apollo.dev/connect/v0.2"),
+        "{e}"
+    );
+    // A per-subgraph link of another feature, and its directives, are metadata.
+    let sdl = with(
+        "@join__directive(graphs: [A], name: \"link\", args: {url: \"https://example.com/mine/v1.0\", import: [\"@mine\"]}) @join__directive(graphs: [A], name: \"mine\", args: {x: 1})",
+    );
+    Supergraph::parse(&sdl).expect("metadata join directives load");
+}
