@@ -9,6 +9,8 @@ mod corpus;
 #[cfg(test)]
 mod generated;
 #[cfg(test)]
+mod k8s_manifests;
+#[cfg(test)]
 mod logs;
 #[cfg(test)]
 mod platform;
