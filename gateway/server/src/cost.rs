@@ -164,9 +164,21 @@ pub(crate) async fn admit(
         stage
             .refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The operator's side: which setting refused it (no identity, no document).
+        tracing::info!(
+            operation = operation_name.unwrap_or(""),
+            estimated,
+            max_cost,
+            "operation refused: estimated cost above `[cost] max_cost`; raise that key in \
+             the gateway config, or give the schema @listSize/@cost hints if the estimate \
+             is too high"
+        );
         let error = GraphQLError::new(
             ErrorCode::CostEstimatedTooExpensive,
-            format!("the operation's estimated cost {estimated} exceeds the maximum of {max_cost}"),
+            format!(
+                "the operation's estimated cost {estimated} exceeds the maximum of {max_cost} \
+                 (the gateway's `[cost] max_cost` setting)"
+            ),
         )
         .with_extension("cost", json!({ "estimated": estimated, "max": max_cost }));
         return Err(error.into());

@@ -108,6 +108,9 @@ async fn an_operation_above_max_cost_is_refused_before_any_subgraph_is_called() 
         "{cost}"
     );
     assert_eq!(cost["max"], json!(10.0));
+    // The message names the setting an operator would raise.
+    let message = r.body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("`[cost] max_cost`"), "{message}");
     assert!(r.body.get("data").is_none());
     // The refusal says nothing about the budget: it took nothing from it.
     assert!(r.headers.get("ratelimit-remaining").is_none());
