@@ -866,6 +866,8 @@ async fn health_ready_metrics_and_the_offline_playground() {
     )
     .await;
     gw.post(json!({"query": "{ me { name } }"})).await;
+    // Refused before an operation is selected: operation type "unknown", 4xx.
+    gw.post(json!({"query": "{ me { nope } }"})).await;
     let get = |path: &str| gw.http.get(format!("{}{path}", gw.url));
     assert_eq!(get("/health").send().await.expect("health").status(), 200);
     assert_eq!(get("/ready").send().await.expect("ready").status(), 200);
@@ -883,6 +885,20 @@ async fn health_ready_metrics_and_the_offline_playground() {
     assert!(
         metrics.contains("portico_http_requests_total{status=\"200\"} 1"),
         "{metrics}"
+    );
+    for line in [
+        "# TYPE portico_http_request_duration_seconds histogram",
+        "portico_http_request_duration_seconds_count{operation_type=\"query\",status=\"2xx\"} 1\n",
+        "portico_http_request_duration_seconds_bucket{operation_type=\"query\",status=\"2xx\",le=\"+Inf\"} 1\n",
+        "portico_http_request_duration_seconds_count{operation_type=\"unknown\",status=\"4xx\"} 1\n",
+        // The scrape itself is not a GraphQL request: nothing in flight.
+        "portico_http_requests_in_flight 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("operation_type=\"mutation\""),
+        "no series for what never happened: {metrics}"
     );
 
     let page = get("/graphql")

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::metrics::PanicSite;
+use super::metrics::{OperationKind, PanicSite};
 use super::playground;
 use crate::Inner;
 use crate::auth::Identity;
@@ -50,7 +50,17 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
     let request_id = uuid::Uuid::new_v4().to_string();
     let deadline = std::time::Duration::from_millis(gw.config.request_timeout_ms);
     // The last-resort catch: a panic anywhere in the pipeline costs this request only.
-    let guarded = catch_panic(pipeline(&gw, request, json_type, &mut quota, &request_id));
+    let _in_flight = gw.metrics.in_flight();
+    // Set by the pipeline once the operation is known.
+    let mut kind = OperationKind::Unknown;
+    let guarded = catch_panic(pipeline(
+        &gw,
+        request,
+        json_type,
+        &mut quota,
+        &request_id,
+        &mut kind,
+    ));
     let outcome = match tokio::time::timeout(deadline, guarded).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(detail)) => {
@@ -77,6 +87,7 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
     }
     let status = response.status().as_u16();
     gw.metrics.record_response(status);
+    gw.metrics.record_duration(kind, status, started.elapsed());
     // Never the body, headers or tokens: status and timing only.
     tracing::debug!(
         status,
@@ -96,6 +107,7 @@ async fn pipeline(
     json_type: &'static str,
     quota: &mut Option<crate::ratelimit::Decision>,
     request_id: &str,
+    kind: &mut OperationKind,
 ) -> Result<Response, RequestFailure> {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
@@ -189,6 +201,7 @@ async fn pipeline(
             e.message().to_string(),
         )
     })?;
+    *kind = OperationKind::of(operation.operation_type);
     if is_get && !operation.operation_type.is_query() {
         return Err(RequestFailure::new(
             ErrorCode::MethodNotAllowed,

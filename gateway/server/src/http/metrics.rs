@@ -1,4 +1,5 @@
-//! Counters for `/metrics` (Prometheus text format): HTTP responses by status, subgraph
+//! Counters for `/metrics` (Prometheus text format): HTTP responses by status, request
+//! duration histograms by operation type and status class, requests in flight, subgraph
 //! requests and failures, cache hits and misses, planning time and failures, panics.
 
 use std::collections::BTreeMap;
@@ -15,6 +16,67 @@ pub struct Metrics {
     responses: Mutex<BTreeMap<u16, u64>>,
     execute_panics: AtomicU64,
     request_panics: AtomicU64,
+    /// Request duration by (operation type, status class).
+    durations: [[DurationHistogram; STATUS_CLASSES.len()]; OperationKind::ALL.len()],
+    in_flight: AtomicU64,
+}
+
+/// The operation type of a GraphQL request, as far as the gateway got (`Unknown` when it
+/// was refused before an operation was selected: bad JSON, parse or validation errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OperationKind {
+    Query,
+    Mutation,
+    Subscription,
+    Unknown,
+}
+
+impl OperationKind {
+    const ALL: [OperationKind; 4] = [
+        OperationKind::Query,
+        OperationKind::Mutation,
+        OperationKind::Subscription,
+        OperationKind::Unknown,
+    ];
+
+    pub(crate) fn of(t: apollo_compiler::executable::OperationType) -> Self {
+        use apollo_compiler::executable::OperationType;
+        match t {
+            OperationType::Query => OperationKind::Query,
+            OperationType::Mutation => OperationKind::Mutation,
+            OperationType::Subscription => OperationKind::Subscription,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            OperationKind::Query => "query",
+            OperationKind::Mutation => "mutation",
+            OperationKind::Subscription => "subscription",
+            OperationKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// Status classes of the duration histograms (fixed label values: bounded cardinality).
+const STATUS_CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "other"];
+
+fn status_class(status: u16) -> usize {
+    match status {
+        200..=299 => 0,
+        400..=499 => 1,
+        500..=599 => 2,
+        _ => 3,
+    }
+}
+
+/// Counts a request in flight until dropped (see [`Metrics::in_flight`]).
+pub(crate) struct InFlight<'m>(&'m AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Where a caught panic happened (planning counts its own, see `plan/stage.rs`).
@@ -29,6 +91,20 @@ pub(crate) enum PanicSite {
 impl Metrics {
     pub fn record_response(&self, status: u16) {
         *self.responses.lock().entry(status).or_default() += 1;
+    }
+
+    /// Counts one GraphQL request in flight for as long as the guard lives.
+    pub(crate) fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    pub(crate) fn record_duration(&self, kind: OperationKind, status: u16, elapsed: Duration) {
+        let k = OperationKind::ALL
+            .iter()
+            .position(|x| *x == kind)
+            .unwrap_or(OperationKind::ALL.len() - 1);
+        self.durations[k][status_class(status)].observe(elapsed);
     }
 
     pub(crate) fn record_panic(&self, site: PanicSite) {
@@ -67,20 +143,35 @@ impl DurationHistogram {
     pub(crate) fn render(&self, name: &str, help: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} histogram");
+        self.render_series(name, "", out);
+    }
+
+    /// The series of one label set (`labels` like `a="x",b="y"`, or empty), without
+    /// the HELP/TYPE header.
+    pub(crate) fn render_series(&self, name: &str, labels: &str, out: &mut String) {
+        let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
         for (bound, n) in DURATION_BUCKETS.iter().zip(&self.buckets) {
             cumulative += n.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
-            "{name}_bucket{{le=\"+Inf\"}} {}",
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
             count.max(cumulative)
         );
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
     }
 }
 
@@ -95,6 +186,30 @@ pub fn render(gw: &Inner) -> String {
             "portico_http_requests_total{{status=\"{status}\"}} {n}"
         );
     }
+    let name = "portico_http_request_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} GraphQL HTTP request duration (receipt to response), by operation \
+         type (unknown: refused before an operation was selected) and status class."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (k, kind) in OperationKind::ALL.iter().enumerate() {
+        for (c, class) in STATUS_CLASSES.iter().enumerate() {
+            let h = &gw.metrics.durations[k][c];
+            if h.count.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let labels = format!("operation_type=\"{}\",status=\"{class}\"", kind.label());
+            h.render_series(name, &labels, &mut out);
+        }
+    }
+    out.push_str("# HELP portico_http_requests_in_flight GraphQL HTTP requests being served.\n");
+    out.push_str("# TYPE portico_http_requests_in_flight gauge\n");
+    let _ = writeln!(
+        out,
+        "portico_http_requests_in_flight {}",
+        gw.metrics.in_flight.load(Ordering::Relaxed)
+    );
     out.push_str("# HELP portico_subgraph_requests_total Requests sent to each subgraph.\n");
     out.push_str("# TYPE portico_subgraph_requests_total counter\n");
     let endpoints = gw.subgraphs.endpoints();
