@@ -12,6 +12,11 @@
 //!
 //! Usage: `cargo run --release --example load -- [requests] [concurrency]`.
 
+/// See the `mimalloc` feature in Cargo.toml (on by default).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Result;

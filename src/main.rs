@@ -6,6 +6,11 @@
 //! applies a service's migrations; `portico keys` writes fresh key pairs; `portico plan`
 //! prints the query plan of an operation.
 
+/// See the `mimalloc` feature in Cargo.toml (on by default).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,11 +1,17 @@
 //! The RSA key set: signs RS256 access tokens with the current private key and publishes
 //! the current and extra public keys as a JWKS. The `kid` of a key is the first 16 hex
 //! digits of the SHA-256 of its DER public key, so it is stable across restarts.
+//!
+//! Signing (the only private-key operation a request triggers) goes through `ring`
+//! (constant-time RSA, already in the tree for rustls), not the `rsa` crate, whose
+//! private-key operations carry a timing advisory (RUSTSEC-2023-0071, "Marvin"); `rsa`
+//! only generates keys (`portico keys`, first start) and reads PEM and public keys.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
@@ -85,7 +91,10 @@ pub struct AccessClaims {
 /// The signing key and the published JWKS.
 #[derive(Clone)]
 pub struct KeySet {
-    encoding: EncodingKey,
+    signing: std::sync::Arc<RsaKeyPair>,
+    rng: SystemRandom,
+    /// `base64url({"alg":"RS256","typ":"JWT","kid":...})`, the same for every token.
+    header: String,
     kid: String,
     jwks: serde_json::Value,
 }
@@ -103,11 +112,13 @@ impl KeySet {
         let private = parse_private(&settings.private_key_pem)?;
         let public = RsaPublicKey::from(&private);
         let kid = kid_of(&public)?;
-        // jsonwebtoken's RSA DER key is PKCS#1
         let der = private
-            .to_pkcs1_der()
+            .to_pkcs8_der()
             .map_err(|e| KeyError::InvalidPrivateKey(e.to_string()))?;
-        let encoding = EncodingKey::from_rsa_der(der.as_bytes());
+        let signing = RsaKeyPair::from_pkcs8(der.as_bytes())
+            .map_err(|e| KeyError::InvalidPrivateKey(e.to_string()))?;
+        let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "kid": kid });
+        let header = B64.encode(header.to_string());
         let mut keys = vec![jwk(&public, &kid)];
         for pem in &settings.extra_public_key_pems {
             let extra = RsaPublicKey::from_public_key_pem(pem)
@@ -118,7 +129,9 @@ impl KeySet {
             }
         }
         Ok(Self {
-            encoding,
+            signing: std::sync::Arc::new(signing),
+            rng: SystemRandom::new(),
+            header,
             kid,
             jwks: serde_json::json!({ "keys": keys }),
         })
@@ -136,9 +149,19 @@ impl KeySet {
 
     /// Sign an RS256 access token with the current key.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, KeyError> {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| KeyError::Sign(e.to_string()))
+        let claims = serde_json::to_vec(claims).map_err(|e| KeyError::Sign(e.to_string()))?;
+        let mut token = format!("{}.{}", self.header, B64.encode(claims));
+        let mut signature = vec![0; self.signing.public().modulus_len()];
+        self.signing
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &self.rng,
+                token.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|e| KeyError::Sign(e.to_string()))?;
+        token.push('.');
+        token.push_str(&B64.encode(signature));
+        Ok(token)
     }
 }
