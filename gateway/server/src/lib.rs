@@ -156,6 +156,7 @@ impl Gateway {
                     .and_then(|c| c.url.clone())
                     .unwrap_or(s.url),
                 timeout: config.subgraph_timeout(&s.name),
+                max_response_bytes: config.subgraph_max_response_bytes(&s.name),
                 name: s.name,
                 requests: Default::default(),
                 failures: Default::default(),

@@ -61,6 +61,11 @@ pub struct GatewayConfig {
     pub subgraphs: BTreeMap<String, SubgraphConfig>,
     /// Timeout for a subgraph request when the subgraph has no `timeout_ms` of its own.
     pub subgraph_timeout_ms: u64,
+    /// Largest subgraph response body the gateway reads, in bytes, when the subgraph has
+    /// no `max_response_bytes` of its own. A larger body (announced by `Content-Length`
+    /// or found while reading) fails that fetch with `SUBREQUEST_RESPONSE_TOO_LARGE`;
+    /// reading stops as soon as the limit is passed.
+    pub subgraph_max_response_bytes: usize,
     /// Deadline of a whole client request, in milliseconds: past it the request is
     /// answered `GATEWAY_TIMEOUT` (HTTP 504) and its remaining subgraph calls are dropped.
     pub request_timeout_ms: u64,
@@ -99,6 +104,7 @@ impl Default for GatewayConfig {
             include_plan: true,
             subgraphs: BTreeMap::new(),
             subgraph_timeout_ms: 30_000,
+            subgraph_max_response_bytes: 16 * 1024 * 1024,
             request_timeout_ms: 60_000,
             override_labels: Vec::new(),
             trust: TrustConfig::default(),
@@ -123,6 +129,9 @@ pub struct SubgraphConfig {
     pub url: Option<String>,
     /// Request timeout in milliseconds (default: `subgraph_timeout_ms`).
     pub timeout_ms: Option<u64>,
+    /// Largest response body read from this subgraph, in bytes (default:
+    /// `subgraph_max_response_bytes`).
+    pub max_response_bytes: Option<usize>,
 }
 
 /// Trust tokens minted for subgraphs.
@@ -769,7 +778,16 @@ impl GatewayConfig {
         }
         self.cost.validate()?;
         self.rate_limit.validate()?;
+        if self.subgraph_max_response_bytes == 0 {
+            return Err(invalid("subgraph_max_response_bytes", "must be positive"));
+        }
         for (name, sg) in &self.subgraphs {
+            if sg.max_response_bytes == Some(0) {
+                return Err(invalid(
+                    &format!("subgraphs.{name}.max_response_bytes"),
+                    "must be positive",
+                ));
+            }
             if let Some(url) = &sg.url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
@@ -806,6 +824,14 @@ impl GatewayConfig {
             .unwrap_or(self.subgraph_timeout_ms);
         Duration::from_millis(ms)
     }
+
+    /// The response size limit of subgraph `name`, in bytes.
+    pub fn subgraph_max_response_bytes(&self, name: &str) -> usize {
+        self.subgraphs
+            .get(name)
+            .and_then(|s| s.max_response_bytes)
+            .unwrap_or(self.subgraph_max_response_bytes)
+    }
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -817,6 +843,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "include_plan",
     "subgraphs",
     "subgraph_timeout_ms",
+    "subgraph_max_response_bytes",
     "request_timeout_ms",
     "override_labels",
     "trust",
@@ -894,6 +921,7 @@ mod tests {
         assert!(!c.plan_extension_enabled());
         assert_eq!(c.limits.max_body_bytes, 2 * 1024 * 1024);
         assert_eq!(c.subgraph_timeout("any"), Duration::from_secs(30));
+        assert_eq!(c.subgraph_max_response_bytes("any"), 16 * 1024 * 1024);
         assert!(c.csrf.enabled);
     }
 
@@ -904,6 +932,7 @@ mod tests {
             [subgraphs.users]
             url = "http://localhost:4001/graphql"
             timeout_ms = 500
+            max_response_bytes = 1024
             [limits]
             max_depth = 10
         "#;
@@ -914,6 +943,7 @@ mod tests {
                 ("PORTICO_LIMITS__MAX_DEPTH", "12"),
                 ("PORTICO_LISTEN", "0.0.0.0:8080"),
                 ("PORTICO_SUBGRAPHS__POSTS__URL", "http://posts/graphql"),
+                ("PORTICO_SUBGRAPH_MAX_RESPONSE_BYTES", "4096"),
                 ("PORTICO_LOG", "debug"),
                 ("HOME", "/root"),
             ]),
@@ -923,6 +953,8 @@ mod tests {
         assert_eq!(c.limits.max_depth, 12);
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.subgraph_timeout("users"), Duration::from_millis(500));
+        assert_eq!(c.subgraph_max_response_bytes("users"), 1024);
+        assert_eq!(c.subgraph_max_response_bytes("posts"), 4096);
         assert_eq!(
             c.subgraphs["posts"].url.as_deref(),
             Some("http://posts/graphql")
@@ -975,5 +1007,13 @@ mod tests {
         assert!(e.to_string().contains("PORTICO_LIMITS__MAX_DEPTH"), "{e}");
         let e = GatewayConfig::from_toml("[trust]\ntoken_ttl_secs = 600\n").expect_err("ttl");
         assert!(e.to_string().contains("trust.token_ttl_secs"), "{e}");
+        let e = GatewayConfig::from_toml("subgraph_max_response_bytes = 0\n").expect_err("zero");
+        assert!(e.to_string().contains("subgraph_max_response_bytes"), "{e}");
+        let e = GatewayConfig::from_toml("[subgraphs.users]\nmax_response_bytes = 0\n")
+            .expect_err("zero");
+        assert!(
+            e.to_string().contains("subgraphs.users.max_response_bytes"),
+            "{e}"
+        );
     }
 }

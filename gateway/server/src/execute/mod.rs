@@ -6,7 +6,8 @@
 //! fragments, `@skip`/`@include`, `__typename`, values checked against the API schema,
 //! null bubbling); `subgraph` is the only code that talks to subgraphs. A failing or
 //! slow subgraph never fails the request: its part of the data is null and an error
-//! with `SUBREQUEST_HTTP_ERROR` or `SUBREQUEST_TIMEOUT` and `serviceName` says why.
+//! with `SUBREQUEST_HTTP_ERROR`, `SUBREQUEST_TIMEOUT` or `SUBREQUEST_RESPONSE_TOO_LARGE`
+//! and `serviceName` says why.
 
 mod run;
 mod shape;

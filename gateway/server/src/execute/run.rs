@@ -654,6 +654,9 @@ fn subgraph_error(raw: Value, service: &str) -> GraphQLError {
 fn fetch_error(e: &FetchError) -> GraphQLError {
     let (code, service) = match e {
         FetchError::Timeout { service, .. } => (ErrorCode::SubrequestTimeout, service),
+        FetchError::ResponseTooLarge { service, .. } => {
+            (ErrorCode::SubrequestResponseTooLarge, service)
+        }
         FetchError::Http { service, .. } | FetchError::UnknownSubgraph(service) => {
             (ErrorCode::SubrequestHttpError, service)
         }

@@ -1,7 +1,9 @@
-//! Subgraph HTTP: one pooled reqwest client, per-subgraph URL and timeout, identity
-//! headers plus a trust token minted for that subgraph (cached per identity and
-//! subgraph for a third of its lifetime), the client headers the `[headers]` rules
-//! propagate (nothing else the client sent), and a request counter per subgraph.
+//! Subgraph HTTP: one pooled reqwest client, per-subgraph URL, timeout and response size
+//! limit, identity headers plus a trust token minted for that subgraph (cached per
+//! identity and subgraph for a third of its lifetime), the client headers the
+//! `[headers]` rules propagate (nothing else the client sent), and a request counter per
+//! subgraph. A response body is read chunk by chunk and dropped as soon as it passes the
+//! subgraph's `max_response_bytes`, so no subgraph can make the gateway buffer more.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +22,8 @@ pub struct Endpoint {
     pub name: String,
     pub url: String,
     pub timeout: Duration,
+    /// Largest response body read, in bytes.
+    pub max_response_bytes: usize,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
 }
@@ -33,6 +37,8 @@ pub enum FetchError {
     Timeout { service: String, timeout: Duration },
     #[error("HTTP fetch failed from '{service}': {message}")]
     Http { service: String, message: String },
+    #[error("response of subgraph '{service}' exceeds the limit of {limit} bytes")]
+    ResponseTooLarge { service: String, limit: usize },
 }
 
 /// The part of a subgraph response the executor reads.
@@ -216,7 +222,15 @@ impl Subgraphs {
         };
         let response = request.json(&body).send().await.map_err(http_error)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(http_error)?;
+        let bytes = read_limited(response, endpoint.max_response_bytes)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => FetchError::ResponseTooLarge {
+                    service: endpoint.name.clone(),
+                    limit: endpoint.max_response_bytes,
+                },
+                BodyError::Http(e) => http_error(e),
+            })?;
         match serde_json::from_slice::<SubgraphResponse>(&bytes) {
             Ok(parsed) if parsed.data.is_some() || !parsed.errors.is_empty() => Ok(parsed),
             _ if !status.is_success() => Err(FetchError::Http {
@@ -229,6 +243,31 @@ impl Subgraphs {
             }),
         }
     }
+}
+
+enum BodyError {
+    TooLarge,
+    Http(reqwest::Error),
+}
+
+/// The body of `response`, refused as soon as it is known to exceed `limit` bytes: at
+/// once when `Content-Length` announces more, else when the bytes read pass it. The rest
+/// is never read (dropping the response closes its connection), so a subgraph sending
+/// an endless body costs at most `limit` bytes and the time to read them.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let announced = match response.content_length().map(usize::try_from) {
+        Some(Ok(n)) if n <= limit => n,
+        Some(_) => return Err(BodyError::TooLarge),
+        None => 0,
+    };
+    let mut body = Vec::with_capacity(announced);
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
+        if chunk.len() > limit - body.len() {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// reqwest errors embed the URL; keep messages short and free of query strings.

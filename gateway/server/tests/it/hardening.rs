@@ -1,0 +1,304 @@
+//! Hardening against misbehaving subgraphs, over real sockets (issue 12): a subgraph
+//! cannot make the gateway buffer more than its response size limit. Some fake subgraphs
+//! here are written at the socket level, to send what a well-behaved HTTP server never
+//! would (a `Content-Length` it does not honour, an endless chunked body).
+
+use futures::future::BoxFuture;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::*;
+
+/// Long enough that no test can pass by waiting for it: a subgraph or request timeout
+/// never explains an outcome here.
+const NEVER_MS: u64 = 600_000;
+/// How long a test waits for an answer before failing instead of hanging.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// A production-mode config whose timeouts never fire during a test.
+fn patient() -> GatewayConfig {
+    GatewayConfig {
+        subgraph_timeout_ms: NEVER_MS,
+        request_timeout_ms: NEVER_MS,
+        ..GatewayConfig::default()
+    }
+}
+
+/// Reads one HTTP/1.1 request (head, then a `Content-Length` body) from `stream`.
+async fn read_request(stream: &mut TcpStream) -> Option<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut wanted = None;
+    loop {
+        if wanted.is_none()
+            && let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            wanted = Some(end + 4 + length);
+        }
+        if wanted.is_some_and(|w| buf.len() >= w) {
+            return Some(());
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+type Respond = Arc<dyn Fn(TcpStream) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// A subgraph at the socket level: every connection's first request is answered by
+/// `respond`, which owns the socket from then on. Its URL.
+async fn raw_subgraph(respond: Respond) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let respond = respond.clone();
+            tokio::spawn(async move {
+                if read_request(&mut stream).await.is_some() {
+                    respond(stream).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}/graphql")
+}
+
+/// One chunk of a chunked body.
+fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+const CHUNKED_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+
+/// An `_entities` answer for one representation whose review body is `size` bytes.
+fn big_reviews(size: usize) -> Value {
+    json!({"data": {"_entities": [{"reviews": [{"body": "x".repeat(size)}]}]}})
+}
+
+/// products → (reviews ∥ inventory): the reviews fetch may fail while inventory answers.
+fn reviews_and_prices_plan() -> QueryPlan {
+    seq(vec![
+        fetch("products", "{ topProducts { __typename upc name } }"),
+        PlanNode::Parallel {
+            nodes: vec![
+                entity_fetch(
+                    "reviews",
+                    "Product",
+                    &["upc"],
+                    &["topProducts", "@"],
+                    "query($representations:[_Any!]!){_entities(representations:$representations){...on Product{reviews{body}}}}",
+                ),
+                entity_fetch(
+                    "inventory",
+                    "Product",
+                    &["upc"],
+                    &["topProducts", "@"],
+                    "query($representations:[_Any!]!){_entities(representations:$representations){...on Product{price}}}",
+                ),
+            ],
+        },
+    ])
+}
+
+const REVIEWS_AND_PRICES: &str = "{ topProducts { name price reviews { body } } }";
+
+/// A gateway over products, inventory (both well-behaved) and `reviews_url`.
+async fn gateway_with_reviews_at(config: GatewayConfig, reviews_url: &str) -> TestGateway {
+    let products = MockSubgraph::start(products_subgraph(json!([product("1")]))).await;
+    let inventory = MockSubgraph::start(|body| {
+        let entities: Vec<Value> = representations(body)
+            .iter()
+            .map(|_| json!({"price": 7}))
+            .collect();
+        json!({"data": {"_entities": entities}})
+    })
+    .await;
+    TestGateway::start(
+        config,
+        &[
+            ("products", &products.url),
+            ("inventory", &inventory.url),
+            ("reviews", reviews_url),
+        ],
+        vec![("", reviews_and_prices_plan())],
+    )
+    .await
+}
+
+/// Asks for reviews and prices; the answer, which must come before `HANG_GUARD`.
+async fn ask_reviews_and_prices(gw: &TestGateway) -> (StatusCode, Value) {
+    tokio::time::timeout(HANG_GUARD, gw.post(json!({"query": REVIEWS_AND_PRICES})))
+        .await
+        .expect("the gateway answers without waiting for a timeout")
+}
+
+/// `body` as text, cut to a readable length for assertion messages.
+fn short(body: &Value) -> String {
+    let mut text = body.to_string();
+    if text.len() > 600 {
+        let mut end = 600;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+/// The response of a plan whose reviews fetch was refused as too large: everything else
+/// answered, one error naming the subgraph and the limit.
+fn assert_reviews_too_large(case: &str, status: StatusCode, body: &Value, limit: usize) {
+    let body_text = short(body);
+    assert_eq!(status, StatusCode::OK, "{case}: {body_text}");
+    assert_eq!(
+        body["data"],
+        json!({"topProducts": [{"name": "name 1", "price": 7, "reviews": null}]}),
+        "{case}: {body_text}"
+    );
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{case}: {body_text}");
+    assert_eq!(
+        errors[0]["extensions"]["code"], "SUBREQUEST_RESPONSE_TOO_LARGE",
+        "{case}: {body_text}"
+    );
+    assert_eq!(
+        errors[0]["extensions"]["serviceName"], "reviews",
+        "{case}: {body_text}"
+    );
+    assert_eq!(
+        errors[0]["message"],
+        format!("response of subgraph 'reviews' exceeds the limit of {limit} bytes"),
+        "{case}: {body_text}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_subgraph_response_fails_only_its_fetch() {
+    const LIMIT: usize = 64 * 1024;
+    let mut config = patient();
+    config.subgraph_max_response_bytes = LIMIT;
+
+    // A complete body with a truthful Content-Length, twice the limit.
+    let honest = MockSubgraph::start(|_| big_reviews(2 * LIMIT)).await;
+    // A Content-Length of 1 GiB, then a few bytes and silence: refused on the header
+    // alone (waiting for the body would wait for the timeout).
+    let withheld = raw_subgraph(Arc::new(|mut stream: TcpStream| {
+        Box::pin(async move {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n{\"data\":";
+            let _ = stream.write_all(head.as_bytes()).await;
+            std::future::pending::<()>().await;
+            drop(stream);
+        })
+    }))
+    .await;
+    // No Content-Length: a chunked, complete and valid GraphQL response over the limit.
+    let chunked = raw_subgraph(Arc::new(|mut stream: TcpStream| {
+        Box::pin(async move {
+            let text = big_reviews(2 * LIMIT).to_string();
+            let mut out = CHUNKED_HEAD.to_vec();
+            for part in text.as_bytes().chunks(4096) {
+                out.extend(chunk(part));
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            let _ = stream.write_all(&out).await;
+            let _ = stream.flush().await;
+        })
+    }))
+    .await;
+
+    for (case, url) in [
+        ("content-length", honest.url.as_str()),
+        ("content-length, body withheld", withheld.as_str()),
+        ("chunked", chunked.as_str()),
+    ] {
+        let gw = gateway_with_reviews_at(config.clone(), url).await;
+        let (status, body) = ask_reviews_and_prices(&gw).await;
+        assert_reviews_too_large(case, status, &body, LIMIT);
+    }
+
+    // The same bodies pass under a per-subgraph limit that fits them.
+    let mut roomy = config.clone();
+    roomy.subgraphs.insert(
+        "reviews".into(),
+        portico_gateway::config::SubgraphConfig {
+            max_response_bytes: Some(4 * LIMIT),
+            ..Default::default()
+        },
+    );
+    for (case, url) in [("content-length", &honest.url), ("chunked", &chunked)] {
+        let gw = gateway_with_reviews_at(roomy.clone(), url).await;
+        let (status, body) = ask_reviews_and_prices(&gw).await;
+        assert_eq!(status, StatusCode::OK, "{case}: {}", short(&body));
+        assert!(body.get("errors").is_none(), "{case}: {}", short(&body));
+        assert_eq!(
+            body["data"]["topProducts"][0]["reviews"][0]["body"]
+                .as_str()
+                .map(str::len),
+            Some(2 * LIMIT),
+            "{case}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_endless_subgraph_body_is_cut_off_at_the_limit_and_its_connection_closed() {
+    const LIMIT: usize = 256 * 1024;
+    /// The fake stops writing (and keeps the connection open) after this much: a gateway
+    /// that read on would wait here for its timeout.
+    const PAUSE_AFTER: usize = 256 * 1024 * 1024;
+    let written = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(tokio::sync::Notify::new());
+    let url = {
+        let (written, closed) = (written.clone(), closed.clone());
+        raw_subgraph(Arc::new(move |mut stream: TcpStream| {
+            let (written, closed) = (written.clone(), closed.clone());
+            Box::pin(async move {
+                let mut out = CHUNKED_HEAD.to_vec();
+                out.extend(chunk(b"{\"data\":"));
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                // JSON whitespace forever: always a valid prefix, never a complete value.
+                let spaces = chunk(&[b' '; 16 * 1024]);
+                while written.load(Ordering::SeqCst) < PAUSE_AFTER {
+                    if stream.write_all(&spaces).await.is_err() {
+                        // Remembered by `Notify` when nobody waits yet.
+                        closed.notify_one();
+                        return;
+                    }
+                    written.fetch_add(spaces.len(), Ordering::SeqCst);
+                }
+                std::future::pending::<()>().await;
+            })
+        }))
+        .await
+    };
+    let mut config = patient();
+    config.subgraph_max_response_bytes = LIMIT;
+    let gw = gateway_with_reviews_at(config, &url).await;
+    let (status, body) = ask_reviews_and_prices(&gw).await;
+    assert_reviews_too_large("endless", status, &body, LIMIT);
+
+    // The gateway dropped the connection instead of reading on: the fake's next write
+    // fails long before it would pause.
+    tokio::time::timeout(HANG_GUARD, closed.notified())
+        .await
+        .expect("the gateway closes the subgraph connection");
+    assert!(written.load(Ordering::SeqCst) < PAUSE_AFTER);
+}
