@@ -168,7 +168,12 @@ impl Gateway {
             signer,
             Duration::from_secs(config.trust.token_ttl_secs),
         );
-        let subgraphs = subgraphs.with_header_rules(headers::HeaderRules::new(&config.headers));
+        let subgraphs = subgraphs
+            .with_header_rules(headers::HeaderRules::new(&config.headers))
+            .with_error_policy(execute::SubgraphErrorPolicy::new(
+                &config.subgraph_errors,
+                config.dev,
+            ));
         let auth = Authenticator::from_config(&config.jwt, client)?;
         let inner = Inner {
             implementers: planner.api_schema().implementers_map(),

@@ -89,6 +89,8 @@ pub struct GatewayConfig {
     pub authorization: AuthorizationConfig,
     /// Client headers propagated to subgraphs, renamed or inserted.
     pub headers: HeadersConfig,
+    /// What clients see of the errors subgraphs return (outside dev mode).
+    pub subgraph_errors: SubgraphErrorsConfig,
     /// Cross-origin requests from browsers (default: same-origin only).
     pub cors: CorsConfig,
 }
@@ -116,6 +118,7 @@ impl Default for GatewayConfig {
             rate_limit: RateLimitConfig::default(),
             authorization: AuthorizationConfig::default(),
             headers: HeadersConfig::default(),
+            subgraph_errors: SubgraphErrorsConfig::default(),
             cors: CorsConfig::default(),
         }
     }
@@ -132,6 +135,29 @@ pub struct SubgraphConfig {
     /// Largest response body read from this subgraph, in bytes (default:
     /// `subgraph_max_response_bytes`).
     pub max_response_bytes: Option<usize>,
+}
+
+/// What clients see of the errors subgraphs return. In dev mode every message and every
+/// extension passes; outside it these rules apply. `serviceName` is always set by the
+/// gateway and `locations` (which point into the subgraph's operation) are dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubgraphErrorsConfig {
+    /// Keys of a subgraph error's `extensions` passed to clients; `["*"]` passes every
+    /// key. Subgraphs put internal detail there (stack traces, SQL, host names).
+    pub allow_extensions: Vec<String>,
+    /// Replace every subgraph error message with `subgraph error (redacted)` (path,
+    /// allowed extensions and `serviceName` stay).
+    pub redact_message: bool,
+}
+
+impl Default for SubgraphErrorsConfig {
+    fn default() -> Self {
+        Self {
+            allow_extensions: vec!["code".into()],
+            redact_message: false,
+        }
+    }
 }
 
 /// Trust tokens minted for subgraphs.
@@ -855,6 +881,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "rate_limit",
     "authorization",
     "headers",
+    "subgraph_errors",
     "cors",
 ];
 
@@ -944,6 +971,10 @@ mod tests {
                 ("PORTICO_LISTEN", "0.0.0.0:8080"),
                 ("PORTICO_SUBGRAPHS__POSTS__URL", "http://posts/graphql"),
                 ("PORTICO_SUBGRAPH_MAX_RESPONSE_BYTES", "4096"),
+                (
+                    "PORTICO_SUBGRAPH_ERRORS__ALLOW_EXTENSIONS",
+                    r#"["code", "reason"]"#,
+                ),
                 ("PORTICO_LOG", "debug"),
                 ("HOME", "/root"),
             ]),
@@ -955,6 +986,8 @@ mod tests {
         assert_eq!(c.subgraph_timeout("users"), Duration::from_millis(500));
         assert_eq!(c.subgraph_max_response_bytes("users"), 1024);
         assert_eq!(c.subgraph_max_response_bytes("posts"), 4096);
+        assert_eq!(c.subgraph_errors.allow_extensions, ["code", "reason"]);
+        assert!(!c.subgraph_errors.redact_message);
         assert_eq!(
             c.subgraphs["posts"].url.as_deref(),
             Some("http://posts/graphql")

@@ -60,6 +60,7 @@ pub struct Subgraphs {
     token_ttl: Duration,
     tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
     header_rules: crate::headers::HeaderRules,
+    error_policy: super::SubgraphErrorPolicy,
 }
 
 const TOKEN_CACHE_MAX: usize = 10_000;
@@ -81,6 +82,7 @@ impl Subgraphs {
             token_ttl,
             tokens: Mutex::new(HashMap::new()),
             header_rules: Default::default(),
+            error_policy: Default::default(),
         }
     }
 
@@ -88,6 +90,17 @@ impl Subgraphs {
     pub fn with_header_rules(mut self, rules: crate::headers::HeaderRules) -> Self {
         self.header_rules = rules;
         self
+    }
+
+    /// Show clients subgraph errors by these rules (default: production defaults).
+    pub fn with_error_policy(mut self, policy: super::SubgraphErrorPolicy) -> Self {
+        self.error_policy = policy;
+        self
+    }
+
+    /// What clients see of the errors subgraphs return.
+    pub fn error_policy(&self) -> &super::SubgraphErrorPolicy {
+        &self.error_policy
     }
 
     /// Requests sent to subgraph `name` so far.

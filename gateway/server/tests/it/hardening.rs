@@ -302,3 +302,139 @@ async fn an_endless_subgraph_body_is_cut_off_at_the_limit_and_its_connection_clo
         .expect("the gateway closes the subgraph connection");
     assert!(written.load(Ordering::SeqCst) < PAUSE_AFTER);
 }
+
+// ---------------------------------------------------------------- subgraph errors
+
+/// Extensions a subgraph should never show a client, and a claim to be another service.
+fn leaky_extensions() -> Value {
+    json!({
+        "code": "INTERNAL",
+        "reason": "DB_DOWN",
+        "stacktrace": ["at reviews::db::load (db.rs:12)"],
+        "sql": "SELECT * FROM reviews WHERE product = $1",
+        "host": "reviews-db-1.internal:5432",
+        "serviceName": "payments"
+    })
+}
+
+/// Products answers with data and a root error; reviews with one entity error.
+async fn leaky_gateway(config: GatewayConfig) -> TestGateway {
+    let products = MockSubgraph::start(|_| {
+        json!({
+            "data": {"topProducts": [product("1")]},
+            "errors": [{"message": "connection to 10.0.0.7 refused", "path": ["topProducts", 0, "price"],
+                        "locations": [{"line": 1, "column": 3}], "extensions": leaky_extensions()}]
+        })
+    })
+    .await;
+    let reviews = MockSubgraph::start(|_| {
+        json!({
+            "data": {"_entities": [{"reviews": null}]},
+            "errors": [{"message": "pq: relation \"reviews\" does not exist", "path": ["_entities", 0, "reviews"],
+                        "extensions": leaky_extensions()}]
+        })
+    })
+    .await;
+    TestGateway::start(
+        config,
+        &[("products", &products.url), ("reviews", &reviews.url)],
+        vec![("", top_products_plan())],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn subgraph_error_extensions_are_allowlisted_outside_dev_mode() {
+    let with = |allow: &[&str], redact_message: bool, dev: bool| GatewayConfig {
+        dev,
+        subgraph_errors: portico_gateway::config::SubgraphErrorsConfig {
+            allow_extensions: allow.iter().map(|s| s.to_string()).collect(),
+            redact_message,
+        },
+        ..GatewayConfig::default()
+    };
+    let everything = |service: &str| {
+        let mut e = leaky_extensions();
+        e["serviceName"] = json!(service);
+        e
+    };
+    let cases = [
+        (
+            "production defaults",
+            GatewayConfig::default(),
+            Some([
+                "connection to 10.0.0.7 refused",
+                "pq: relation \"reviews\" does not exist",
+            ]),
+            [
+                json!({"code": "INTERNAL", "serviceName": "products"}),
+                json!({"code": "INTERNAL", "serviceName": "reviews"}),
+            ],
+        ),
+        (
+            "allowlist, messages redacted",
+            with(&["code", "reason"], true, false),
+            Some(["subgraph error (redacted)", "subgraph error (redacted)"]),
+            [
+                json!({"code": "INTERNAL", "reason": "DB_DOWN", "serviceName": "products"}),
+                json!({"code": "INTERNAL", "reason": "DB_DOWN", "serviceName": "reviews"}),
+            ],
+        ),
+        (
+            "nothing allowed",
+            with(&[], false, false),
+            None,
+            [
+                json!({"serviceName": "products"}),
+                json!({"serviceName": "reviews"}),
+            ],
+        ),
+        (
+            "every key",
+            with(&["*"], false, false),
+            None,
+            [everything("products"), everything("reviews")],
+        ),
+        (
+            "dev mode passes everything whatever the rules",
+            with(&[], true, true),
+            Some([
+                "connection to 10.0.0.7 refused",
+                "pq: relation \"reviews\" does not exist",
+            ]),
+            [everything("products"), everything("reviews")],
+        ),
+    ];
+    for (case, config, messages, extensions) in cases {
+        let gw = leaky_gateway(config).await;
+        let (status, body) = gw
+            .post(json!({"query": "{ topProducts { name price reviews { body } } }"}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{case}: {body}");
+        assert_eq!(
+            body["data"],
+            json!({"topProducts": [{"name": "name 1", "price": null, "reviews": null}]}),
+            "{case}: {body}"
+        );
+        let errors = body["errors"].as_array().expect("errors");
+        assert_eq!(errors.len(), 2, "{case}: {body}");
+        // The root error first (its fetch ran first), then the remapped entity error.
+        assert_eq!(
+            errors[0]["path"],
+            json!(["topProducts", 0, "price"]),
+            "{case}"
+        );
+        assert_eq!(
+            errors[1]["path"],
+            json!(["topProducts", 0, "reviews"]),
+            "{case}"
+        );
+        for (i, error) in errors.iter().enumerate() {
+            assert_eq!(error["extensions"], extensions[i], "{case}: {body}");
+            assert!(error.get("locations").is_none(), "{case}: {body}");
+            if let Some(messages) = messages {
+                assert_eq!(error["message"], messages[i], "{case}: {body}");
+            }
+        }
+    }
+}
