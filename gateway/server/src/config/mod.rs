@@ -66,6 +66,11 @@ pub struct GatewayConfig {
     /// or found while reading) fails that fetch with `SUBREQUEST_RESPONSE_TOO_LARGE`;
     /// reading stops as soon as the limit is passed.
     pub subgraph_max_response_bytes: usize,
+    /// Most requests in flight to one subgraph at a time, when the subgraph has no
+    /// `max_concurrent_requests` of its own. A fetch beyond it waits for a slot, and the
+    /// wait counts against the subgraph's timeout (`SUBREQUEST_TIMEOUT`). Bounds the
+    /// connections the gateway opens to a subgraph.
+    pub subgraph_max_concurrent_requests: usize,
     /// Deadline of a whole client request, in milliseconds: past it the request is
     /// answered `GATEWAY_TIMEOUT` (HTTP 504) and its remaining subgraph calls are dropped.
     pub request_timeout_ms: u64,
@@ -107,6 +112,7 @@ impl Default for GatewayConfig {
             subgraphs: BTreeMap::new(),
             subgraph_timeout_ms: 30_000,
             subgraph_max_response_bytes: 16 * 1024 * 1024,
+            subgraph_max_concurrent_requests: 128,
             request_timeout_ms: 60_000,
             override_labels: Vec::new(),
             trust: TrustConfig::default(),
@@ -135,6 +141,9 @@ pub struct SubgraphConfig {
     /// Largest response body read from this subgraph, in bytes (default:
     /// `subgraph_max_response_bytes`).
     pub max_response_bytes: Option<usize>,
+    /// Most requests in flight to this subgraph at a time (default:
+    /// `subgraph_max_concurrent_requests`).
+    pub max_concurrent_requests: Option<usize>,
 }
 
 /// What clients see of the errors subgraphs return. In dev mode every message and every
@@ -807,7 +816,23 @@ impl GatewayConfig {
         if self.subgraph_max_response_bytes == 0 {
             return Err(invalid("subgraph_max_response_bytes", "must be positive"));
         }
+        let concurrency_ok = |n: usize| (1..=MAX_CONCURRENT_REQUESTS).contains(&n);
+        if !concurrency_ok(self.subgraph_max_concurrent_requests) {
+            return Err(invalid(
+                "subgraph_max_concurrent_requests",
+                &format!("must be between 1 and {MAX_CONCURRENT_REQUESTS}"),
+            ));
+        }
         for (name, sg) in &self.subgraphs {
+            if sg
+                .max_concurrent_requests
+                .is_some_and(|n| !concurrency_ok(n))
+            {
+                return Err(invalid(
+                    &format!("subgraphs.{name}.max_concurrent_requests"),
+                    &format!("must be between 1 and {MAX_CONCURRENT_REQUESTS}"),
+                ));
+            }
             if sg.max_response_bytes == Some(0) {
                 return Err(invalid(
                     &format!("subgraphs.{name}.max_response_bytes"),
@@ -851,6 +876,14 @@ impl GatewayConfig {
         Duration::from_millis(ms)
     }
 
+    /// The most requests in flight to subgraph `name` at a time.
+    pub fn subgraph_max_concurrent_requests(&self, name: &str) -> usize {
+        self.subgraphs
+            .get(name)
+            .and_then(|s| s.max_concurrent_requests)
+            .unwrap_or(self.subgraph_max_concurrent_requests)
+    }
+
     /// The response size limit of subgraph `name`, in bytes.
     pub fn subgraph_max_response_bytes(&self, name: &str) -> usize {
         self.subgraphs
@@ -859,6 +892,10 @@ impl GatewayConfig {
             .unwrap_or(self.subgraph_max_response_bytes)
     }
 }
+
+/// Upper bound of `subgraph_max_concurrent_requests` (a typo guard, far above any sane
+/// value).
+const MAX_CONCURRENT_REQUESTS: usize = 100_000;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
@@ -870,6 +907,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "subgraphs",
     "subgraph_timeout_ms",
     "subgraph_max_response_bytes",
+    "subgraph_max_concurrent_requests",
     "request_timeout_ms",
     "override_labels",
     "trust",
@@ -949,6 +987,7 @@ mod tests {
         assert_eq!(c.limits.max_body_bytes, 2 * 1024 * 1024);
         assert_eq!(c.subgraph_timeout("any"), Duration::from_secs(30));
         assert_eq!(c.subgraph_max_response_bytes("any"), 16 * 1024 * 1024);
+        assert_eq!(c.subgraph_max_concurrent_requests("any"), 128);
         assert!(c.csrf.enabled);
     }
 
@@ -960,6 +999,7 @@ mod tests {
             url = "http://localhost:4001/graphql"
             timeout_ms = 500
             max_response_bytes = 1024
+            max_concurrent_requests = 8
             [limits]
             max_depth = 10
         "#;
@@ -986,6 +1026,8 @@ mod tests {
         assert_eq!(c.subgraph_timeout("users"), Duration::from_millis(500));
         assert_eq!(c.subgraph_max_response_bytes("users"), 1024);
         assert_eq!(c.subgraph_max_response_bytes("posts"), 4096);
+        assert_eq!(c.subgraph_max_concurrent_requests("users"), 8);
+        assert_eq!(c.subgraph_max_concurrent_requests("posts"), 128);
         assert_eq!(c.subgraph_errors.allow_extensions, ["code", "reason"]);
         assert!(!c.subgraph_errors.redact_message);
         assert_eq!(
@@ -1046,6 +1088,19 @@ mod tests {
             .expect_err("zero");
         assert!(
             e.to_string().contains("subgraphs.users.max_response_bytes"),
+            "{e}"
+        );
+        let e =
+            GatewayConfig::from_toml("subgraph_max_concurrent_requests = 0\n").expect_err("zero");
+        assert!(
+            e.to_string().contains("subgraph_max_concurrent_requests"),
+            "{e}"
+        );
+        let e = GatewayConfig::from_toml("[subgraphs.users]\nmax_concurrent_requests = 0\n")
+            .expect_err("zero");
+        assert!(
+            e.to_string()
+                .contains("subgraphs.users.max_concurrent_requests"),
             "{e}"
         );
     }

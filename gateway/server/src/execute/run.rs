@@ -628,7 +628,9 @@ fn push_remapped<'b>(
 
 fn fetch_error(e: &FetchError) -> GraphQLError {
     let (code, service) = match e {
-        FetchError::Timeout { service, .. } => (ErrorCode::SubrequestTimeout, service),
+        FetchError::Timeout { service, .. } | FetchError::SlotTimeout { service, .. } => {
+            (ErrorCode::SubrequestTimeout, service)
+        }
         FetchError::ResponseTooLarge { service, .. } => {
             (ErrorCode::SubrequestResponseTooLarge, service)
         }

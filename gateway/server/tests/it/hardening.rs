@@ -438,3 +438,180 @@ async fn subgraph_error_extensions_are_allowlisted_outside_dev_mode() {
         }
     }
 }
+
+// ---------------------------------------------------------------- concurrency per subgraph
+
+/// A subgraph that holds every request until the test opens its gate, counting the
+/// requests in flight (a handler dropped because its client went away counts down too).
+#[derive(Clone)]
+struct GatedSubgraph {
+    url: String,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+    received: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+type GateState = (
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+    tokio::sync::watch::Receiver<bool>,
+);
+
+impl GatedSubgraph {
+    async fn start() -> Self {
+        let (gate, open) = tokio::sync::watch::channel(false);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let received = Arc::new(AtomicUsize::new(0));
+        async fn handle(
+            State((in_flight, max_in_flight, received, mut open)): State<GateState>,
+        ) -> Json<Value> {
+            struct InFlight(Arc<AtomicUsize>);
+            impl Drop for InFlight {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            received.fetch_add(1, Ordering::SeqCst);
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            let _counted = InFlight(in_flight);
+            max_in_flight.fetch_max(now, Ordering::SeqCst);
+            let _ = open.wait_for(|open| *open).await;
+            Json(json!({"data": {"me": user(1)}}))
+        }
+        let app = axum::Router::new()
+            .route("/graphql", axum::routing::post(handle))
+            .with_state((
+                in_flight.clone(),
+                max_in_flight.clone(),
+                received.clone(),
+                open,
+            ));
+        let addr = spawn(app).await;
+        Self {
+            url: format!("http://{addr}/graphql"),
+            in_flight,
+            max_in_flight,
+            received,
+            gate: Arc::new(gate),
+        }
+    }
+
+    fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+async fn gated_gateway(config: GatewayConfig, users: &GatedSubgraph) -> TestGateway {
+    TestGateway::start(
+        config,
+        &[("users", &users.url)],
+        vec![("", seq(vec![fetch("users", "{ me { name } }")]))],
+    )
+    .await
+}
+
+async fn ask_me(gw: &TestGateway) -> (StatusCode, Value) {
+    gw.post(json!({"query": "{ me { name } }"})).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_to_a_subgraph_never_exceed_its_cap() {
+    const CAP: usize = 4;
+    const CLIENTS: usize = 40;
+    let users = GatedSubgraph::start().await;
+    let mut config = patient();
+    config.subgraphs.insert(
+        "users".into(),
+        portico_gateway::config::SubgraphConfig {
+            max_concurrent_requests: Some(CAP),
+            ..Default::default()
+        },
+    );
+    let gw = gated_gateway(config, &users).await;
+    let release = async {
+        // Let the cap fill, then give any request beyond it time to arrive (it would
+        // raise the maximum) before opening the gate.
+        tokio::time::timeout(HANG_GUARD, async {
+            while users.in_flight.load(Ordering::SeqCst) < CAP {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the subgraph receives requests");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        users.open();
+    };
+    let ask_all = futures::future::join_all((0..CLIENTS).map(|_| ask_me(&gw)));
+    let (answers, ()) = tokio::time::timeout(HANG_GUARD, async { tokio::join!(ask_all, release) })
+        .await
+        .expect("every client is answered");
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body, &json!({"data": {"me": {"name": "User 1"}}}));
+    }
+    assert_eq!(users.max_in_flight(), CAP);
+    assert_eq!(users.received.load(Ordering::SeqCst), CLIENTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_a_subgraph_slot_time_out_cleanly() {
+    const CAP: usize = 2;
+    const CLIENTS: usize = 12;
+    let users = GatedSubgraph::start().await;
+    let mut config = patient();
+    config.subgraph_max_concurrent_requests = CAP;
+    config.subgraph_timeout_ms = 500;
+    let gw = gated_gateway(config, &users).await;
+
+    // The subgraph never answers: every request times out, waiting for a slot or for
+    // the subgraph, and the subgraph never sees more than CAP at once.
+    let answers = tokio::time::timeout(
+        HANG_GUARD,
+        futures::future::join_all((0..CLIENTS).map(|_| ask_me(&gw))),
+    )
+    .await
+    .expect("every client is answered");
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"], json!({"me": null}), "{body}");
+        let errors = body["errors"].as_array().expect("errors");
+        assert_eq!(errors.len(), 1, "{body}");
+        assert_eq!(
+            errors[0]["extensions"]["code"], "SUBREQUEST_TIMEOUT",
+            "{body}"
+        );
+        assert_eq!(errors[0]["extensions"]["serviceName"], "users", "{body}");
+    }
+    assert!(users.max_in_flight() <= CAP, "{}", users.max_in_flight());
+    assert!(users.max_in_flight() >= 1);
+
+    // Every slot came back: with the subgraph answering again, so does the gateway.
+    users.open();
+    let (status, body) = tokio::time::timeout(HANG_GUARD, ask_me(&gw))
+        .await
+        .expect("answered");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"data": {"me": {"name": "User 1"}}}));
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "portico_subgraph_requests_in_flight{subgraph=\"users\"} 0\n",
+        "portico_subgraph_requests_waiting{subgraph=\"users\"} 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+}
