@@ -30,7 +30,9 @@ pub struct Endpoint {
     pub max_response_bytes: usize,
     /// Most requests in flight at once.
     pub max_concurrent_requests: usize,
+    /// Requests sent (a request that got no slot in time is not sent).
     pub requests: AtomicU64,
+    /// Requests that got no GraphQL response (slot timeouts included).
     pub failures: AtomicU64,
     slots: tokio::sync::Semaphore,
     waiting: AtomicU64,
@@ -232,7 +234,6 @@ impl Subgraphs {
             .endpoints
             .get(service)
             .ok_or_else(|| FetchError::UnknownSubgraph(service.to_string()))?;
-        endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let result = self
             .send_to(
                 endpoint,
@@ -274,6 +275,7 @@ impl Subgraphs {
         if remaining.is_zero() {
             return Err(slot_timeout());
         }
+        endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let mut body = Map::new();
         body.insert("query".into(), Value::String(query.to_string()));
         if let Some(name) = operation_name {
@@ -455,6 +457,7 @@ mod tests {
         );
         assert_eq!(endpoint.waiting(), 0);
         assert_eq!(endpoint.failures.load(Ordering::Relaxed), 1);
+        assert_eq!(s.request_count("users"), 0, "nothing was sent");
         // Nothing was sent: no connection is waiting to be accepted.
         assert_eq!(
             listener.accept().map_err(|e| e.kind()).err(),
