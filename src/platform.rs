@@ -369,7 +369,7 @@ pub async fn start(options: PlatformOptions) -> Result<Platform> {
             name.to_string(),
             SubgraphConfig {
                 url: Some(url.clone()),
-                timeout_ms: None,
+                ..Default::default()
             },
         );
     }

@@ -157,7 +157,7 @@ async fn run_demo(iterations: usize) {
             name.into(),
             portico_gateway::config::SubgraphConfig {
                 url: Some(url),
-                timeout_ms: None,
+                ..Default::default()
             },
         );
     }

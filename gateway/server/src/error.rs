@@ -63,6 +63,9 @@ pub enum ErrorCode {
     SubrequestHttpError,
     /// A subgraph did not answer within its timeout.
     SubrequestTimeout,
+    /// A subgraph's response body is larger than its `max_response_bytes` (default
+    /// `subgraph_max_response_bytes`): the gateway stopped reading it.
+    SubrequestResponseTooLarge,
     /// The whole request did not complete within `request_timeout_ms`.
     GatewayTimeout,
     /// A non-null field resolved to null (spec "field error").
@@ -112,6 +115,7 @@ impl ErrorCode {
             ErrorCode::QueryPlanUnsupported => "QUERY_PLAN_UNSUPPORTED",
             ErrorCode::SubrequestHttpError => "SUBREQUEST_HTTP_ERROR",
             ErrorCode::SubrequestTimeout => "SUBREQUEST_TIMEOUT",
+            ErrorCode::SubrequestResponseTooLarge => "SUBREQUEST_RESPONSE_TOO_LARGE",
             ErrorCode::GatewayTimeout => "GATEWAY_TIMEOUT",
             ErrorCode::NullValueInNonNullField => "NULL_VALUE_IN_NON_NULL_FIELD",
             ErrorCode::SubgraphInvalidValue => "SUBGRAPH_INVALID_VALUE",
@@ -158,6 +162,7 @@ impl ErrorCode {
             }
             ErrorCode::SubrequestHttpError
             | ErrorCode::SubrequestTimeout
+            | ErrorCode::SubrequestResponseTooLarge
             | ErrorCode::NullValueInNonNullField
             | ErrorCode::SubgraphInvalidValue => StatusCode::OK,
         }
@@ -321,6 +326,7 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::QueryPlanUnsupported,
     ErrorCode::SubrequestHttpError,
     ErrorCode::SubrequestTimeout,
+    ErrorCode::SubrequestResponseTooLarge,
     ErrorCode::GatewayTimeout,
     ErrorCode::NullValueInNonNullField,
     ErrorCode::SubgraphInvalidValue,

@@ -44,6 +44,11 @@ use execute::{Endpoint, Subgraphs};
 use plan::{DocumentCache, PlanStage};
 pub use plan::{PlanningError, QueryPlanner, SubgraphInfo};
 
+/// How long an idle pooled connection to a subgraph is kept: long enough that steady
+/// traffic never reconnects, short enough that a burst's extra connections do not linger
+/// (reqwest's default is 90 s).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -140,25 +145,33 @@ impl Gateway {
                 .into());
             }
         }
+        // Every connection a subgraph's slots allow may stay idle, so a busy subgraph's
+        // connections are reused rather than closed and reopened (the slots already bound
+        // how many exist); idle ones are closed after `POOL_IDLE_TIMEOUT`.
+        let max_in_flight = known.iter().fold(0usize, |sum, s| {
+            sum.saturating_add(config.subgraph_max_concurrent_requests(&s.name))
+        });
         let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(max_in_flight)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| GatewayError::HttpClient(e.to_string()))?;
         let endpoints = known
             .into_iter()
-            .map(|s| Endpoint {
-                url: config
-                    .subgraphs
-                    .get(&s.name)
-                    .and_then(|c| c.url.clone())
-                    .unwrap_or(s.url),
-                timeout: config.subgraph_timeout(&s.name),
-                name: s.name,
-                requests: Default::default(),
-                failures: Default::default(),
+            .map(|s| {
+                Endpoint::new(
+                    s.name.clone(),
+                    config
+                        .subgraphs
+                        .get(&s.name)
+                        .and_then(|c| c.url.clone())
+                        .unwrap_or(s.url),
+                    config.subgraph_timeout(&s.name),
+                    config.subgraph_max_response_bytes(&s.name),
+                    config.subgraph_max_concurrent_requests(&s.name),
+                )
             })
             .collect();
         let subgraphs = Subgraphs::new(
@@ -167,7 +180,12 @@ impl Gateway {
             signer,
             Duration::from_secs(config.trust.token_ttl_secs),
         );
-        let subgraphs = subgraphs.with_header_rules(headers::HeaderRules::new(&config.headers));
+        let subgraphs = subgraphs
+            .with_header_rules(headers::HeaderRules::new(&config.headers))
+            .with_error_policy(execute::SubgraphErrorPolicy::new(
+                &config.subgraph_errors,
+                config.dev,
+            ));
         let auth = Authenticator::from_config(&config.jwt, client)?;
         let inner = Inner {
             implementers: planner.api_schema().implementers_map(),

@@ -526,8 +526,8 @@ async fn a_slow_subgraph_times_out_with_subrequest_timeout() {
     config.subgraphs.insert(
         "reviews".into(),
         portico_gateway::config::SubgraphConfig {
-            url: None,
             timeout_ms: Some(200),
+            ..Default::default()
         },
     );
     let gw = TestGateway::start(
@@ -1305,7 +1305,7 @@ async fn real_gateway(subgraphs: &[(&'static str, MockSubgraph)]) -> (Gateway, S
             name.to_string(),
             portico_gateway::config::SubgraphConfig {
                 url: Some(sg.url.clone()),
-                timeout_ms: None,
+                ..Default::default()
             },
         );
     }
@@ -1508,6 +1508,8 @@ async fn condition_nodes_branch_on_the_variable() {
 
 mod security;
 
+#[path = "it/hardening.rs"]
+mod hardening;
 #[path = "it/rate.rs"]
 mod rate;
 #[path = "it/resilience.rs"]

@@ -61,6 +61,16 @@ pub struct GatewayConfig {
     pub subgraphs: BTreeMap<String, SubgraphConfig>,
     /// Timeout for a subgraph request when the subgraph has no `timeout_ms` of its own.
     pub subgraph_timeout_ms: u64,
+    /// Largest subgraph response body the gateway reads, in bytes, when the subgraph has
+    /// no `max_response_bytes` of its own. A larger body (announced by `Content-Length`
+    /// or found while reading) fails that fetch with `SUBREQUEST_RESPONSE_TOO_LARGE`;
+    /// reading stops as soon as the limit is passed.
+    pub subgraph_max_response_bytes: usize,
+    /// Most requests in flight to one subgraph at a time, when the subgraph has no
+    /// `max_concurrent_requests` of its own. A fetch beyond it waits for a slot, and the
+    /// wait counts against the subgraph's timeout (`SUBREQUEST_TIMEOUT`). Bounds the
+    /// connections the gateway opens to a subgraph.
+    pub subgraph_max_concurrent_requests: usize,
     /// Deadline of a whole client request, in milliseconds: past it the request is
     /// answered `GATEWAY_TIMEOUT` (HTTP 504) and its remaining subgraph calls are dropped.
     pub request_timeout_ms: u64,
@@ -84,6 +94,8 @@ pub struct GatewayConfig {
     pub authorization: AuthorizationConfig,
     /// Client headers propagated to subgraphs, renamed or inserted.
     pub headers: HeadersConfig,
+    /// What clients see of the errors subgraphs return (outside dev mode).
+    pub subgraph_errors: SubgraphErrorsConfig,
     /// Cross-origin requests from browsers (default: same-origin only).
     pub cors: CorsConfig,
 }
@@ -99,6 +111,8 @@ impl Default for GatewayConfig {
             include_plan: true,
             subgraphs: BTreeMap::new(),
             subgraph_timeout_ms: 30_000,
+            subgraph_max_response_bytes: 16 * 1024 * 1024,
+            subgraph_max_concurrent_requests: 128,
             request_timeout_ms: 60_000,
             override_labels: Vec::new(),
             trust: TrustConfig::default(),
@@ -110,6 +124,7 @@ impl Default for GatewayConfig {
             rate_limit: RateLimitConfig::default(),
             authorization: AuthorizationConfig::default(),
             headers: HeadersConfig::default(),
+            subgraph_errors: SubgraphErrorsConfig::default(),
             cors: CorsConfig::default(),
         }
     }
@@ -123,6 +138,35 @@ pub struct SubgraphConfig {
     pub url: Option<String>,
     /// Request timeout in milliseconds (default: `subgraph_timeout_ms`).
     pub timeout_ms: Option<u64>,
+    /// Largest response body read from this subgraph, in bytes (default:
+    /// `subgraph_max_response_bytes`).
+    pub max_response_bytes: Option<usize>,
+    /// Most requests in flight to this subgraph at a time (default:
+    /// `subgraph_max_concurrent_requests`).
+    pub max_concurrent_requests: Option<usize>,
+}
+
+/// What clients see of the errors subgraphs return. In dev mode every message and every
+/// extension passes; outside it these rules apply. `serviceName` is always set by the
+/// gateway and `locations` (which point into the subgraph's operation) are dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubgraphErrorsConfig {
+    /// Keys of a subgraph error's `extensions` passed to clients; `["*"]` passes every
+    /// key. Subgraphs put internal detail there (stack traces, SQL, host names).
+    pub allow_extensions: Vec<String>,
+    /// Replace every subgraph error message with `subgraph error (redacted)` (path,
+    /// allowed extensions and `serviceName` stay).
+    pub redact_message: bool,
+}
+
+impl Default for SubgraphErrorsConfig {
+    fn default() -> Self {
+        Self {
+            allow_extensions: vec!["code".into()],
+            redact_message: false,
+        }
+    }
 }
 
 /// Trust tokens minted for subgraphs.
@@ -769,7 +813,32 @@ impl GatewayConfig {
         }
         self.cost.validate()?;
         self.rate_limit.validate()?;
+        if self.subgraph_max_response_bytes == 0 {
+            return Err(invalid("subgraph_max_response_bytes", "must be positive"));
+        }
+        let concurrency_ok = |n: usize| (1..=MAX_CONCURRENT_REQUESTS).contains(&n);
+        if !concurrency_ok(self.subgraph_max_concurrent_requests) {
+            return Err(invalid(
+                "subgraph_max_concurrent_requests",
+                &format!("must be between 1 and {MAX_CONCURRENT_REQUESTS}"),
+            ));
+        }
         for (name, sg) in &self.subgraphs {
+            if sg
+                .max_concurrent_requests
+                .is_some_and(|n| !concurrency_ok(n))
+            {
+                return Err(invalid(
+                    &format!("subgraphs.{name}.max_concurrent_requests"),
+                    &format!("must be between 1 and {MAX_CONCURRENT_REQUESTS}"),
+                ));
+            }
+            if sg.max_response_bytes == Some(0) {
+                return Err(invalid(
+                    &format!("subgraphs.{name}.max_response_bytes"),
+                    "must be positive",
+                ));
+            }
             if let Some(url) = &sg.url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
@@ -806,7 +875,27 @@ impl GatewayConfig {
             .unwrap_or(self.subgraph_timeout_ms);
         Duration::from_millis(ms)
     }
+
+    /// The most requests in flight to subgraph `name` at a time.
+    pub fn subgraph_max_concurrent_requests(&self, name: &str) -> usize {
+        self.subgraphs
+            .get(name)
+            .and_then(|s| s.max_concurrent_requests)
+            .unwrap_or(self.subgraph_max_concurrent_requests)
+    }
+
+    /// The response size limit of subgraph `name`, in bytes.
+    pub fn subgraph_max_response_bytes(&self, name: &str) -> usize {
+        self.subgraphs
+            .get(name)
+            .and_then(|s| s.max_response_bytes)
+            .unwrap_or(self.subgraph_max_response_bytes)
+    }
 }
+
+/// Upper bound of `subgraph_max_concurrent_requests` (a typo guard, far above any sane
+/// value).
+const MAX_CONCURRENT_REQUESTS: usize = 100_000;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
@@ -817,6 +906,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "include_plan",
     "subgraphs",
     "subgraph_timeout_ms",
+    "subgraph_max_response_bytes",
+    "subgraph_max_concurrent_requests",
     "request_timeout_ms",
     "override_labels",
     "trust",
@@ -828,6 +919,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "rate_limit",
     "authorization",
     "headers",
+    "subgraph_errors",
     "cors",
 ];
 
@@ -894,6 +986,8 @@ mod tests {
         assert!(!c.plan_extension_enabled());
         assert_eq!(c.limits.max_body_bytes, 2 * 1024 * 1024);
         assert_eq!(c.subgraph_timeout("any"), Duration::from_secs(30));
+        assert_eq!(c.subgraph_max_response_bytes("any"), 16 * 1024 * 1024);
+        assert_eq!(c.subgraph_max_concurrent_requests("any"), 128);
         assert!(c.csrf.enabled);
     }
 
@@ -904,6 +998,8 @@ mod tests {
             [subgraphs.users]
             url = "http://localhost:4001/graphql"
             timeout_ms = 500
+            max_response_bytes = 1024
+            max_concurrent_requests = 8
             [limits]
             max_depth = 10
         "#;
@@ -914,6 +1010,11 @@ mod tests {
                 ("PORTICO_LIMITS__MAX_DEPTH", "12"),
                 ("PORTICO_LISTEN", "0.0.0.0:8080"),
                 ("PORTICO_SUBGRAPHS__POSTS__URL", "http://posts/graphql"),
+                ("PORTICO_SUBGRAPH_MAX_RESPONSE_BYTES", "4096"),
+                (
+                    "PORTICO_SUBGRAPH_ERRORS__ALLOW_EXTENSIONS",
+                    r#"["code", "reason"]"#,
+                ),
                 ("PORTICO_LOG", "debug"),
                 ("HOME", "/root"),
             ]),
@@ -923,6 +1024,12 @@ mod tests {
         assert_eq!(c.limits.max_depth, 12);
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.subgraph_timeout("users"), Duration::from_millis(500));
+        assert_eq!(c.subgraph_max_response_bytes("users"), 1024);
+        assert_eq!(c.subgraph_max_response_bytes("posts"), 4096);
+        assert_eq!(c.subgraph_max_concurrent_requests("users"), 8);
+        assert_eq!(c.subgraph_max_concurrent_requests("posts"), 128);
+        assert_eq!(c.subgraph_errors.allow_extensions, ["code", "reason"]);
+        assert!(!c.subgraph_errors.redact_message);
         assert_eq!(
             c.subgraphs["posts"].url.as_deref(),
             Some("http://posts/graphql")
@@ -975,5 +1082,26 @@ mod tests {
         assert!(e.to_string().contains("PORTICO_LIMITS__MAX_DEPTH"), "{e}");
         let e = GatewayConfig::from_toml("[trust]\ntoken_ttl_secs = 600\n").expect_err("ttl");
         assert!(e.to_string().contains("trust.token_ttl_secs"), "{e}");
+        let e = GatewayConfig::from_toml("subgraph_max_response_bytes = 0\n").expect_err("zero");
+        assert!(e.to_string().contains("subgraph_max_response_bytes"), "{e}");
+        let e = GatewayConfig::from_toml("[subgraphs.users]\nmax_response_bytes = 0\n")
+            .expect_err("zero");
+        assert!(
+            e.to_string().contains("subgraphs.users.max_response_bytes"),
+            "{e}"
+        );
+        let e =
+            GatewayConfig::from_toml("subgraph_max_concurrent_requests = 0\n").expect_err("zero");
+        assert!(
+            e.to_string().contains("subgraph_max_concurrent_requests"),
+            "{e}"
+        );
+        let e = GatewayConfig::from_toml("[subgraphs.users]\nmax_concurrent_requests = 0\n")
+            .expect_err("zero");
+        assert!(
+            e.to_string()
+                .contains("subgraphs.users.max_concurrent_requests"),
+            "{e}"
+        );
     }
 }

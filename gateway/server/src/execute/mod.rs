@@ -4,13 +4,16 @@
 //! `run` walks the plan (fetches, batched entity fetches, merging, error re-mapping);
 //! `shape` applies the client's operation to the merged tree (order, aliases,
 //! fragments, `@skip`/`@include`, `__typename`, values checked against the API schema,
-//! null bubbling); `subgraph` is the only code that talks to subgraphs. A failing or
+//! null bubbling); `subgraph` is the only code that talks to subgraphs;
+//! `subgraph_errors` decides what clients see of the errors subgraphs return. A failing or
 //! slow subgraph never fails the request: its part of the data is null and an error
-//! with `SUBREQUEST_HTTP_ERROR` or `SUBREQUEST_TIMEOUT` and `serviceName` says why.
+//! with `SUBREQUEST_HTTP_ERROR`, `SUBREQUEST_TIMEOUT` or `SUBREQUEST_RESPONSE_TOO_LARGE`
+//! and `serviceName` says why.
 
 mod run;
 mod shape;
 pub mod subgraph;
+pub mod subgraph_errors;
 
 use apollo_compiler::Schema;
 use apollo_compiler::executable::{ExecutableDocument, Operation};
@@ -22,6 +25,7 @@ use serde_json::{Map, Value};
 use crate::auth::Identity;
 use crate::error::{GraphQLError, GraphQLResponse};
 pub use subgraph::{Endpoint, Subgraphs};
+pub use subgraph_errors::SubgraphErrorPolicy;
 
 /// One operation to execute.
 pub struct ExecutionInput<'a> {

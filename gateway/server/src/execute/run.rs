@@ -249,7 +249,10 @@ impl<'a> Run<'a> {
         }
         let mut errors = self.errors.lock();
         for raw in response.errors {
-            let mut e = subgraph_error(raw, &fetch.service_name);
+            let mut e = self
+                .subgraphs
+                .error_policy()
+                .to_client(raw, &fetch.service_name);
             // Root fetch paths already use client response keys.
             if e.path.as_ref().is_some_and(Vec::is_empty) {
                 e.path = None;
@@ -412,7 +415,7 @@ impl<'a> Run<'a> {
         }
         let mut out = self.errors.lock();
         for raw in errors {
-            let e = subgraph_error(raw, service);
+            let e = self.subgraphs.error_policy().to_client(raw, service);
             push_remapped(&mut out, e, |alias| {
                 aliases
                     .iter()
@@ -623,37 +626,14 @@ fn push_remapped<'b>(
     }
 }
 
-/// A subgraph error, kept as sent (message, extensions, locations dropped: they point
-/// into the subgraph operation, not the client's) with `serviceName` added.
-fn subgraph_error(raw: Value, service: &str) -> GraphQLError {
-    let message = raw
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("subgraph error")
-        .to_string();
-    let path = raw
-        .get("path")
-        .and_then(Value::as_array)
-        .map(|p| p.iter().filter_map(PathElem::from_json).collect());
-    let mut extensions = raw
-        .get("extensions")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    extensions
-        .entry("serviceName")
-        .or_insert_with(|| Value::String(service.to_string()));
-    GraphQLError {
-        message,
-        locations: Vec::new(),
-        path,
-        extensions,
-    }
-}
-
 fn fetch_error(e: &FetchError) -> GraphQLError {
     let (code, service) = match e {
-        FetchError::Timeout { service, .. } => (ErrorCode::SubrequestTimeout, service),
+        FetchError::Timeout { service, .. } | FetchError::SlotTimeout { service, .. } => {
+            (ErrorCode::SubrequestTimeout, service)
+        }
+        FetchError::ResponseTooLarge { service, .. } => {
+            (ErrorCode::SubrequestResponseTooLarge, service)
+        }
         FetchError::Http { service, .. } | FetchError::UnknownSubgraph(service) => {
             (ErrorCode::SubrequestHttpError, service)
         }

@@ -1,7 +1,12 @@
-//! Subgraph HTTP: one pooled reqwest client, per-subgraph URL and timeout, identity
-//! headers plus a trust token minted for that subgraph (cached per identity and
-//! subgraph for a third of its lifetime), the client headers the `[headers]` rules
-//! propagate (nothing else the client sent), and a request counter per subgraph.
+//! Subgraph HTTP: one pooled reqwest client, per-subgraph URL, timeout and response size
+//! limit, identity headers plus a trust token minted for that subgraph (cached per
+//! identity and subgraph for a third of its lifetime), the client headers the
+//! `[headers]` rules propagate (nothing else the client sent), and a request counter per
+//! subgraph. A response body is read chunk by chunk and dropped as soon as it passes the
+//! subgraph's `max_response_bytes`, so no subgraph can make the gateway buffer more. At
+//! most `max_concurrent_requests` requests per subgraph are in flight (a semaphore per
+//! endpoint; a request holds its slot until its body is read), so no more connections to
+//! it are open at once; waiting for a slot counts against the subgraph's timeout.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,9 +24,75 @@ use serde_json::{Map, Value};
 pub struct Endpoint {
     pub name: String,
     pub url: String,
+    /// Deadline of one request, waiting for a slot included.
     pub timeout: Duration,
+    /// Largest response body read, in bytes.
+    pub max_response_bytes: usize,
+    /// Most requests in flight at once.
+    pub max_concurrent_requests: usize,
+    /// Requests sent (a request that got no slot in time is not sent).
     pub requests: AtomicU64,
+    /// Requests that got no GraphQL response (slot timeouts included).
     pub failures: AtomicU64,
+    slots: tokio::sync::Semaphore,
+    waiting: AtomicU64,
+}
+
+impl Endpoint {
+    pub fn new(
+        name: String,
+        url: String,
+        timeout: Duration,
+        max_response_bytes: usize,
+        max_concurrent_requests: usize,
+    ) -> Self {
+        Self {
+            name,
+            url,
+            timeout,
+            max_response_bytes,
+            max_concurrent_requests,
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            slots: tokio::sync::Semaphore::new(max_concurrent_requests),
+            waiting: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.max_concurrent_requests
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    /// Requests waiting for a slot now.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// A slot, or `None` once `deadline` passes. Counted in `waiting` meanwhile (also when
+    /// the caller gives up by dropping this future).
+    async fn slot(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        struct Waiting<'a>(&'a AtomicU64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Some(permit);
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        // The semaphore is never closed, so `acquire` fails only by the deadline.
+        tokio::time::timeout_at(deadline, self.slots.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
 }
 
 /// Why a subgraph request produced no GraphQL response.
@@ -31,8 +102,18 @@ pub enum FetchError {
     UnknownSubgraph(String),
     #[error("request to subgraph '{service}' timed out after {timeout:?}")]
     Timeout { service: String, timeout: Duration },
+    #[error(
+        "request to subgraph '{service}' timed out after {timeout:?} waiting for one of its {limit} request slots"
+    )]
+    SlotTimeout {
+        service: String,
+        timeout: Duration,
+        limit: usize,
+    },
     #[error("HTTP fetch failed from '{service}': {message}")]
     Http { service: String, message: String },
+    #[error("response of subgraph '{service}' exceeds the limit of {limit} bytes")]
+    ResponseTooLarge { service: String, limit: usize },
 }
 
 /// The part of a subgraph response the executor reads.
@@ -54,6 +135,7 @@ pub struct Subgraphs {
     token_ttl: Duration,
     tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
     header_rules: crate::headers::HeaderRules,
+    error_policy: super::SubgraphErrorPolicy,
 }
 
 const TOKEN_CACHE_MAX: usize = 10_000;
@@ -75,6 +157,7 @@ impl Subgraphs {
             token_ttl,
             tokens: Mutex::new(HashMap::new()),
             header_rules: Default::default(),
+            error_policy: Default::default(),
         }
     }
 
@@ -82,6 +165,17 @@ impl Subgraphs {
     pub fn with_header_rules(mut self, rules: crate::headers::HeaderRules) -> Self {
         self.header_rules = rules;
         self
+    }
+
+    /// Show clients subgraph errors by these rules (default: production defaults).
+    pub fn with_error_policy(mut self, policy: super::SubgraphErrorPolicy) -> Self {
+        self.error_policy = policy;
+        self
+    }
+
+    /// What clients see of the errors subgraphs return.
+    pub fn error_policy(&self) -> &super::SubgraphErrorPolicy {
+        &self.error_policy
     }
 
     /// Requests sent to subgraph `name` so far.
@@ -140,7 +234,6 @@ impl Subgraphs {
             .endpoints
             .get(service)
             .ok_or_else(|| FetchError::UnknownSubgraph(service.to_string()))?;
-        endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let result = self
             .send_to(
                 endpoint,
@@ -169,6 +262,20 @@ impl Subgraphs {
         request_id: &str,
         client_headers: &http::HeaderMap,
     ) -> Result<SubgraphResponse, FetchError> {
+        // One deadline for the wait for a slot and the request; the slot is held until
+        // the body is read (the connection is busy until then).
+        let deadline = tokio::time::Instant::now() + endpoint.timeout;
+        let slot_timeout = || FetchError::SlotTimeout {
+            service: endpoint.name.clone(),
+            timeout: endpoint.timeout,
+            limit: endpoint.max_concurrent_requests,
+        };
+        let _slot = endpoint.slot(deadline).await.ok_or_else(slot_timeout)?;
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            return Err(slot_timeout());
+        }
+        endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let mut body = Map::new();
         body.insert("query".into(), Value::String(query.to_string()));
         if let Some(name) = operation_name {
@@ -187,7 +294,7 @@ impl Subgraphs {
             );
         }
         request = request
-            .timeout(endpoint.timeout)
+            .timeout(remaining)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
                 http::header::ACCEPT,
@@ -216,7 +323,15 @@ impl Subgraphs {
         };
         let response = request.json(&body).send().await.map_err(http_error)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(http_error)?;
+        let bytes = read_limited(response, endpoint.max_response_bytes)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => FetchError::ResponseTooLarge {
+                    service: endpoint.name.clone(),
+                    limit: endpoint.max_response_bytes,
+                },
+                BodyError::Http(e) => http_error(e),
+            })?;
         match serde_json::from_slice::<SubgraphResponse>(&bytes) {
             Ok(parsed) if parsed.data.is_some() || !parsed.errors.is_empty() => Ok(parsed),
             _ if !status.is_success() => Err(FetchError::Http {
@@ -229,6 +344,31 @@ impl Subgraphs {
             }),
         }
     }
+}
+
+enum BodyError {
+    TooLarge,
+    Http(reqwest::Error),
+}
+
+/// The body of `response`, refused as soon as it is known to exceed `limit` bytes: at
+/// once when `Content-Length` announces more, else when the bytes read pass it. The rest
+/// is never read (dropping the response closes its connection), so a subgraph sending
+/// an endless body costs at most `limit` bytes and the time to read them.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let announced = match response.content_length().map(usize::try_from) {
+        Some(Ok(n)) if n <= limit => n,
+        Some(_) => return Err(BodyError::TooLarge),
+        None => 0,
+    };
+    let mut body = Vec::with_capacity(announced);
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
+        if chunk.len() > limit - body.len() {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// reqwest errors embed the URL; keep messages short and free of query strings.
@@ -270,5 +410,60 @@ mod tests {
                 .is_ok()
         );
         assert!(verifier.verify(Some(&anon), "users", None, None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_request_waiting_for_a_slot_times_out_without_reaching_the_subgraph() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let url = format!("http://{}/graphql", listener.local_addr().expect("addr"));
+        let s = Subgraphs::new(
+            reqwest::Client::new(),
+            vec![Endpoint::new(
+                "users".into(),
+                url,
+                Duration::from_millis(50),
+                1024,
+                1,
+            )],
+            TrustSigner::generate(),
+            Duration::from_secs(60),
+        );
+        let endpoint = s.endpoints.get("users").expect("endpoint").clone();
+        let held = endpoint.slots.acquire().await.expect("the only slot");
+        assert_eq!(endpoint.in_flight(), 1);
+        let (anonymous, headers) = (Identity::anonymous(), http::HeaderMap::new());
+        let send = s.send(
+            "users",
+            "{ me { id } }",
+            None,
+            Map::new(),
+            &anonymous,
+            "r1",
+            &headers,
+        );
+        // The guard only keeps a broken deadline from hanging the test.
+        let e = tokio::time::timeout(Duration::from_secs(60), send)
+            .await
+            .expect("the wait for a slot is bounded by the subgraph timeout")
+            .expect_err("no slot within the timeout");
+        assert!(
+            matches!(e, FetchError::SlotTimeout { limit: 1, .. }),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "request to subgraph 'users' timed out after 50ms waiting for one of its 1 request slots"
+        );
+        assert_eq!(endpoint.waiting(), 0);
+        assert_eq!(endpoint.failures.load(Ordering::Relaxed), 1);
+        assert_eq!(s.request_count("users"), 0, "nothing was sent");
+        // Nothing was sent: no connection is waiting to be accepted.
+        assert_eq!(
+            listener.accept().map_err(|e| e.kind()).err(),
+            Some(std::io::ErrorKind::WouldBlock)
+        );
+        drop(held);
+        assert_eq!(endpoint.in_flight(), 0);
     }
 }

@@ -1,6 +1,7 @@
 //! Counters for `/metrics` (Prometheus text format): HTTP responses by status, request
 //! duration histograms by operation type and status class, requests in flight, subgraph
-//! requests and failures, cache hits and misses, planning time and failures, panics.
+//! requests and failures, subgraph requests in flight and waiting for a slot, cache hits
+//! and misses, planning time and failures, panics.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -231,6 +232,30 @@ pub fn render(gw: &Inner) -> String {
             "portico_subgraph_failures_total{{subgraph=\"{}\"}} {}",
             e.name,
             e.failures.load(Ordering::Relaxed)
+        );
+    }
+    out.push_str(
+        "# HELP portico_subgraph_requests_in_flight Requests in flight to each subgraph (at most its max_concurrent_requests).\n",
+    );
+    out.push_str("# TYPE portico_subgraph_requests_in_flight gauge\n");
+    for e in &endpoints {
+        let _ = writeln!(
+            out,
+            "portico_subgraph_requests_in_flight{{subgraph=\"{}\"}} {}",
+            e.name,
+            e.in_flight()
+        );
+    }
+    out.push_str(
+        "# HELP portico_subgraph_requests_waiting Requests waiting for a free slot to each subgraph.\n",
+    );
+    out.push_str("# TYPE portico_subgraph_requests_waiting gauge\n");
+    for e in &endpoints {
+        let _ = writeln!(
+            out,
+            "portico_subgraph_requests_waiting{{subgraph=\"{}\"}} {}",
+            e.name,
+            e.waiting()
         );
     }
     for (name, cache) in [

@@ -19,7 +19,7 @@ async fn gateway_with(
             name.to_string(),
             SubgraphConfig {
                 url: Some(sg.url.clone()),
-                timeout_ms: None,
+                ..Default::default()
             },
         );
     }

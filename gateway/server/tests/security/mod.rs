@@ -41,7 +41,7 @@ async fn secured_gateway(
             name.to_string(),
             portico_gateway::config::SubgraphConfig {
                 url: Some(sg.url.clone()),
-                timeout_ms: None,
+                ..Default::default()
             },
         );
     }

@@ -1,0 +1,155 @@
+//! What clients see of the errors subgraphs return (`[subgraph_errors]`). Subgraphs put
+//! internal detail in `extensions` (stack traces, SQL, host names), so outside dev mode
+//! only the allowed keys pass (default: `code`); messages pass unless `redact_message`
+//! is set. In dev mode everything passes. Either way `serviceName` is the gateway's (a
+//! subgraph cannot speak for another), and `locations` are dropped: they point into the
+//! subgraph operation, not the client's document.
+
+use serde_json::{Map, Value};
+
+use crate::config::SubgraphErrorsConfig;
+use crate::error::{GraphQLError, PathElem};
+
+/// The message of every subgraph error when messages are redacted.
+pub const REDACTED_MESSAGE: &str = "subgraph error (redacted)";
+
+/// The `[subgraph_errors]` rules, compiled once with the gateway's mode.
+#[derive(Debug, Clone)]
+pub struct SubgraphErrorPolicy {
+    /// `None`: every key passes.
+    allow_extensions: Option<Vec<String>>,
+    redact_message: bool,
+}
+
+impl Default for SubgraphErrorPolicy {
+    /// The production defaults: `code` only, messages kept.
+    fn default() -> Self {
+        Self::new(&SubgraphErrorsConfig::default(), false)
+    }
+}
+
+impl SubgraphErrorPolicy {
+    /// The rules of `config`; in `dev` mode everything passes.
+    pub fn new(config: &SubgraphErrorsConfig, dev: bool) -> Self {
+        if dev {
+            return Self {
+                allow_extensions: None,
+                redact_message: false,
+            };
+        }
+        let all = config.allow_extensions.iter().any(|k| k == "*");
+        Self {
+            allow_extensions: (!all).then(|| config.allow_extensions.clone()),
+            redact_message: config.redact_message,
+        }
+    }
+
+    /// A subgraph's raw error as the client sees it, `serviceName` set to `service`.
+    pub fn to_client(&self, raw: Value, service: &str) -> GraphQLError {
+        let mut raw = match raw {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        let message = match raw.remove("message") {
+            _ if self.redact_message => REDACTED_MESSAGE.to_string(),
+            Some(Value::String(m)) => m,
+            _ => "subgraph error".to_string(),
+        };
+        let path = raw
+            .get("path")
+            .and_then(Value::as_array)
+            .map(|p| p.iter().filter_map(PathElem::from_json).collect());
+        let mut extensions = match raw.remove("extensions") {
+            Some(Value::Object(map)) => map,
+            _ => Default::default(),
+        };
+        if let Some(allowed) = &self.allow_extensions {
+            extensions.retain(|key, _| allowed.iter().any(|a| a == key));
+        }
+        extensions.insert("serviceName".into(), Value::String(service.to_string()));
+        GraphQLError {
+            message,
+            locations: Vec::new(),
+            path,
+            extensions,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn leaky() -> Value {
+        json!({
+            "message": "relation \"users\" does not exist",
+            "locations": [{"line": 1, "column": 2}],
+            "path": ["_entities", 0, "name"],
+            "extensions": {
+                "code": "INTERNAL",
+                "stacktrace": ["at db.rs:12"],
+                "host": "db-1.internal",
+                "serviceName": "someone-else"
+            }
+        })
+    }
+
+    fn config(allow: &[&str], redact_message: bool) -> SubgraphErrorsConfig {
+        SubgraphErrorsConfig {
+            allow_extensions: allow.iter().map(|s| s.to_string()).collect(),
+            redact_message,
+        }
+    }
+
+    #[test]
+    fn production_keeps_the_code_and_the_message_only() {
+        let e = SubgraphErrorPolicy::default().to_client(leaky(), "users");
+        assert_eq!(e.message, "relation \"users\" does not exist");
+        assert_eq!(
+            serde_json::to_value(&e.extensions).expect("json"),
+            json!({"code": "INTERNAL", "serviceName": "users"})
+        );
+        assert!(e.locations.is_empty());
+        assert_eq!(
+            e.path,
+            Some(vec![
+                PathElem::Key("_entities".into()),
+                PathElem::Index(0),
+                PathElem::Key("name".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn the_allowlist_the_wildcard_and_redaction_apply_outside_dev_mode_only() {
+        let e = SubgraphErrorPolicy::new(&config(&["host"], true), false).to_client(leaky(), "u");
+        assert_eq!(e.message, REDACTED_MESSAGE);
+        assert_eq!(
+            serde_json::to_value(&e.extensions).expect("json"),
+            json!({"host": "db-1.internal", "serviceName": "u"})
+        );
+        let all = SubgraphErrorPolicy::new(&config(&["*"], false), false).to_client(leaky(), "u");
+        assert_eq!(all.extensions.len(), 4, "{:?}", all.extensions);
+        assert_eq!(all.extensions["serviceName"], "u");
+        let dev = SubgraphErrorPolicy::new(&config(&[], true), true).to_client(leaky(), "u");
+        assert_eq!(dev.message, "relation \"users\" does not exist");
+        assert_eq!(dev.extensions.len(), 4);
+        assert_eq!(dev.extensions["stacktrace"], json!(["at db.rs:12"]));
+    }
+
+    #[test]
+    fn malformed_errors_still_become_errors() {
+        let policy = SubgraphErrorPolicy::default();
+        for raw in [
+            json!("oops"),
+            json!({"message": 3, "extensions": [1]}),
+            json!(null),
+        ] {
+            let e = policy.to_client(raw, "u");
+            assert_eq!(e.message, "subgraph error");
+            assert_eq!(e.path, None);
+            assert_eq!(e.extensions.len(), 1);
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! Hardening against misbehaving subgraphs, over real sockets (issue 12): a subgraph
+//! cannot make the gateway buffer more than its response size limit. Some fake subgraphs
+//! here are written at the socket level, to send what a well-behaved HTTP server never
+//! would (a `Content-Length` it does not honour, an endless chunked body).
+
+use futures::future::BoxFuture;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::*;
+
+/// Long enough that no test can pass by waiting for it: a subgraph or request timeout
+/// never explains an outcome here.
+const NEVER_MS: u64 = 600_000;
+/// How long a test waits for an answer before failing instead of hanging.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// A production-mode config whose timeouts never fire during a test.
+fn patient() -> GatewayConfig {
+    GatewayConfig {
+        subgraph_timeout_ms: NEVER_MS,
+        request_timeout_ms: NEVER_MS,
+        ..GatewayConfig::default()
+    }
+}
+
+/// Reads one HTTP/1.1 request (head, then a `Content-Length` body) from `stream`.
+async fn read_request(stream: &mut TcpStream) -> Option<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut wanted = None;
+    loop {
+        if wanted.is_none()
+            && let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            wanted = Some(end + 4 + length);
+        }
+        if wanted.is_some_and(|w| buf.len() >= w) {
+            return Some(());
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+type Respond = Arc<dyn Fn(TcpStream) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// A subgraph at the socket level: every connection's first request is answered by
+/// `respond`, which owns the socket from then on. Its URL.
+async fn raw_subgraph(respond: Respond) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let respond = respond.clone();
+            tokio::spawn(async move {
+                if read_request(&mut stream).await.is_some() {
+                    respond(stream).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}/graphql")
+}
+
+/// One chunk of a chunked body.
+fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+const CHUNKED_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+
+/// An `_entities` answer for one representation whose review body is `size` bytes.
+fn big_reviews(size: usize) -> Value {
+    json!({"data": {"_entities": [{"reviews": [{"body": "x".repeat(size)}]}]}})
+}
+
+/// products → (reviews ∥ inventory): the reviews fetch may fail while inventory answers.
+fn reviews_and_prices_plan() -> QueryPlan {
+    seq(vec![
+        fetch("products", "{ topProducts { __typename upc name } }"),
+        PlanNode::Parallel {
+            nodes: vec![
+                entity_fetch(
+                    "reviews",
+                    "Product",
+                    &["upc"],
+                    &["topProducts", "@"],
+                    "query($representations:[_Any!]!){_entities(representations:$representations){...on Product{reviews{body}}}}",
+                ),
+                entity_fetch(
+                    "inventory",
+                    "Product",
+                    &["upc"],
+                    &["topProducts", "@"],
+                    "query($representations:[_Any!]!){_entities(representations:$representations){...on Product{price}}}",
+                ),
+            ],
+        },
+    ])
+}
+
+const REVIEWS_AND_PRICES: &str = "{ topProducts { name price reviews { body } } }";
+
+/// A gateway over products, inventory (both well-behaved) and `reviews_url`.
+async fn gateway_with_reviews_at(config: GatewayConfig, reviews_url: &str) -> TestGateway {
+    let products = MockSubgraph::start(products_subgraph(json!([product("1")]))).await;
+    let inventory = MockSubgraph::start(|body| {
+        let entities: Vec<Value> = representations(body)
+            .iter()
+            .map(|_| json!({"price": 7}))
+            .collect();
+        json!({"data": {"_entities": entities}})
+    })
+    .await;
+    TestGateway::start(
+        config,
+        &[
+            ("products", &products.url),
+            ("inventory", &inventory.url),
+            ("reviews", reviews_url),
+        ],
+        vec![("", reviews_and_prices_plan())],
+    )
+    .await
+}
+
+/// Asks for reviews and prices; the answer, which must come before `HANG_GUARD`.
+async fn ask_reviews_and_prices(gw: &TestGateway) -> (StatusCode, Value) {
+    tokio::time::timeout(HANG_GUARD, gw.post(json!({"query": REVIEWS_AND_PRICES})))
+        .await
+        .expect("the gateway answers without waiting for a timeout")
+}
+
+/// `body` as text, cut to a readable length for assertion messages.
+fn short(body: &Value) -> String {
+    let mut text = body.to_string();
+    if text.len() > 600 {
+        let mut end = 600;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+/// The response of a plan whose reviews fetch was refused as too large: everything else
+/// answered, one error naming the subgraph and the limit.
+fn assert_reviews_too_large(case: &str, status: StatusCode, body: &Value, limit: usize) {
+    let body_text = short(body);
+    assert_eq!(status, StatusCode::OK, "{case}: {body_text}");
+    assert_eq!(
+        body["data"],
+        json!({"topProducts": [{"name": "name 1", "price": 7, "reviews": null}]}),
+        "{case}: {body_text}"
+    );
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{case}: {body_text}");
+    assert_eq!(
+        errors[0]["extensions"]["code"], "SUBREQUEST_RESPONSE_TOO_LARGE",
+        "{case}: {body_text}"
+    );
+    assert_eq!(
+        errors[0]["extensions"]["serviceName"], "reviews",
+        "{case}: {body_text}"
+    );
+    assert_eq!(
+        errors[0]["message"],
+        format!("response of subgraph 'reviews' exceeds the limit of {limit} bytes"),
+        "{case}: {body_text}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_subgraph_response_fails_only_its_fetch() {
+    const LIMIT: usize = 64 * 1024;
+    let mut config = patient();
+    config.subgraph_max_response_bytes = LIMIT;
+
+    // A complete body with a truthful Content-Length, twice the limit.
+    let honest = MockSubgraph::start(|_| big_reviews(2 * LIMIT)).await;
+    // A Content-Length of 1 GiB, then a few bytes and silence: refused on the header
+    // alone (waiting for the body would wait for the timeout).
+    let withheld = raw_subgraph(Arc::new(|mut stream: TcpStream| {
+        Box::pin(async move {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n{\"data\":";
+            let _ = stream.write_all(head.as_bytes()).await;
+            std::future::pending::<()>().await;
+            drop(stream);
+        })
+    }))
+    .await;
+    // No Content-Length: a chunked, complete and valid GraphQL response over the limit.
+    let chunked = raw_subgraph(Arc::new(|mut stream: TcpStream| {
+        Box::pin(async move {
+            let text = big_reviews(2 * LIMIT).to_string();
+            let mut out = CHUNKED_HEAD.to_vec();
+            for part in text.as_bytes().chunks(4096) {
+                out.extend(chunk(part));
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            let _ = stream.write_all(&out).await;
+            let _ = stream.flush().await;
+        })
+    }))
+    .await;
+
+    for (case, url) in [
+        ("content-length", honest.url.as_str()),
+        ("content-length, body withheld", withheld.as_str()),
+        ("chunked", chunked.as_str()),
+    ] {
+        let gw = gateway_with_reviews_at(config.clone(), url).await;
+        let (status, body) = ask_reviews_and_prices(&gw).await;
+        assert_reviews_too_large(case, status, &body, LIMIT);
+    }
+
+    // The same bodies pass under a per-subgraph limit that fits them.
+    let mut roomy = config.clone();
+    roomy.subgraphs.insert(
+        "reviews".into(),
+        portico_gateway::config::SubgraphConfig {
+            max_response_bytes: Some(4 * LIMIT),
+            ..Default::default()
+        },
+    );
+    for (case, url) in [("content-length", &honest.url), ("chunked", &chunked)] {
+        let gw = gateway_with_reviews_at(roomy.clone(), url).await;
+        let (status, body) = ask_reviews_and_prices(&gw).await;
+        assert_eq!(status, StatusCode::OK, "{case}: {}", short(&body));
+        assert!(body.get("errors").is_none(), "{case}: {}", short(&body));
+        assert_eq!(
+            body["data"]["topProducts"][0]["reviews"][0]["body"]
+                .as_str()
+                .map(str::len),
+            Some(2 * LIMIT),
+            "{case}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_endless_subgraph_body_is_cut_off_at_the_limit_and_its_connection_closed() {
+    const LIMIT: usize = 256 * 1024;
+    /// The fake stops writing (and keeps the connection open) after this much: a gateway
+    /// that read on would wait here for its timeout.
+    const PAUSE_AFTER: usize = 256 * 1024 * 1024;
+    let written = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(tokio::sync::Notify::new());
+    let url = {
+        let (written, closed) = (written.clone(), closed.clone());
+        raw_subgraph(Arc::new(move |mut stream: TcpStream| {
+            let (written, closed) = (written.clone(), closed.clone());
+            Box::pin(async move {
+                let mut out = CHUNKED_HEAD.to_vec();
+                out.extend(chunk(b"{\"data\":"));
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                // JSON whitespace forever: always a valid prefix, never a complete value.
+                let spaces = chunk(&[b' '; 16 * 1024]);
+                while written.load(Ordering::SeqCst) < PAUSE_AFTER {
+                    if stream.write_all(&spaces).await.is_err() {
+                        // Remembered by `Notify` when nobody waits yet.
+                        closed.notify_one();
+                        return;
+                    }
+                    written.fetch_add(spaces.len(), Ordering::SeqCst);
+                }
+                std::future::pending::<()>().await;
+            })
+        }))
+        .await
+    };
+    let mut config = patient();
+    config.subgraph_max_response_bytes = LIMIT;
+    let gw = gateway_with_reviews_at(config, &url).await;
+    let (status, body) = ask_reviews_and_prices(&gw).await;
+    assert_reviews_too_large("endless", status, &body, LIMIT);
+
+    // The gateway dropped the connection instead of reading on: the fake's next write
+    // fails long before it would pause.
+    tokio::time::timeout(HANG_GUARD, closed.notified())
+        .await
+        .expect("the gateway closes the subgraph connection");
+    assert!(written.load(Ordering::SeqCst) < PAUSE_AFTER);
+}
+
+// ---------------------------------------------------------------- subgraph errors
+
+/// Extensions a subgraph should never show a client, and a claim to be another service.
+fn leaky_extensions() -> Value {
+    json!({
+        "code": "INTERNAL",
+        "reason": "DB_DOWN",
+        "stacktrace": ["at reviews::db::load (db.rs:12)"],
+        "sql": "SELECT * FROM reviews WHERE product = $1",
+        "host": "reviews-db-1.internal:5432",
+        "serviceName": "payments"
+    })
+}
+
+/// Products answers with data and a root error; reviews with one entity error.
+async fn leaky_gateway(config: GatewayConfig) -> TestGateway {
+    let products = MockSubgraph::start(|_| {
+        json!({
+            "data": {"topProducts": [product("1")]},
+            "errors": [{"message": "connection to 10.0.0.7 refused", "path": ["topProducts", 0, "price"],
+                        "locations": [{"line": 1, "column": 3}], "extensions": leaky_extensions()}]
+        })
+    })
+    .await;
+    let reviews = MockSubgraph::start(|_| {
+        json!({
+            "data": {"_entities": [{"reviews": null}]},
+            "errors": [{"message": "pq: relation \"reviews\" does not exist", "path": ["_entities", 0, "reviews"],
+                        "extensions": leaky_extensions()}]
+        })
+    })
+    .await;
+    TestGateway::start(
+        config,
+        &[("products", &products.url), ("reviews", &reviews.url)],
+        vec![("", top_products_plan())],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn subgraph_error_extensions_are_allowlisted_outside_dev_mode() {
+    let with = |allow: &[&str], redact_message: bool, dev: bool| GatewayConfig {
+        dev,
+        subgraph_errors: portico_gateway::config::SubgraphErrorsConfig {
+            allow_extensions: allow.iter().map(|s| s.to_string()).collect(),
+            redact_message,
+        },
+        ..GatewayConfig::default()
+    };
+    let everything = |service: &str| {
+        let mut e = leaky_extensions();
+        e["serviceName"] = json!(service);
+        e
+    };
+    let cases = [
+        (
+            "production defaults",
+            GatewayConfig::default(),
+            Some([
+                "connection to 10.0.0.7 refused",
+                "pq: relation \"reviews\" does not exist",
+            ]),
+            [
+                json!({"code": "INTERNAL", "serviceName": "products"}),
+                json!({"code": "INTERNAL", "serviceName": "reviews"}),
+            ],
+        ),
+        (
+            "allowlist, messages redacted",
+            with(&["code", "reason"], true, false),
+            Some(["subgraph error (redacted)", "subgraph error (redacted)"]),
+            [
+                json!({"code": "INTERNAL", "reason": "DB_DOWN", "serviceName": "products"}),
+                json!({"code": "INTERNAL", "reason": "DB_DOWN", "serviceName": "reviews"}),
+            ],
+        ),
+        (
+            "nothing allowed",
+            with(&[], false, false),
+            None,
+            [
+                json!({"serviceName": "products"}),
+                json!({"serviceName": "reviews"}),
+            ],
+        ),
+        (
+            "every key",
+            with(&["*"], false, false),
+            None,
+            [everything("products"), everything("reviews")],
+        ),
+        (
+            "dev mode passes everything whatever the rules",
+            with(&[], true, true),
+            Some([
+                "connection to 10.0.0.7 refused",
+                "pq: relation \"reviews\" does not exist",
+            ]),
+            [everything("products"), everything("reviews")],
+        ),
+    ];
+    for (case, config, messages, extensions) in cases {
+        let gw = leaky_gateway(config).await;
+        let (status, body) = gw
+            .post(json!({"query": "{ topProducts { name price reviews { body } } }"}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{case}: {body}");
+        assert_eq!(
+            body["data"],
+            json!({"topProducts": [{"name": "name 1", "price": null, "reviews": null}]}),
+            "{case}: {body}"
+        );
+        let errors = body["errors"].as_array().expect("errors");
+        assert_eq!(errors.len(), 2, "{case}: {body}");
+        // The root error first (its fetch ran first), then the remapped entity error.
+        assert_eq!(
+            errors[0]["path"],
+            json!(["topProducts", 0, "price"]),
+            "{case}"
+        );
+        assert_eq!(
+            errors[1]["path"],
+            json!(["topProducts", 0, "reviews"]),
+            "{case}"
+        );
+        for (i, error) in errors.iter().enumerate() {
+            assert_eq!(error["extensions"], extensions[i], "{case}: {body}");
+            assert!(error.get("locations").is_none(), "{case}: {body}");
+            if let Some(messages) = messages {
+                assert_eq!(error["message"], messages[i], "{case}: {body}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- concurrency per subgraph
+
+/// A subgraph that holds every request until the test opens its gate, counting the
+/// requests in flight (a handler dropped because its client went away counts down too).
+#[derive(Clone)]
+struct GatedSubgraph {
+    url: String,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+    received: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+type GateState = (
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+    tokio::sync::watch::Receiver<bool>,
+);
+
+impl GatedSubgraph {
+    async fn start() -> Self {
+        let (gate, open) = tokio::sync::watch::channel(false);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let received = Arc::new(AtomicUsize::new(0));
+        async fn handle(
+            State((in_flight, max_in_flight, received, mut open)): State<GateState>,
+        ) -> Json<Value> {
+            struct InFlight(Arc<AtomicUsize>);
+            impl Drop for InFlight {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            received.fetch_add(1, Ordering::SeqCst);
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            let _counted = InFlight(in_flight);
+            max_in_flight.fetch_max(now, Ordering::SeqCst);
+            let _ = open.wait_for(|open| *open).await;
+            Json(json!({"data": {"me": user(1)}}))
+        }
+        let app = axum::Router::new()
+            .route("/graphql", axum::routing::post(handle))
+            .with_state((
+                in_flight.clone(),
+                max_in_flight.clone(),
+                received.clone(),
+                open,
+            ));
+        let addr = spawn(app).await;
+        Self {
+            url: format!("http://{addr}/graphql"),
+            in_flight,
+            max_in_flight,
+            received,
+            gate: Arc::new(gate),
+        }
+    }
+
+    fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+async fn gated_gateway(config: GatewayConfig, users: &GatedSubgraph) -> TestGateway {
+    TestGateway::start(
+        config,
+        &[("users", &users.url)],
+        vec![("", seq(vec![fetch("users", "{ me { name } }")]))],
+    )
+    .await
+}
+
+async fn ask_me(gw: &TestGateway) -> (StatusCode, Value) {
+    gw.post(json!({"query": "{ me { name } }"})).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_to_a_subgraph_never_exceed_its_cap() {
+    const CAP: usize = 4;
+    const CLIENTS: usize = 40;
+    let users = GatedSubgraph::start().await;
+    let mut config = patient();
+    config.subgraphs.insert(
+        "users".into(),
+        portico_gateway::config::SubgraphConfig {
+            max_concurrent_requests: Some(CAP),
+            ..Default::default()
+        },
+    );
+    let gw = gated_gateway(config, &users).await;
+    let release = async {
+        // Let the cap fill, then give any request beyond it time to arrive (it would
+        // raise the maximum) before opening the gate.
+        tokio::time::timeout(HANG_GUARD, async {
+            while users.in_flight.load(Ordering::SeqCst) < CAP {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the subgraph receives requests");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        users.open();
+    };
+    let ask_all = futures::future::join_all((0..CLIENTS).map(|_| ask_me(&gw)));
+    let (answers, ()) = tokio::time::timeout(HANG_GUARD, async { tokio::join!(ask_all, release) })
+        .await
+        .expect("every client is answered");
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body, &json!({"data": {"me": {"name": "User 1"}}}));
+    }
+    assert_eq!(users.max_in_flight(), CAP);
+    assert_eq!(users.received.load(Ordering::SeqCst), CLIENTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_a_subgraph_slot_time_out_cleanly() {
+    const CAP: usize = 2;
+    const CLIENTS: usize = 12;
+    let users = GatedSubgraph::start().await;
+    let mut config = patient();
+    config.subgraph_max_concurrent_requests = CAP;
+    config.subgraph_timeout_ms = 500;
+    let gw = gated_gateway(config, &users).await;
+
+    // The subgraph never answers: every request times out, waiting for a slot or for
+    // the subgraph, and the subgraph never sees more than CAP at once.
+    let answers = tokio::time::timeout(
+        HANG_GUARD,
+        futures::future::join_all((0..CLIENTS).map(|_| ask_me(&gw))),
+    )
+    .await
+    .expect("every client is answered");
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"], json!({"me": null}), "{body}");
+        let errors = body["errors"].as_array().expect("errors");
+        assert_eq!(errors.len(), 1, "{body}");
+        assert_eq!(
+            errors[0]["extensions"]["code"], "SUBREQUEST_TIMEOUT",
+            "{body}"
+        );
+        assert_eq!(errors[0]["extensions"]["serviceName"], "users", "{body}");
+    }
+    assert!(users.max_in_flight() <= CAP, "{}", users.max_in_flight());
+    assert!(users.max_in_flight() >= 1);
+
+    // Every slot came back: with the subgraph answering again, so does the gateway.
+    users.open();
+    let (status, body) = tokio::time::timeout(HANG_GUARD, ask_me(&gw))
+        .await
+        .expect("answered");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"data": {"me": {"name": "User 1"}}}));
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "portico_subgraph_requests_in_flight{subgraph=\"users\"} 0\n",
+        "portico_subgraph_requests_waiting{subgraph=\"users\"} 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+}
