@@ -171,13 +171,17 @@ async fn main() -> Result<()> {
         reps.push(json!({ "__typename": "User", "id": data["userByUsername"]["id"] }));
     }
     let mut direct = run("direct", requests, concurrency, || {
+        let body = json!({ "query": "query($r:[_Any!]!){_entities(representations:$r){...on User{username}}}", "variables": { "r": reps } });
+        // One token per request, bound to its body (as the gateway mints them); `post`
+        // sends the same bytes (`.json` serialises like `to_vec`).
         let token = signer.mint(
             "users",
             &portico_trust::Identity::anonymous(),
+            &serde_json::to_vec(&body).unwrap_or_default(),
             Duration::from_secs(30),
         );
         post(
-            json!({ "query": "query($r:[_Any!]!){_entities(representations:$r){...on User{username}}}", "variables": { "r": reps } }),
+            body,
             users_url.clone(),
             vec![(portico_trust::HEADER_TRUST.to_string(), token)],
         )

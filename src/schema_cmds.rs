@@ -69,12 +69,14 @@ pub async fn inputs(
 
 async fn fetch_sdl(name: &str, url: &str, signer: &portico_trust::TrustSigner) -> Result<String> {
     let identity = portico_trust::Identity::anonymous();
-    let token = signer.mint(name, &identity, Duration::from_secs(30));
+    let body = br#"{"query":"{ _service { sdl } }"}"#;
+    let token = signer.mint(name, &identity, body, Duration::from_secs(30));
     let resp: serde_json::Value = reqwest::Client::new()
         .post(url)
         .header(portico_trust::HEADER_TRUST, token)
         .header(portico_trust::HEADER_USER_SCOPES, "")
-        .json(&serde_json::json!({ "query": "{ _service { sdl } }" }))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_vec())
         .timeout(Duration::from_secs(10))
         .send()
         .await?

@@ -169,6 +169,7 @@ async fn subgraphs_refuse_requests_that_bypass_the_gateway() {
         let token = p.trust_signer.mint(
             other,
             &portico_trust::Identity::anonymous(),
+            br#"{"query":"{ __typename }"}"#,
             Duration::from_secs(30),
         );
         let resp = http

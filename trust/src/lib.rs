@@ -3,11 +3,15 @@
 //! The gateway forwards the caller's identity as plain headers (`portico-user-id`,
 //! `portico-user-scopes`) and, next to them, a *trust token* in `portico-trust` that it
 //! signs with its Ed25519 private key. The token names the target subgraph (audience),
-//! expires within a minute and binds the identity headers: a subgraph that verifies it
-//! with the gateway's **public** key knows the request came through the gateway and that
-//! the identity headers were not altered. A subgraph holds no secret that could mint one.
+//! expires within a minute, binds the identity headers **and the request body** (its
+//! SHA-256), and carries a unique id: a subgraph that verifies it with the gateway's
+//! **public** key knows the request came through the gateway and that neither the
+//! identity headers nor the operation were altered. A captured token is worth nothing
+//! with another body, and a subgraph with a [`ReplayGuard`] refuses it a second time. A
+//! subgraph holds no secret that could mint one. The gateway mints one token per
+//! subgraph request.
 //!
-//! Wire format: `v1.<base64url(claims JSON)>.<base64url(Ed25519 signature over "v1." + claims part)>`.
+//! Wire format: `v2.<base64url(claims JSON)>.<base64url(Ed25519 signature over "v2." + claims part)>`.
 //! The verifier accepts several public keys at once so the gateway key can be rotated
 //! without downtime (publish the new public key to subgraphs, then switch the gateway).
 
@@ -33,7 +37,7 @@ pub const MAX_TTL: Duration = Duration::from_secs(60);
 /// Clock skew tolerated between gateway and subgraph.
 pub const LEEWAY_SECS: u64 = 5;
 
-const VERSION: &str = "v1";
+const VERSION: &str = "v2";
 
 /// Why a trust token was refused. Every variant maps to HTTP 401 at the subgraph.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -56,6 +60,12 @@ pub enum TrustError {
     WrongAudience,
     #[error("identity headers do not match the trust token")]
     IdentityMismatch,
+    #[error("request body does not match the trust token")]
+    BodyMismatch,
+    #[error("trust token was already used")]
+    Replayed,
+    #[error("too many live trust tokens to remember; retry shortly")]
+    ReplayCacheFull,
     #[error("invalid key: {0}")]
     InvalidKey(String),
 }
@@ -112,6 +122,15 @@ pub struct Claims {
     /// User id, repeated for convenience (must match the header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// Hash of the request body (`base64url(sha256(body))`).
+    pub bh: String,
+    /// Unique token id (128 random bits, base64url), for replay detection.
+    pub jti: String,
+}
+
+/// `base64url(sha256(body))`, the body binding of a token.
+pub fn body_hash(body: &[u8]) -> String {
+    B64.encode(Sha256::digest(body))
 }
 
 fn now_secs() -> u64 {
@@ -185,13 +204,16 @@ impl TrustSigner {
     pub fn verifier(&self) -> TrustVerifier {
         TrustVerifier {
             keys: vec![(self.kid.clone(), self.key.verifying_key())],
+            replay: None,
         }
     }
 
-    /// Mint a token for `audience` binding `identity`, valid for `ttl` (capped at [`MAX_TTL`]).
-    pub fn mint(&self, audience: &str, identity: &Identity, ttl: Duration) -> String {
+    /// Mint a token for one request to `audience` with body `body`, binding `identity`,
+    /// valid for `ttl` (capped at [`MAX_TTL`]).
+    pub fn mint(&self, audience: &str, identity: &Identity, body: &[u8], ttl: Duration) -> String {
         let iat = now_secs();
         let ttl = ttl.min(MAX_TTL).as_secs();
+        let jti: [u8; 16] = rand::random();
         self.sign(&Claims {
             aud: audience.to_string(),
             iat,
@@ -199,6 +221,8 @@ impl TrustSigner {
             kid: self.kid.clone(),
             idh: Identity::binding(identity.user_id.as_deref(), &identity.scopes_header()),
             sub: identity.user_id.clone(),
+            bh: body_hash(body),
+            jti: B64.encode(jti),
         })
     }
 
@@ -215,6 +239,52 @@ impl TrustSigner {
 #[derive(Clone, Debug)]
 pub struct TrustVerifier {
     keys: Vec<(String, VerifyingKey)>,
+    replay: Option<std::sync::Arc<ReplayGuard>>,
+}
+
+/// Remembers the ids of the tokens a subgraph process accepted until they expire, and
+/// refuses a token seen before ([`TrustError::Replayed`]). Bounded: at most `capacity`
+/// live ids (expired ones are dropped first); beyond it new tokens are refused
+/// ([`TrustError::ReplayCacheFull`]) rather than remembered partially. Per process: with
+/// several replicas of one subgraph, a token replayed to another replica within its
+/// lifetime is not detected (the body binding still holds).
+#[derive(Debug)]
+pub struct ReplayGuard {
+    seen: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    capacity: usize,
+}
+
+impl ReplayGuard {
+    /// Default capacity: a million live tokens (about 16,000 requests per second to one
+    /// subgraph process with one-minute tokens).
+    pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn check(&self, jti: &str, exp: u64, now: u64) -> Result<(), TrustError> {
+        // A poisoned lock only means another request panicked while holding it; the map
+        // itself is still consistent.
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= self.capacity {
+            seen.retain(|_, e| *e + LEEWAY_SECS >= now);
+        }
+        if seen.contains_key(jti) {
+            return Err(TrustError::Replayed);
+        }
+        if seen.len() >= self.capacity {
+            return Err(TrustError::ReplayCacheFull);
+        }
+        seen.insert(jti.to_string(), exp);
+        Ok(())
+    }
 }
 
 impl TrustVerifier {
@@ -229,7 +299,13 @@ impl TrustVerifier {
         if keys.is_empty() {
             return Err(TrustError::InvalidKey("no public key given".into()));
         }
-        Ok(Self { keys })
+        Ok(Self { keys, replay: None })
+    }
+
+    /// Refuse tokens seen before (see [`ReplayGuard`]).
+    pub fn with_replay_guard(mut self, capacity: usize) -> Self {
+        self.replay = Some(std::sync::Arc::new(ReplayGuard::new(capacity)));
+        self
     }
 
     /// Accept tokens of another verifier's keys too (rotation).
@@ -242,15 +318,24 @@ impl TrustVerifier {
         self
     }
 
-    /// Verify `token` for `audience` against the identity headers actually received.
+    /// Verify `token` for `audience` against the identity headers and the body actually
+    /// received (and, with a replay guard, that it was not used before).
     pub fn verify(
         &self,
         token: Option<&str>,
         audience: &str,
         user_id_header: Option<&str>,
         scopes_header: Option<&str>,
+        body: &[u8],
     ) -> Result<Identity, TrustError> {
-        self.verify_at(token, audience, user_id_header, scopes_header, now_secs())
+        self.verify_at(
+            token,
+            audience,
+            user_id_header,
+            scopes_header,
+            body,
+            now_secs(),
+        )
     }
 
     /// As [`verify`](Self::verify) at a given time (unix seconds).
@@ -260,6 +345,7 @@ impl TrustVerifier {
         audience: &str,
         user_id_header: Option<&str>,
         scopes_header: Option<&str>,
+        request_body: &[u8],
         now: u64,
     ) -> Result<Identity, TrustError> {
         let token = token.ok_or(TrustError::Missing)?;
@@ -306,6 +392,12 @@ impl TrustVerifier {
         if Identity::binding(user_id, scopes) != claims.idh || claims.sub.as_deref() != user_id {
             return Err(TrustError::IdentityMismatch);
         }
+        if body_hash(request_body) != claims.bh {
+            return Err(TrustError::BodyMismatch);
+        }
+        if let Some(guard) = &self.replay {
+            guard.check(&claims.jti, claims.exp, now)?;
+        }
         Ok(Identity {
             user_id: user_id.map(str::to_string),
             scopes: scopes.split_whitespace().map(str::to_string).collect(),
@@ -317,6 +409,8 @@ impl TrustVerifier {
 mod tests {
     use super::*;
 
+    const BODY: &[u8] = br#"{"query":"{ me { id } }"}"#;
+
     fn ident() -> Identity {
         Identity::user("42", vec!["read".into(), "write".into()])
     }
@@ -324,10 +418,10 @@ mod tests {
     #[test]
     fn a_minted_token_verifies_for_its_audience_and_headers() {
         let s = TrustSigner::generate();
-        let t = s.mint("users", &ident(), Duration::from_secs(30));
+        let t = s.mint("users", &ident(), BODY, Duration::from_secs(30));
         let id = s
             .verifier()
-            .verify(Some(&t), "users", Some("42"), Some("read write"))
+            .verify(Some(&t), "users", Some("42"), Some("read write"), BODY)
             .expect("valid");
         assert_eq!(id, ident());
     }
@@ -335,10 +429,15 @@ mod tests {
     #[test]
     fn anonymous_identity_round_trips() {
         let s = TrustSigner::generate();
-        let t = s.mint("posts", &Identity::anonymous(), Duration::from_secs(30));
+        let t = s.mint(
+            "posts",
+            &Identity::anonymous(),
+            BODY,
+            Duration::from_secs(30),
+        );
         let id = s
             .verifier()
-            .verify(Some(&t), "posts", None, None)
+            .verify(Some(&t), "posts", None, None, BODY)
             .expect("valid");
         assert_eq!(id.user_id, None);
     }
@@ -347,32 +446,38 @@ mod tests {
     fn refusals() {
         let s = TrustSigner::generate();
         let v = s.verifier();
-        let t = s.mint("users", &ident(), Duration::from_secs(30));
+        let t = s.mint("users", &ident(), BODY, Duration::from_secs(30));
         assert_eq!(
-            v.verify(None, "users", None, None),
+            v.verify(None, "users", None, None, BODY),
             Err(TrustError::Missing)
         );
         assert_eq!(
-            v.verify(Some(&t), "posts", Some("42"), Some("read write")),
+            v.verify(Some(&t), "posts", Some("42"), Some("read write"), BODY),
             Err(TrustError::WrongAudience)
         );
         assert_eq!(
-            v.verify(Some(&t), "users", Some("43"), Some("read write")),
+            v.verify(Some(&t), "users", Some("43"), Some("read write"), BODY),
             Err(TrustError::IdentityMismatch)
         );
         assert_eq!(
-            v.verify(Some(&t), "users", Some("42"), Some("read write admin")),
+            v.verify(
+                Some(&t),
+                "users",
+                Some("42"),
+                Some("read write admin"),
+                BODY
+            ),
             Err(TrustError::IdentityMismatch)
         );
         let other = TrustSigner::generate();
-        let forged = other.mint("users", &ident(), Duration::from_secs(30));
+        let forged = other.mint("users", &ident(), BODY, Duration::from_secs(30));
         assert_eq!(
-            v.verify(Some(&forged), "users", Some("42"), Some("read write")),
+            v.verify(Some(&forged), "users", Some("42"), Some("read write"), BODY),
             Err(TrustError::UnknownKey)
         );
         // Same kid, different signature: tamper with the body.
         let mut parts: Vec<&str> = t.split('.').collect();
-        let forged_sig = other.mint("users", &ident(), Duration::from_secs(30));
+        let forged_sig = other.mint("users", &ident(), BODY, Duration::from_secs(30));
         let fs: Vec<&str> = forged_sig.split('.').collect();
         parts[2] = fs[2];
         assert_eq!(
@@ -380,7 +485,8 @@ mod tests {
                 Some(&parts.join(".")),
                 "users",
                 Some("42"),
-                Some("read write")
+                Some("read write"),
+                BODY
             ),
             Err(TrustError::BadSignature)
         );
@@ -392,9 +498,11 @@ mod tests {
             kid: s.kid().into(),
             idh: Identity::binding(None, ""),
             sub: None,
+            bh: body_hash(BODY),
+            jti: "x".into(),
         });
         assert_eq!(
-            v.verify(Some(&expired), "users", None, None),
+            v.verify(Some(&expired), "users", None, None, BODY),
             Err(TrustError::Expired)
         );
         let long = s.sign(&Claims {
@@ -404,13 +512,15 @@ mod tests {
             kid: s.kid().into(),
             idh: Identity::binding(None, ""),
             sub: None,
+            bh: body_hash(BODY),
+            jti: "x".into(),
         });
         assert_eq!(
-            v.verify(Some(&long), "users", None, None),
+            v.verify(Some(&long), "users", None, None, BODY),
             Err(TrustError::TooLongLived)
         );
         assert_eq!(
-            v.verify(Some("garbage"), "users", None, None),
+            v.verify(Some("garbage"), "users", None, None, BODY),
             Err(TrustError::Malformed)
         );
     }
@@ -425,11 +535,90 @@ mod tests {
         ];
         let v = TrustVerifier::from_public_pems(&pems).expect("keys");
         for s in [&old, &new] {
-            let t = s.mint("likes", &Identity::anonymous(), Duration::from_secs(10));
-            assert!(v.verify(Some(&t), "likes", None, None).is_ok());
+            let t = s.mint(
+                "likes",
+                &Identity::anonymous(),
+                BODY,
+                Duration::from_secs(10),
+            );
+            assert!(v.verify(Some(&t), "likes", None, None, BODY).is_ok());
         }
         let reloaded =
             TrustSigner::from_pkcs8_pem(&old.to_pkcs8_pem().expect("pem")).expect("load");
         assert_eq!(reloaded.kid(), old.kid());
+    }
+
+    #[test]
+    fn the_token_binds_the_body_and_a_guard_refuses_replays() {
+        let s = TrustSigner::generate();
+        let t = s.mint("users", &ident(), BODY, Duration::from_secs(30));
+        let v = s.verifier();
+        // Another operation with a captured token: refused.
+        assert_eq!(
+            v.verify(
+                Some(&t),
+                "users",
+                Some("42"),
+                Some("read write"),
+                br#"{"query":"mutation { deleteEverything }"}"#
+            ),
+            Err(TrustError::BodyMismatch)
+        );
+        // Without a guard the same request verifies twice; with one, only once.
+        assert!(
+            v.verify(Some(&t), "users", Some("42"), Some("read write"), BODY)
+                .is_ok()
+        );
+        assert!(
+            v.verify(Some(&t), "users", Some("42"), Some("read write"), BODY)
+                .is_ok()
+        );
+        let guarded = s.verifier().with_replay_guard(2);
+        assert!(
+            guarded
+                .verify(Some(&t), "users", Some("42"), Some("read write"), BODY)
+                .is_ok()
+        );
+        assert_eq!(
+            guarded.verify(Some(&t), "users", Some("42"), Some("read write"), BODY),
+            Err(TrustError::Replayed)
+        );
+        // Clones share the guard (one per subgraph process).
+        let clone = guarded.clone();
+        assert_eq!(
+            clone.verify(Some(&t), "users", Some("42"), Some("read write"), BODY),
+            Err(TrustError::Replayed)
+        );
+        // Every token has its own id.
+        let t2 = s.mint("users", &ident(), BODY, Duration::from_secs(30));
+        assert_ne!(t, t2);
+        assert!(
+            guarded
+                .verify(Some(&t2), "users", Some("42"), Some("read write"), BODY)
+                .is_ok()
+        );
+        // Full of live tokens: a new one is refused, not remembered partially.
+        let t3 = s.mint("users", &ident(), BODY, Duration::from_secs(30));
+        assert_eq!(
+            guarded.verify(Some(&t3), "users", Some("42"), Some("read write"), BODY),
+            Err(TrustError::ReplayCacheFull)
+        );
+        // Expired ids are forgotten to make room.
+        let later = now_secs() + 3_600;
+        let fresh = s.sign(&Claims {
+            aud: "users".into(),
+            iat: later,
+            exp: later + 30,
+            kid: s.kid().into(),
+            idh: Identity::binding(None, ""),
+            sub: None,
+            bh: body_hash(BODY),
+            jti: "fresh".into(),
+        });
+        assert!(
+            guarded
+                .verify_at(Some(&fresh), "users", None, None, BODY, later)
+                .is_ok()
+        );
     }
 }

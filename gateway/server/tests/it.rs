@@ -1040,6 +1040,9 @@ async fn a_valid_token_reaches_subgraphs_as_identity_headers_and_a_trust_token()
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // The body the subgraph received, as bytes (re-serialising the recorded JSON gives
+    // the gateway's exact bytes: same serializer, key order kept).
+    let sent = serde_json::to_vec(&users.last().body).expect("json");
     let seen = users.last().headers;
     let header = |name: &str| {
         seen.get(name)
@@ -1057,8 +1060,9 @@ async fn a_valid_token_reaches_subgraphs_as_identity_headers_and_a_trust_token()
             "users",
             Some("42"),
             Some("read write"),
+            &sent,
         )
-        .expect("trust token verifies for this subgraph and identity");
+        .expect("trust token verifies for this subgraph, identity and body");
     assert_eq!(
         identity,
         Identity::user("42", vec!["read".into(), "write".into()])
@@ -1068,16 +1072,38 @@ async fn a_valid_token_reaches_subgraphs_as_identity_headers_and_a_trust_token()
         "client credentials are not forwarded"
     );
 
-    // Anonymous: no identity headers, still a trust token.
+    // Bound to that body: worthless for another operation.
+    assert_eq!(
+        gw.signer.verifier().verify(
+            header("portico-trust").as_deref(),
+            "users",
+            Some("42"),
+            Some("read write"),
+            br#"{"query":"mutation { deleteEverything }"}"#,
+        ),
+        Err(portico_trust::TrustError::BodyMismatch)
+    );
+    let first = header("portico-trust");
+
+    // Anonymous: no identity headers, still a trust token; a new one per request.
     gw.post(json!({"query": "{ me { name } }"})).await;
+    let sent = serde_json::to_vec(&users.last().body).expect("json");
     let seen = users.last().headers;
     assert!(seen.get("portico-user-id").is_none());
     let trust = seen.get("portico-trust").and_then(|v| v.to_str().ok());
     assert!(
         gw.signer
             .verifier()
-            .verify(trust, "users", None, None)
+            .verify(trust, "users", None, None, &sent)
             .is_ok()
+    );
+    assert_ne!(trust.map(str::to_string), first);
+    gw.post(json!({"query": "{ me { name } }"})).await;
+    let again = users.last().headers;
+    assert_ne!(
+        again.get("portico-trust").and_then(|v| v.to_str().ok()),
+        trust,
+        "the same request again gets a fresh token"
     );
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use portico_auth::{AuthSettings, keys::AccessClaims};
 use portico_kit::ServiceContext;
 use portico_kit::events::{Bus, InProcessBus, USER_REGISTERED};
-use portico_kit::testing::{TestTrust, headers_for, spawn, test_databases};
+use portico_kit::testing::{TestTrust, headers_for, request_body, spawn, test_databases};
 use serde_json::{Value, json};
 
 /// Two RSA keys, generated once per test binary (key generation is slow).
@@ -59,11 +59,13 @@ impl Service {
     }
 
     async fn gql(&self, query: &str, variables: Value) -> Value {
+        let body = request_body(query, &variables);
         let mut req = self
             .http
             .post(format!("http://{}/graphql", self.addr))
-            .json(&json!({ "query": query, "variables": variables }));
-        for (k, v) in headers_for(&self.trust.signer, "auth", None) {
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (k, v) in headers_for(&self.trust.signer, "auth", None, &body) {
             req = req.header(k, v);
         }
         let res = req.send().await.expect("send");
@@ -316,6 +318,10 @@ async fn graphql_without_a_valid_trust_token_is_refused_but_jwks_and_health_are_
         let b = svc.backend;
         let url = format!("http://{}/graphql", svc.addr);
         let forged = portico_trust::TrustSigner::generate();
+        let sent = request_body(
+            "mutation { register(username: \"mallory\", email: \"m@example.org\", password: \"correct horse\") { userId } }",
+            &Value::Null,
+        );
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -327,20 +333,24 @@ async fn graphql_without_a_valid_trust_token_is_refused_but_jwks_and_health_are_
             kid: svc.trust.signer.kid().into(),
             idh: String::new(),
             sub: None,
+            bh: portico_trust::body_hash(&sent),
+            jti: "expired".into(),
         });
         let cases: Vec<(&str, Vec<(String, String)>)> = vec![
             ("missing", vec![]),
-            ("forged", headers_for(&forged, "auth", None)),
+            ("forged", headers_for(&forged, "auth", None, &sent)),
             ("expired", vec![("portico-trust".into(), expired)]),
             (
                 "other audience",
-                headers_for(&svc.trust.signer, "users", None),
+                headers_for(&svc.trust.signer, "users", None, &sent),
             ),
         ];
         for (case, headers) in cases {
-            let mut req = svc.http.post(&url).json(&json!({
-                "query": "mutation { register(username: \"mallory\", email: \"m@example.org\", password: \"correct horse\") { userId } }"
-            }));
+            let mut req = svc
+                .http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(sent.clone());
             for (k, v) in headers {
                 req = req.header(k, v);
             }

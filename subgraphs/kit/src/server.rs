@@ -41,9 +41,10 @@ where
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
+    // One replay guard per router (per subgraph process), shared by its clones.
     let state = TrustState {
         audience: name,
-        verifier: trust,
+        verifier: trust.with_replay_guard(portico_trust::ReplayGuard::DEFAULT_CAPACITY),
     };
     let graphql = Router::new()
         .route("/graphql", post(graphql_handler::<Q, M, S>))
@@ -73,25 +74,27 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn require_trust(State(state): State<TrustState>, mut req: Request, next: Next) -> Response {
-    let headers = req.headers();
+async fn require_trust(State(state): State<TrustState>, req: Request, next: Next) -> Response {
+    // The token binds the body: read it (bounded) before verifying.
+    let (mut parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+            "BAD_REQUEST",
+        );
+    };
+    let headers = &parts.headers;
     let verified = state.verifier.verify(
         header(headers, HEADER_TRUST),
         state.audience,
         header(headers, HEADER_USER_ID),
         header(headers, HEADER_USER_SCOPES),
+        &bytes,
     );
     match verified {
         Ok(identity) => {
-            req.extensions_mut().insert(identity);
-            let (parts, body) = req.into_parts();
-            let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-                return error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body too large",
-                    "BAD_REQUEST",
-                );
-            };
+            parts.extensions.insert(identity);
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await
         }

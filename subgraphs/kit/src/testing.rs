@@ -154,12 +154,18 @@ impl Default for TestTrust {
     }
 }
 
+/// The body [`TestService::post`] sends for `query` and `vars` (the trust token binds it).
+pub fn request_body(query: &str, vars: &Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "query": query, "variables": vars })).unwrap_or_default()
+}
+
 /// The headers the gateway would send to `audience` for `user_id` (scopes `read write`),
-/// or for an anonymous caller.
+/// or for an anonymous caller, with a trust token for the request body `body`.
 pub fn headers_for(
     signer: &TrustSigner,
     audience: &str,
     user_id: Option<&str>,
+    body: &[u8],
 ) -> Vec<(String, String)> {
     let identity = match user_id {
         Some(id) => Identity::user(id, vec!["read".into(), "write".into()]),
@@ -167,7 +173,7 @@ pub fn headers_for(
     };
     let mut headers = vec![(
         HEADER_TRUST.to_string(),
-        signer.mint(audience, &identity, Duration::from_secs(30)),
+        signer.mint(audience, &identity, body, Duration::from_secs(30)),
     )];
     if let Some(id) = &identity.user_id {
         headers.push((HEADER_USER_ID.to_string(), id.clone()));
@@ -278,7 +284,8 @@ impl TestService {
         let mut req = self
             .http
             .post(&self.url)
-            .json(&json!({ "query": query, "variables": vars }));
+            .header("content-type", "application/json")
+            .body(request_body(query, &vars));
         for (k, v) in headers {
             req = req.header(k, v);
         }
@@ -290,7 +297,12 @@ impl TestService {
 
     /// A request through the "gateway" as `user` (None = anonymous); asserts HTTP 200.
     pub async fn gql(&self, user: Option<&str>, query: &str, vars: Value) -> Value {
-        let headers = headers_for(&self.trust.signer, self.name, user);
+        let headers = headers_for(
+            &self.trust.signer,
+            self.name,
+            user,
+            &request_body(query, &vars),
+        );
         let (status, body) = self.post(headers, query, vars).await;
         assert_eq!(status, 200, "[{}] {body}", self.backend);
         body
@@ -384,6 +396,7 @@ impl TestService {
 /// Every way of calling without a valid trust token is refused with 401 and no data.
 pub async fn assert_trust_enforced(svc: &TestService, query: &str) {
     let user = new_user();
+    let sent = request_body(query, &json!({}));
     let forged_signer = TrustSigner::generate();
     let expired = {
         let now = now_secs();
@@ -394,11 +407,16 @@ pub async fn assert_trust_enforced(svc: &TestService, query: &str) {
             kid: svc.trust.signer.kid().to_string(),
             idh: String::new(),
             sub: Some(user.clone()),
+            bh: portico_trust::body_hash(&sent),
+            jti: "expired".into(),
         })
     };
     let cases: Vec<(&str, Vec<(String, String)>)> = vec![
         ("no token", vec![(HEADER_USER_ID.to_string(), user.clone())]),
-        ("forged", headers_for(&forged_signer, svc.name, Some(&user))),
+        (
+            "forged",
+            headers_for(&forged_signer, svc.name, Some(&user), &sent),
+        ),
         (
             "expired",
             vec![
@@ -409,11 +427,11 @@ pub async fn assert_trust_enforced(svc: &TestService, query: &str) {
         ),
         (
             "other audience",
-            headers_for(&svc.trust.signer, "some-other-subgraph", Some(&user)),
+            headers_for(&svc.trust.signer, "some-other-subgraph", Some(&user), &sent),
         ),
         (
             "identity swapped",
-            headers_for(&svc.trust.signer, svc.name, Some(&user))
+            headers_for(&svc.trust.signer, svc.name, Some(&user), &sent)
                 .into_iter()
                 .map(|(k, v)| {
                     if k == HEADER_USER_ID {
@@ -439,9 +457,30 @@ pub async fn assert_trust_enforced(svc: &TestService, query: &str) {
             svc.backend
         );
     }
-    let ok = headers_for(&svc.trust.signer, svc.name, Some(&user));
-    let (status, body) = svc.post(ok, query, json!({})).await;
+    // A valid token for another body (a captured token reused for another operation).
+    let other_body = headers_for(
+        &svc.trust.signer,
+        svc.name,
+        Some(&user),
+        &request_body("{ __typename }", &json!({})),
+    );
+    let (status, body) = svc.post(other_body, query, json!({})).await;
+    assert_eq!(
+        status, 401,
+        "[{}] token for another body: {body}",
+        svc.backend
+    );
+    let ok = headers_for(&svc.trust.signer, svc.name, Some(&user), &sent);
+    let (status, body) = svc.post(ok.clone(), query, json!({})).await;
     assert_eq!(status, 200, "[{}] valid token: {body}", svc.backend);
+    // The same request again (a replay): refused.
+    let (status, body) = svc.post(ok, query, json!({})).await;
+    assert_eq!(status, 401, "[{}] replayed token: {body}", svc.backend);
+    assert_eq!(
+        body["errors"][0]["message"], "trust token was already used",
+        "[{}] {body}",
+        svc.backend
+    );
 }
 
 /// `<manifest_dir>/../../supergraph/<name>.graphql` equals `sdl`; `UPDATE_SDL=1` rewrites

@@ -391,17 +391,20 @@ async fn graphql_requires_a_valid_trust_token_for_this_service_and_health_is_ope
     let addr = spawn(router).await;
     let url = format!("http://{addr}/graphql");
     let http = reqwest::Client::new();
+    // The trust token binds the body: the exact bytes sent.
+    let sent: &[u8] = br#"{"query":"{ whoami }"}"#;
     let post = |headers: Vec<(String, String)>| {
         let mut req = http
             .post(&url)
-            .json(&serde_json::json!({ "query": "{ whoami }" }));
+            .header("content-type", "application/json")
+            .body(sent.to_vec());
         for (k, v) in headers {
             req = req.header(k, v);
         }
         req.send()
     };
 
-    let ok = post(headers_for(&trust.signer, "users", Some("u1")))
+    let ok = post(headers_for(&trust.signer, "users", Some("u1"), sent))
         .await
         .expect("send");
     assert_eq!(ok.status(), 200);
@@ -420,7 +423,7 @@ async fn graphql_requires_a_valid_trust_token_for_this_service_and_health_is_ope
         kid: trust.signer.kid().into(),
         idh: {
             // binding of the anonymous identity
-            let good = headers_for(&trust.signer, "users", None);
+            let good = headers_for(&trust.signer, "users", None, sent);
             let body = good[0].1.split('.').nth(1).expect("body").to_string();
             let claims: serde_json::Value = serde_json::from_slice(
                 &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, body)
@@ -430,15 +433,21 @@ async fn graphql_requires_a_valid_trust_token_for_this_service_and_health_is_ope
             claims["idh"].as_str().expect("idh").to_string()
         },
         sub: None,
+        bh: portico_trust::body_hash(sent),
+        jti: "expired".into(),
     });
-    let mut tampered = headers_for(&trust.signer, "users", Some("u1"));
+    let mut tampered = headers_for(&trust.signer, "users", Some("u1"), sent);
     tampered[1].1 = "u2".into();
     let cases: Vec<(&str, Vec<(String, String)>)> = vec![
         ("missing", vec![]),
-        ("forged", headers_for(&other, "users", Some("u1"))),
+        ("forged", headers_for(&other, "users", Some("u1"), sent)),
         (
             "other audience",
-            headers_for(&trust.signer, "posts", Some("u1")),
+            headers_for(&trust.signer, "posts", Some("u1"), sent),
+        ),
+        (
+            "token for another body",
+            headers_for(&trust.signer, "users", Some("u1"), b"{}"),
         ),
         ("expired", vec![("portico-trust".into(), expired)]),
         ("tampered identity", tampered),
@@ -455,11 +464,12 @@ async fn graphql_requires_a_valid_trust_token_for_this_service_and_health_is_ope
         );
     }
 
+    let big = vec![b' '; portico_kit::server::MAX_BODY_BYTES + 1];
     let mut huge = http
         .post(&url)
-        .body(vec![b' '; portico_kit::server::MAX_BODY_BYTES + 1])
+        .body(big.clone())
         .header("content-type", "application/json");
-    for (k, v) in headers_for(&trust.signer, "users", None) {
+    for (k, v) in headers_for(&trust.signer, "users", None, &big) {
         huge = huge.header(k, v);
     }
     assert_eq!(huge.send().await.expect("send").status(), 413);

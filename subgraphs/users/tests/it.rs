@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use portico_kit::ServiceContext;
 use portico_kit::events::{Bus, Event, InProcessBus, USER_REGISTERED};
-use portico_kit::testing::{TestTrust, headers_for, spawn, test_databases};
+use portico_kit::testing::{TestTrust, headers_for, request_body, spawn, test_databases};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 
@@ -47,11 +47,13 @@ impl Service {
     }
 
     async fn gql_as(&self, user: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = request_body(query, &variables);
         let mut req = self
             .http
             .post(format!("http://{}/graphql", self.addr))
-            .json(&json!({ "query": query, "variables": variables }));
-        for (k, v) in headers_for(&self.trust.signer, "users", user) {
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (k, v) in headers_for(&self.trust.signer, "users", user, &body) {
             req = req.header(k, v);
         }
         let res = req.send().await.expect("send");
@@ -339,6 +341,9 @@ async fn entities_for_100_users_take_a_bounded_number_of_sql_statements() {
     }
 }
 
+/// The body the refusal cases send (trust tokens bind it).
+const SENT: &[u8] = br#"{"query":"{ me { id } }"}"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_without_a_valid_trust_token_are_refused_with_401_and_no_data() {
     for svc in Service::all().await {
@@ -355,21 +360,24 @@ async fn requests_without_a_valid_trust_token_are_refused_with_401_and_no_data()
             kid: svc.trust.signer.kid().into(),
             idh: String::new(),
             sub: None,
+            bh: portico_trust::body_hash(SENT),
+            jti: "expired".into(),
         });
         let cases: Vec<(&str, Vec<(String, String)>)> = vec![
             ("missing", vec![]),
-            ("forged", headers_for(&forged, "users", Some("u"))),
+            ("forged", headers_for(&forged, "users", Some("u"), SENT)),
             ("expired", vec![("portico-trust".into(), expired)]),
             (
                 "other audience",
-                headers_for(&svc.trust.signer, "posts", Some("u")),
+                headers_for(&svc.trust.signer, "posts", Some("u"), SENT),
             ),
         ];
         for (case, headers) in cases {
             let mut req = svc
                 .http
                 .post(format!("http://{}/graphql", svc.addr))
-                .json(&json!({ "query": "{ me { id } }" }));
+                .header("content-type", "application/json")
+                .body(SENT.to_vec());
             for (k, v) in headers {
                 req = req.header(k, v);
             }

@@ -1,6 +1,6 @@
 //! Subgraph HTTP: one pooled reqwest client, per-subgraph URL, timeout and response size
-//! limit, identity headers plus a trust token minted for that subgraph (cached per
-//! identity and subgraph for a third of its lifetime), the client headers the
+//! limit, identity headers plus a trust token minted for that request (audience, identity
+//! and the SHA-256 of the exact body sent, with a unique id), the client headers the
 //! `[headers]` rules propagate (nothing else the client sent), and a request counter per
 //! subgraph. A response body is read chunk by chunk and dropped as soon as it passes the
 //! subgraph's `max_response_bytes`, so no subgraph can make the gateway buffer more. At
@@ -11,9 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::Mutex;
 use portico_trust::{
     HEADER_REQUEST_ID, HEADER_TRUST, HEADER_USER_ID, HEADER_USER_SCOPES, Identity, TrustSigner,
 };
@@ -125,20 +124,15 @@ pub struct SubgraphResponse {
     pub errors: Vec<Value>,
 }
 
-type TokenKey = (Option<String>, String, String);
-
 /// All subgraphs, the shared HTTP client and the trust-token cache.
 pub struct Subgraphs {
     client: reqwest::Client,
     endpoints: HashMap<String, Arc<Endpoint>>,
     signer: TrustSigner,
     token_ttl: Duration,
-    tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
     header_rules: crate::headers::HeaderRules,
     error_policy: super::SubgraphErrorPolicy,
 }
-
-const TOKEN_CACHE_MAX: usize = 10_000;
 
 impl Subgraphs {
     pub fn new(
@@ -155,7 +149,6 @@ impl Subgraphs {
                 .collect(),
             signer,
             token_ttl,
-            tokens: Mutex::new(HashMap::new()),
             header_rules: Default::default(),
             error_policy: Default::default(),
         }
@@ -190,32 +183,6 @@ impl Subgraphs {
         let mut v: Vec<_> = self.endpoints.values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
-    }
-
-    /// A trust token for `service`, minted or reused from the cache (reused for a third
-    /// of its lifetime, so a subgraph always receives at least 2/3 of the validity).
-    fn trust_token(&self, service: &str, identity: &Identity) -> String {
-        let key = (
-            identity.user_id.clone(),
-            identity.scopes_header(),
-            service.to_string(),
-        );
-        let reuse_for = self.token_ttl / 3;
-        let mut tokens = self.tokens.lock();
-        if let Some((token, minted)) = tokens.get(&key)
-            && minted.elapsed() < reuse_for
-        {
-            return token.clone();
-        }
-        let token = self.signer.mint(service, identity, self.token_ttl);
-        if tokens.len() >= TOKEN_CACHE_MAX {
-            tokens.retain(|_, (_, minted)| minted.elapsed() < reuse_for);
-            if tokens.len() >= TOKEN_CACHE_MAX {
-                tokens.clear();
-            }
-        }
-        tokens.insert(key, (token.clone(), Instant::now()));
-        token
     }
 
     /// POST one GraphQL request to `service`.
@@ -293,6 +260,14 @@ impl Subgraphs {
                     .for_subgraph(&endpoint.name, client_headers),
             );
         }
+        // The trust token binds this exact body: one token per request.
+        let body = serde_json::to_vec(&body).map_err(|e| FetchError::Http {
+            service: endpoint.name.clone(),
+            message: format!("request body: {e}"),
+        })?;
+        let token = self
+            .signer
+            .mint(&endpoint.name, identity, &body, self.token_ttl);
         request = request
             .timeout(remaining)
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -300,7 +275,7 @@ impl Subgraphs {
                 http::header::ACCEPT,
                 "application/graphql-response+json, application/json",
             )
-            .header(HEADER_TRUST, self.trust_token(&endpoint.name, identity))
+            .header(HEADER_TRUST, token)
             .header(HEADER_REQUEST_ID, request_id);
         if let Some(user) = &identity.user_id {
             request = request.header(HEADER_USER_ID, user);
@@ -321,7 +296,7 @@ impl Subgraphs {
                 }
             }
         };
-        let response = request.json(&body).send().await.map_err(http_error)?;
+        let response = request.body(body).send().await.map_err(http_error)?;
         let status = response.status();
         let bytes = read_limited(response, endpoint.max_response_bytes)
             .await
@@ -387,30 +362,6 @@ fn without_url(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn trust_tokens_are_reused_per_identity_and_subgraph() {
-        let signer = TrustSigner::generate();
-        let s = Subgraphs::new(
-            reqwest::Client::new(),
-            vec![],
-            signer.clone(),
-            Duration::from_secs(60),
-        );
-        let ann = Identity::user("ann", vec!["read".into()]);
-        let t1 = s.trust_token("users", &ann);
-        assert_eq!(s.trust_token("users", &ann), t1);
-        assert_ne!(s.trust_token("posts", &ann), t1);
-        let anon = s.trust_token("users", &Identity::anonymous());
-        assert_ne!(anon, t1);
-        let verifier = signer.verifier();
-        assert!(
-            verifier
-                .verify(Some(&t1), "users", Some("ann"), Some("read"))
-                .is_ok()
-        );
-        assert!(verifier.verify(Some(&anon), "users", None, None).is_ok());
-    }
 
     #[tokio::test]
     async fn a_request_waiting_for_a_slot_times_out_without_reaching_the_subgraph() {

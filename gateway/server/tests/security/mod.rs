@@ -604,13 +604,29 @@ async fn trust_key_rotation_subgraphs_accept_both_gateway_keys_during_the_overla
             .to_str()
             .expect("ascii")
             .to_string();
-        minted.push(token);
+        let sent = serde_json::to_vec(&users.last().body).expect("json");
+        minted.push((token, sent));
     }
-    for token in &minted {
-        assert!(overlap.verify(Some(token), "users", None, None).is_ok());
+    for (token, sent) in &minted {
+        assert!(
+            overlap
+                .verify(Some(token), "users", None, None, sent)
+                .is_ok()
+        );
     }
-    assert!(after.verify(Some(&minted[0]), "users", None, None).is_err());
-    assert!(after.verify(Some(&minted[1]), "users", None, None).is_ok());
+    let [(old_token, old_body), (new_token, new_body)] = &minted[..] else {
+        panic!("two tokens")
+    };
+    assert!(
+        after
+            .verify(Some(old_token), "users", None, None, old_body)
+            .is_err()
+    );
+    assert!(
+        after
+            .verify(Some(new_token), "users", None, None, new_body)
+            .is_ok()
+    );
 }
 
 // ---------------------------------------------------------------- headers, CORS, limits
