@@ -308,11 +308,29 @@ fn read(path: &PathBuf) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn init_tracing() {
+/// Logs on stdout, filtered by `RUST_LOG` (default `info,sqlx=warn,sea_orm=warn`), as
+/// text or as one JSON object per line: `PORTICO_LOG_FORMAT=json|text`, default `json`
+/// for the long-running services (`gateway`, `subgraph`: what log collectors ingest) and
+/// `text` for `dev` and the other commands.
+fn init_tracing(default_json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let json = match std::env::var("PORTICO_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => default_json,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.init();
+    }
 }
 
 #[tokio::main]
@@ -327,7 +345,7 @@ async fn main() -> Result<()> {
     };
     match command {
         Command::Dev(args) => {
-            init_tracing();
+            init_tracing(false);
             let p = platform::start(PlatformOptions {
                 storage: Storage::Dir(args.data_dir.clone()),
                 gateway_addr: args.listen,
@@ -354,7 +372,7 @@ async fn main() -> Result<()> {
             p.shutdown();
         }
         Command::Gateway(args) => {
-            init_tracing();
+            init_tracing(true);
             let mut config = match &args.config {
                 Some(path) => portico_gateway::GatewayConfig::from_file(path)
                     .with_context(|| format!("loading config {}", path.display()))?,
@@ -385,7 +403,7 @@ async fn main() -> Result<()> {
             portico_gateway::serve(gateway, addr).await?;
         }
         Command::Subgraph(args) => {
-            init_tracing();
+            init_tracing(true);
             let url = args
                 .database_url
                 .unwrap_or_else(|| default_database_url(&args.name));
@@ -426,7 +444,7 @@ async fn main() -> Result<()> {
             axum::serve(listener, router).await?;
         }
         Command::Migrate(args) => {
-            init_tracing();
+            init_tracing(false);
             let url = args
                 .database_url
                 .unwrap_or_else(|| default_database_url(&args.name));

@@ -212,8 +212,10 @@ impl Subgraphs {
                 client_headers,
             )
             .await;
-        if result.is_err() {
+        if let Err(e) = &result {
             endpoint.failures.fetch_add(1, Ordering::Relaxed);
+            // The error names the subgraph and the reason, never a URL, token or body.
+            tracing::warn!(subgraph = service, request_id, error = %e, "subgraph request failed");
         }
         result
     }

@@ -49,10 +49,20 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
     // Sent to subgraphs, logged with every failure, shown in 500 responses.
     let request_id = uuid::Uuid::new_v4().to_string();
     let deadline = std::time::Duration::from_millis(gw.config.request_timeout_ms);
-    // The last-resort catch: a panic anywhere in the pipeline costs this request only.
     let _in_flight = gw.metrics.in_flight();
+    // Client identification for logs (Apollo's header names too), bounded and printable.
+    let client_name = client_header(
+        request.headers(),
+        ["graphql-client-name", "apollographql-client-name"],
+    );
+    let client_version = client_header(
+        request.headers(),
+        ["graphql-client-version", "apollographql-client-version"],
+    );
     // Set by the pipeline once the operation is known.
     let mut kind = OperationKind::Unknown;
+    let mut operation_name = String::new();
+    // The last-resort catch: a panic anywhere in the pipeline costs this request only.
     let guarded = catch_panic(pipeline(
         &gw,
         request,
@@ -60,6 +70,7 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
         &mut quota,
         &request_id,
         &mut kind,
+        &mut operation_name,
     ));
     let outcome = match tokio::time::timeout(deadline, guarded).await {
         Ok(Ok(outcome)) => outcome,
@@ -88,14 +99,28 @@ pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Re
     let status = response.status().as_u16();
     gw.metrics.record_response(status);
     gw.metrics.record_duration(kind, status, started.elapsed());
-    // Never the body, headers or tokens: status and timing only.
-    tracing::debug!(
-        status,
+    // The access log: never the body, variables, headers or tokens.
+    tracing::info!(
+        target: "portico::access",
         request_id,
-        elapsed_us = started.elapsed().as_micros() as u64,
+        operation = operation_name.as_str(),
+        operation_type = kind.label(),
+        client_name = client_name.as_str(),
+        client_version = client_version.as_str(),
+        status,
+        duration_ms = started.elapsed().as_secs_f64() * 1e3,
         "graphql request"
     );
     response
+}
+
+/// The first of `names` present, without control characters, at most 64 characters.
+fn client_header(headers: &HeaderMap, names: [&str; 2]) -> String {
+    names
+        .iter()
+        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
+        .map(|v| v.chars().filter(|c| !c.is_control()).take(64).collect())
+        .unwrap_or_default()
 }
 
 /// Every stage in order; each one may refuse the request with a [`RequestFailure`].
@@ -108,6 +133,7 @@ async fn pipeline(
     quota: &mut Option<crate::ratelimit::Decision>,
     request_id: &str,
     kind: &mut OperationKind,
+    operation_name_out: &mut String,
 ) -> Result<Response, RequestFailure> {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
@@ -202,6 +228,9 @@ async fn pipeline(
         )
     })?;
     *kind = OperationKind::of(operation.operation_type);
+    if let Some(name) = &operation.name {
+        *operation_name_out = name.to_string();
+    }
     if is_get && !operation.operation_type.is_query() {
         return Err(RequestFailure::new(
             ErrorCode::MethodNotAllowed,

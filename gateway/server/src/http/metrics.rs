@@ -49,7 +49,7 @@ impl OperationKind {
         }
     }
 
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             OperationKind::Query => "query",
             OperationKind::Mutation => "mutation",

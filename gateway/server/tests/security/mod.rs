@@ -1094,3 +1094,66 @@ async fn a_panicking_policy_evaluator_costs_one_request_not_the_gateway() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn each_request_is_logged_once_and_a_failing_subgraph_with_its_reason() {
+    let logs = Arc::new(Mutex::new(String::new()));
+    // Current-thread test runtime: the gateway and the subgraph log here.
+    let _guard = tracing::subscriber::set_default(Capture(logs.clone()));
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let down = MockSubgraph::start_with(
+        Arc::new(|_| json!({})),
+        Duration::ZERO,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .await;
+    let gw = TestGateway::start(
+        dev(),
+        &[("users", &users.url), ("posts", &down.url)],
+        vec![
+            ("Me", seq(vec![fetch("users", "{ me { name } }")])),
+            ("", seq(vec![fetch("posts", "{ me { name } }")])),
+        ],
+    )
+    .await;
+    let long_name = format!("ios-app-{}", "x".repeat(100));
+    let (status, _) = gw
+        .post_with(
+            json!({"query": "query Me { me { name } }", "operationName": "Me"}),
+            &[
+                ("graphql-client-name", &long_name),
+                ("apollographql-client-version", "4.2.0"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    gw.post(json!({"query": "{ me { name } }"})).await;
+    let logs = logs.lock().clone();
+    let access: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.starts_with("portico::access"))
+        .collect();
+    assert_eq!(access.len(), 2, "one access line per request:\n{logs}");
+    for field in [
+        "operation=\"Me\"",
+        "operation_type=\"query\"",
+        // Bounded: at most 64 characters of what the client sent.
+        &format!("client_name=\"{}\"", &long_name[..64]),
+        "client_version=\"4.2.0\"",
+        "status=200",
+        "duration_ms=",
+        "request_id=",
+    ] {
+        assert!(access[0].contains(field), "{field} in {}", access[0]);
+    }
+    for field in ["operation=\"\"", "client_name=\"\"", "status=200"] {
+        assert!(access[1].contains(field), "{field} in {}", access[1]);
+    }
+    let failure = logs
+        .lines()
+        .find(|l| l.contains("subgraph request failed"))
+        .unwrap_or_else(|| panic!("the failure is logged:\n{logs}"));
+    assert!(failure.contains("subgraph=\"posts\""), "{failure}");
+    assert!(failure.contains("500"), "the reason: {failure}");
+    assert!(!failure.contains(&down.url), "no URL: {failure}");
+}
