@@ -14,6 +14,10 @@ use serde_json::{Map, Value};
 pub enum ErrorCode {
     /// The request is not a GraphQL request we can read (bad JSON, missing query, ...).
     BadRequest,
+    /// A JSON array of requests while `[batching] enabled = false`.
+    BatchingNotEnabled,
+    /// A batch longer than `[batching] max_size`, or an empty one.
+    BatchLimitExceeded,
     /// A browser could send this request without a CORS preflight and it carries no
     /// CSRF-prevention header.
     CsrfPrevention,
@@ -92,6 +96,8 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::BatchingNotEnabled => "BATCHING_NOT_ENABLED",
+            ErrorCode::BatchLimitExceeded => "BATCH_LIMIT_EXCEEDED",
             ErrorCode::CsrfPrevention => "CSRF_PREVENTION",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -132,6 +138,8 @@ impl ErrorCode {
     pub fn http_status(self) -> StatusCode {
         match self {
             ErrorCode::BadRequest
+            | ErrorCode::BatchingNotEnabled
+            | ErrorCode::BatchLimitExceeded
             | ErrorCode::CsrfPrevention
             | ErrorCode::PersistedQueryNotSupported
             | ErrorCode::GraphqlParseFailed

@@ -1618,3 +1618,81 @@ async fn composed_executable_directives_travel_with_their_field() {
     assert!(resp["errors"][0]["message"].as_str().is_some(), "{resp}");
     assert_eq!(users.count() + posts.count(), before);
 }
+
+// ---------------------------------------------------------------- batching
+
+#[tokio::test]
+async fn a_batch_is_answered_in_order_each_item_on_its_own_and_only_when_enabled() {
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let plans = || vec![("", seq(vec![fetch("users", "{ me { name } }")]))];
+
+    // Off by default: refused as a whole, naming the setting; no subgraph called.
+    let off = TestGateway::start(dev(), &[("users", &users.url)], plans()).await;
+    let batch = json!([{"query": "{ me { name } }"}, {"query": "{ me { name } }"}]);
+    let (status, body) = off.post(batch.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "BATCHING_NOT_ENABLED"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[batching] enabled = true")),
+        "{body}"
+    );
+    assert_eq!(users.requests.lock().len(), 0);
+
+    let mut config = dev();
+    config.batching.enabled = true;
+    config.batching.max_size = 3;
+    // Each item is limited on its own: the one with an alias alone is refused.
+    config.limits.max_aliases = 0;
+    let on = TestGateway::start(config, &[("users", &users.url)], plans()).await;
+    let (status, body) = on
+        .post(json!([
+            {"query": "{ me { name } }"},
+            {"query": "{ me { nope } }"},
+            {"query": "{ __typename }"},
+        ]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let items = body.as_array().expect("an array of responses");
+    assert_eq!(items.len(), 3, "{body}");
+    assert_eq!(items[0]["data"]["me"]["name"], "User 1", "{body}");
+    assert_eq!(
+        items[1]["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{body}"
+    );
+    assert!(items[1].get("data").is_none(), "{body}");
+    assert_eq!(items[2]["data"]["__typename"], "Query", "{body}");
+    assert_eq!(
+        users.requests.lock().len(),
+        1,
+        "one item needed the subgraph"
+    );
+
+    let (status, body) = on
+        .post(json!([
+            {"query": "{ me { name } again: me { name } }"},
+            {"query": "{ me { name } }"},
+        ]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body[0]["errors"][0]["extensions"]["code"], "MAX_ALIASES_EXCEEDED",
+        "{body}"
+    );
+    assert_eq!(body[1]["data"]["me"]["name"], "User 1", "{body}");
+
+    // Too long, or empty: refused as a whole.
+    let four = Value::Array(vec![json!({"query": "{ __typename }"}); 4]);
+    for batch in [json!([]), four] {
+        let (status, body) = on.post(batch).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "BATCH_LIMIT_EXCEEDED"
+        );
+    }
+}

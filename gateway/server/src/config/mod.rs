@@ -82,6 +82,7 @@ pub struct GatewayConfig {
     pub jwt: JwtConfig,
     /// Cheap limits checked before authentication and planning.
     pub limits: LimitsConfig,
+    pub batching: BatchingConfig,
     /// CSRF prevention for requests a browser could send without a preflight.
     pub csrf: CsrfConfig,
     /// Caches for parsed documents and query plans.
@@ -118,6 +119,7 @@ impl Default for GatewayConfig {
             trust: TrustConfig::default(),
             jwt: JwtConfig::default(),
             limits: LimitsConfig::default(),
+            batching: BatchingConfig::default(),
             csrf: CsrfConfig::default(),
             cache: CacheConfig::default(),
             cost: CostConfig::default(),
@@ -285,6 +287,28 @@ impl Default for LimitsConfig {
             max_root_fields: 64,
             max_tokens: 15_000,
             max_directives_per_field: 16,
+        }
+    }
+}
+
+/// Request batching: a JSON array of GraphQL requests answered by a JSON array of
+/// responses, in order, each request limited, authorized, costed and rate-limited on its
+/// own. Off by default (a batch multiplies what one HTTP request costs; clients that
+/// want it, like Apollo Client's `BatchHttpLink`, opt in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchingConfig {
+    /// Accept JSON arrays of requests (POST only).
+    pub enabled: bool,
+    /// Most requests in one batch (`BATCH_LIMIT_EXCEEDED` above it).
+    pub max_size: usize,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_size: 16,
         }
     }
 }

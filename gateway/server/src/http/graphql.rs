@@ -175,6 +175,31 @@ async fn pipeline(
             ));
         }
         let bytes = read_body(headers, body, gw.config.limits.max_body_bytes).await?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            let batch = read_batch(gw, &bytes)?;
+            let mut responses = Vec::with_capacity(batch.len());
+            for request in batch {
+                // Each operation on its own: a refusal is that item's answer.
+                let response = operation(
+                    gw,
+                    &parts,
+                    request,
+                    false,
+                    quota,
+                    request_id,
+                    kind,
+                    operation_name_out,
+                )
+                .await
+                .unwrap_or_else(|failure| GraphQLResponse {
+                    errors: failure.errors,
+                    data: None,
+                    extensions: Map::new(),
+                });
+                responses.push(response);
+            }
+            return Ok(json_batch_response(&responses, json_type));
+        }
         serde_json::from_slice(&bytes).map_err(|e| {
             RequestFailure::new(
                 ErrorCode::BadRequest,
@@ -182,6 +207,64 @@ async fn pipeline(
             )
         })?
     };
+    let response = operation(
+        gw,
+        &parts,
+        request,
+        is_get,
+        quota,
+        request_id,
+        kind,
+        operation_name_out,
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &response, json_type))
+}
+
+/// The items of a batch (a JSON array of GraphQL requests), when batching is on and the
+/// batch is not empty and not longer than `[batching] max_size`.
+fn read_batch(gw: &Inner, bytes: &[u8]) -> Result<Vec<GraphQLRequest>, RequestFailure> {
+    let config = &gw.config.batching;
+    if !config.enabled {
+        return Err(RequestFailure::new(
+            ErrorCode::BatchingNotEnabled,
+            "batched requests (a JSON array) are not enabled on this gateway \
+             (`[batching] enabled = true`)",
+        ));
+    }
+    let batch: Vec<GraphQLRequest> = serde_json::from_slice(bytes).map_err(|e| {
+        RequestFailure::new(
+            ErrorCode::BadRequest,
+            format!("the body is not a batch of GraphQL requests: {e}"),
+        )
+    })?;
+    if batch.is_empty() || batch.len() > config.max_size {
+        return Err(RequestFailure::new(
+            ErrorCode::BatchLimitExceeded,
+            format!(
+                "a batch holds 1 to {} requests (`[batching] max_size`), this one {}",
+                config.max_size,
+                batch.len()
+            ),
+        ));
+    }
+    Ok(batch)
+}
+
+/// One operation of a request (the request itself, or one item of a batch): stages 2
+/// to 12.
+#[allow(clippy::too_many_arguments)] // the pipeline's state, passed down once
+async fn operation(
+    gw: &Arc<Inner>,
+    parts: &axum::http::request::Parts,
+    request: GraphQLRequest,
+    is_get: bool,
+    quota: &mut Option<crate::ratelimit::Decision>,
+    request_id: &str,
+    kind: &mut OperationKind,
+    operation_name_out: &mut String,
+) -> Result<GraphQLResponse, RequestFailure> {
+    let headers = &parts.headers;
     let Some(query) = request.query.as_deref().filter(|q| !q.trim().is_empty()) else {
         let persisted = request
             .extensions
@@ -371,7 +454,7 @@ async fn pipeline(
             .extensions
             .insert("queryPlan".into(), Value::String(plan.to_string()));
     }
-    Ok(json_response(StatusCode::OK, &response, json_type))
+    Ok(response)
 }
 
 /// Does `operation` select only meta fields (`__typename`, `__schema`, `__type`) at its
@@ -700,6 +783,19 @@ fn json_response(
     });
     (
         status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        bytes,
+    )
+        .into_response()
+}
+
+/// A batch's answer: the items' responses in order, HTTP 200.
+fn json_batch_response(responses: &[GraphQLResponse], content_type: &'static str) -> Response {
+    let bytes = serde_json::to_vec(responses).unwrap_or_else(|_| {
+        br#"{"errors":[{"message":"response serialization failed","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#.to_vec()
+    });
+    (
+        StatusCode::OK,
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
         bytes,
     )

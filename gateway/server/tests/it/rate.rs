@@ -458,3 +458,61 @@ async fn redis_down_fails_open_or_closed_and_enforcement_resumes_when_it_is_back
         assert_eq!(r.last(), Some(&(429, "RATE_LIMITED".to_string())), "{r:?}");
     }
 }
+
+#[tokio::test]
+async fn each_item_of_a_batch_is_costed_and_rate_limited_on_its_own() {
+    let subgraphs = demo_subgraphs(2, 1).await;
+    // A budget of 3 points: `{ __typename }` costs 1 (the minimum taken), so the fourth
+    // item of the batch finds the budget empty.
+    let mut config = limited(3);
+    config.batching.enabled = true;
+    config.cost.max_cost = 10.0;
+    config.cost.model.fields.insert(
+        "User.posts".into(),
+        FieldCost {
+            slicing_arguments: vec!["first".into()],
+            sized_fields: vec!["nodes".into()],
+            require_one_slicing_argument: Some(true),
+            ..FieldCost::default()
+        },
+    );
+    let (_gateway, url) = gateway_with(config, &subgraphs).await;
+    let item = |query: &str| json!({"query": query, "variables": {"id": "1"}});
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", "10.0.0.9")
+        .body(
+            json!([
+                item(TYPENAME),
+                item(PROFILE_QUERY),
+                item(TYPENAME),
+                item(TYPENAME),
+                item(TYPENAME),
+            ])
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let remaining = response
+        .headers()
+        .get("ratelimit-remaining")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body: Value = response.json().await.expect("json");
+    let code = |i: usize| {
+        body[i]["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("")
+    };
+    assert_eq!(body[0]["data"]["__typename"], "Query", "{body}");
+    // Above max_cost: refused, and took nothing from the budget.
+    assert_eq!(code(1), "COST_ESTIMATED_TOO_EXPENSIVE", "{body}");
+    assert_eq!(body[2]["data"]["__typename"], "Query", "{body}");
+    assert_eq!(body[3]["data"]["__typename"], "Query", "{body}");
+    assert_eq!(code(4), "RATE_LIMITED", "{body}");
+    // The headers show the budget after the last item.
+    assert_eq!(remaining.as_deref(), Some("0"), "{body}");
+}
