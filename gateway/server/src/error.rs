@@ -16,6 +16,11 @@ pub enum ErrorCode {
     BadRequest,
     /// A JSON array of requests while `[batching] enabled = false`.
     BatchingNotEnabled,
+    /// An automatic persisted query (hash only) the gateway does not know (yet): the
+    /// client retries with the query text, which registers it.
+    PersistedQueryNotFound,
+    /// The query text does not hash to the `sha256Hash` sent with it.
+    PersistedQueryHashMismatch,
     /// A batch longer than `[batching] max_size`, or an empty one.
     BatchLimitExceeded,
     /// A browser could send this request without a CORS preflight and it carries no
@@ -97,6 +102,8 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "BAD_REQUEST",
             ErrorCode::BatchingNotEnabled => "BATCHING_NOT_ENABLED",
+            ErrorCode::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            ErrorCode::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
             ErrorCode::BatchLimitExceeded => "BATCH_LIMIT_EXCEEDED",
             ErrorCode::CsrfPrevention => "CSRF_PREVENTION",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -140,6 +147,7 @@ impl ErrorCode {
             ErrorCode::BadRequest
             | ErrorCode::BatchingNotEnabled
             | ErrorCode::BatchLimitExceeded
+            | ErrorCode::PersistedQueryHashMismatch
             | ErrorCode::CsrfPrevention
             | ErrorCode::PersistedQueryNotSupported
             | ErrorCode::GraphqlParseFailed
@@ -154,6 +162,9 @@ impl ErrorCode {
             | ErrorCode::CostEstimatedTooExpensive
             | ErrorCode::QueryPlanTooComplex
             | ErrorCode::QueryPlanUnsupported => StatusCode::BAD_REQUEST,
+            // 200, as Apollo's gateways answer it: APQ clients read the error and retry
+            // with the query; some treat any non-2xx as a network failure.
+            ErrorCode::PersistedQueryNotFound => StatusCode::OK,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -311,6 +322,10 @@ fn code_status(code: &str) -> Option<StatusCode> {
 
 const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::BadRequest,
+    ErrorCode::BatchingNotEnabled,
+    ErrorCode::BatchLimitExceeded,
+    ErrorCode::PersistedQueryNotFound,
+    ErrorCode::PersistedQueryHashMismatch,
     ErrorCode::CsrfPrevention,
     ErrorCode::PayloadTooLarge,
     ErrorCode::UnsupportedMediaType,

@@ -76,6 +76,8 @@ pub(crate) struct Inner {
     pub(crate) auth: Authenticator,
     pub(crate) authz: authz::Authorizer,
     pub(crate) documents: DocumentCache,
+    /// Automatic persisted queries: query text by SHA-256 (`[apq]`).
+    pub(crate) persisted: plan::BoundedCache<plan::QueryHash, Arc<str>>,
     pub(crate) plans: PlanStage,
     pub(crate) override_labels: BTreeSet<String>,
     pub(crate) percent_labels: Vec<(String, f64)>,
@@ -197,6 +199,7 @@ impl Gateway {
                 planner.authorization_schema(),
             )?,
             documents: DocumentCache::new(config.cache.documents),
+            persisted: plan::BoundedCache::new(config.apq.max_entries),
             plans: PlanStage::new(
                 config.cache.plans,
                 Duration::from_secs(config.cache.plan_failure_ttl_secs),

@@ -797,15 +797,12 @@ async fn http_requests_are_checked_before_anything_runs() {
     let (status, body) = post_raw(&gw, &big).await;
     assert_eq!(status, 413);
     assert_eq!(body["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE");
-    // Hash-only persisted query: the APQ fallback code.
+    // A persisted-query hash that is not a SHA-256: 400.
     let (status, body) = gw
         .post(json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "abc"}}}))
         .await;
     assert_eq!(status, 400);
-    assert_eq!(
-        body["errors"][0]["extensions"]["code"],
-        "PERSISTED_QUERY_NOT_SUPPORTED"
-    );
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
     // Parse error: 400 with locations.
     let (status, body) = gw.post(json!({"query": "{ me { name }"})).await;
     assert_eq!(status, 400);
@@ -1695,4 +1692,81 @@ async fn a_batch_is_answered_in_order_each_item_on_its_own_and_only_when_enabled
             "BATCH_LIMIT_EXCEEDED"
         );
     }
+}
+
+// ---------------------------------------------------------------- persisted queries
+
+#[tokio::test]
+async fn automatic_persisted_queries_register_on_retry_and_check_the_hash() {
+    use sha2::Digest as _;
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let plans = || vec![("", seq(vec![fetch("users", "{ me { name } }")]))];
+    let gw = TestGateway::start(dev(), &[("users", &users.url)], plans()).await;
+    let query = "{ me { name } }";
+    let hash = hex::encode(sha2::Sha256::digest(query.as_bytes()));
+    let apq = |hash: &str| json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+
+    // Unknown hash: the code APQ clients retry on (HTTP 200, as Apollo's gateways).
+    let (status, body) = gw.post(json!({"extensions": apq(&hash)})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound");
+    assert_eq!(users.requests.lock().len(), 0);
+
+    // A text that does not hash to the hash sent is refused, and not registered.
+    let (status, body) = gw
+        .post(json!({"query": "{ me { name __typename } }", "extensions": apq(&hash)}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_HASH_MISMATCH"
+    );
+    let (_, body) = gw.post(json!({"extensions": apq(&hash)})).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+
+    // The retry with the text registers it; from then on the hash alone is enough,
+    // over POST and over GET.
+    let (status, body) = gw
+        .post(json!({"query": query, "extensions": apq(&hash)}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["me"]["name"], "User 1");
+    let (status, body) = gw.post(json!({"extensions": apq(&hash)})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["me"]["name"], "User 1", "{body}");
+    let extensions = apq(&hash).to_string();
+    let get = gw
+        .http
+        .get(format!("{}/graphql", gw.url))
+        .query(&[("extensions", extensions.as_str())])
+        .header("portico-csrf", "1")
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(get.status().as_u16(), 200);
+    let body: Value = get.json().await.expect("json");
+    assert_eq!(body["data"]["me"]["name"], "User 1", "{body}");
+    assert_eq!(users.requests.lock().len(), 3);
+
+    // Off: hash-only requests get the fallback code, full ones are served.
+    let mut config = dev();
+    config.apq.enabled = false;
+    let off = TestGateway::start(config, &[("users", &users.url)], plans()).await;
+    let (status, body) = off.post(json!({"extensions": apq(&hash)})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_SUPPORTED"
+    );
+    let (status, body) = off
+        .post(json!({"query": query, "extensions": apq(&hash)}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -83,6 +83,7 @@ pub struct GatewayConfig {
     /// Cheap limits checked before authentication and planning.
     pub limits: LimitsConfig,
     pub batching: BatchingConfig,
+    pub apq: ApqConfig,
     /// CSRF prevention for requests a browser could send without a preflight.
     pub csrf: CsrfConfig,
     /// Caches for parsed documents and query plans.
@@ -120,6 +121,7 @@ impl Default for GatewayConfig {
             jwt: JwtConfig::default(),
             limits: LimitsConfig::default(),
             batching: BatchingConfig::default(),
+            apq: ApqConfig::default(),
             csrf: CsrfConfig::default(),
             cache: CacheConfig::default(),
             cost: CostConfig::default(),
@@ -309,6 +311,29 @@ impl Default for BatchingConfig {
         Self {
             enabled: false,
             max_size: 16,
+        }
+    }
+}
+
+/// Automatic persisted queries (Apollo's APQ protocol): a client sends
+/// `extensions.persistedQuery { version: 1, sha256Hash }` without the query; an unknown
+/// hash is answered `PERSISTED_QUERY_NOT_FOUND` and the client retries with the query
+/// text, which registers it (after checking that it hashes to the hash sent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApqConfig {
+    /// Accept hash-only requests (off: `PERSISTED_QUERY_NOT_SUPPORTED`, and clients fall
+    /// back to sending the query every time).
+    pub enabled: bool,
+    /// Most query texts kept, in this process's memory (least recently used evicted).
+    pub max_entries: usize,
+}
+
+impl Default for ApqConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_entries: 4096,
         }
     }
 }

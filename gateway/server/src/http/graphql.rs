@@ -251,6 +251,65 @@ fn read_batch(gw: &Inner, bytes: &[u8]) -> Result<Vec<GraphQLRequest>, RequestFa
     Ok(batch)
 }
 
+/// The query text of `request`: sent, or (automatic persisted queries) looked up by the
+/// `extensions.persistedQuery.sha256Hash` sent instead, which a request carrying both
+/// registers after checking that the text hashes to it.
+fn resolve_query(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, RequestFailure> {
+    let text = request.query.as_deref().filter(|q| !q.trim().is_empty());
+    let persisted = request
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("persistedQuery"));
+    let Some(persisted) = persisted else {
+        return text.map(Arc::from).ok_or_else(|| {
+            RequestFailure::new(ErrorCode::BadRequest, "the request has no `query`")
+        });
+    };
+    if !gw.config.apq.enabled {
+        return match text {
+            // The client sent the text anyway: serve it, just do not remember it.
+            Some(text) => Ok(Arc::from(text)),
+            // APQ clients fall back to sending the full query on this code.
+            None => Err(RequestFailure::new(
+                ErrorCode::PersistedQueryNotSupported,
+                "PersistedQueryNotSupported",
+            )),
+        };
+    }
+    let bad = |m: &str| RequestFailure::new(ErrorCode::BadRequest, m.to_string());
+    if persisted.get("version").and_then(Value::as_u64) != Some(1) {
+        return Err(bad("`extensions.persistedQuery.version` must be 1"));
+    }
+    let hash = persisted
+        .get("sha256Hash")
+        .and_then(Value::as_str)
+        .and_then(|h| {
+            let bytes = hex::decode(h).ok()?;
+            <[u8; 32]>::try_from(bytes).ok()
+        })
+        .ok_or_else(|| {
+            bad("`extensions.persistedQuery.sha256Hash` must be 64 hexadecimal digits")
+        })?;
+    match text {
+        Some(text) => {
+            if crate::plan::hash_query(text) != hash {
+                return Err(RequestFailure::new(
+                    ErrorCode::PersistedQueryHashMismatch,
+                    "the query does not hash to `extensions.persistedQuery.sha256Hash`",
+                ));
+            }
+            // Only a query that fits the length limit is worth remembering.
+            limits::check_query_length(text, &gw.config.limits)?;
+            let text: Arc<str> = Arc::from(text);
+            gw.persisted.insert(hash, text.clone());
+            Ok(text)
+        }
+        None => gw.persisted.get(&hash).ok_or_else(|| {
+            RequestFailure::new(ErrorCode::PersistedQueryNotFound, "PersistedQueryNotFound")
+        }),
+    }
+}
+
 /// One operation of a request (the request itself, or one item of a batch): stages 2
 /// to 12.
 #[allow(clippy::too_many_arguments)] // the pipeline's state, passed down once
@@ -265,21 +324,8 @@ async fn operation(
     operation_name_out: &mut String,
 ) -> Result<GraphQLResponse, RequestFailure> {
     let headers = &parts.headers;
-    let Some(query) = request.query.as_deref().filter(|q| !q.trim().is_empty()) else {
-        let persisted = request
-            .extensions
-            .as_ref()
-            .is_some_and(|e| e.contains_key("persistedQuery"));
-        return Err(if persisted {
-            // APQ clients fall back to sending the full query on this code.
-            RequestFailure::new(
-                ErrorCode::PersistedQueryNotSupported,
-                "PersistedQueryNotSupported",
-            )
-        } else {
-            RequestFailure::new(ErrorCode::BadRequest, "the request has no `query`")
-        });
-    };
+    let query = resolve_query(gw, &request)?;
+    let query: &str = &query;
 
     // 2. Document: length limit, parse and validate against the API schema (cached).
     limits::check_query_length(query, &gw.config.limits)?;
