@@ -187,7 +187,11 @@ impl Gateway {
             .with_error_policy(execute::SubgraphErrorPolicy::new(
                 &config.subgraph_errors,
                 config.dev,
-            ));
+            ))
+            .with_resilience(execute::Resilience {
+                retries: config.retries.clone(),
+                breaker: config.circuit_breaker.clone(),
+            });
         let auth = Authenticator::from_config(&config.jwt, client)?;
         let inner = Inner {
             implementers: planner.api_schema().implementers_map(),

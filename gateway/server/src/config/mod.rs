@@ -84,6 +84,8 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     pub batching: BatchingConfig,
     pub apq: ApqConfig,
+    pub retries: RetryConfig,
+    pub circuit_breaker: CircuitBreakerConfig,
     /// CSRF prevention for requests a browser could send without a preflight.
     pub csrf: CsrfConfig,
     /// Caches for parsed documents and query plans.
@@ -122,6 +124,8 @@ impl Default for GatewayConfig {
             limits: LimitsConfig::default(),
             batching: BatchingConfig::default(),
             apq: ApqConfig::default(),
+            retries: RetryConfig::default(),
+            circuit_breaker: CircuitBreakerConfig::default(),
             csrf: CsrfConfig::default(),
             cache: CacheConfig::default(),
             cost: CostConfig::default(),
@@ -334,6 +338,56 @@ impl Default for ApqConfig {
         Self {
             enabled: true,
             max_entries: 4096,
+        }
+    }
+}
+
+/// Retries of failed subgraph requests: only queries (a subgraph operation that is not a
+/// mutation), only when the subgraph could not have acted (the connection failed, or it
+/// answered 502, 503 or 504), within the subgraph's timeout, and within a budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub enabled: bool,
+    /// Most retries of one request.
+    pub max_retries: u32,
+    /// Backoff before retry n (from 1): a random wait up to `backoff_ms × 2^(n-1)`.
+    pub backoff_ms: u64,
+    /// Retries allowed per subgraph, as a share of its requests (a token bucket: each
+    /// request adds this much, a retry takes one, at most 10 saved up), so retries never
+    /// multiply the load on a subgraph that is failing for everyone.
+    pub budget_ratio: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_retries: 2,
+            backoff_ms: 20,
+            budget_ratio: 0.2,
+        }
+    }
+}
+
+/// A circuit breaker per subgraph: after `failure_threshold` consecutive failures (no
+/// GraphQL response: connection failed, timeout, HTTP error, not GraphQL) the subgraph
+/// is not called for `cooldown_ms`; its fetches fail at once, saying so. Then one request
+/// probes it: success closes the circuit, failure opens it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakerConfig {
+    pub enabled: bool,
+    pub failure_threshold: u32,
+    pub cooldown_ms: u64,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failure_threshold: 5,
+            cooldown_ms: 10_000,
         }
     }
 }
@@ -864,6 +918,18 @@ impl GatewayConfig {
         self.rate_limit.validate()?;
         if self.subgraph_max_response_bytes == 0 {
             return Err(invalid("subgraph_max_response_bytes", "must be positive"));
+        }
+        if !(0.0..=1.0).contains(&self.retries.budget_ratio) {
+            return Err(invalid("retries.budget_ratio", "must be between 0 and 1"));
+        }
+        if self.retries.max_retries > 10 {
+            return Err(invalid("retries.max_retries", "must be at most 10"));
+        }
+        if self.circuit_breaker.failure_threshold == 0 {
+            return Err(invalid(
+                "circuit_breaker.failure_threshold",
+                "must be positive",
+            ));
         }
         let concurrency_ok = |n: usize| (1..=MAX_CONCURRENT_REQUESTS).contains(&n);
         if !concurrency_ok(self.subgraph_max_concurrent_requests) {

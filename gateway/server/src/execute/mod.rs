@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Identity;
 use crate::error::{GraphQLError, GraphQLResponse};
-pub use subgraph::{Endpoint, Subgraphs};
+pub use subgraph::{Endpoint, Resilience, Subgraphs};
 pub use subgraph_errors::SubgraphErrorPolicy;
 
 /// One operation to execute.

@@ -634,9 +634,9 @@ fn fetch_error(e: &FetchError) -> GraphQLError {
         FetchError::ResponseTooLarge { service, .. } => {
             (ErrorCode::SubrequestResponseTooLarge, service)
         }
-        FetchError::Http { service, .. } | FetchError::UnknownSubgraph(service) => {
-            (ErrorCode::SubrequestHttpError, service)
-        }
+        FetchError::Http { service, .. }
+        | FetchError::UnknownSubgraph(service)
+        | FetchError::CircuitOpen { service, .. } => (ErrorCode::SubrequestHttpError, service),
     };
     GraphQLError::new(code, e.to_string()).with_extension("serviceName", service.clone())
 }

@@ -35,6 +35,35 @@ pub struct Endpoint {
     pub failures: AtomicU64,
     slots: tokio::sync::Semaphore,
     waiting: AtomicU64,
+    breaker: parking_lot::Mutex<Breaker>,
+    /// Retry budget: tokens (see `RetryConfig::budget_ratio`).
+    retry_tokens: parking_lot::Mutex<f64>,
+    /// Retries sent.
+    pub retries: AtomicU64,
+}
+
+/// Circuit state of one subgraph (see [`Resilience`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Breaker {
+    Closed {
+        failures: u32,
+    },
+    /// Not called until then.
+    Open {
+        until: tokio::time::Instant,
+    },
+    /// One probe request in flight.
+    Probing,
+}
+
+/// Most retry tokens saved up per subgraph.
+const RETRY_TOKENS_MAX: f64 = 10.0;
+
+/// Retries and the circuit breaker (`[retries]`, `[circuit_breaker]`).
+#[derive(Debug, Clone, Default)]
+pub struct Resilience {
+    pub retries: crate::config::RetryConfig,
+    pub breaker: crate::config::CircuitBreakerConfig,
 }
 
 impl Endpoint {
@@ -55,7 +84,77 @@ impl Endpoint {
             failures: AtomicU64::new(0),
             slots: tokio::sync::Semaphore::new(max_concurrent_requests),
             waiting: AtomicU64::new(0),
+            breaker: parking_lot::Mutex::new(Breaker::Closed { failures: 0 }),
+            retry_tokens: parking_lot::Mutex::new(RETRY_TOKENS_MAX),
+            retries: AtomicU64::new(0),
         }
+    }
+
+    /// Is the circuit open (the subgraph not being called) now?
+    pub fn circuit_open(&self) -> bool {
+        matches!(*self.breaker.lock(), Breaker::Open { until } if tokio::time::Instant::now() < until)
+    }
+
+    /// May a request go out? `Err(time until the next probe)` while the circuit is open
+    /// (or another request is probing).
+    fn admit(&self, policy: &crate::config::CircuitBreakerConfig) -> Result<(), Duration> {
+        if !policy.enabled {
+            return Ok(());
+        }
+        let mut state = self.breaker.lock();
+        let now = tokio::time::Instant::now();
+        match *state {
+            Breaker::Closed { .. } => Ok(()),
+            Breaker::Open { until } if now < until => Err(until - now),
+            Breaker::Open { .. } => {
+                *state = Breaker::Probing;
+                Ok(())
+            }
+            Breaker::Probing => Err(Duration::ZERO),
+        }
+    }
+
+    /// Records the outcome of a request that went out (`failed`: no GraphQL response).
+    fn record(&self, policy: &crate::config::CircuitBreakerConfig, failed: bool) {
+        if !policy.enabled {
+            return;
+        }
+        let mut state = self.breaker.lock();
+        let open = || Breaker::Open {
+            until: tokio::time::Instant::now() + Duration::from_millis(policy.cooldown_ms),
+        };
+        *state = match (*state, failed) {
+            (_, false) => Breaker::Closed { failures: 0 },
+            (Breaker::Closed { failures }, true) if failures + 1 >= policy.failure_threshold => {
+                tracing::warn!(
+                    subgraph = self.name.as_str(),
+                    failures = failures + 1,
+                    cooldown_ms = policy.cooldown_ms,
+                    "circuit opened: the subgraph is not called until the cool-down ends"
+                );
+                open()
+            }
+            (Breaker::Closed { failures }, true) => Breaker::Closed {
+                failures: failures + 1,
+            },
+            (Breaker::Probing | Breaker::Open { .. }, true) => open(),
+        };
+    }
+
+    /// Takes one retry token if there is one.
+    fn take_retry_token(&self) -> bool {
+        let mut tokens = self.retry_tokens.lock();
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn deposit_retry_tokens(&self, ratio: f64) {
+        let mut tokens = self.retry_tokens.lock();
+        *tokens = (*tokens + ratio).min(RETRY_TOKENS_MAX);
     }
 
     /// Requests in flight now.
@@ -113,6 +212,32 @@ pub enum FetchError {
     Http { service: String, message: String },
     #[error("response of subgraph '{service}' exceeds the limit of {limit} bytes")]
     ResponseTooLarge { service: String, limit: usize },
+    #[error(
+        "subgraph '{service}' is not called for now: its circuit is open after repeated failures (next try in {retry_in:?})"
+    )]
+    CircuitOpen { service: String, retry_in: Duration },
+}
+
+impl FetchError {
+    /// Did the subgraph fail (no GraphQL response), as the circuit breaker counts it?
+    /// A full slot queue, an oversized body or an open circuit say nothing of its health.
+    fn is_subgraph_failure(&self) -> bool {
+        matches!(self, FetchError::Timeout { .. } | FetchError::Http { .. })
+    }
+
+    /// Could the subgraph not have acted on the request, so that sending it again is
+    /// safe (for a query)? The connection failed, or it answered 502, 503 or 504.
+    fn is_retryable(&self) -> bool {
+        match self {
+            FetchError::Http { message, .. } => {
+                message == "connection failed"
+                    || ["502", "503", "504"]
+                        .iter()
+                        .any(|c| message.starts_with(&format!("HTTP status {c}")))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The part of a subgraph response the executor reads.
@@ -132,6 +257,7 @@ pub struct Subgraphs {
     token_ttl: Duration,
     header_rules: crate::headers::HeaderRules,
     error_policy: super::SubgraphErrorPolicy,
+    resilience: Resilience,
 }
 
 impl Subgraphs {
@@ -151,6 +277,7 @@ impl Subgraphs {
             token_ttl,
             header_rules: Default::default(),
             error_policy: Default::default(),
+            resilience: Default::default(),
         }
     }
 
@@ -163,6 +290,12 @@ impl Subgraphs {
     /// Show clients subgraph errors by these rules (default: production defaults).
     pub fn with_error_policy(mut self, policy: super::SubgraphErrorPolicy) -> Self {
         self.error_policy = policy;
+        self
+    }
+
+    /// Retry and circuit-breaker policy (default: the config defaults).
+    pub fn with_resilience(mut self, resilience: Resilience) -> Self {
+        self.resilience = resilience;
         self
     }
 
@@ -201,17 +334,62 @@ impl Subgraphs {
             .endpoints
             .get(service)
             .ok_or_else(|| FetchError::UnknownSubgraph(service.to_string()))?;
-        let result = self
-            .send_to(
-                endpoint,
-                query,
-                operation_name,
-                variables,
-                identity,
-                request_id,
-                client_headers,
-            )
-            .await;
+        // One deadline for every attempt, waiting for slots and backoff included.
+        let deadline = tokio::time::Instant::now() + endpoint.timeout;
+        let policy = &self.resilience;
+        // Subgraph operations the planner renders start with their keyword.
+        let idempotent = !query.trim_start().starts_with("mutation");
+        if policy.retries.enabled {
+            endpoint.deposit_retry_tokens(policy.retries.budget_ratio);
+        }
+        let mut attempt = 0u32;
+        let result = loop {
+            if let Err(retry_in) = endpoint.admit(&policy.breaker) {
+                break Err(FetchError::CircuitOpen {
+                    service: endpoint.name.clone(),
+                    retry_in,
+                });
+            }
+            let result = self
+                .send_to(
+                    endpoint,
+                    deadline,
+                    query,
+                    operation_name,
+                    variables.clone(),
+                    identity,
+                    request_id,
+                    client_headers,
+                )
+                .await;
+            match &result {
+                Err(e) if e.is_subgraph_failure() => endpoint.record(&policy.breaker, true),
+                Ok(_) => endpoint.record(&policy.breaker, false),
+                Err(_) => {}
+            }
+            let Err(e) = &result else { break result };
+            attempt += 1;
+            let retry = policy.retries.enabled
+                && idempotent
+                && e.is_retryable()
+                && attempt <= policy.retries.max_retries
+                && endpoint.take_retry_token();
+            if !retry {
+                break result;
+            }
+            // Full jitter: a random wait up to backoff × 2^(attempt-1), if time remains.
+            let cap = policy
+                .retries
+                .backoff_ms
+                .saturating_mul(1 << (attempt - 1).min(16));
+            let wait = Duration::from_millis(rand::random::<u64>() % (cap + 1));
+            if tokio::time::Instant::now() + wait >= deadline {
+                break result;
+            }
+            tracing::info!(subgraph = service, request_id, attempt, error = %e, "retrying a subgraph request");
+            endpoint.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+        };
         if let Err(e) = &result {
             endpoint.failures.fetch_add(1, Ordering::Relaxed);
             // The error names the subgraph and the reason, never a URL, token or body.
@@ -224,6 +402,7 @@ impl Subgraphs {
     async fn send_to(
         &self,
         endpoint: &Endpoint,
+        deadline: tokio::time::Instant,
         query: &str,
         operation_name: Option<&str>,
         variables: Map<String, Value>,
@@ -231,9 +410,7 @@ impl Subgraphs {
         request_id: &str,
         client_headers: &http::HeaderMap,
     ) -> Result<SubgraphResponse, FetchError> {
-        // One deadline for the wait for a slot and the request; the slot is held until
-        // the body is read (the connection is busy until then).
-        let deadline = tokio::time::Instant::now() + endpoint.timeout;
+        // The slot is held until the body is read (the connection is busy until then).
         let slot_timeout = || FetchError::SlotTimeout {
             service: endpoint.name.clone(),
             timeout: endpoint.timeout,

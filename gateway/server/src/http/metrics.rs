@@ -258,6 +258,28 @@ pub fn render(gw: &Inner) -> String {
             e.waiting()
         );
     }
+    out.push_str(
+        "# HELP portico_subgraph_circuit_open 1 while a subgraph's circuit is open (it is not called).\n",
+    );
+    out.push_str("# TYPE portico_subgraph_circuit_open gauge\n");
+    for e in &endpoints {
+        let _ = writeln!(
+            out,
+            "portico_subgraph_circuit_open{{subgraph=\"{}\"}} {}",
+            e.name,
+            u8::from(e.circuit_open())
+        );
+    }
+    out.push_str("# HELP portico_subgraph_retries_total Retries sent to each subgraph.\n");
+    out.push_str("# TYPE portico_subgraph_retries_total counter\n");
+    for e in &endpoints {
+        let _ = writeln!(
+            out,
+            "portico_subgraph_retries_total{{subgraph=\"{}\"}} {}",
+            e.name,
+            e.retries.load(Ordering::Relaxed)
+        );
+    }
     for (name, cache) in [
         ("plan", gw.plans.stats()),
         ("document", gw.documents.stats()),

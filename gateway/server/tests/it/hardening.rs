@@ -615,3 +615,202 @@ async fn requests_waiting_for_a_subgraph_slot_time_out_cleanly() {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
 }
+
+// ---------------------------------------------------------------- retries, circuit breaker
+
+type ScriptState = (Arc<Mutex<Vec<u16>>>, Arc<AtomicUsize>);
+
+/// A subgraph answering from a script: the n-th request gets `script[n]` (an HTTP status;
+/// 200 answers `me`), the last entry repeats. Counts requests.
+#[derive(Clone)]
+struct Scripted {
+    url: String,
+    script: Arc<Mutex<Vec<u16>>>,
+    count: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    async fn start(script: Vec<u16>) -> Self {
+        let script = Arc::new(Mutex::new(script));
+        let count = Arc::new(AtomicUsize::new(0));
+        let state = (script.clone(), count.clone());
+        async fn handle(
+            axum::extract::State((script, count)): axum::extract::State<ScriptState>,
+        ) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let status = {
+                let script = script.lock();
+                script.get(n).or(script.last()).copied().unwrap_or(200)
+            };
+            if status == 200 {
+                axum::Json(json!({"data": {"me": user(1)}})).into_response()
+            } else {
+                (StatusCode::from_u16(status).expect("status"), "unavailable").into_response()
+            }
+        }
+        let router = axum::Router::new()
+            .route("/graphql", axum::routing::post(handle))
+            .with_state(state);
+        let addr = spawn(router).await;
+        Self {
+            url: format!("http://{addr}/graphql"),
+            script,
+            count,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+async fn scripted_gateway(config: GatewayConfig, users: &Scripted, operation: &str) -> TestGateway {
+    TestGateway::start(
+        config,
+        &[("users", &users.url)],
+        vec![("", seq(vec![fetch("users", operation)]))],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn queries_are_retried_when_the_subgraph_could_not_have_acted_mutations_never() {
+    // 503, 503, then an answer: the query gets its data after two retries.
+    let users = Scripted::start(vec![503, 503, 200]).await;
+    let gw = scripted_gateway(patient(), &users, "{ me { name } }").await;
+    let (status, body) = gw.post(json!({"query": "{ me { name } }"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["me"]["name"], "User 1", "{body}");
+    assert_eq!(users.requests(), 3);
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("portico_subgraph_retries_total{subgraph=\"users\"} 2"),
+        "{metrics}"
+    );
+
+    // Three failures with max_retries = 2: given up after the third request.
+    let users = Scripted::start(vec![502]).await;
+    let gw = scripted_gateway(patient(), &users, "{ me { name } }").await;
+    let (_, body) = gw.post(json!({"query": "{ me { name } }"})).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "SUBREQUEST_HTTP_ERROR",
+        "{body}"
+    );
+    assert_eq!(users.requests(), 3);
+
+    // A mutation is sent once, whatever the answer.
+    let users = Scripted::start(vec![503, 200]).await;
+    let gw = scripted_gateway(patient(), &users, "mutation { me { name } }").await;
+    gw.post(json!({"query": "{ me { name } }"})).await;
+    assert_eq!(users.requests(), 1, "a mutation is never retried");
+
+    // A 500 may have been acted on: not retried.
+    let users = Scripted::start(vec![500, 200]).await;
+    let gw = scripted_gateway(patient(), &users, "{ me { name } }").await;
+    gw.post(json!({"query": "{ me { name } }"})).await;
+    assert_eq!(users.requests(), 1, "a 500 is not retried");
+
+    // Off: never retried.
+    let mut config = patient();
+    config.retries.enabled = false;
+    let users = Scripted::start(vec![503, 200]).await;
+    let gw = scripted_gateway(config, &users, "{ me { name } }").await;
+    gw.post(json!({"query": "{ me { name } }"})).await;
+    assert_eq!(users.requests(), 1);
+}
+
+#[tokio::test]
+async fn the_retry_budget_caps_retries_when_a_subgraph_fails_for_everyone() {
+    let users = Scripted::start(vec![503]).await;
+    // The breaker would stop the calls: this test is about the budget alone.
+    let mut config = patient();
+    config.circuit_breaker.enabled = false;
+    let gw = scripted_gateway(config, &users, "{ me { name } }").await;
+    for _ in 0..40 {
+        gw.post(json!({"query": "{ me { name } }"})).await;
+    }
+    // 40 requests; the budget starts at 10 tokens and earns 0.2 per request: at most
+    // 10 + 40 × 0.2 = 18 retries, not 80.
+    let retries = users.requests().saturating_sub(40);
+    assert!(retries <= 18, "{retries} retries");
+    assert!(
+        retries >= 10,
+        "{retries} retries: the saved-up budget is used"
+    );
+}
+
+#[tokio::test]
+async fn an_open_circuit_stops_calling_a_failing_subgraph_then_a_probe_closes_it() {
+    let mut config = patient();
+    config.retries.enabled = false;
+    config.circuit_breaker.failure_threshold = 3;
+    config.circuit_breaker.cooldown_ms = 300;
+    let users = Scripted::start(vec![500]).await;
+    let gw = scripted_gateway(config, &users, "{ me { name } }").await;
+    for _ in 0..3 {
+        gw.post(json!({"query": "{ me { name } }"})).await;
+    }
+    assert_eq!(users.requests(), 3);
+    // Open: answered at once, saying so, without calling the subgraph.
+    let (status, body) = gw.post(json!({"query": "{ me { name } }"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("circuit is open"), "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["serviceName"], "users",
+        "{body}"
+    );
+    assert_eq!(users.requests(), 3, "not called while open");
+    let metric = |gw: &TestGateway| {
+        let gw_url = gw.url.clone();
+        let http = gw.http.clone();
+        async move {
+            http.get(format!("{gw_url}/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text")
+        }
+    };
+    assert!(
+        metric(&gw)
+            .await
+            .contains("portico_subgraph_circuit_open{subgraph=\"users\"} 1")
+    );
+    // After the cool-down the subgraph has recovered: one probe, and the circuit closes.
+    *users.script.lock() = vec![200];
+    users.count.store(0, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, body) = gw.post(json!({"query": "{ me { name } }"})).await;
+    assert_eq!(body["data"]["me"]["name"], "User 1", "{body}");
+    let (_, body) = gw.post(json!({"query": "{ me { name } }"})).await;
+    assert_eq!(body["data"]["me"]["name"], "User 1", "{body}");
+    assert_eq!(users.requests(), 2);
+    assert!(
+        metric(&gw)
+            .await
+            .contains("portico_subgraph_circuit_open{subgraph=\"users\"} 0")
+    );
+
+    // A failed probe opens it again.
+    *users.script.lock() = vec![500];
+    for _ in 0..3 {
+        gw.post(json!({"query": "{ me { name } }"})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = users.requests();
+    gw.post(json!({"query": "{ me { name } }"})).await; // the probe, failing
+    gw.post(json!({"query": "{ me { name } }"})).await; // open again: not sent
+    assert_eq!(users.requests(), before + 1);
+}
