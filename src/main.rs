@@ -96,6 +96,10 @@ struct GatewayArgs {
     /// Ed25519 private key (PKCS#8 PEM) signing trust tokens (overrides the config).
     #[arg(long, env = "PORTICO_TRUST_KEY")]
     trust_key: Option<PathBuf>,
+    /// Check the supergraph file every N seconds and serve it when it changed (0: only
+    /// on SIGHUP).
+    #[arg(long, env = "PORTICO_SUPERGRAPH_POLL_SECS", default_value_t = 0)]
+    supergraph_poll_secs: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -274,7 +278,50 @@ fn default_database_url(name: &str) -> String {
 
 /// On SIGHUP, re-read the config file and apply its limits (`[rate_limit]`, `[cost]`
 /// thresholds) without a restart; an invalid file is logged and changes nothing.
-fn spawn_reload_on_sighup(gateway: portico_gateway::Gateway, path: PathBuf) {
+/// Reloads what can change while serving: on SIGHUP, the limits from the config file (if
+/// any) and the supergraph file (if its content changed); every `poll` (when set), the
+/// supergraph file if its content changed. A failed reload is logged and counted
+/// (`portico_supergraph_reloads_total{result="failed"}`); the previous state keeps serving.
+fn spawn_reloads(
+    gateway: portico_gateway::Gateway,
+    config_path: Option<PathBuf>,
+    supergraph_path: PathBuf,
+    loaded: u64,
+    poll: Option<std::time::Duration>,
+) {
+    let last = Arc::new(std::sync::atomic::AtomicU64::new(loaded));
+    let reload_supergraph = {
+        let gateway = gateway.clone();
+        let last = last.clone();
+        move || match std::fs::read_to_string(&supergraph_path) {
+            Ok(sdl) => {
+                // Each content is tried once: a bad file is reported once, not at every
+                // poll, and served once fixed.
+                let hash = text_hash(&sdl);
+                if last.swap(hash, std::sync::atomic::Ordering::Relaxed) != hash
+                    && gateway.reload_supergraph(&sdl).is_ok()
+                {
+                    tracing::info!(path = %supergraph_path.display(), "serving the new supergraph");
+                }
+            }
+            Err(e) => {
+                tracing::error!(path = %supergraph_path.display(), error = %e, "cannot read the supergraph")
+            }
+        }
+    };
+    if let Some(every) = poll {
+        let reload = reload_supergraph.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                // Reading and parsing a large supergraph is blocking work.
+                let reload = reload.clone();
+                let _ = tokio::task::spawn_blocking(reload).await;
+            }
+        });
+    }
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -282,17 +329,29 @@ fn spawn_reload_on_sighup(gateway: portico_gateway::Gateway, path: PathBuf) {
             return;
         };
         while hup.recv().await.is_some() {
-            match portico_gateway::GatewayConfig::from_file(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|c| gateway.reload_limits(&c).map_err(|e| e.to_string()))
-            {
-                Ok(()) => tracing::info!(path = %path.display(), "limits reloaded"),
-                Err(e) => tracing::error!(error = %e, "limits not reloaded"),
+            if let Some(path) = &config_path {
+                match portico_gateway::GatewayConfig::from_file(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| gateway.reload_limits(&c).map_err(|e| e.to_string()))
+                {
+                    Ok(()) => tracing::info!(path = %path.display(), "limits reloaded"),
+                    Err(e) => tracing::error!(error = %e, "limits not reloaded"),
+                }
             }
+            let reload = reload_supergraph.clone();
+            let _ = tokio::task::spawn_blocking(reload).await;
         }
     });
     #[cfg(not(unix))]
-    let _ = (gateway, path);
+    let _ = (gateway, config_path, reload_supergraph);
+}
+
+/// A fingerprint of a file's text (to reload only what changed).
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// A file's content when `s` names a file, else `s` itself.
@@ -395,10 +454,11 @@ async fn main() -> Result<()> {
             let gateway = portico_gateway::Gateway::new(config, &sdl, signer)?;
             // The parsed supergraph keeps what it needs: do not hold the text for the
             // process's lifetime (megabytes on large supergraphs).
+            let loaded = text_hash(&sdl);
             drop(sdl);
-            if let Some(path) = args.config.clone() {
-                spawn_reload_on_sighup(gateway.clone(), path);
-            }
+            let poll = (args.supergraph_poll_secs > 0)
+                .then(|| std::time::Duration::from_secs(args.supergraph_poll_secs));
+            spawn_reloads(gateway.clone(), args.config.clone(), sg_path, loaded, poll);
             println!("gateway listening on http://{addr}/graphql");
             portico_gateway::serve(gateway, addr).await?;
         }

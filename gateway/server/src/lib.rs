@@ -73,7 +73,7 @@ pub(crate) struct Inner {
     pub(crate) planner: Arc<dyn QueryPlanner>,
     pub(crate) implementers: HashMap<Name, Implementers>,
     pub(crate) subgraphs: Subgraphs,
-    pub(crate) auth: Authenticator,
+    pub(crate) auth: Arc<Authenticator>,
     pub(crate) authz: authz::Authorizer,
     pub(crate) documents: DocumentCache,
     /// Automatic persisted queries: query text by SHA-256 (`[apq]`).
@@ -81,9 +81,9 @@ pub(crate) struct Inner {
     pub(crate) plans: PlanStage,
     pub(crate) override_labels: BTreeSet<String>,
     pub(crate) percent_labels: Vec<(String, f64)>,
-    pub(crate) metrics: http::metrics::Metrics,
+    pub(crate) metrics: Arc<http::metrics::Metrics>,
     pub(crate) cost: cost::CostStage,
-    pub(crate) rate_limiter: ratelimit::RateLimiter,
+    pub(crate) rate_limiter: Arc<ratelimit::RateLimiter>,
 }
 
 impl Inner {
@@ -102,10 +102,46 @@ impl Inner {
     }
 }
 
-/// The gateway: config, supergraph, signer, HTTP client and caches, built once.
+/// The gateway: config, supergraph, signer, HTTP client and caches. The supergraph can
+/// be replaced while serving ([`Gateway::reload_supergraph`]): requests in flight finish
+/// on the one they started with, new ones get the new one.
 #[derive(Clone)]
 pub struct Gateway {
-    inner: Arc<Inner>,
+    live: Arc<Live>,
+}
+
+/// What survives a supergraph reload, and the current [`Inner`].
+pub(crate) struct Live {
+    current: parking_lot::RwLock<Arc<Inner>>,
+    signer: TrustSigner,
+    /// The config in force (start-up, then [`Gateway::reload_limits`]).
+    config: parking_lot::RwLock<GatewayConfig>,
+    evaluator: parking_lot::RwLock<Option<Arc<dyn authz::PolicyEvaluator>>>,
+    reloads_ok: std::sync::atomic::AtomicU64,
+    reloads_failed: std::sync::atomic::AtomicU64,
+}
+
+impl Live {
+    /// The gateway state requests use now.
+    pub(crate) fn current(&self) -> Arc<Inner> {
+        self.current.read().clone()
+    }
+
+    pub(crate) fn reloads(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.reloads_ok.load(Relaxed),
+            self.reloads_failed.load(Relaxed),
+        )
+    }
+}
+
+/// Parts of [`Inner`] carried over a supergraph reload: counters, the rate limiter's
+/// buckets, the JWKS cache.
+struct Kept {
+    metrics: Arc<http::metrics::Metrics>,
+    rate_limiter: Arc<ratelimit::RateLimiter>,
+    auth: Arc<Authenticator>,
 }
 
 impl Gateway {
@@ -137,115 +173,93 @@ impl Gateway {
         cost: cost::CostStage,
         signer: TrustSigner,
     ) -> Result<Gateway, GatewayError> {
-        let known = planner.subgraphs();
-        for name in config.subgraphs.keys() {
-            if !known.iter().any(|s| &s.name == name) {
-                return Err(ConfigError::Invalid {
-                    key: format!("subgraphs.{name}"),
-                    message: "no subgraph of this name in the supergraph".into(),
-                }
-                .into());
+        let inner = build_inner(config.clone(), planner, cost, signer.clone(), None)?;
+        Ok(Gateway {
+            live: Arc::new(Live {
+                current: parking_lot::RwLock::new(Arc::new(inner)),
+                signer,
+                config: parking_lot::RwLock::new(config),
+                evaluator: parking_lot::RwLock::new(None),
+                reloads_ok: Default::default(),
+                reloads_failed: Default::default(),
+            }),
+        })
+    }
+
+    fn inner(&self) -> Arc<Inner> {
+        self.live.current()
+    }
+
+    /// Serve `supergraph_sdl` from now on: a new planner, API schema, cost model, plan
+    /// and document caches, subgraph endpoints (URLs, limits, breakers) and
+    /// authorization rules, built before anything changes. Counters, rate-limit buckets
+    /// and the JWKS cache carry over; requests in flight finish on the old supergraph.
+    /// Nothing changes when the SDL does not load or the config does not fit it (a
+    /// `[subgraphs.<name>]` no longer in it): the error says why.
+    pub fn reload_supergraph(&self, supergraph_sdl: &str) -> Result<(), GatewayError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let result = (|| {
+            let config = self.live.config.read().clone();
+            let planner = plan::federation::FederationPlanner::parse(supergraph_sdl)?;
+            let cost = cost::CostStage::new(&config.cost, Some(planner.supergraph()))?;
+            let old = self.inner();
+            let kept = Kept {
+                metrics: old.metrics.clone(),
+                rate_limiter: old.rate_limiter.clone(),
+                auth: old.auth.clone(),
+            };
+            let inner = build_inner(
+                config,
+                Arc::new(planner),
+                cost,
+                self.live.signer.clone(),
+                Some(kept),
+            )?;
+            if let Some(evaluator) = self.live.evaluator.read().clone() {
+                inner.authz.set_evaluator(evaluator);
+            }
+            *self.live.current.write() = Arc::new(inner);
+            Ok(())
+        })();
+        match &result {
+            Ok(()) => {
+                self.live.reloads_ok.fetch_add(1, Relaxed);
+                tracing::info!("supergraph reloaded");
+            }
+            Err(e) => {
+                self.live.reloads_failed.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "supergraph reload failed; still serving the previous one");
             }
         }
-        // Every connection a subgraph's slots allow may stay idle, so a busy subgraph's
-        // connections are reused rather than closed and reopened (the slots already bound
-        // how many exist); idle ones are closed after `POOL_IDLE_TIMEOUT`.
-        let max_in_flight = known.iter().fold(0usize, |sum, s| {
-            sum.saturating_add(config.subgraph_max_concurrent_requests(&s.name))
-        });
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(max_in_flight)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| GatewayError::HttpClient(e.to_string()))?;
-        let endpoints = known
-            .into_iter()
-            .map(|s| {
-                Endpoint::new(
-                    s.name.clone(),
-                    config
-                        .subgraphs
-                        .get(&s.name)
-                        .and_then(|c| c.url.clone())
-                        .unwrap_or(s.url),
-                    config.subgraph_timeout(&s.name),
-                    config.subgraph_max_response_bytes(&s.name),
-                    config.subgraph_max_concurrent_requests(&s.name),
-                )
-            })
-            .collect();
-        let subgraphs = Subgraphs::new(
-            client.clone(),
-            endpoints,
-            signer,
-            Duration::from_secs(config.trust.token_ttl_secs),
-        );
-        let subgraphs = subgraphs
-            .with_header_rules(headers::HeaderRules::new(&config.headers))
-            .with_error_policy(execute::SubgraphErrorPolicy::new(
-                &config.subgraph_errors,
-                config.dev,
-            ))
-            .with_resilience(execute::Resilience {
-                retries: config.retries.clone(),
-                breaker: config.circuit_breaker.clone(),
-            });
-        let auth = Authenticator::from_config(&config.jwt, client)?;
-        let inner = Inner {
-            implementers: planner.api_schema().implementers_map(),
-            subgraphs,
-            auth,
-            authz: authz::Authorizer::new(
-                &config.authorization,
-                planner.api_schema(),
-                planner.authorization_schema(),
-            )?,
-            documents: DocumentCache::new(config.cache.documents),
-            persisted: plan::BoundedCache::new(config.apq.max_entries),
-            plans: PlanStage::new(
-                config.cache.plans,
-                Duration::from_secs(config.cache.plan_failure_ttl_secs),
-            ),
-            override_labels: config.override_labels.iter().cloned().collect(),
-            percent_labels: planner.percent_override_labels(),
-            planner,
-            metrics: Default::default(),
-            cost,
-            rate_limiter: ratelimit::RateLimiter::new(config.rate_limit.clone())?,
-            config,
-        };
-        Ok(Gateway {
-            inner: Arc::new(inner),
-        })
+        result
     }
 
     /// Decide `@policy` with `evaluator` instead of `[authorization.policies]`. Applies
     /// to every clone of this gateway and to requests from now on.
     pub fn with_policy_evaluator(self, evaluator: Arc<dyn authz::PolicyEvaluator>) -> Self {
-        self.inner.authz.set_evaluator(evaluator);
+        self.inner().authz.set_evaluator(evaluator.clone());
+        *self.live.evaluator.write() = Some(evaluator);
         self
     }
 
     /// The axum router (`/graphql`, `/health`, `/ready`, `/metrics`, playground assets).
     pub fn router(&self) -> axum::Router {
-        http::router(self.inner.clone())
+        http::router(self.live.clone())
     }
 
     /// Requests sent to subgraph `name` since start.
     pub fn subgraph_request_count(&self, name: &str) -> u64 {
-        self.inner.subgraphs.request_count(name)
+        self.inner().subgraphs.request_count(name)
     }
 
     /// (hits, misses) of the plan cache.
     pub fn plan_cache_stats(&self) -> (u64, u64) {
-        self.inner.plans.stats()
+        self.inner().plans.stats()
     }
 
-    /// The configuration the gateway started with (see [`Gateway::reload_limits`]).
-    pub fn config(&self) -> &GatewayConfig {
-        &self.inner.config
+    /// The configuration in force (start-up, then [`Gateway::reload_limits`]).
+    pub fn config(&self) -> GatewayConfig {
+        self.live.config.read().clone()
     }
 
     /// Apply new limits without restarting: `[rate_limit]` entirely (budgets, tiers,
@@ -255,15 +269,119 @@ impl Gateway {
     /// when the new values are invalid.
     pub fn reload_limits(&self, config: &GatewayConfig) -> Result<(), GatewayError> {
         config.validate()?;
-        self.inner.rate_limiter.reload(config.rate_limit.clone())?;
-        self.inner.cost.reload(&config.cost);
+        let inner = self.inner();
+        inner.rate_limiter.reload(config.rate_limit.clone())?;
+        inner.cost.reload(&config.cost);
+        // Kept for the next supergraph reload, which builds its cost stage from it.
+        let mut current = self.live.config.write();
+        current.rate_limit = config.rate_limit.clone();
+        current.cost.max_cost = config.cost.max_cost;
+        current.cost.expose_in_extensions = config.cost.expose_in_extensions;
+        current.cost.measure_actual = config.cost.measure_actual;
         Ok(())
     }
 
     /// The rate-limit configuration in force (after reloads).
     pub fn rate_limit_config(&self) -> config::RateLimitConfig {
-        self.inner.rate_limiter.config()
+        self.inner().rate_limiter.config()
     }
+}
+
+/// Everything a supergraph needs, built from `config` (`kept`: parts carried over a
+/// reload instead of built anew).
+fn build_inner(
+    config: GatewayConfig,
+    planner: Arc<dyn QueryPlanner>,
+    cost: cost::CostStage,
+    signer: TrustSigner,
+    kept: Option<Kept>,
+) -> Result<Inner, GatewayError> {
+    let known = planner.subgraphs();
+    for name in config.subgraphs.keys() {
+        if !known.iter().any(|s| &s.name == name) {
+            return Err(ConfigError::Invalid {
+                key: format!("subgraphs.{name}"),
+                message: "no subgraph of this name in the supergraph".into(),
+            }
+            .into());
+        }
+    }
+    // Every connection a subgraph's slots allow may stay idle, so a busy subgraph's
+    // connections are reused rather than closed and reopened (the slots already bound
+    // how many exist); idle ones are closed after `POOL_IDLE_TIMEOUT`.
+    let max_in_flight = known.iter().fold(0usize, |sum, s| {
+        sum.saturating_add(config.subgraph_max_concurrent_requests(&s.name))
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(max_in_flight)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| GatewayError::HttpClient(e.to_string()))?;
+    let endpoints = known
+        .into_iter()
+        .map(|s| {
+            Endpoint::new(
+                s.name.clone(),
+                config
+                    .subgraphs
+                    .get(&s.name)
+                    .and_then(|c| c.url.clone())
+                    .unwrap_or(s.url),
+                config.subgraph_timeout(&s.name),
+                config.subgraph_max_response_bytes(&s.name),
+                config.subgraph_max_concurrent_requests(&s.name),
+            )
+        })
+        .collect();
+    let subgraphs = Subgraphs::new(
+        client.clone(),
+        endpoints,
+        signer,
+        Duration::from_secs(config.trust.token_ttl_secs),
+    );
+    let subgraphs = subgraphs
+        .with_header_rules(headers::HeaderRules::new(&config.headers))
+        .with_error_policy(execute::SubgraphErrorPolicy::new(
+            &config.subgraph_errors,
+            config.dev,
+        ))
+        .with_resilience(execute::Resilience {
+            retries: config.retries.clone(),
+            breaker: config.circuit_breaker.clone(),
+        });
+    let (metrics, rate_limiter, auth) = match kept {
+        Some(k) => (k.metrics, k.rate_limiter, k.auth),
+        None => (
+            Arc::default(),
+            Arc::new(ratelimit::RateLimiter::new(config.rate_limit.clone())?),
+            Arc::new(Authenticator::from_config(&config.jwt, client)?),
+        ),
+    };
+    Ok(Inner {
+        implementers: planner.api_schema().implementers_map(),
+        subgraphs,
+        auth,
+        authz: authz::Authorizer::new(
+            &config.authorization,
+            planner.api_schema(),
+            planner.authorization_schema(),
+        )?,
+        documents: DocumentCache::new(config.cache.documents),
+        persisted: plan::BoundedCache::new(config.apq.max_entries),
+        plans: PlanStage::new(
+            config.cache.plans,
+            Duration::from_secs(config.cache.plan_failure_ttl_secs),
+        ),
+        override_labels: config.override_labels.iter().cloned().collect(),
+        percent_labels: planner.percent_override_labels(),
+        planner,
+        metrics,
+        cost,
+        rate_limiter,
+        config,
+    })
 }
 
 /// Serve until ctrl-c, then finish in-flight requests.

@@ -1770,3 +1770,67 @@ async fn automatic_persisted_queries_register_on_retry_and_check_the_hash() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+// ---------------------------------------------------------------- supergraph reload
+
+#[tokio::test]
+async fn the_supergraph_is_replaced_while_serving_and_a_bad_one_changes_nothing() {
+    let other = include_str!("../../federation/tests/fixtures/simple_key_jump/supergraph.graphql");
+    let products =
+        MockSubgraph::start(|_| json!({"data": {"topProducts": [{"upc": "1", "name": "Table"}]}}))
+            .await;
+    let gateway = Gateway::new(dev(), SUPERGRAPH, TrustSigner::generate()).expect("loads");
+    let addr = spawn(gateway.router()).await;
+    let url = format!("http://{addr}/graphql");
+    let ask = |query: &'static str| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(json!({ "query": query }).to_string())
+                .send()
+                .await
+                .expect("gateway answers");
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let query = "{ topProducts { name } }";
+    let body = ask(query).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "not in the first supergraph: {body}"
+    );
+
+    // A supergraph that does not load: refused, the old one keeps serving.
+    let e = gateway
+        .reload_supergraph("type Query { a: Int }")
+        .expect_err("not a supergraph");
+    assert!(e.to_string().contains("supergraph"), "{e}");
+    assert_eq!(
+        ask("{ __typename }").await["data"]["__typename"],
+        "Query",
+        "still serving"
+    );
+
+    // The new one (its subgraph URL from the config of the new supergraph's names).
+    let sdl = other.replace("http://products", &products.url);
+    gateway.reload_supergraph(&sdl).expect("reloads");
+    let body = ask(query).await;
+    assert_eq!(body["data"]["topProducts"][0]["name"], "Table", "{body}");
+    assert_eq!(products.requests.lock().len(), 1);
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "portico_supergraph_reloads_total{result=\"ok\"} 1",
+        "portico_supergraph_reloads_total{result=\"failed\"} 1",
+        // Counters carry over a reload.
+        "portico_http_requests_total{status=\"200\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+}

@@ -14,7 +14,6 @@ use serde_json::{Map, Value};
 
 use super::metrics::{OperationKind, PanicSite};
 use super::playground;
-use crate::Inner;
 use crate::auth::Identity;
 use crate::authz::Filtered;
 use crate::error::{
@@ -23,6 +22,7 @@ use crate::error::{
 use crate::execute::{self, ExecutionInput};
 use crate::limits;
 use crate::plan::{ParsedDocument, PlanJob, PlanKey, PlanningError, hash_filtered, hash_query};
+use crate::{Inner, Live};
 use apollo_compiler::ExecutableDocument;
 use portico_federation::plan::QueryPlan;
 
@@ -42,7 +42,9 @@ struct GraphQLRequest {
 }
 
 /// `GET|POST /graphql`.
-pub(super) async fn handle(State(gw): State<Arc<Inner>>, request: Request) -> Response {
+pub(super) async fn handle(State(live): State<Arc<Live>>, request: Request) -> Response {
+    // The supergraph this request is served with, whatever reloads happen meanwhile.
+    let gw = live.current();
     let started = std::time::Instant::now();
     let json_type = response_content_type(request.headers());
     let mut quota = None;

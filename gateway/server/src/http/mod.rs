@@ -16,10 +16,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::Inner;
+use crate::Live;
 
-pub(crate) fn router(gw: Arc<Inner>) -> Router {
-    let cors = cors::layer(&gw.config.cors);
+pub(crate) fn router(gw: Arc<Live>) -> Router {
+    // CORS is config, which a supergraph reload does not change.
+    let cors = cors::layer(&gw.current().config.cors);
     let router = Router::new()
         .route("/graphql", get(graphql::handle).post(graphql::handle))
         .route("/graphql/assets/{name}", get(playground::asset))
@@ -41,7 +42,8 @@ async fn health() -> impl IntoResponse {
 }
 
 /// Ready once the gateway exists: the supergraph is loaded and the plan stage is built.
-async fn ready(State(gw): State<Arc<Inner>>) -> impl IntoResponse {
+async fn ready(State(live): State<Arc<Live>>) -> impl IntoResponse {
+    let gw = live.current();
     let body = format!(
         r#"{{"status":"ready","subgraphs":{}}}"#,
         gw.subgraphs.endpoints().len()
@@ -49,9 +51,15 @@ async fn ready(State(gw): State<Arc<Inner>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], body)
 }
 
-async fn metrics_handler(State(gw): State<Arc<Inner>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(&gw),
-    )
+async fn metrics_handler(State(live): State<Arc<Live>>) -> impl IntoResponse {
+    let mut out = metrics::render(&live.current());
+    let (ok, failed) = live.reloads();
+    out.push_str(
+        "# HELP portico_supergraph_reloads_total Supergraph reloads, by result (a failed \
+         one leaves the previous supergraph serving).\n# TYPE portico_supergraph_reloads_total counter\n",
+    );
+    out.push_str(&format!(
+        "portico_supergraph_reloads_total{{result=\"ok\"}} {ok}\nportico_supergraph_reloads_total{{result=\"failed\"}} {failed}\n"
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
