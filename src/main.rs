@@ -87,7 +87,7 @@ struct DevArgs {
 
 #[derive(clap::Args, Debug)]
 struct GatewayArgs {
-    /// Gateway config file (TOML).
+    /// Gateway config file (TOML, or YAML when named `*.yaml`/`*.yml`).
     #[arg(long, env = "PORTICO_CONFIG")]
     config: Option<PathBuf>,
     /// Supergraph SDL file (overrides the config's `supergraph`).

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 /// Cost analysis settings. Embedded in the gateway configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct CostSettings {
     /// Size assumed for a list field when neither a slicing argument nor `assumedSize`
@@ -42,6 +43,7 @@ impl Default for CostSettings {
 /// `@cost` and `@listSize` for one schema coordinate. Unset values fall back to the
 /// supergraph's directives, then to the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct FieldCost {
     /// `@cost(weight:)`: replaces the default weight of the field's type (object,

@@ -11,6 +11,8 @@
 //! environment variable) that caused it. At start-up `Gateway::new` compiles this into
 //! runtime objects; the hot path never reads the config again.
 
+pub mod schema;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,7 +41,7 @@ pub enum ConfigError {
 }
 
 /// The whole gateway configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     /// Address the HTTP server listens on.
@@ -139,7 +141,7 @@ impl Default for GatewayConfig {
 }
 
 /// Settings of one subgraph.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SubgraphConfig {
     /// URL replacing the one in the supergraph's `@join__graph(url:)`.
@@ -157,7 +159,7 @@ pub struct SubgraphConfig {
 /// What clients see of the errors subgraphs return. In dev mode every message and every
 /// extension passes; outside it these rules apply. `serviceName` is always set by the
 /// gateway and `locations` (which point into the subgraph's operation) are dropped.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SubgraphErrorsConfig {
     /// Keys of a subgraph error's `extensions` passed to clients; `["*"]` passes every
@@ -178,7 +180,7 @@ impl Default for SubgraphErrorsConfig {
 }
 
 /// Trust tokens minted for subgraphs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrustConfig {
     /// PKCS#8 PEM file of the gateway's Ed25519 signing key (read by the CLI, which
@@ -219,7 +221,7 @@ impl TrustConfig {
 /// Client access-token verification. With neither `public_key` nor `jwks_url`, bearer
 /// tokens are refused (there is nothing to verify them with) and requests without one
 /// are anonymous.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
     /// PEM file of the RSA public key that signs access tokens (RS256).
@@ -264,7 +266,7 @@ impl Default for JwtConfig {
 }
 
 /// Cheap request and operation limits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest accepted request body, in bytes.
@@ -301,7 +303,7 @@ impl Default for LimitsConfig {
 /// responses, in order, each request limited, authorized, costed and rate-limited on its
 /// own. Off by default (a batch multiplies what one HTTP request costs; clients that
 /// want it, like Apollo Client's `BatchHttpLink`, opt in).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchingConfig {
     /// Accept JSON arrays of requests (POST only).
@@ -323,7 +325,7 @@ impl Default for BatchingConfig {
 /// `extensions.persistedQuery { version: 1, sha256Hash }` without the query; an unknown
 /// hash is answered `PERSISTED_QUERY_NOT_FOUND` and the client retries with the query
 /// text, which registers it (after checking that it hashes to the hash sent).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApqConfig {
     /// Accept hash-only requests (off: `PERSISTED_QUERY_NOT_SUPPORTED`, and clients fall
@@ -345,7 +347,7 @@ impl Default for ApqConfig {
 /// Retries of failed subgraph requests: only queries (a subgraph operation that is not a
 /// mutation), only when the subgraph could not have acted (the connection failed, or it
 /// answered 502, 503 or 504), within the subgraph's timeout, and within a budget.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     pub enabled: bool,
@@ -374,7 +376,7 @@ impl Default for RetryConfig {
 /// GraphQL response: connection failed, timeout, HTTP error, not GraphQL) the subgraph
 /// is not called for `cooldown_ms`; its fetches fail at once, saying so. Then one request
 /// probes it: success closes the circuit, failure opens it again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CircuitBreakerConfig {
     pub enabled: bool,
@@ -393,7 +395,7 @@ impl Default for CircuitBreakerConfig {
 }
 
 /// CSRF prevention (Apollo-compatible rule).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CsrfConfig {
     /// Refuse GET and simple-content-type POST requests that carry none of
@@ -414,7 +416,7 @@ impl Default for CsrfConfig {
 
 /// Authorization rules. `@authenticated`, `@requiresScopes` and `@policy` in the
 /// supergraph apply as well; rules here add to them (both must hold).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthorizationConfig {
     /// Refuse every request without a valid token (`UNAUTHENTICATED`, 401).
@@ -434,7 +436,7 @@ pub struct AuthorizationConfig {
 }
 
 /// One authorization rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum RuleConfig {
     /// `"authenticated"`.
@@ -445,7 +447,7 @@ pub enum RuleConfig {
 
 /// Header propagation to subgraphs. Nothing a client sends is forwarded unless a rule
 /// says so; `portico-*` headers are never forwarded nor inserted.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeadersConfig {
     /// Rules by subgraph name; `"*"` applies to every subgraph (before its own rules).
@@ -453,7 +455,7 @@ pub struct HeadersConfig {
 }
 
 /// The header rules of one subgraph (or `"*"`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeaderRules {
     /// Client headers to forward: `{ named = "accept-language" }`, optionally
@@ -464,7 +466,7 @@ pub struct HeaderRules {
 }
 
 /// Forward one client header.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PropagateRule {
     pub named: String,
@@ -475,7 +477,7 @@ pub struct PropagateRule {
 }
 
 /// Insert one static header.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InsertRule {
     pub name: String,
@@ -514,7 +516,7 @@ impl HeadersConfig {
 
 /// CORS for browsers on other origins. With no `allow_origins` no CORS header is
 /// ever sent, so only same-origin pages (the playground) can read responses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorsConfig {
     /// Exact origins allowed (`https://app.example.com`), or `["*"]` for any origin
@@ -584,7 +586,7 @@ impl CorsConfig {
 }
 
 /// Cache sizes, and how long planning failures are remembered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Most query plans kept (keyed by operation hash, operation name, override labels).
@@ -612,7 +614,7 @@ impl Default for CacheConfig {
 /// `portico_federation::cost`). The cost model keys (`default_list_size`,
 /// `mutation_base`, `introspection_weight`, `fields`, `types`) sit directly in this
 /// section.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CostConfig {
     /// Most an operation may cost (estimated before execution). Above it the request is
     /// refused with `COST_ESTIMATED_TOO_EXPENSIVE` (HTTP 400) before any subgraph is
@@ -682,7 +684,7 @@ impl CostConfig {
 /// Rate limiting by query cost: each client has a budget of cost points per window,
 /// enforced as GCRA (a token bucket refilling continuously; bursts up to the whole
 /// budget). A request is charged its estimated cost (at least 1 point).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Enforce budgets (and send the `RateLimit-*` headers).
@@ -721,7 +723,9 @@ pub struct RateLimitConfig {
 }
 
 /// Rate-limit storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RateLimitBackend {
     /// In this process (one budget per replica).
@@ -732,7 +736,7 @@ pub enum RateLimitBackend {
 }
 
 /// A budget for users whose token carries `scope`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitTier {
     /// Token scope (`scope`/`scp` claim) that selects this tier.
@@ -820,7 +824,37 @@ impl GatewayConfig {
             path: path.to_path_buf(),
             source,
         })?;
+        let yaml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        if yaml {
+            return Self::from_yaml_with_env(&text, path, std::env::vars());
+        }
         Self::from_toml_with_env(&text, path, std::env::vars())
+    }
+
+    /// Parse YAML text (the same keys as TOML) and apply `PORTICO_*` overrides.
+    pub fn from_yaml_with_env(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        // Validate the file alone first, so its errors carry its YAML line numbers.
+        let _: GatewayConfig =
+            serde_yaml_ng::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+        // Then the one code path for overrides and validation: YAML → TOML table.
+        let table: toml::Table = if text.trim().is_empty() {
+            toml::Table::new()
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| parse_err(e.to_string()))?
+        };
+        let toml_text = toml::to_string(&table).map_err(|e| parse_err(e.to_string()))?;
+        Self::from_toml_with_env(&toml_text, path, env)
     }
 
     /// Parse TOML text (no environment overrides).
@@ -1090,6 +1124,54 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn yaml_files_read_like_toml_with_the_same_overrides_and_checks() {
+        let yaml = "listen: 127.0.0.1:5000\nlimits:\n  max_depth: 7\nsubgraphs:\n  users:\n    url: http://users:4001/graphql\nbatching:\n  enabled: true\n";
+        let c = GatewayConfig::from_yaml_with_env(
+            yaml,
+            Path::new("gateway.yaml"),
+            env(&[("PORTICO_LIMITS__MAX_ALIASES", "3")]),
+        )
+        .expect("valid YAML config");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.limits.max_depth, 7);
+        assert_eq!(c.limits.max_aliases, 3);
+        assert!(c.batching.enabled);
+        assert_eq!(
+            c.subgraphs["users"].url.as_deref(),
+            Some("http://users:4001/graphql")
+        );
+        // The same as the TOML equivalent.
+        let toml = GatewayConfig::from_toml_with_env(
+            "listen = \"127.0.0.1:5000\"\n[limits]\nmax_depth = 7\nmax_aliases = 3\n[subgraphs.users]\nurl = \"http://users:4001/graphql\"\n[batching]\nenabled = true\n",
+            Path::new("gateway.toml"),
+            std::iter::empty(),
+        )
+        .expect("valid TOML config");
+        assert_eq!(c, toml);
+        // Unknown keys, wrong types and invalid values are refused, naming the problem.
+        let e = GatewayConfig::from_yaml_with_env(
+            "limits:\n  max_dpth: 7\n",
+            Path::new("g.yaml"),
+            std::iter::empty(),
+        )
+        .expect_err("unknown key");
+        assert!(e.to_string().contains("max_dpth"), "{e}");
+        let e = GatewayConfig::from_yaml_with_env(
+            "trust:\n  token_ttl_secs: 600\n",
+            Path::new("g.yaml"),
+            std::iter::empty(),
+        )
+        .expect_err("out of range");
+        assert!(e.to_string().contains("trust.token_ttl_secs"), "{e}");
+        // An empty file is the defaults.
+        assert_eq!(
+            GatewayConfig::from_yaml_with_env("", Path::new("g.yaml"), std::iter::empty())
+                .expect("empty"),
+            GatewayConfig::default()
+        );
     }
 
     #[test]
