@@ -890,6 +890,10 @@ async fn health_ready_metrics_and_the_offline_playground() {
         "portico_http_request_duration_seconds_count{operation_type=\"unknown\",status=\"4xx\"} 1\n",
         // The scrape itself is not a GraphQL request: nothing in flight.
         "portico_http_requests_in_flight 0\n",
+        // No client headers sent: counted under empty names.
+        "portico_client_requests_total{client_name=\"\",client_version=\"\"} 2\n",
+        "# TYPE portico_subgraph_request_duration_seconds histogram",
+        "portico_subgraph_request_duration_seconds_count{subgraph=\"users\"} 1\n",
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }

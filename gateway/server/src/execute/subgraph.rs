@@ -40,6 +40,9 @@ pub struct Endpoint {
     retry_tokens: parking_lot::Mutex<f64>,
     /// Retries sent.
     pub retries: AtomicU64,
+    /// Duration of each request that went out (waiting for a slot excluded, retries
+    /// each counted), for `/metrics`.
+    pub(crate) latency: crate::http::metrics::DurationHistogram,
 }
 
 /// Circuit state of one subgraph (see [`Resilience`]).
@@ -87,6 +90,7 @@ impl Endpoint {
             breaker: parking_lot::Mutex::new(Breaker::Closed { failures: 0 }),
             retry_tokens: parking_lot::Mutex::new(RETRY_TOKENS_MAX),
             retries: AtomicU64::new(0),
+            latency: Default::default(),
         }
     }
 
@@ -475,17 +479,25 @@ impl Subgraphs {
                 }
             }
         };
-        let response = request.body(body).send().await.map_err(http_error)?;
+        let sent = std::time::Instant::now();
+        let response = request.body(body).send().await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                endpoint.latency.observe(sent.elapsed());
+                return Err(http_error(e));
+            }
+        };
         let status = response.status();
-        let bytes = read_limited(response, endpoint.max_response_bytes)
-            .await
-            .map_err(|e| match e {
-                BodyError::TooLarge => FetchError::ResponseTooLarge {
-                    service: endpoint.name.clone(),
-                    limit: endpoint.max_response_bytes,
-                },
-                BodyError::Http(e) => http_error(e),
-            })?;
+        let bytes = read_limited(response, endpoint.max_response_bytes).await;
+        endpoint.latency.observe(sent.elapsed());
+        let bytes = bytes.map_err(|e| match e {
+            BodyError::TooLarge => FetchError::ResponseTooLarge {
+                service: endpoint.name.clone(),
+                limit: endpoint.max_response_bytes,
+            },
+            BodyError::Http(e) => http_error(e),
+        })?;
         match serde_json::from_slice::<SubgraphResponse>(&bytes) {
             Ok(parsed) if parsed.data.is_some() || !parsed.errors.is_empty() => Ok(parsed),
             _ if !status.is_success() => Err(FetchError::Http {

@@ -101,6 +101,7 @@ pub(super) async fn handle(State(live): State<Arc<Live>>, request: Request) -> R
     let status = response.status().as_u16();
     gw.metrics.record_response(status);
     gw.metrics.record_duration(kind, status, started.elapsed());
+    gw.metrics.record_client(&client_name, &client_version);
     // The access log: never the body, variables, headers or tokens.
     tracing::info!(
         target: "portico::access",

@@ -20,6 +20,19 @@ pub struct Metrics {
     /// Request duration by (operation type, status class).
     durations: [[DurationHistogram; STATUS_CLASSES.len()]; OperationKind::ALL.len()],
     in_flight: AtomicU64,
+    /// Requests by (client name, client version), at most [`MAX_CLIENT_SERIES`] pairs.
+    clients: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+/// Most (client name, version) pairs counted apart; later new pairs count as `other`,
+/// so clients cannot grow `/metrics` without bound.
+const MAX_CLIENT_SERIES: usize = 100;
+
+/// A Prometheus label value: `\`, `"` and newlines escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The operation type of a GraphQL request, as far as the gateway got (`Unknown` when it
@@ -92,6 +105,21 @@ pub(crate) enum PanicSite {
 impl Metrics {
     pub fn record_response(&self, status: u16) {
         *self.responses.lock().entry(status).or_default() += 1;
+    }
+
+    /// Counts a request of client `name`/`version` (empty: the client sent none).
+    pub(crate) fn record_client(&self, name: &str, version: &str) {
+        let mut clients = self.clients.lock();
+        let key = (name.to_string(), version.to_string());
+        if let Some(n) = clients.get_mut(&key) {
+            *n += 1;
+        } else if clients.len() < MAX_CLIENT_SERIES {
+            clients.insert(key, 1);
+        } else {
+            *clients
+                .entry(("other".to_string(), "other".to_string()))
+                .or_default() += 1;
+        }
     }
 
     /// Counts one GraphQL request in flight for as long as the guard lives.
@@ -204,6 +232,19 @@ pub fn render(gw: &Inner) -> String {
             h.render_series(name, &labels, &mut out);
         }
     }
+    out.push_str(
+        "# HELP portico_client_requests_total GraphQL requests by client (graphql-client-name / \
+         -version headers; empty when not sent; at most 100 pairs, then \"other\").\n",
+    );
+    out.push_str("# TYPE portico_client_requests_total counter\n");
+    for ((name, version), n) in gw.metrics.clients.lock().iter() {
+        let _ = writeln!(
+            out,
+            "portico_client_requests_total{{client_name=\"{}\",client_version=\"{}\"}} {n}",
+            label_value(name),
+            label_value(version)
+        );
+    }
     out.push_str("# HELP portico_http_requests_in_flight GraphQL HTTP requests being served.\n");
     out.push_str("# TYPE portico_http_requests_in_flight gauge\n");
     let _ = writeln!(
@@ -258,6 +299,16 @@ pub fn render(gw: &Inner) -> String {
             e.waiting()
         );
     }
+    let name = "portico_subgraph_request_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Subgraph request duration (sent to body read; a retry is its own sample)."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for e in &endpoints {
+        e.latency
+            .render_series(name, &format!("subgraph=\"{}\"", e.name), &mut out);
+    }
     out.push_str(
         "# HELP portico_subgraph_circuit_open 1 while a subgraph's circuit is open (it is not called).\n",
     );
@@ -304,4 +355,23 @@ pub fn render(gw: &Inner) -> String {
     }
     crate::cost::render_metrics(gw, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_series_are_bounded_and_their_labels_escaped() {
+        let m = Metrics::default();
+        for i in 0..150 {
+            m.record_client(&format!("app-{i}"), "1.0");
+        }
+        m.record_client("app-0", "1.0");
+        let clients = m.clients.lock();
+        assert_eq!(clients.len(), MAX_CLIENT_SERIES + 1);
+        assert_eq!(clients[&("app-0".to_string(), "1.0".to_string())], 2);
+        assert_eq!(clients[&("other".to_string(), "other".to_string())], 50);
+        assert_eq!(label_value("a\"b\\c"), "a\\\"b\\\\c");
+    }
 }
