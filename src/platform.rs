@@ -282,13 +282,15 @@ pub fn auth_settings(private_key_pem: &str) -> portico_auth::AuthSettings {
 /// subgraphs check again themselves).
 pub const DEPLOY_GATEWAY_CONFIG: &str = include_str!("../deploy/gateway.toml");
 
-/// Apply the demo's cost settings and authorization rules (from [`DEPLOY_GATEWAY_CONFIG`])
+/// Apply the demo's cost settings, authorization rules and header rules (the refresh
+/// cookie) (from [`DEPLOY_GATEWAY_CONFIG`])
 /// to a gateway config; `extensions.cost` is shown so playground users see prices.
 pub fn apply_demo_policy(config: &mut GatewayConfig) -> Result<()> {
     let deploy = GatewayConfig::from_toml(DEPLOY_GATEWAY_CONFIG).context("deploy/gateway.toml")?;
     config.cost.model = deploy.cost.model;
     config.cost.expose_in_extensions = true;
     config.authorization = deploy.authorization;
+    config.headers = deploy.headers;
     Ok(())
 }
 

@@ -229,3 +229,87 @@ async fn register_login_and_act_through_the_gateway() {
     assert!(anon.is_err(), "anonymous createPost must fail");
     p.shutdown();
 }
+
+/// Browser clients never hold the refresh token in script: `login` sets it as an
+/// `HttpOnly; Secure; SameSite=Strict` cookie through the gateway (auth's `Set-Cookie`
+/// passed on by the demo's `respond` rule), and `refresh` / `logout` accept the cookie
+/// (the client's `Cookie` reaches auth only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_token_travels_as_an_http_only_cookie_through_the_gateway() {
+    let p = start().await;
+    let http = reqwest::Client::new();
+    let post = |query: &str, cookie: Option<&str>| {
+        let mut req = http
+            .post(&p.gateway_url)
+            .header("content-type", "application/json")
+            .body(json!({ "query": query }).to_string());
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send()
+    };
+    let cookie_of = |r: &reqwest::Response| -> Option<String> {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("portico_refresh="))
+            .map(str::to_string)
+    };
+    let login = post(
+        &format!(
+            "mutation {{ login(usernameOrEmail: \"{}\", password: \"{}\") {{ accessToken }} }}",
+            portico::seed::DEMO_USERS[0],
+            portico::seed::DEMO_PASSWORD
+        ),
+        None,
+    )
+    .await
+    .expect("login answers");
+    let set = cookie_of(&login).expect("login sets the refresh cookie");
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{flag} in {set}");
+    }
+    let pair = set.split(';').next().unwrap_or_default().to_string();
+
+    // Refresh with the cookie alone (no argument): new tokens, and a rotated cookie.
+    let refreshed = post("mutation { refresh { accessToken } }", Some(&pair))
+        .await
+        .expect("refresh answers");
+    let rotated = cookie_of(&refreshed).expect("refresh sets the next cookie");
+    assert_ne!(rotated.split(';').next(), Some(pair.as_str()));
+    let body: Value = refreshed.json().await.expect("json");
+    assert!(body["data"]["refresh"]["accessToken"].is_string(), "{body}");
+
+    // The old cookie was single use: presenting it again revokes the session.
+    let reuse: Value = post("mutation { refresh { accessToken } }", Some(&pair))
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        reuse["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{reuse}"
+    );
+
+    // No cookie, no argument: refused.
+    let none: Value = post("mutation { refresh { accessToken } }", None)
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        none["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{none}"
+    );
+
+    // Logout clears the cookie.
+    let out = post("mutation { logout }", Some(&pair))
+        .await
+        .expect("answers");
+    let cleared = cookie_of(&out).expect("logout clears the cookie");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    p.shutdown();
+}

@@ -62,6 +62,9 @@ enum Rule {
 pub struct HeaderRules {
     all: Vec<Rule>,
     by_subgraph: HashMap<String, Vec<Rule>>,
+    /// Response headers passed on to the client, per subgraph (`"*"` merged in).
+    respond_all: Vec<HeaderName>,
+    respond_by_subgraph: HashMap<String, Vec<HeaderName>>,
 }
 
 impl HeaderRules {
@@ -109,12 +112,54 @@ impl HeaderRules {
                 (name.clone(), merged)
             })
             .collect();
-        Self { all, by_subgraph }
+        let names = |rules: &crate::config::HeaderRules| -> Vec<HeaderName> {
+            rules
+                .respond
+                .iter()
+                .filter_map(|n| HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).ok())
+                .collect()
+        };
+        let respond_all = config.subgraphs.get("*").map(names).unwrap_or_default();
+        let respond_by_subgraph = config
+            .subgraphs
+            .iter()
+            .filter(|(name, _)| name.as_str() != "*")
+            .map(|(name, rules)| {
+                let mut merged = respond_all.clone();
+                merged.extend(
+                    names(rules)
+                        .into_iter()
+                        .filter(|n| !respond_all.contains(n)),
+                );
+                (name.clone(), merged)
+            })
+            .collect();
+        Self {
+            all,
+            by_subgraph,
+            respond_all,
+            respond_by_subgraph,
+        }
     }
 
-    /// Whether any rule exists.
+    /// Whether any request rule exists.
     pub fn is_empty(&self) -> bool {
         self.all.is_empty() && self.by_subgraph.is_empty()
+    }
+
+    /// The headers of `response` from `subgraph` that go on to the client (every value).
+    pub fn respond(&self, subgraph: &str, response: &HeaderMap) -> HeaderMap {
+        let names = self
+            .respond_by_subgraph
+            .get(subgraph)
+            .unwrap_or(&self.respond_all);
+        let mut out = HeaderMap::new();
+        for name in names {
+            for value in response.get_all(name) {
+                out.append(name.clone(), value.clone());
+            }
+        }
+        out
     }
 
     /// The headers to add to a request to `subgraph`, from the client's headers.

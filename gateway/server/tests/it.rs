@@ -1838,3 +1838,75 @@ async fn the_supergraph_is_replaced_while_serving_and_a_bad_one_changes_nothing(
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }
 }
+
+// ---------------------------------------------------------------- response headers
+
+#[tokio::test]
+async fn subgraph_response_headers_reach_the_client_only_as_the_respond_rules_say() {
+    async fn handle() -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let mut headers = HeaderMap::new();
+        headers.append("set-cookie", "a=1; HttpOnly".parse().expect("value"));
+        headers.append("set-cookie", "b=2; Secure".parse().expect("value"));
+        headers.append("x-internal", "db-7".parse().expect("value"));
+        (headers, axum::Json(json!({"data": {"me": user(1)}}))).into_response()
+    }
+    let addr = spawn(axum::Router::new().route("/graphql", axum::routing::post(handle))).await;
+    let users = format!("http://{addr}/graphql");
+    let plans = || vec![("", seq(vec![fetch("users", "{ me { name } }")]))];
+    let send = |gw: &TestGateway| {
+        gw.http
+            .post(format!("{}/graphql", gw.url))
+            .header("content-type", "application/json")
+            .body(json!({"query": "{ me { name } }"}).to_string())
+            .send()
+    };
+
+    // No rule: nothing of the subgraph's response headers.
+    let gw = TestGateway::start(dev(), &[("users", &users)], plans()).await;
+    let r = send(&gw).await.expect("answers");
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(r.headers().get("x-internal").is_none());
+
+    let config = GatewayConfig::from_toml(
+        r#"
+        dev = true
+        [headers.subgraphs.users]
+        respond = ["set-cookie"]
+        "#,
+    )
+    .expect("config");
+    let gw = TestGateway::start(config, &[("users", &users)], plans()).await;
+    let r = send(&gw).await.expect("answers");
+    let cookies: Vec<&str> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(
+        cookies,
+        ["a=1; HttpOnly", "b=2; Secure"],
+        "every cookie, in order"
+    );
+    assert!(
+        r.headers().get("x-internal").is_none(),
+        "only the named headers"
+    );
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["data"]["me"]["name"], "User 1");
+
+    // Headers the gateway owns cannot be passed on.
+    for name in [
+        "content-length",
+        "connection",
+        "access-control-allow-origin",
+        "portico-trust",
+    ] {
+        let e = GatewayConfig::from_toml(&format!(
+            "[headers.subgraphs.users]\nrespond = [\"{name}\"]\n"
+        ))
+        .expect_err("refused");
+        assert!(e.to_string().contains(name), "{e}");
+    }
+}

@@ -52,6 +52,18 @@ impl Query {
 
 pub struct Mutation;
 
+/// Name of the refresh-token cookie.
+pub const REFRESH_COOKIE: &str = "portico_refresh";
+
+/// The refresh token given as an argument, else the one in the request's cookie.
+fn presented_refresh(ctx: &Context<'_>, argument: Option<String>) -> Option<String> {
+    argument.or_else(|| {
+        ctx.data_opt::<portico_kit::server::RequestCookies>()
+            .and_then(|c| c.get(REFRESH_COOKIE))
+            .map(str::to_string)
+    })
+}
+
 fn invalid_credentials() -> async_graphql::Error {
     gql_error(
         ErrorCode::Unauthenticated,
@@ -124,6 +136,18 @@ impl AuthState {
         let ttl =
             ChronoDuration::from_std(self.settings.refresh_ttl).unwrap_or(ChronoDuration::days(30));
         portico_kit::now() + ttl
+    }
+
+    /// Also hands the refresh token to browsers as an `HttpOnly; Secure; SameSite=Strict`
+    /// cookie (through the gateway's `respond` rule), so script never has to hold it.
+    fn set_refresh_cookie(&self, ctx: &Context<'_>, refresh: &str) {
+        let max_age = self.settings.refresh_ttl.as_secs();
+        ctx.append_http_header(
+            "set-cookie",
+            format!(
+                "{REFRESH_COOKIE}={refresh}; Max-Age={max_age}; Path=/; HttpOnly; Secure; SameSite=Strict"
+            ),
+        );
     }
 
     fn payload(&self, user_id: &str, refresh: String) -> async_graphql::Result<AuthPayload> {
@@ -207,6 +231,7 @@ impl Mutation {
             Err(e) => return Err(internal(e)),
         };
         txn.commit().await.or_internal()?;
+        state.set_refresh_cookie(ctx, &refresh);
         state.payload(&id, refresh)
     }
 
@@ -248,17 +273,22 @@ impl Mutation {
         )
         .await
         .or_internal()?;
+        state.set_refresh_cookie(ctx, &refresh);
         state.payload(&account.id, refresh)
     }
 
-    /// Exchange a refresh token for new tokens. The presented token is rotated (single
-    /// use); presenting a rotated token again revokes its whole family.
+    /// Exchange a refresh token for new tokens: the argument, or else the
+    /// `portico_refresh` cookie (browsers). The presented token is rotated (single use);
+    /// presenting a rotated token again revokes its whole family.
     async fn refresh(
         &self,
         ctx: &Context<'_>,
-        refresh_token: String,
+        refresh_token: Option<String>,
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.data::<AuthState>()?;
+        let Some(refresh_token) = presented_refresh(ctx, refresh_token) else {
+            return Err(invalid_refresh());
+        };
         if refresh_token.len() > 256 {
             return Err(invalid_refresh());
         }
@@ -295,17 +325,26 @@ impl Mutation {
         .await
         .or_internal()?;
         txn.commit().await.or_internal()?;
+        state.set_refresh_cookie(ctx, &next);
         state.payload(&row.account_id, next)
     }
 
-    /// Revoke the session (token family) of a refresh token. `false` when the token is
-    /// unknown or already revoked.
+    /// Revoke the session (token family) of a refresh token (the argument, or else the
+    /// `portico_refresh` cookie, which is cleared). `false` when the token is unknown or
+    /// already revoked.
     async fn logout(
         &self,
         ctx: &Context<'_>,
-        refresh_token: String,
+        refresh_token: Option<String>,
     ) -> async_graphql::Result<bool> {
         let state = ctx.data::<AuthState>()?;
+        ctx.append_http_header(
+            "set-cookie",
+            format!("{REFRESH_COOKIE}=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict"),
+        );
+        let Some(refresh_token) = presented_refresh(ctx, refresh_token) else {
+            return Ok(false);
+        };
         if refresh_token.len() > 256 {
             return Ok(false);
         }

@@ -57,9 +57,25 @@ async fn health() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// The `Cookie` header of the request (as the gateway forwarded it, when its
+/// `[headers]` rules propagate it to this subgraph), for resolvers that read a cookie.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCookies(pub String);
+
+impl RequestCookies {
+    /// The value of cookie `name`, if sent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.split(';').find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+    }
+}
+
 async fn graphql_handler<Q, M, S>(
     Extension(schema): Extension<Schema<Q, M, S>>,
     Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
     req: GraphQLRequest,
 ) -> GraphQLResponse
 where
@@ -67,7 +83,20 @@ where
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
-    schema.execute(req.into_inner().data(identity)).await.into()
+    let cookies = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("; ");
+    schema
+        .execute(
+            req.into_inner()
+                .data(identity)
+                .data(RequestCookies(cookies)),
+        )
+        .await
+        .into()
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

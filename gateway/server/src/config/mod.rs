@@ -463,6 +463,10 @@ pub struct HeaderRules {
     pub propagate: Vec<PropagateRule>,
     /// Static headers: `{ name = "x-from", value = "portico" }`.
     pub insert: Vec<InsertRule>,
+    /// Headers of this subgraph's responses passed on to the client (every value, e.g.
+    /// each `Set-Cookie`): `respond = ["set-cookie"]`. Never framing, hop-by-hop, CORS
+    /// or `portico-*` headers.
+    pub respond: Vec<String>,
 }
 
 /// Forward one client header.
@@ -497,6 +501,20 @@ impl HeadersConfig {
                 if let Some(message) = crate::headers::refused_header(name) {
                     return Err(ConfigError::Invalid {
                         key: format!("headers.subgraphs.\"{subgraph}\""),
+                        message: format!("header `{name}`: {message}"),
+                    });
+                }
+            }
+            for name in &rules.respond {
+                let lower = name.to_ascii_lowercase();
+                let refused = crate::headers::refused_header(name).or_else(|| {
+                    lower
+                        .starts_with("access-control-")
+                        .then_some("CORS headers are the gateway's")
+                });
+                if let Some(message) = refused {
+                    return Err(ConfigError::Invalid {
+                        key: format!("headers.subgraphs.\"{subgraph}\".respond"),
                         message: format!("header `{name}`: {message}"),
                     });
                 }

@@ -45,7 +45,12 @@ pub struct ExecutionInput<'a> {
 }
 
 /// Run the plan and shape the response (always `data`, possibly partial).
-pub async fn execute(subgraphs: &Subgraphs, input: ExecutionInput<'_>) -> GraphQLResponse {
+/// Runs the plan and shapes the response; also returns the subgraph response headers
+/// the `[headers]` `respond` rules pass on to the client.
+pub async fn execute(
+    subgraphs: &Subgraphs,
+    input: ExecutionInput<'_>,
+) -> (GraphQLResponse, http::HeaderMap) {
     let is_subtype = |abstract_type: &str, object_type: &str| {
         input.schema.is_subtype(abstract_type, object_type)
     };
@@ -66,6 +71,7 @@ pub async fn execute(subgraphs: &Subgraphs, input: ExecutionInput<'_>) -> GraphQ
         data: Mutex::new(Value::Object(Map::new())),
         errors: Mutex::new(Vec::new()),
         failed_paths: Mutex::new(Vec::new()),
+        response_headers: Mutex::new(http::HeaderMap::new()),
     };
     if let Some(node) = &input.plan.node {
         run.node(node).await;
@@ -73,6 +79,7 @@ pub async fn execute(subgraphs: &Subgraphs, input: ExecutionInput<'_>) -> GraphQ
     let data = run.data.into_inner();
     let mut errors: Vec<GraphQLError> = run.errors.into_inner();
     let failed_paths = run.failed_paths.into_inner();
+    let response_headers = run.response_headers.into_inner();
     let data = shape::Shaper {
         schema: input.schema,
         document: input.document,
@@ -82,9 +89,10 @@ pub async fn execute(subgraphs: &Subgraphs, input: ExecutionInput<'_>) -> GraphQ
         failed_paths: &failed_paths,
     }
     .shape(input.operation, &data);
-    GraphQLResponse {
+    let response = GraphQLResponse {
         errors,
         data: Some(data),
         extensions: Map::new(),
-    }
+    };
+    (response, response_headers)
 }

@@ -36,6 +36,8 @@ pub(super) struct Run<'a> {
     /// Response paths whose data a failed fetch should have provided: nulls under them
     /// are explained by that fetch's error and get no error of their own.
     pub failed_paths: Mutex<Vec<Vec<PathElem>>>,
+    /// Subgraph response headers passed on to the client (`[headers] respond`).
+    pub response_headers: Mutex<http::HeaderMap>,
 }
 
 impl<'a> Run<'a> {
@@ -223,6 +225,25 @@ impl<'a> Run<'a> {
         self.finish_entities(&fetch.service_name, response, &aliases, &by_reps, &rewrites);
     }
 
+    /// Keeps the response headers the `respond` rules pass on to the client.
+    fn pass_on(&self, response: &mut SubgraphResponse) {
+        let headers = std::mem::take(&mut response.headers);
+        if headers.is_empty() {
+            return;
+        }
+        let mut out = self.response_headers.lock();
+        let mut last = None;
+        for (name, value) in headers {
+            // `HeaderMap`'s iterator names only the first of repeated values.
+            if let Some(name) = name {
+                last = Some(name);
+            }
+            if let Some(name) = &last {
+                out.append(name.clone(), value);
+            }
+        }
+    }
+
     async fn root_fetch(&self, fetch: &FetchNode) {
         let result = self
             .subgraphs
@@ -236,13 +257,14 @@ impl<'a> Run<'a> {
                 self.client_headers,
             )
             .await;
-        let response = match result {
+        let mut response = match result {
             Ok(r) => r,
             Err(e) => {
                 self.failed_paths.lock().push(Vec::new());
                 return self.errors.lock().push(fetch_error(&e));
             }
         };
+        self.pass_on(&mut response);
         if let Some(mut data) = response.data.filter(Value::is_object) {
             apply_rewrites(&mut data, &fetch.output_rewrites);
             merge(&mut self.data.lock(), data);
@@ -371,7 +393,10 @@ impl<'a> Run<'a> {
             )
             .await;
         match result {
-            Ok(r) => Some(r),
+            Ok(mut r) => {
+                self.pass_on(&mut r);
+                Some(r)
+            }
             Err(e) => {
                 let mut failed = self.failed_paths.lock();
                 for list in producers {
@@ -395,7 +420,7 @@ impl<'a> Run<'a> {
         batches: &[Vec<Vec<&Vec<PathElem>>>],
         output_rewrites: &[&[Rewrite]],
     ) {
-        let SubgraphResponse { data, errors } = response;
+        let SubgraphResponse { data, errors, .. } = response;
         let mut data = match data {
             Some(Value::Object(map)) => map,
             _ => Map::new(),

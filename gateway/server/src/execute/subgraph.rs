@@ -251,6 +251,9 @@ pub struct SubgraphResponse {
     pub data: Option<Value>,
     #[serde(default)]
     pub errors: Vec<Value>,
+    /// Response headers the `respond` rules pass on to the client.
+    #[serde(skip)]
+    pub headers: http::HeaderMap,
 }
 
 /// All subgraphs, the shared HTTP client and the trust-token cache.
@@ -489,6 +492,9 @@ impl Subgraphs {
             }
         };
         let status = response.status();
+        let passed_on = self
+            .header_rules
+            .respond(&endpoint.name, response.headers());
         let bytes = read_limited(response, endpoint.max_response_bytes).await;
         endpoint.latency.observe(sent.elapsed());
         let bytes = bytes.map_err(|e| match e {
@@ -499,7 +505,10 @@ impl Subgraphs {
             BodyError::Http(e) => http_error(e),
         })?;
         match serde_json::from_slice::<SubgraphResponse>(&bytes) {
-            Ok(parsed) if parsed.data.is_some() || !parsed.errors.is_empty() => Ok(parsed),
+            Ok(mut parsed) if parsed.data.is_some() || !parsed.errors.is_empty() => {
+                parsed.headers = passed_on;
+                Ok(parsed)
+            }
             _ if !status.is_success() => Err(FetchError::Http {
                 service: endpoint.name.clone(),
                 message: format!("HTTP status {status}"),

@@ -181,6 +181,7 @@ async fn pipeline(
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             let batch = read_batch(gw, &bytes)?;
             let mut responses = Vec::with_capacity(batch.len());
+            let mut passed_on = HeaderMap::new();
             for request in batch {
                 // Each operation on its own: a refusal is that item's answer.
                 let response = operation(
@@ -194,14 +195,20 @@ async fn pipeline(
                     operation_name_out,
                 )
                 .await
-                .unwrap_or_else(|failure| GraphQLResponse {
-                    errors: failure.errors,
-                    data: None,
-                    extensions: Map::new(),
+                .unwrap_or_else(|failure| {
+                    let response = GraphQLResponse {
+                        errors: failure.errors,
+                        data: None,
+                        extensions: Map::new(),
+                    };
+                    (response, HeaderMap::new())
                 });
-                responses.push(response);
+                responses.push(response.0);
+                append_headers(&mut passed_on, response.1);
             }
-            return Ok(json_batch_response(&responses, json_type));
+            let mut http = json_batch_response(&responses, json_type);
+            append_headers(http.headers_mut(), passed_on);
+            return Ok(http);
         }
         serde_json::from_slice(&bytes).map_err(|e| {
             RequestFailure::new(
@@ -210,7 +217,7 @@ async fn pipeline(
             )
         })?
     };
-    let response = operation(
+    let (response, passed_on) = operation(
         gw,
         &parts,
         request,
@@ -221,7 +228,23 @@ async fn pipeline(
         operation_name_out,
     )
     .await?;
-    Ok(json_response(StatusCode::OK, &response, json_type))
+    let mut http = json_response(StatusCode::OK, &response, json_type);
+    append_headers(http.headers_mut(), passed_on);
+    Ok(http)
+}
+
+/// Appends every value of `from` to `to` (`Set-Cookie` is one header per cookie).
+fn append_headers(to: &mut HeaderMap, from: HeaderMap) {
+    let mut last = None;
+    for (name, value) in from {
+        // The iterator names only the first of repeated values.
+        if let Some(name) = name {
+            last = Some(name);
+        }
+        if let Some(name) = &last {
+            to.append(name.clone(), value);
+        }
+    }
 }
 
 /// The items of a batch (a JSON array of GraphQL requests), when batching is on and the
@@ -325,7 +348,7 @@ async fn operation(
     request_id: &str,
     kind: &mut OperationKind,
     operation_name_out: &mut String,
-) -> Result<GraphQLResponse, RequestFailure> {
+) -> Result<(GraphQLResponse, HeaderMap), RequestFailure> {
     let headers = &parts.headers;
     let query = resolve_query(gw, &request)?;
     let query: &str = &query;
@@ -470,7 +493,7 @@ async fn operation(
             client_headers: headers,
         },
     );
-    let mut response = catch_panic(execution).await.map_err(|detail| {
+    let (mut response, passed_on) = catch_panic(execution).await.map_err(|detail| {
         gw.metrics.record_panic(PanicSite::Execute);
         internal_failure(
             gw,
@@ -503,7 +526,7 @@ async fn operation(
             .extensions
             .insert("queryPlan".into(), Value::String(plan.to_string()));
     }
-    Ok(response)
+    Ok((response, passed_on))
 }
 
 /// Does `operation` select only meta fields (`__typename`, `__schema`, `__type`) at its
