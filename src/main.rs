@@ -338,6 +338,11 @@ fn spawn_reloads(
                     Err(e) => tracing::error!(error = %e, "limits not reloaded"),
                 }
             }
+            match gateway.reload_trusted_documents() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(operations = n, "trusted documents reloaded"),
+                Err(e) => tracing::error!(error = %e, "trusted documents not reloaded"),
+            }
             let reload = reload_supergraph.clone();
             let _ = tokio::task::spawn_blocking(reload).await;
         }

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     PersistedQueryNotFound,
     /// The query text does not hash to the `sha256Hash` sent with it.
     PersistedQueryHashMismatch,
+    /// Trusted documents: the operation (or the id sent) is not in the manifest.
+    PersistedQueryNotInList,
     /// A batch longer than `[batching] max_size`, or an empty one.
     BatchLimitExceeded,
     /// A browser could send this request without a CORS preflight and it carries no
@@ -104,6 +106,7 @@ impl ErrorCode {
             ErrorCode::BatchingNotEnabled => "BATCHING_NOT_ENABLED",
             ErrorCode::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             ErrorCode::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
+            ErrorCode::PersistedQueryNotInList => "PERSISTED_QUERY_NOT_IN_LIST",
             ErrorCode::BatchLimitExceeded => "BATCH_LIMIT_EXCEEDED",
             ErrorCode::CsrfPrevention => "CSRF_PREVENTION",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -148,6 +151,7 @@ impl ErrorCode {
             | ErrorCode::BatchingNotEnabled
             | ErrorCode::BatchLimitExceeded
             | ErrorCode::PersistedQueryHashMismatch
+            | ErrorCode::PersistedQueryNotInList
             | ErrorCode::CsrfPrevention
             | ErrorCode::PersistedQueryNotSupported
             | ErrorCode::GraphqlParseFailed
@@ -326,6 +330,7 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::BatchLimitExceeded,
     ErrorCode::PersistedQueryNotFound,
     ErrorCode::PersistedQueryHashMismatch,
+    ErrorCode::PersistedQueryNotInList,
     ErrorCode::CsrfPrevention,
     ErrorCode::PayloadTooLarge,
     ErrorCode::UnsupportedMediaType,

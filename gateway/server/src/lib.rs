@@ -24,6 +24,7 @@ mod http;
 pub mod limits;
 pub mod plan;
 pub mod ratelimit;
+pub mod trusted;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub enum GatewayError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Auth(#[from] AuthSetupError),
+    #[error(transparent)]
+    TrustedDocuments(#[from] trusted::ManifestError),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
     #[error("server error on {addr}: {source}")]
@@ -78,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) documents: DocumentCache,
     /// Automatic persisted queries: query text by SHA-256 (`[apq]`).
     pub(crate) persisted: plan::BoundedCache<plan::QueryHash, Arc<str>>,
+    /// The trusted documents manifest (`[trusted_documents]`).
+    pub(crate) trusted: Arc<trusted::TrustedDocuments>,
     pub(crate) plans: PlanStage,
     pub(crate) override_labels: BTreeSet<String>,
     pub(crate) percent_labels: Vec<(String, f64)>,
@@ -139,6 +144,7 @@ impl Live {
 /// Parts of [`Inner`] carried over a supergraph reload: counters, the rate limiter's
 /// buckets, the JWKS cache.
 struct Kept {
+    trusted: Arc<trusted::TrustedDocuments>,
     metrics: Arc<http::metrics::Metrics>,
     rate_limiter: Arc<ratelimit::RateLimiter>,
     auth: Arc<Authenticator>,
@@ -204,6 +210,7 @@ impl Gateway {
             let cost = cost::CostStage::new(&config.cost, Some(planner.supergraph()))?;
             let old = self.inner();
             let kept = Kept {
+                trusted: old.trusted.clone(),
                 metrics: old.metrics.clone(),
                 rate_limiter: old.rate_limiter.clone(),
                 auth: old.auth.clone(),
@@ -232,6 +239,22 @@ impl Gateway {
             }
         }
         result
+    }
+
+    /// Re-read the trusted documents manifest (`[trusted_documents] manifest`); its
+    /// number of operations. Nothing changes when it does not load.
+    pub fn reload_trusted_documents(&self) -> Result<usize, GatewayError> {
+        let config = self.live.config.read().clone();
+        let Some(path) = config.trusted_documents.manifest.as_ref() else {
+            return Ok(0);
+        };
+        if config.trusted_documents.mode == config::TrustedDocumentsMode::Off {
+            return Ok(0);
+        }
+        let manifest = trusted::load(path)?;
+        let n = manifest.len();
+        self.inner().trusted.reload(manifest);
+        Ok(n)
     }
 
     /// Decide `@policy` with `evaluator` instead of `[authorization.policies]`. Applies
@@ -351,9 +374,20 @@ fn build_inner(
             retries: config.retries.clone(),
             breaker: config.circuit_breaker.clone(),
         });
-    let (metrics, rate_limiter, auth) = match kept {
-        Some(k) => (k.metrics, k.rate_limiter, k.auth),
+    let (trusted, metrics, rate_limiter, auth) = match kept {
+        Some(k) => (k.trusted, k.metrics, k.rate_limiter, k.auth),
         None => (
+            Arc::new(trusted::TrustedDocuments::new(
+                match (
+                    &config.trusted_documents.manifest,
+                    config.trusted_documents.mode,
+                ) {
+                    (Some(path), mode) if mode != config::TrustedDocumentsMode::Off => {
+                        trusted::load(path)?
+                    }
+                    _ => trusted::Manifest::default(),
+                },
+            )),
             Arc::default(),
             Arc::new(ratelimit::RateLimiter::new(config.rate_limit.clone())?),
             Arc::new(Authenticator::from_config(&config.jwt, client)?),
@@ -370,6 +404,7 @@ fn build_inner(
         )?,
         documents: DocumentCache::new(config.cache.documents),
         persisted: plan::BoundedCache::new(config.apq.max_entries),
+        trusted,
         plans: PlanStage::new(
             config.cache.plans,
             Duration::from_secs(config.cache.plan_failure_ttl_secs),

@@ -1910,3 +1910,97 @@ async fn subgraph_response_headers_reach_the_client_only_as_the_respond_rules_sa
         assert!(e.to_string().contains(name), "{e}");
     }
 }
+
+#[tokio::test]
+async fn trusted_documents_log_or_enforce_the_manifest_and_serve_ids() {
+    use sha2::Digest as _;
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let plans = || vec![("", seq(vec![fetch("users", "{ me { name } }")]))];
+    let listed = "{ me { name } }";
+    let hash = hex::encode(sha2::Sha256::digest(listed.as_bytes()));
+    let dir = std::env::temp_dir().join(format!("portico-trusted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let manifest = dir.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        json!({"format": "apollo-persisted-query-manifest", "version": 1, "operations": [
+            {"id": hash, "name": "Me", "type": "query", "body": listed},
+            {"id": "relay-style-id", "body": listed},
+        ]})
+        .to_string(),
+    )
+    .expect("write manifest");
+    let config = |mode: &str| {
+        GatewayConfig::from_toml(&format!(
+            "dev = true\n[trusted_documents]\nmode = \"{mode}\"\nmanifest = \"{}\"\n",
+            manifest.display()
+        ))
+        .expect("config")
+    };
+    let unlisted = "{ me { name __typename } }";
+
+    // Enforce: listed text, ids (documentId and the APQ hash) served; the rest refused.
+    let gw = TestGateway::start(config("enforce"), &[("users", &users.url)], plans()).await;
+    for body in [
+        json!({"query": listed}),
+        json!({"documentId": "relay-style-id"}),
+        json!({"documentId": hash}),
+        json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}}),
+    ] {
+        let (status, response) = gw.post(body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}: {response}");
+        assert_eq!(
+            response["data"]["me"]["name"], "User 1",
+            "{body}: {response}"
+        );
+    }
+    for body in [json!({"query": unlisted}), json!({"documentId": "unknown"})] {
+        let (status, response) = gw.post(body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {response}");
+        assert_eq!(
+            response["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_IN_LIST",
+            "{body}"
+        );
+    }
+    let served = users.requests.lock().len();
+    assert_eq!(served, 4, "refused operations never reach a subgraph");
+
+    // Reloaded: the newly listed operation is served.
+    std::fs::write(&manifest, json!({ "new-id": unlisted }).to_string()).expect("rewrite");
+    assert_eq!(gw.gateway.reload_trusted_documents().expect("reloads"), 1);
+    let (status, response) = gw.post(json!({"documentId": "new-id"})).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    let (status, _) = gw.post(json!({"query": listed})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no longer listed");
+    // A manifest that does not load changes nothing.
+    std::fs::write(&manifest, "not json").expect("rewrite");
+    assert!(gw.gateway.reload_trusted_documents().is_err());
+    let (status, _) = gw.post(json!({"documentId": "new-id"})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Log: everything served, the unlisted counted.
+    std::fs::write(&manifest, json!({ "a": listed }).to_string()).expect("rewrite");
+    let gw = TestGateway::start(config("log"), &[("users", &users.url)], plans()).await;
+    let (status, response) = gw.post(json!({"query": unlisted})).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("portico_trusted_documents_unknown_total 1\n"),
+        "{metrics}"
+    );
+
+    // Off: `documentId` is refused with a pointer to the setting.
+    let gw = TestGateway::start(dev(), &[("users", &users.url)], plans()).await;
+    let (status, response) = gw.post(json!({"documentId": "a"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{response}");
+    // A mode without a manifest is a config error.
+    assert!(GatewayConfig::from_toml("[trusted_documents]\nmode = \"enforce\"\n").is_err());
+}

@@ -86,6 +86,7 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     pub batching: BatchingConfig,
     pub apq: ApqConfig,
+    pub trusted_documents: TrustedDocumentsConfig,
     pub retries: RetryConfig,
     pub circuit_breaker: CircuitBreakerConfig,
     /// CSRF prevention for requests a browser could send without a preflight.
@@ -126,6 +127,7 @@ impl Default for GatewayConfig {
             limits: LimitsConfig::default(),
             batching: BatchingConfig::default(),
             apq: ApqConfig::default(),
+            trusted_documents: TrustedDocumentsConfig::default(),
             retries: RetryConfig::default(),
             circuit_breaker: CircuitBreakerConfig::default(),
             csrf: CsrfConfig::default(),
@@ -319,6 +321,33 @@ impl Default for BatchingConfig {
             max_size: 16,
         }
     }
+}
+
+/// What to do with operations that are not in the trusted documents manifest.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustedDocumentsMode {
+    /// No manifest: every valid operation is served.
+    #[default]
+    Off,
+    /// Serve every operation; count and log those not in the manifest.
+    Log,
+    /// Refuse operations not in the manifest (`PERSISTED_QUERY_NOT_IN_LIST`).
+    Enforce,
+}
+
+/// Trusted documents: the operations clients may send, from a manifest file (Apollo's
+/// persisted-query manifest JSON, or Relay's `{ id: document }` map). Clients may send
+/// only the id (`documentId`, or `extensions.persistedQuery.sha256Hash`). Reloaded with
+/// SIGHUP (`portico gateway`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustedDocumentsConfig {
+    pub mode: TrustedDocumentsMode,
+    /// The manifest file (required unless `mode = "off"`).
+    pub manifest: Option<PathBuf>,
 }
 
 /// Automatic persisted queries (Apollo's APQ protocol): a client sends
@@ -970,6 +999,14 @@ impl GatewayConfig {
         self.rate_limit.validate()?;
         if self.subgraph_max_response_bytes == 0 {
             return Err(invalid("subgraph_max_response_bytes", "must be positive"));
+        }
+        if self.trusted_documents.mode != TrustedDocumentsMode::Off
+            && self.trusted_documents.manifest.is_none()
+        {
+            return Err(invalid(
+                "trusted_documents.manifest",
+                "a manifest file is required unless mode = \"off\"",
+            ));
         }
         if !(0.0..=1.0).contains(&self.retries.budget_ratio) {
             return Err(invalid("retries.budget_ratio", "must be between 0 and 1"));

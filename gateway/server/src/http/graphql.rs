@@ -34,6 +34,9 @@ const HEADER_INCLUDE_PLAN: &str = "portico-include-plan";
 #[serde(rename_all = "camelCase")]
 struct GraphQLRequest {
     query: Option<String>,
+    /// A trusted document's id, sent instead of the query.
+    #[serde(default)]
+    document_id: Option<String>,
     operation_name: Option<String>,
     #[serde(default)]
     variables: Option<Map<String, Value>>,
@@ -281,6 +284,56 @@ fn read_batch(gw: &Inner, bytes: &[u8]) -> Result<Vec<GraphQLRequest>, RequestFa
 /// `extensions.persistedQuery.sha256Hash` sent instead, which a request carrying both
 /// registers after checking that the text hashes to it.
 fn resolve_query(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, RequestFailure> {
+    use crate::config::TrustedDocumentsMode as Mode;
+    let mode = gw.config.trusted_documents.mode;
+    let not_in_list = || {
+        RequestFailure::new(
+            ErrorCode::PersistedQueryNotInList,
+            "this operation is not in the gateway's trusted documents",
+        )
+    };
+    if mode == Mode::Off {
+        if request.document_id.is_some() {
+            return Err(RequestFailure::new(
+                ErrorCode::BadRequest,
+                "`documentId` needs trusted documents (`[trusted_documents]`)",
+            ));
+        }
+        return resolve_text(gw, request);
+    }
+    let manifest = gw.trusted.current();
+    // An id: the document of the manifest (a trusted document's id, or the APQ hash
+    // of one).
+    let apq_hash = request
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("persistedQuery"))
+        .and_then(|p| p.get("sha256Hash"))
+        .and_then(Value::as_str);
+    if let Some(id) = request.document_id.as_deref() {
+        return manifest.document(id).ok_or_else(not_in_list);
+    }
+    if let Some(document) = apq_hash.and_then(|h| manifest.document(h)) {
+        return Ok(document);
+    }
+    let text = resolve_text(gw, request)?;
+    if !manifest.allows(&text) {
+        gw.trusted.count_unknown();
+        // The hash, not the text: logs never hold client documents.
+        tracing::warn!(
+            mode = if mode == Mode::Enforce { "enforce" } else { "log" },
+            document_sha256 = %hex::encode(crate::plan::hash_query(&text)),
+            "operation not in the trusted documents"
+        );
+        if mode == Mode::Enforce {
+            return Err(not_in_list());
+        }
+    }
+    Ok(text)
+}
+
+/// The query text: sent, or (APQ) looked up by its hash; see [`resolve_query`].
+fn resolve_text(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, RequestFailure> {
     let text = request.query.as_deref().filter(|q| !q.trim().is_empty());
     let persisted = request
         .extensions
@@ -736,6 +789,7 @@ fn read_get_params(query_string: &str) -> Result<GraphQLRequest, RequestFailure>
     #[serde(rename_all = "camelCase")]
     struct Params {
         query: Option<String>,
+        document_id: Option<String>,
         operation_name: Option<String>,
         variables: Option<String>,
         extensions: Option<String>,
@@ -753,6 +807,7 @@ fn read_get_params(query_string: &str) -> Result<GraphQLRequest, RequestFailure>
         };
     Ok(GraphQLRequest {
         query: params.query,
+        document_id: params.document_id,
         operation_name: params.operation_name,
         variables: json_param("variables", params.variables)?,
         extensions: json_param("extensions", params.extensions)?,

@@ -245,6 +245,15 @@ pub fn render(gw: &Inner) -> String {
             label_value(version)
         );
     }
+    out.push_str(
+        "# HELP portico_trusted_documents_unknown_total Operations not in the trusted documents \
+         manifest (served in mode log, refused in mode enforce).\n# TYPE portico_trusted_documents_unknown_total counter\n",
+    );
+    let _ = writeln!(
+        out,
+        "portico_trusted_documents_unknown_total {}",
+        gw.trusted.unknown.load(Ordering::Relaxed)
+    );
     out.push_str("# HELP portico_http_requests_in_flight GraphQL HTTP requests being served.\n");
     out.push_str("# TYPE portico_http_requests_in_flight gauge\n");
     let _ = writeln!(
