@@ -206,6 +206,13 @@ struct CheckArgs {
     /// Client operations: a folder of .graphql files or a persisted-operations JSON file.
     #[arg(long)]
     operations: Option<PathBuf>,
+    /// Operations a gateway recorded (its `[usage] file`): a breaking change none of
+    /// them uses is safe; those used name their clients. Combines with `--operations`.
+    #[arg(long)]
+    usage: Option<PathBuf>,
+    /// Only operations recorded as seen in the last N days count (`--usage`).
+    #[arg(long, default_value_t = 30)]
+    usage_window_days: u64,
     /// Exit 0 even when there are breaking changes.
     #[arg(long)]
     allow_breaking: bool,
@@ -254,10 +261,18 @@ async fn run_check(args: CheckArgs) -> i32 {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("schema.graphql")),
         )?;
-        let ops = match &args.operations {
+        let mut ops = match &args.operations {
             Some(p) => Some(schema_cmds::load_operations(p)?),
             None => None,
         };
+        if let Some(path) = &args.usage {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let used = schema_cmds::load_usage(path, args.usage_window_days, now)?;
+            ops.get_or_insert_with(Vec::new).extend(used);
+        }
         Ok((old_sdl, new_sdl, ops))
     }
     .await;

@@ -254,6 +254,32 @@ pub fn load_operations(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(ops)
 }
 
+/// The operations a gateway recorded (`[usage] file`) and last saw within `window_days`
+/// of `now` (unix seconds), as `(name, document)`: the name is the operation's SHA-256
+/// prefix and the clients that sent it, so a check names them.
+pub fn load_usage(path: &Path, window_days: u64, now: u64) -> Result<Vec<(String, String)>> {
+    if !path.exists() {
+        bail!("no usage file at {}", path.display());
+    }
+    let since = now.saturating_sub(window_days.saturating_mul(86_400));
+    Ok(portico_gateway::usage::read(path)
+        .into_iter()
+        .filter(|op| op.last_seen >= since)
+        .map(|op| {
+            let clients: Vec<String> = op.clients.into_iter().collect();
+            let short = op.id.get(..12).unwrap_or(&op.id).to_string();
+            (
+                format!(
+                    "{short} (clients: {}, {} requests)",
+                    clients.join(", "),
+                    op.count
+                ),
+                op.body,
+            )
+        })
+        .collect())
+}
+
 /// `portico check`: compare two API schemas; returns the exit code
 /// (0 safe, 1 breaking unless allowed, 2 errors).
 pub fn check_cmd(
@@ -284,5 +310,53 @@ pub fn check_cmd(
         1
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn a_change_no_recorded_operation_uses_is_safe_and_used_ones_name_their_clients() {
+        let dir = std::env::temp_dir().join(format!("portico-check-usage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("usage.json");
+        let day = 86_400;
+        let now = 100 * day;
+        let op = |id: &str, body: &str, clients: &[&str], last_seen: u64| {
+            serde_json::json!({
+                "id": id, "body": body, "clients": clients, "count": 3,
+                "firstSeen": last_seen, "lastSeen": last_seen
+            })
+        };
+        std::fs::write(
+            &path,
+            serde_json::json!([
+                op("aaaaaaaaaaaaaaaa", "{ a }", &["ios@1.2", "web"], now - day),
+                // Seen only 40 days ago: outside a 30-day window.
+                op("bbbbbbbbbbbbbbbb", "{ b }", &["old-app"], now - 40 * day),
+            ])
+            .to_string(),
+        )
+        .expect("write");
+        let ops = load_usage(&path, 30, now).expect("usage");
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].0, "aaaaaaaaaaaa (clients: ios@1.2, web, 3 requests)");
+        let old = "type Query { a: Int b: Int c: Int }";
+        // Removing `b` (not used in the window) and `c` (never used): not blocking.
+        let report = diff::diff_with_operations(old, "type Query { a: Int }", &ops).expect("diff");
+        assert!(!report.is_breaking(), "{report:?}");
+        // Removing `a`: blocking, and the clients are named.
+        let report =
+            diff::diff_with_operations(old, "type Query { b: Int c: Int }", &ops).expect("diff");
+        assert!(report.is_breaking());
+        let text = diff::render_text(&report);
+        assert!(text.contains("ios@1.2"), "{text}");
+        // A 60-day window sees `b` too.
+        let ops = load_usage(&path, 60, now).expect("usage");
+        let report = diff::diff_with_operations(old, "type Query { a: Int }", &ops).expect("diff");
+        assert!(report.is_breaking());
+        assert!(load_usage(&dir.join("missing.json"), 30, now).is_err());
     }
 }

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod plan;
 pub mod ratelimit;
 pub mod trusted;
+pub mod usage;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -83,6 +84,8 @@ pub(crate) struct Inner {
     pub(crate) persisted: plan::BoundedCache<plan::QueryHash, Arc<str>>,
     /// The trusted documents manifest (`[trusted_documents]`).
     pub(crate) trusted: Arc<trusted::TrustedDocuments>,
+    /// Usage recording (`[usage]`), when a file is configured.
+    pub(crate) usage: Option<Arc<usage::UsageRecorder>>,
     pub(crate) plans: PlanStage,
     pub(crate) override_labels: BTreeSet<String>,
     pub(crate) percent_labels: Vec<(String, f64)>,
@@ -145,6 +148,7 @@ impl Live {
 /// buckets, the JWKS cache.
 struct Kept {
     trusted: Arc<trusted::TrustedDocuments>,
+    usage: Option<Arc<usage::UsageRecorder>>,
     metrics: Arc<http::metrics::Metrics>,
     rate_limiter: Arc<ratelimit::RateLimiter>,
     auth: Arc<Authenticator>,
@@ -211,6 +215,7 @@ impl Gateway {
             let old = self.inner();
             let kept = Kept {
                 trusted: old.trusted.clone(),
+                usage: old.usage.clone(),
                 metrics: old.metrics.clone(),
                 rate_limiter: old.rate_limiter.clone(),
                 auth: old.auth.clone(),
@@ -239,6 +244,14 @@ impl Gateway {
             }
         }
         result
+    }
+
+    /// Writes the recorded usage to its file now (`[usage]`; also done periodically).
+    pub fn flush_usage(&self) -> std::io::Result<()> {
+        match &self.inner().usage {
+            Some(recorder) => recorder.flush(),
+            None => Ok(()),
+        }
     }
 
     /// Re-read the trusted documents manifest (`[trusted_documents] manifest`); its
@@ -374,9 +387,18 @@ fn build_inner(
             retries: config.retries.clone(),
             breaker: config.circuit_breaker.clone(),
         });
-    let (trusted, metrics, rate_limiter, auth) = match kept {
-        Some(k) => (k.trusted, k.metrics, k.rate_limiter, k.auth),
+    let (usage, trusted, metrics, rate_limiter, auth) = match kept {
+        Some(k) => (k.usage, k.trusted, k.metrics, k.rate_limiter, k.auth),
         None => (
+            config.usage.file.clone().map(|path| {
+                let recorder =
+                    Arc::new(usage::UsageRecorder::new(path, config.usage.max_operations));
+                spawn_usage_flusher(
+                    &recorder,
+                    Duration::from_secs(config.usage.flush_secs.max(1)),
+                );
+                recorder
+            }),
             Arc::new(trusted::TrustedDocuments::new(
                 match (
                     &config.trusted_documents.manifest,
@@ -405,6 +427,7 @@ fn build_inner(
         documents: DocumentCache::new(config.cache.documents),
         persisted: plan::BoundedCache::new(config.apq.max_entries),
         trusted,
+        usage,
         plans: PlanStage::new(
             config.cache.plans,
             Duration::from_secs(config.cache.plan_failure_ttl_secs),
@@ -417,6 +440,28 @@ fn build_inner(
         rate_limiter,
         config,
     })
+}
+
+/// Writes `recorder`'s operations to its file every `every`, on a thread of its own
+/// (file I/O, never on the request path), for as long as the recorder lives.
+fn spawn_usage_flusher(recorder: &Arc<usage::UsageRecorder>, every: Duration) {
+    let weak = Arc::downgrade(recorder);
+    let spawned = std::thread::Builder::new()
+        .name("portico-usage".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(recorder) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = recorder.flush() {
+                    tracing::error!(error = %e, "usage file not written");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "usage recording: no flusher thread");
+    }
 }
 
 /// Serve until ctrl-c, then finish in-flight requests.

@@ -2004,3 +2004,41 @@ async fn trusted_documents_log_or_enforce_the_manifest_and_serve_ids() {
     // A mode without a manifest is a config error.
     assert!(GatewayConfig::from_toml("[trusted_documents]\nmode = \"enforce\"\n").is_err());
 }
+
+#[tokio::test]
+async fn served_operations_are_recorded_with_their_clients_for_the_usage_check() {
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let dir = std::env::temp_dir().join(format!("portico-usage-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("usage.json");
+    let _ = std::fs::remove_file(&file);
+    let mut config = dev();
+    config.usage.file = Some(file.clone());
+    let gw = TestGateway::start(
+        config,
+        &[("users", &users.url)],
+        vec![("", seq(vec![fetch("users", "{ me { name } }")]))],
+    )
+    .await;
+    for (client, version) in [("ios", "1.2"), ("ios", "1.2"), ("web", "")] {
+        gw.post_with(
+            json!({"query": "{ me { name } }"}),
+            &[
+                ("graphql-client-name", client),
+                ("graphql-client-version", version),
+            ],
+        )
+        .await;
+    }
+    // Invalid documents are not operations anyone can use: not recorded.
+    gw.post(json!({"query": "{ me { nope } }"})).await;
+    gw.gateway.flush_usage().expect("flush");
+    let recorded = portico_gateway::usage::read(&file);
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].body, "{ me { name } }");
+    assert_eq!(recorded[0].count, 3);
+    assert_eq!(
+        recorded[0].clients.iter().cloned().collect::<Vec<_>>(),
+        ["ios@1.2", "web"]
+    );
+}

@@ -87,6 +87,7 @@ pub struct GatewayConfig {
     pub batching: BatchingConfig,
     pub apq: ApqConfig,
     pub trusted_documents: TrustedDocumentsConfig,
+    pub usage: UsageConfig,
     pub retries: RetryConfig,
     pub circuit_breaker: CircuitBreakerConfig,
     /// CSRF prevention for requests a browser could send without a preflight.
@@ -128,6 +129,7 @@ impl Default for GatewayConfig {
             batching: BatchingConfig::default(),
             apq: ApqConfig::default(),
             trusted_documents: TrustedDocumentsConfig::default(),
+            usage: UsageConfig::default(),
             retries: RetryConfig::default(),
             circuit_breaker: CircuitBreakerConfig::default(),
             csrf: CsrfConfig::default(),
@@ -319,6 +321,30 @@ impl Default for BatchingConfig {
         Self {
             enabled: false,
             max_size: 16,
+        }
+    }
+}
+
+/// Usage recording: the operations served (SHA-256, document, clients, count, first and
+/// last seen), written to a JSON file that `portico check --usage` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    /// The file (off when unset). Merged with what it holds, so replicas sharing a
+    /// volume, or restarts, add up.
+    pub file: Option<PathBuf>,
+    /// Most operations kept (the most recently seen).
+    pub max_operations: usize,
+    /// Seconds between writes of the file.
+    pub flush_secs: u64,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self {
+            file: None,
+            max_operations: 10_000,
+            flush_secs: 10,
         }
     }
 }

@@ -436,6 +436,20 @@ async fn operation(
         )
     })?;
     *kind = OperationKind::of(operation.operation_type);
+    if let Some(usage) = &gw.usage {
+        usage.record(
+            &hex::encode(query_hash),
+            query,
+            &client_header(
+                headers,
+                ["graphql-client-name", "apollographql-client-name"],
+            ),
+            &client_header(
+                headers,
+                ["graphql-client-version", "apollographql-client-version"],
+            ),
+        );
+    }
     if let Some(name) = &operation.name {
         *operation_name_out = name.to_string();
     }
