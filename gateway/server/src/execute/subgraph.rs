@@ -244,6 +244,16 @@ impl FetchError {
     }
 }
 
+/// A GraphQL request to a subgraph, serialised without copying its parts.
+#[derive(serde::Serialize)]
+struct RequestBody<'a> {
+    query: &'a str,
+    #[serde(rename = "operationName", skip_serializing_if = "Option::is_none")]
+    operation_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    variables: &'a Map<String, Value>,
+}
+
 /// The part of a subgraph response the executor reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct SubgraphResponse {
@@ -343,6 +353,17 @@ impl Subgraphs {
             .ok_or_else(|| FetchError::UnknownSubgraph(service.to_string()))?;
         // One deadline for every attempt, waiting for slots and backoff included.
         let deadline = tokio::time::Instant::now() + endpoint.timeout;
+        // The body, serialised once for every attempt (each gets its own trust token).
+        let body = serde_json::to_vec(&RequestBody {
+            query,
+            operation_name,
+            variables: &variables,
+        })
+        .map(bytes::Bytes::from)
+        .map_err(|e| FetchError::Http {
+            service: endpoint.name.clone(),
+            message: format!("request body: {e}"),
+        })?;
         let policy = &self.resilience;
         // Subgraph operations the planner renders start with their keyword.
         let idempotent = !query.trim_start().starts_with("mutation");
@@ -361,9 +382,7 @@ impl Subgraphs {
                 .send_to(
                     endpoint,
                     deadline,
-                    query,
-                    operation_name,
-                    variables.clone(),
+                    body.clone(),
                     identity,
                     request_id,
                     client_headers,
@@ -410,9 +429,7 @@ impl Subgraphs {
         &self,
         endpoint: &Endpoint,
         deadline: tokio::time::Instant,
-        query: &str,
-        operation_name: Option<&str>,
-        variables: Map<String, Value>,
+        body: bytes::Bytes,
         identity: &Identity,
         request_id: &str,
         client_headers: &http::HeaderMap,
@@ -429,14 +446,6 @@ impl Subgraphs {
             return Err(slot_timeout());
         }
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
-        let mut body = Map::new();
-        body.insert("query".into(), Value::String(query.to_string()));
-        if let Some(name) = operation_name {
-            body.insert("operationName".into(), Value::String(name.to_string()));
-        }
-        if !variables.is_empty() {
-            body.insert("variables".into(), Value::Object(variables));
-        }
         let mut request = self.client.post(&endpoint.url);
         if !self.header_rules.is_empty() {
             // Rules cannot name `portico-*` or framing headers (checked at start-up), so
@@ -447,10 +456,6 @@ impl Subgraphs {
             );
         }
         // The trust token binds this exact body: one token per request.
-        let body = serde_json::to_vec(&body).map_err(|e| FetchError::Http {
-            service: endpoint.name.clone(),
-            message: format!("request body: {e}"),
-        })?;
         let token = self
             .signer
             .mint(&endpoint.name, identity, &body, self.token_ttl);
