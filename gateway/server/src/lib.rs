@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod cache_control;
 pub mod config;
 mod cost;
 pub mod error;

@@ -2042,3 +2042,61 @@ async fn served_operations_are_recorded_with_their_clients_for_the_usage_check()
         ["ios@1.2", "web"]
     );
 }
+
+#[tokio::test]
+async fn successful_get_queries_carry_cache_control_from_the_hints() {
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let mut config = dev();
+    config.cache_control.types.insert("User".into(), 30);
+    let gw = TestGateway::start(
+        config,
+        &[("users", &users.url)],
+        vec![("", seq(vec![fetch("users", "{ me { name } }")]))],
+    )
+    .await;
+    let get = |query: &str| {
+        gw.http
+            .get(format!("{}/graphql", gw.url))
+            .query(&[("query", query)])
+            .header("portico-csrf", "1")
+            .send()
+    };
+    let r = get("{ me { name } }").await.expect("answers");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("max-age=30, public")
+    );
+    // POST is not cached by HTTP caches: no header.
+    let post = gw
+        .http
+        .post(format!("{}/graphql", gw.url))
+        .header("content-type", "application/json")
+        .body(json!({"query": "{ me { name } }"}).to_string())
+        .send()
+        .await
+        .expect("answers");
+    assert!(post.headers().get("cache-control").is_none());
+    // A response with errors is never cacheable.
+    let r = get("{ me { nope } }").await.expect("answers");
+    assert!(r.headers().get("cache-control").is_none());
+
+    // No hints: nothing is cacheable.
+    let gw = TestGateway::start(
+        dev(),
+        &[("users", &users.url)],
+        vec![("", seq(vec![fetch("users", "{ me { name } }")]))],
+    )
+    .await;
+    let r = gw
+        .http
+        .get(format!("{}/graphql", gw.url))
+        .query(&[("query", "{ me { name } }")])
+        .header("portico-csrf", "1")
+        .send()
+        .await
+        .expect("answers");
+    assert!(r.headers().get("cache-control").is_none());
+}

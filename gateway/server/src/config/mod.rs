@@ -88,6 +88,7 @@ pub struct GatewayConfig {
     pub apq: ApqConfig,
     pub trusted_documents: TrustedDocumentsConfig,
     pub usage: UsageConfig,
+    pub cache_control: CacheControlConfig,
     pub retries: RetryConfig,
     pub circuit_breaker: CircuitBreakerConfig,
     /// CSRF prevention for requests a browser could send without a preflight.
@@ -130,6 +131,7 @@ impl Default for GatewayConfig {
             apq: ApqConfig::default(),
             trusted_documents: TrustedDocumentsConfig::default(),
             usage: UsageConfig::default(),
+            cache_control: CacheControlConfig::default(),
             retries: RetryConfig::default(),
             circuit_breaker: CircuitBreakerConfig::default(),
             csrf: CsrfConfig::default(),
@@ -323,6 +325,21 @@ impl Default for BatchingConfig {
             max_size: 16,
         }
     }
+}
+
+/// `Cache-Control` on successful GET query responses, from max-age hints by type and by
+/// field (`@cacheControl`-style; see `cache_control.rs` for how they combine). With no
+/// hints and `default_max_age_secs = 0` nothing is cacheable and no header is sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheControlConfig {
+    /// Max-age of root fields and composite fields without a hint (leaf fields inherit
+    /// their parent's).
+    pub default_max_age_secs: u64,
+    /// Max-age by type name (`Post = 60`), for fields returning it.
+    pub types: BTreeMap<String, u64>,
+    /// Max-age by field coordinate (`"Query.topPosts" = 30`), over its type's.
+    pub fields: BTreeMap<String, u64>,
 }
 
 /// Usage recording: the operations served (SHA-256, document, clients, count, first and

@@ -593,6 +593,21 @@ async fn operation(
             .extensions
             .insert("queryPlan".into(), Value::String(plan.to_string()));
     }
+    // 13. Cache-Control for a successful GET query with a positive max-age.
+    let mut passed_on = passed_on;
+    if is_get && response.errors.is_empty() && operation.operation_type.is_query() {
+        let age = crate::cache_control::max_age(&gw.config.cache_control, document, operation);
+        if age > 0 {
+            let scope = if authorization.is_some() {
+                "private"
+            } else {
+                "public"
+            };
+            if let Ok(value) = HeaderValue::from_str(&format!("max-age={age}, {scope}")) {
+                passed_on.insert(header::CACHE_CONTROL, value);
+            }
+        }
+    }
     Ok((response, passed_on))
 }
 
