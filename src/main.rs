@@ -387,14 +387,21 @@ fn read(path: &PathBuf) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Logs on stdout, filtered by `RUST_LOG` (default `info,sqlx=warn,sea_orm=warn`), as
+/// Logs on stdout, filtered by `RUST_LOG` (default `info,sqlx=warn,sea_orm=warn`, plus
+/// `portico::access=warn` for the text-log commands), as
 /// text or as one JSON object per line: `PORTICO_LOG_FORMAT=json|text`, default `json`
 /// for the long-running services (`gateway`, `subgraph`: what log collectors ingest) and
 /// `text` for `dev` and the other commands.
 fn init_tracing(default_json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    // The access log (one line per request) is for services; the `dev` console keeps
+    // the start-up lines readable (the demo seeding alone is some 70 requests).
+    let default = if default_json {
+        "info,sqlx=warn,sea_orm=warn"
+    } else {
+        "info,sqlx=warn,sea_orm=warn,portico::access=warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let json = match std::env::var("PORTICO_LOG_FORMAT").as_deref() {
         Ok("json") => true,
         Ok("text") => false,
