@@ -374,6 +374,21 @@ fn text_hash(text: &str) -> u64 {
     h.finish()
 }
 
+/// Brings generated file `path` to `content`: with `check`, only reports (and returns
+/// `true`) when it differs.
+fn sync_generated(path: &Path, content: &str, check: bool) -> Result<bool> {
+    if std::fs::read_to_string(path).unwrap_or_default() == content {
+        return Ok(false);
+    }
+    if check {
+        eprintln!("{} is stale: run `portico generate`", path.display());
+        return Ok(true);
+    }
+    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(false)
+}
+
 /// A file's content when `s` names a file, else `s` itself.
 fn text_or_file(s: &str) -> Result<String> {
     if std::path::Path::new(s).is_file() {
@@ -640,18 +655,7 @@ async fn main() -> Result<()> {
                 let sdl = platform::subgraph_sdl(name)
                     .with_context(|| format!("unknown subgraph `{name}`"))?;
                 let path = PathBuf::from(format!("supergraph/{name}.graphql"));
-                let committed = std::fs::read_to_string(&path).unwrap_or_default();
-                if committed == sdl {
-                    continue;
-                }
-                if check {
-                    eprintln!("{} is stale: run `portico generate`", path.display());
-                    stale = true;
-                } else {
-                    std::fs::write(&path, &sdl)
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    println!("wrote {}", path.display());
-                }
+                stale |= sync_generated(&path, &sdl, check)?;
             }
             let inputs = schema_cmds::inputs(&list, None).await?;
             let code = schema_cmds::compose_cmd(
@@ -660,6 +664,13 @@ async fn main() -> Result<()> {
                 Path::new("schema.graphql"),
                 check,
                 schema_cmds::Format::Text,
+            )?;
+            // The Kubernetes deployment's copy (kustomize reads only its own folder).
+            let supergraph = read(&PathBuf::from("supergraph/supergraph.graphql"))?;
+            stale |= sync_generated(
+                Path::new("deploy/k8s/supergraph.graphql"),
+                &supergraph,
+                check,
             )?;
             std::process::exit(if stale && code == 0 { 1 } else { code });
         }

@@ -1220,7 +1220,7 @@ async fn the_gateway_config_routes_to_the_services_and_every_replica_shares_one_
     let supergraph = read(&base_dir().join("supergraph.graphql"));
     assert!(
         supergraph == read(&repo().join("supergraph/supergraph.graphql")),
-        "deploy/k8s/supergraph.graphql is stale: cp supergraph/supergraph.graphql deploy/k8s/"
+        "deploy/k8s/supergraph.graphql is stale: run `portico generate`"
     );
     portico_gateway::Gateway::new(
         config.clone(),

@@ -148,6 +148,7 @@ impl HeaderRules {
     }
 
     /// The headers of `response` from `subgraph` that go on to the client (every value).
+    /// Merged into a response with [`append_all`].
     pub fn respond(&self, subgraph: &str, response: &HeaderMap) -> HeaderMap {
         let names = self
             .respond_by_subgraph
@@ -187,6 +188,21 @@ impl HeaderRules {
             }
         }
         out
+    }
+}
+
+/// Appends every value of `from` to `to` (`HeaderMap::extend` would replace a name that
+/// `to` already has; two fetches' `Set-Cookie`s must both reach the client).
+pub fn append_all(to: &mut HeaderMap, from: HeaderMap) {
+    let mut last = None;
+    for (name, value) in from {
+        // The iterator names only the first of a name's values.
+        if let Some(name) = name {
+            last = Some(name);
+        }
+        if let Some(name) = &last {
+            to.append(name.clone(), value);
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use futures::future::{BoxFuture, FutureExt, join_all};
 use parking_lot::Mutex;
 use portico_federation::plan::{
-    BatchFetchNode, ContextArgument, ContextFetch, FetchNode, PathSegment, PlanNode, Rewrite,
-    Selection,
+    BatchFetchNode, ContextArgument, ContextFetch, FetchNode, OperationKind, PathSegment, PlanNode,
+    Rewrite, Selection,
 };
 use serde_json::{Map, Value};
 
@@ -228,19 +228,8 @@ impl<'a> Run<'a> {
     /// Keeps the response headers the `respond` rules pass on to the client.
     fn pass_on(&self, response: &mut SubgraphResponse) {
         let headers = std::mem::take(&mut response.headers);
-        if headers.is_empty() {
-            return;
-        }
-        let mut out = self.response_headers.lock();
-        let mut last = None;
-        for (name, value) in headers {
-            // `HeaderMap`'s iterator names only the first of repeated values.
-            if let Some(name) = name {
-                last = Some(name);
-            }
-            if let Some(name) = &last {
-                out.append(name.clone(), value);
-            }
+        if !headers.is_empty() {
+            crate::headers::append_all(&mut self.response_headers.lock(), headers);
         }
     }
 
@@ -249,6 +238,7 @@ impl<'a> Run<'a> {
             .subgraphs
             .send(
                 &fetch.service_name,
+                fetch.operation_kind == OperationKind::Mutation,
                 &fetch.operation,
                 fetch.operation_name.as_deref(),
                 self.fetch_variables(fetch),
@@ -384,6 +374,8 @@ impl<'a> Run<'a> {
             .subgraphs
             .send(
                 service,
+                // `_entities` fetches are queries.
+                false,
                 operation,
                 operation_name,
                 variables,

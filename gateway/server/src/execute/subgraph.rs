@@ -340,6 +340,8 @@ impl Subgraphs {
     pub async fn send(
         &self,
         service: &str,
+        // A mutation is sent exactly once; anything else may be retried.
+        is_mutation: bool,
         query: &str,
         operation_name: Option<&str>,
         variables: Map<String, Value>,
@@ -365,8 +367,6 @@ impl Subgraphs {
             message: format!("request body: {e}"),
         })?;
         let policy = &self.resilience;
-        // Subgraph operations the planner renders start with their keyword.
-        let idempotent = !query.trim_start().starts_with("mutation");
         if policy.retries.enabled {
             endpoint.deposit_retry_tokens(policy.retries.budget_ratio);
         }
@@ -396,7 +396,7 @@ impl Subgraphs {
             let Err(e) = &result else { break result };
             attempt += 1;
             let retry = policy.retries.enabled
-                && idempotent
+                && !is_mutation
                 && e.is_retryable()
                 && attempt <= policy.retries.max_retries
                 && endpoint.take_retry_token();
@@ -591,6 +591,7 @@ mod tests {
         let (anonymous, headers) = (Identity::anonymous(), http::HeaderMap::new());
         let send = s.send(
             "users",
+            false,
             "{ me { id } }",
             None,
             Map::new(),

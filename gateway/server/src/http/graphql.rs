@@ -207,10 +207,10 @@ async fn pipeline(
                     (response, HeaderMap::new())
                 });
                 responses.push(response.0);
-                append_headers(&mut passed_on, response.1);
+                crate::headers::append_all(&mut passed_on, response.1);
             }
-            let mut http = json_batch_response(&responses, json_type);
-            append_headers(http.headers_mut(), passed_on);
+            let mut http = json_response(StatusCode::OK, &responses, json_type);
+            crate::headers::append_all(http.headers_mut(), passed_on);
             return Ok(http);
         }
         serde_json::from_slice(&bytes).map_err(|e| {
@@ -232,22 +232,8 @@ async fn pipeline(
     )
     .await?;
     let mut http = json_response(StatusCode::OK, &response, json_type);
-    append_headers(http.headers_mut(), passed_on);
+    crate::headers::append_all(http.headers_mut(), passed_on);
     Ok(http)
-}
-
-/// Appends every value of `from` to `to` (`Set-Cookie` is one header per cookie).
-fn append_headers(to: &mut HeaderMap, from: HeaderMap) {
-    let mut last = None;
-    for (name, value) in from {
-        // The iterator names only the first of repeated values.
-        if let Some(name) = name {
-            last = Some(name);
-        }
-        if let Some(name) = &last {
-            to.append(name.clone(), value);
-        }
-    }
 }
 
 /// The items of a batch (a JSON array of GraphQL requests), when batching is on and the
@@ -929,9 +915,10 @@ fn response_content_type(headers: &HeaderMap) -> &'static str {
     }
 }
 
+/// `body` (a response, or a batch's responses in order) as JSON.
 fn json_response(
     status: StatusCode,
-    body: &GraphQLResponse,
+    body: &impl serde::Serialize,
     content_type: &'static str,
 ) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| {
@@ -939,19 +926,6 @@ fn json_response(
     });
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        bytes,
-    )
-        .into_response()
-}
-
-/// A batch's answer: the items' responses in order, HTTP 200.
-fn json_batch_response(responses: &[GraphQLResponse], content_type: &'static str) -> Response {
-    let bytes = serde_json::to_vec(responses).unwrap_or_else(|_| {
-        br#"{"errors":[{"message":"response serialization failed","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#.to_vec()
-    });
-    (
-        StatusCode::OK,
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
         bytes,
     )

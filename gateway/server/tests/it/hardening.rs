@@ -666,10 +666,17 @@ impl Scripted {
 }
 
 async fn scripted_gateway(config: GatewayConfig, users: &Scripted, operation: &str) -> TestGateway {
+    // The plan says which fetches are mutations (as the planner's do).
+    let mut node = fetch("users", operation);
+    if let PlanNode::Fetch(f) = &mut node
+        && operation.starts_with("mutation")
+    {
+        f.operation_kind = OperationKind::Mutation;
+    }
     TestGateway::start(
         config,
         &[("users", &users.url)],
-        vec![("", seq(vec![fetch("users", operation)]))],
+        vec![("", seq(vec![node]))],
     )
     .await
 }
