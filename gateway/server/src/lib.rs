@@ -387,6 +387,7 @@ fn build_inner(
         .with_resilience(execute::Resilience {
             retries: config.retries.clone(),
             breaker: config.circuit_breaker.clone(),
+            dedupe: config.deduplication.enabled,
         });
     let (usage, trusted, metrics, rate_limiter, auth) = match kept {
         Some(k) => (k.usage, k.trusted, k.metrics, k.rate_limiter, k.auth),

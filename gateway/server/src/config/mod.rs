@@ -91,6 +91,7 @@ pub struct GatewayConfig {
     pub cache_control: CacheControlConfig,
     pub retries: RetryConfig,
     pub circuit_breaker: CircuitBreakerConfig,
+    pub deduplication: DeduplicationConfig,
     /// CSRF prevention for requests a browser could send without a preflight.
     pub csrf: CsrfConfig,
     /// Caches for parsed documents and query plans.
@@ -134,6 +135,7 @@ impl Default for GatewayConfig {
             cache_control: CacheControlConfig::default(),
             retries: RetryConfig::default(),
             circuit_breaker: CircuitBreakerConfig::default(),
+            deduplication: DeduplicationConfig::default(),
             csrf: CsrfConfig::default(),
             cache: CacheConfig::default(),
             cost: CostConfig::default(),
@@ -441,6 +443,22 @@ impl Default for RetryConfig {
             backoff_ms: 20,
             budget_ratio: 0.2,
         }
+    }
+}
+
+/// Deduplication of subgraph queries: a query to a subgraph identical to one already in
+/// flight (same subgraph, same body — document and variables —, same identity and same
+/// forwarded headers) is not sent again; it waits for the response of the one in flight.
+/// Mutations are always sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeduplicationConfig {
+    pub enabled: bool,
+}
+
+impl Default for DeduplicationConfig {
+    fn default() -> Self {
+        Self { enabled: true }
     }
 }
 

@@ -7,6 +7,9 @@
 //! most `max_concurrent_requests` requests per subgraph are in flight (a semaphore per
 //! endpoint; a request holds its slot until its body is read), so no more connections to
 //! it are open at once; waiting for a slot counts against the subgraph's timeout.
+//! Identical queries in flight to one subgraph at the same time (same body, identity and
+//! forwarded headers) share one request when deduplication is on (`[deduplication]`): the
+//! first is sent, the others wait for its response; a mutation is always sent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,6 +43,10 @@ pub struct Endpoint {
     retry_tokens: parking_lot::Mutex<f64>,
     /// Retries sent.
     pub retries: AtomicU64,
+    /// Queries answered by another identical query's response instead of a request.
+    pub deduplicated: AtomicU64,
+    /// Queries in flight that identical ones may join (see [`DedupeKey`]).
+    in_flight: parking_lot::Mutex<HashMap<DedupeKey, Joinable>>,
     /// Duration of each request that went out (waiting for a slot excluded, retries
     /// each counted), for `/metrics`.
     pub(crate) latency: crate::http::metrics::DurationHistogram,
@@ -62,11 +69,52 @@ enum Breaker {
 /// Most retry tokens saved up per subgraph.
 const RETRY_TOKENS_MAX: f64 = 10.0;
 
-/// Retries and the circuit breaker (`[retries]`, `[circuit_breaker]`).
+/// Retries, the circuit breaker and deduplication (`[retries]`, `[circuit_breaker]`,
+/// `[deduplication]`).
 #[derive(Debug, Clone, Default)]
 pub struct Resilience {
     pub retries: crate::config::RetryConfig,
     pub breaker: crate::config::CircuitBreakerConfig,
+    /// Identical queries in flight to one subgraph share one request.
+    pub dedupe: bool,
+}
+
+/// What makes two subgraph queries identical: everything the subgraph receives that can
+/// change its answer. The trust token and request id differ per request but only carry
+/// the same identity and body; everything else is here, compared in full (no hash that
+/// could collide and hand one user another's answer).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DedupeKey {
+    body: bytes::Bytes,
+    user_id: Option<String>,
+    scopes: Vec<String>,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// The outcome of a query in flight, published once to the queries that joined it.
+type Outcome = Result<SubgraphResponse, FetchError>;
+type Joinable = tokio::sync::watch::Receiver<Option<Outcome>>;
+
+/// Removes a query from its endpoint's in-flight table when the request that sends it
+/// finishes or is dropped (its client went away); those who joined it then send their
+/// own request.
+struct InFlight<'a> {
+    endpoint: &'a Endpoint,
+    key: Option<DedupeKey>,
+}
+
+impl InFlight<'_> {
+    fn leave(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.endpoint.in_flight.lock().remove(&key);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.leave();
+    }
 }
 
 impl Endpoint {
@@ -90,6 +138,8 @@ impl Endpoint {
             breaker: parking_lot::Mutex::new(Breaker::Closed { failures: 0 }),
             retry_tokens: parking_lot::Mutex::new(RETRY_TOKENS_MAX),
             retries: AtomicU64::new(0),
+            deduplicated: AtomicU64::new(0),
+            in_flight: Default::default(),
             latency: Default::default(),
         }
     }
@@ -198,7 +248,7 @@ impl Endpoint {
 }
 
 /// Why a subgraph request produced no GraphQL response.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
     #[error("subgraph '{0}' is not in the supergraph")]
     UnknownSubgraph(String),
@@ -255,7 +305,7 @@ struct RequestBody<'a> {
 }
 
 /// The part of a subgraph response the executor reads.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct SubgraphResponse {
     #[serde(default)]
     pub data: Option<Value>,
@@ -353,8 +403,6 @@ impl Subgraphs {
             .endpoints
             .get(service)
             .ok_or_else(|| FetchError::UnknownSubgraph(service.to_string()))?;
-        // One deadline for every attempt, waiting for slots and backoff included.
-        let deadline = tokio::time::Instant::now() + endpoint.timeout;
         // The body, serialised once for every attempt (each gets its own trust token).
         let body = serde_json::to_vec(&RequestBody {
             query,
@@ -366,6 +414,103 @@ impl Subgraphs {
             service: endpoint.name.clone(),
             message: format!("request body: {e}"),
         })?;
+        // Rules cannot name `portico-*` or framing headers (checked at start-up), so the
+        // gateway's own headers always win over these.
+        let forwarded = if self.header_rules.is_empty() {
+            http::HeaderMap::new()
+        } else {
+            self.header_rules
+                .for_subgraph(&endpoint.name, client_headers)
+        };
+        if !self.resilience.dedupe || is_mutation {
+            return self
+                .send_with_retries(
+                    endpoint,
+                    is_mutation,
+                    body,
+                    identity,
+                    request_id,
+                    &forwarded,
+                )
+                .await;
+        }
+        let key = DedupeKey {
+            body: body.clone(),
+            user_id: identity.user_id.clone(),
+            scopes: identity.scopes.clone(),
+            headers: forwarded
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        let joined = {
+            let mut table = endpoint.in_flight.lock();
+            match table.get(&key) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    table.insert(key.clone(), rx);
+                    Ok(tx)
+                }
+            }
+        };
+        match joined {
+            Ok(tx) => {
+                let mut in_flight = InFlight {
+                    endpoint,
+                    key: Some(key),
+                };
+                let outcome = self
+                    .send_with_retries(
+                        endpoint,
+                        is_mutation,
+                        body,
+                        identity,
+                        request_id,
+                        &forwarded,
+                    )
+                    .await;
+                // Nobody joins once it has left the table; publish only to those who did.
+                in_flight.leave();
+                if tx.receiver_count() > 0 {
+                    let _ = tx.send(Some(outcome.clone()));
+                }
+                outcome
+            }
+            Err(mut rx) => {
+                if let Ok(shared) = rx.wait_for(Option::is_some).await
+                    && let Some(outcome) = shared.as_ref()
+                {
+                    endpoint.deduplicated.fetch_add(1, Ordering::Relaxed);
+                    return outcome.clone();
+                }
+                // The query it joined was dropped before answering: send its own.
+                self.send_with_retries(
+                    endpoint,
+                    is_mutation,
+                    body,
+                    identity,
+                    request_id,
+                    &forwarded,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Sends `body` to `endpoint` with retries (queries only) and the circuit breaker.
+    async fn send_with_retries(
+        &self,
+        endpoint: &Endpoint,
+        is_mutation: bool,
+        body: bytes::Bytes,
+        identity: &Identity,
+        request_id: &str,
+        forwarded: &http::HeaderMap,
+    ) -> Result<SubgraphResponse, FetchError> {
+        let service = endpoint.name.as_str();
+        // One deadline for every attempt, waiting for slots and backoff included.
+        let deadline = tokio::time::Instant::now() + endpoint.timeout;
         let policy = &self.resilience;
         if policy.retries.enabled {
             endpoint.deposit_retry_tokens(policy.retries.budget_ratio);
@@ -385,7 +530,7 @@ impl Subgraphs {
                     body.clone(),
                     identity,
                     request_id,
-                    client_headers,
+                    forwarded,
                 )
                 .await;
             match &result {
@@ -432,7 +577,7 @@ impl Subgraphs {
         body: bytes::Bytes,
         identity: &Identity,
         request_id: &str,
-        client_headers: &http::HeaderMap,
+        forwarded: &http::HeaderMap,
     ) -> Result<SubgraphResponse, FetchError> {
         // The slot is held until the body is read (the connection is busy until then).
         let slot_timeout = || FetchError::SlotTimeout {
@@ -447,13 +592,8 @@ impl Subgraphs {
         }
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let mut request = self.client.post(&endpoint.url);
-        if !self.header_rules.is_empty() {
-            // Rules cannot name `portico-*` or framing headers (checked at start-up), so
-            // the gateway's own headers below always win.
-            request = request.headers(
-                self.header_rules
-                    .for_subgraph(&endpoint.name, client_headers),
-            );
+        if !forwarded.is_empty() {
+            request = request.headers(forwarded.clone());
         }
         // The trust token binds this exact body: one token per request.
         let token = self
@@ -622,5 +762,195 @@ mod tests {
         );
         drop(held);
         assert_eq!(endpoint.in_flight(), 0);
+    }
+
+    /// A subgraph that answers `{"data":{"n":<request number>}}` after 100 ms, so requests
+    /// stay in flight long enough to be joined; returns its URL and request counter.
+    async fn numbering_subgraph() -> (String, Arc<AtomicU64>) {
+        let count = Arc::new(AtomicU64::new(0));
+        let c = count.clone();
+        let app = axum::Router::new().route(
+            "/graphql",
+            axum::routing::post(move || {
+                let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    axum::Json(serde_json::json!({ "data": { "n": n } }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/graphql", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, count)
+    }
+
+    fn deduplicating(url: String, rules: crate::headers::HeaderRules) -> Subgraphs {
+        Subgraphs::new(
+            reqwest::Client::new(),
+            vec![Endpoint::new(
+                "users".into(),
+                url,
+                Duration::from_secs(10),
+                1024,
+                16,
+            )],
+            TrustSigner::generate(),
+            Duration::from_secs(60),
+        )
+        .with_header_rules(rules)
+        .with_resilience(Resilience {
+            dedupe: true,
+            ..Resilience::default()
+        })
+    }
+
+    fn n_of(r: Result<SubgraphResponse, FetchError>) -> u64 {
+        r.expect("a response").data.expect("data")["n"]
+            .as_u64()
+            .expect("n")
+    }
+
+    #[tokio::test]
+    async fn identical_queries_in_flight_share_one_request() {
+        let (url, count) = numbering_subgraph().await;
+        let s = deduplicating(url, Default::default());
+        let (anonymous, headers) = (Identity::anonymous(), http::HeaderMap::new());
+        let vars = || Map::from_iter([("id".to_string(), serde_json::json!("1"))]);
+        // join_all polls every send once before any can finish: the first sends, the
+        // other four find it in flight and join it.
+        let all = futures::future::join_all((0..5).map(|i| {
+            s.send(
+                "users",
+                false,
+                "query($id: ID!) { user(id: $id) { name } }",
+                None,
+                vars(),
+                &anonymous,
+                if i == 0 { "r0" } else { "rn" },
+                &headers,
+            )
+        }))
+        .await;
+        let ns: Vec<u64> = all.into_iter().map(n_of).collect();
+        assert_eq!(ns, vec![1; 5], "every caller got the one response");
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            1,
+            "one request reached the subgraph"
+        );
+        let endpoint = s.endpoints.get("users").expect("endpoint");
+        assert_eq!(endpoint.deduplicated.load(Ordering::Relaxed), 4);
+        assert!(
+            endpoint.in_flight.lock().is_empty(),
+            "nothing left in flight"
+        );
+        // Once answered, the same query is sent again.
+        let again = s
+            .send(
+                "users",
+                false,
+                "query($id: ID!) { user(id: $id) { name } }",
+                None,
+                vars(),
+                &anonymous,
+                "r9",
+                &headers,
+            )
+            .await;
+        assert_eq!(n_of(again), 2);
+    }
+
+    #[tokio::test]
+    async fn queries_differing_in_variables_identity_or_forwarded_headers_or_mutations_are_each_sent()
+     {
+        let (url, count) = numbering_subgraph().await;
+        let rules = crate::headers::HeaderRules::new(
+            &toml::from_str::<crate::config::HeadersConfig>(
+                r#"subgraphs = { "*" = { propagate = [{ named = "x-tenant" }] } }"#,
+            )
+            .expect("rules"),
+        );
+        let s = deduplicating(url, rules);
+        let anonymous = Identity::anonymous();
+        let alice = Identity {
+            user_id: Some("alice".into()),
+            scopes: vec![],
+        };
+        let admin = Identity {
+            user_id: Some("alice".into()),
+            scopes: vec!["admin".into()],
+        };
+        let mut tenant_a = http::HeaderMap::new();
+        tenant_a.insert("x-tenant", http::HeaderValue::from_static("a"));
+        let mut tenant_b = http::HeaderMap::new();
+        tenant_b.insert("x-tenant", http::HeaderValue::from_static("b"));
+        // A header no rule forwards does not tell requests apart.
+        let mut tenant_a_other = tenant_a.clone();
+        tenant_a_other.insert("x-other", http::HeaderValue::from_static("1"));
+        let q = "query($id: ID!) { user(id: $id) { name } }";
+        let v = |id: &str| Map::from_iter([("id".to_string(), serde_json::json!(id))]);
+        let calls = vec![
+            s.send("users", false, q, None, v("1"), &anonymous, "r", &tenant_a),
+            s.send("users", false, q, None, v("2"), &anonymous, "r", &tenant_a),
+            s.send("users", false, q, None, v("1"), &alice, "r", &tenant_a),
+            s.send("users", false, q, None, v("1"), &admin, "r", &tenant_a),
+            s.send("users", false, q, None, v("1"), &anonymous, "r", &tenant_b),
+            s.send("users", true, q, None, v("1"), &anonymous, "r", &tenant_a),
+            s.send(
+                "users",
+                false,
+                q,
+                None,
+                v("1"),
+                &anonymous,
+                "r",
+                &tenant_a_other,
+            ),
+        ];
+        let ns: Vec<u64> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(n_of)
+            .collect();
+        assert_eq!(count.load(Ordering::SeqCst), 6, "{ns:?}");
+        assert_eq!(ns[6], ns[0], "same forwarded headers: joined the first");
+        let mut distinct = ns[..6].to_vec();
+        distinct.sort_unstable();
+        assert_eq!(distinct, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn a_query_whose_first_sender_goes_away_is_sent_by_those_who_joined_it() {
+        use futures::FutureExt as _;
+        let (url, count) = numbering_subgraph().await;
+        let s = deduplicating(url, Default::default());
+        let (anonymous, headers) = (Identity::anonymous(), http::HeaderMap::new());
+        let send = || {
+            s.send(
+                "users",
+                false,
+                "{ me { id } }",
+                None,
+                Map::new(),
+                &anonymous,
+                "r",
+                &headers,
+            )
+        };
+        let mut first = Box::pin(send());
+        let mut joined = Box::pin(send());
+        assert!((&mut first).now_or_never().is_none(), "in flight");
+        assert!((&mut joined).now_or_never().is_none(), "joined");
+        // The first one's client disconnects: the one that joined must still be answered,
+        // by a request of its own.
+        drop(first);
+        let n = n_of(joined.await);
+        assert_eq!(n, count.load(Ordering::SeqCst), "its own request's answer");
+        let endpoint = s.endpoints.get("users").expect("endpoint");
+        assert!(endpoint.in_flight.lock().is_empty());
+        assert_eq!(endpoint.deduplicated.load(Ordering::Relaxed), 0);
     }
 }

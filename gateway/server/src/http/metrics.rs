@@ -340,6 +340,16 @@ pub fn render(gw: &Inner) -> String {
             e.retries.load(Ordering::Relaxed)
         );
     }
+    out.push_str("# HELP portico_subgraph_deduplicated_total Subgraph queries answered by an identical query already in flight instead of a request.\n");
+    out.push_str("# TYPE portico_subgraph_deduplicated_total counter\n");
+    for e in &endpoints {
+        let _ = writeln!(
+            out,
+            "portico_subgraph_deduplicated_total{{subgraph=\"{}\"}} {}",
+            e.name,
+            e.deduplicated.load(Ordering::Relaxed)
+        );
+    }
     for (name, cache) in [
         ("plan", gw.plans.stats()),
         ("document", gw.documents.stats()),
