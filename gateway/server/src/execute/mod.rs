@@ -76,7 +76,7 @@ pub async fn execute(
     if let Some(node) = &input.plan.node {
         run.node(node).await;
     }
-    let data = run.data.into_inner();
+    let mut data = run.data.into_inner();
     let mut errors: Vec<GraphQLError> = run.errors.into_inner();
     let failed_paths = run.failed_paths.into_inner();
     let response_headers = run.response_headers.into_inner();
@@ -87,8 +87,9 @@ pub async fn execute(
         introspection: input.introspection,
         errors: &mut errors,
         failed_paths: &failed_paths,
+        groups: Default::default(),
     }
-    .shape(input.operation, &data);
+    .shape(input.operation, &mut data);
     let response = GraphQLResponse {
         errors,
         data: Some(data),

@@ -495,7 +495,8 @@ impl<'a> Run<'a> {
                     // `__typename` is merged by the rule below, not overwritten.
                     let entity_typename =
                         entity.as_object_mut().and_then(|m| m.remove("__typename"));
-                    for concrete in &by_rep[i] {
+                    let last = by_rep[i].len().saturating_sub(1);
+                    for (j, concrete) in by_rep[i].iter().enumerate() {
                         if let Some(target) = navigate_mut(&mut data, concrete) {
                             if let (Some(t), Value::Object(map)) = (&entity_typename, &mut *target)
                             {
@@ -510,7 +511,12 @@ impl<'a> Run<'a> {
                                     map.insert("__typename".into(), t.clone());
                                 }
                             }
-                            merge(target, entity.clone());
+                            // The last producer takes the entity; the others copy it.
+                            if j == last {
+                                merge(target, std::mem::take(&mut entity));
+                            } else {
+                                merge(target, entity.clone());
+                            }
                         }
                     }
                 }

@@ -14,8 +14,10 @@
 //! with a `SUBGRAPH_INVALID_VALUE` error at its path, and a non-null position propagates.
 //! `Float` accepts integers, `Int` a float without fraction (sent as an integer), `ID`
 //! strings and integers (an integer is sent as a string: `ID` serializes as `String`);
-//! custom scalars pass through whatever JSON they are. Nothing is allocated for a valid
-//! value beyond the copy into the response.
+//! custom scalars pass through whatever JSON they are. Leaf values are moved out of the
+//! merged data, not copied; the fields of a selection are collected once per concrete
+//! type (not once per object), and the response path is a stack of borrowed keys that
+//! becomes owned only in an error.
 
 use apollo_compiler::ast::{self, Type};
 use apollo_compiler::executable::{ExecutableDocument, Field, Operation, Selection, SelectionSet};
@@ -36,18 +38,63 @@ pub(super) struct Shaper<'a> {
     pub errors: &'a mut Vec<GraphQLError>,
     /// Paths a failed fetch should have filled (its error explains nulls under them).
     pub failed_paths: &'a [Vec<PathElem>],
+    /// Collected fields by (the field list's storage, its length, concrete type).
+    pub groups: GroupCache<'a>,
 }
 
 type Grouped<'d> = IndexMap<&'d str, Vec<&'d Node<Field>>>;
 
+/// Fields collected for one concrete type under one list of fields (every object at one
+/// position of the response shares it). Keyed by the address of the field list, which
+/// lives in a cached or the root [`Grouped`] for the whole shaping, so no two lists share
+/// an address while it is in use.
+pub(super) type GroupCache<'a> =
+    std::collections::HashMap<(usize, usize, &'a str), std::rc::Rc<Grouped<'a>>>;
+
+/// One step of the response path, borrowed from the operation.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn owned(path: &[Step<'_>]) -> Vec<PathElem> {
+    path.iter()
+        .map(|s| match s {
+            Step::Key(k) => PathElem::Key((*k).to_string()),
+            Step::Index(i) => PathElem::Index(*i),
+        })
+        .collect()
+}
+
+/// Does `long` start with `short` (an owned path against a borrowed one, either way)?
+fn starts_with(long: &[PathElem], short: &[Step<'_>]) -> bool {
+    long.len() >= short.len()
+        && long.iter().zip(short).all(|(a, b)| match (a, b) {
+            (PathElem::Key(a), Step::Key(b)) => a == b,
+            (PathElem::Index(a), Step::Index(b)) => a == b,
+            _ => false,
+        })
+}
+
+fn is_prefix_of(short: &[PathElem], long: &[Step<'_>]) -> bool {
+    short.len() <= long.len()
+        && short.iter().zip(long).all(|(a, b)| match (a, b) {
+            (PathElem::Key(a), Step::Key(b)) => a == b,
+            (PathElem::Index(a), Step::Index(b)) => a == b,
+            _ => false,
+        })
+}
+
 impl<'a> Shaper<'a> {
     /// The response's `data`: an object, or null when a non-null root field is null.
-    pub fn shape(&mut self, operation: &'a Operation, data: &Value) -> Value {
+    /// Leaf values are moved out of `data`.
+    pub fn shape(&mut self, operation: &'a Operation, data: &mut Value) -> Value {
         let root = operation.object_type().as_str();
         let mut grouped = Grouped::new();
         self.collect_fields(root, &operation.selection_set, &mut grouped);
-        let empty = Map::new();
-        let object = data.as_object().unwrap_or(&empty);
+        let mut empty = Map::new();
+        let object = data.as_object_mut().unwrap_or(&mut empty);
         let mut path = Vec::new();
         match self.shape_object(root, &grouped, object, &mut path, true) {
             Some(map) => Value::Object(map),
@@ -125,8 +172,8 @@ impl<'a> Shaper<'a> {
         &mut self,
         type_name: &str,
         grouped: &Grouped<'a>,
-        object: &Map<String, Value>,
-        path: &mut Vec<PathElem>,
+        object: &mut Map<String, Value>,
+        path: &mut Vec<Step<'a>>,
         is_root: bool,
     ) -> Option<Map<String, Value>> {
         let mut out = Map::with_capacity(grouped.len());
@@ -146,8 +193,9 @@ impl<'a> Shaper<'a> {
                 out.insert((*key).to_string(), v);
                 continue;
             }
-            let raw = object.get(*key).unwrap_or(&Value::Null);
-            path.push(PathElem::Key((*key).to_string()));
+            let mut missing = Value::Null;
+            let raw = object.get_mut(*key).unwrap_or(&mut missing);
+            path.push(Step::Key(key));
             let value = self.complete(&field.definition.ty, raw, fields, type_name, path);
             path.pop();
             out.insert((*key).to_string(), value?);
@@ -158,12 +206,13 @@ impl<'a> Shaper<'a> {
     /// CompleteValue; `None` = null in a non-null position (propagate).
     fn complete(
         &mut self,
-        ty: &Type,
-        raw: &Value,
+        ty: &'a Type,
+        raw: &mut Value,
         fields: &[&'a Node<Field>],
         parent: &str,
-        path: &mut Vec<PathElem>,
+        path: &mut Vec<Step<'a>>,
     ) -> Option<Value> {
+        let raw_is_null = raw.is_null();
         let value = match ty {
             Type::Named(name) | Type::NonNullNamed(name) => {
                 self.complete_named(name.as_str(), raw, fields, parent, path)
@@ -172,8 +221,8 @@ impl<'a> Shaper<'a> {
                 Value::Array(items) => {
                     let mut out = Vec::with_capacity(items.len());
                     let mut nulled = false;
-                    for (i, item_raw) in items.iter().enumerate() {
-                        path.push(PathElem::Index(i));
+                    for (i, item_raw) in items.iter_mut().enumerate() {
+                        path.push(Step::Index(i));
                         let v = self.complete(item, item_raw, fields, parent, path);
                         path.pop();
                         match v {
@@ -200,7 +249,7 @@ impl<'a> Shaper<'a> {
         if value.is_null() && ty.is_non_null() {
             // A null produced below (propagation) already has its error; only a null
             // that came from the data gets one here.
-            if raw.is_null() {
+            if raw_is_null {
                 self.null_error(fields[0], parent, path);
             }
             return None;
@@ -210,11 +259,11 @@ impl<'a> Shaper<'a> {
 
     fn complete_named(
         &mut self,
-        type_name: &str,
-        raw: &Value,
+        type_name: &'a str,
+        raw: &mut Value,
         fields: &[&'a Node<Field>],
         parent: &str,
-        path: &mut Vec<PathElem>,
+        path: &mut Vec<Step<'a>>,
     ) -> Value {
         if raw.is_null() {
             return Value::Null;
@@ -222,7 +271,7 @@ impl<'a> Shaper<'a> {
         let ty = self.schema.types.get(type_name);
         if let Some(ExtendedType::Scalar(_) | ExtendedType::Enum(_)) | None = ty {
             return match coerce_leaf(type_name, ty, raw) {
-                Ok(None) => raw.clone(),
+                Ok(None) => std::mem::take(raw),
                 Ok(Some(coerced)) => coerced,
                 Err(got) => {
                     let expected = match ty {
@@ -239,27 +288,26 @@ impl<'a> Shaper<'a> {
             self.invalid_value(fields[0], parent, path, Expected::Object(type_name), got);
             return Value::Null;
         };
-        let concrete = match ty {
+        let schema = self.schema;
+        let concrete: &'a str = match ty {
             Some(ExtendedType::Object(_)) => type_name,
             Some(ExtendedType::Interface(_) | ExtendedType::Union(_)) => {
-                match raw.get("__typename").and_then(Value::as_str) {
-                    Some(t)
-                        if self.schema.is_subtype(type_name, t)
-                            && matches!(
-                                self.schema.types.get(t),
-                                Some(ExtendedType::Object(_))
-                            ) =>
+                let named = object.get("__typename").and_then(Value::as_str);
+                // The schema's own name, so that it outlives the data.
+                match named.and_then(|t| schema.types.get_key_value(t)) {
+                    Some((t, ExtendedType::Object(_)))
+                        if schema.is_subtype(type_name, t.as_str()) =>
                     {
-                        t
+                        t.as_str()
                     }
-                    other => {
+                    _ => {
                         let message = format!(
                             "abstract type {type_name} must resolve to one of its object types, got {}",
-                            other.unwrap_or("no __typename")
+                            named.unwrap_or("no __typename")
                         );
                         self.errors.push(
                             GraphQLError::new(ErrorCode::InternalServerError, message)
-                                .with_path(path.clone()),
+                                .with_path(owned(path)),
                         );
                         return Value::Null;
                     }
@@ -268,10 +316,19 @@ impl<'a> Shaper<'a> {
             // Input objects cannot be output types in a valid schema.
             _ => return Value::Null,
         };
-        let mut grouped = Grouped::new();
-        for field in fields {
-            self.collect_fields(concrete, &field.selection_set, &mut grouped);
-        }
+        let key = (fields.as_ptr() as usize, fields.len(), concrete);
+        let grouped = match self.groups.get(&key) {
+            Some(g) => g.clone(),
+            None => {
+                let mut grouped = Grouped::new();
+                for field in fields {
+                    self.collect_fields(concrete, &field.selection_set, &mut grouped);
+                }
+                let g = std::rc::Rc::new(grouped);
+                self.groups.insert(key, g.clone());
+                g
+            }
+        };
         match self.shape_object(concrete, &grouped, object, path, false) {
             Some(map) => Value::Object(map),
             None => Value::Null,
@@ -279,12 +336,12 @@ impl<'a> Shaper<'a> {
     }
 
     /// Record "non-null field is null" unless an error already covers this path.
-    fn null_error(&mut self, field: &Node<Field>, parent: &str, path: &[PathElem]) {
+    fn null_error(&mut self, field: &Node<Field>, parent: &str, path: &[Step<'a>]) {
         let covered = self.errors.iter().any(|e| match &e.path {
-            Some(p) => p.starts_with(path) || path.starts_with(p),
+            Some(p) => starts_with(p, path) || is_prefix_of(p, path),
             None => false,
         });
-        if covered || self.failed_paths.iter().any(|p| path.starts_with(p)) {
+        if covered || self.failed_paths.iter().any(|p| is_prefix_of(p, path)) {
             return;
         }
         let message = format!(
@@ -294,7 +351,7 @@ impl<'a> Shaper<'a> {
         self.errors.push(
             GraphQLError::new(ErrorCode::NullValueInNonNullField, message)
                 .with_locations(self.locations(field))
-                .with_path(path.to_vec()),
+                .with_path(owned(path)),
         );
     }
 
@@ -305,7 +362,7 @@ impl<'a> Shaper<'a> {
         &mut self,
         field: &Node<Field>,
         parent: &str,
-        path: &[PathElem],
+        path: &[Step<'a>],
         expected: Expected<'_>,
         got: Got,
     ) {
@@ -322,7 +379,7 @@ impl<'a> Shaper<'a> {
         self.errors.push(
             GraphQLError::new(ErrorCode::SubgraphInvalidValue, message)
                 .with_locations(self.locations(field))
-                .with_path(path.to_vec()),
+                .with_path(owned(path)),
         );
     }
 
@@ -494,7 +551,7 @@ mod tests {
 
     /// Shape `data` for `query` over [`SDL`]: the response's `data` and its errors as
     /// `(path, code)`.
-    fn check(query: &str, data: Value) -> (Value, Vec<(Value, String)>) {
+    fn check(query: &str, mut data: Value) -> (Value, Vec<(Value, String)>) {
         let schema = Schema::parse_and_validate(SDL, "s.graphql").expect("schema");
         let doc = ExecutableDocument::parse_and_validate(&schema, query, "q.graphql")
             .expect("valid operation");
@@ -507,8 +564,9 @@ mod tests {
             introspection: None,
             errors: &mut errors,
             failed_paths: &[],
+            groups: Default::default(),
         }
-        .shape(operation, &data);
+        .shape(operation, &mut data);
         let errors = errors
             .iter()
             .map(|e| {
@@ -724,10 +782,11 @@ mod tests {
             introspection: None,
             errors: &mut errors,
             failed_paths: &[],
+            groups: Default::default(),
         }
         .shape(
             doc.operations.get(None).expect("one operation"),
-            &json!({ "order": { "status": "LEGACY_HOLD", "count": "many" } }),
+            &mut json!({ "order": { "status": "LEGACY_HOLD", "count": "many" } }),
         );
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(
