@@ -111,7 +111,7 @@ impl<'a> Run<'a> {
         context: &ContextFetch,
     ) {
         // 1. Collect: representations keyed by (values, representation).
-        let mut groups: Vec<(Vec<Value>, Collected)> = Vec::new();
+        let mut groups: Vec<(Vec<Value>, Collected<'_>)> = Vec::new();
         {
             let data = self.data.lock();
             let mut objects = Vec::new();
@@ -213,7 +213,7 @@ impl<'a> Run<'a> {
             return;
         };
         // 3. Scatter; 4. errors.
-        let by_reps: Vec<Vec<Vec<&Vec<PathElem>>>> = groups
+        let by_reps: Vec<Vec<Vec<&Vec<Step<'_>>>>> = groups
             .iter()
             .map(|(_, c)| {
                 let count = c.producers.iter().map(|(_, i)| i + 1).max().unwrap_or(0);
@@ -325,7 +325,7 @@ impl<'a> Run<'a> {
             );
             collected_all.push((collected.producers, count));
         }
-        let batches: Vec<Vec<Vec<&Vec<PathElem>>>> = collected_all
+        let batches: Vec<Vec<Vec<&Vec<Step<'_>>>>> = collected_all
             .iter()
             .map(|(producers, count)| by_representation(producers, *count))
             .collect();
@@ -368,7 +368,7 @@ impl<'a> Run<'a> {
         operation: &str,
         operation_name: Option<&str>,
         variables: Map<String, Value>,
-        producers: &[&[(Vec<PathElem>, usize)]],
+        producers: &[&[(Vec<Step<'_>>, usize)]],
     ) -> Option<SubgraphResponse> {
         let result = self
             .subgraphs
@@ -392,7 +392,7 @@ impl<'a> Run<'a> {
             Err(e) => {
                 let mut failed = self.failed_paths.lock();
                 for list in producers {
-                    failed.extend(list.iter().map(|(path, _)| path.clone()));
+                    failed.extend(list.iter().map(|(path, _)| owned(path)));
                 }
                 drop(failed);
                 self.errors.lock().push(fetch_error(&e));
@@ -409,7 +409,7 @@ impl<'a> Run<'a> {
         service: &str,
         response: SubgraphResponse,
         aliases: &[&str],
-        batches: &[Vec<Vec<&Vec<PathElem>>>],
+        batches: &[Vec<Vec<&Vec<Step<'_>>>>],
         output_rewrites: &[&[Rewrite]],
     ) {
         let SubgraphResponse { data, errors, .. } = response;
@@ -444,14 +444,14 @@ impl<'a> Run<'a> {
 
     /// Every object at `path`, projected through `requires` (rewritten) and
     /// deduplicated: the representations, and which concrete path produced which.
-    fn collect_batch(
+    fn collect_batch<'p>(
         &self,
-        path: &[PathSegment],
+        path: &'p [PathSegment],
         requires: &[Selection],
         input_rewrites: &[Rewrite],
-    ) -> Collected {
+    ) -> Collected<'p> {
         let mut representations: Vec<Value> = Vec::new();
-        let mut producers: Vec<(Vec<PathElem>, usize)> = Vec::new();
+        let mut producers: Vec<(Vec<Step<'p>>, usize)> = Vec::new();
         let data = self.data.lock();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut objects = Vec::new();
@@ -479,7 +479,7 @@ impl<'a> Run<'a> {
         &self,
         service: &str,
         entities: Option<Value>,
-        by_rep: &[Vec<&Vec<PathElem>>],
+        by_rep: &[Vec<&Vec<Step<'_>>>],
         output_rewrites: &[Rewrite],
         no_errors: bool,
     ) {
@@ -545,7 +545,7 @@ impl<'a> Run<'a> {
 
 /// The value of a `@fromContext` argument for the object at `concrete`: read at
 /// `argument.path` in the ancestor `levels_up` path elements above it (`null` if absent).
-fn context_value(data: &Value, concrete: &[PathElem], argument: &ContextArgument) -> Value {
+fn context_value(data: &Value, concrete: &[Step<'_>], argument: &ContextArgument) -> Value {
     let keep = concrete.len().saturating_sub(argument.levels_up);
     let Some(mut at) = navigate(data, &concrete[..keep]) else {
         return Value::Null;
@@ -559,12 +559,12 @@ fn context_value(data: &Value, concrete: &[PathElem], argument: &ContextArgument
     at.clone()
 }
 
-fn navigate<'v>(value: &'v Value, path: &[PathElem]) -> Option<&'v Value> {
+fn navigate<'v>(value: &'v Value, path: &[Step<'_>]) -> Option<&'v Value> {
     let mut cur = value;
     for elem in path {
         cur = match elem {
-            PathElem::Key(k) => cur.get(k.as_str())?,
-            PathElem::Index(i) => cur.get(*i)?,
+            Step::Key(k) => cur.get(*k)?,
+            Step::Index(i) => cur.get(*i)?,
         };
     }
     Some(cur)
@@ -594,18 +594,35 @@ fn rename_variable(text: &str, name: &str, to: &str) -> String {
     out
 }
 
+/// One step of a concrete response path; keys borrow from the plan (no allocation per
+/// object collected), made owned only for an error's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step<'p> {
+    Key(&'p str),
+    Index(usize),
+}
+
+fn owned(path: &[Step<'_>]) -> Vec<PathElem> {
+    path.iter()
+        .map(|s| match s {
+            Step::Key(k) => PathElem::Key((*k).to_string()),
+            Step::Index(i) => PathElem::Index(*i),
+        })
+        .collect()
+}
+
 /// Representations collected for one entity batch.
-struct Collected {
+struct Collected<'p> {
     representations: Vec<Value>,
-    producers: Vec<(Vec<PathElem>, usize)>,
+    producers: Vec<(Vec<Step<'p>>, usize)>,
 }
 
 /// Producers grouped by representation index.
-fn by_representation(
-    producers: &[(Vec<PathElem>, usize)],
+fn by_representation<'a, 'p>(
+    producers: &'a [(Vec<Step<'p>>, usize)],
     count: usize,
-) -> Vec<Vec<&Vec<PathElem>>> {
-    let mut by_rep: Vec<Vec<&Vec<PathElem>>> = vec![Vec::new(); count];
+) -> Vec<Vec<&'a Vec<Step<'p>>>> {
+    let mut by_rep: Vec<Vec<&Vec<Step<'p>>>> = vec![Vec::new(); count];
     for (concrete, index) in producers {
         if let Some(list) = by_rep.get_mut(*index) {
             list.push(concrete);
@@ -616,10 +633,10 @@ fn by_representation(
 
 /// A subgraph error at `<alias>.i.rest` goes to the client path of every producer of
 /// representation `i` of the batch `alias` names; others lose their path.
-fn push_remapped<'b>(
+fn push_remapped<'b, 'p: 'b>(
     out: &mut Vec<GraphQLError>,
     mut e: GraphQLError,
-    batch_of: impl Fn(&str) -> Option<&'b Vec<Vec<&'b Vec<PathElem>>>>,
+    batch_of: impl Fn(&str) -> Option<&'b Vec<Vec<&'b Vec<Step<'p>>>>>,
 ) {
     let remapped = match e.path.as_deref() {
         Some([PathElem::Key(k), PathElem::Index(i), rest @ ..]) => batch_of(k)
@@ -628,7 +645,7 @@ fn push_remapped<'b>(
                 producers
                     .iter()
                     .map(|p| {
-                        let mut full = (*p).clone();
+                        let mut full = owned(p);
                         full.extend_from_slice(rest);
                         full
                     })
@@ -670,16 +687,16 @@ fn typename(v: &Value) -> Option<&str> {
 
 /// Every non-null object at `path`, with its concrete path. Lists met where the path
 /// expects an object are walked into (as `@` would).
-fn collect<'v>(
+fn collect<'v, 'p>(
     value: &'v Value,
-    path: &[PathSegment],
-    current: &mut Vec<PathElem>,
-    out: &mut Vec<(Vec<PathElem>, &'v Value)>,
+    path: &'p [PathSegment],
+    current: &mut Vec<Step<'p>>,
+    out: &mut Vec<(Vec<Step<'p>>, &'v Value)>,
     is_subtype: &(dyn Fn(&str, &str) -> bool + Sync),
 ) {
     if let Value::Array(items) = value {
         for (i, item) in items.iter().enumerate() {
-            current.push(PathElem::Index(i));
+            current.push(Step::Index(i));
             let rest = match path.first() {
                 Some(PathSegment::List) => &path[1..],
                 _ => path,
@@ -696,7 +713,7 @@ fn collect<'v>(
         None => out.push((current.clone(), value)),
         Some(PathSegment::Key(k)) => {
             if let Some(child) = map.get(k) {
-                current.push(PathElem::Key(k.clone()));
+                current.push(Step::Key(k.as_str()));
                 collect(child, &path[1..], current, out, is_subtype);
                 current.pop();
             }
@@ -857,12 +874,12 @@ fn set_at(value: &mut Value, path: &[String], new: &Value) {
     }
 }
 
-fn navigate_mut<'v>(value: &'v mut Value, path: &[PathElem]) -> Option<&'v mut Value> {
+fn navigate_mut<'v>(value: &'v mut Value, path: &[Step<'_>]) -> Option<&'v mut Value> {
     let mut cur = value;
     for elem in path {
         cur = match elem {
-            PathElem::Key(k) => cur.get_mut(k.as_str())?,
-            PathElem::Index(i) => cur.get_mut(*i)?,
+            Step::Key(k) => cur.get_mut(*k)?,
+            Step::Index(i) => cur.get_mut(*i)?,
         };
     }
     Some(cur)
@@ -915,11 +932,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(
             out[0].0,
-            vec![
-                PathElem::Key("a".into()),
-                PathElem::Index(2),
-                PathElem::Key("b".into())
-            ]
+            vec![Step::Key("a"), Step::Index(2), Step::Key("b")]
         );
     }
 
