@@ -147,6 +147,15 @@ impl HeaderRules {
         self.all.is_empty() && self.by_subgraph.is_empty()
     }
 
+    /// Whether some of `subgraph`'s response headers go on to the client.
+    pub fn responds(&self, subgraph: &str) -> bool {
+        !self
+            .respond_by_subgraph
+            .get(subgraph)
+            .unwrap_or(&self.respond_all)
+            .is_empty()
+    }
+
     /// The headers of `response` from `subgraph` that go on to the client (every value).
     /// Merged into a response with [`append_all`].
     pub fn respond(&self, subgraph: &str, response: &HeaderMap) -> HeaderMap {

@@ -449,7 +449,8 @@ impl Default for RetryConfig {
 /// Deduplication of subgraph queries: a query to a subgraph identical to one already in
 /// flight (same subgraph, same body — document and variables —, same identity and same
 /// forwarded headers) is not sent again; it waits for the response of the one in flight.
-/// Mutations are always sent.
+/// Mutations, and requests to a subgraph with `respond` header rules (its response
+/// headers are meant for one client), are always sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeduplicationConfig {

@@ -9,7 +9,8 @@
 //! it are open at once; waiting for a slot counts against the subgraph's timeout.
 //! Identical queries in flight to one subgraph at the same time (same body, identity and
 //! forwarded headers) share one request when deduplication is on (`[deduplication]`): the
-//! first is sent, the others wait for its response; a mutation is always sent.
+//! first is sent, the others wait for its response; a mutation, or any request to a
+//! subgraph whose response headers reach clients (`respond` rules), is always sent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -422,7 +423,9 @@ impl Subgraphs {
             self.header_rules
                 .for_subgraph(&endpoint.name, client_headers)
         };
-        if !self.resilience.dedupe || is_mutation {
+        // A subgraph whose response headers reach clients (`respond` rules, e.g. a
+        // Set-Cookie) is never deduplicated: no client gets a header meant for another.
+        if !self.resilience.dedupe || is_mutation || self.header_rules.responds(&endpoint.name) {
             return self
                 .send_with_retries(
                     endpoint,
@@ -920,6 +923,36 @@ mod tests {
         let mut distinct = ns[..6].to_vec();
         distinct.sort_unstable();
         assert_eq!(distinct, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn a_subgraph_whose_response_headers_reach_clients_is_never_deduplicated() {
+        let (url, count) = numbering_subgraph().await;
+        let rules = crate::headers::HeaderRules::new(
+            &toml::from_str::<crate::config::HeadersConfig>(
+                r#"subgraphs = { users = { respond = ["set-cookie"] } }"#,
+            )
+            .expect("rules"),
+        );
+        let s = deduplicating(url, rules);
+        let (anonymous, headers) = (Identity::anonymous(), http::HeaderMap::new());
+        let all = futures::future::join_all((0..3).map(|_| {
+            s.send(
+                "users",
+                false,
+                "{ me { id } }",
+                None,
+                Map::new(),
+                &anonymous,
+                "r",
+                &headers,
+            )
+        }))
+        .await;
+        let mut ns: Vec<u64> = all.into_iter().map(n_of).collect();
+        ns.sort_unstable();
+        assert_eq!(ns, vec![1, 2, 3], "each sent on its own");
+        assert_eq!(count.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
