@@ -3,7 +3,8 @@
 //! - `portico-bench subgraphs [--ports a,b,c,d]` serves the four benchmark subgraphs;
 //! - `portico-bench load --url URL [--connections N] [--duration S]` loads one gateway
 //!   with the heavy query and checks every response;
-//! - `portico-bench run [--hive PATH]` runs the whole comparison.
+//! - `portico-bench run [--hive PATH]` runs the whole comparison;
+//! - `portico-bench stages` times each request stage on the heavy query.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -12,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod e2e;
 mod load;
 mod run;
+mod stages;
 mod subgraphs;
 
 use std::sync::Arc;
@@ -56,6 +58,11 @@ enum Cmd {
     },
     /// Run the comparison: floor, Portico, Hive Router.
     Run(run::RunArgs),
+    /// Time each request stage on the heavy query, in this process.
+    Stages {
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+    },
 }
 
 fn ports4(ports: &[u16]) -> Result<[u16; 4]> {
@@ -108,5 +115,14 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Run(args) => run::run(args).await,
+        Cmd::Stages { iterations } => {
+            // The stages block: run them off the async workers.
+            let stages = tokio::task::spawn_blocking(move || stages::run(iterations)).await??;
+            println!("| stage | median µs | p90 µs |\n|---|--:|--:|");
+            for s in &stages {
+                println!("| {} | {:.1} | {:.1} |", s.name, s.median_us, s.p90_us);
+            }
+            Ok(())
+        }
     }
 }

@@ -1,0 +1,162 @@
+//! `portico-bench stages`: the time of each request stage on the benchmark's heavy
+//! query, in this process, one stage at a time (median and p90 of N runs after a
+//! warm-up). Where `run` measures a gateway as a whole, this says where a request's time
+//! goes before and around execution: parse + validate, a cold plan, the cost estimate,
+//! an RS256 JWT verification (cache off), one trust token, and the JSON work of the
+//! response (parsing and serialising the 89 KB heavy response as a `serde_json::Value`,
+//! the representation the executor works on today).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use apollo_compiler::ExecutableDocument;
+use portico_federation::cost::{CostModel, CostSettings};
+use portico_federation::plan::PlanOptions;
+use portico_federation::supergraph::Supergraph;
+use serde_json::Map;
+
+use crate::subgraphs::{self, Data, HEAVY_QUERY, NAMES};
+
+/// One stage's timings, in microseconds.
+#[derive(Debug, serde::Serialize)]
+pub struct Stage {
+    pub name: &'static str,
+    pub median_us: f64,
+    pub p90_us: f64,
+}
+
+fn time(name: &'static str, iterations: usize, mut f: impl FnMut()) -> Stage {
+    for _ in 0..iterations.div_ceil(10) {
+        f();
+    }
+    let mut samples: Vec<Duration> = (0..iterations)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    samples.sort_unstable();
+    let at = |p: f64| {
+        let i = ((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1));
+        samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    Stage {
+        name,
+        median_us: at(0.5),
+        p90_us: at(0.9),
+    }
+}
+
+/// Runs every stage `iterations` times.
+pub fn run(iterations: usize) -> Result<Vec<Stage>> {
+    let inputs: Vec<_> = NAMES
+        .iter()
+        .map(|n| -> Result<_> {
+            Ok(portico_federation::compose::SubgraphInput {
+                name: (*n).to_string(),
+                url: format!("http://127.0.0.1:1/{n}"),
+                sdl: subgraphs::sdl(n).context("subgraph")?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let composed = portico_federation::compose::compose(&inputs)
+        .map_err(|e| anyhow::anyhow!("composition failed: {:?}", e.errors))?;
+    let supergraph = Supergraph::parse(&composed.supergraph_sdl)?;
+    let api = supergraph.api_schema();
+    let doc = ExecutableDocument::parse_and_validate(api, HEAVY_QUERY, "heavy.graphql")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut stages = Vec::new();
+
+    stages.push(time("parse + validate", iterations, || {
+        let d = ExecutableDocument::parse_and_validate(api, HEAVY_QUERY, "heavy.graphql");
+        std::hint::black_box(d.is_ok());
+    }));
+
+    let options = PlanOptions::default();
+    let plan = portico_federation::plan::plan(&supergraph, &doc, None, &options)?;
+    std::hint::black_box(&plan);
+    stages.push(time("plan (cold, no cache)", iterations, || {
+        let p = portico_federation::plan::plan(&supergraph, &doc, None, &options);
+        std::hint::black_box(p.is_ok());
+    }));
+
+    let model = CostModel::new(&supergraph, &CostSettings::default())?;
+    let variables = Map::new();
+    stages.push(time("cost estimate", iterations, || {
+        let c = model.estimate_total(&doc, None, &variables);
+        std::hint::black_box(c.is_ok());
+    }));
+
+    // An RS256 token verified by the gateway's authenticator, its cache off.
+    let keys = portico::platform::Keys::generate()?;
+    let dir = std::env::temp_dir().join(format!("portico-stages-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let public = dir.join("auth.pub.pem");
+    std::fs::write(&public, &keys.auth_public_pem)?;
+    let config = portico_gateway::config::JwtConfig {
+        public_key: Some(public),
+        verified_cache_size: 0,
+        ..Default::default()
+    };
+    let auth = portico_gateway::auth::Authenticator::from_config(&config, reqwest::Client::new())?;
+    let set = portico_auth::keys::KeySet::from_settings(&portico_auth::AuthSettings {
+        private_key_pem: keys.auth_private_pem.clone(),
+        extra_public_key_pems: Vec::new(),
+        issuer: "portico-bench".into(),
+        audience: "portico".into(),
+        access_ttl: Duration::from_secs(3600),
+        refresh_ttl: Duration::from_secs(3600),
+    })?;
+    let now = chrono::Utc::now().timestamp();
+    let token = set.sign(&portico_auth::keys::AccessClaims {
+        iss: "portico-bench".into(),
+        aud: "portico".into(),
+        sub: "bench-user".into(),
+        scope: String::new(),
+        iat: now,
+        exp: now + 3600,
+    })?;
+    let header = format!("Bearer {token}");
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    rt.block_on(auth.authenticate(Some(&header)))
+        .map_err(|e| anyhow::anyhow!("the token does not verify: {e}"))?;
+    stages.push(time("JWT verify (RS256, cache off)", iterations, || {
+        let r = rt.block_on(auth.authenticate(Some(&header)));
+        std::hint::black_box(r.is_ok());
+    }));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let signer = keys.gateway_signer.clone();
+    let body = vec![b'x'; 2048];
+    let identity = portico_trust::Identity::anonymous();
+    stages.push(time("trust token (2 KB body)", iterations, || {
+        let t = signer.mint("reviews", &identity, &body, Duration::from_secs(60));
+        std::hint::black_box(t);
+    }));
+
+    let response = subgraphs::canonical(&Data::new().expected_heavy());
+    stages.push(time("parse 89 KB response to Value", iterations, || {
+        let v: Result<serde_json::Value, _> = serde_json::from_slice(&response);
+        std::hint::black_box(v.is_ok());
+    }));
+    let value: serde_json::Value = serde_json::from_slice(&response)?;
+    stages.push(time("serialise 89 KB Value", iterations, || {
+        let b = serde_json::to_vec(&value);
+        std::hint::black_box(b.map(|b| b.len()).unwrap_or(0));
+    }));
+    stages.push(time("clone 89 KB Value", iterations, || {
+        std::hint::black_box(value.clone());
+    }));
+    Ok(stages)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_stage_runs_on_the_heavy_query() {
+        let stages = super::run(2).expect("stages");
+        assert_eq!(stages.len(), 8);
+        assert!(stages.iter().all(|s| s.median_us > 0.0), "{stages:?}");
+    }
+}
