@@ -449,8 +449,10 @@ impl Default for RetryConfig {
 /// Deduplication of subgraph queries: a query to a subgraph identical to one already in
 /// flight (same subgraph, same body — document and variables —, same identity and same
 /// forwarded headers) is not sent again; it waits for the response of the one in flight.
-/// Mutations, and requests to a subgraph with `respond` header rules (its response
-/// headers are meant for one client), are always sent.
+/// Only client queries share: every request of a client mutation (root fields and the
+/// entity fetches after them, so it reads its own writes), and every request to a
+/// subgraph with `respond` header rules (its response headers are meant for one client),
+/// is sent on its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeduplicationConfig {

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Identity;
 use crate::error::{GraphQLError, GraphQLResponse};
-pub use subgraph::{Endpoint, Resilience, Subgraphs};
+pub use subgraph::{Endpoint, Resilience, Sending, Subgraphs};
 pub use subgraph_errors::SubgraphErrorPolicy;
 
 /// One operation to execute.
@@ -65,6 +65,8 @@ pub async fn execute(
         variables: input.variables,
         identity: input.identity,
         request_id: input.request_id,
+        client_mutation: input.operation.operation_type
+            == apollo_compiler::executable::OperationType::Mutation,
         client_headers: input.client_headers,
         is_subtype: &is_subtype,
         is_object: &is_object,

@@ -15,7 +15,7 @@ use portico_federation::plan::{
 };
 use serde_json::{Map, Value};
 
-use super::subgraph::{FetchError, SubgraphResponse, Subgraphs};
+use super::subgraph::{FetchError, Sending, SubgraphResponse, Subgraphs};
 use crate::auth::Identity;
 use crate::error::{ErrorCode, GraphQLError, PathElem};
 
@@ -25,6 +25,9 @@ pub(super) struct Run<'a> {
     pub variables: &'a Map<String, Value>,
     pub identity: &'a Identity,
     pub request_id: &'a str,
+    /// The client's operation is a mutation: its queries are never shared with other
+    /// requests (it reads its own writes).
+    pub client_mutation: bool,
     /// The client's headers, for the `[headers]` propagation rules.
     pub client_headers: &'a http::HeaderMap,
     /// Answers "is `typename` a `type_condition`?" (interfaces/unions).
@@ -225,6 +228,14 @@ impl<'a> Run<'a> {
         self.finish_entities(&fetch.service_name, response, &aliases, &by_reps, &rewrites);
     }
 
+    fn query_sending(&self) -> Sending {
+        if self.client_mutation {
+            Sending::QueryOfMutation
+        } else {
+            Sending::Query
+        }
+    }
+
     /// Keeps the response headers the `respond` rules pass on to the client.
     fn pass_on(&self, response: &mut SubgraphResponse) {
         let headers = std::mem::take(&mut response.headers);
@@ -238,7 +249,11 @@ impl<'a> Run<'a> {
             .subgraphs
             .send(
                 &fetch.service_name,
-                fetch.operation_kind == OperationKind::Mutation,
+                if fetch.operation_kind == OperationKind::Mutation {
+                    Sending::Mutation
+                } else {
+                    self.query_sending()
+                },
                 &fetch.operation,
                 fetch.operation_name.as_deref(),
                 self.fetch_variables(fetch),
@@ -375,7 +390,7 @@ impl<'a> Run<'a> {
             .send(
                 service,
                 // `_entities` fetches are queries.
-                false,
+                self.query_sending(),
                 operation,
                 operation_name,
                 variables,

@@ -9,8 +9,9 @@
 //! it are open at once; waiting for a slot counts against the subgraph's timeout.
 //! Identical queries in flight to one subgraph at the same time (same body, identity and
 //! forwarded headers) share one request when deduplication is on (`[deduplication]`): the
-//! first is sent, the others wait for its response; a mutation, or any request to a
-//! subgraph whose response headers reach clients (`respond` rules), is always sent.
+//! first is sent, the others wait for its response. Only a client query's requests are
+//! shared ([`Sending::Query`]); a client mutation's, or any request to a subgraph whose
+//! response headers reach clients (`respond` rules), is always sent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -295,6 +296,18 @@ impl FetchError {
     }
 }
 
+/// How a subgraph request may be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sending {
+    /// A subgraph mutation: sent exactly once, never retried or shared.
+    Mutation,
+    /// A query serving a client mutation (entity fetches after its root fields): retried,
+    /// never shared, so that the client reads its own writes.
+    QueryOfMutation,
+    /// A query serving a client query: retried, and shared with identical ones in flight.
+    Query,
+}
+
 /// A GraphQL request to a subgraph, serialised without copying its parts.
 #[derive(serde::Serialize)]
 struct RequestBody<'a> {
@@ -391,8 +404,7 @@ impl Subgraphs {
     pub async fn send(
         &self,
         service: &str,
-        // A mutation is sent exactly once; anything else may be retried.
-        is_mutation: bool,
+        sending: Sending,
         query: &str,
         operation_name: Option<&str>,
         variables: Map<String, Value>,
@@ -425,7 +437,11 @@ impl Subgraphs {
         };
         // A subgraph whose response headers reach clients (`respond` rules, e.g. a
         // Set-Cookie) is never deduplicated: no client gets a header meant for another.
-        if !self.resilience.dedupe || is_mutation || self.header_rules.responds(&endpoint.name) {
+        let is_mutation = sending == Sending::Mutation;
+        if !self.resilience.dedupe
+            || sending != Sending::Query
+            || self.header_rules.responds(&endpoint.name)
+        {
             return self
                 .send_with_retries(
                     endpoint,
@@ -734,7 +750,7 @@ mod tests {
         let (anonymous, headers) = (Identity::anonymous(), http::HeaderMap::new());
         let send = s.send(
             "users",
-            false,
+            Sending::Query,
             "{ me { id } }",
             None,
             Map::new(),
@@ -827,7 +843,7 @@ mod tests {
         let all = futures::future::join_all((0..5).map(|i| {
             s.send(
                 "users",
-                false,
+                Sending::Query,
                 "query($id: ID!) { user(id: $id) { name } }",
                 None,
                 vars(),
@@ -854,7 +870,7 @@ mod tests {
         let again = s
             .send(
                 "users",
-                false,
+                Sending::Query,
                 "query($id: ID!) { user(id: $id) { name } }",
                 None,
                 vars(),
@@ -867,7 +883,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn queries_differing_in_variables_identity_or_forwarded_headers_or_mutations_are_each_sent()
+    async fn queries_differing_in_variables_identity_or_forwarded_headers_and_mutation_requests_are_each_sent()
      {
         let (url, count) = numbering_subgraph().await;
         let rules = crate::headers::HeaderRules::new(
@@ -896,15 +912,79 @@ mod tests {
         let q = "query($id: ID!) { user(id: $id) { name } }";
         let v = |id: &str| Map::from_iter([("id".to_string(), serde_json::json!(id))]);
         let calls = vec![
-            s.send("users", false, q, None, v("1"), &anonymous, "r", &tenant_a),
-            s.send("users", false, q, None, v("2"), &anonymous, "r", &tenant_a),
-            s.send("users", false, q, None, v("1"), &alice, "r", &tenant_a),
-            s.send("users", false, q, None, v("1"), &admin, "r", &tenant_a),
-            s.send("users", false, q, None, v("1"), &anonymous, "r", &tenant_b),
-            s.send("users", true, q, None, v("1"), &anonymous, "r", &tenant_a),
             s.send(
                 "users",
-                false,
+                Sending::Query,
+                q,
+                None,
+                v("1"),
+                &anonymous,
+                "r",
+                &tenant_a,
+            ),
+            s.send(
+                "users",
+                Sending::Query,
+                q,
+                None,
+                v("2"),
+                &anonymous,
+                "r",
+                &tenant_a,
+            ),
+            s.send(
+                "users",
+                Sending::Query,
+                q,
+                None,
+                v("1"),
+                &alice,
+                "r",
+                &tenant_a,
+            ),
+            s.send(
+                "users",
+                Sending::Query,
+                q,
+                None,
+                v("1"),
+                &admin,
+                "r",
+                &tenant_a,
+            ),
+            s.send(
+                "users",
+                Sending::Query,
+                q,
+                None,
+                v("1"),
+                &anonymous,
+                "r",
+                &tenant_b,
+            ),
+            s.send(
+                "users",
+                Sending::Mutation,
+                q,
+                None,
+                v("1"),
+                &anonymous,
+                "r",
+                &tenant_a,
+            ),
+            s.send(
+                "users",
+                Sending::QueryOfMutation,
+                q,
+                None,
+                v("1"),
+                &anonymous,
+                "r",
+                &tenant_a,
+            ),
+            s.send(
+                "users",
+                Sending::Query,
                 q,
                 None,
                 v("1"),
@@ -918,11 +998,11 @@ mod tests {
             .into_iter()
             .map(n_of)
             .collect();
-        assert_eq!(count.load(Ordering::SeqCst), 6, "{ns:?}");
-        assert_eq!(ns[6], ns[0], "same forwarded headers: joined the first");
-        let mut distinct = ns[..6].to_vec();
+        assert_eq!(count.load(Ordering::SeqCst), 7, "{ns:?}");
+        assert_eq!(ns[7], ns[0], "same forwarded headers: joined the first");
+        let mut distinct = ns[..7].to_vec();
         distinct.sort_unstable();
-        assert_eq!(distinct, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(distinct, vec![1, 2, 3, 4, 5, 6, 7]);
     }
 
     #[tokio::test]
@@ -939,7 +1019,7 @@ mod tests {
         let all = futures::future::join_all((0..3).map(|_| {
             s.send(
                 "users",
-                false,
+                Sending::Query,
                 "{ me { id } }",
                 None,
                 Map::new(),
@@ -964,7 +1044,7 @@ mod tests {
         let send = || {
             s.send(
                 "users",
-                false,
+                Sending::Query,
                 "{ me { id } }",
                 None,
                 Map::new(),
