@@ -20,6 +20,9 @@ fn patient() -> GatewayConfig {
     GatewayConfig {
         subgraph_timeout_ms: NEVER_MS,
         request_timeout_ms: NEVER_MS,
+        // These tests send identical queries at once to fill caps and queues;
+        // deduplication would fold them into one request (tested on its own below).
+        deduplication: portico_gateway::config::DeduplicationConfig { enabled: false },
         ..GatewayConfig::default()
     }
 }
@@ -558,6 +561,58 @@ async fn concurrent_requests_to_a_subgraph_never_exceed_its_cap() {
     }
     assert_eq!(users.max_in_flight(), CAP);
     assert_eq!(users.received.load(Ordering::SeqCst), CLIENTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_concurrent_queries_share_one_subgraph_request() {
+    const CLIENTS: usize = 40;
+    let users = GatedSubgraph::start().await;
+    let config = GatewayConfig {
+        subgraph_timeout_ms: NEVER_MS,
+        request_timeout_ms: NEVER_MS,
+        ..GatewayConfig::default()
+    };
+    let gw = gated_gateway(config, &users).await;
+    let release = async {
+        // The first request is held at the subgraph; give the others time to join it
+        // (all are sent at once), then open the gate.
+        tokio::time::timeout(HANG_GUARD, async {
+            while users.in_flight.load(Ordering::SeqCst) < 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the subgraph receives the request");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        users.open();
+    };
+    let ask_all = futures::future::join_all((0..CLIENTS).map(|_| ask_me(&gw)));
+    let (answers, ()) = tokio::time::timeout(HANG_GUARD, async { tokio::join!(ask_all, release) })
+        .await
+        .expect("every client is answered");
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body, &json!({"data": {"me": {"name": "User 1"}}}));
+    }
+    assert_eq!(
+        users.received.load(Ordering::SeqCst),
+        1,
+        "one request for all"
+    );
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("text");
+    let joined = format!(
+        "portico_subgraph_deduplicated_total{{subgraph=\"users\"}} {}\n",
+        CLIENTS - 1
+    );
+    assert!(metrics.contains(&joined), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
