@@ -14,6 +14,7 @@
 //! is anonymous); a bad token refuses the request with `UNAUTHENTICATED` and HTTP 401
 //! before any subgraph is called. Tokens are never logged.
 
+pub mod crypto;
 mod jwks;
 
 use std::collections::HashMap;
@@ -138,6 +139,7 @@ enum ScopeClaim {
 impl Authenticator {
     /// Build from config; reads the PEM file if one is configured.
     pub fn from_config(config: &JwtConfig, http: reqwest::Client) -> Result<Self, AuthSetupError> {
+        crypto::install();
         let keys = if let Some(path) = &config.public_key {
             let pem = std::fs::read(path).map_err(|source| AuthSetupError::ReadKey {
                 path: path.display().to_string(),
