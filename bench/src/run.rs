@@ -337,37 +337,61 @@ fn start_target(t: &Target, s: &Setup, port: u16) -> Result<Option<Proc>> {
     }
 }
 
+/// Signs the benchmark's access tokens (RS256, an hour long) with the auth key of `keys`.
+pub struct Tokens {
+    set: portico_auth::keys::KeySet,
+    now: i64,
+}
+
+impl Tokens {
+    pub fn new(keys: &portico::platform::Keys) -> Result<Self> {
+        let set = portico_auth::keys::KeySet::from_settings(&portico_auth::AuthSettings {
+            private_key_pem: keys.auth_private_pem.clone(),
+            extra_public_key_pems: Vec::new(),
+            issuer: "portico-bench".into(),
+            audience: "portico".into(),
+            access_ttl: Duration::from_secs(3600),
+            refresh_ttl: Duration::from_secs(3600),
+        })?;
+        Ok(Tokens {
+            set,
+            now: chrono::Utc::now().timestamp(),
+        })
+    }
+
+    /// `Bearer <token>` for user `sub`.
+    pub fn bearer(&self, sub: &str) -> Result<String> {
+        let token = self.set.sign(&portico_auth::keys::AccessClaims {
+            iss: "portico-bench".into(),
+            aud: "portico".into(),
+            sub: sub.to_string(),
+            scope: String::new(),
+            iat: self.now,
+            exp: self.now + 3600,
+        })?;
+        Ok(format!("Bearer {token}"))
+    }
+
+    /// The JWKS document both gateways verify the tokens with.
+    pub fn jwks(&self) -> String {
+        self.set.jwks().to_string()
+    }
+}
+
 fn mint_tokens(keys: &portico::platform::Keys, n: usize) -> Result<(Vec<HeaderValue>, String)> {
-    let settings = portico_auth::AuthSettings {
-        private_key_pem: keys.auth_private_pem.clone(),
-        extra_public_key_pems: Vec::new(),
-        issuer: "portico-bench".into(),
-        audience: "portico".into(),
-        access_ttl: Duration::from_secs(3600),
-        refresh_ttl: Duration::from_secs(3600),
-    };
-    let set = portico_auth::keys::KeySet::from_settings(&settings)?;
-    let now = chrono::Utc::now().timestamp();
+    let tokens = Tokens::new(keys)?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk = n.div_ceil(threads).max(1);
     let parts: Vec<Vec<HeaderValue>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .step_by(chunk)
             .map(|from| {
-                let set = set.clone();
+                let tokens = &tokens;
                 scope.spawn(move || {
                     (from..(from + chunk).min(n))
                         .filter_map(|i| {
-                            let claims = portico_auth::keys::AccessClaims {
-                                iss: "portico-bench".into(),
-                                aud: "portico".into(),
-                                sub: format!("bench-user-{i}"),
-                                scope: String::new(),
-                                iat: now,
-                                exp: now + 3600,
-                            };
-                            let t = set.sign(&claims).ok()?;
-                            HeaderValue::from_str(&format!("Bearer {t}")).ok()
+                            let t = tokens.bearer(&format!("bench-user-{i}")).ok()?;
+                            HeaderValue::from_str(&t).ok()
                         })
                         .collect::<Vec<_>>()
                 })
@@ -375,11 +399,11 @@ fn mint_tokens(keys: &portico::platform::Keys, n: usize) -> Result<(Vec<HeaderVa
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
-    let tokens: Vec<HeaderValue> = parts.into_iter().flatten().collect();
-    if tokens.len() != n {
-        bail!("minted {} of {n} tokens", tokens.len());
+    let list: Vec<HeaderValue> = parts.into_iter().flatten().collect();
+    if list.len() != n {
+        bail!("minted {} of {n} tokens", list.len());
     }
-    Ok((tokens, set.jwks().to_string()))
+    Ok((list, tokens.jwks()))
 }
 
 async fn subgraph_requests(http: &reqwest::Client, base: &str) -> Result<u64> {

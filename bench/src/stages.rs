@@ -100,24 +100,7 @@ pub fn run(iterations: usize) -> Result<Vec<Stage>> {
         ..Default::default()
     };
     let auth = portico_gateway::auth::Authenticator::from_config(&config, reqwest::Client::new())?;
-    let set = portico_auth::keys::KeySet::from_settings(&portico_auth::AuthSettings {
-        private_key_pem: keys.auth_private_pem.clone(),
-        extra_public_key_pems: Vec::new(),
-        issuer: "portico-bench".into(),
-        audience: "portico".into(),
-        access_ttl: Duration::from_secs(3600),
-        refresh_ttl: Duration::from_secs(3600),
-    })?;
-    let now = chrono::Utc::now().timestamp();
-    let token = set.sign(&portico_auth::keys::AccessClaims {
-        iss: "portico-bench".into(),
-        aud: "portico".into(),
-        sub: "bench-user".into(),
-        scope: String::new(),
-        iat: now,
-        exp: now + 3600,
-    })?;
-    let header = format!("Bearer {token}");
+    let header = crate::run::Tokens::new(&keys)?.bearer("bench-user")?;
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     rt.block_on(auth.authenticate(Some(&header)))
         .map_err(|e| anyhow::anyhow!("the token does not verify: {e}"))?;
