@@ -56,7 +56,8 @@ pub struct RunArgs {
     /// A second Portico binary measured as its own target (e.g. a baseline commit).
     #[arg(long)]
     pub portico_baseline: Option<PathBuf>,
-    /// A Hive Router binary (`hive_router`, from `cargo install hive-router`).
+    /// A Hive Router binary (`hive_router`, from `cargo install hive-router`); default:
+    /// one on `PATH`, or where `scripts/install-hive-router.sh` installs it.
     #[arg(long, env = "PORTICO_BENCH_HIVE")]
     pub hive: Option<PathBuf>,
     /// Version label of the Hive Router binary, for the report.
@@ -460,6 +461,23 @@ fn floor_calls(list: &[Recorded], urls: &[String]) -> Vec<FloorCall> {
         .collect()
 }
 
+/// A `hive_router` binary on `PATH`, or where `scripts/install-hive-router.sh` puts it
+/// by default (`$CARGO_TARGET_DIR` or `target`, then `hive-router-0.0.41/bin`).
+fn find_hive() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("hive_router"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("target"));
+        let p = target.join("hive-router-0.0.41/bin/hive_router");
+        p.is_file().then_some(p)
+    })
+}
+
 fn default_portico() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("portico");
@@ -563,7 +581,9 @@ pub async fn run(a: RunArgs) -> Result<()> {
             label: "Portico (baseline)",
         });
     }
-    if let Some(h) = &a.hive {
+    let hive = a.hive.clone().or_else(find_hive);
+    if let Some(h) = &hive {
+        println!("Hive Router: {}", h.display());
         targets.push(Target::Hive {
             bin: h.clone(),
             dedupe: true,
@@ -573,7 +593,9 @@ pub async fn run(a: RunArgs) -> Result<()> {
             dedupe: false,
         });
     } else {
-        println!("no --hive binary: measuring the floor and Portico only");
+        println!(
+            "no Hive Router found (--hive, PATH, or scripts/install-hive-router.sh's default place): measuring the floor and Portico only"
+        );
     }
 
     // The floor: the requests Portico makes for one client request.
@@ -744,7 +766,7 @@ fn report(
         out,
         "Heavy response: {heavy_bytes} bytes (compact JSON); Portico sends {heavy_fetches} subgraph requests for it. Every response checked; `errors` counts any that was not the expected JSON."
     );
-    if a.hive.is_some() {
+    if targets.iter().any(|t| matches!(t, Target::Hive { .. })) {
         let _ = writeln!(out, "Hive Router {}.", a.hive_version);
     }
     for &sc in scenarios {
