@@ -223,7 +223,21 @@ struct TestGateway {
     http: reqwest::Client,
 }
 
+/// The `/metrics` text of the gateway at `base` (`http://host:port`).
+async fn metrics_at(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("text")
+}
+
 impl TestGateway {
+    async fn metrics(&self) -> String {
+        metrics_at(&self.url).await
+    }
+
     async fn start(
         config: GatewayConfig,
         subgraphs: &[(&str, &str)],
@@ -1823,12 +1837,7 @@ async fn the_supergraph_is_replaced_while_serving_and_a_bad_one_changes_nothing(
     let body = ask(query).await;
     assert_eq!(body["data"]["topProducts"][0]["name"], "Table", "{body}");
     assert_eq!(products.requests.lock().len(), 1);
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_at(&format!("http://{addr}")).await;
     for line in [
         "portico_supergraph_reloads_total{result=\"ok\"} 1",
         "portico_supergraph_reloads_total{result=\"failed\"} 1",
@@ -1983,15 +1992,7 @@ async fn trusted_documents_log_or_enforce_the_manifest_and_serve_ids() {
     let gw = TestGateway::start(config("log"), &[("users", &users.url)], plans()).await;
     let (status, response) = gw.post(json!({"query": unlisted})).await;
     assert_eq!(status, StatusCode::OK, "{response}");
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("portico_trusted_documents_unknown_total 1\n"),
         "{metrics}"

@@ -23,9 +23,37 @@ use portico_federation::plan::QueryPlan;
 use serde_json::{Map, Value};
 
 use crate::auth::Identity;
-use crate::error::{GraphQLError, GraphQLResponse};
+use crate::error::{GraphQLError, GraphQLResponse, PathElem};
 pub use subgraph::{Endpoint, Resilience, Sending, Subgraphs};
 pub use subgraph_errors::SubgraphErrorPolicy;
+
+/// One step of a response path whose key is borrowed (from the operation or the plan):
+/// the executor walks thousands of objects per request without a `String` per key, and
+/// makes a path owned ([`owned`]) only for an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+pub(crate) fn owned(path: &[Step<'_>]) -> Vec<PathElem> {
+    path.iter()
+        .map(|s| match s {
+            Step::Key(k) => PathElem::Key((*k).to_string()),
+            Step::Index(i) => PathElem::Index(*i),
+        })
+        .collect()
+}
+
+/// Whether an owned and a borrowed path agree on their common length (one is a prefix of
+/// the other).
+pub(crate) fn agree(owned: &[PathElem], path: &[Step<'_>]) -> bool {
+    owned.iter().zip(path).all(|(a, b)| match (a, b) {
+        (PathElem::Key(a), Step::Key(b)) => a == b,
+        (PathElem::Index(a), Step::Index(b)) => a == b,
+        _ => false,
+    })
+}
 
 /// One operation to execute.
 pub struct ExecutionInput<'a> {

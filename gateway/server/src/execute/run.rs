@@ -16,6 +16,7 @@ use portico_federation::plan::{
 use serde_json::{Map, Value};
 
 use super::subgraph::{FetchError, Sending, SubgraphResponse, Subgraphs};
+use super::{Step, owned};
 use crate::auth::Identity;
 use crate::error::{ErrorCode, GraphQLError, PathElem};
 
@@ -607,23 +608,6 @@ fn rename_variable(text: &str, name: &str, to: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// One step of a concrete response path; keys borrow from the plan (no allocation per
-/// object collected), made owned only for an error's path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step<'p> {
-    Key(&'p str),
-    Index(usize),
-}
-
-fn owned(path: &[Step<'_>]) -> Vec<PathElem> {
-    path.iter()
-        .map(|s| match s {
-            Step::Key(k) => PathElem::Key((*k).to_string()),
-            Step::Index(i) => PathElem::Index(*i),
-        })
-        .collect()
 }
 
 /// Representations collected for one entity batch.

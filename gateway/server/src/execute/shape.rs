@@ -27,6 +27,7 @@ use apollo_compiler::{Node, Schema};
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
+use super::{Step, agree, owned};
 use crate::error::{ErrorCode, GraphQLError, Location, PathElem};
 
 pub(super) struct Shaper<'a> {
@@ -50,41 +51,6 @@ type Grouped<'d> = IndexMap<&'d str, Vec<&'d Node<Field>>>;
 /// an address while it is in use.
 pub(super) type GroupCache<'a> =
     std::collections::HashMap<(usize, usize, &'a str), std::rc::Rc<Grouped<'a>>>;
-
-/// One step of the response path, borrowed from the operation.
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    Key(&'a str),
-    Index(usize),
-}
-
-fn owned(path: &[Step<'_>]) -> Vec<PathElem> {
-    path.iter()
-        .map(|s| match s {
-            Step::Key(k) => PathElem::Key((*k).to_string()),
-            Step::Index(i) => PathElem::Index(*i),
-        })
-        .collect()
-}
-
-/// Does `long` start with `short` (an owned path against a borrowed one, either way)?
-fn starts_with(long: &[PathElem], short: &[Step<'_>]) -> bool {
-    long.len() >= short.len()
-        && long.iter().zip(short).all(|(a, b)| match (a, b) {
-            (PathElem::Key(a), Step::Key(b)) => a == b,
-            (PathElem::Index(a), Step::Index(b)) => a == b,
-            _ => false,
-        })
-}
-
-fn is_prefix_of(short: &[PathElem], long: &[Step<'_>]) -> bool {
-    short.len() <= long.len()
-        && short.iter().zip(long).all(|(a, b)| match (a, b) {
-            (PathElem::Key(a), Step::Key(b)) => a == b,
-            (PathElem::Index(a), Step::Index(b)) => a == b,
-            _ => false,
-        })
-}
 
 impl<'a> Shaper<'a> {
     /// The response's `data`: an object, or null when a non-null root field is null.
@@ -338,10 +304,16 @@ impl<'a> Shaper<'a> {
     /// Record "non-null field is null" unless an error already covers this path.
     fn null_error(&mut self, field: &Node<Field>, parent: &str, path: &[Step<'a>]) {
         let covered = self.errors.iter().any(|e| match &e.path {
-            Some(p) => starts_with(p, path) || is_prefix_of(p, path),
+            // One path is a prefix of the other.
+            Some(p) => agree(p, path),
             None => false,
         });
-        if covered || self.failed_paths.iter().any(|p| is_prefix_of(p, path)) {
+        if covered
+            || self
+                .failed_paths
+                .iter()
+                .any(|p| p.len() <= path.len() && agree(p, path))
+        {
             return;
         }
         let message = format!(

@@ -438,83 +438,69 @@ impl Subgraphs {
         // A subgraph whose response headers reach clients (`respond` rules, e.g. a
         // Set-Cookie) is never deduplicated: no client gets a header meant for another.
         let is_mutation = sending == Sending::Mutation;
-        if !self.resilience.dedupe
-            || sending != Sending::Query
-            || self.header_rules.responds(&endpoint.name)
-        {
-            return self
-                .send_with_retries(
-                    endpoint,
-                    is_mutation,
-                    body,
-                    identity,
-                    request_id,
-                    &forwarded,
-                )
-                .await;
+        // A subgraph whose response headers reach clients (`respond` rules, e.g. a
+        // Set-Cookie) is never deduplicated: no client gets a header meant for another.
+        let shareable = self.resilience.dedupe
+            && sending == Sending::Query
+            && !self.header_rules.responds(&endpoint.name);
+        // Either this request joins an identical one in flight and takes its outcome, or
+        // it is sent (and, when shareable, first registered for others to join).
+        let mut leading = None;
+        if shareable {
+            let key = DedupeKey {
+                body: body.clone(),
+                user_id: identity.user_id.clone(),
+                scopes: identity.scopes.clone(),
+                headers: forwarded
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            };
+            let joined = {
+                let mut table = endpoint.in_flight.lock();
+                match table.get(&key) {
+                    Some(rx) => Some(rx.clone()),
+                    None => {
+                        let (tx, rx) = tokio::sync::watch::channel(None);
+                        table.insert(key.clone(), rx);
+                        leading = Some((
+                            InFlight {
+                                endpoint,
+                                key: Some(key),
+                            },
+                            tx,
+                        ));
+                        None
+                    }
+                }
+            };
+            if let Some(mut rx) = joined
+                && let Ok(shared) = rx.wait_for(Option::is_some).await
+                && let Some(outcome) = shared.as_ref()
+            {
+                endpoint.deduplicated.fetch_add(1, Ordering::Relaxed);
+                return outcome.clone();
+            }
+            // Joined one that was dropped before answering: send its own.
         }
-        let key = DedupeKey {
-            body: body.clone(),
-            user_id: identity.user_id.clone(),
-            scopes: identity.scopes.clone(),
-            headers: forwarded
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        };
-        let joined = {
-            let mut table = endpoint.in_flight.lock();
-            match table.get(&key) {
-                Some(rx) => Err(rx.clone()),
-                None => {
-                    let (tx, rx) = tokio::sync::watch::channel(None);
-                    table.insert(key.clone(), rx);
-                    Ok(tx)
-                }
-            }
-        };
-        match joined {
-            Ok(tx) => {
-                let mut in_flight = InFlight {
-                    endpoint,
-                    key: Some(key),
-                };
-                let outcome = self
-                    .send_with_retries(
-                        endpoint,
-                        is_mutation,
-                        body,
-                        identity,
-                        request_id,
-                        &forwarded,
-                    )
-                    .await;
-                // Nobody joins once it has left the table; publish only to those who did.
-                in_flight.leave();
-                if tx.receiver_count() > 0 {
-                    let _ = tx.send(Some(outcome.clone()));
-                }
-                outcome
-            }
-            Err(mut rx) => {
-                if let Ok(shared) = rx.wait_for(Option::is_some).await
-                    && let Some(outcome) = shared.as_ref()
-                {
-                    endpoint.deduplicated.fetch_add(1, Ordering::Relaxed);
-                    return outcome.clone();
-                }
-                // The query it joined was dropped before answering: send its own.
-                self.send_with_retries(
-                    endpoint,
-                    is_mutation,
-                    body,
-                    identity,
-                    request_id,
-                    &forwarded,
-                )
-                .await
+        let outcome = self
+            .send_with_retries(
+                endpoint,
+                is_mutation,
+                body,
+                identity,
+                request_id,
+                &forwarded,
+            )
+            .await;
+        if let Some((mut in_flight, tx)) = leading {
+            // Nobody joins once it has left the table; publish only to those who did.
+            in_flight.leave();
+            if tx.receiver_count() > 0 {
+                let _ = tx.send(Some(outcome.clone()));
             }
         }
+        outcome
     }
 
     /// Sends `body` to `endpoint` with retries (queries only) and the circuit breaker.
@@ -911,88 +897,21 @@ mod tests {
         tenant_a_other.insert("x-other", http::HeaderValue::from_static("1"));
         let q = "query($id: ID!) { user(id: $id) { name } }";
         let v = |id: &str| Map::from_iter([("id".to_string(), serde_json::json!(id))]);
-        let calls = vec![
-            s.send(
-                "users",
-                Sending::Query,
-                q,
-                None,
-                v("1"),
-                &anonymous,
-                "r",
-                &tenant_a,
-            ),
-            s.send(
-                "users",
-                Sending::Query,
-                q,
-                None,
-                v("2"),
-                &anonymous,
-                "r",
-                &tenant_a,
-            ),
-            s.send(
-                "users",
-                Sending::Query,
-                q,
-                None,
-                v("1"),
-                &alice,
-                "r",
-                &tenant_a,
-            ),
-            s.send(
-                "users",
-                Sending::Query,
-                q,
-                None,
-                v("1"),
-                &admin,
-                "r",
-                &tenant_a,
-            ),
-            s.send(
-                "users",
-                Sending::Query,
-                q,
-                None,
-                v("1"),
-                &anonymous,
-                "r",
-                &tenant_b,
-            ),
-            s.send(
-                "users",
-                Sending::Mutation,
-                q,
-                None,
-                v("1"),
-                &anonymous,
-                "r",
-                &tenant_a,
-            ),
-            s.send(
-                "users",
-                Sending::QueryOfMutation,
-                q,
-                None,
-                v("1"),
-                &anonymous,
-                "r",
-                &tenant_a,
-            ),
-            s.send(
-                "users",
-                Sending::Query,
-                q,
-                None,
-                v("1"),
-                &anonymous,
-                "r",
-                &tenant_a_other,
-            ),
+        // (kind, id variable, identity, client headers); the last equals the first but
+        // for a header no rule forwards.
+        let cases = [
+            (Sending::Query, "1", &anonymous, &tenant_a),
+            (Sending::Query, "2", &anonymous, &tenant_a),
+            (Sending::Query, "1", &alice, &tenant_a),
+            (Sending::Query, "1", &admin, &tenant_a),
+            (Sending::Query, "1", &anonymous, &tenant_b),
+            (Sending::Mutation, "1", &anonymous, &tenant_a),
+            (Sending::QueryOfMutation, "1", &anonymous, &tenant_a),
+            (Sending::Query, "1", &anonymous, &tenant_a_other),
         ];
+        let calls = cases.iter().map(|(sending, id, who, headers)| {
+            s.send("users", *sending, q, None, v(id), who, "r", headers)
+        });
         let ns: Vec<u64> = futures::future::join_all(calls)
             .await
             .into_iter()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::Inner;
+use crate::execute::Endpoint;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -261,53 +262,43 @@ pub fn render(gw: &Inner) -> String {
         "portico_http_requests_in_flight {}",
         gw.metrics.in_flight.load(Ordering::Relaxed)
     );
-    out.push_str("# HELP portico_subgraph_requests_total Requests sent to each subgraph.\n");
-    out.push_str("# TYPE portico_subgraph_requests_total counter\n");
     let endpoints = gw.subgraphs.endpoints();
-    for e in &endpoints {
-        let _ = writeln!(
-            out,
-            "portico_subgraph_requests_total{{subgraph=\"{}\"}} {}",
-            e.name,
-            e.requests.load(Ordering::Relaxed)
-        );
-    }
-    out.push_str(
-        "# HELP portico_subgraph_failures_total Subgraph requests that got no GraphQL response.\n",
+    let per_subgraph =
+        |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&Endpoint) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for e in &endpoints {
+                let _ = writeln!(out, "{name}{{subgraph=\"{}\"}} {}", e.name, value(e));
+            }
+        };
+    per_subgraph(
+        &mut out,
+        "portico_subgraph_requests_total",
+        "counter",
+        "Requests sent to each subgraph.",
+        &|e| e.requests.load(Ordering::Relaxed),
     );
-    out.push_str("# TYPE portico_subgraph_failures_total counter\n");
-    for e in &endpoints {
-        let _ = writeln!(
-            out,
-            "portico_subgraph_failures_total{{subgraph=\"{}\"}} {}",
-            e.name,
-            e.failures.load(Ordering::Relaxed)
-        );
-    }
-    out.push_str(
-        "# HELP portico_subgraph_requests_in_flight Requests in flight to each subgraph (at most its max_concurrent_requests).\n",
+    per_subgraph(
+        &mut out,
+        "portico_subgraph_failures_total",
+        "counter",
+        "Subgraph requests that got no GraphQL response.",
+        &|e| e.failures.load(Ordering::Relaxed),
     );
-    out.push_str("# TYPE portico_subgraph_requests_in_flight gauge\n");
-    for e in &endpoints {
-        let _ = writeln!(
-            out,
-            "portico_subgraph_requests_in_flight{{subgraph=\"{}\"}} {}",
-            e.name,
-            e.in_flight()
-        );
-    }
-    out.push_str(
-        "# HELP portico_subgraph_requests_waiting Requests waiting for a free slot to each subgraph.\n",
+    per_subgraph(
+        &mut out,
+        "portico_subgraph_requests_in_flight",
+        "gauge",
+        "Requests in flight to each subgraph (at most its max_concurrent_requests).",
+        &|e| e.in_flight() as u64,
     );
-    out.push_str("# TYPE portico_subgraph_requests_waiting gauge\n");
-    for e in &endpoints {
-        let _ = writeln!(
-            out,
-            "portico_subgraph_requests_waiting{{subgraph=\"{}\"}} {}",
-            e.name,
-            e.waiting()
-        );
-    }
+    per_subgraph(
+        &mut out,
+        "portico_subgraph_requests_waiting",
+        "gauge",
+        "Requests waiting for a free slot to each subgraph.",
+        &|e| e.waiting(),
+    );
     let name = "portico_subgraph_request_duration_seconds";
     let _ = writeln!(
         out,
@@ -318,38 +309,27 @@ pub fn render(gw: &Inner) -> String {
         e.latency
             .render_series(name, &format!("subgraph=\"{}\"", e.name), &mut out);
     }
-    out.push_str(
-        "# HELP portico_subgraph_circuit_open 1 while a subgraph's circuit is open (it is not called).\n",
+    per_subgraph(
+        &mut out,
+        "portico_subgraph_circuit_open",
+        "gauge",
+        "1 while a subgraph's circuit is open (it is not called).",
+        &|e| u64::from(e.circuit_open()),
     );
-    out.push_str("# TYPE portico_subgraph_circuit_open gauge\n");
-    for e in &endpoints {
-        let _ = writeln!(
-            out,
-            "portico_subgraph_circuit_open{{subgraph=\"{}\"}} {}",
-            e.name,
-            u8::from(e.circuit_open())
-        );
-    }
-    out.push_str("# HELP portico_subgraph_retries_total Retries sent to each subgraph.\n");
-    out.push_str("# TYPE portico_subgraph_retries_total counter\n");
-    for e in &endpoints {
-        let _ = writeln!(
-            out,
-            "portico_subgraph_retries_total{{subgraph=\"{}\"}} {}",
-            e.name,
-            e.retries.load(Ordering::Relaxed)
-        );
-    }
-    out.push_str("# HELP portico_subgraph_deduplicated_total Subgraph queries answered by an identical query already in flight instead of a request.\n");
-    out.push_str("# TYPE portico_subgraph_deduplicated_total counter\n");
-    for e in &endpoints {
-        let _ = writeln!(
-            out,
-            "portico_subgraph_deduplicated_total{{subgraph=\"{}\"}} {}",
-            e.name,
-            e.deduplicated.load(Ordering::Relaxed)
-        );
-    }
+    per_subgraph(
+        &mut out,
+        "portico_subgraph_retries_total",
+        "counter",
+        "Retries sent to each subgraph.",
+        &|e| e.retries.load(Ordering::Relaxed),
+    );
+    per_subgraph(
+        &mut out,
+        "portico_subgraph_deduplicated_total",
+        "counter",
+        "Subgraph queries answered by an identical query already in flight instead of a request.",
+        &|e| e.deduplicated.load(Ordering::Relaxed),
+    );
     for (name, cache) in [
         ("plan", gw.plans.stats()),
         ("document", gw.documents.stats()),

@@ -524,6 +524,31 @@ async fn ask_me(gw: &TestGateway) -> (StatusCode, Value) {
     gw.post(json!({"query": "{ me { name } }"})).await
 }
 
+/// Sends `clients` identical `{ me { name } }` queries at once; once `held` requests are
+/// in flight at the gated subgraph, waits `settle` for any others to arrive, then opens
+/// the gate. Every client must get `User 1`.
+async fn ask_all_then_open(gw: &TestGateway, users: &GatedSubgraph, clients: usize, held: usize) {
+    let release = async {
+        tokio::time::timeout(HANG_GUARD, async {
+            while users.in_flight.load(Ordering::SeqCst) < held {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the subgraph receives requests");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        users.open();
+    };
+    let ask_all = futures::future::join_all((0..clients).map(|_| ask_me(gw)));
+    let (answers, ()) = tokio::time::timeout(HANG_GUARD, async { tokio::join!(ask_all, release) })
+        .await
+        .expect("every client is answered");
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body, &json!({"data": {"me": {"name": "User 1"}}}));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_to_a_subgraph_never_exceed_its_cap() {
     const CAP: usize = 4;
@@ -538,27 +563,9 @@ async fn concurrent_requests_to_a_subgraph_never_exceed_its_cap() {
         },
     );
     let gw = gated_gateway(config, &users).await;
-    let release = async {
-        // Let the cap fill, then give any request beyond it time to arrive (it would
-        // raise the maximum) before opening the gate.
-        tokio::time::timeout(HANG_GUARD, async {
-            while users.in_flight.load(Ordering::SeqCst) < CAP {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the subgraph receives requests");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        users.open();
-    };
-    let ask_all = futures::future::join_all((0..CLIENTS).map(|_| ask_me(&gw)));
-    let (answers, ()) = tokio::time::timeout(HANG_GUARD, async { tokio::join!(ask_all, release) })
-        .await
-        .expect("every client is answered");
-    for (status, body) in &answers {
-        assert_eq!(*status, StatusCode::OK, "{body}");
-        assert_eq!(body, &json!({"data": {"me": {"name": "User 1"}}}));
-    }
+    // Let the cap fill, then give any request beyond it time to arrive (it would raise
+    // the maximum) before opening the gate.
+    ask_all_then_open(&gw, &users, CLIENTS, CAP).await;
     assert_eq!(users.max_in_flight(), CAP);
     assert_eq!(users.received.load(Ordering::SeqCst), CLIENTS);
 }
@@ -573,41 +580,15 @@ async fn identical_concurrent_queries_share_one_subgraph_request() {
         ..GatewayConfig::default()
     };
     let gw = gated_gateway(config, &users).await;
-    let release = async {
-        // The first request is held at the subgraph; give the others time to join it
-        // (all are sent at once), then open the gate.
-        tokio::time::timeout(HANG_GUARD, async {
-            while users.in_flight.load(Ordering::SeqCst) < 1 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the subgraph receives the request");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        users.open();
-    };
-    let ask_all = futures::future::join_all((0..CLIENTS).map(|_| ask_me(&gw)));
-    let (answers, ()) = tokio::time::timeout(HANG_GUARD, async { tokio::join!(ask_all, release) })
-        .await
-        .expect("every client is answered");
-    for (status, body) in &answers {
-        assert_eq!(*status, StatusCode::OK, "{body}");
-        assert_eq!(body, &json!({"data": {"me": {"name": "User 1"}}}));
-    }
+    // The first request is held at the subgraph; the others, sent at the same time, join
+    // it before the gate opens.
+    ask_all_then_open(&gw, &users, CLIENTS, 1).await;
     assert_eq!(
         users.received.load(Ordering::SeqCst),
         1,
         "one request for all"
     );
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gw.metrics().await;
     let joined = format!(
         "portico_subgraph_deduplicated_total{{subgraph=\"users\"}} {}\n",
         CLIENTS - 1
@@ -654,15 +635,7 @@ async fn requests_waiting_for_a_subgraph_slot_time_out_cleanly() {
         .expect("answered");
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"data": {"me": {"name": "User 1"}}}));
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gw.metrics().await;
     for line in [
         "portico_subgraph_requests_in_flight{subgraph=\"users\"} 0\n",
         "portico_subgraph_requests_waiting{subgraph=\"users\"} 0\n",
@@ -745,15 +718,7 @@ async fn queries_are_retried_when_the_subgraph_could_not_have_acted_mutations_ne
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["me"]["name"], "User 1", "{body}");
     assert_eq!(users.requests(), 3);
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("portico_subgraph_retries_total{subgraph=\"users\"} 2"),
         "{metrics}"

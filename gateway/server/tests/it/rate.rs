@@ -133,12 +133,7 @@ async fn an_operation_above_max_cost_is_refused_before_any_subgraph_is_called() 
     );
 
     assert_eq!(subgraph_requests(&subgraphs), 0);
-    let metrics = reqwest::get(url.replace("/graphql", "/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_at(url.trim_end_matches("/graphql")).await;
     assert!(
         metrics.contains("portico_cost_refused_total 1"),
         "{metrics}"
@@ -252,12 +247,7 @@ async fn budgets_are_per_client_anonymous_authenticated_and_by_scope_tier() {
     assert!(e.to_string().contains("rate_limit.window_secs"), "{e}");
     assert_eq!(gateway.rate_limit_config().anonymous_budget, 4);
 
-    let metrics = reqwest::get(url.replace("/graphql", "/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_at(url.trim_end_matches("/graphql")).await;
     assert!(
         metrics.contains("portico_rate_limit_decisions_total{decision=\"limited\"} 6"),
         "{metrics}"

@@ -104,14 +104,7 @@ impl Tricky {
     }
 
     async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.url))
-            .send()
-            .await
-            .expect("metrics answer")
-            .text()
-            .await
-            .expect("text")
+        metrics_at(&self.url).await
     }
 }
 

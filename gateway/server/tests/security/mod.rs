@@ -1083,12 +1083,7 @@ async fn a_panicking_policy_evaluator_costs_one_request_not_the_gateway() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"], json!({"user": null}), "{body}");
 
-    let metrics = reqwest::get(url.replace("/graphql", "/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_at(url.trim_end_matches("/graphql")).await;
     assert!(
         metrics.contains("portico_panics_total{stage=\"request\"} 1\n"),
         "{metrics}"
