@@ -14,6 +14,7 @@ mod run;
 mod shape;
 pub mod subgraph;
 pub mod subgraph_errors;
+mod value;
 
 use apollo_compiler::Schema;
 use apollo_compiler::executable::{ExecutableDocument, Operation};
@@ -98,7 +99,7 @@ pub async fn execute(
         client_headers: input.client_headers,
         is_subtype: &is_subtype,
         is_object: &is_object,
-        data: Mutex::new(Value::Object(Map::new())),
+        data: Mutex::new(value::Val::Object(value::Obj::new())),
         errors: Mutex::new(Vec::new()),
         failed_paths: Mutex::new(Vec::new()),
         response_headers: Mutex::new(http::HeaderMap::new()),

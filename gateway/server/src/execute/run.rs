@@ -15,7 +15,8 @@ use portico_federation::plan::{
 };
 use serde_json::{Map, Value};
 
-use super::subgraph::{FetchError, Sending, SubgraphResponse, Subgraphs};
+use super::subgraph::{FetchError, Sending, SubgraphResponse, Subgraphs, Variables};
+use super::value::{Key, Obj, Val, merge};
 use super::{Step, owned};
 use crate::auth::Identity;
 use crate::error::{ErrorCode, GraphQLError, PathElem};
@@ -35,7 +36,7 @@ pub(super) struct Run<'a> {
     pub is_subtype: &'a (dyn Fn(&str, &str) -> bool + Sync),
     /// Answers "is `typename` an object type of the API schema?".
     pub is_object: &'a (dyn Fn(&str) -> bool + Sync),
-    pub data: Mutex<Value>,
+    pub data: Mutex<Val>,
     pub errors: Mutex<Vec<GraphQLError>>,
     /// Response paths whose data a failed fetch should have provided: nulls under them
     /// are explained by that fetch's error and get no error of their own.
@@ -115,27 +116,27 @@ impl<'a> Run<'a> {
         context: &ContextFetch,
     ) {
         // 1. Collect: representations keyed by (values, representation).
-        let mut groups: Vec<(Vec<Value>, Collected<'_>)> = Vec::new();
+        let mut groups: Vec<(Vec<Val>, Collected<'_>)> = Vec::new();
         {
             let data = self.data.lock();
             let mut objects = Vec::new();
             collect(&data, path, &mut Vec::new(), &mut objects, self.is_subtype);
-            let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
+            let mut seen: HashMap<(Vec<Val>, Val), (usize, usize)> = HashMap::new();
             for (concrete, object) in objects {
                 let Some(mut rep) = project(object, requires, self.is_subtype) else {
                     continue;
                 };
                 apply_rewrites(&mut rep, &fetch.input_rewrites);
-                let values: Vec<Value> = context
+                let values: Vec<Val> = context
                     .arguments
                     .iter()
                     .map(|a| context_value(&data, &concrete, a))
                     .collect();
-                let values_key = Value::Array(values.clone()).to_string();
-                let key = format!("{values_key}\u{0}{rep}");
+                let key = (values, rep);
                 let (g, index) = match seen.get(&key) {
                     Some(found) => *found,
                     None => {
+                        let (values, rep) = key.clone();
                         let g = match groups.iter().position(|(v, _)| *v == values) {
                             Some(g) => g,
                             None => {
@@ -162,13 +163,17 @@ impl<'a> Run<'a> {
             return;
         }
         // 2. One request.
-        let mut variables = self.fetch_variables(fetch);
+        let mut variables = Variables::from(self.fetch_variables(fetch));
         let (operation, aliases) = if groups.len() == 1 {
             for (a, v) in context.arguments.iter().zip(&groups[0].0) {
-                variables.insert(a.variable.clone(), v.clone());
+                variables
+                    .values
+                    .insert(a.variable.clone(), v.clone().into_json());
             }
             let reps = std::mem::take(&mut groups[0].1.representations);
-            variables.insert("representations".into(), Value::Array(reps));
+            variables
+                .representations
+                .push(("representations".into(), reps));
             (fetch.operation.clone(), vec!["_entities".to_string()])
         } else {
             let mut defs = Vec::new();
@@ -181,12 +186,12 @@ impl<'a> Run<'a> {
                     let renamed = format!("{}_{i}", a.variable);
                     defs.push(format!("${renamed}:{}", a.type_name));
                     selection = rename_variable(&selection, &a.variable, &renamed);
-                    variables.insert(renamed, v.clone());
+                    variables.values.insert(renamed, v.clone().into_json());
                 }
-                variables.insert(
+                variables.representations.push((
                     format!("r{i}"),
-                    Value::Array(std::mem::take(&mut collected.representations)),
-                );
+                    std::mem::take(&mut collected.representations),
+                ));
                 fields.push(format!("_e{i}:_entities(representations:$r{i}){selection}"));
                 aliases.push(format!("_e{i}"));
             }
@@ -271,7 +276,7 @@ impl<'a> Run<'a> {
             }
         };
         self.pass_on(&mut response);
-        if let Some(mut data) = response.data.filter(Value::is_object) {
+        if let Some(mut data) = response.data.filter(Val::is_object) {
             apply_rewrites(&mut data, &fetch.output_rewrites);
             merge(&mut self.data.lock(), data);
         }
@@ -297,11 +302,10 @@ impl<'a> Run<'a> {
         }
         // 2. One request for all of them; 3. scatter; 4. errors to the producers' paths.
         let count = batch.representations.len();
-        let mut variables = self.fetch_variables(fetch);
-        variables.insert(
-            "representations".into(),
-            Value::Array(batch.representations),
-        );
+        let mut variables = Variables::from(self.fetch_variables(fetch));
+        variables
+            .representations
+            .push(("representations".into(), batch.representations));
         let Some(response) = self
             .send_entities(
                 &fetch.service_name,
@@ -327,18 +331,20 @@ impl<'a> Run<'a> {
     /// Several entity batches to one subgraph in one request (`BatchFetch`).
     async fn batch_fetch(&self, fetch: &BatchFetchNode) {
         let mut collected_all = Vec::with_capacity(fetch.entity_batches.len());
-        let mut variables: Map<String, Value> = fetch
-            .variable_usages
-            .iter()
-            .filter_map(|name| Some((name.clone(), self.variables.get(name)?.clone())))
-            .collect();
+        let mut variables = Variables::from(
+            fetch
+                .variable_usages
+                .iter()
+                .filter_map(|name| Some((name.clone(), self.variables.get(name)?.clone())))
+                .collect::<Map<String, Value>>(),
+        );
         for b in &fetch.entity_batches {
             let mut collected = self.collect_batch(&b.path, &b.requires, &b.input_rewrites);
             let count = collected.representations.len();
-            variables.insert(
+            variables.representations.push((
                 b.variable.clone(),
-                Value::Array(std::mem::take(&mut collected.representations)),
-            );
+                std::mem::take(&mut collected.representations),
+            ));
             collected_all.push((collected.producers, count));
         }
         let batches: Vec<Vec<Vec<&Vec<Step<'_>>>>> = collected_all
@@ -383,7 +389,7 @@ impl<'a> Run<'a> {
         service: &str,
         operation: &str,
         operation_name: Option<&str>,
-        variables: Map<String, Value>,
+        variables: Variables,
         producers: &[&[(Vec<Step<'_>>, usize)]],
     ) -> Option<SubgraphResponse> {
         let result = self
@@ -430,8 +436,8 @@ impl<'a> Run<'a> {
     ) {
         let SubgraphResponse { data, errors, .. } = response;
         let mut data = match data {
-            Some(Value::Object(map)) => map,
-            _ => Map::new(),
+            Some(Val::Object(map)) => map,
+            _ => Obj::new(),
         };
         for (i, (alias, by_rep)) in aliases.iter().zip(batches).enumerate() {
             if by_rep.is_empty() {
@@ -440,7 +446,7 @@ impl<'a> Run<'a> {
             let rewrites = output_rewrites.get(i).copied().unwrap_or(&[]);
             self.scatter(
                 service,
-                data.remove(*alias),
+                data.remove(alias),
                 by_rep,
                 rewrites,
                 errors.is_empty(),
@@ -466,10 +472,11 @@ impl<'a> Run<'a> {
         requires: &[Selection],
         input_rewrites: &[Rewrite],
     ) -> Collected<'p> {
-        let mut representations: Vec<Value> = Vec::new();
         let mut producers: Vec<(Vec<Step<'p>>, usize)> = Vec::new();
         let data = self.data.lock();
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        // Representations are projected in `requires` order, so equal ones are equal
+        // field by field: the set compares them structurally, no serialising.
+        let mut seen: indexmap::IndexSet<Val> = indexmap::IndexSet::new();
         let mut objects = Vec::new();
         collect(&data, path, &mut Vec::new(), &mut objects, self.is_subtype);
         for (concrete, object) in objects {
@@ -477,15 +484,11 @@ impl<'a> Run<'a> {
                 continue;
             };
             apply_rewrites(&mut rep, input_rewrites);
-            let key = rep.to_string();
-            let index = *seen.entry(key).or_insert_with(|| {
-                representations.push(rep);
-                representations.len() - 1
-            });
+            let (index, _) = seen.insert_full(rep);
             producers.push((concrete, index));
         }
         Collected {
-            representations,
+            representations: seen.into_iter().collect(),
             producers,
         }
     }
@@ -494,14 +497,14 @@ impl<'a> Run<'a> {
     fn scatter(
         &self,
         service: &str,
-        entities: Option<Value>,
+        entities: Option<Val>,
         by_rep: &[Vec<&Vec<Step<'_>>>],
         output_rewrites: &[Rewrite],
         no_errors: bool,
     ) {
         let count = by_rep.len();
         match entities {
-            Some(Value::Array(entities)) if entities.len() == count => {
+            Some(Val::Array(entities)) if entities.len() == count => {
                 let mut data = self.data.lock();
                 for (i, mut entity) in entities.into_iter().enumerate() {
                     if !entity.is_object() {
@@ -514,17 +517,16 @@ impl<'a> Run<'a> {
                     let last = by_rep[i].len().saturating_sub(1);
                     for (j, concrete) in by_rep[i].iter().enumerate() {
                         if let Some(target) = navigate_mut(&mut data, concrete) {
-                            if let (Some(t), Value::Object(map)) = (&entity_typename, &mut *target)
-                            {
+                            if let (Some(t), Val::Object(map)) = (&entity_typename, &mut *target) {
                                 // Keep a concrete type already known; take the entity's when
                                 // it is concrete and ours is not (an `@interfaceObject`
                                 // subgraph named the interface).
-                                let is_object = |v: &Value| v.as_str().is_some_and(self.is_object);
+                                let is_object = |v: &Val| v.as_str().is_some_and(self.is_object);
                                 let keep = map
                                     .get("__typename")
                                     .is_some_and(|old| is_object(old) || !is_object(t));
                                 if !keep {
-                                    map.insert("__typename".into(), t.clone());
+                                    map.insert("__typename", t.clone());
                                 }
                             }
                             // The last producer takes the entity; the others copy it.
@@ -537,7 +539,7 @@ impl<'a> Run<'a> {
                     }
                 }
             }
-            Some(Value::Array(entities)) => self.errors.lock().push(
+            Some(Val::Array(entities)) => self.errors.lock().push(
                 GraphQLError::new(
                     ErrorCode::SubrequestHttpError,
                     format!(
@@ -561,26 +563,26 @@ impl<'a> Run<'a> {
 
 /// The value of a `@fromContext` argument for the object at `concrete`: read at
 /// `argument.path` in the ancestor `levels_up` path elements above it (`null` if absent).
-fn context_value(data: &Value, concrete: &[Step<'_>], argument: &ContextArgument) -> Value {
+fn context_value(data: &Val, concrete: &[Step<'_>], argument: &ContextArgument) -> Val {
     let keep = concrete.len().saturating_sub(argument.levels_up);
     let Some(mut at) = navigate(data, &concrete[..keep]) else {
-        return Value::Null;
+        return Val::Null;
     };
     for key in &argument.path {
         match at.get(key.as_str()) {
             Some(next) => at = next,
-            None => return Value::Null,
+            None => return Val::Null,
         }
     }
     at.clone()
 }
 
-fn navigate<'v>(value: &'v Value, path: &[Step<'_>]) -> Option<&'v Value> {
+fn navigate<'v>(value: &'v Val, path: &[Step<'_>]) -> Option<&'v Val> {
     let mut cur = value;
     for elem in path {
         cur = match elem {
-            Step::Key(k) => cur.get(*k)?,
-            Step::Index(i) => cur.get(*i)?,
+            Step::Key(k) => cur.get(k)?,
+            Step::Index(i) => cur.at(*i)?,
         };
     }
     Some(cur)
@@ -612,7 +614,7 @@ fn rename_variable(text: &str, name: &str, to: &str) -> String {
 
 /// Representations collected for one entity batch.
 struct Collected<'p> {
-    representations: Vec<Value>,
+    representations: Vec<Val>,
     producers: Vec<(Vec<Step<'p>>, usize)>,
 }
 
@@ -680,20 +682,20 @@ fn fetch_error(e: &FetchError) -> GraphQLError {
     GraphQLError::new(code, e.to_string()).with_extension("serviceName", service.clone())
 }
 
-fn typename(v: &Value) -> Option<&str> {
-    v.get("__typename").and_then(Value::as_str)
+fn typename(v: &Val) -> Option<&str> {
+    v.get("__typename").and_then(Val::as_str)
 }
 
 /// Every non-null object at `path`, with its concrete path. Lists met where the path
 /// expects an object are walked into (as `@` would).
 fn collect<'v, 'p>(
-    value: &'v Value,
+    value: &'v Val,
     path: &'p [PathSegment],
     current: &mut Vec<Step<'p>>,
-    out: &mut Vec<(Vec<Step<'p>>, &'v Value)>,
+    out: &mut Vec<(Vec<Step<'p>>, &'v Val)>,
     is_subtype: &(dyn Fn(&str, &str) -> bool + Sync),
 ) {
-    if let Value::Array(items) = value {
+    if let Val::Array(items) = value {
         for (i, item) in items.iter().enumerate() {
             current.push(Step::Index(i));
             let rest = match path.first() {
@@ -705,7 +707,7 @@ fn collect<'v, 'p>(
         }
         return;
     }
-    let Value::Object(map) = value else {
+    let Val::Object(map) = value else {
         return;
     };
     match path.first() {
@@ -731,11 +733,11 @@ fn collect<'v, 'p>(
 /// Build a representation from `object` through `requires`; `None` when the object is
 /// not of a required type or lacks a required field.
 fn project(
-    object: &Value,
+    object: &Val,
     requires: &[Selection],
     is_subtype: &(dyn Fn(&str, &str) -> bool + Sync),
-) -> Option<Value> {
-    let mut out = Map::new();
+) -> Option<Val> {
+    let mut out = Obj::with_capacity(requires.len() + 1);
     let mut matched_any = false;
     let mut has_fragments = false;
     for sel in requires {
@@ -747,7 +749,7 @@ fn project(
             } => {
                 let value = object.get(name)?;
                 let projected = project_value(value, selections, is_subtype)?;
-                out.insert(alias.clone().unwrap_or_else(|| name.clone()), projected);
+                out.insert(alias.as_deref().unwrap_or(name), projected);
                 matched_any = true;
             }
             Selection::InlineFragment {
@@ -761,8 +763,10 @@ fn project(
                     (Some(_), None) => false,
                 };
                 if applies {
-                    if let Value::Object(inner) = project(object, selections, is_subtype)? {
-                        out.extend(inner);
+                    if let Val::Object(inner) = project(object, selections, is_subtype)? {
+                        for (k, v) in inner {
+                            out.insert(k, v);
+                        }
                     }
                     matched_any = true;
                 }
@@ -772,35 +776,37 @@ fn project(
     if has_fragments && !matched_any {
         return None;
     }
-    if let Some(t) = object.get("__typename") {
-        out.entry("__typename").or_insert_with(|| t.clone());
+    if let Some(t) = object.get("__typename")
+        && !out.contains_key("__typename")
+    {
+        out.push(Key::new_static("__typename"), t.clone());
     }
-    Some(Value::Object(out))
+    Some(Val::Object(out))
 }
 
 fn project_value(
-    value: &Value,
+    value: &Val,
     selections: &[Selection],
     is_subtype: &(dyn Fn(&str, &str) -> bool + Sync),
-) -> Option<Value> {
+) -> Option<Val> {
     if selections.is_empty() {
         return Some(value.clone());
     }
     match value {
-        Value::Null => Some(Value::Null),
-        Value::Array(items) => items
+        Val::Null => Some(Val::Null),
+        Val::Array(items) => items
             .iter()
             .map(|i| project_value(i, selections, is_subtype))
             .collect::<Option<Vec<_>>>()
-            .map(Value::Array),
-        Value::Object(_) => {
+            .map(Val::Array),
+        Val::Object(_) => {
             let mut projected = project(value, selections, is_subtype)?;
             // Nested objects keep only what was asked for, `__typename` included only if
             // selected.
             let asked_typename = selections
                 .iter()
                 .any(|s| matches!(s, Selection::Field { name, .. } if name == "__typename"));
-            if !asked_typename && let Value::Object(m) = &mut projected {
+            if !asked_typename && let Val::Object(m) = &mut projected {
                 m.remove("__typename");
             }
             Some(projected)
@@ -809,7 +815,7 @@ fn project_value(
     }
 }
 
-fn apply_rewrites(value: &mut Value, rewrites: &[Rewrite]) {
+fn apply_rewrites(value: &mut Val, rewrites: &[Rewrite]) {
     for rewrite in rewrites {
         match rewrite {
             Rewrite::ValueSetter {
@@ -834,20 +840,16 @@ fn apply_rewrites(value: &mut Value, rewrites: &[Rewrite]) {
 
 /// Renames the key at the end of `path` (response keys; lists walked into) in every
 /// object it reaches. An explicit stack: the path is as deep as the operation.
-fn rename_at(value: &mut Value, path: &[String], to: &str) {
+fn rename_at(value: &mut Val, path: &[String], to: &str) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
-    let mut stack: Vec<(&mut Value, usize)> = vec![(value, 0)];
+    let mut stack: Vec<(&mut Val, usize)> = vec![(value, 0)];
     while let Some((v, depth)) = stack.pop() {
         match v {
-            Value::Array(items) => stack.extend(items.iter_mut().map(|i| (i, depth))),
-            Value::Object(map) if depth == parents.len() => {
-                if let Some(found) = map.remove(last.as_str()) {
-                    map.insert(to.to_string(), found);
-                }
-            }
-            Value::Object(map) => {
+            Val::Array(items) => stack.extend(items.iter_mut().map(|i| (i, depth))),
+            Val::Object(map) if depth == parents.len() => map.rename(last, to),
+            Val::Object(map) => {
                 if let Some(next) = map.get_mut(parents[depth].as_str()) {
                     stack.push((next, depth + 1));
                 }
@@ -857,12 +859,12 @@ fn rename_at(value: &mut Value, path: &[String], to: &str) {
     }
 }
 
-fn set_at(value: &mut Value, path: &[String], new: &Value) {
+fn set_at(value: &mut Val, path: &[String], new: &Value) {
     match path {
         [] => {}
         [last] => {
-            if let Value::Object(map) = value {
-                map.insert(last.clone(), new.clone());
+            if let Val::Object(map) = value {
+                map.insert(last.as_str(), Val::from(new.clone()));
             }
         }
         [first, rest @ ..] => {
@@ -873,39 +875,15 @@ fn set_at(value: &mut Value, path: &[String], new: &Value) {
     }
 }
 
-fn navigate_mut<'v>(value: &'v mut Value, path: &[Step<'_>]) -> Option<&'v mut Value> {
+fn navigate_mut<'v>(value: &'v mut Val, path: &[Step<'_>]) -> Option<&'v mut Val> {
     let mut cur = value;
     for elem in path {
         cur = match elem {
-            Step::Key(k) => cur.get_mut(*k)?,
-            Step::Index(i) => cur.get_mut(*i)?,
+            Step::Key(k) => cur.get_mut(k)?,
+            Step::Index(i) => cur.at_mut(*i)?,
         };
     }
     Some(cur)
-}
-
-/// Deep merge: objects by key, equal-length lists item by item; a null never erases a
-/// value another subgraph provided.
-pub(super) fn merge(target: &mut Value, source: Value) {
-    match (target, source) {
-        (Value::Object(t), Value::Object(s)) => {
-            for (k, v) in s {
-                match t.get_mut(&k) {
-                    Some(existing) => merge(existing, v),
-                    None => {
-                        t.insert(k, v);
-                    }
-                }
-            }
-        }
-        (Value::Array(t), Value::Array(s)) if t.len() == s.len() => {
-            for (tv, sv) in t.iter_mut().zip(s) {
-                merge(tv, sv);
-            }
-        }
-        (t, Value::Null) if !t.is_null() => {}
-        (t, s) => *t = s,
-    }
 }
 
 #[cfg(test)]
@@ -919,7 +897,9 @@ mod tests {
 
     #[test]
     fn collect_walks_lists_and_type_conditions() {
-        let data = json!({"a": [{"b": {"__typename": "X", "id": 1}}, {"b": null}, {"b": {"__typename": "Y", "id": 2}}]});
+        let data = Val::from(
+            json!({"a": [{"b": {"__typename": "X", "id": 1}}, {"b": null}, {"b": {"__typename": "Y", "id": 2}}]}),
+        );
         let path = vec![
             PathSegment::Key("a".into()),
             PathSegment::List,
@@ -961,28 +941,16 @@ mod tests {
                 },
             ],
         }];
-        let user =
-            json!({"__typename": "User", "id": "1", "name": "x", "org": {"id": "o", "n": 1}});
+        let user = Val::from(
+            json!({"__typename": "User", "id": "1", "name": "x", "org": {"id": "o", "n": 1}}),
+        );
         assert_eq!(
-            project(&user, &requires, &no_subtypes),
+            project(&user, &requires, &no_subtypes).map(Val::into_json),
             Some(json!({"__typename": "User", "id": "1", "org": {"id": "o"}}))
         );
-        let other = json!({"__typename": "Bot", "id": "1"});
+        let other = Val::from(json!({"__typename": "Bot", "id": "1"}));
         assert_eq!(project(&other, &requires, &no_subtypes), None);
-        let missing = json!({"__typename": "User", "org": null});
+        let missing = Val::from(json!({"__typename": "User", "org": null}));
         assert_eq!(project(&missing, &requires, &no_subtypes), None);
-    }
-
-    #[test]
-    fn merge_is_deep_and_null_does_not_erase() {
-        let mut t = json!({"a": {"x": 1}, "l": [{"i": 1}, {"i": 2}], "k": 5});
-        merge(
-            &mut t,
-            json!({"a": {"y": 2}, "l": [{"j": 1}, {"j": 2}], "k": null}),
-        );
-        assert_eq!(
-            t,
-            json!({"a": {"x": 1, "y": 2}, "l": [{"i": 1, "j": 1}, {"i": 2, "j": 2}], "k": 5})
-        );
     }
 }

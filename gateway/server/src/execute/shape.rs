@@ -27,6 +27,7 @@ use apollo_compiler::{Node, Schema};
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
+use super::value::{Obj, Val};
 use super::{Step, agree, owned};
 use crate::error::{ErrorCode, GraphQLError, Location, PathElem};
 
@@ -55,11 +56,11 @@ pub(super) type GroupCache<'a> =
 impl<'a> Shaper<'a> {
     /// The response's `data`: an object, or null when a non-null root field is null.
     /// Leaf values are moved out of `data`.
-    pub fn shape(&mut self, operation: &'a Operation, data: &mut Value) -> Value {
+    pub fn shape(&mut self, operation: &'a Operation, data: &mut Val) -> Value {
         let root = operation.object_type().as_str();
         let mut grouped = Grouped::new();
         self.collect_fields(root, &operation.selection_set, &mut grouped);
-        let mut empty = Map::new();
+        let mut empty = Obj::new();
         let object = data.as_object_mut().unwrap_or(&mut empty);
         let mut path = Vec::new();
         match self.shape_object(root, &grouped, object, &mut path, true) {
@@ -138,7 +139,7 @@ impl<'a> Shaper<'a> {
         &mut self,
         type_name: &str,
         grouped: &Grouped<'a>,
-        object: &mut Map<String, Value>,
+        object: &mut Obj,
         path: &mut Vec<Step<'a>>,
         is_root: bool,
     ) -> Option<Map<String, Value>> {
@@ -159,8 +160,8 @@ impl<'a> Shaper<'a> {
                 out.insert((*key).to_string(), v);
                 continue;
             }
-            let mut missing = Value::Null;
-            let raw = object.get_mut(*key).unwrap_or(&mut missing);
+            let mut missing = Val::Null;
+            let raw = object.get_mut(key).unwrap_or(&mut missing);
             path.push(Step::Key(key));
             let value = self.complete(&field.definition.ty, raw, fields, type_name, path);
             path.pop();
@@ -173,7 +174,7 @@ impl<'a> Shaper<'a> {
     fn complete(
         &mut self,
         ty: &'a Type,
-        raw: &mut Value,
+        raw: &mut Val,
         fields: &[&'a Node<Field>],
         parent: &str,
         path: &mut Vec<Step<'a>>,
@@ -184,7 +185,7 @@ impl<'a> Shaper<'a> {
                 self.complete_named(name.as_str(), raw, fields, parent, path)
             }
             Type::List(item) | Type::NonNullList(item) => match raw {
-                Value::Array(items) => {
+                Val::Array(items) => {
                     let mut out = Vec::with_capacity(items.len());
                     let mut nulled = false;
                     for (i, item_raw) in items.iter_mut().enumerate() {
@@ -205,7 +206,7 @@ impl<'a> Shaper<'a> {
                         Value::Array(out)
                     }
                 }
-                Value::Null => Value::Null,
+                Val::Null => Value::Null,
                 other => {
                     self.invalid_value(fields[0], parent, path, Expected::List, Got::of(other));
                     Value::Null
@@ -226,7 +227,7 @@ impl<'a> Shaper<'a> {
     fn complete_named(
         &mut self,
         type_name: &'a str,
-        raw: &mut Value,
+        raw: &mut Val,
         fields: &[&'a Node<Field>],
         parent: &str,
         path: &mut Vec<Step<'a>>,
@@ -237,7 +238,7 @@ impl<'a> Shaper<'a> {
         let ty = self.schema.types.get(type_name);
         if let Some(ExtendedType::Scalar(_) | ExtendedType::Enum(_)) | None = ty {
             return match coerce_leaf(type_name, ty, raw) {
-                Ok(None) => std::mem::take(raw),
+                Ok(None) => std::mem::take(raw).into_json(),
                 Ok(Some(coerced)) => coerced,
                 Err(got) => {
                     let expected = match ty {
@@ -249,7 +250,7 @@ impl<'a> Shaper<'a> {
                 }
             };
         }
-        let Value::Object(object) = raw else {
+        let Val::Object(object) = raw else {
             let got = Got::of(raw);
             self.invalid_value(fields[0], parent, path, Expected::Object(type_name), got);
             return Value::Null;
@@ -258,7 +259,7 @@ impl<'a> Shaper<'a> {
         let concrete: &'a str = match ty {
             Some(ExtendedType::Object(_)) => type_name,
             Some(ExtendedType::Interface(_) | ExtendedType::Union(_)) => {
-                let named = object.get("__typename").and_then(Value::as_str);
+                let named = object.get("__typename").and_then(Val::as_str);
                 // The schema's own name, so that it outlives the data.
                 match named.and_then(|t| schema.types.get_key_value(t)) {
                     Some((t, ExtendedType::Object(_)))
@@ -377,17 +378,17 @@ impl<'a> Shaper<'a> {
 fn coerce_leaf(
     type_name: &str,
     ty: Option<&ExtendedType>,
-    raw: &Value,
+    raw: &Val,
 ) -> Result<Option<Value>, Got> {
     if let Some(ExtendedType::Enum(enum_type)) = ty {
         return match raw {
-            Value::String(s) if enum_type.values.contains_key(s.as_str()) => Ok(None),
-            Value::String(_) => Err(Got::NotInEnum),
+            Val::String(s) if enum_type.values.contains_key(s.as_str()) => Ok(None),
+            Val::String(_) => Err(Got::NotInEnum),
             other => Err(Got::of(other)),
         };
     }
     match (type_name, raw) {
-        ("Int", Value::Number(n)) => {
+        ("Int", Val::Number(n)) => {
             if let Some(i) = n.as_i64() {
                 return match i32::try_from(i) {
                     Ok(_) => Ok(None),
@@ -407,11 +408,11 @@ fn coerce_leaf(
                 Ok(Some(Value::from(f as i32)))
             }
         }
-        ("Float", Value::Number(_))
-        | ("String", Value::String(_))
-        | ("Boolean", Value::Bool(_))
-        | ("ID", Value::String(_)) => Ok(None),
-        ("ID", Value::Number(n)) => {
+        ("Float", Val::Number(_))
+        | ("String", Val::String(_))
+        | ("Boolean", Val::Bool(_))
+        | ("ID", Val::String(_)) => Ok(None),
+        ("ID", Val::Number(n)) => {
             if n.is_i64() || n.is_u64() {
                 Ok(Some(Value::String(n.to_string())))
             } else {
@@ -459,14 +460,14 @@ enum Got {
 }
 
 impl Got {
-    fn of(value: &Value) -> Got {
+    fn of(value: &Val) -> Got {
         match value {
-            Value::Null => Got::Null,
-            Value::Bool(_) => Got::Boolean,
-            Value::Number(_) => Got::Number,
-            Value::String(_) => Got::String,
-            Value::Array(_) => Got::List,
-            Value::Object(_) => Got::Object,
+            Val::Null => Got::Null,
+            Val::Bool(_) => Got::Boolean,
+            Val::Number(_) => Got::Number,
+            Val::String(_) => Got::String,
+            Val::Array(_) => Got::List,
+            Val::Object(_) => Got::Object,
         }
     }
 }
@@ -523,7 +524,8 @@ mod tests {
 
     /// Shape `data` for `query` over [`SDL`]: the response's `data` and its errors as
     /// `(path, code)`.
-    fn check(query: &str, mut data: Value) -> (Value, Vec<(Value, String)>) {
+    fn check(query: &str, data: Value) -> (Value, Vec<(Value, String)>) {
+        let mut data = Val::from(data);
         let schema = Schema::parse_and_validate(SDL, "s.graphql").expect("schema");
         let doc = ExecutableDocument::parse_and_validate(&schema, query, "q.graphql")
             .expect("valid operation");
@@ -758,7 +760,7 @@ mod tests {
         }
         .shape(
             doc.operations.get(None).expect("one operation"),
-            &mut json!({ "order": { "status": "LEGACY_HOLD", "count": "many" } }),
+            &mut Val::from(json!({ "order": { "status": "LEGACY_HOLD", "count": "many" } })),
         );
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::value::Val;
 use portico_trust::{
     HEADER_REQUEST_ID, HEADER_TRUST, HEADER_USER_ID, HEADER_USER_SCOPES, Identity, TrustSigner,
 };
@@ -314,15 +315,53 @@ struct RequestBody<'a> {
     query: &'a str,
     #[serde(rename = "operationName", skip_serializing_if = "Option::is_none")]
     operation_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    variables: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Variables::is_empty")]
+    variables: &'a Variables,
+}
+
+/// The variables of a subgraph request: the client's values it uses, and the lists of
+/// entity representations the executor built (serialised after them, in order).
+#[derive(Debug, Default)]
+pub(crate) struct Variables {
+    pub values: Map<String, Value>,
+    pub representations: Vec<(String, Vec<Val>)>,
+}
+
+impl Variables {
+    fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.representations.is_empty()
+    }
+}
+
+impl From<Map<String, Value>> for Variables {
+    fn from(values: Map<String, Value>) -> Self {
+        Variables {
+            values,
+            representations: Vec::new(),
+        }
+    }
+}
+
+impl serde::Serialize for Variables {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map =
+            serializer.serialize_map(Some(self.values.len() + self.representations.len()))?;
+        for (k, v) in &self.values {
+            map.serialize_entry(k, v)?;
+        }
+        for (k, v) in &self.representations {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// The part of a subgraph response the executor reads.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct SubgraphResponse {
+pub(crate) struct SubgraphResponse {
     #[serde(default)]
-    pub data: Option<Value>,
+    pub data: Option<Val>,
     #[serde(default)]
     pub errors: Vec<Value>,
     /// Response headers the `respond` rules pass on to the client.
@@ -401,13 +440,13 @@ impl Subgraphs {
 
     /// POST one GraphQL request to `service`.
     #[allow(clippy::too_many_arguments)] // one call site per fetch kind, all named
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         service: &str,
         sending: Sending,
         query: &str,
         operation_name: Option<&str>,
-        variables: Map<String, Value>,
+        variables: impl Into<Variables>,
         identity: &Identity,
         request_id: &str,
         client_headers: &http::HeaderMap,
@@ -420,7 +459,7 @@ impl Subgraphs {
         let body = serde_json::to_vec(&RequestBody {
             query,
             operation_name,
-            variables: &variables,
+            variables: &variables.into(),
         })
         .map(bytes::Bytes::from)
         .map_err(|e| FetchError::Http {
@@ -813,7 +852,7 @@ mod tests {
     }
 
     fn n_of(r: Result<SubgraphResponse, FetchError>) -> u64 {
-        r.expect("a response").data.expect("data")["n"]
+        r.expect("a response").data.expect("data").into_json()["n"]
             .as_u64()
             .expect("n")
     }

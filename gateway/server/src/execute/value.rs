@@ -1,0 +1,447 @@
+//! The executor's JSON tree: what subgraph responses are parsed into, merged in and
+//! shaped from.
+//!
+//! `serde_json::Value` with `preserve_order` keeps every object as an `IndexMap`: two
+//! allocations per object, a `String` per key and a SipHash per lookup. A GraphQL
+//! response object has a handful of fields, so here an object is a `Vec` of
+//! `(key, value)` pairs searched in order, and a key is a [`SmolStr`] (no allocation up
+//! to 23 bytes). A merge of two large objects (a subgraph answering thousands of fields
+//! on one object) builds a hash index for that merge instead of searching linearly, so
+//! no subgraph response makes a merge quadratic.
+//!
+//! Duplicate keys in a subgraph's JSON are kept as sent; lookups find the first.
+//! Nesting is bounded by serde_json's recursion limit (128) when parsing, so the
+//! recursive functions here (merge, conversion, drop) are bounded too.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::{Map, Number, Value};
+use smol_str::SmolStr;
+
+/// An object key.
+pub(crate) type Key = SmolStr;
+
+/// A JSON value of the executor's tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) enum Val {
+    #[default]
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(String),
+    Array(Vec<Val>),
+    Object(Obj),
+}
+
+/// A JSON object: fields in the order they were sent or inserted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Obj(Vec<(Key, Val)>);
+
+/// Above this many key comparisons, a merge indexes the target object by key.
+const LINEAR_MERGE_LIMIT: usize = 256;
+
+impl Obj {
+    pub fn new() -> Self {
+        Obj(Vec::new())
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        Obj(Vec::with_capacity(n))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.0.iter().position(|(k, _)| k == key)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Val> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Val> {
+        self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// Sets `key` (in place if present, else appended).
+    pub fn insert(&mut self, key: impl Into<Key> + AsRef<str>, value: Val) {
+        match self.position(key.as_ref()) {
+            Some(i) => self.0[i].1 = value,
+            None => self.0.push((key.into(), value)),
+        }
+    }
+
+    /// Appends without looking for `key` (the caller knows it is new).
+    pub fn push(&mut self, key: Key, value: Val) {
+        self.0.push((key, value));
+    }
+
+    /// Removes `key`, keeping the order of the others.
+    pub fn remove(&mut self, key: &str) -> Option<Val> {
+        let i = self.position(key)?;
+        Some(self.0.remove(i).1)
+    }
+
+    /// Renames `key` to `to` (moving it to the end, as remove + insert would).
+    pub fn rename(&mut self, key: &str, to: &str) {
+        if let Some(found) = self.remove(key) {
+            self.insert(to, found);
+        }
+    }
+
+    /// Deep-merges `source` into `self` (see [`merge`]).
+    pub fn merge_from(&mut self, source: Obj) {
+        if self.0.len().saturating_mul(source.0.len()) <= LINEAR_MERGE_LIMIT {
+            for (k, v) in source.0 {
+                match self.position(&k) {
+                    Some(i) => merge(&mut self.0[i].1, v),
+                    None => self.0.push((k, v)),
+                }
+            }
+            return;
+        }
+        let mut index: HashMap<Key, usize> = HashMap::with_capacity(self.0.len());
+        for (i, (k, _)) in self.0.iter().enumerate() {
+            index.entry(k.clone()).or_insert(i);
+        }
+        for (k, v) in source.0 {
+            match index.get(&k) {
+                Some(&i) => merge(&mut self.0[i].1, v),
+                None => {
+                    index.insert(k.clone(), self.0.len());
+                    self.0.push((k, v));
+                }
+            }
+        }
+    }
+}
+
+impl IntoIterator for Obj {
+    type Item = (Key, Val);
+    type IntoIter = std::vec::IntoIter<(Key, Val)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl FromIterator<(Key, Val)> for Obj {
+    fn from_iter<I: IntoIterator<Item = (Key, Val)>>(iter: I) -> Self {
+        Obj(iter.into_iter().collect())
+    }
+}
+
+impl Val {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Val::Null)
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self, Val::Object(_))
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Val::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_object(&self) -> Option<&Obj> {
+        match self {
+            Val::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn as_object_mut(&mut self) -> Option<&mut Obj> {
+        match self {
+            Val::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The field `key` of an object (`None` for anything else).
+    pub fn get(&self, key: &str) -> Option<&Val> {
+        self.as_object()?.get(key)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Val> {
+        self.as_object_mut()?.get_mut(key)
+    }
+
+    /// Item `i` of a list (`None` for anything else).
+    pub fn at(&self, i: usize) -> Option<&Val> {
+        match self {
+            Val::Array(items) => items.get(i),
+            _ => None,
+        }
+    }
+
+    pub fn at_mut(&mut self, i: usize) -> Option<&mut Val> {
+        match self {
+            Val::Array(items) => items.get_mut(i),
+            _ => None,
+        }
+    }
+
+    /// The same value as a `serde_json::Value` (strings moved, not copied).
+    pub fn into_json(self) -> Value {
+        match self {
+            Val::Null => Value::Null,
+            Val::Bool(b) => Value::Bool(b),
+            Val::Number(n) => Value::Number(n),
+            Val::String(s) => Value::String(s),
+            Val::Array(items) => Value::Array(items.into_iter().map(Val::into_json).collect()),
+            Val::Object(o) => {
+                let mut map = Map::with_capacity(o.len());
+                for (k, v) in o {
+                    map.insert(k.into(), v.into_json());
+                }
+                Value::Object(map)
+            }
+        }
+    }
+}
+
+impl From<Value> for Val {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::Null => Val::Null,
+            Value::Bool(b) => Val::Bool(b),
+            Value::Number(n) => Val::Number(n),
+            Value::String(s) => Val::String(s),
+            Value::Array(items) => Val::Array(items.into_iter().map(Val::from).collect()),
+            Value::Object(map) => Val::Object(
+                map.into_iter()
+                    .map(|(k, v)| (Key::from(k), Val::from(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl From<&str> for Val {
+    fn from(s: &str) -> Self {
+        Val::String(s.to_string())
+    }
+}
+
+/// Deep merge: objects by key, equal-length lists item by item; a null never erases a
+/// value another subgraph provided.
+pub(crate) fn merge(target: &mut Val, source: Val) {
+    match (target, source) {
+        (Val::Object(t), Val::Object(s)) => t.merge_from(s),
+        (Val::Array(t), Val::Array(s)) if t.len() == s.len() => {
+            for (tv, sv) in t.iter_mut().zip(s) {
+                merge(tv, sv);
+            }
+        }
+        (t, Val::Null) if !t.is_null() => {}
+        (t, s) => *t = s,
+    }
+}
+
+impl Serialize for Val {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Val::Null => serializer.serialize_unit(),
+            Val::Bool(b) => serializer.serialize_bool(*b),
+            Val::Number(n) => n.serialize(serializer),
+            Val::String(s) => serializer.serialize_str(s),
+            Val::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Val::Object(o) => o.serialize(serializer),
+        }
+    }
+}
+
+impl Serialize for Obj {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k.as_str(), v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Val {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValVisitor)
+    }
+}
+
+struct ValVisitor;
+
+impl<'de> Visitor<'de> for ValVisitor {
+    type Value = Val;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Val, E> {
+        Ok(Val::Bool(b))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Val, E> {
+        Ok(Val::Number(n.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Val, E> {
+        Ok(Val::Number(n.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Val, E> {
+        Ok(Number::from_f64(n).map_or(Val::Null, Val::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Val, E> {
+        Ok(Val::String(s.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Val, E> {
+        Ok(Val::String(s))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Val, E> {
+        Ok(Val::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Val, D::Error> {
+        Deserialize::deserialize(d)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Val, E> {
+        Ok(Val::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Val::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+        while let Some(key) = map.next_key::<KeyDe>()? {
+            fields.push((key.0, map.next_value()?));
+        }
+        Ok(Val::Object(Obj(fields)))
+    }
+}
+
+/// An object key, deserialized without an intermediate `String`.
+struct KeyDe(Key);
+
+impl<'de> Deserialize<'de> for KeyDe {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = KeyDe;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<KeyDe, E> {
+                Ok(KeyDe(Key::new(s)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn val(v: Value) -> Val {
+        Val::from(v)
+    }
+
+    #[test]
+    fn parses_and_serialises_in_order_like_serde_json() {
+        let text = r#"{"z":1,"a":[true,null,2.5,-3,"s",{"k":{}}],"m":{"y":"long key value beyond 23 bytes","x":[]}}"#;
+        let parsed: Val = serde_json::from_str(text).expect("parse");
+        assert_eq!(serde_json::to_string(&parsed).expect("ser"), text);
+        let as_json: Value = serde_json::from_str(text).expect("parse");
+        assert_eq!(parsed.clone().into_json(), as_json);
+        assert_eq!(val(as_json), parsed);
+    }
+
+    #[test]
+    fn parsing_keeps_serde_json_depth_limit() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(serde_json::from_str::<Val>(&deep).is_err());
+    }
+
+    #[test]
+    fn merge_is_deep_and_null_does_not_erase() {
+        let mut t = val(json!({"a": {"x": 1}, "l": [{"i": 1}, {"i": 2}], "k": 5}));
+        merge(
+            &mut t,
+            val(json!({"a": {"y": 2}, "l": [{"j": 1}, {"j": 2}], "k": null})),
+        );
+        assert_eq!(
+            t.into_json(),
+            json!({"a": {"x": 1, "y": 2}, "l": [{"i": 1, "j": 1}, {"i": 2, "j": 2}], "k": 5})
+        );
+    }
+
+    #[test]
+    fn merging_large_objects_uses_an_index_and_gives_the_same_result() {
+        let mut a = Map::new();
+        let mut b = Map::new();
+        for i in 0..300 {
+            a.insert(format!("f{i}"), json!({"a": i}));
+            b.insert(format!("f{}", i + 150), json!({"b": i}));
+        }
+        let mut t = val(Value::Object(a.clone()));
+        merge(&mut t, val(Value::Object(b.clone())));
+        let merged = t.into_json();
+        let merged = merged.as_object().expect("object");
+        assert_eq!(merged.len(), 450);
+        assert_eq!(merged["f0"], json!({"a": 0}));
+        assert_eq!(merged["f200"], json!({"a": 200, "b": 50}));
+        assert_eq!(merged["f449"], json!({"b": 299}));
+        let keys: Vec<&String> = merged.keys().collect();
+        assert_eq!(keys[300], "f300");
+    }
+
+    #[test]
+    fn object_edits_keep_order() {
+        let mut o = Obj::new();
+        o.insert("a", Val::Null);
+        o.insert("b", Val::Bool(true));
+        o.insert("a", Val::from("x"));
+        o.rename("a", "c");
+        assert_eq!(
+            Val::Object(o.clone()).into_json(),
+            json!({"b": true, "c": "x"})
+        );
+        assert_eq!(o.remove("b"), Some(Val::Bool(true)));
+        assert!(!o.contains_key("b"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_kept_and_the_first_is_found() {
+        let parsed: Val = serde_json::from_str(r#"{"a":1,"a":2}"#).expect("parse");
+        assert_eq!(parsed.get("a"), Some(&Val::Number(1.into())));
+    }
+}
