@@ -9,26 +9,67 @@ use apollo_compiler::executable::{ExecutableDocument, Field, Selection, Selectio
 use apollo_compiler::validation::Valid;
 use serde_json::{Map, Value};
 
+/// What the actual-cost walk needs of a response tree: `serde_json::Value`, or a
+/// gateway's own tree (Portico's executor prices the tree it shaped, before it is
+/// serialised, without converting it).
+pub trait ResponseTree {
+    /// What this value is.
+    fn node(&self) -> Node<'_, Self>
+    where
+        Self: Sized;
+    /// Field `key` of an object (`None` for anything else or a missing field).
+    fn field(&self, key: &str) -> Option<&Self>;
+    /// The string, if this is one.
+    fn string(&self) -> Option<&str>;
+}
+
+/// The kind of a [`ResponseTree`] value.
+pub enum Node<'a, V> {
+    Null,
+    List(&'a [V]),
+    Object,
+    Leaf,
+}
+
+impl ResponseTree for Value {
+    fn node(&self) -> Node<'_, Self> {
+        match self {
+            Value::Null => Node::Null,
+            Value::Array(items) => Node::List(items),
+            Value::Object(_) => Node::Object,
+            _ => Node::Leaf,
+        }
+    }
+
+    fn field(&self, key: &str) -> Option<&Self> {
+        self.get(key)
+    }
+
+    fn string(&self) -> Option<&str> {
+        self.as_str()
+    }
+}
+
 /// The cost of a response's `data` for the operation that produced it: each object
 /// returned costs its field's weight, each leaf its (usually zero) weight, list items are
 /// counted as returned, arguments once per field occurrence, mutation root fields the
 /// mutation base. A null value costs only an explicit weight (`@cost`, mutation base).
 /// Fields absent from `data` cost nothing. Abstract types are resolved by `__typename`
 /// when the response has it.
-pub fn actual_cost(
+pub fn actual_cost<V: ResponseTree>(
     model: &CostModel,
     document: &Valid<ExecutableDocument>,
     operation_name: Option<&str>,
     variables: &Map<String, Value>,
-    data: &Value,
+    data: &V,
 ) -> Result<f64, CostError> {
     let pricing = Pricing::new(model, document, operation_name, variables)?;
-    let Value::Object(root) = data else {
+    let Node::Object = data.node() else {
         return Ok(0.0);
     };
     let selection_set = &pricing.operation.selection_set;
     let walker = Actual { pricing: &pricing };
-    Ok(walker.object(selection_set, &selection_set.ty, root))
+    Ok(walker.object(selection_set, &selection_set.ty, data))
 }
 
 struct Actual<'p, 'a> {
@@ -36,11 +77,12 @@ struct Actual<'p, 'a> {
 }
 
 impl Actual<'_, '_> {
-    fn object(&self, selection_set: &SelectionSet, ty: &Name, object: &Map<String, Value>) -> f64 {
+    /// `object` is an object ([`Node::Object`]).
+    fn object<V: ResponseTree>(&self, selection_set: &SelectionSet, ty: &Name, object: &V) -> f64 {
         let model = self.pricing.model;
         let typename = object
-            .get("__typename")
-            .and_then(Value::as_str)
+            .field("__typename")
+            .and_then(V::string)
             .and_then(|t| model.api.types.get_key_value(t))
             .map(|(name, _)| name);
         let runtime = typename.or((!model.possible.contains_key(ty)).then_some(ty));
@@ -49,12 +91,12 @@ impl Actual<'_, '_> {
 
     /// `runtime` is `None` for an abstract type whose object has no `__typename`: every
     /// fragment applies, the fields present decide.
-    fn selections(
+    fn selections<V: ResponseTree>(
         &self,
         selection_set: &SelectionSet,
         ty: &Name,
         runtime: Option<&Name>,
-        object: &Map<String, Value>,
+        object: &V,
     ) -> f64 {
         let pricing = self.pricing;
         let applies = |condition: &str| runtime.is_none_or(|r| pricing.model.applies(condition, r));
@@ -62,7 +104,7 @@ impl Actual<'_, '_> {
         for selection in &selection_set.selections {
             match selection {
                 Selection::Field(field) if pricing.included(&field.directives) => {
-                    if let Some(value) = object.get(field.response_key().as_str()) {
+                    if let Some(value) = object.field(field.response_key().as_str()) {
                         cost += self.field(field, runtime.unwrap_or(ty), value);
                     }
                 }
@@ -85,7 +127,7 @@ impl Actual<'_, '_> {
         cost
     }
 
-    fn field(&self, field: &Field, parent: &Name, value: &Value) -> f64 {
+    fn field<V: ResponseTree>(&self, field: &Field, parent: &Name, value: &V) -> f64 {
         let pricing = self.pricing;
         if field.name == "__typename" {
             return 0.0;
@@ -99,40 +141,40 @@ impl Actual<'_, '_> {
         pricing.arguments(field, def, rule) + self.value(field, returned, &weight, value)
     }
 
-    fn value(
+    fn value<V: ResponseTree>(
         &self,
         field: &Field,
         returned: &Name,
         weight: &super::estimate::Weight,
-        value: &Value,
+        value: &V,
     ) -> f64 {
-        match value {
-            Value::Null => {
+        match value.node() {
+            Node::Null => {
                 if weight.explicit {
                     weight.weight
                 } else {
                     0.0
                 }
             }
-            Value::Array(items) => items
+            Node::List(items) => items
                 .iter()
                 .map(|item| self.value(field, returned, weight, item))
                 .sum(),
-            Value::Object(object) => {
+            Node::Object => {
                 let model = self.pricing.model;
                 let own = if !weight.explicit && model.possible.contains_key(returned) {
                     // An abstract type without a weight: the returned object's type decides.
-                    object
-                        .get("__typename")
-                        .and_then(Value::as_str)
+                    value
+                        .field("__typename")
+                        .and_then(V::string)
                         .and_then(|t| model.type_weight(t))
                         .unwrap_or(1.0)
                 } else {
                     weight.weight
                 };
-                own + self.object(&field.selection_set, returned, object)
+                own + self.object(&field.selection_set, returned, value)
             }
-            _ => weight.weight,
+            Node::Leaf => weight.weight,
         }
     }
 }

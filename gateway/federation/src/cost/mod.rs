@@ -40,7 +40,7 @@ mod model;
 mod render;
 mod settings;
 
-pub use actual::actual_cost;
+pub use actual::{Node as ResponseNode, ResponseTree, actual_cost};
 pub use model::CostModel;
 pub use render::render_breakdown;
 pub use settings::{CostSettings, FieldCost};

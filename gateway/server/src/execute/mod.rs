@@ -16,6 +16,8 @@ pub mod subgraph;
 pub mod subgraph_errors;
 mod value;
 
+pub use value::{Key, Obj, Val};
+
 use apollo_compiler::Schema;
 use apollo_compiler::executable::{ExecutableDocument, Operation};
 use apollo_compiler::validation::Valid;

@@ -27,7 +27,7 @@ use apollo_compiler::{Node, Schema};
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
-use super::value::{Obj, Val};
+use super::value::{Key, Obj, Val};
 use super::{Step, agree, owned};
 use crate::error::{ErrorCode, GraphQLError, Location, PathElem};
 
@@ -56,7 +56,7 @@ pub(super) type GroupCache<'a> =
 impl<'a> Shaper<'a> {
     /// The response's `data`: an object, or null when a non-null root field is null.
     /// Leaf values are moved out of `data`.
-    pub fn shape(&mut self, operation: &'a Operation, data: &mut Val) -> Value {
+    pub fn shape(&mut self, operation: &'a Operation, data: &mut Val) -> Val {
         let root = operation.object_type().as_str();
         let mut grouped = Grouped::new();
         self.collect_fields(root, &operation.selection_set, &mut grouped);
@@ -64,8 +64,8 @@ impl<'a> Shaper<'a> {
         let object = data.as_object_mut().unwrap_or(&mut empty);
         let mut path = Vec::new();
         match self.shape_object(root, &grouped, object, &mut path, true) {
-            Some(map) => Value::Object(map),
-            None => Value::Null,
+            Some(map) => Val::Object(map),
+            None => Val::Null,
         }
     }
 
@@ -142,22 +142,22 @@ impl<'a> Shaper<'a> {
         object: &mut Obj,
         path: &mut Vec<Step<'a>>,
         is_root: bool,
-    ) -> Option<Map<String, Value>> {
-        let mut out = Map::with_capacity(grouped.len());
+    ) -> Option<Obj> {
+        // Response keys are unique in `grouped`: pushed without a lookup.
+        let mut out = Obj::with_capacity(grouped.len());
         for (key, fields) in grouped {
             let field = fields[0];
             let name = field.name.as_str();
             if name == "__typename" {
-                out.insert((*key).to_string(), Value::String(type_name.to_string()));
+                out.push(Key::new(key), Val::String(type_name.to_string()));
                 continue;
             }
             if is_root && (name == "__schema" || name == "__type") {
                 let v = self
                     .introspection
                     .and_then(|i| i.get(*key))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                out.insert((*key).to_string(), v);
+                    .map_or(Val::Null, |v| Val::from(v.clone()));
+                out.push(Key::new(key), v);
                 continue;
             }
             let mut missing = Val::Null;
@@ -165,7 +165,7 @@ impl<'a> Shaper<'a> {
             path.push(Step::Key(key));
             let value = self.complete(&field.definition.ty, raw, fields, type_name, path);
             path.pop();
-            out.insert((*key).to_string(), value?);
+            out.push(Key::new(key), value?);
         }
         Some(out)
     }
@@ -178,7 +178,7 @@ impl<'a> Shaper<'a> {
         fields: &[&'a Node<Field>],
         parent: &str,
         path: &mut Vec<Step<'a>>,
-    ) -> Option<Value> {
+    ) -> Option<Val> {
         let raw_is_null = raw.is_null();
         let value = match ty {
             Type::Named(name) | Type::NonNullNamed(name) => {
@@ -200,16 +200,12 @@ impl<'a> Shaper<'a> {
                             }
                         }
                     }
-                    if nulled {
-                        Value::Null
-                    } else {
-                        Value::Array(out)
-                    }
+                    if nulled { Val::Null } else { Val::Array(out) }
                 }
-                Val::Null => Value::Null,
+                Val::Null => Val::Null,
                 other => {
                     self.invalid_value(fields[0], parent, path, Expected::List, Got::of(other));
-                    Value::Null
+                    Val::Null
                 }
             },
         };
@@ -231,14 +227,14 @@ impl<'a> Shaper<'a> {
         fields: &[&'a Node<Field>],
         parent: &str,
         path: &mut Vec<Step<'a>>,
-    ) -> Value {
+    ) -> Val {
         if raw.is_null() {
-            return Value::Null;
+            return Val::Null;
         }
         let ty = self.schema.types.get(type_name);
         if let Some(ExtendedType::Scalar(_) | ExtendedType::Enum(_)) | None = ty {
             return match coerce_leaf(type_name, ty, raw) {
-                Ok(None) => std::mem::take(raw).into_json(),
+                Ok(None) => std::mem::take(raw),
                 Ok(Some(coerced)) => coerced,
                 Err(got) => {
                     let expected = match ty {
@@ -246,14 +242,14 @@ impl<'a> Shaper<'a> {
                         _ => Expected::Scalar(type_name),
                     };
                     self.invalid_value(fields[0], parent, path, expected, got);
-                    Value::Null
+                    Val::Null
                 }
             };
         }
         let Val::Object(object) = raw else {
             let got = Got::of(raw);
             self.invalid_value(fields[0], parent, path, Expected::Object(type_name), got);
-            return Value::Null;
+            return Val::Null;
         };
         let schema = self.schema;
         let concrete: &'a str = match ty {
@@ -276,12 +272,12 @@ impl<'a> Shaper<'a> {
                             GraphQLError::new(ErrorCode::InternalServerError, message)
                                 .with_path(owned(path)),
                         );
-                        return Value::Null;
+                        return Val::Null;
                     }
                 }
             }
             // Input objects cannot be output types in a valid schema.
-            _ => return Value::Null,
+            _ => return Val::Null,
         };
         let key = (fields.as_ptr() as usize, fields.len(), concrete);
         let grouped = match self.groups.get(&key) {
@@ -297,8 +293,8 @@ impl<'a> Shaper<'a> {
             }
         };
         match self.shape_object(concrete, &grouped, object, path, false) {
-            Some(map) => Value::Object(map),
-            None => Value::Null,
+            Some(map) => Val::Object(map),
+            None => Val::Null,
         }
     }
 
@@ -375,11 +371,7 @@ impl<'a> Shaper<'a> {
 /// through). `Ok(None)` keeps the subgraph's value as it is, `Ok(Some(v))` replaces it
 /// (an `Int` sent as a float without fraction, an integer `ID`), `Err` says what the
 /// subgraph sent instead.
-fn coerce_leaf(
-    type_name: &str,
-    ty: Option<&ExtendedType>,
-    raw: &Val,
-) -> Result<Option<Value>, Got> {
+fn coerce_leaf(type_name: &str, ty: Option<&ExtendedType>, raw: &Val) -> Result<Option<Val>, Got> {
     if let Some(ExtendedType::Enum(enum_type)) = ty {
         return match raw {
             Val::String(s) if enum_type.values.contains_key(s.as_str()) => Ok(None),
@@ -405,7 +397,7 @@ fn coerce_leaf(
                 Err(Got::OutOfRange)
             } else {
                 // In range and integral: the cast is exact.
-                Ok(Some(Value::from(f as i32)))
+                Ok(Some(Val::Number((f as i32).into())))
             }
         }
         ("Float", Val::Number(_))
@@ -414,7 +406,7 @@ fn coerce_leaf(
         | ("ID", Val::String(_)) => Ok(None),
         ("ID", Val::Number(n)) => {
             if n.is_i64() || n.is_u64() {
-                Ok(Some(Value::String(n.to_string())))
+                Ok(Some(Val::String(n.to_string())))
             } else {
                 Err(Got::NonInteger)
             }
@@ -540,7 +532,8 @@ mod tests {
             failed_paths: &[],
             groups: Default::default(),
         }
-        .shape(operation, &mut data);
+        .shape(operation, &mut data)
+        .into_json();
         let errors = errors
             .iter()
             .map(|e| {

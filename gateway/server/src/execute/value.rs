@@ -22,11 +22,11 @@ use serde_json::{Map, Number, Value};
 use smol_str::SmolStr;
 
 /// An object key.
-pub(crate) type Key = SmolStr;
+pub type Key = SmolStr;
 
 /// A JSON value of the executor's tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub(crate) enum Val {
+pub enum Val {
     #[default]
     Null,
     Bool(bool),
@@ -38,7 +38,7 @@ pub(crate) enum Val {
 
 /// A JSON object: fields in the order they were sent or inserted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub(crate) struct Obj(Vec<(Key, Val)>);
+pub struct Obj(Vec<(Key, Val)>);
 
 /// Above this many key comparisons, a merge indexes the target object by key.
 const LINEAR_MERGE_LIMIT: usize = 256;
@@ -54,6 +54,14 @@ impl Obj {
 
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Val)> {
+        self.0.iter().map(|(k, v)| (k, v))
     }
 
     fn position(&self, key: &str) -> Option<usize> {
@@ -232,6 +240,26 @@ impl From<Value> for Val {
 impl From<&str> for Val {
     fn from(s: &str) -> Self {
         Val::String(s.to_string())
+    }
+}
+
+impl portico_federation::cost::ResponseTree for Val {
+    fn node(&self) -> portico_federation::cost::ResponseNode<'_, Self> {
+        use portico_federation::cost::ResponseNode;
+        match self {
+            Val::Null => ResponseNode::Null,
+            Val::Array(items) => ResponseNode::List(items),
+            Val::Object(_) => ResponseNode::Object,
+            _ => ResponseNode::Leaf,
+        }
+    }
+
+    fn field(&self, key: &str) -> Option<&Self> {
+        self.get(key)
+    }
+
+    fn string(&self) -> Option<&str> {
+        self.as_str()
     }
 }
 
