@@ -231,7 +231,18 @@ impl<'a> Run<'a> {
             .collect();
         let rewrites: Vec<&[Rewrite]> = vec![&fetch.output_rewrites; aliases.len()];
         let aliases: Vec<&str> = aliases.iter().map(String::as_str).collect();
-        self.finish_entities(&fetch.service_name, response, &aliases, &by_reps, &rewrites);
+        let paths = vec![path; aliases.len()];
+        let producers: Vec<&[(Vec<Step<'_>>, usize)]> =
+            groups.iter().map(|(_, c)| c.producers.as_slice()).collect();
+        self.finish_entities(
+            &fetch.service_name,
+            response,
+            &aliases,
+            &paths,
+            &producers,
+            &by_reps,
+            &rewrites,
+        );
     }
 
     fn query_sending(&self) -> Sending {
@@ -323,6 +334,8 @@ impl<'a> Run<'a> {
             &fetch.service_name,
             response,
             &["_entities"],
+            &[path],
+            &[&batch.producers],
             std::slice::from_ref(&by_rep),
             &[&fetch.output_rewrites],
         );
@@ -379,7 +392,22 @@ impl<'a> Run<'a> {
             .iter()
             .map(|b| b.output_rewrites.as_slice())
             .collect();
-        self.finish_entities(&fetch.service_name, response, &aliases, &batches, &rewrites);
+        let paths: Vec<&[PathSegment]> = fetch
+            .entity_batches
+            .iter()
+            .map(|b| b.path.as_slice())
+            .collect();
+        let producers: Vec<&[(Vec<Step<'_>>, usize)]> =
+            collected_all.iter().map(|(p, _)| p.as_slice()).collect();
+        self.finish_entities(
+            &fetch.service_name,
+            response,
+            &aliases,
+            &paths,
+            &producers,
+            &batches,
+            &rewrites,
+        );
     }
 
     /// Sends an entity request; on failure, records the error and the producers' paths
@@ -423,14 +451,18 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Scatters every aliased `_entities` result of the response (alias `i` →
-    /// `batches[i]`, with `output_rewrites[i]`) and maps the subgraph's errors to the
-    /// producers' paths.
+    /// Scatters every aliased `_entities` result of the response (alias `i` → the
+    /// objects at `paths[i]` that produced `producers[i]`, with `output_rewrites[i]`) and
+    /// maps the subgraph's errors to the producers' paths (`batches[i]`: producers by
+    /// representation).
+    #[allow(clippy::too_many_arguments)] // three call sites, one per fetch kind
     fn finish_entities(
         &self,
         service: &str,
         response: SubgraphResponse,
         aliases: &[&str],
+        paths: &[&[PathSegment]],
+        producers: &[&[(Vec<Step<'_>>, usize)]],
         batches: &[Vec<Vec<&Vec<Step<'_>>>>],
         output_rewrites: &[&[Rewrite]],
     ) {
@@ -447,7 +479,9 @@ impl<'a> Run<'a> {
             self.scatter(
                 service,
                 data.remove(alias),
-                by_rep,
+                paths.get(i).copied().unwrap_or(&[]),
+                producers.get(i).copied().unwrap_or(&[]),
+                by_rep.len(),
                 rewrites,
                 errors.is_empty(),
             );
@@ -494,48 +528,62 @@ impl<'a> Run<'a> {
     }
 
     /// Merges entity `i` of `entities` into every object that produced representation `i`.
+    ///
+    /// The producers are in the order [`collect`] met them, so one walk of the data
+    /// along `path` ([`visit_mut`], the same walk) finds them in turn without navigating
+    /// from the root for each; a producer the walk does not meet where expected (the
+    /// data changed between collection and now) is found again by its path afterwards.
+    #[allow(clippy::too_many_arguments)]
     fn scatter(
         &self,
         service: &str,
         entities: Option<Val>,
-        by_rep: &[Vec<&Vec<Step<'_>>>],
+        path: &[PathSegment],
+        producers: &[(Vec<Step<'_>>, usize)],
+        count: usize,
         output_rewrites: &[Rewrite],
         no_errors: bool,
     ) {
-        let count = by_rep.len();
         match entities {
             Some(Val::Array(entities)) if entities.len() == count => {
-                let mut data = self.data.lock();
-                for (i, mut entity) in entities.into_iter().enumerate() {
-                    if !entity.is_object() {
-                        continue;
-                    }
-                    apply_rewrites(&mut entity, output_rewrites);
-                    // `__typename` is merged by the rule below, not overwritten.
-                    let entity_typename =
-                        entity.as_object_mut().and_then(|m| m.remove("__typename"));
-                    let last = by_rep[i].len().saturating_sub(1);
-                    for (j, concrete) in by_rep[i].iter().enumerate() {
-                        if let Some(target) = navigate_mut(&mut data, concrete) {
-                            if let (Some(t), Val::Object(map)) = (&entity_typename, &mut *target) {
-                                // Keep a concrete type already known; take the entity's when
-                                // it is concrete and ours is not (an `@interfaceObject`
-                                // subgraph named the interface).
-                                let is_object = |v: &Val| v.as_str().is_some_and(self.is_object);
-                                let keep = map
-                                    .get("__typename")
-                                    .is_some_and(|old| is_object(old) || !is_object(t));
-                                if !keep {
-                                    map.insert("__typename", t.clone());
-                                }
-                            }
-                            // The last producer takes the entity; the others copy it.
-                            if j == last {
-                                merge(target, std::mem::take(&mut entity));
-                            } else {
-                                merge(target, entity.clone());
-                            }
+                // Each entity with its `__typename` set apart (merged by the rule in
+                // `merge_entity`, not overwritten), and how many producers still need it.
+                let mut slots: Vec<Option<(Val, Option<Val>)>> = entities
+                    .into_iter()
+                    .map(|mut entity| {
+                        if !entity.is_object() {
+                            return None;
                         }
+                        apply_rewrites(&mut entity, output_rewrites);
+                        let typename = entity.as_object_mut()?.remove("__typename");
+                        Some((entity, typename))
+                    })
+                    .collect();
+                let mut uses = vec![0usize; count];
+                for (_, i) in producers {
+                    if let Some(u) = uses.get_mut(*i) {
+                        *u += 1;
+                    }
+                }
+                let mut data = self.data.lock();
+                let mut next = 0;
+                visit_mut(
+                    &mut data,
+                    path,
+                    &mut Vec::new(),
+                    self.is_subtype,
+                    &mut |concrete, target| {
+                        if let Some((expected, i)) = producers.get(next)
+                            && expected.as_slice() == concrete
+                        {
+                            next += 1;
+                            self.merge_entity(target, &mut slots, &mut uses, *i);
+                        }
+                    },
+                );
+                for (concrete, i) in producers.get(next..).unwrap_or(&[]) {
+                    if let Some(target) = navigate_mut(&mut data, concrete) {
+                        self.merge_entity(target, &mut slots, &mut uses, *i);
                     }
                 }
             }
@@ -557,6 +605,39 @@ impl<'a> Run<'a> {
                 .with_extension("serviceName", service.to_string()),
             ),
             _ => {}
+        }
+    }
+
+    /// Merges entity `i` into `target` (moved at its last use, copied before).
+    fn merge_entity(
+        &self,
+        target: &mut Val,
+        slots: &mut [Option<(Val, Option<Val>)>],
+        uses: &mut [usize],
+        i: usize,
+    ) {
+        let (Some(Some((entity, typename))), Some(left)) = (slots.get(i), uses.get_mut(i)) else {
+            return;
+        };
+        if let (Some(t), Val::Object(map)) = (typename, &mut *target) {
+            // Keep a concrete type already known; take the entity's when it is concrete
+            // and ours is not (an `@interfaceObject` subgraph named the interface).
+            let keep = map.get("__typename").is_some_and(|old| {
+                old == t
+                    || old.as_str().is_some_and(self.is_object)
+                    || !t.as_str().is_some_and(self.is_object)
+            });
+            if !keep {
+                map.insert("__typename", t.clone());
+            }
+        }
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            if let Some(Some((entity, _))) = slots.get_mut(i).map(Option::take) {
+                merge(target, entity);
+            }
+        } else {
+            merge(target, entity.clone());
         }
     }
 }
@@ -725,6 +806,50 @@ fn collect<'v, 'p>(
                 typename(value).is_some_and(|t| types.iter().any(|c| c == t || is_subtype(c, t)));
             if keep {
                 collect(value, &path[1..], current, out, is_subtype);
+            }
+        }
+    }
+}
+
+/// [`collect`]'s walk over mutable data: calls `f` with each non-null object at `path`
+/// and its concrete path, in the same order.
+fn visit_mut<'p>(
+    value: &mut Val,
+    path: &'p [PathSegment],
+    current: &mut Vec<Step<'p>>,
+    is_subtype: &(dyn Fn(&str, &str) -> bool + Sync),
+    f: &mut dyn FnMut(&[Step<'p>], &mut Val),
+) {
+    if let Val::Array(items) = value {
+        let rest = match path.first() {
+            Some(PathSegment::List) => &path[1..],
+            _ => path,
+        };
+        for (i, item) in items.iter_mut().enumerate() {
+            current.push(Step::Index(i));
+            visit_mut(item, rest, current, is_subtype, f);
+            current.pop();
+        }
+        return;
+    }
+    if !value.is_object() {
+        return;
+    }
+    match path.first() {
+        None => f(current, value),
+        Some(PathSegment::Key(k)) => {
+            if let Some(child) = value.get_mut(k) {
+                current.push(Step::Key(k.as_str()));
+                visit_mut(child, &path[1..], current, is_subtype, f);
+                current.pop();
+            }
+        }
+        Some(PathSegment::List) => {}
+        Some(PathSegment::TypeCondition(types)) => {
+            let keep =
+                typename(value).is_some_and(|t| types.iter().any(|c| c == t || is_subtype(c, t)));
+            if keep {
+                visit_mut(value, &path[1..], current, is_subtype, f);
             }
         }
     }
@@ -913,6 +1038,35 @@ mod tests {
             out[0].0,
             vec![Step::Key("a"), Step::Index(2), Step::Key("b")]
         );
+    }
+
+    #[test]
+    fn visit_mut_meets_the_objects_collect_finds_in_the_same_order() {
+        let mut data = Val::from(json!({"a": [
+            {"b": [{"__typename": "Y", "id": 1}, {"__typename": "X"}]},
+            {"b": null},
+            {"b": {"__typename": "Y", "id": 2}},
+            [{"b": {"__typename": "Y", "id": 3}}]
+        ]}));
+        let path = vec![
+            PathSegment::Key("a".into()),
+            PathSegment::List,
+            PathSegment::Key("b".into()),
+            PathSegment::TypeCondition(vec!["Y".into()]),
+        ];
+        let mut collected = Vec::new();
+        collect(&data, &path, &mut Vec::new(), &mut collected, &no_subtypes);
+        let collected: Vec<Vec<Step<'_>>> = collected.into_iter().map(|(p, _)| p).collect();
+        assert_eq!(collected.len(), 3);
+        let mut visited = Vec::new();
+        visit_mut(
+            &mut data,
+            &path,
+            &mut Vec::new(),
+            &no_subtypes,
+            &mut |concrete, _| visited.push(concrete.to_vec()),
+        );
+        assert_eq!(visited, collected);
     }
 
     #[test]

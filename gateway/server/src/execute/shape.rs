@@ -44,7 +44,16 @@ pub(super) struct Shaper<'a> {
     pub groups: GroupCache<'a>,
 }
 
-type Grouped<'d> = IndexMap<&'d str, Vec<&'d Node<Field>>>;
+/// The fields of one response key, with what shaping needs of them resolved once per
+/// grouping (not once per object): the output key and the field's named type.
+pub(super) struct Group<'d> {
+    fields: Vec<&'d Node<Field>>,
+    key: Key,
+    /// The field's named type in the API schema (`None`: a type it lacks, passed through).
+    named: Option<&'d ExtendedType>,
+}
+
+type Grouped<'d> = IndexMap<&'d str, Group<'d>>;
 
 /// Fields collected for one concrete type under one list of fields (every object at one
 /// position of the response shares it). Keyed by the address of the field list, which
@@ -60,6 +69,7 @@ impl<'a> Shaper<'a> {
         let root = operation.object_type().as_str();
         let mut grouped = Grouped::new();
         self.collect_fields(root, &operation.selection_set, &mut grouped);
+        self.resolve(&mut grouped);
         let mut empty = Obj::new();
         let object = data.as_object_mut().unwrap_or(&mut empty);
         let mut path = Vec::new();
@@ -94,6 +104,15 @@ impl<'a> Shaper<'a> {
         }
     }
 
+    /// Fills in each group's named type (after [`Self::collect_fields`]).
+    fn resolve(&self, grouped: &mut Grouped<'a>) {
+        let schema: &'a Schema = self.schema;
+        for group in grouped.values_mut() {
+            let name = group.fields[0].definition.ty.inner_named_type();
+            group.named = schema.types.get(name);
+        }
+    }
+
     /// CollectFields of the spec, for one concrete object type.
     fn collect_fields(
         &self,
@@ -105,8 +124,14 @@ impl<'a> Shaper<'a> {
             match selection {
                 Selection::Field(field) => {
                     if self.include(&field.directives) {
-                        out.entry(field.response_key().as_str())
-                            .or_default()
+                        let key = field.response_key().as_str();
+                        out.entry(key)
+                            .or_insert_with(|| Group {
+                                fields: Vec::new(),
+                                key: Key::new(key),
+                                named: None,
+                            })
+                            .fields
                             .push(field);
                     }
                 }
@@ -145,11 +170,12 @@ impl<'a> Shaper<'a> {
     ) -> Option<Obj> {
         // Response keys are unique in `grouped`: pushed without a lookup.
         let mut out = Obj::with_capacity(grouped.len());
-        for (key, fields) in grouped {
+        for (key, group) in grouped {
+            let fields = group.fields.as_slice();
             let field = fields[0];
             let name = field.name.as_str();
             if name == "__typename" {
-                out.push(Key::new(key), Val::String(type_name.to_string()));
+                out.push(group.key.clone(), Val::String(type_name.to_string()));
                 continue;
             }
             if is_root && (name == "__schema" || name == "__type") {
@@ -157,15 +183,22 @@ impl<'a> Shaper<'a> {
                     .introspection
                     .and_then(|i| i.get(*key))
                     .map_or(Val::Null, |v| Val::from(v.clone()));
-                out.push(Key::new(key), v);
+                out.push(group.key.clone(), v);
                 continue;
             }
             let mut missing = Val::Null;
             let raw = object.get_mut(key).unwrap_or(&mut missing);
             path.push(Step::Key(key));
-            let value = self.complete(&field.definition.ty, raw, fields, type_name, path);
+            let value = self.complete(
+                &field.definition.ty,
+                group.named,
+                raw,
+                fields,
+                type_name,
+                path,
+            );
             path.pop();
-            out.push(Key::new(key), value?);
+            out.push(group.key.clone(), value?);
         }
         Some(out)
     }
@@ -174,6 +207,7 @@ impl<'a> Shaper<'a> {
     fn complete(
         &mut self,
         ty: &'a Type,
+        named: Option<&'a ExtendedType>,
         raw: &mut Val,
         fields: &[&'a Node<Field>],
         parent: &str,
@@ -182,7 +216,7 @@ impl<'a> Shaper<'a> {
         let raw_is_null = raw.is_null();
         let value = match ty {
             Type::Named(name) | Type::NonNullNamed(name) => {
-                self.complete_named(name.as_str(), raw, fields, parent, path)
+                self.complete_named(name.as_str(), named, raw, fields, parent, path)
             }
             Type::List(item) | Type::NonNullList(item) => match raw {
                 Val::Array(items) => {
@@ -190,7 +224,7 @@ impl<'a> Shaper<'a> {
                     let mut nulled = false;
                     for (i, item_raw) in items.iter_mut().enumerate() {
                         path.push(Step::Index(i));
-                        let v = self.complete(item, item_raw, fields, parent, path);
+                        let v = self.complete(item, named, item_raw, fields, parent, path);
                         path.pop();
                         match v {
                             Some(v) => out.push(v),
@@ -223,6 +257,7 @@ impl<'a> Shaper<'a> {
     fn complete_named(
         &mut self,
         type_name: &'a str,
+        ty: Option<&'a ExtendedType>,
         raw: &mut Val,
         fields: &[&'a Node<Field>],
         parent: &str,
@@ -231,7 +266,6 @@ impl<'a> Shaper<'a> {
         if raw.is_null() {
             return Val::Null;
         }
-        let ty = self.schema.types.get(type_name);
         if let Some(ExtendedType::Scalar(_) | ExtendedType::Enum(_)) | None = ty {
             return match coerce_leaf(type_name, ty, raw) {
                 Ok(None) => std::mem::take(raw),
@@ -287,6 +321,7 @@ impl<'a> Shaper<'a> {
                 for field in fields {
                     self.collect_fields(concrete, &field.selection_set, &mut grouped);
                 }
+                self.resolve(&mut grouped);
                 let g = std::rc::Rc::new(grouped);
                 self.groups.insert(key, g.clone());
                 g
