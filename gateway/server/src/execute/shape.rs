@@ -175,7 +175,7 @@ impl<'a> Shaper<'a> {
             let field = fields[0];
             let name = field.name.as_str();
             if name == "__typename" {
-                out.push(group.key.clone(), Val::String(type_name.to_string()));
+                out.push(group.key.clone(), Val::String(Key::new(type_name)));
                 continue;
             }
             if is_root && (name == "__schema" || name == "__type") {
@@ -441,7 +441,7 @@ fn coerce_leaf(type_name: &str, ty: Option<&ExtendedType>, raw: &Val) -> Result<
         | ("ID", Val::String(_)) => Ok(None),
         ("ID", Val::Number(n)) => {
             if n.is_i64() || n.is_u64() {
-                Ok(Some(Val::String(n.to_string())))
+                Ok(Some(Val::String(Key::new(n.to_string()))))
             } else {
                 Err(Got::NonInteger)
             }

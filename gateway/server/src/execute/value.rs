@@ -4,8 +4,9 @@
 //! `serde_json::Value` with `preserve_order` keeps every object as an `IndexMap`: two
 //! allocations per object, a `String` per key and a SipHash per lookup. A GraphQL
 //! response object has a handful of fields, so here an object is a `Vec` of
-//! `(key, value)` pairs searched in order, and a key is a [`SmolStr`] (no allocation up
-//! to 23 bytes). A merge of two large objects (a subgraph answering thousands of fields
+//! `(key, value)` pairs searched in order, and keys and string values are [`SmolStr`]s
+//! (no allocation up to 23 bytes, a shared buffer beyond, so copying an entity for a
+//! second producer copies no string). A merge of two large objects (a subgraph answering thousands of fields
 //! on one object) builds a hash index for that merge instead of searching linearly, so
 //! no subgraph response makes a merge quadratic.
 //!
@@ -31,7 +32,8 @@ pub enum Val {
     Null,
     Bool(bool),
     Number(Number),
-    String(String),
+    /// Strings up to 23 bytes (most ids, names and enum values) are stored inline.
+    String(SmolStr),
     Array(Vec<Val>),
     Object(Obj),
 }
@@ -108,6 +110,7 @@ impl Obj {
 
     /// Deep-merges `source` into `self` (see [`merge`]).
     pub fn merge_from(&mut self, source: Obj) {
+        self.0.reserve(source.0.len());
         if self.0.len().saturating_mul(source.0.len()) <= LINEAR_MERGE_LIMIT {
             for (k, v) in source.0 {
                 match self.position(&k) {
@@ -201,13 +204,13 @@ impl Val {
         }
     }
 
-    /// The same value as a `serde_json::Value` (strings moved, not copied).
+    /// The same value as a `serde_json::Value`.
     pub fn into_json(self) -> Value {
         match self {
             Val::Null => Value::Null,
             Val::Bool(b) => Value::Bool(b),
             Val::Number(n) => Value::Number(n),
-            Val::String(s) => Value::String(s),
+            Val::String(s) => Value::String(s.into()),
             Val::Array(items) => Value::Array(items.into_iter().map(Val::into_json).collect()),
             Val::Object(o) => {
                 let mut map = Map::with_capacity(o.len());
@@ -226,7 +229,7 @@ impl From<Value> for Val {
             Value::Null => Val::Null,
             Value::Bool(b) => Val::Bool(b),
             Value::Number(n) => Val::Number(n),
-            Value::String(s) => Val::String(s),
+            Value::String(s) => Val::String(s.into()),
             Value::Array(items) => Val::Array(items.into_iter().map(Val::from).collect()),
             Value::Object(map) => Val::Object(
                 map.into_iter()
@@ -239,7 +242,7 @@ impl From<Value> for Val {
 
 impl From<&str> for Val {
     fn from(s: &str) -> Self {
-        Val::String(s.to_string())
+        Val::String(SmolStr::new(s))
     }
 }
 
@@ -339,11 +342,11 @@ impl<'de> Visitor<'de> for ValVisitor {
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Val, E> {
-        Ok(Val::String(s.to_string()))
+        Ok(Val::String(SmolStr::new(s)))
     }
 
     fn visit_string<E: de::Error>(self, s: String) -> Result<Val, E> {
-        Ok(Val::String(s))
+        Ok(Val::String(s.into()))
     }
 
     fn visit_none<E: de::Error>(self) -> Result<Val, E> {
