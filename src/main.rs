@@ -119,7 +119,8 @@ struct SubgraphArgs {
         required = true
     )]
     trust_public_keys: Vec<PathBuf>,
-    /// Redis URL for the event bus (Redis Streams); default in-process.
+    /// Redis URL for the event bus (Redis Streams) and the trust-token replay check
+    /// shared by this subgraph's replicas; default in-process.
     #[arg(long, env = "PORTICO_REDIS_URL")]
     redis_url: Option<String>,
     /// auth only: RSA private key (PKCS#8 PEM) signing access tokens.
@@ -514,8 +515,16 @@ async fn main() -> Result<()> {
                 .iter()
                 .map(read)
                 .collect::<Result<Vec<_>>>()?;
-            let verifier = TrustVerifier::from_public_pems(&pems)
+            let mut verifier = TrustVerifier::from_public_pems(&pems)
                 .context("loading the gateway public key(s)")?;
+            // Replicas of this subgraph share the Redis: a token one accepted, the others
+            // refuse (portico_kit::replay).
+            if let Some(u) = &args.redis_url {
+                let store = portico_kit::replay::RedisReplayStore::connect(u, "portico:trust:jti")
+                    .await
+                    .context("connecting the shared trust-token replay store (Redis)")?;
+                verifier = verifier.with_shared_replay(Arc::new(store));
+            }
             let bus: Arc<dyn portico_kit::events::Bus> = match &args.redis_url {
                 Some(u) => Arc::new(
                     portico_kit::events::RedisStreamsBus::connect(u, "portico:events").await?,

@@ -205,6 +205,7 @@ impl TrustSigner {
         TrustVerifier {
             keys: vec![(self.kid.clone(), self.key.verifying_key())],
             replay: None,
+            shared: None,
         }
     }
 
@@ -240,6 +241,31 @@ impl TrustSigner {
 pub struct TrustVerifier {
     keys: Vec<(String, VerifyingKey)>,
     replay: Option<std::sync::Arc<ReplayGuard>>,
+    shared: Option<std::sync::Arc<dyn SharedReplayStore>>,
+}
+
+/// A token that verified: the identity it carries, and its id and expiry for a replay
+/// check shared by several processes ([`SharedReplayStore`]).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub identity: Identity,
+    pub jti: String,
+    /// Unix seconds after which no verifier accepts the token (expiry plus leeway).
+    pub dead_after: u64,
+}
+
+/// The future a [`SharedReplayStore`] returns.
+pub type ClaimFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, String>> + Send + 'a>>;
+
+/// Accepted token ids shared by every replica of a subgraph (the kit implements it over
+/// Redis), so a token replayed to another replica within its lifetime is refused too;
+/// the per-process [`ReplayGuard`] cannot see that. Checked after the token verified.
+pub trait SharedReplayStore: Send + Sync + std::fmt::Debug {
+    /// Records `jti` for `audience` until `dead_after` (unix seconds): `Ok(true)` when it
+    /// was new, `Ok(false)` when it was recorded before (a replay), `Err` when the store
+    /// cannot answer.
+    fn claim<'a>(&'a self, audience: &'a str, jti: &'a str, dead_after: u64) -> ClaimFuture<'a>;
 }
 
 /// Remembers the ids of the tokens a subgraph process accepted until they expire, and
@@ -299,7 +325,23 @@ impl TrustVerifier {
         if keys.is_empty() {
             return Err(TrustError::InvalidKey("no public key given".into()));
         }
-        Ok(Self { keys, replay: None })
+        Ok(Self {
+            keys,
+            replay: None,
+            shared: None,
+        })
+    }
+
+    /// Also check accepted ids against a store shared by every replica (see
+    /// [`SharedReplayStore`]; the caller awaits it with [`Verified`]'s id).
+    pub fn with_shared_replay(mut self, store: std::sync::Arc<dyn SharedReplayStore>) -> Self {
+        self.shared = Some(store);
+        self
+    }
+
+    /// The shared replay store, if any.
+    pub fn shared_replay(&self) -> Option<&std::sync::Arc<dyn SharedReplayStore>> {
+        self.shared.as_ref()
     }
 
     /// Refuse tokens seen before (see [`ReplayGuard`]).
@@ -338,6 +380,26 @@ impl TrustVerifier {
         )
     }
 
+    /// As [`verify`](Self::verify), also giving the token's id and expiry (for a
+    /// [`SharedReplayStore`]).
+    pub fn verify_token(
+        &self,
+        token: Option<&str>,
+        audience: &str,
+        user_id_header: Option<&str>,
+        scopes_header: Option<&str>,
+        body: &[u8],
+    ) -> Result<Verified, TrustError> {
+        self.verify_token_at(
+            token,
+            audience,
+            user_id_header,
+            scopes_header,
+            body,
+            now_secs(),
+        )
+    }
+
     /// As [`verify`](Self::verify) at a given time (unix seconds).
     pub fn verify_at(
         &self,
@@ -348,6 +410,27 @@ impl TrustVerifier {
         request_body: &[u8],
         now: u64,
     ) -> Result<Identity, TrustError> {
+        self.verify_token_at(
+            token,
+            audience,
+            user_id_header,
+            scopes_header,
+            request_body,
+            now,
+        )
+        .map(|v| v.identity)
+    }
+
+    /// As [`verify_token`](Self::verify_token) at a given time (unix seconds).
+    pub fn verify_token_at(
+        &self,
+        token: Option<&str>,
+        audience: &str,
+        user_id_header: Option<&str>,
+        scopes_header: Option<&str>,
+        request_body: &[u8],
+        now: u64,
+    ) -> Result<Verified, TrustError> {
         let token = token.ok_or(TrustError::Missing)?;
         if token.len() > 4096 {
             return Err(TrustError::Malformed);
@@ -398,9 +481,13 @@ impl TrustVerifier {
         if let Some(guard) = &self.replay {
             guard.check(&claims.jti, claims.exp, now)?;
         }
-        Ok(Identity {
-            user_id: user_id.map(str::to_string),
-            scopes: scopes.split_whitespace().map(str::to_string).collect(),
+        Ok(Verified {
+            identity: Identity {
+                user_id: user_id.map(str::to_string),
+                scopes: scopes.split_whitespace().map(str::to_string).collect(),
+            },
+            dead_after: claims.exp + LEEWAY_SECS,
+            jti: claims.jti,
         })
     }
 }

@@ -9,6 +9,7 @@
 //!   statement counter for tests.
 //! - [`errors`]: GraphQL errors with a stable `extensions.code`.
 //! - [`pagination`]: Relay connection helpers (opaque keyset cursors, `first` validation).
+//! - [`replay`]: the trust-token replay check shared by a subgraph's replicas (Redis).
 //! - [`events`]: domain events — transactional outbox, relay, idempotent consumers, and the
 //!   in-process and Redis Streams buses.
 //! - [`testing`]: fresh SQLite + PostgreSQL databases, trust headers and an HTTP server for
@@ -29,6 +30,7 @@ pub mod identity;
 pub mod input;
 pub mod known_posts;
 pub mod pagination;
+pub mod replay;
 pub mod server;
 pub mod sql;
 pub mod testing;

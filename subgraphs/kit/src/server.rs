@@ -99,6 +99,32 @@ where
         .into()
 }
 
+/// Logs that the shared replay store did not answer (at most once per 10 s): the
+/// request was checked against this process's accepted ids only.
+fn shared_replay_unavailable(service: &str, reason: &str) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    if now >= last + 10
+        && LAST
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        tracing::warn!(
+            service,
+            reason,
+            "shared trust-token replay store unavailable; checking this process's ids only"
+        );
+    }
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -114,16 +140,27 @@ async fn require_trust(State(state): State<TrustState>, req: Request, next: Next
         );
     };
     let headers = &parts.headers;
-    let verified = state.verifier.verify(
+    let verified = state.verifier.verify_token(
         header(headers, HEADER_TRUST),
         state.audience,
         header(headers, HEADER_USER_ID),
         header(headers, HEADER_USER_SCOPES),
         &bytes,
     );
+    let verified = match (verified, state.verifier.shared_replay()) {
+        (Ok(v), Some(store)) => match store.claim(state.audience, &v.jti, v.dead_after).await {
+            Ok(true) => Ok(v),
+            Ok(false) => Err(portico_trust::TrustError::Replayed),
+            Err(reason) => {
+                shared_replay_unavailable(state.audience, &reason);
+                Ok(v)
+            }
+        },
+        (verified, _) => verified,
+    };
     match verified {
-        Ok(identity) => {
-            parts.extensions.insert(identity);
+        Ok(v) => {
+            parts.extensions.insert(v.identity);
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await
         }

@@ -481,3 +481,91 @@ async fn graphql_requires_a_valid_trust_token_for_this_service_and_health_is_ope
         .expect("health");
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_accepted_by_one_replica_is_refused_by_another_sharing_redis() {
+    let prefix = format!("portico-test:jti:{}", uuid::Uuid::new_v4().simple());
+    let store = match portico_kit::replay::RedisReplayStore::connect(&redis_url(), &prefix).await {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("Redis is required in CI but unreachable: {e}");
+            }
+            eprintln!("\n!!!!!!!!!!!!!!!!\nSKIPPED shared replay test: {e}\n!!!!!!!!!!!!!!!!\n");
+            return;
+        }
+    };
+    let trust = TestTrust::new();
+    let replica = |verifier: portico_trust::TrustVerifier| {
+        let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
+        spawn(portico_kit::server::graphql_router(
+            schema, "users", verifier,
+        ))
+    };
+    let shared = trust.verifier.clone().with_shared_replay(store);
+    let (a, b) = (replica(shared.clone()).await, replica(shared).await);
+    // A replica without the shared store: only its own ids.
+    let alone = replica(trust.verifier.clone()).await;
+    let sent: &[u8] = br#"{"query":"{ whoami }"}"#;
+    let http = reqwest::Client::new();
+    let post = |addr: std::net::SocketAddr, headers: &[(String, String)]| {
+        let mut req = http
+            .post(format!("http://{addr}/graphql"))
+            .header("content-type", "application/json")
+            .body(sent.to_vec());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move {
+            let response = req.send().await.expect("send");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.expect("json");
+            (status, body)
+        }
+    };
+    let headers = headers_for(&trust.signer, "users", Some("u1"), sent);
+    let (status, body) = post(a, &headers).await;
+    assert_eq!(
+        (status, &body["data"]["whoami"]),
+        (200, &serde_json::json!("u1"))
+    );
+    // The same token, body and headers replayed to the other replica: refused.
+    let (status, body) = post(b, &headers).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["errors"][0]["message"], "trust token was already used");
+    assert!(body.get("data").is_none_or(serde_json::Value::is_null));
+    // Without the shared store, another process would have accepted it.
+    let (status, _) = post(alone, &headers).await;
+    assert_eq!(status, 200);
+    // A fresh token is accepted by either.
+    let (status, _) = post(b, &headers_for(&trust.signer, "users", Some("u1"), sent)).await;
+    assert_eq!(status, 200);
+    if let Ok(client) = redis::Client::open(redis_url())
+        && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+    {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        assert_eq!(keys.len(), 2, "one key per accepted token: {keys:?}");
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&keys[0])
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(-1);
+        assert!(
+            (1..=70).contains(&ttl),
+            "keys expire with their tokens: {ttl}"
+        );
+        let _: Result<i64, _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+    }
+}
+
+#[tokio::test]
+async fn connecting_the_replay_store_to_an_unreachable_redis_fails_quickly() {
+    let started = std::time::Instant::now();
+    let res = portico_kit::replay::RedisReplayStore::connect("redis://127.0.0.1:1", "x").await;
+    assert!(res.is_err());
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
