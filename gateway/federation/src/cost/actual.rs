@@ -68,12 +68,28 @@ pub fn actual_cost<V: ResponseTree>(
         return Ok(0.0);
     };
     let selection_set = &pricing.operation.selection_set;
-    let walker = Actual { pricing: &pricing };
+    let walker = Actual {
+        pricing: &pricing,
+        priced: Default::default(),
+    };
     Ok(walker.object(selection_set, &selection_set.ty, data))
 }
 
 struct Actual<'p, 'a> {
     pricing: &'p Pricing<'a>,
+    /// What a field costs on a parent type apart from its value (its weight and its
+    /// arguments), priced once per (field, parent) in this walk rather than once per
+    /// object: keyed by the addresses of the field and of the parent's name, which live
+    /// as long as the walk.
+    priced: std::cell::RefCell<rustc_hash::FxHashMap<(usize, usize), Priced>>,
+}
+
+#[derive(Clone)]
+struct Priced {
+    weight: super::estimate::Weight,
+    arguments: f64,
+    /// The field's named type.
+    returned: Name,
 }
 
 impl Actual<'_, '_> {
@@ -135,10 +151,25 @@ impl Actual<'_, '_> {
         if Pricing::is_introspection(field) {
             return pricing.model.introspection_weight;
         }
-        let (def, rule) = pricing.definition(field, parent);
-        let weight = pricing.weight(parent, def, rule);
-        let returned = def.ty.inner_named_type();
-        pricing.arguments(field, def, rule) + self.value(field, returned, &weight, value)
+        let key = (
+            std::ptr::from_ref(field) as usize,
+            parent.as_str().as_ptr() as usize,
+        );
+        let cached = self.priced.borrow().get(&key).cloned();
+        let priced = match cached {
+            Some(p) => p,
+            None => {
+                let (def, rule) = pricing.definition(field, parent);
+                let p = Priced {
+                    weight: pricing.weight(parent, def, rule),
+                    arguments: pricing.arguments(field, def, rule),
+                    returned: def.ty.inner_named_type().clone(),
+                };
+                self.priced.borrow_mut().insert(key, p.clone());
+                p
+            }
+        };
+        priced.arguments + self.value(field, &priced.returned, &priced.weight, value)
     }
 
     fn value<V: ResponseTree>(

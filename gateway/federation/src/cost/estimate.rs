@@ -81,6 +81,7 @@ enum Var<'a> {
 }
 
 /// How a field is priced per instance.
+#[derive(Clone, Copy)]
 pub(crate) struct Weight {
     pub(crate) weight: f64,
     /// Set by `@cost` (field or type) or the mutation base, not a default: charged even

@@ -510,6 +510,7 @@ impl<'a> Run<'a> {
         let data = self.data.lock();
         // Representations are projected in `requires` order, so equal ones are equal
         // field by field: the set compares them structurally, no serialising.
+        // SipHash (seeded) stays: representations are subgraph data.
         let mut seen: indexmap::IndexSet<Val> = indexmap::IndexSet::new();
         let mut objects = Vec::new();
         collect(&data, path, &mut Vec::new(), &mut objects, self.is_subtype);

@@ -59,8 +59,12 @@ type Grouped<'d> = IndexMap<&'d str, Group<'d>>;
 /// position of the response shares it). Keyed by the address of the field list, which
 /// lives in a cached or the root [`Grouped`] for the whole shaping, so no two lists share
 /// an address while it is in use.
+///
+/// FxHash: looked up once per object shaped, and its keys are the gateway's own (an
+/// address, a length, a type name from the API schema), never chosen by a client or a
+/// subgraph.
 pub(super) type GroupCache<'a> =
-    std::collections::HashMap<(usize, usize, &'a str), std::rc::Rc<Grouped<'a>>>;
+    rustc_hash::FxHashMap<(usize, usize, &'a str), std::rc::Rc<Grouped<'a>>>;
 
 impl<'a> Shaper<'a> {
     /// The response's `data`: an object, or null when a non-null root field is null.
