@@ -370,14 +370,8 @@ impl TrustVerifier {
         scopes_header: Option<&str>,
         body: &[u8],
     ) -> Result<Identity, TrustError> {
-        self.verify_at(
-            token,
-            audience,
-            user_id_header,
-            scopes_header,
-            body,
-            now_secs(),
-        )
+        self.verify_token(token, audience, user_id_header, scopes_header, body)
+            .map(|v| v.identity)
     }
 
     /// As [`verify`](Self::verify), also giving the token's id and expiry (for a
@@ -398,27 +392,6 @@ impl TrustVerifier {
             body,
             now_secs(),
         )
-    }
-
-    /// As [`verify`](Self::verify) at a given time (unix seconds).
-    pub fn verify_at(
-        &self,
-        token: Option<&str>,
-        audience: &str,
-        user_id_header: Option<&str>,
-        scopes_header: Option<&str>,
-        request_body: &[u8],
-        now: u64,
-    ) -> Result<Identity, TrustError> {
-        self.verify_token_at(
-            token,
-            audience,
-            user_id_header,
-            scopes_header,
-            request_body,
-            now,
-        )
-        .map(|v| v.identity)
     }
 
     /// As [`verify_token`](Self::verify_token) at a given time (unix seconds).
@@ -704,7 +677,7 @@ mod tests {
         });
         assert!(
             guarded
-                .verify_at(Some(&fresh), "users", None, None, BODY, later)
+                .verify_token_at(Some(&fresh), "users", None, None, BODY, later)
                 .is_ok()
         );
     }
