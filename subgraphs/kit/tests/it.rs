@@ -569,3 +569,123 @@ async fn connecting_the_replay_store_to_an_unreachable_redis_fails_quickly() {
     assert!(res.is_err());
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+/// A private `redis-server` on a free port (killed on drop), or `None` when the binary
+/// is missing (CI has it: `scripts/services.sh` starts Redis with it).
+struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Option<Self> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(Self { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_keep_serving_while_the_shared_replay_store_is_down_and_share_again_after() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let Some(redis) = PrivateRedis::start(port) else {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("redis-server is required in CI");
+        }
+        eprintln!(
+            "\n!!!!!!!!!!!!!!!!\nSKIPPED replay store outage test: no redis-server\n!!!!!!!!!!!!!!!!\n"
+        );
+        return;
+    };
+    let mut store = None;
+    for _ in 0..50 {
+        if let Ok(s) = portico_kit::replay::RedisReplayStore::connect(&redis.url(), "jti").await {
+            store = Some(Arc::new(s));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let store = store.expect("the private redis-server accepts connections");
+    let trust = TestTrust::new();
+    let shared = trust.verifier.clone().with_shared_replay(store);
+    let replica = |verifier: portico_trust::TrustVerifier| {
+        let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
+        spawn(portico_kit::server::graphql_router(
+            schema, "users", verifier,
+        ))
+    };
+    let (a, b) = (replica(shared.clone()).await, replica(shared).await);
+    let sent: &[u8] = br#"{"query":"{ whoami }"}"#;
+    let http = reqwest::Client::new();
+    let status = |addr: std::net::SocketAddr, headers: Vec<(String, String)>| {
+        let mut req = http
+            .post(format!("http://{addr}/graphql"))
+            .header("content-type", "application/json")
+            .body(sent.to_vec());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move { req.send().await.expect("send").status().as_u16() }
+    };
+    let token = || headers_for(&trust.signer, "users", Some("u1"), sent);
+
+    // Redis up: a replay to the other replica is refused.
+    let first = token();
+    assert_eq!(status(a, first.clone()).await, 200);
+    assert_eq!(status(b, first).await, 401);
+
+    // Redis gone: both replicas keep serving, bounded in time, on their own ids alone.
+    drop(redis);
+    let started = std::time::Instant::now();
+    let during = token();
+    assert_eq!(status(a, during.clone()).await, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        status(a, during.clone()).await,
+        401,
+        "the process still remembers"
+    );
+    assert_eq!(
+        status(b, during).await,
+        200,
+        "not shared while Redis is away"
+    );
+
+    // Redis back on the same port: sharing resumes without a restart.
+    let _redis = PrivateRedis::start(port).expect("restart redis-server");
+    let mut shared_again = false;
+    for _ in 0..50 {
+        let again = token();
+        if status(a, again.clone()).await == 200 && status(b, again).await == 401 {
+            shared_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        shared_again,
+        "replicas share accepted ids again once Redis is back"
+    );
+}
