@@ -81,20 +81,25 @@ struct Actual<'p, 'a> {
     /// arguments), priced once per (field, parent) in this walk rather than once per
     /// object: keyed by the addresses of the field and of the parent's name, which live
     /// as long as the walk.
-    priced: std::cell::RefCell<rustc_hash::FxHashMap<(usize, usize), Priced>>,
+    priced: std::cell::RefCell<rustc_hash::FxHashMap<(usize, usize), Priced<'a>>>,
 }
 
-#[derive(Clone)]
-struct Priced {
+#[derive(Clone, Copy)]
+struct Priced<'a> {
     weight: super::estimate::Weight,
     arguments: f64,
     /// The field's named type.
-    returned: Name,
+    returned: &'a Name,
 }
 
-impl Actual<'_, '_> {
+impl<'a> Actual<'_, 'a> {
     /// `object` is an object ([`Node::Object`]).
-    fn object<V: ResponseTree>(&self, selection_set: &SelectionSet, ty: &Name, object: &V) -> f64 {
+    fn object<V: ResponseTree>(
+        &self,
+        selection_set: &'a SelectionSet,
+        ty: &Name,
+        object: &V,
+    ) -> f64 {
         let model = self.pricing.model;
         let typename = object
             .field("__typename")
@@ -109,7 +114,7 @@ impl Actual<'_, '_> {
     /// fragment applies, the fields present decide.
     fn selections<V: ResponseTree>(
         &self,
-        selection_set: &SelectionSet,
+        selection_set: &'a SelectionSet,
         ty: &Name,
         runtime: Option<&Name>,
         object: &V,
@@ -143,7 +148,7 @@ impl Actual<'_, '_> {
         cost
     }
 
-    fn field<V: ResponseTree>(&self, field: &Field, parent: &Name, value: &V) -> f64 {
+    fn field<V: ResponseTree>(&self, field: &'a Field, parent: &Name, value: &V) -> f64 {
         let pricing = self.pricing;
         if field.name == "__typename" {
             return 0.0;
@@ -155,7 +160,7 @@ impl Actual<'_, '_> {
             std::ptr::from_ref(field) as usize,
             parent.as_str().as_ptr() as usize,
         );
-        let cached = self.priced.borrow().get(&key).cloned();
+        let cached = self.priced.borrow().get(&key).copied();
         let priced = match cached {
             Some(p) => p,
             None => {
@@ -163,18 +168,18 @@ impl Actual<'_, '_> {
                 let p = Priced {
                     weight: pricing.weight(parent, def, rule),
                     arguments: pricing.arguments(field, def, rule),
-                    returned: def.ty.inner_named_type().clone(),
+                    returned: def.ty.inner_named_type(),
                 };
-                self.priced.borrow_mut().insert(key, p.clone());
+                self.priced.borrow_mut().insert(key, p);
                 p
             }
         };
-        priced.arguments + self.value(field, &priced.returned, &priced.weight, value)
+        priced.arguments + self.value(field, priced.returned, &priced.weight, value)
     }
 
     fn value<V: ResponseTree>(
         &self,
-        field: &Field,
+        field: &'a Field,
         returned: &Name,
         weight: &super::estimate::Weight,
         value: &V,

@@ -58,6 +58,32 @@ pub(crate) fn agree(owned: &[PathElem], path: &[Step<'_>]) -> bool {
     })
 }
 
+/// Shapes `data` for `operation` as [`execute`] does once the plan has run (leaves are
+/// moved out of `data`; no fetch failed), returning the response's `data` and how many
+/// errors shaping raised. For benchmarks of the shaping stage alone
+/// (`portico-bench stages`); requests go through [`execute`].
+#[doc(hidden)]
+pub fn shape_only(
+    schema: &Valid<Schema>,
+    document: &Valid<ExecutableDocument>,
+    operation: &Operation,
+    data: &mut Val,
+) -> (Val, usize) {
+    let mut errors = Vec::new();
+    let variables = Map::new();
+    let shaped = shape::Shaper {
+        schema,
+        document,
+        variables: &variables,
+        introspection: None,
+        errors: &mut errors,
+        failed_paths: &[],
+        groups: Default::default(),
+    }
+    .shape(operation, data);
+    (shaped, errors.len())
+}
+
 /// One operation to execute.
 pub struct ExecutionInput<'a> {
     pub schema: &'a Valid<Schema>,
