@@ -508,16 +508,10 @@ async fn a_token_accepted_by_one_replica_is_refused_by_another_sharing_redis() {
     let alone = replica(trust.verifier.clone()).await;
     let sent: &[u8] = br#"{"query":"{ whoami }"}"#;
     let http = reqwest::Client::new();
-    let post = |addr: std::net::SocketAddr, headers: &[(String, String)]| {
-        let mut req = http
-            .post(format!("http://{addr}/graphql"))
-            .header("content-type", "application/json")
-            .body(sent.to_vec());
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
+    let post = |addr, headers: &[(String, String)]| {
+        let response = post_whoami(&http, addr, sent, headers);
         async move {
-            let response = req.send().await.expect("send");
+            let response = response.await;
             let status = response.status().as_u16();
             let body: serde_json::Value = response.json().await.expect("json");
             (status, body)
@@ -568,6 +562,23 @@ async fn connecting_the_replay_store_to_an_unreachable_redis_fails_quickly() {
     let res = portico_kit::replay::RedisReplayStore::connect("redis://127.0.0.1:1", "x").await;
     assert!(res.is_err());
     assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+/// POSTs `body` to the replica at `addr` with `headers` (a trust token's).
+fn post_whoami(
+    http: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    body: &[u8],
+    headers: &[(String, String)],
+) -> impl std::future::Future<Output = reqwest::Response> + use<> {
+    let mut req = http
+        .post(format!("http://{addr}/graphql"))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    async move { req.send().await.expect("send") }
 }
 
 /// A private `redis-server` on a free port (killed on drop), or `None` when the binary
@@ -635,15 +646,9 @@ async fn replicas_keep_serving_while_the_shared_replay_store_is_down_and_share_a
     let (a, b) = (replica(shared.clone()).await, replica(shared).await);
     let sent: &[u8] = br#"{"query":"{ whoami }"}"#;
     let http = reqwest::Client::new();
-    let status = |addr: std::net::SocketAddr, headers: Vec<(String, String)>| {
-        let mut req = http
-            .post(format!("http://{addr}/graphql"))
-            .header("content-type", "application/json")
-            .body(sent.to_vec());
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        async move { req.send().await.expect("send").status().as_u16() }
+    let status = |addr, headers: Vec<(String, String)>| {
+        let response = post_whoami(&http, addr, sent, &headers);
+        async move { response.await.status().as_u16() }
     };
     let token = || headers_for(&trust.signer, "users", Some("u1"), sent);
 
