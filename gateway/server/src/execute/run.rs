@@ -528,12 +528,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Merges entity `i` of `entities` into every object that produced representation `i`.
-    ///
-    /// The producers are in the order [`collect`] met them, so one walk of the data
-    /// along `path` ([`visit_mut`], the same walk) finds them in turn without navigating
-    /// from the root for each; a producer the walk does not meet where expected (the
-    /// data changed between collection and now) is found again by its path afterwards.
+    /// Merges entity `i` of `entities` into every object that produced representation `i`
+    /// ([`scatter_into`]), or records why the entities cannot be scattered.
     #[allow(clippy::too_many_arguments)]
     fn scatter(
         &self,
@@ -560,33 +556,15 @@ impl<'a> Run<'a> {
                         Some((entity, typename))
                     })
                     .collect();
-                let mut uses = vec![0usize; count];
-                for (_, i) in producers {
-                    if let Some(u) = uses.get_mut(*i) {
-                        *u += 1;
-                    }
-                }
                 let mut data = self.data.lock();
-                let mut next = 0;
-                visit_mut(
+                scatter_into(
                     &mut data,
                     path,
-                    &mut Vec::new(),
+                    producers,
+                    &mut slots,
                     self.is_subtype,
-                    &mut |concrete, target| {
-                        if let Some((expected, i)) = producers.get(next)
-                            && expected.as_slice() == concrete
-                        {
-                            next += 1;
-                            self.merge_entity(target, &mut slots, &mut uses, *i);
-                        }
-                    },
+                    self.is_object,
                 );
-                for (concrete, i) in producers.get(next..).unwrap_or(&[]) {
-                    if let Some(target) = navigate_mut(&mut data, concrete) {
-                        self.merge_entity(target, &mut slots, &mut uses, *i);
-                    }
-                }
             }
             Some(Val::Array(entities)) => self.errors.lock().push(
                 GraphQLError::new(
@@ -608,38 +586,77 @@ impl<'a> Run<'a> {
             _ => {}
         }
     }
+}
 
-    /// Merges entity `i` into `target` (moved at its last use, copied before).
-    fn merge_entity(
-        &self,
-        target: &mut Val,
-        slots: &mut [Option<(Val, Option<Val>)>],
-        uses: &mut [usize],
-        i: usize,
-    ) {
-        let (Some(Some((entity, typename))), Some(left)) = (slots.get(i), uses.get_mut(i)) else {
-            return;
-        };
-        if let (Some(t), Val::Object(map)) = (typename, &mut *target) {
-            // Keep a concrete type already known; take the entity's when it is concrete
-            // and ours is not (an `@interfaceObject` subgraph named the interface).
-            let keep = map.get("__typename").is_some_and(|old| {
-                old == t
-                    || old.as_str().is_some_and(self.is_object)
-                    || !t.as_str().is_some_and(self.is_object)
-            });
-            if !keep {
-                map.insert("__typename", t.clone());
-            }
+/// Merges entity `i` of `slots` (rewrites applied, `__typename` set apart) into every
+/// object that produced representation `i`: the producers are in the order [`collect`]
+/// met them, so one walk of `data` along `path` ([`visit_mut`], the same walk) finds them
+/// in turn; a producer the walk does not meet where expected (the data changed between
+/// collection and now) is found again by its path afterwards.
+fn scatter_into(
+    data: &mut Val,
+    path: &[PathSegment],
+    producers: &[(Vec<Step<'_>>, usize)],
+    slots: &mut [Option<(Val, Option<Val>)>],
+    is_subtype: &(dyn Fn(&str, &str) -> bool + Sync),
+    is_object: &(dyn Fn(&str) -> bool + Sync),
+) {
+    let mut uses = vec![0usize; slots.len()];
+    for (_, i) in producers {
+        if let Some(u) = uses.get_mut(*i) {
+            *u += 1;
         }
-        *left = left.saturating_sub(1);
-        if *left == 0 {
-            if let Some(Some((entity, _))) = slots.get_mut(i).map(Option::take) {
-                merge(target, entity);
+    }
+    let mut next = 0;
+    visit_mut(
+        data,
+        path,
+        &mut Vec::new(),
+        is_subtype,
+        &mut |concrete, target| {
+            if let Some((expected, i)) = producers.get(next)
+                && expected.as_slice() == concrete
+            {
+                next += 1;
+                merge_entity(target, slots, &mut uses, *i, is_object);
             }
-        } else {
-            merge(target, entity.clone());
+        },
+    );
+    for (concrete, i) in producers.get(next..).unwrap_or(&[]) {
+        if let Some(target) = navigate_mut(data, concrete) {
+            merge_entity(target, slots, &mut uses, *i, is_object);
         }
+    }
+}
+
+/// Merges entity `i` into `target` (moved at its last use, copied before).
+fn merge_entity(
+    target: &mut Val,
+    slots: &mut [Option<(Val, Option<Val>)>],
+    uses: &mut [usize],
+    i: usize,
+    is_object: &(dyn Fn(&str) -> bool + Sync),
+) {
+    let (Some(Some((entity, typename))), Some(left)) = (slots.get(i), uses.get_mut(i)) else {
+        return;
+    };
+    if let (Some(t), Val::Object(map)) = (typename, &mut *target) {
+        // Keep a concrete type already known; take the entity's when it is concrete and
+        // ours is not (an `@interfaceObject` subgraph named the interface).
+        let keep = map.get("__typename").is_some_and(|old| {
+            old == t || old.as_str().is_some_and(is_object) || !t.as_str().is_some_and(is_object)
+        });
+        if !keep {
+            map.insert("__typename", t.clone());
+        }
+    }
+    *left = left.saturating_sub(1);
+    if *left == 0 {
+        if let Some(Some((entity, _))) = slots.get_mut(i).map(Option::take) {
+            merge(target, entity);
+        }
+    } else {
+        merge(target, entity.clone());
     }
 }
 
@@ -1068,6 +1085,41 @@ mod tests {
             &mut |concrete, _| visited.push(concrete.to_vec()),
         );
         assert_eq!(visited, collected);
+    }
+
+    #[test]
+    fn scatter_finds_producers_the_walk_misses_by_path_and_moves_at_the_last_use() {
+        let mut data = Val::from(json!({"a": [{"id": 1}, {"id": 2}, {"id": 3}]}));
+        let path = vec![PathSegment::Key("a".into()), PathSegment::List];
+        let at = |i| vec![Step::Key("a"), Step::Index(i)];
+        // Out of walk order: [a,2] is met in order, [a,0] and [a,1] only by path; the
+        // first and the last object share representation 0.
+        let producers = vec![(at(2), 0), (at(0), 0), (at(1), 1)];
+        let mut slots = vec![
+            Some((Val::from(json!({"n": "zero"})), Some(Val::from("T")))),
+            Some((Val::from(json!({"n": "one"})), None)),
+        ];
+        scatter_into(
+            &mut data,
+            &path,
+            &producers,
+            &mut slots,
+            &no_subtypes,
+            &|_| true,
+        );
+        assert_eq!(
+            data.into_json(),
+            // Objects without a `__typename` take the entity's.
+            json!({"a": [
+                {"id": 1, "__typename": "T", "n": "zero"},
+                {"id": 2, "n": "one"},
+                {"id": 3, "__typename": "T", "n": "zero"}
+            ]})
+        );
+        assert!(
+            slots.iter().all(Option::is_none),
+            "each entity moved at its last use"
+        );
     }
 
     #[test]
