@@ -118,19 +118,29 @@ impl<'a> Run<'a> {
         // 1. Collect: representations keyed by (values, representation).
         let mut groups: Vec<(Vec<Val>, Collected<'_>)> = Vec::new();
         {
-            let data = self.data.lock();
-            let mut objects = Vec::new();
-            collect(&data, path, &mut Vec::new(), &mut objects, self.is_subtype);
+            let mut data = self.data.lock();
+            // The objects' paths first: their values are read with the ancestors'.
+            let mut concretes = Vec::new();
+            visit_mut(
+                &mut data,
+                path,
+                &mut Vec::new(),
+                self.is_subtype,
+                &mut |concrete, _| concretes.push(concrete.to_vec()),
+            );
+            let data = &*data;
             let mut seen: HashMap<(Vec<Val>, Val), (usize, usize)> = HashMap::new();
-            for (concrete, object) in objects {
-                let Some(mut rep) = project(object, requires, self.is_subtype) else {
+            for concrete in concretes {
+                let Some(mut rep) = navigate(data, &concrete)
+                    .and_then(|object| project(object, requires, self.is_subtype))
+                else {
                     continue;
                 };
                 apply_rewrites(&mut rep, &fetch.input_rewrites);
                 let values: Vec<Val> = context
                     .arguments
                     .iter()
-                    .map(|a| context_value(&data, &concrete, a))
+                    .map(|a| context_value(data, &concrete, a))
                     .collect();
                 let key = (values, rep);
                 let (g, index) = match seen.get(&key) {
@@ -507,21 +517,25 @@ impl<'a> Run<'a> {
         input_rewrites: &[Rewrite],
     ) -> Collected<'p> {
         let mut producers: Vec<(Vec<Step<'p>>, usize)> = Vec::new();
-        let data = self.data.lock();
+        let mut data = self.data.lock();
         // Representations are projected in `requires` order, so equal ones are equal
         // field by field: the set compares them structurally, no serialising.
         // SipHash (seeded) stays: representations are subgraph data.
         let mut seen: indexmap::IndexSet<Val> = indexmap::IndexSet::new();
-        let mut objects = Vec::new();
-        collect(&data, path, &mut Vec::new(), &mut objects, self.is_subtype);
-        for (concrete, object) in objects {
-            let Some(mut rep) = project(object, requires, self.is_subtype) else {
-                continue;
-            };
-            apply_rewrites(&mut rep, input_rewrites);
-            let (index, _) = seen.insert_full(rep);
-            producers.push((concrete, index));
-        }
+        let is_subtype = self.is_subtype;
+        visit_mut(
+            &mut data,
+            path,
+            &mut Vec::new(),
+            is_subtype,
+            &mut |concrete, object| {
+                if let Some(mut rep) = project(object, requires, is_subtype) {
+                    apply_rewrites(&mut rep, input_rewrites);
+                    let (index, _) = seen.insert_full(rep);
+                    producers.push((concrete.to_vec(), index));
+                }
+            },
+        );
         Collected {
             representations: seen.into_iter().collect(),
             producers,
@@ -589,9 +603,9 @@ impl<'a> Run<'a> {
 }
 
 /// Merges entity `i` of `slots` (rewrites applied, `__typename` set apart) into every
-/// object that produced representation `i`: the producers are in the order [`collect`]
-/// met them, so one walk of `data` along `path` ([`visit_mut`], the same walk) finds them
-/// in turn; a producer the walk does not meet where expected (the data changed between
+/// object that produced representation `i`: the producers are in the order the
+/// collecting walk ([`visit_mut`]) met them, so the same walk along `path` finds them in
+/// turn; a producer the walk does not meet where expected (the data changed between
 /// collection and now) is found again by its path afterwards.
 fn scatter_into(
     data: &mut Val,
@@ -785,52 +799,8 @@ fn typename(v: &Val) -> Option<&str> {
     v.get("__typename").and_then(Val::as_str)
 }
 
-/// Every non-null object at `path`, with its concrete path. Lists met where the path
-/// expects an object are walked into (as `@` would).
-fn collect<'v, 'p>(
-    value: &'v Val,
-    path: &'p [PathSegment],
-    current: &mut Vec<Step<'p>>,
-    out: &mut Vec<(Vec<Step<'p>>, &'v Val)>,
-    is_subtype: &(dyn Fn(&str, &str) -> bool + Sync),
-) {
-    if let Val::Array(items) = value {
-        for (i, item) in items.iter().enumerate() {
-            current.push(Step::Index(i));
-            let rest = match path.first() {
-                Some(PathSegment::List) => &path[1..],
-                _ => path,
-            };
-            collect(item, rest, current, out, is_subtype);
-            current.pop();
-        }
-        return;
-    }
-    let Val::Object(map) = value else {
-        return;
-    };
-    match path.first() {
-        None => out.push((current.clone(), value)),
-        Some(PathSegment::Key(k)) => {
-            if let Some(child) = map.get(k) {
-                current.push(Step::Key(k.as_str()));
-                collect(child, &path[1..], current, out, is_subtype);
-                current.pop();
-            }
-        }
-        Some(PathSegment::List) => {}
-        Some(PathSegment::TypeCondition(types)) => {
-            let keep =
-                typename(value).is_some_and(|t| types.iter().any(|c| c == t || is_subtype(c, t)));
-            if keep {
-                collect(value, &path[1..], current, out, is_subtype);
-            }
-        }
-    }
-}
-
-/// [`collect`]'s walk over mutable data: calls `f` with each non-null object at `path`
-/// and its concrete path, in the same order.
+/// Calls `f` with every non-null object at `path` and its concrete path, in document
+/// order. Lists met where the path expects an object are walked into (as `@` would).
 fn visit_mut<'p>(
     value: &mut Val,
     path: &'p [PathSegment],
@@ -1040,7 +1010,7 @@ mod tests {
 
     #[test]
     fn collect_walks_lists_and_type_conditions() {
-        let data = Val::from(
+        let mut data = Val::from(
             json!({"a": [{"b": {"__typename": "X", "id": 1}}, {"b": null}, {"b": {"__typename": "Y", "id": 2}}]}),
         );
         let path = vec![
@@ -1050,16 +1020,19 @@ mod tests {
             PathSegment::TypeCondition(vec!["Y".into()]),
         ];
         let mut out = Vec::new();
-        collect(&data, &path, &mut Vec::new(), &mut out, &no_subtypes);
-        assert_eq!(out.len(), 1);
-        assert_eq!(
-            out[0].0,
-            vec![Step::Key("a"), Step::Index(2), Step::Key("b")]
+        visit_mut(
+            &mut data,
+            &path,
+            &mut Vec::new(),
+            &no_subtypes,
+            &mut |concrete, _| out.push(concrete.to_vec()),
         );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0], vec![Step::Key("a"), Step::Index(2), Step::Key("b")]);
     }
 
     #[test]
-    fn visit_mut_meets_the_objects_collect_finds_in_the_same_order() {
+    fn visit_mut_walks_nested_lists_in_document_order() {
         let mut data = Val::from(json!({"a": [
             {"b": [{"__typename": "Y", "id": 1}, {"__typename": "X"}]},
             {"b": null},
@@ -1072,9 +1045,21 @@ mod tests {
             PathSegment::Key("b".into()),
             PathSegment::TypeCondition(vec!["Y".into()]),
         ];
-        let mut collected = Vec::new();
-        collect(&data, &path, &mut Vec::new(), &mut collected, &no_subtypes);
-        let collected: Vec<Vec<Step<'_>>> = collected.into_iter().map(|(p, _)| p).collect();
+        let collected = vec![
+            vec![
+                Step::Key("a"),
+                Step::Index(0),
+                Step::Key("b"),
+                Step::Index(0),
+            ],
+            vec![Step::Key("a"), Step::Index(2), Step::Key("b")],
+            vec![
+                Step::Key("a"),
+                Step::Index(3),
+                Step::Index(0),
+                Step::Key("b"),
+            ],
+        ];
         assert_eq!(collected.len(), 3);
         let mut visited = Vec::new();
         visit_mut(
