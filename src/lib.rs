@@ -5,3 +5,4 @@
 pub mod platform;
 pub mod schema_cmds;
 pub mod seed;
+pub mod telemetry;

@@ -19,6 +19,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use portico::platform::{self, PlatformOptions, Storage};
 use portico::schema_cmds;
+use portico::telemetry::{self, Telemetry, TraceSettings};
 use portico_trust::TrustVerifier;
 
 #[derive(Parser, Debug)]
@@ -74,7 +75,7 @@ struct DevArgs {
     /// Gateway listen address.
     #[arg(long, env = "PORTICO_LISTEN", default_value = "127.0.0.1:4000")]
     listen: SocketAddr,
-    /// First loopback port of the six subgraphs.
+    /// First loopback port of the six subgraphs (0: any free ports).
     #[arg(long, default_value_t = 4001)]
     subgraph_base_port: u16,
     /// Do not seed demo data.
@@ -408,31 +409,16 @@ fn read(path: &PathBuf) -> Result<String> {
 /// text or as one JSON object per line: `PORTICO_LOG_FORMAT=json|text`, default `json`
 /// for the long-running services (`gateway`, `subgraph`: what log collectors ingest) and
 /// `text` for `dev` and the other commands.
-fn init_tracing(default_json: bool) {
-    use tracing_subscriber::EnvFilter;
-    // The access log (one line per request) is for services; the `dev` console keeps
-    // the start-up lines readable (the demo seeding alone is some 70 requests).
-    let default = if default_json {
-        "info,sqlx=warn,sea_orm=warn"
-    } else {
-        "info,sqlx=warn,sea_orm=warn,portico::access=warn"
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let json = match std::env::var("PORTICO_LOG_FORMAT").as_deref() {
-        Ok("json") => true,
-        Ok("text") => false,
-        _ => default_json,
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
-    } else {
-        builder.init();
-    }
+/// Logs, and traces when an OTLP endpoint is configured (see `portico::telemetry`).
+fn init_telemetry(default_json: bool, service_name: &str) -> Result<Telemetry> {
+    telemetry::init(
+        default_json,
+        TraceSettings {
+            service_name: std::env::var("OTEL_SERVICE_NAME")
+                .unwrap_or_else(|_| service_name.into()),
+            ..TraceSettings::default()
+        },
+    )
 }
 
 #[tokio::main]
@@ -447,11 +433,12 @@ async fn main() -> Result<()> {
     };
     match command {
         Command::Dev(args) => {
-            init_tracing(false);
+            let telemetry = init_telemetry(false, "portico")?;
             let p = platform::start(PlatformOptions {
                 storage: Storage::Dir(args.data_dir.clone()),
                 gateway_addr: args.listen,
-                subgraph_base_port: Some(args.subgraph_base_port),
+                subgraph_base_port: (args.subgraph_base_port != 0)
+                    .then_some(args.subgraph_base_port),
                 seed: !args.no_seed,
                 redis_url: args.redis_url,
                 limits: true,
@@ -472,14 +459,24 @@ async fn main() -> Result<()> {
             tokio::signal::ctrl_c().await?;
             println!("shutting down");
             p.shutdown();
+            telemetry.shutdown().await;
         }
         Command::Gateway(args) => {
-            init_tracing(true);
             let mut config = match &args.config {
                 Some(path) => portico_gateway::GatewayConfig::from_file(path)
                     .with_context(|| format!("loading config {}", path.display()))?,
                 None => portico_gateway::GatewayConfig::default(),
             };
+            let traces = &config.telemetry;
+            let telemetry = telemetry::init(
+                true,
+                TraceSettings {
+                    service_name: std::env::var("OTEL_SERVICE_NAME")
+                        .unwrap_or_else(|_| traces.service_name.clone()),
+                    otlp_endpoint: traces.otlp_endpoint.clone(),
+                    sample_ratio: traces.sample_ratio,
+                },
+            )?;
             if let Some(sg) = args.supergraph {
                 config.supergraph = Some(sg);
             }
@@ -503,10 +500,12 @@ async fn main() -> Result<()> {
                 .then(|| std::time::Duration::from_secs(args.supergraph_poll_secs));
             spawn_reloads(gateway.clone(), args.config.clone(), sg_path, loaded, poll);
             println!("gateway listening on http://{addr}/graphql");
-            portico_gateway::serve(gateway, addr).await?;
+            let served = portico_gateway::serve(gateway, addr).await;
+            telemetry.shutdown().await;
+            served?;
         }
         Command::Subgraph(args) => {
-            init_tracing(true);
+            let _telemetry = init_telemetry(true, &format!("portico-{}", args.name))?;
             let url = args
                 .database_url
                 .unwrap_or_else(|| default_database_url(&args.name));
@@ -555,7 +554,7 @@ async fn main() -> Result<()> {
             axum::serve(listener, router).await?;
         }
         Command::Migrate(args) => {
-            init_tracing(false);
+            init_telemetry(false, "portico")?;
             let url = args
                 .database_url
                 .unwrap_or_else(|| default_database_url(&args.name));

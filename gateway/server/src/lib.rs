@@ -25,6 +25,7 @@ mod http;
 pub mod limits;
 pub mod plan;
 pub mod ratelimit;
+mod telemetry;
 pub mod trusted;
 pub mod usage;
 

@@ -19,6 +19,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use portico_trust::{HEADER_TRUST, HEADER_USER_ID, HEADER_USER_SCOPES, Identity, TrustVerifier};
 
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
 use crate::KitError;
 
 /// Largest accepted `/graphql` request body (read only after the trust token verified).
@@ -48,6 +51,8 @@ where
     };
     let graphql = Router::new()
         .route("/graphql", post(graphql_handler::<Q, M, S>))
+        // Inside the trust check: only the gateway's requests continue its traces.
+        .layer(middleware::from_fn_with_state(name, trace_request))
         .layer(middleware::from_fn_with_state(state, require_trust))
         .layer(Extension(schema));
     Router::new().route("/health", get(health)).merge(graphql)
@@ -72,6 +77,29 @@ impl RequestCookies {
     }
 }
 
+/// The server span of one trusted `/graphql` request, a child of the gateway's fetch
+/// span when the request carries its `traceparent`. Disabled (and free) unless the
+/// binary exports traces (see the gateway's `telemetry` module for the span target).
+async fn trace_request(State(name): State<&'static str>, req: Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        target: "portico::otel",
+        "subgraph request",
+        otel.kind = "server",
+        otel.name = "POST /graphql",
+        portico.subgraph = name,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if !span.is_disabled() && req.headers().contains_key("traceparent") {
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&opentelemetry_http::HeaderExtractor(req.headers()))
+        });
+        let _ = span.set_parent(parent);
+    }
+    let response = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
 async fn graphql_handler<Q, M, S>(
     Extension(schema): Extension<Schema<Q, M, S>>,
     Extension(identity): Extension<Identity>,
@@ -89,12 +117,15 @@ where
         .filter_map(|v| v.to_str().ok())
         .collect::<Vec<_>>()
         .join("; ");
+    let request = req.into_inner();
+    let span = tracing::info_span!(
+        target: "portico::otel",
+        "resolve",
+        graphql.operation.name = request.operation_name.as_deref().unwrap_or(""),
+    );
     schema
-        .execute(
-            req.into_inner()
-                .data(identity)
-                .data(RequestCookies(cookies)),
-        )
+        .execute(request.data(identity).data(RequestCookies(cookies)))
+        .instrument(span)
         .await
         .into()
 }

@@ -108,6 +108,61 @@ pub struct GatewayConfig {
     pub subgraph_errors: SubgraphErrorsConfig,
     /// Cross-origin requests from browsers (default: same-origin only).
     pub cors: CorsConfig,
+    /// OpenTelemetry traces (OTLP over HTTP). Off unless an endpoint is set here or in
+    /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+    pub telemetry: TelemetryConfig,
+}
+
+/// OpenTelemetry trace export (read by the `portico` binary when it starts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP collector (`http://otel-collector:4318`); spans are sent
+    /// as protobuf to `<otlp_endpoint>/v1/traces`. Unset: the `OTEL_EXPORTER_OTLP_*`
+    /// environment variables decide, and without them nothing is exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the gateway's spans.
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0 to 1.0. A request that arrives with a
+    /// `traceparent` follows its caller's sampling decision. Unset: the standard
+    /// `OTEL_TRACES_SAMPLER` variables decide (default: every trace).
+    pub sample_ratio: Option<f64>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "portico-gateway".into(),
+            sample_ratio: None,
+        }
+    }
+}
+
+impl TelemetryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: format!("telemetry.{key}"),
+            message: message.into(),
+        };
+        if let Some(r) = self.sample_ratio
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(invalid("sample_ratio", "must be between 0.0 and 1.0"));
+        }
+        if let Some(url) = &self.otlp_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "otlp_endpoint",
+                "must be an http:// or https:// URL (OTLP over HTTP)",
+            ));
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(invalid("service_name", "must not be empty"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for GatewayConfig {
@@ -144,6 +199,7 @@ impl Default for GatewayConfig {
             headers: HeadersConfig::default(),
             subgraph_errors: SubgraphErrorsConfig::default(),
             cors: CorsConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -1053,6 +1109,7 @@ impl GatewayConfig {
         }
         self.headers.validate()?;
         self.cors.validate()?;
+        self.telemetry.validate()?;
         if self.limits.max_body_bytes == 0 {
             return Err(invalid("limits.max_body_bytes", "must be positive"));
         }
@@ -1419,5 +1476,21 @@ mod tests {
                 .contains("subgraphs.users.max_concurrent_requests"),
             "{e}"
         );
+        for (toml, key) in [
+            ("[telemetry]\nsample_ratio = 1.5\n", "telemetry.sample_ratio"),
+            (
+                "[telemetry]\notlp_endpoint = \"collector:4317\"\n",
+                "telemetry.otlp_endpoint",
+            ),
+            ("[telemetry]\nservice_name = \" \"\n", "telemetry.service_name"),
+        ] {
+            let e = GatewayConfig::from_toml(toml).expect_err(key);
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let ok = GatewayConfig::from_toml(
+            "[telemetry]\notlp_endpoint = \"http://collector:4318\"\nsample_ratio = 0.25\n",
+        )
+        .expect("valid telemetry");
+        assert_eq!(ok.telemetry.sample_ratio, Some(0.25));
     }
 }

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tracing::Instrument;
 
 use super::value::Val;
 use portico_trust::{
@@ -451,6 +452,50 @@ impl Subgraphs {
         request_id: &str,
         client_headers: &http::HeaderMap,
     ) -> Result<SubgraphResponse, FetchError> {
+        // One trace span per subgraph request, named by the plan's fetch name.
+        let span = tracing::info_span!(
+            target: "portico::otel",
+            "fetch",
+            otel.kind = "client",
+            otel.name = operation_name.unwrap_or(service),
+            otel.status_code = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+            portico.subgraph = service,
+        );
+        let result = self
+            .send_untraced(
+                service,
+                sending,
+                query,
+                operation_name,
+                variables.into(),
+                identity,
+                request_id,
+                client_headers,
+            )
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result
+            && !span.is_disabled()
+        {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.message", e.to_string().as_str());
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_untraced(
+        &self,
+        service: &str,
+        sending: Sending,
+        query: &str,
+        operation_name: Option<&str>,
+        variables: Variables,
+        identity: &Identity,
+        request_id: &str,
+        client_headers: &http::HeaderMap,
+    ) -> Result<SubgraphResponse, FetchError> {
         let endpoint = self
             .endpoints
             .get(service)
@@ -459,7 +504,7 @@ impl Subgraphs {
         let body = serde_json::to_vec(&RequestBody {
             query,
             operation_name,
-            variables: &variables.into(),
+            variables: &variables,
         })
         .map(bytes::Bytes::from)
         .map_err(|e| FetchError::Http {
@@ -638,6 +683,11 @@ impl Subgraphs {
         let mut request = self.client.post(&endpoint.url);
         if !forwarded.is_empty() {
             request = request.headers(forwarded.clone());
+        }
+        let mut trace_context = http::HeaderMap::new();
+        crate::telemetry::inject_current(&mut trace_context);
+        if !trace_context.is_empty() {
+            request = request.headers(trace_context);
         }
         // The trust token binds this exact body: one token per request.
         let token = self

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use super::metrics::{OperationKind, PanicSite};
 use super::playground;
@@ -67,6 +68,7 @@ pub(super) async fn handle(State(live): State<Arc<Live>>, request: Request) -> R
     // Set by the pipeline once the operation is known.
     let mut kind = OperationKind::Unknown;
     let mut operation_name = String::new();
+    let span = crate::telemetry::request_span(request.headers());
     // The last-resort catch: a panic anywhere in the pipeline costs this request only.
     let guarded = catch_panic(pipeline(
         &gw,
@@ -76,7 +78,8 @@ pub(super) async fn handle(State(live): State<Arc<Live>>, request: Request) -> R
         &request_id,
         &mut kind,
         &mut operation_name,
-    ));
+    ))
+    .instrument(span.clone());
     let outcome = match tokio::time::timeout(deadline, guarded).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(detail)) => {
@@ -105,6 +108,7 @@ pub(super) async fn handle(State(live): State<Arc<Live>>, request: Request) -> R
     gw.metrics.record_response(status);
     gw.metrics.record_duration(kind, status, started.elapsed());
     gw.metrics.record_client(&client_name, &client_version);
+    crate::telemetry::finish_request(&span, kind.label(), &operation_name, status, &request_id);
     // The access log: never the body, variables, headers or tokens.
     tracing::info!(
         target: "portico::access",
@@ -466,6 +470,7 @@ async fn operation(
     let identity = gw
         .auth
         .authenticate(authorization)
+        .instrument(tracing::info_span!(target: "portico::otel", "authenticate"))
         .await
         .map_err(|e| RequestFailure::from(e.to_graphql_error()))?;
 
@@ -507,6 +512,7 @@ async fn operation(
         headers,
         quota,
     )
+    .instrument(tracing::info_span!(target: "portico::otel", "cost"))
     .await?;
 
     // 9. Introspection, answered by the gateway from the API schema.
@@ -527,6 +533,7 @@ async fn operation(
         let job = |key: &PlanKey| plan_job(gw, &parsed, filtered, &identity, key);
         gw.plans
             .plan(plan_key, job)
+            .instrument(tracing::info_span!(target: "portico::otel", "plan"))
             .await
             .map_err(|e| planning_failure(gw, &e, request_id))?
     };
@@ -546,6 +553,7 @@ async fn operation(
             client_headers: headers,
         },
     );
+    let execution = execution.instrument(tracing::info_span!(target: "portico::otel", "execute"));
     let (mut response, passed_on) = catch_panic(execution).await.map_err(|detail| {
         gw.metrics.record_panic(PanicSite::Execute);
         internal_failure(
@@ -684,6 +692,7 @@ fn internal_failure(
 }
 
 fn parse_and_validate(gw: &Inner, query: &str) -> ParsedDocument {
+    let parsing = tracing::info_span!(target: "portico::otel", "parse").entered();
     let ast = Parser::new()
         .token_limit(gw.config.limits.max_tokens)
         .parse_ast(query, "query.graphql")
@@ -706,6 +715,8 @@ fn parse_and_validate(gw: &Inner, query: &str) -> ParsedDocument {
                 ErrorCode::GraphqlParseFailed,
             )
         })?;
+    drop(parsing);
+    let _validating = tracing::info_span!(target: "portico::otel", "validate").entered();
     ast.to_executable_validate(gw.planner.api_schema())
         .map_err(|with| {
             diagnostics(

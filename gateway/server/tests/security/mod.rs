@@ -795,7 +795,10 @@ impl tracing::Subscriber for Capture {
         tracing::span::Id::from_u64(1)
     }
     fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        values.record(&mut Fields(&mut self.0.lock()));
+        let mut out = self.0.lock();
+        out.push_str("(span fields)");
+        values.record(&mut Fields(&mut out));
+        out.push('\n');
     }
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, event: &tracing::Event<'_>) {
