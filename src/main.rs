@@ -490,7 +490,8 @@ async fn main() -> Result<()> {
                 .context("no trust key: pass --trust-key FILE (see `portico keys`)")?;
             let signer = portico_trust::TrustSigner::from_pkcs8_pem(&read(&key_path)?)
                 .with_context(|| format!("{} is not an Ed25519 PKCS#8 key", key_path.display()))?;
-            let addr = config.listen;
+            let listener = portico_gateway::bind(config.listen).await?;
+            let addr = listener.local_addr()?;
             let gateway = portico_gateway::Gateway::new(config, &sdl, signer)?;
             // The parsed supergraph keeps what it needs: do not hold the text for the
             // process's lifetime (megabytes on large supergraphs).
@@ -500,12 +501,14 @@ async fn main() -> Result<()> {
                 .then(|| std::time::Duration::from_secs(args.supergraph_poll_secs));
             spawn_reloads(gateway.clone(), args.config.clone(), sg_path, loaded, poll);
             println!("gateway listening on http://{addr}/graphql");
-            let served = portico_gateway::serve(gateway, addr).await;
+            let served =
+                portico_gateway::serve_until(gateway, listener, portico_gateway::termination())
+                    .await;
             telemetry.shutdown().await;
             served?;
         }
         Command::Subgraph(args) => {
-            let _telemetry = init_telemetry(true, &format!("portico-{}", args.name))?;
+            let telemetry = init_telemetry(true, &format!("portico-{}", args.name))?;
             let url = args
                 .database_url
                 .unwrap_or_else(|| default_database_url(&args.name));
@@ -551,7 +554,21 @@ async fn main() -> Result<()> {
                 args.name,
                 listener.local_addr()?
             );
-            axum::serve(listener, router).await?;
+            // SIGTERM/SIGINT: stop accepting, let requests in flight finish (at most 30 s).
+            let stopping = Arc::new(tokio::sync::Notify::new());
+            let signalled = stopping.clone();
+            let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+                portico_gateway::termination().await;
+                signalled.notify_one();
+            });
+            tokio::select! {
+                served = server => served?,
+                () = async {
+                    stopping.notified().await;
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                } => tracing::warn!("shut down at the deadline: requests still in flight were cut"),
+            }
+            telemetry.shutdown().await;
         }
         Command::Migrate(args) => {
             init_telemetry(false, "portico")?;

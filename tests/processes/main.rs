@@ -4,10 +4,18 @@
 //! - `traces`: `portico dev` exporting OpenTelemetry traces to an OTLP/HTTP collector
 //!   in this process: one client request is one trace, the gateway's stage and fetch
 //!   spans and the subgraphs' spans under them.
+//! - `faults`: the production shape (`portico gateway` + six `portico subgraph`
+//!   processes, [`Platform`]) with subgraph processes killed, stopped (SIGSTOP: they
+//!   accept connections and never answer) and restarted, and the gateway shut down
+//!   with SIGTERM while requests are in flight.
 
+mod faults;
 mod traces;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -83,4 +91,225 @@ pub async fn start_dev(env: &[(&str, String)]) -> (Portico, String) {
     // Keep reading its output, so the process never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (Portico { child, data_dir }, url)
+}
+
+/// One `portico` service process: how it was started (to restart it on the same
+/// address) and where it listens.
+pub struct Service {
+    pub child: Child,
+    pub addr: SocketAddr,
+    args: Vec<OsString>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // A stopped process must be continued to die of SIGKILL promptly everywhere.
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Service {
+    /// Starts `portico <args>` and waits for its `… listening on http://ADDR/graphql`
+    /// line. `listen` replaces the `{listen}` argument (`127.0.0.1:0` for a free port).
+    pub async fn start(args: &[OsString], listen: &str) -> Service {
+        let args: Vec<OsString> = args
+            .iter()
+            .map(|a| {
+                if a == "{listen}" {
+                    OsString::from(listen)
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portico"));
+        command
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .env("PORTICO_LOG_FORMAT", "text")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("OTEL_") || name.starts_with("PORTICO_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command.spawn().expect("start portico");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some((_, rest)) = line.split_once(" listening on http://") {
+                    return rest.trim_end_matches("/graphql").parse::<SocketAddr>().ok();
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("portico {args:?} prints where it listens"));
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let args = args
+            .into_iter()
+            .map(|a| {
+                if a == listen {
+                    OsString::from("{listen}")
+                } else {
+                    a
+                }
+            })
+            .collect();
+        Service { child, addr, args }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the process is running")
+    }
+
+    /// Sends `signal` (`TERM`, `STOP`, `CONT`, `KILL`) with `kill(1)`.
+    pub async fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
+    /// Kills the process and waits for it to be gone.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// Starts the same command again on the same address (after [`Service::kill`]).
+    pub async fn restart(&mut self) {
+        let listen = self.addr.to_string();
+        let again = Service::start(&self.args, &listen).await;
+        let old = std::mem::replace(self, again);
+        drop(old);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/graphql", self.addr)
+    }
+}
+
+/// The demo platform in its production shape: one `portico subgraph` process per
+/// service (SQLite files in a fresh directory, the gateway's trust public key) and one
+/// `portico gateway` process (config written here, the committed demo supergraph).
+pub struct Platform {
+    pub dir: PathBuf,
+    pub subgraphs: BTreeMap<&'static str, Service>,
+    pub gateway: Service,
+    config: PathBuf,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub const SUBGRAPHS: [&str; 6] = [
+    "auth",
+    "users",
+    "posts",
+    "comments",
+    "likes",
+    "notifications",
+];
+
+async fn run_portico(args: &[&OsString]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .expect("run portico");
+    assert!(status.success(), "portico {args:?}");
+}
+
+impl Platform {
+    /// Starts the six subgraphs, then the gateway with `extra_config` (TOML: top-level
+    /// keys, then tables) in its config.
+    pub async fn start(extra_config: &str) -> Platform {
+        let dir = fresh_dir("platform");
+        let keys = dir.join("keys");
+        run_portico(&[
+            &"keys".into(),
+            &"--out".into(),
+            &keys.clone().into_os_string(),
+        ])
+        .await;
+        let mut subgraphs = BTreeMap::new();
+        for name in SUBGRAPHS {
+            let mut args: Vec<OsString> = vec!["subgraph".into(), name.into()];
+            args.extend(["--listen".into(), "{listen}".into()]);
+            args.push("--database-url".into());
+            args.push(format!("sqlite://{}/{name}.db?mode=rwc", dir.display()).into());
+            args.push("--trust-public-key".into());
+            args.push(keys.join("gateway.pub.pem").into_os_string());
+            if name == "auth" {
+                args.push("--auth-private-key".into());
+                args.push(keys.join("auth.pem").into_os_string());
+            }
+            subgraphs.insert(name, Service::start(&args, "127.0.0.1:0").await);
+        }
+        let supergraph =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("supergraph/supergraph.graphql");
+        let mut config = format!(
+            "listen = \"127.0.0.1:0\"\nsupergraph = {:?}\n{extra_config}\n[trust]\nsigning_key = {:?}\n",
+            supergraph.display().to_string(),
+            keys.join("gateway.pem").display().to_string(),
+        );
+        for (name, service) in &subgraphs {
+            config.push_str(&format!("[subgraphs.{name}]\nurl = {:?}\n", service.url()));
+        }
+        let config_path = dir.join("gateway.toml");
+        std::fs::write(&config_path, config).expect("write the gateway config");
+        let gateway = Service::start(
+            &[
+                "gateway".into(),
+                "--config".into(),
+                config_path.clone().into_os_string(),
+            ],
+            "127.0.0.1:0",
+        )
+        .await;
+        Platform {
+            dir,
+            subgraphs,
+            gateway,
+            config: config_path,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.gateway.url()
+    }
+
+    pub fn subgraph(&mut self, name: &str) -> &mut Service {
+        self.subgraphs.get_mut(name).expect("a demo subgraph")
+    }
+
+    /// The gateway's config file.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+}
+
+/// POSTs `query` to `url`: the HTTP status and the JSON body (`Null` if none).
+pub async fn post(url: &str, query: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(&serde_json::json!({ "query": query }))
+        .send()
+        .await
+        .expect("the gateway answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
 }

@@ -1022,6 +1022,27 @@ fn k8s_gateway_toml() -> String {
 }
 
 #[test]
+fn the_gateway_pod_is_given_the_time_its_graceful_shutdown_takes() {
+    let objects = base();
+    let config = portico_gateway::GatewayConfig::from_toml(&k8s_gateway_toml())
+        .expect("deploy/k8s/gateway.toml is a valid gateway config");
+    let gateway = find(&objects, "Deployment", "gateway");
+    // Kubernetes' default when unset.
+    let period = pod_spec(gateway)["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap_or(30);
+    let needed = config.shutdown.drain_delay_ms + config.shutdown.grace_ms;
+    assert!(
+        config.shutdown.drain_delay_ms > 0,
+        "behind a Service the gateway keeps serving while its endpoint is removed"
+    );
+    assert!(
+        period * 1000 > needed,
+        "terminationGracePeriodSeconds {period} s must cover [shutdown] drain + grace ({needed} ms)"
+    );
+}
+
+#[test]
 fn container_arguments_are_flags_the_cli_accepts_and_name_mounted_files() {
     let objects = base();
     let config = portico_gateway::GatewayConfig::from_toml(&k8s_gateway_toml())

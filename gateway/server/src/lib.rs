@@ -129,12 +129,18 @@ pub(crate) struct Live {
     evaluator: parking_lot::RwLock<Option<Arc<dyn authz::PolicyEvaluator>>>,
     reloads_ok: std::sync::atomic::AtomicU64,
     reloads_failed: std::sync::atomic::AtomicU64,
+    /// Set when shutdown starts: `/ready` answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Live {
     /// The gateway state requests use now.
     pub(crate) fn current(&self) -> Arc<Inner> {
         self.current.read().clone()
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn reloads(&self) -> (u64, u64) {
@@ -194,6 +200,7 @@ impl Gateway {
                 evaluator: parking_lot::RwLock::new(None),
                 reloads_ok: Default::default(),
                 reloads_failed: Default::default(),
+                draining: Default::default(),
             }),
         })
     }
@@ -467,21 +474,95 @@ fn spawn_usage_flusher(recorder: &Arc<usage::UsageRecorder>, every: Duration) {
     }
 }
 
-/// Serve until ctrl-c, then finish in-flight requests.
-pub async fn serve(gateway: Gateway, addr: SocketAddr) -> Result<(), GatewayError> {
-    let serve_err = |source| GatewayError::Serve { addr, source };
-    let listener = tokio::net::TcpListener::bind(addr)
+/// Binds the gateway's listener (port 0: a free port, see `local_addr`).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(serve_err)?;
+        .map_err(|source| GatewayError::Serve { addr, source })
+}
+
+/// Serves on `addr` until SIGTERM or SIGINT, then shuts down as [`serve_until`] does.
+pub async fn serve(gateway: Gateway, addr: SocketAddr) -> Result<(), GatewayError> {
+    serve_until(gateway, bind(addr).await?, termination()).await
+}
+
+/// Resolves on the first SIGTERM (what Kubernetes and docker send) or SIGINT (ctrl-c).
+pub async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGTERM handler; shutting down on ctrl-c only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Serves on `listener` until `stop` resolves, then shuts down gracefully:
+/// 1. `/ready` answers 503 at once (load balancers and Kubernetes stop sending);
+/// 2. requests are still accepted for `[shutdown] drain_delay_ms` (for those that were
+///    already on their way);
+/// 3. the listener closes, idle connections are closed, and requests in flight finish,
+///    for at most `[shutdown] grace_ms` more; whatever is still running then is cut
+///    (logged) and the function returns `Ok`, so the process exits 0.
+pub async fn serve_until(
+    gateway: Gateway,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     tracing::info!(%addr, "gateway listening");
+    let settings = gateway.live.config.read().shutdown.clone();
+    let drain = Duration::from_millis(settings.drain_delay_ms);
+    let grace = Duration::from_millis(settings.grace_ms);
+    let live = gateway.live.clone();
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
     let app = gateway
         .router()
         .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
-        .await
-        .map_err(serve_err)
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stop.await;
+        live.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        signalled.notify_one();
+        tracing::info!(
+            drain_delay_ms = drain.as_millis() as u64,
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: not ready; finishing requests in flight"
+        );
+        tokio::time::sleep(drain).await;
+    });
+    let deadline = async {
+        stopping.notified().await;
+        tokio::time::sleep(drain + grace).await;
+    };
+    tokio::select! {
+        served = server => {
+            served.map_err(|source| GatewayError::Serve { addr, source })?;
+            tracing::info!("shut down: every request finished");
+            Ok(())
+        }
+        () = deadline => {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "shut down at the deadline: requests still in flight were cut"
+            );
+            Ok(())
+        }
+    }
 }

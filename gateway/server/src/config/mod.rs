@@ -111,6 +111,30 @@ pub struct GatewayConfig {
     /// OpenTelemetry traces (OTLP over HTTP). Off unless an endpoint is set here or in
     /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
     pub telemetry: TelemetryConfig,
+    /// Graceful shutdown on SIGTERM or SIGINT.
+    pub shutdown: ShutdownConfig,
+}
+
+/// What the gateway does between SIGTERM (or SIGINT) and exiting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Milliseconds the gateway keeps accepting requests after the signal while `/ready`
+    /// already answers 503, so that load balancers stop routing to it first (a few
+    /// seconds behind a Kubernetes Service).
+    pub drain_delay_ms: u64,
+    /// Milliseconds requests in flight get to finish once the listener is closed; past
+    /// it they are cut and the process exits (status 0 either way).
+    pub grace_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_delay_ms: 0,
+            grace_ms: 30_000,
+        }
+    }
 }
 
 /// OpenTelemetry trace export (read by the `portico` binary when it starts).
@@ -200,6 +224,7 @@ impl Default for GatewayConfig {
             subgraph_errors: SubgraphErrorsConfig::default(),
             cors: CorsConfig::default(),
             telemetry: TelemetryConfig::default(),
+            shutdown: ShutdownConfig::default(),
         }
     }
 }
@@ -1477,12 +1502,18 @@ mod tests {
             "{e}"
         );
         for (toml, key) in [
-            ("[telemetry]\nsample_ratio = 1.5\n", "telemetry.sample_ratio"),
+            (
+                "[telemetry]\nsample_ratio = 1.5\n",
+                "telemetry.sample_ratio",
+            ),
             (
                 "[telemetry]\notlp_endpoint = \"collector:4317\"\n",
                 "telemetry.otlp_endpoint",
             ),
-            ("[telemetry]\nservice_name = \" \"\n", "telemetry.service_name"),
+            (
+                "[telemetry]\nservice_name = \" \"\n",
+                "telemetry.service_name",
+            ),
         ] {
             let e = GatewayConfig::from_toml(toml).expect_err(key);
             assert!(e.to_string().contains(key), "{e}");

@@ -293,7 +293,18 @@ impl<'a> Run<'a> {
             Ok(r) => r,
             Err(e) => {
                 self.failed_paths.lock().push(Vec::new());
-                return self.errors.lock().push(fetch_error(&e));
+                // One error at each root field the fetch was to answer (those are null
+                // because of it), so clients see which fields the failure cost.
+                let error = fetch_error(&e);
+                let keys = root_response_keys(&fetch.operation);
+                let mut errors = self.errors.lock();
+                if keys.is_empty() {
+                    return errors.push(error);
+                }
+                for key in keys {
+                    errors.push(error.clone().with_path(vec![PathElem::Key(key)]));
+                }
+                return;
             }
         };
         self.pass_on(&mut response);
@@ -780,6 +791,34 @@ fn push_remapped<'b, 'p: 'b>(
     }
 }
 
+/// The response keys of the root fields of a subgraph operation (aliases where given),
+/// without `__typename`; empty if the document does not parse (never the case for a
+/// planned fetch). Read only when a root fetch fails.
+fn root_response_keys(operation: &str) -> Vec<String> {
+    use apollo_compiler::ast::{Definition, Selection};
+    let Ok(document) = apollo_compiler::parser::Parser::new().parse_ast(operation, "fetch.graphql")
+    else {
+        return Vec::new();
+    };
+    let Some(Definition::OperationDefinition(op)) = document
+        .definitions
+        .iter()
+        .find(|d| matches!(d, Definition::OperationDefinition(_)))
+    else {
+        return Vec::new();
+    };
+    let mut keys: Vec<String> = Vec::new();
+    for selection in &op.selection_set {
+        if let Selection::Field(field) = selection {
+            let key = field.alias.as_ref().unwrap_or(&field.name).to_string();
+            if key != "__typename" && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    keys
+}
+
 fn fetch_error(e: &FetchError) -> GraphQLError {
     let (code, service) = match e {
         FetchError::Timeout { service, .. } | FetchError::SlotTimeout { service, .. } => {
@@ -1003,6 +1042,17 @@ fn navigate_mut<'v>(value: &'v mut Val, path: &[Step<'_>]) -> Option<&'v mut Val
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn root_response_keys_are_the_fields_a_failed_root_fetch_was_to_answer() {
+        assert_eq!(
+            root_response_keys(
+                "query Q__posts__0($id:ID!){post(id:$id){id} mine:post(id:\"2\"){id} __typename post(id:$id){caption}}"
+            ),
+            vec!["post".to_string(), "mine".to_string()]
+        );
+        assert!(root_response_keys("{ not graphql").is_empty());
+    }
 
     fn no_subtypes(_: &str, _: &str) -> bool {
         false

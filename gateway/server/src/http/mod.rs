@@ -41,14 +41,23 @@ async fn health() -> impl IntoResponse {
     )
 }
 
-/// Ready once the gateway exists: the supergraph is loaded and the plan stage is built.
-async fn ready(State(live): State<Arc<Live>>) -> impl IntoResponse {
+/// Ready once the gateway exists (the supergraph is loaded and the plan stage is built)
+/// until shutdown starts: then 503, while requests in flight finish.
+async fn ready(State(live): State<Arc<Live>>) -> axum::response::Response {
+    if live.is_draining() {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"draining"}"#,
+        )
+            .into_response();
+    }
     let gw = live.current();
     let body = format!(
         r#"{{"status":"ready","subgraphs":{}}}"#,
         gw.subgraphs.endpoints().len()
     );
-    ([(header::CONTENT_TYPE, "application/json")], body)
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn metrics_handler(State(live): State<Arc<Live>>) -> impl IntoResponse {
