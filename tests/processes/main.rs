@@ -7,9 +7,13 @@
 //! - `faults`: the production shape (`portico gateway` + six `portico subgraph`
 //!   processes, [`Platform`]) with subgraph processes killed, stopped (SIGSTOP: they
 //!   accept connections and never answer) and restarted, and the gateway shut down
-//!   with SIGTERM while requests are in flight.
+//!   with SIGTERM while requests are in flight; a subgraph stand-in answering 500,
+//!   garbage or an endless body.
+//! - `redis`: the same shape on a private `redis-server` that is killed and restarted
+//!   empty: the gateway keeps serving, and no event of the outboxes is lost or doubled.
 
 mod faults;
+mod redis;
 mod traces;
 
 use std::collections::BTreeMap;
@@ -237,6 +241,18 @@ impl Platform {
     /// Starts the six subgraphs, then the gateway with `extra_config` (TOML: top-level
     /// keys, then tables) in its config.
     pub async fn start(extra_config: &str) -> Platform {
+        Self::start_with(extra_config, &[], None).await
+    }
+
+    /// [`Platform::start`], with the gateway sending subgraph `name`'s requests to `url`
+    /// (a stand-in served by the test) for each `(name, url)` of `elsewhere`, and with
+    /// `redis` (a URL) as the subgraphs' event bus and trust-token replay store and the
+    /// gateway's rate limiter.
+    pub async fn start_with(
+        extra_config: &str,
+        elsewhere: &[(&str, String)],
+        redis: Option<&str>,
+    ) -> Platform {
         let dir = fresh_dir("platform");
         let keys = dir.join("keys");
         run_portico(&[
@@ -257,6 +273,10 @@ impl Platform {
                 args.push("--auth-private-key".into());
                 args.push(keys.join("auth.pem").into_os_string());
             }
+            if let Some(url) = redis {
+                args.push("--redis-url".into());
+                args.push(url.into());
+            }
             subgraphs.insert(name, Service::start(&args, "127.0.0.1:0").await);
         }
         let supergraph =
@@ -266,8 +286,22 @@ impl Platform {
             supergraph.display().to_string(),
             keys.join("gateway.pem").display().to_string(),
         );
+        // Access tokens: auth's keys, as in deploy/gateway.toml.
+        config.push_str(&format!(
+            "[jwt]\njwks_url = \"http://{}/.well-known/jwks.json\"\nissuer = \"portico-auth\"\naudience = \"portico\"\n",
+            subgraphs["auth"].addr
+        ));
+        if let Some(url) = redis {
+            config.push_str(&format!(
+                "[rate_limit]\nbackend = \"redis\"\nredis_url = {url:?}\n"
+            ));
+        }
         for (name, service) in &subgraphs {
-            config.push_str(&format!("[subgraphs.{name}]\nurl = {:?}\n", service.url()));
+            let url = elsewhere
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or_else(|| service.url(), |(_, url)| url.clone());
+            config.push_str(&format!("[subgraphs.{name}]\nurl = {url:?}\n"));
         }
         let config_path = dir.join("gateway.toml");
         std::fs::write(&config_path, config).expect("write the gateway config");
@@ -304,12 +338,37 @@ impl Platform {
 
 /// POSTs `query` to `url`: the HTTP status and the JSON body (`Null` if none).
 pub async fn post(url: &str, query: &str) -> (u16, serde_json::Value) {
-    let response = reqwest::Client::new()
+    post_as(url, None, query, serde_json::json!({})).await
+}
+
+/// POSTs `query` with `variables`, with `token` as the bearer token when given.
+pub async fn post_as(
+    url: &str,
+    token: Option<&str>,
+    query: &str,
+    variables: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new()
         .post(url)
-        .json(&serde_json::json!({ "query": query }))
-        .send()
-        .await
-        .expect("the gateway answers");
+        .json(&serde_json::json!({ "query": query, "variables": variables }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("the gateway answers");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or_default())
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS` in `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the kit: outbox/relay/consumers on SQLite and PostgreSQL, the
 //! Redis Streams bus against a real Redis, and trust enforcement over real HTTP.
 
+use portico_kit::testing::PrivateRedis;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -581,42 +582,9 @@ fn post_whoami(
     async move { req.send().await.expect("send") }
 }
 
-/// A private `redis-server` on a free port (killed on drop), or `None` when the binary
-/// is missing (CI has it: `scripts/services.sh` starts Redis with it).
-struct PrivateRedis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Option<Self> {
-        let child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--port", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        Some(Self { child, port })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_keep_serving_while_the_shared_replay_store_is_down_and_share_again_after() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = portico_kit::testing::free_port();
     let Some(redis) = PrivateRedis::start(port) else {
         if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
             panic!("redis-server is required in CI");
