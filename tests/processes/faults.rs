@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Platform, post, rss_kib};
+use super::{Options, Platform, post, rss_kib};
 
 /// Root fields of four subgraphs (auth, users, posts, comments), none needing data.
 const ROOTS: &str = "{ authServiceVersion nobody: userByUsername(username: \"nobody\") { username } post(id: \"1\") { id } comment(id: \"1\") { id } }";
@@ -256,11 +256,11 @@ async fn a_subgraph_answering_500_garbage_or_an_endless_body_costs_its_fields_an
         .expect("bind the stand-in");
     let stand_in = format!("http://{}/graphql", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let p = Platform::start_with(
-        "subgraph_timeout_ms = 10000\nsubgraph_max_response_bytes = 1048576\n[retries]\nenabled = false\n[circuit_breaker]\nenabled = false\n",
-        &[("posts", stand_in)],
-        None,
-    )
+    let p = Platform::start_with(Options {
+        config: "subgraph_timeout_ms = 10000\nsubgraph_max_response_bytes = 1048576\n[retries]\nenabled = false\n[circuit_breaker]\nenabled = false\n",
+        elsewhere: vec![("posts", stand_in)],
+        ..Options::default()
+    })
     .await;
     let url = p.url();
     let query = "{ authServiceVersion post(id: \"1\") { id } }";

@@ -11,8 +11,11 @@
 //!   garbage or an endless body.
 //! - `redis`: the same shape on a private `redis-server` that is killed and restarted
 //!   empty: the gateway keeps serving, and no event of the outboxes is lost or doubled.
+//! - `postgres`: the posts service on a private PostgreSQL server that crashes and comes
+//!   back under it.
 
 mod faults;
+mod postgres;
 mod redis;
 mod traces;
 
@@ -202,6 +205,21 @@ impl Service {
     }
 }
 
+/// How [`Platform::start_with`] departs from the plain production shape.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Gateway config (TOML: top-level keys, then tables).
+    pub config: &'a str,
+    /// `(subgraph, url)`: the gateway sends that subgraph's requests to `url` (a
+    /// stand-in served by the test) instead.
+    pub elsewhere: Vec<(&'a str, String)>,
+    /// Redis URL: the subgraphs' event bus and trust-token replay store, and the
+    /// gateway's rate limiter.
+    pub redis: Option<String>,
+    /// `(subgraph, database URL)` instead of its SQLite file.
+    pub databases: Vec<(&'a str, String)>,
+}
+
 /// The demo platform in its production shape: one `portico subgraph` process per
 /// service (SQLite files in a fresh directory, the gateway's trust public key) and one
 /// `portico gateway` process (config written here, the committed demo supergraph).
@@ -241,18 +259,21 @@ impl Platform {
     /// Starts the six subgraphs, then the gateway with `extra_config` (TOML: top-level
     /// keys, then tables) in its config.
     pub async fn start(extra_config: &str) -> Platform {
-        Self::start_with(extra_config, &[], None).await
+        Self::start_with(Options {
+            config: extra_config,
+            ..Options::default()
+        })
+        .await
     }
 
-    /// [`Platform::start`], with the gateway sending subgraph `name`'s requests to `url`
-    /// (a stand-in served by the test) for each `(name, url)` of `elsewhere`, and with
-    /// `redis` (a URL) as the subgraphs' event bus and trust-token replay store and the
-    /// gateway's rate limiter.
-    pub async fn start_with(
-        extra_config: &str,
-        elsewhere: &[(&str, String)],
-        redis: Option<&str>,
-    ) -> Platform {
+    /// [`Platform::start`] with [`Options`].
+    pub async fn start_with(options: Options<'_>) -> Platform {
+        let Options {
+            config: extra_config,
+            elsewhere,
+            redis,
+            databases,
+        } = options;
         let dir = fresh_dir("platform");
         let keys = dir.join("keys");
         run_portico(&[
@@ -266,14 +287,23 @@ impl Platform {
             let mut args: Vec<OsString> = vec!["subgraph".into(), name.into()];
             args.extend(["--listen".into(), "{listen}".into()]);
             args.push("--database-url".into());
-            args.push(format!("sqlite://{}/{name}.db?mode=rwc", dir.display()).into());
+            args.push(
+                databases
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or_else(
+                        || format!("sqlite://{}/{name}.db?mode=rwc", dir.display()),
+                        |(_, url)| url.clone(),
+                    )
+                    .into(),
+            );
             args.push("--trust-public-key".into());
             args.push(keys.join("gateway.pub.pem").into_os_string());
             if name == "auth" {
                 args.push("--auth-private-key".into());
                 args.push(keys.join("auth.pem").into_os_string());
             }
-            if let Some(url) = redis {
+            if let Some(url) = &redis {
                 args.push("--redis-url".into());
                 args.push(url.into());
             }
@@ -291,7 +321,7 @@ impl Platform {
             "[jwt]\njwks_url = \"http://{}/.well-known/jwks.json\"\nissuer = \"portico-auth\"\naudience = \"portico\"\n",
             subgraphs["auth"].addr
         ));
-        if let Some(url) = redis {
+        if let Some(url) = &redis {
             config.push_str(&format!(
                 "[rate_limit]\nbackend = \"redis\"\nredis_url = {url:?}\n"
             ));
@@ -371,4 +401,137 @@ pub fn rss_kib(pid: u32) -> u64 {
                 .and_then(|kib| kib.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// A private PostgreSQL server (initdb in a fresh directory, `pg_ctl` start and stop;
+/// run as the `postgres` user when the tests run as root, as in CI), for tests that take
+/// the database away from a subgraph. `None` when the server binaries are missing.
+pub struct PrivatePostgres {
+    bin: PathBuf,
+    data: PathBuf,
+    pub port: u16,
+    as_postgres: bool,
+}
+
+impl PrivatePostgres {
+    pub async fn start(dir: &Path, port: u16) -> Option<PrivatePostgres> {
+        let versions = std::fs::read_dir("/usr/lib/postgresql").ok()?;
+        let bin = versions
+            .filter_map(|v| v.ok().map(|v| v.path().join("bin")))
+            .find(|b| b.join("initdb").exists())?;
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .await
+            .map(|o| o.stdout.starts_with(b"0\n"))
+            .unwrap_or(false);
+        let pg = PrivatePostgres {
+            bin,
+            data: dir.join("pgdata"),
+            port,
+            as_postgres,
+        };
+        if as_postgres {
+            let owned = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir)
+                .status()
+                .await
+                .ok()?;
+            if !owned.success() {
+                return None;
+            }
+        }
+        let data = pg.data.display().to_string();
+        if !pg
+            .run(
+                "initdb",
+                &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+            )
+            .await
+        {
+            return None;
+        }
+        pg.up().await.then_some(pg)
+    }
+
+    /// Runs server binary `tool` with `args` (as `postgres` when root).
+    async fn run(&self, tool: &str, args: &[&str]) -> bool {
+        let program = self.bin.join(tool);
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        command
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Starts the server (after [`PrivatePostgres::crash`] too: it recovers from its WAL)
+    /// and waits until it accepts connections.
+    pub async fn up(&self) -> bool {
+        let data = self.data.display().to_string();
+        let log = self.data.with_extension("log").display().to_string();
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            self.port, data
+        );
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-o", &options, "-w", "start"],
+        )
+        .await
+    }
+
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`: no checkpoint,
+    /// connections cut).
+    pub async fn crash(&self) -> bool {
+        let data = self.data.display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])
+            .await
+    }
+
+    /// Creates database `name`.
+    pub async fn create_database(&self, name: &str) -> bool {
+        let port = self.port.to_string();
+        self.run(
+            "createdb",
+            &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name],
+        )
+        .await
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        let program = self.bin.join("pg_ctl");
+        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = if self.as_postgres {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+        } else {
+            std::process::Command::new(&program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+        };
+    }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use portico_kit::testing::{PrivateRedis, free_port};
 use serde_json::{Value, json};
 
-use super::{Platform, post, post_as};
+use super::{Options, Platform, post, post_as};
 
 /// Registers `username` through the gateway: its access token and user id.
 async fn register(url: &str, username: &str) -> (String, String) {
@@ -88,7 +88,11 @@ async fn redis_down_and_back_loses_no_event_duplicates_none_and_the_gateway_keep
         return;
     };
     assert!(redis.wait_ready().await, "the private redis-server starts");
-    let p = Platform::start_with("", &[], Some(&redis.url())).await;
+    let p = Platform::start_with(Options {
+        redis: Some(redis.url()),
+        ..Options::default()
+    })
+    .await;
     let url = p.url();
     let within = Duration::from_secs(60);
 
