@@ -62,6 +62,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The rate limiter's backend is unreachable and `rate_limit.fail_open` is false.
     RateLimiterUnavailable,
+    /// The gateway already serves `[overload] max_in_flight_requests` requests and none
+    /// finished within `queue_timeout_ms`: HTTP 503 with `Retry-After`.
+    GatewayOverloaded,
     /// The planner failed or panicked (a bug, or a supergraph it cannot handle): HTTP
     /// 500 whose message shows only this code and `extensions.requestId`; the detail is
     /// logged (and in dev mode also sent as `extensions.detail`).
@@ -126,6 +129,7 @@ impl ErrorCode {
             ErrorCode::CostEstimatedTooExpensive => "COST_ESTIMATED_TOO_EXPENSIVE",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::RateLimiterUnavailable => "RATE_LIMITER_UNAVAILABLE",
+            ErrorCode::GatewayOverloaded => "GATEWAY_OVERLOADED",
             ErrorCode::QueryPlanningFailed => "QUERY_PLANNING_FAILED",
             ErrorCode::QueryPlanTooComplex => "QUERY_PLAN_TOO_COMPLEX",
             ErrorCode::QueryPlanUnsupported => "QUERY_PLAN_UNSUPPORTED",
@@ -171,6 +175,7 @@ impl ErrorCode {
             ErrorCode::PersistedQueryNotFound => StatusCode::OK,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::GatewayOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -349,6 +354,7 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::CostEstimatedTooExpensive,
     ErrorCode::RateLimited,
     ErrorCode::RateLimiterUnavailable,
+    ErrorCode::GatewayOverloaded,
     ErrorCode::QueryPlanningFailed,
     ErrorCode::QueryPlanTooComplex,
     ErrorCode::QueryPlanUnsupported,

@@ -131,12 +131,38 @@ pub(crate) struct Live {
     reloads_failed: std::sync::atomic::AtomicU64,
     /// Set when shutdown starts: `/ready` answers 503 from then on.
     draining: std::sync::atomic::AtomicBool,
+    /// Places for client requests in flight (`[overload]`; `None`: no limit).
+    admission: Option<Arc<tokio::sync::Semaphore>>,
+    /// Requests refused by [`Live::admit`].
+    pub(crate) shed: std::sync::atomic::AtomicU64,
 }
 
 impl Live {
     /// The gateway state requests use now.
     pub(crate) fn current(&self) -> Arc<Inner> {
         self.current.read().clone()
+    }
+
+    /// A place for one client request, held until it is answered: `Ok(None)` when
+    /// there is no limit, `Err(())` when none freed up within the queue timeout (the
+    /// request is refused).
+    pub(crate) async fn admit(
+        &self,
+        queue_timeout: Duration,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
+        let Some(places) = &self.admission else {
+            return Ok(None);
+        };
+        if let Ok(permit) = places.clone().try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        match tokio::time::timeout(queue_timeout, places.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => {
+                self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(())
+            }
+        }
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -192,6 +218,10 @@ impl Gateway {
         signer: TrustSigner,
     ) -> Result<Gateway, GatewayError> {
         let inner = build_inner(config.clone(), planner, cost, signer.clone(), None)?;
+        let places = config
+            .overload
+            .max_in_flight_requests
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         Ok(Gateway {
             live: Arc::new(Live {
                 current: parking_lot::RwLock::new(Arc::new(inner)),
@@ -201,6 +231,8 @@ impl Gateway {
                 reloads_ok: Default::default(),
                 reloads_failed: Default::default(),
                 draining: Default::default(),
+                admission: (places > 0).then(|| Arc::new(tokio::sync::Semaphore::new(places))),
+                shed: Default::default(),
             }),
         })
     }

@@ -867,6 +867,83 @@ async fn post_raw(gw: &TestGateway, body: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_max_in_flight_are_refused_fast_with_503_and_retry_after() {
+    // Each request holds its place for 2 s (the subgraph is slow), while all six arrive.
+    let users = MockSubgraph::start_with(
+        Arc::new(|_| json!({"data": {"me": user(1)}})),
+        Duration::from_secs(2),
+        StatusCode::OK,
+    )
+    .await;
+    let mut config = dev();
+    config.overload.max_in_flight_requests = 2;
+    config.overload.queue_timeout_ms = 0;
+    config.overload.retry_after_secs = 3;
+    let gw = Arc::new(
+        TestGateway::start(
+            config,
+            &[("users", &users.url)],
+            vec![("", seq(vec![fetch("users", "{ me { name } }")]))],
+        )
+        .await,
+    );
+    let sent: Vec<_> = (0..6)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let response = gw
+                    .http
+                    .post(format!("{}/graphql", gw.url))
+                    .header("content-type", "application/json")
+                    .body(json!({"query": "{ me { name } }"}).to_string())
+                    .send()
+                    .await
+                    .expect("an answer");
+                let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let body: Value = response.json().await.expect("JSON");
+                (status, retry_after, body, started.elapsed())
+            })
+        })
+        .collect();
+    let mut served = 0;
+    let mut refused = 0;
+    for answer in sent {
+        let (status, retry_after, body, took) = answer.await.expect("request task");
+        match status {
+            StatusCode::OK => {
+                assert_eq!(body["data"]["me"]["name"], "User 1", "{body}");
+                served += 1;
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(
+                    body["errors"][0]["extensions"]["code"],
+                    "GATEWAY_OVERLOADED"
+                );
+                assert_eq!(retry_after.as_deref(), Some("3"));
+                eprintln!("refused after {took:?} (a place frees up after 2 s)");
+                refused += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!((served, refused), (2, 4));
+    // Places are given back: the next request is served, and health is never refused.
+    let (status, body) = gw.post(json!({"query": "{ me { name } }"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("portico_http_requests_shed_total 4\n"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn health_ready_metrics_and_the_offline_playground() {
     let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;

@@ -113,6 +113,34 @@ pub struct GatewayConfig {
     pub telemetry: TelemetryConfig,
     /// Graceful shutdown on SIGTERM or SIGINT.
     pub shutdown: ShutdownConfig,
+    /// Load shedding: how many client requests are served at once.
+    pub overload: OverloadConfig,
+}
+
+/// Admission of client requests (`/graphql`; health, readiness and metrics are never
+/// refused). Read at start-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverloadConfig {
+    /// Most `/graphql` requests served at once by this gateway process (0: no limit).
+    /// Beyond it a request waits up to `queue_timeout_ms` for one to finish, then is
+    /// refused at once with `GATEWAY_OVERLOADED` (HTTP 503, `Retry-After`), rather
+    /// than queueing for seconds behind requests the gateway cannot serve in time.
+    pub max_in_flight_requests: usize,
+    /// Milliseconds a request beyond the limit waits for a free place.
+    pub queue_timeout_ms: u64,
+    /// `Retry-After` of the refusal, in seconds.
+    pub retry_after_secs: u64,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight_requests: 1024,
+            queue_timeout_ms: 50,
+            retry_after_secs: 1,
+        }
+    }
 }
 
 /// What the gateway does between SIGTERM (or SIGINT) and exiting.
@@ -225,6 +253,7 @@ impl Default for GatewayConfig {
             cors: CorsConfig::default(),
             telemetry: TelemetryConfig::default(),
             shutdown: ShutdownConfig::default(),
+            overload: OverloadConfig::default(),
         }
     }
 }

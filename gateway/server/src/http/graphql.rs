@@ -49,6 +49,23 @@ struct GraphQLRequest {
 pub(super) async fn handle(State(live): State<Arc<Live>>, request: Request) -> Response {
     // The supergraph this request is served with, whatever reloads happen meanwhile.
     let gw = live.current();
+    // Load shedding: a place among the requests in flight, or a fast 503.
+    let overload = &gw.config.overload;
+    let Ok(_place) = live
+        .admit(std::time::Duration::from_millis(overload.queue_timeout_ms))
+        .await
+    else {
+        gw.metrics.record_response(503);
+        let failure = RequestFailure::new(
+            ErrorCode::GatewayOverloaded,
+            "the gateway is serving as many requests as it can; retry later",
+        );
+        let mut response = failure_response(failure, response_content_type(request.headers()));
+        if let Ok(v) = HeaderValue::from_str(&overload.retry_after_secs.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    };
     let started = std::time::Instant::now();
     let json_type = response_content_type(request.headers());
     let mut quota = None;

@@ -62,6 +62,10 @@ async fn ready(State(live): State<Arc<Live>>) -> axum::response::Response {
 
 async fn metrics_handler(State(live): State<Arc<Live>>) -> impl IntoResponse {
     let mut out = metrics::render(&live.current());
+    out.push_str(&format!(
+        "# HELP portico_http_requests_shed_total Requests refused with GATEWAY_OVERLOADED ([overload] max_in_flight_requests reached).\n# TYPE portico_http_requests_shed_total counter\nportico_http_requests_shed_total {}\n",
+        live.shed.load(std::sync::atomic::Ordering::Relaxed)
+    ));
     let (ok, failed) = live.reloads();
     out.push_str(
         "# HELP portico_supergraph_reloads_total Supergraph reloads, by result (a failed \
