@@ -329,3 +329,37 @@ async fn a_subgraph_answering_500_garbage_or_an_endless_body_costs_its_fields_an
     assert_eq!(status, 200);
     assert!(body.get("errors").is_none(), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listen_moves_ready_and_metrics_off_the_public_port() {
+    let admin = portico_kit::testing::free_port();
+    let p = Platform::start(&format!("admin_listen = \"127.0.0.1:{admin}\"\n")).await;
+    let public = p.url().replace("/graphql", "");
+    let admin = format!("http://127.0.0.1:{admin}");
+    let status = |url: String| async move {
+        reqwest::get(url)
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    // Public: GraphQL and liveness only.
+    let (code, body) = post(&p.url(), "{ authServiceVersion }").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(status(format!("{public}/health")).await, 200);
+    assert_eq!(status(format!("{public}/metrics")).await, 404);
+    assert_eq!(status(format!("{public}/ready")).await, 404);
+    // Admin: readiness, metrics (counting the public request) and liveness.
+    assert_eq!(status(format!("{admin}/ready")).await, 200);
+    assert_eq!(status(format!("{admin}/health")).await, 200);
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .expect("admin metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("portico_http_requests_total{status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(status(format!("{admin}/graphql")).await, 404);
+}

@@ -324,6 +324,12 @@ impl Gateway {
         http::router(self.live.clone())
     }
 
+    /// The admin endpoints (`/health`, `/ready`, `/metrics`), which [`serve_until`]
+    /// serves on `admin_listen` when it is set (and then only there).
+    pub fn admin_router(&self) -> axum::Router {
+        http::admin_router(self.live.clone())
+    }
+
     /// Requests sent to subgraph `name` since start.
     pub fn subgraph_request_count(&self, name: &str) -> u64 {
         self.inner().subgraphs.request_count(name)
@@ -506,6 +512,17 @@ fn spawn_usage_flusher(recorder: &Arc<usage::UsageRecorder>, every: Duration) {
     }
 }
 
+/// Aborts the task when dropped (the admin listener ends with the public one).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
 /// Binds the gateway's listener (port 0: a free port, see `local_addr`).
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
     tokio::net::TcpListener::bind(addr)
@@ -559,6 +576,23 @@ pub async fn serve_until(
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     tracing::info!(%addr, "gateway listening");
     let settings = gateway.live.config.read().shutdown.clone();
+    // The admin endpoints on a listener of their own, until the public one is done.
+    let admin_addr = gateway.live.config.read().admin_listen;
+    let admin = match admin_addr {
+        Some(at) => {
+            let listener = bind(at).await?;
+            let bound = listener.local_addr().unwrap_or(at);
+            tracing::info!(addr = %bound, "admin endpoints (/health, /ready, /metrics) listening");
+            let app = gateway.admin_router();
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the admin listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+    let _stop_admin = AbortOnDrop(admin);
     let drain = Duration::from_millis(settings.drain_delay_ms);
     let grace = Duration::from_millis(settings.grace_ms);
     let live = gateway.live.clone();

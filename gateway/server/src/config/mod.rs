@@ -46,6 +46,11 @@ pub enum ConfigError {
 pub struct GatewayConfig {
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
+    /// A second address for `/ready` and `/metrics` (and `/health`), e.g.
+    /// `127.0.0.1:9090` or a cluster-internal port: when set, the public `listen` port
+    /// no longer serves `/ready` and `/metrics` (it keeps `/health`). Unset: all on
+    /// `listen`. Read at start-up.
+    pub admin_listen: Option<SocketAddr>,
     /// Path of the supergraph SDL (used by the CLI; `Gateway::new` takes the SDL text).
     pub supergraph: Option<PathBuf>,
     /// Development mode: introspection, playground and the query-plan extension are on.
@@ -221,6 +226,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            admin_listen: None,
             supergraph: None,
             dev: false,
             introspection: None,

@@ -18,20 +18,36 @@ use axum::routing::get;
 
 use crate::Live;
 
+/// The public router: `/graphql`, the playground's assets and `/health`, plus `/ready`
+/// and `/metrics` unless `admin_listen` moves them to [`admin_router`].
 pub(crate) fn router(gw: Arc<Live>) -> Router {
     // CORS is config, which a supergraph reload does not change.
-    let cors = cors::layer(&gw.current().config.cors);
-    let router = Router::new()
+    let config = &gw.current().config;
+    let cors = cors::layer(&config.cors);
+    let separate_admin = config.admin_listen.is_some();
+    let mut router = Router::new()
         .route("/graphql", get(graphql::handle).post(graphql::handle))
         .route("/graphql/assets/{name}", get(playground::asset))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics_handler))
-        .with_state(gw);
+        .route("/health", get(health));
+    if !separate_admin {
+        router = router
+            .route("/ready", get(ready))
+            .route("/metrics", get(metrics_handler));
+    }
+    let router = router.with_state(gw);
     match cors {
         Some(cors) => router.layer(cors),
         None => router,
     }
+}
+
+/// The admin router (`admin_listen`): `/health`, `/ready`, `/metrics`.
+pub(crate) fn admin_router(gw: Arc<Live>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_handler))
+        .with_state(gw)
 }
 
 async fn health() -> impl IntoResponse {
