@@ -945,7 +945,9 @@ pub struct RateLimitConfig {
     /// many milliseconds before trying again.
     pub redis_retry_interval_ms: u64,
     /// Memory backend: most clients tracked. Clients whose bucket is full again are
-    /// forgotten first; beyond this, arbitrary clients are (their bucket refills).
+    /// forgotten first; beyond this, those closest to a full bucket, whose state is
+    /// kept in a fixed sketch (32 bytes per client place) so that a forgotten client
+    /// never comes back to a fuller bucket.
     pub memory_max_clients: usize,
 }
 

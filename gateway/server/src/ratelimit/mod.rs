@@ -302,7 +302,9 @@ fn compile(config: RateLimitConfig, previous: Option<&Compiled>) -> Result<Compi
 }
 
 /// The client address: the last entry of the trusted proxy header (the address the
-/// proxy saw; earlier entries are the client's own claims), else the TCP peer.
+/// proxy saw; earlier entries are the client's own claims), else the TCP peer. An IPv6
+/// address stands for its /64 (`2001:db8:1:2::/64`): one host usually holds a whole /64
+/// and could otherwise take a fresh budget per address.
 fn client_address(
     proxy_header: Option<&HeaderName>,
     headers: &HeaderMap,
@@ -317,9 +319,27 @@ fn client_address(
             .map(str::trim)
             .rfind(|s| !s.is_empty())
     {
-        return last.to_string();
+        return match last.parse::<IpAddr>() {
+            Ok(ip) => address_key(ip),
+            Err(_) => last.to_string(),
+        };
     }
-    peer.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+    peer.map_or_else(|| "unknown".to_string(), address_key)
+}
+
+/// `ip` as a budget key: IPv4 as is, IPv6 as its /64 (an IPv4-mapped IPv6 address as
+/// the IPv4 address).
+fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("{}/64", std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
 }
 
 /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds, rounded up) and,
@@ -392,6 +412,32 @@ mod tests {
         assert_eq!(
             client_address(Some(&name), &HeaderMap::new(), peer),
             "127.0.0.1"
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_share_the_budget_of_their_64() {
+        let peer = |s: &str| s.parse::<IpAddr>().ok();
+        let a = client_address(None, &HeaderMap::new(), peer("2001:db8:1:2:aaaa::1"));
+        let b = client_address(None, &HeaderMap::new(), peer("2001:db8:1:2:ffff:1:2:3"));
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(a, b);
+        let other = client_address(None, &HeaderMap::new(), peer("2001:db8:1:3::1"));
+        assert_ne!(a, other);
+        assert_eq!(
+            client_address(None, &HeaderMap::new(), peer("::ffff:192.0.2.7")),
+            "192.0.2.7"
+        );
+        // From the trusted proxy header too.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("2001:db8:9:9::42"),
+        );
+        let name = HeaderName::from_static("x-forwarded-for");
+        assert_eq!(
+            client_address(Some(&name), &headers, None),
+            "2001:db8:9:9::/64"
         );
     }
 }
