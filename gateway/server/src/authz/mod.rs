@@ -578,36 +578,74 @@ fn rule_requirement(key: &str, rule: &RuleConfig) -> Result<Requirement, ConfigE
     }
 }
 
-/// The names the authorization directives have in a schema: those given by its
-/// `@link(url: "https://specs.apollo.dev/<spec>/v0.x", as: "...")`, else the spec names.
+/// The names the authorization directives have in a schema, from its
+/// `@link(url: "https://specs.apollo.dev/<spec>/v0.x")`: the link's `as:` name (else the
+/// spec name), and any `import: ["@<spec>"]` or `import: [{name: "@<spec>", as: "@x"}]`;
+/// without a link, the spec names.
 struct DirectiveNames {
-    authenticated: String,
-    requires_scopes: String,
-    policy: String,
+    authenticated: Vec<String>,
+    requires_scopes: Vec<String>,
+    policy: Vec<String>,
 }
 
 impl DirectiveNames {
     fn of(schema: &Schema) -> Self {
         let linked = |spec: &str| {
-            schema
+            let mut names = Vec::new();
+            for link in schema
                 .schema_definition
                 .directives
                 .iter()
                 .filter(|d| d.name == "link")
-                .find_map(|d| {
-                    let url = d.specified_argument_by_name("url")?.as_str()?;
-                    let (_, tail) = url.rsplit_once(&format!("/{spec}/v"))?;
-                    if tail.contains('/') {
-                        return None;
+            {
+                let Some(url) = link
+                    .specified_argument_by_name("url")
+                    .and_then(|u| u.as_str())
+                else {
+                    continue;
+                };
+                let Some((_, tail)) = url.rsplit_once(&format!("/{spec}/v")) else {
+                    continue;
+                };
+                if tail.contains('/') {
+                    continue;
+                }
+                names.push(
+                    link.specified_argument_by_name("as")
+                        .and_then(|a| a.as_str())
+                        .unwrap_or(spec)
+                        .to_string(),
+                );
+                let imports = link
+                    .specified_argument_by_name("import")
+                    .and_then(|i| i.as_list())
+                    .unwrap_or_default();
+                let root = format!("@{spec}");
+                for import in imports {
+                    let renamed = match import.as_ref() {
+                        ast::Value::String(name) if *name == root => Some(root.as_str()),
+                        ast::Value::Object(fields) => {
+                            let field = |key: &str| {
+                                fields
+                                    .iter()
+                                    .find(|(k, _)| k == key)
+                                    .and_then(|(_, v)| v.as_str())
+                            };
+                            (field("name") == Some(root.as_str()))
+                                .then(|| field("as").unwrap_or(root.as_str()))
+                        }
+                        _ => None,
+                    };
+                    if let Some(name) = renamed {
+                        names.push(name.trim_start_matches('@').to_string());
                     }
-                    Some(
-                        d.specified_argument_by_name("as")
-                            .and_then(|a| a.as_str())
-                            .unwrap_or(spec)
-                            .to_string(),
-                    )
-                })
-                .unwrap_or_else(|| spec.to_string())
+                }
+            }
+            if names.is_empty() {
+                names.push(spec.to_string());
+            }
+            names.dedup();
+            names
         };
         DirectiveNames {
             authenticated: linked("authenticated"),
@@ -625,11 +663,12 @@ impl DirectiveNames {
         let mut out = Vec::new();
         for d in directives {
             let name = d.name.as_str();
-            if name == self.authenticated {
+            let is = |names: &[String]| names.iter().any(|n| n == name);
+            if is(&self.authenticated) {
                 out.push(Requirement::Authenticated);
-            } else if name == self.requires_scopes {
+            } else if is(&self.requires_scopes) {
                 out.push(Requirement::Scopes(groups(d, "scopes")));
-            } else if name == self.policy {
+            } else if is(&self.policy) {
                 out.push(Requirement::Policies(groups(d, "policies")));
             }
         }
@@ -660,6 +699,42 @@ fn groups(d: &ast::Directive, argument: &str) -> Vec<Vec<String>> {
 mod tests {
     use super::*;
     use apollo_compiler::ExecutableDocument;
+
+    #[test]
+    fn directive_names_follow_link_as_and_import_renames() {
+        let sdl = r#"
+            schema
+              @link(url: "https://specs.apollo.dev/link/v1.0")
+              @link(url: "https://specs.apollo.dev/authenticated/v0.1", as: "mustLogIn")
+              @link(url: "https://specs.apollo.dev/requiresScopes/v0.1", import: [{name: "@requiresScopes", as: "@scopes"}])
+              @link(url: "https://specs.apollo.dev/policy/v0.1", import: ["@policy"])
+            { query: Query }
+            directive @link(url: String, as: String, import: [link__Import], for: String) repeatable on SCHEMA
+            scalar link__Import
+            directive @mustLogIn on FIELD_DEFINITION | OBJECT
+            directive @scopes(scopes: [[String!]!]!) on FIELD_DEFINITION | OBJECT
+            directive @policy(policies: [[String!]!]!) on FIELD_DEFINITION | OBJECT
+            type Query { a: String @mustLogIn, b: String @scopes(scopes: [["x"]]), c: String @policy(policies: [["p"]]), d: String }
+        "#;
+        let schema = Schema::parse(sdl, "renamed.graphql").expect("schema");
+        let names = DirectiveNames::of(&schema);
+        assert_eq!(names.authenticated, vec!["mustLogIn".to_string()]);
+        assert_eq!(
+            names.requires_scopes,
+            vec!["requiresScopes".to_string(), "scopes".to_string()]
+        );
+        assert_eq!(names.policy, vec!["policy".to_string()]);
+        let query = match schema.types.get("Query") {
+            Some(ExtendedType::Object(o)) => o.clone(),
+            _ => panic!("Query"),
+        };
+        let of =
+            |field: &str| names.requirements(query.fields[field].directives.iter().map(|d| &**d));
+        assert!(matches!(of("a")[..], [Requirement::Authenticated]));
+        assert!(matches!(of("b")[..], [Requirement::Scopes(_)]));
+        assert!(matches!(of("c")[..], [Requirement::Policies(_)]));
+        assert!(of("d").is_empty());
+    }
 
     const SCHEMA: &str = r#"
         directive @authenticated on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM
