@@ -127,6 +127,16 @@ struct SubgraphArgs {
     /// auth only: RSA private key (PKCS#8 PEM) signing access tokens.
     #[arg(long, env = "PORTICO_AUTH_PRIVATE_KEY")]
     auth_private_key: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM); with --tls-key.
+    #[arg(long, env = "PORTICO_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "PORTICO_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates issued by these CAs (PEM bundle): mutual TLS with
+    /// the gateway. Needs --tls-cert.
+    #[arg(long, env = "PORTICO_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -421,6 +431,29 @@ fn init_telemetry(default_json: bool, service_name: &str) -> Result<Telemetry> {
     )
 }
 
+/// Serves a subgraph until SIGTERM/SIGINT, then stops accepting and lets requests in
+/// flight finish (at most 30 s).
+async fn serve_subgraph<L>(listener: L, router: axum::Router) -> Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        portico_gateway::termination().await;
+        signalled.notify_one();
+    });
+    tokio::select! {
+        served = server => served?,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        } => tracing::warn!("shut down at the deadline: requests still in flight were cut"),
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -549,24 +582,30 @@ async fn main() -> Result<()> {
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("binding {}", args.listen))?;
-            println!(
-                "subgraph {} listening on http://{}/graphql",
-                args.name,
-                listener.local_addr()?
-            );
-            // SIGTERM/SIGINT: stop accepting, let requests in flight finish (at most 30 s).
-            let stopping = Arc::new(tokio::sync::Notify::new());
-            let signalled = stopping.clone();
-            let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-                portico_gateway::termination().await;
-                signalled.notify_one();
-            });
-            tokio::select! {
-                served = server => served?,
-                () = async {
-                    stopping.notified().await;
-                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-                } => tracing::warn!("shut down at the deadline: requests still in flight were cut"),
+            let addr = listener.local_addr()?;
+            match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => {
+                    let config = portico_kit::tls::server_config(&portico_kit::tls::TlsSettings {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        client_ca: args.tls_client_ca.clone(),
+                    })?;
+                    println!(
+                        "subgraph {} listening on https://{addr}/graphql{}",
+                        args.name,
+                        if args.tls_client_ca.is_some() {
+                            " (client certificates required)"
+                        } else {
+                            ""
+                        }
+                    );
+                    let listener = portico_kit::tls::TlsListener::new(listener, config)?;
+                    serve_subgraph(listener, router).await?;
+                }
+                _ => {
+                    println!("subgraph {} listening on http://{addr}/graphql", args.name);
+                    serve_subgraph(listener, router).await?;
+                }
             }
             telemetry.shutdown().await;
         }

@@ -395,29 +395,29 @@ fn build_inner(
     let max_in_flight = known.iter().fold(0usize, |sum, s| {
         sum.saturating_add(config.subgraph_max_concurrent_requests(&s.name))
     });
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(max_in_flight)
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| GatewayError::HttpClient(e.to_string()))?;
+    let client = subgraph_client(max_in_flight, &config.subgraph_tls, "subgraph_tls")?;
     let endpoints = known
         .into_iter()
         .map(|s| {
-            Endpoint::new(
+            let own = config.subgraphs.get(&s.name);
+            let endpoint = Endpoint::new(
                 s.name.clone(),
-                config
-                    .subgraphs
-                    .get(&s.name)
-                    .and_then(|c| c.url.clone())
-                    .unwrap_or(s.url),
+                own.and_then(|c| c.url.clone()).unwrap_or(s.url),
                 config.subgraph_timeout(&s.name),
                 config.subgraph_max_response_bytes(&s.name),
                 config.subgraph_max_concurrent_requests(&s.name),
-            )
+            );
+            // A subgraph with TLS settings of its own gets a client of its own.
+            match own.and_then(|c| c.tls.as_ref()) {
+                Some(tls) => Ok(endpoint.with_client(subgraph_client(
+                    config.subgraph_max_concurrent_requests(&s.name),
+                    tls,
+                    &format!("subgraphs.{}.tls", s.name),
+                )?)),
+                None => Ok(endpoint),
+            }
         })
-        .collect();
+        .collect::<Result<_, GatewayError>>()?;
     let subgraphs = Subgraphs::new(
         client.clone(),
         endpoints,
@@ -488,6 +488,58 @@ fn build_inner(
         rate_limiter,
         config,
     })
+}
+
+/// The HTTP client to subgraphs: pooled, and with `tls` (CA bundle, client identity)
+/// for `https://` subgraphs; `key` names the config section in errors.
+fn subgraph_client(
+    max_idle: usize,
+    tls: &config::SubgraphTlsConfig,
+    key: &str,
+) -> Result<reqwest::Client, GatewayError> {
+    let read = |file: &std::path::Path, what: &str| {
+        std::fs::read(file).map_err(|e| ConfigError::Invalid {
+            key: format!("{key}.{what}"),
+            message: format!("cannot read {}: {e}", file.display()),
+        })
+    };
+    let mut builder = reqwest::Client::builder()
+        .pool_max_idle_per_host(max_idle)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(file) = &tls.ca_file {
+        let bundle =
+            reqwest::Certificate::from_pem_bundle(&read(file, "ca_file")?).map_err(|e| {
+                ConfigError::Invalid {
+                    key: format!("{key}.ca_file"),
+                    message: format!("{} is not a PEM certificate bundle: {e}", file.display()),
+                }
+            })?;
+        if bundle.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: format!("{key}.ca_file"),
+                message: format!("{} holds no certificate", file.display()),
+            }
+            .into());
+        }
+        for ca in bundle {
+            builder = builder.add_root_certificate(ca);
+        }
+    }
+    if let (Some(cert), Some(private)) = (&tls.client_cert_file, &tls.client_key_file) {
+        let mut pem = read(cert, "client_cert_file")?;
+        pem.push(b'\n');
+        pem.extend(read(private, "client_key_file")?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| ConfigError::Invalid {
+            key: format!("{key}.client_cert_file"),
+            message: format!("not a PEM certificate and key: {e}"),
+        })?;
+        builder = builder.identity(identity);
+    }
+    builder
+        .build()
+        .map_err(|e| GatewayError::HttpClient(e.to_string()))
 }
 
 /// Writes `recorder`'s operations to its file every `every`, on a thread of its own

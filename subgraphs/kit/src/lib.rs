@@ -34,6 +34,7 @@ pub mod replay;
 pub mod server;
 pub mod sql;
 pub mod testing;
+pub mod tls;
 
 /// Everything a subgraph's `app()` needs to run.
 #[derive(Clone)]

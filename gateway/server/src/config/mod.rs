@@ -66,6 +66,8 @@ pub struct GatewayConfig {
     pub include_plan: bool,
     /// Per-subgraph settings, keyed by subgraph name as in the supergraph.
     pub subgraphs: BTreeMap<String, SubgraphConfig>,
+    /// TLS to `https://` subgraphs (unless `[subgraphs.<name>.tls]` says otherwise).
+    pub subgraph_tls: SubgraphTlsConfig,
     /// Timeout for a subgraph request when the subgraph has no `timeout_ms` of its own.
     pub subgraph_timeout_ms: u64,
     /// Largest subgraph response body the gateway reads, in bytes, when the subgraph has
@@ -233,6 +235,7 @@ impl Default for GatewayConfig {
             playground: None,
             include_plan: true,
             subgraphs: BTreeMap::new(),
+            subgraph_tls: SubgraphTlsConfig::default(),
             subgraph_timeout_ms: 30_000,
             subgraph_max_response_bytes: 16 * 1024 * 1024,
             subgraph_max_concurrent_requests: 128,
@@ -278,6 +281,35 @@ pub struct SubgraphConfig {
     /// Most requests in flight to this subgraph at a time (default:
     /// `subgraph_max_concurrent_requests`).
     pub max_concurrent_requests: Option<usize>,
+    /// TLS to this subgraph, replacing `[subgraph_tls]` for it.
+    pub tls: Option<SubgraphTlsConfig>,
+}
+
+/// TLS to `https://` subgraphs: extra trusted CAs and a client certificate (mutual
+/// TLS). Files are read at start-up and on supergraph reloads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubgraphTlsConfig {
+    /// PEM bundle of CA certificates trusted beside the built-in public roots (a private
+    /// CA that signed the subgraphs' certificates).
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain the gateway presents to subgraphs that require client
+    /// certificates; with `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl SubgraphTlsConfig {
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                key: format!("{key}.client_cert_file"),
+                message: "set client_cert_file and client_key_file together".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What clients see of the errors subgraphs return. In dev mode every message and every
@@ -1172,6 +1204,12 @@ impl GatewayConfig {
         self.headers.validate()?;
         self.cors.validate()?;
         self.telemetry.validate()?;
+        self.subgraph_tls.validate("subgraph_tls")?;
+        for (name, subgraph) in &self.subgraphs {
+            if let Some(tls) = &subgraph.tls {
+                tls.validate(&format!("subgraphs.{name}.tls"))?;
+            }
+        }
         if self.limits.max_body_bytes == 0 {
             return Err(invalid("limits.max_body_bytes", "must be positive"));
         }

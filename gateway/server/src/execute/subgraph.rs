@@ -30,6 +30,8 @@ use serde_json::{Map, Value};
 pub struct Endpoint {
     pub name: String,
     pub url: String,
+    /// This subgraph's own HTTP client (its own TLS settings); else the shared one.
+    client: Option<reqwest::Client>,
     /// Deadline of one request, waiting for a slot included.
     pub timeout: Duration,
     /// Largest response body read, in bytes.
@@ -132,6 +134,7 @@ impl Endpoint {
         Self {
             name,
             url,
+            client: None,
             timeout,
             max_response_bytes,
             max_concurrent_requests,
@@ -146,6 +149,12 @@ impl Endpoint {
             in_flight: Default::default(),
             latency: Default::default(),
         }
+    }
+
+    /// Sends this subgraph's requests with `client` (its own TLS settings).
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
     }
 
     /// Is the circuit open (the subgraph not being called) now?
@@ -680,7 +689,8 @@ impl Subgraphs {
             return Err(slot_timeout());
         }
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
-        let mut request = self.client.post(&endpoint.url);
+        let client = endpoint.client.as_ref().unwrap_or(&self.client);
+        let mut request = client.post(&endpoint.url);
         if !forwarded.is_empty() {
             request = request.headers(forwarded.clone());
         }
