@@ -363,3 +363,51 @@ async fn admin_listen_moves_ready_and_metrics_off_the_public_port() {
     );
     assert_eq!(status(format!("{admin}/graphql")).await, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_opens_on_a_dead_subgraph_process_and_closes_once_it_is_back() {
+    let mut p = Platform::start(
+        "[retries]\nenabled = false\n[circuit_breaker]\nenabled = true\nfailure_threshold = 3\ncooldown_ms = 1500\n",
+    )
+    .await;
+    let url = p.url();
+    let query = "{ authServiceVersion post(id: \"1\") { id } }";
+    p.subgraph("posts").kill().await;
+    // Three failures reach the dead subgraph (connection refused) ...
+    for _ in 0..3 {
+        let (_, body) = post(&url, query).await;
+        let message = body["errors"][0]["message"].as_str().unwrap_or("");
+        assert!(message.contains("HTTP fetch failed from 'posts'"), "{body}");
+    }
+    // ... then the gateway stops calling it, and says so.
+    let (status, body) = post(&url, query).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"]["authServiceVersion"].is_string(), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("circuit is open"), "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["post"]), "{body}");
+    let metrics = reqwest::get(url.replace("/graphql", "/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("portico_subgraph_circuit_open{subgraph=\"posts\"} 1"),
+        "{metrics}"
+    );
+    // Back: after the cool-down a probe goes through and the circuit closes.
+    p.subgraph("posts").restart().await;
+    let took = until_whole(&url, Duration::from_secs(30)).await;
+    eprintln!("posts back: circuit closed, whole again after {took:?} (cool-down 1.5 s)");
+    let metrics = reqwest::get(url.replace("/graphql", "/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("portico_subgraph_circuit_open{subgraph=\"posts\"} 0"),
+        "{metrics}"
+    );
+}
