@@ -121,7 +121,8 @@ struct SubgraphArgs {
     )]
     trust_public_keys: Vec<PathBuf>,
     /// Redis URL for the event bus (Redis Streams) and the trust-token replay check
-    /// shared by this subgraph's replicas; default in-process.
+    /// shared by this subgraph's replicas (auth: its refresh-token sessions too);
+    /// default in-process (and auth's database).
     #[arg(long, env = "PORTICO_REDIS_URL")]
     redis_url: Option<String>,
     /// auth only: RSA private key (PKCS#8 PEM) signing access tokens.
@@ -573,7 +574,10 @@ async fn main() -> Result<()> {
                 let private = read(&path)?;
                 platform::public_key_pem_from_private(&private)
                     .with_context(|| format!("{} is not an RSA private key", path.display()))?;
-                Some(platform::auth_settings(&private))
+                let mut settings = platform::auth_settings(&private);
+                // Replicas share sessions: a rotation or logout on one holds on all.
+                settings.sessions_redis_url = args.redis_url.clone();
+                Some(settings)
             } else {
                 None
             };

@@ -272,6 +272,8 @@ pub fn auth_settings(private_key_pem: &str) -> portico_auth::AuthSettings {
         audience: AUDIENCE.to_string(),
         access_ttl: Duration::from_secs(15 * 60),
         refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+        sessions_redis_url: None,
+        sessions_redis_prefix: "portico:auth".into(),
     }
 }
 

@@ -347,12 +347,10 @@ pub struct Tokens {
 impl Tokens {
     pub fn new(keys: &portico::platform::Keys) -> Result<Self> {
         let set = portico_auth::keys::KeySet::from_settings(&portico_auth::AuthSettings {
-            private_key_pem: keys.auth_private_pem.clone(),
-            extra_public_key_pems: Vec::new(),
             issuer: "portico-bench".into(),
-            audience: "portico".into(),
             access_ttl: Duration::from_secs(3600),
             refresh_ttl: Duration::from_secs(3600),
+            ..portico_auth::AuthSettings::with_key(keys.auth_private_pem.clone())
         })?;
         Ok(Tokens {
             set,

@@ -114,8 +114,33 @@ async fn redis_down_and_back_loses_no_event_duplicates_none_and_the_gateway_keep
     assert!(body.get("errors").is_none(), "{body}");
     // Writes still commit, each with its event in the service's outbox: a new member
     // (auth), and dave follows alice (users; notifications builds hers from the event).
+    // (auth keeps sessions in Redis; while it is away, bob's goes to auth's database,
+    // and refreshing it works.)
     let (_, bob_id) = register(&url, "bob").await;
     assert!(!bob_id.is_empty());
+    let (status, body) = post_as(
+        &url,
+        None,
+        "mutation { login(usernameOrEmail: \"bob\", password: \"Correct-horse-9\") { refreshToken } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let bob_refresh = body["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("bob logs in while Redis is away: {body}"))
+        .to_string();
+    let (_, body) = post_as(
+        &url,
+        None,
+        "mutation($t: String!) { refresh(refreshToken: $t) { refreshToken } }",
+        json!({ "t": bob_refresh }),
+    )
+    .await;
+    assert!(
+        body["data"]["refresh"]["refreshToken"].is_string(),
+        "bob's session (in the database) refreshes while Redis is away: {body}"
+    );
     let (status, body) = post_as(
         &url,
         Some(&dave_token),

@@ -20,6 +20,7 @@ use sea_orm::DatabaseConnection;
 
 pub mod keys;
 pub mod schema;
+pub mod sessions;
 pub mod store;
 pub mod validate;
 
@@ -44,6 +45,11 @@ pub struct AuthSettings {
     pub access_ttl: Duration,
     /// Refresh-token lifetime.
     pub refresh_ttl: Duration,
+    /// Keep refresh-token sessions in this Redis (shared by auth replicas) instead of
+    /// the auth database.
+    pub sessions_redis_url: Option<String>,
+    /// Key prefix of the sessions in Redis.
+    pub sessions_redis_prefix: String,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -53,6 +59,7 @@ impl std::fmt::Debug for AuthSettings {
             .field("audience", &self.audience)
             .field("access_ttl", &self.access_ttl)
             .field("refresh_ttl", &self.refresh_ttl)
+            .field("sessions_in_redis", &self.sessions_redis_url.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +75,8 @@ impl AuthSettings {
             audience: "portico".into(),
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            sessions_redis_url: None,
+            sessions_redis_prefix: "portico:auth".into(),
         }
     }
 }
@@ -98,11 +107,24 @@ pub async fn app(ctx: ServiceContext, settings: AuthSettings) -> Result<Router, 
         .map_err(|e| KitError::Config(format!("auth keys: {e}")))?;
     let jwks = keys.jwks().clone();
     portico_kit::events::spawn_relay(ctx.db.clone(), ctx.bus.clone());
+    let sessions: std::sync::Arc<dyn sessions::Sessions> = match &settings.sessions_redis_url {
+        Some(url) => std::sync::Arc::new(sessions::RedisFirst {
+            redis: sessions::Redis::connect(
+                url,
+                &settings.sessions_redis_prefix,
+                settings.refresh_ttl,
+            )
+            .await?,
+            sql: sessions::Sql(ctx.db.clone()),
+        }),
+        None => std::sync::Arc::new(sessions::Sql(ctx.db.clone())),
+    };
     let schema = schema_builder()
         .data(schema::AuthState {
             db: ctx.db.clone(),
             keys,
             settings,
+            sessions,
         })
         .finish();
     let router = portico_kit::server::graphql_router(schema, ctx.name, ctx.trust.clone()).route(

@@ -15,7 +15,7 @@ use sea_orm::{
 };
 
 use crate::keys::{AccessClaims, KeySet};
-use crate::store::{self, account, refresh_token};
+use crate::store::{self, account};
 use crate::{AuthSettings, validate};
 
 /// Default scopes of an access token.
@@ -26,6 +26,8 @@ pub struct AuthState {
     pub db: DatabaseConnection,
     pub keys: KeySet,
     pub settings: AuthSettings,
+    /// Refresh-token sessions (the database, or Redis shared by the replicas).
+    pub sessions: std::sync::Arc<dyn crate::sessions::Sessions>,
 }
 
 /// Tokens returned by `register`, `login` and `refresh`.
@@ -203,7 +205,7 @@ impl Mutation {
         let family = portico_kit::new_id();
         let expires = state.refresh_expiry();
         let txn = state.db.begin().await.or_internal()?;
-        let result: Result<String, DbErr> = async {
+        let result: Result<(), DbErr> = async {
             account::Entity::insert(account::ActiveModel {
                 id: Set(id.clone()),
                 username: Set(username.clone()),
@@ -213,24 +215,29 @@ impl Mutation {
             })
             .exec_without_returning(&txn)
             .await?;
-            let token = store::issue_refresh_token(&txn, &id, &family, expires).await?;
             enqueue(
                 &txn,
                 USER_REGISTERED,
                 serde_json::json!({ "userId": id, "username": username }),
             )
             .await?;
-            Ok(token)
+            Ok(())
         }
         .await;
-        let refresh = match result {
-            Ok(t) => t,
+        match result {
+            Ok(()) => {}
             Err(e) if unique_violation(&e).is_some() => {
                 return Err(bad_input("username or email is already registered"));
             }
             Err(e) => return Err(internal(e)),
-        };
+        }
         txn.commit().await.or_internal()?;
+        // The session, once the account exists (if this fails, logging in works).
+        let refresh = state
+            .sessions
+            .issue(&id, &family, expires)
+            .await
+            .or_internal()?;
         state.set_refresh_cookie(ctx, &refresh);
         state.payload(&id, refresh)
     }
@@ -265,14 +272,11 @@ impl Mutation {
         let Some(account) = found.filter(|_| ok) else {
             return Err(invalid_credentials());
         };
-        let refresh = store::issue_refresh_token(
-            &state.db,
-            &account.id,
-            &portico_kit::new_id(),
-            state.refresh_expiry(),
-        )
-        .await
-        .or_internal()?;
+        let refresh = state
+            .sessions
+            .issue(&account.id, &portico_kit::new_id(), state.refresh_expiry())
+            .await
+            .or_internal()?;
         state.set_refresh_cookie(ctx, &refresh);
         state.payload(&account.id, refresh)
     }
@@ -292,39 +296,31 @@ impl Mutation {
         if refresh_token.len() > 256 {
             return Err(invalid_refresh());
         }
-        let hash = store::hash_token(&refresh_token);
-        let txn = state.db.begin().await.or_internal()?;
-        let row = refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(hash))
-            .one(&txn)
-            .await
-            .or_internal()?;
-        let Some(row) = row else {
+        let Some(row) = state.sessions.find(&refresh_token).await.or_internal()? else {
             return Err(invalid_refresh());
         };
         if row.revoked || row.expires_at <= chrono::Utc::now() {
             return Err(invalid_refresh());
         }
-        if row.rotated || !store::mark_rotated(&txn, &row.id).await.or_internal()? {
-            store::revoke_family(&txn, &row.family_id)
+        // Marking the token used is the one atomic step: of two concurrent uses (on any
+        // replicas) only one wins; the other is a reuse.
+        if row.rotated || !state.sessions.mark_rotated(&row).await.or_internal()? {
+            state
+                .sessions
+                .revoke_family(&row.family_id)
                 .await
                 .or_internal()?;
-            txn.commit().await.or_internal()?;
             tracing::warn!(family = %row.family_id, account = %row.account_id, "refresh token reuse: family revoked");
             return Err(gql_error(
                 ErrorCode::Unauthenticated,
                 "refresh token was already used; the session has been revoked",
             ));
         }
-        let next = store::issue_refresh_token(
-            &txn,
-            &row.account_id,
-            &row.family_id,
-            state.refresh_expiry(),
-        )
-        .await
-        .or_internal()?;
-        txn.commit().await.or_internal()?;
+        let next = state
+            .sessions
+            .issue(&row.account_id, &row.family_id, state.refresh_expiry())
+            .await
+            .or_internal()?;
         state.set_refresh_cookie(ctx, &next);
         state.payload(&row.account_id, next)
     }
@@ -348,16 +344,12 @@ impl Mutation {
         if refresh_token.len() > 256 {
             return Ok(false);
         }
-        let row = refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(store::hash_token(&refresh_token)))
-            .one(&state.db)
-            .await
-            .or_internal()?;
-        match row {
-            Some(row) => Ok(store::revoke_family(&state.db, &row.family_id)
+        match state.sessions.find(&refresh_token).await.or_internal()? {
+            Some(row) => state
+                .sessions
+                .revoke_family(&row.family_id)
                 .await
-                .or_internal()?
-                > 0),
+                .or_internal(),
             None => Ok(false),
         }
     }

@@ -1,4 +1,5 @@
-//! Integration tests of the auth subgraph over real HTTP, on SQLite and PostgreSQL.
+//! Integration tests of the auth subgraph over real HTTP, on SQLite and PostgreSQL, and
+//! with its refresh-token sessions in Redis (shared by replicas).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -29,31 +30,97 @@ struct Service {
     http: reqwest::Client,
 }
 
+/// Redis for session tests (`PORTICO_TEST_REDIS_URL`), with a key prefix of this run;
+/// `None` (loudly) when unreachable outside CI.
+async fn sessions_redis() -> Option<(String, String)> {
+    let url =
+        std::env::var("PORTICO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    match portico_kit::replay::connect_bounded(&url).await {
+        Ok(_) => Some((
+            url,
+            format!("portico-test:auth:{}", uuid::Uuid::new_v4().simple()),
+        )),
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("Redis is required in CI but unreachable: {e}");
+            }
+            eprintln!(
+                "\n!!!!!!!!!!!!!!!!\nSKIPPED auth sessions in Redis: {e}\n!!!!!!!!!!!!!!!!\n"
+            );
+            None
+        }
+    }
+}
+
 impl Service {
-    async fn all() -> Vec<Service> {
+    /// An auth service on `db` (sessions in `redis` when given), trusting `trust`.
+    async fn start(
+        backend: &'static str,
+        db: sea_orm::DatabaseConnection,
+        trust: TestTrust,
+        redis: Option<&(String, String)>,
+    ) -> Service {
         let (key, other) = rsa_keys().clone();
+        let bus = Arc::new(InProcessBus::new());
+        let mut settings = AuthSettings::with_key(key);
+        settings.extra_public_key_pems =
+            vec![portico_auth::keys::public_key_pem(&other).expect("pub")];
+        if let Some((url, prefix)) = redis {
+            settings.sessions_redis_url = Some(url.clone());
+            settings.sessions_redis_prefix = prefix.clone();
+        }
+        let ctx = ServiceContext {
+            name: portico_auth::NAME,
+            db,
+            trust: trust.verifier.clone(),
+            bus: bus.clone(),
+        };
+        let router = portico_auth::app(ctx, settings).await.expect("app");
+        Service {
+            backend,
+            addr: spawn(router).await,
+            trust,
+            bus,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// One service per test database (SQLite, PostgreSQL), plus SQLite with its
+    /// sessions in Redis.
+    async fn all() -> Vec<Service> {
         let mut out = Vec::new();
+        let mut sqlite = None;
         for (backend, db) in test_databases().await {
             portico_auth::migrate(&db).await.expect("migrate");
-            let trust = TestTrust::new();
-            let bus = Arc::new(InProcessBus::new());
-            let mut settings = AuthSettings::with_key(key.clone());
-            settings.extra_public_key_pems =
-                vec![portico_auth::keys::public_key_pem(&other).expect("pub")];
-            let ctx = ServiceContext {
-                name: portico_auth::NAME,
-                db,
-                trust: trust.verifier.clone(),
-                bus: bus.clone(),
-            };
-            let router = portico_auth::app(ctx, settings).await.expect("app");
-            out.push(Service {
-                backend,
-                addr: spawn(router).await,
-                trust,
-                bus,
-                http: reqwest::Client::new(),
-            });
+            if backend == "sqlite" {
+                sqlite = Some(db.clone());
+            }
+            out.push(Service::start(backend, db, TestTrust::new(), None).await);
+        }
+        if let (Some(db), Some(redis)) = (sqlite, sessions_redis().await) {
+            // A database of its own: the same usernames are registered again.
+            let fresh = portico_kit::db::connect(&format!(
+                "sqlite://{}?mode=rwc",
+                std::env::temp_dir()
+                    .join(format!(
+                        "portico-auth-redis-{}.db",
+                        uuid::Uuid::new_v4().simple()
+                    ))
+                    .display()
+            ))
+            .await
+            .expect("sqlite");
+            drop(db);
+            portico_auth::migrate(&fresh).await.expect("migrate");
+            out.push(
+                Service::start(
+                    "sqlite+redis sessions",
+                    fresh,
+                    TestTrust::new(),
+                    Some(&redis),
+                )
+                .await,
+            );
         }
         out
     }
@@ -286,6 +353,66 @@ async fn logout_revokes_the_session() {
         let again = svc.gql(logout, json!({ "t": r })).await;
         assert_eq!(again["data"]["logout"], false, "{b}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_in_redis_rotate_and_revoke_across_replicas() {
+    let Some(redis) = sessions_redis().await else {
+        return;
+    };
+    // Two replicas: one database, one Redis, one gateway key.
+    let path = std::env::temp_dir().join(format!(
+        "portico-auth-replicas-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let db = portico_kit::db::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .expect("sqlite");
+    portico_auth::migrate(&db).await.expect("migrate");
+    let trust = TestTrust::new();
+    let a = Service::start("replica a", db.clone(), trust.clone(), Some(&redis)).await;
+    let b = Service::start("replica b", db, trust, Some(&redis)).await;
+
+    let reg = a
+        .register("erin", "erin@example.org", "correct horse")
+        .await;
+    let r0 = reg["data"]["register"]["refreshToken"]
+        .as_str()
+        .expect("r0")
+        .to_string();
+    // Rotated on b, the token a issued.
+    let body = b.refresh(&r0).await;
+    let r1 = body["data"]["refresh"]["refreshToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_string();
+    // Reused on a: a knows it was used on b, and the family dies everywhere.
+    let reuse = a.refresh(&r0).await;
+    assert_eq!(code(&reuse), "UNAUTHENTICATED", "{reuse}");
+    assert_eq!(code(&b.refresh(&r1).await), "UNAUTHENTICATED");
+    // Logout on one replica ends the session on the other.
+    let s0 = a.login("erin", "correct horse").await["data"]["login"]["refreshToken"]
+        .as_str()
+        .expect("session")
+        .to_string();
+    let logout = "mutation($t: String!) { logout(refreshToken: $t) }";
+    let body = b.gql(logout, json!({ "t": s0 })).await;
+    assert_eq!(body["data"]["logout"], true, "{body}");
+    assert_eq!(code(&a.refresh(&s0).await), "UNAUTHENTICATED");
+    // Nothing of the sessions is in the database: they live in Redis only.
+    let rows = sea_orm::ConnectionTrait::query_one_raw(
+        &portico_kit::db::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .expect("sqlite"),
+        sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Sqlite,
+            "SELECT COUNT(*) AS n FROM refresh_tokens",
+        ),
+    )
+    .await
+    .expect("count")
+    .and_then(|row| row.try_get::<i64>("", "n").ok());
+    assert_eq!(rows, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

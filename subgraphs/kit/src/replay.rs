@@ -42,24 +42,31 @@ impl RedisReplayStore {
     /// Connect to `url`; keys start with `prefix` (`portico:trust:jti` in the platform).
     /// Fails within a few seconds when Redis is unreachable.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, KitError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let mut conn = tokio::time::timeout(
-            CONNECT_TIMEOUT * 3,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| KitError::Bus(format!("timed out connecting to redis at {url}")))??;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(Self {
-            conn,
+            conn: connect_bounded(url).await?,
             prefix: prefix.to_string(),
         })
     }
+}
+
+/// A Redis connection (reconnecting on its own) whose connect and every command are
+/// bounded in time: connect within a few seconds or fail, and `RESPONSE_TIMEOUT` per
+/// command, so a Redis outage costs a request little. Checked with a `PING`.
+pub async fn connect_bounded(url: &str) -> Result<ConnectionManager, KitError> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(200));
+    let mut conn = tokio::time::timeout(
+        CONNECT_TIMEOUT * 3,
+        client.get_connection_manager_with_config(config),
+    )
+    .await
+    .map_err(|_| KitError::Bus(format!("timed out connecting to redis at {url}")))??;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    Ok(conn)
 }
 
 impl SharedReplayStore for RedisReplayStore {
