@@ -11,6 +11,12 @@
 //!    comment authors: 4 subgraphs, 4 plan steps) through the gateway, plan cache warm.
 //!
 //! Usage: `cargo run --release --example load -- [requests] [concurrency]`.
+//!
+//! Soak: `cargo run --release --example load -- soak [seconds] [concurrency]` runs the
+//! demo mix (70% the profile view, 20% `{ __typename }`, 10% like/unlike writes) for
+//! that long (default 180 s, 32 clients) and prints, every 10 s, requests, errors and the
+//! process's resident memory (gateway and subgraphs are in this process), then the RSS
+//! growth after the first 30 s (the warm-up).
 
 /// See the `mimalloc` feature in Cargo.toml (on by default).
 #[cfg(feature = "mimalloc")]
@@ -84,10 +90,119 @@ where
     }
 }
 
+/// POSTs `body` to `url`: a success status and a GraphQL answer without errors?
+async fn post_json(
+    http: reqwest::Client,
+    body: serde_json::Value,
+    url: String,
+    headers: Vec<(String, String)>,
+) -> bool {
+    let mut req = http.post(url).json(&body);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => r
+            .json::<serde_json::Value>()
+            .await
+            .map(|v| v.get("errors").is_none())
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+/// Resident memory of this process, in MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The soak (see the module documentation): `send(i)` sends request `i` of the mix.
+async fn soak<F, Fut>(seconds: u64, concurrency: usize, send: F) -> Result<()>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let done = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let send = Arc::new(send);
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (done, errors, next, send) =
+                (done.clone(), errors.clone(), next.clone(), send.clone());
+            tokio::spawn(async move {
+                while Instant::now() < until {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if !send(i).await {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    println!(
+        "{:>6} {:>10} {:>8} {:>8} {:>9}",
+        "t (s)", "requests", "req/s", "errors", "RSS MiB"
+    );
+    let start = Instant::now();
+    let mut last = 0;
+    let mut samples = Vec::new();
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let now = done.load(Ordering::Relaxed);
+        let rss = rss_mib();
+        let t = start.elapsed().as_secs();
+        samples.push((t, rss));
+        println!(
+            "{t:>6} {now:>10} {:>8.0} {:>8} {rss:>9.1}",
+            (now - last) as f64 / 10.0,
+            errors.load(Ordering::Relaxed)
+        );
+        last = now;
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let after_warmup: Vec<f64> = samples
+        .iter()
+        .filter(|(t, _)| *t > 30)
+        .map(|(_, r)| *r)
+        .collect();
+    if let (Some(first), Some(max)) = (
+        after_warmup.first(),
+        after_warmup.iter().copied().reduce(f64::max),
+    ) {
+        println!(
+            "\n{} requests, {} errors; RSS after warm-up {first:.1} MiB, highest {max:.1} MiB, last {:.1} MiB",
+            done.load(Ordering::Relaxed),
+            errors.load(Ordering::Relaxed),
+            after_warmup.last().copied().unwrap_or(*first)
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let requests: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let mut args = std::env::args().skip(1).peekable();
+    let soak_mode = args.peek().is_some_and(|a| a == "soak");
+    if soak_mode {
+        args.next();
+    }
+    let first: Option<u64> = args.next().and_then(|s| s.parse().ok());
+    let requests: usize = first.map_or(2000, |n| n as usize);
     let concurrency: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(32);
     let p = platform::start(PlatformOptions {
         storage: Storage::Memory,
@@ -119,24 +234,43 @@ async fn main() -> Result<()> {
     println!("platform up; {requests} requests per scenario, {concurrency} concurrent clients\n");
 
     let post = |body: serde_json::Value, url: String, headers: Vec<(String, String)>| {
-        let http = http.clone();
-        async move {
-            let mut req = http.post(url).json(&body);
-            for (k, v) in headers {
-                req = req.header(k, v);
-            }
-            match req.send().await {
-                Ok(r) if r.status().is_success() => r
-                    .json::<serde_json::Value>()
-                    .await
-                    .map(|v| v.get("errors").is_none())
-                    .unwrap_or(false),
-                _ => false,
-            }
-        }
+        post_json(http.clone(), body, url, headers)
     };
 
     let auth = vec![("authorization".to_string(), format!("Bearer {token}"))];
+    if soak_mode {
+        let seconds = first.unwrap_or(180);
+        let posts = client
+            .run(
+                Some(&token),
+                "query($id: ID!) { user(id: $id) { posts(first: 1) { nodes { id } } } }",
+                json!({ "id": alice }),
+            )
+            .await?;
+        let post_id = posts["user"]["posts"]["nodes"][0]["id"].clone();
+        println!(
+            "soak: {seconds} s, {concurrency} clients, RSS at start {:.1} MiB\n",
+            rss_mib()
+        );
+        let (gw, auth, http) = (gw.clone(), auth.clone(), http.clone());
+        soak(seconds, concurrency, move |i| {
+            let (body, headers) = match i % 10 {
+                0 | 1 => (json!({ "query": "{ __typename }" }), vec![]),
+                2 => (
+                    json!({ "query": if i % 20 < 10 { "mutation($p: ID!) { likePost(postId: $p) { id } }" } else { "mutation($p: ID!) { unlikePost(postId: $p) { id } }" }, "variables": { "p": post_id } }),
+                    auth.clone(),
+                ),
+                _ => (
+                    json!({ "query": PROFILE, "variables": { "id": alice } }),
+                    auth.clone(),
+                ),
+            };
+            post_json(http.clone(), body, gw.clone(), headers)
+        })
+        .await?;
+        p.shutdown();
+        return Ok(());
+    }
     // Warm the plan cache and JWT verification.
     post(
         json!({ "query": PROFILE, "variables": { "id": alice } }),

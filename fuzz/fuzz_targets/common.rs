@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 
 /// Satisfiable supergraphs (composed by The Guild's composition) with entities across
 /// subgraphs, `@requires`, `@provides`, interfaces, unions, `@interfaceObject`.
+#[allow(dead_code)] // not every target plans on the embedded supergraphs
 pub static SUPERGRAPHS: LazyLock<Vec<Supergraph>> = LazyLock::new(|| {
     [
         include_str!("../../supergraph/supergraph.graphql"),

@@ -256,7 +256,17 @@ impl Authenticator {
             (None, Some(ScopeClaim::List(l))) => l,
             (None, None) => Vec::new(),
         };
-        if claims.sub.is_empty() {
+        // The identity travels to subgraphs as headers (`portico-user-id`, and the scopes
+        // space-separated in `portico-user-scopes`): a subject must be a short printable
+        // value and a scope one printable word, or the subgraph would read another
+        // identity (two scopes for `["read admin"]`) or refuse the request.
+        let printable =
+            |s: &str| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control);
+        if !printable(&claims.sub)
+            || scopes
+                .iter()
+                .any(|s| !printable(s) || s.chars().any(char::is_whitespace))
+        {
             return Err(AuthError::Malformed);
         }
         let identity = Identity::user(claims.sub, scopes);

@@ -419,6 +419,37 @@ async fn the_attack_corpus_is_refused_with_reasons_and_no_subgraph_is_called() {
             "MALFORMED",
         ),
         (
+            "subject longer than 256 bytes",
+            signed(
+                A::RS256,
+                JWT_PRIVATE,
+                "test-key-1",
+                &claims(json!({"sub": "u".repeat(300)})),
+            ),
+            "MALFORMED",
+        ),
+        (
+            "control character in the subject",
+            signed(
+                A::RS256,
+                JWT_PRIVATE,
+                "test-key-1",
+                &claims(json!({"sub": "42\nportico-user-scopes: admin"})),
+            ),
+            "MALFORMED",
+        ),
+        (
+            // Sent on as a space-separated header, ["read admin"] would read as two scopes.
+            "a list scope with a space",
+            signed(
+                A::RS256,
+                JWT_PRIVATE,
+                "test-key-1",
+                &claims(json!({"scope": null, "scp": ["read admin"]})),
+            ),
+            "MALFORMED",
+        ),
+        (
             "oversized",
             signed(
                 A::RS256,
