@@ -12,8 +12,9 @@
 //!
 //! Usage: `cargo run --release --example load -- [requests] [concurrency]`.
 //!
-//! Soak: `cargo run --release --example load -- soak [seconds] [concurrency]` runs the
-//! demo mix (70% the profile view, 20% `{ __typename }`, 10% like/unlike writes) for
+//! Soak: `cargo run --release --example load -- soak [seconds] [concurrency] [reads]`
+//! runs the demo mix (70% the profile view, 20% `{ __typename }`, 10% like/unlike writes,
+//! or with `reads` 80% / 20% and no writes: the in-memory databases then stop growing) for
 //! that long (default 180 s, 32 clients) and prints, every 10 s, requests, errors and the
 //! process's resident memory (gateway and subgraphs are in this process), then the RSS
 //! growth after the first 30 s (the warm-up).
@@ -204,6 +205,7 @@ async fn main() -> Result<()> {
     let first: Option<u64> = args.next().and_then(|s| s.parse().ok());
     let requests: usize = first.map_or(2000, |n| n as usize);
     let concurrency: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let writes = args.next().is_none_or(|a| a != "reads");
     let p = platform::start(PlatformOptions {
         storage: Storage::Memory,
         gateway_addr: "127.0.0.1:0".parse()?,
@@ -249,14 +251,15 @@ async fn main() -> Result<()> {
             .await?;
         let post_id = posts["user"]["posts"]["nodes"][0]["id"].clone();
         println!(
-            "soak: {seconds} s, {concurrency} clients, RSS at start {:.1} MiB\n",
+            "soak: {seconds} s, {concurrency} clients, {}, RSS at start {:.1} MiB\n",
+            if writes { "10% writes" } else { "reads only" },
             rss_mib()
         );
         let (gw, auth, http) = (gw.clone(), auth.clone(), http.clone());
         soak(seconds, concurrency, move |i| {
             let (body, headers) = match i % 10 {
                 0 | 1 => (json!({ "query": "{ __typename }" }), vec![]),
-                2 => (
+                2 if writes => (
                     json!({ "query": if i % 20 < 10 { "mutation($p: ID!) { likePost(postId: $p) { id } }" } else { "mutation($p: ID!) { unlikePost(postId: $p) { id } }" }, "variables": { "p": post_id } }),
                     auth.clone(),
                 ),

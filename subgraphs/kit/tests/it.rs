@@ -10,7 +10,8 @@ use async_graphql::{Context, EmptyMutation, EmptySubscription, Object, Schema};
 use async_trait::async_trait;
 use portico_kit::KitError;
 use portico_kit::events::{
-    Bus, Event, InProcessBus, RedisStreamsBus, Subscription, enqueue, spawn_consumer, spawn_relay,
+    Bus, Event, InProcessBus, RedisStreamsBus, Subscription, enqueue, prune, spawn_consumer,
+    spawn_relay,
 };
 use portico_kit::testing::{TestTrust, headers_for, spawn, test_databases};
 use portico_migrations::MigratorTrait;
@@ -101,6 +102,75 @@ async fn events_enqueued_while_the_relay_is_not_running_are_all_delivered_in_ord
         }
         relay.abort();
         assert_eq!(unpublished(&db).await, 0, "{backend}: all marked published");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pruning_deletes_old_published_events_and_processed_ids_never_unpublished_ones() {
+    for (backend, db) in databases().await {
+        let count = |sql: &'static str| {
+            let db = db.clone();
+            async move {
+                db.query_one_raw(sea_orm::Statement::from_string(
+                    db.get_database_backend(),
+                    sql,
+                ))
+                .await
+                .expect("count")
+                .and_then(|row| row.try_get::<i64>("", "n").ok())
+                .unwrap_or(-1)
+            }
+        };
+        let txn = db.begin().await.expect("begin");
+        for i in 0..3 {
+            enqueue(&txn, "TEST", serde_json::json!({ "i": i }))
+                .await
+                .expect("enqueue");
+        }
+        txn.commit().await.expect("commit");
+        // Published and consumed: three outbox rows published, three processed ids.
+        let bus = Arc::new(InProcessBus::new());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counted = seen.clone();
+        let consumer = spawn_consumer(db.clone(), bus.clone(), "prune-test", move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        });
+        let relay = spawn_relay(db.clone(), bus.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while seen.load(Ordering::SeqCst) < 3 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        relay.abort();
+        consumer.abort();
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "{backend}");
+        // One more, never published.
+        let txn = db.begin().await.expect("begin");
+        enqueue(&txn, "TEST", serde_json::json!({}))
+            .await
+            .expect("enqueue");
+        txn.commit().await.expect("commit");
+
+        // Cut-offs in the past: nothing goes.
+        let past = chrono::Utc::now() - chrono::Duration::hours(1);
+        let (outbox, processed) = prune(&db, past, past).await.expect("prune");
+        assert_eq!((outbox, processed), (0, 0), "{backend}");
+        // Cut-offs in the future: every published row and processed id goes, the
+        // unpublished row stays.
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        let (outbox, processed) = prune(&db, later, later).await.expect("prune");
+        assert_eq!((outbox, processed), (3, 3), "{backend}");
+        assert_eq!(
+            count("SELECT COUNT(*) AS n FROM outbox").await,
+            1,
+            "{backend}"
+        );
+        assert_eq!(unpublished(&db).await, 1, "{backend}");
+        assert_eq!(
+            count("SELECT COUNT(*) AS n FROM processed_events").await,
+            0,
+            "{backend}"
+        );
     }
 }
 

@@ -604,6 +604,10 @@ async fn requests_waiting_for_a_subgraph_slot_time_out_cleanly() {
     let mut config = patient();
     config.subgraph_max_concurrent_requests = CAP;
     config.subgraph_timeout_ms = 500;
+    // How many requests reach the silent subgraph (and count as its failures) depends on
+    // scheduling; an open circuit would then answer the last request (seen in CI under
+    // load). The breaker has tests of its own.
+    config.circuit_breaker.enabled = false;
     let gw = gated_gateway(config, &users).await;
 
     // The subgraph never answers: every request times out, waiting for a slot or for

@@ -25,7 +25,10 @@ mod outbox;
 mod redis_streams;
 
 pub use inprocess::InProcessBus;
-pub use outbox::{ConsumerHandler, enqueue, spawn_consumer, spawn_relay};
+pub use outbox::{
+    ConsumerHandler, OUTBOX_RETENTION, PROCESSED_RETENTION, enqueue, prune, spawn_consumer,
+    spawn_relay,
+};
 pub use redis_streams::RedisStreamsBus;
 
 /// auth → users: `{userId, username}`.

@@ -26,6 +26,14 @@ const RELAY_BATCH: u64 = 100;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Handler attempts per delivery before it is left for redelivery.
 const MAX_ATTEMPTS: u32 = 8;
+/// Published outbox rows are kept this long (to look into), then deleted.
+pub const OUTBOX_RETENTION: Duration = Duration::from_secs(3600);
+/// Processed event ids are remembered this long: far beyond any redelivery (a relay
+/// re-publishing after a crash: seconds; a stream entry claimed from a dead consumer:
+/// minutes), then deleted.
+pub const PROCESSED_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// How often the relay prunes.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) mod outbox_row {
     use sea_orm::entity::prelude::*;
@@ -170,6 +178,46 @@ async fn publish_rows<C: ConnectionTrait>(
 
 /// Run the relay in the background: publishes unpublished outbox rows in order, retries
 /// while the bus (or database) is down, wakes promptly after [`enqueue`].
+/// Deletes outbox rows published before `published_before` and processed-event ids
+/// recorded before `processed_before` (never an unpublished row); returns how many of
+/// each. Without it both tables grow by a row per event forever (a soak with 10% writes
+/// grew the demo by 50 MiB in three minutes).
+pub async fn prune(
+    db: &DatabaseConnection,
+    published_before: chrono::DateTime<chrono::Utc>,
+    processed_before: chrono::DateTime<chrono::Utc>,
+) -> Result<(u64, u64), KitError> {
+    let outbox = outbox_row::Entity::delete_many()
+        .filter(outbox_row::Column::PublishedAt.is_not_null())
+        .filter(outbox_row::Column::PublishedAt.lt(published_before))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let processed = processed_row::Entity::delete_many()
+        .filter(processed_row::Column::ProcessedAt.lt(processed_before))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok((outbox, processed))
+}
+
+/// [`prune`] with the retention periods, as of now.
+async fn prune_now(db: &DatabaseConnection) {
+    let now = chrono::Utc::now();
+    let ago = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or_default();
+    match prune(db, ago(OUTBOX_RETENTION), ago(PROCESSED_RETENTION)).await {
+        Ok((0, 0)) => {}
+        Ok((outbox, processed)) => {
+            tracing::debug!(
+                outbox,
+                processed,
+                "pruned published events and processed ids"
+            )
+        }
+        Err(e) => tracing::warn!(error = %e, "pruning the outbox failed; retrying later"),
+    }
+}
+
 pub fn spawn_relay(db: DatabaseConnection, bus: Arc<dyn Bus>) -> JoinHandle<()> {
     let notify = Arc::new(Notify::new());
     relays()
@@ -178,7 +226,12 @@ pub fn spawn_relay(db: DatabaseConnection, bus: Arc<dyn Bus>) -> JoinHandle<()> 
         .push(Arc::downgrade(&notify));
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
+        let mut pruned = tokio::time::Instant::now();
         loop {
+            if pruned.elapsed() >= PRUNE_EVERY {
+                pruned = tokio::time::Instant::now();
+                prune_now(&db).await;
+            }
             match relay_once(&db, bus.as_ref()).await {
                 Ok(n) => {
                     backoff = Duration::from_millis(100);
