@@ -582,7 +582,7 @@ impl Subgraphs {
                 is_mutation,
                 body,
                 identity,
-                request_id,
+                (request_id, operation_name.unwrap_or("")),
                 &forwarded,
             )
             .await;
@@ -597,13 +597,15 @@ impl Subgraphs {
     }
 
     /// Sends `body` to `endpoint` with retries (queries only) and the circuit breaker.
+    /// `(request_id, fetch)`: the client request's id and the plan's fetch name
+    /// (`<Operation>__<subgraph>__<n>`, empty for an unnamed operation), for the logs.
     async fn send_with_retries(
         &self,
         endpoint: &Endpoint,
         is_mutation: bool,
         body: bytes::Bytes,
         identity: &Identity,
-        request_id: &str,
+        (request_id, fetch): (&str, &str),
         forwarded: &http::HeaderMap,
     ) -> Result<SubgraphResponse, FetchError> {
         let service = endpoint.name.as_str();
@@ -655,14 +657,14 @@ impl Subgraphs {
             if tokio::time::Instant::now() + wait >= deadline {
                 break result;
             }
-            tracing::info!(subgraph = service, request_id, attempt, error = %e, "retrying a subgraph request");
+            tracing::info!(subgraph = service, fetch, request_id, attempt, error = %e, "retrying a subgraph request");
             endpoint.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
         };
         if let Err(e) = &result {
             endpoint.failures.fetch_add(1, Ordering::Relaxed);
             // The error names the subgraph and the reason, never a URL, token or body.
-            tracing::warn!(subgraph = service, request_id, error = %e, "subgraph request failed");
+            tracing::warn!(subgraph = service, fetch, request_id, error = %e, "subgraph request failed");
         }
         result
     }

@@ -1183,6 +1183,8 @@ async fn each_request_is_logged_once_and_a_failing_subgraph_with_its_reason() {
         .find(|l| l.contains("subgraph request failed"))
         .unwrap_or_else(|| panic!("the failure is logged:\n{logs}"));
     assert!(failure.contains("subgraph=\"posts\""), "{failure}");
+    // The plan's fetch name (empty here: the test planner names no fetch).
+    assert!(failure.contains(" fetch="), "{failure}");
     assert!(failure.contains("500"), "the reason: {failure}");
     assert!(!failure.contains(&down.url), "no URL: {failure}");
 }
