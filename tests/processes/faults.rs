@@ -386,12 +386,7 @@ async fn the_circuit_opens_on_a_dead_subgraph_process_and_closes_once_it_is_back
     let message = body["errors"][0]["message"].as_str().unwrap_or("");
     assert!(message.contains("circuit is open"), "{body}");
     assert_eq!(body["errors"][0]["path"], json!(["post"]), "{body}");
-    let metrics = reqwest::get(url.replace("/graphql", "/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = super::metrics(&url).await;
     assert!(
         metrics.contains("portico_subgraph_circuit_open{subgraph=\"posts\"} 1"),
         "{metrics}"
@@ -400,12 +395,7 @@ async fn the_circuit_opens_on_a_dead_subgraph_process_and_closes_once_it_is_back
     p.subgraph("posts").restart().await;
     let took = until_whole(&url, Duration::from_secs(30)).await;
     eprintln!("posts back: circuit closed, whole again after {took:?} (cool-down 1.5 s)");
-    let metrics = reqwest::get(url.replace("/graphql", "/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = super::metrics(&url).await;
     assert!(
         metrics.contains("portico_subgraph_circuit_open{subgraph=\"posts\"} 0"),
         "{metrics}"

@@ -55,12 +55,39 @@ pub fn fresh_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// The `portico` binary as a child process: stdout piped (where it says where it
+/// listens), stderr inherited, killed when dropped, and no `OTEL_*` or `PORTICO_*`
+/// variable of this environment.
+fn portico_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portico"));
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("OTEL_") || name.starts_with("PORTICO_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// The `/metrics` text of the gateway whose `/graphql` is `url`.
+pub async fn metrics(url: &str) -> String {
+    reqwest::get(url.replace("/graphql", "/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 /// Starts `portico dev` on free ports with `env` set (and every inherited `OTEL_*`
 /// variable removed), waits until it is seeded and serving, and returns it with the
 /// gateway's `/graphql` URL.
 pub async fn start_dev(env: &[(&str, String)]) -> (Portico, String) {
     let data_dir = fresh_dir("dev");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_portico"));
+    let mut command = portico_command();
     command
         .args([
             "dev",
@@ -71,15 +98,7 @@ pub async fn start_dev(env: &[(&str, String)]) -> (Portico, String) {
         ])
         .arg("--data-dir")
         .arg(&data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("OTEL_") || name.starts_with("PORTICO_") {
-            command.env_remove(name);
-        }
-    }
+        .env("RUST_LOG", "warn");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -134,19 +153,11 @@ impl Service {
                 }
             })
             .collect();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_portico"));
+        let mut command = portico_command();
         command
             .args(&args)
             .env("RUST_LOG", "warn")
-            .env("PORTICO_LOG_FORMAT", "text")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("OTEL_") || name.starts_with("PORTICO_") {
-                command.env_remove(name);
-            }
-        }
+            .env("PORTICO_LOG_FORMAT", "text");
         let mut child = command.spawn().expect("start portico");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();

@@ -188,12 +188,7 @@ async fn redis_down_and_back_loses_no_event_duplicates_none_and_the_gateway_keep
     eprintln!("recovered {:?} after Redis came back", back.elapsed());
 
     // The gateway counted the requests it served without the limiter.
-    let metrics = reqwest::get(url.replace("/graphql", "/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = super::metrics(&url).await;
     let failed_open = metrics
         .lines()
         .find_map(|l| {
