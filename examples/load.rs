@@ -16,8 +16,8 @@
 //! runs the demo mix (70% the profile view, 20% `{ __typename }`, 10% like/unlike writes,
 //! or with `reads` 80% / 20% and no writes: the in-memory databases then stop growing) for
 //! that long (default 180 s, 32 clients) and prints, every 10 s, requests, errors and the
-//! process's resident memory (gateway and subgraphs are in this process), then the RSS
-//! growth after the first 30 s (the warm-up).
+//! process's resident memory (gateway and subgraphs are in this process), the RSS 10 s
+//! and 30 s after the load stops, then the RSS growth after the first 30 s (the warm-up).
 
 /// See the `mimalloc` feature in Cargo.toml (on by default).
 #[cfg(feature = "mimalloc")]
@@ -175,6 +175,11 @@ where
     }
     for w in workers {
         let _ = w.await;
+    }
+    // Memory after the load: does it come back down once the clients are gone?
+    for idle in [10, 30] {
+        tokio::time::sleep(Duration::from_secs(if idle == 10 { 10 } else { 20 })).await;
+        println!("idle {idle:>3} s after the load: RSS {:.1} MiB", rss_mib());
     }
     let after_warmup: Vec<f64> = samples
         .iter()
