@@ -10,7 +10,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use portico_gateway::config::SubgraphConfig;
@@ -266,14 +265,9 @@ pub fn subgraph_sdl(name: &str) -> Option<String> {
 /// Auth's settings for a private key (PKCS#8 PEM): the demo's issuer, audience and TTLs.
 pub fn auth_settings(private_key_pem: &str) -> portico_auth::AuthSettings {
     portico_auth::AuthSettings {
-        private_key_pem: private_key_pem.to_string(),
-        extra_public_key_pems: Vec::new(),
         issuer: ISSUER.to_string(),
         audience: AUDIENCE.to_string(),
-        access_ttl: Duration::from_secs(15 * 60),
-        refresh_ttl: Duration::from_secs(30 * 24 * 3600),
-        sessions_redis_url: None,
-        sessions_redis_prefix: "portico:auth".into(),
+        ..portico_auth::AuthSettings::with_key(private_key_pem.to_string())
     }
 }
 

@@ -266,15 +266,6 @@ impl Drop for Platform {
     }
 }
 
-pub const SUBGRAPHS: [&str; 6] = [
-    "auth",
-    "users",
-    "posts",
-    "comments",
-    "likes",
-    "notifications",
-];
-
 async fn run_portico(args: &[&OsString]) {
     let status = Command::new(env!("CARGO_BIN_EXE_portico"))
         .args(args)
@@ -315,7 +306,7 @@ impl Platform {
         ])
         .await;
         let mut subgraphs = BTreeMap::new();
-        for name in SUBGRAPHS {
+        for name in portico::platform::SUBGRAPHS {
             let mut args: Vec<OsString> = vec!["subgraph".into(), name.into()];
             args.extend(["--listen".into(), "{listen}".into()]);
             args.push("--database-url".into());
