@@ -97,10 +97,18 @@ struct GatewayArgs {
     /// Ed25519 private key (PKCS#8 PEM) signing trust tokens (overrides the config).
     #[arg(long, env = "PORTICO_TRUST_KEY")]
     trust_key: Option<PathBuf>,
-    /// Check the supergraph file every N seconds and serve it when it changed (0: only
-    /// on SIGHUP).
-    #[arg(long, env = "PORTICO_SUPERGRAPH_POLL_SECS", default_value_t = 0)]
-    supergraph_poll_secs: u64,
+    /// Check the config, supergraph and trusted-documents files every N seconds and
+    /// reload when one changed (0: no polling).
+    #[arg(
+        long,
+        alias = "supergraph-poll-secs",
+        env = "PORTICO_RELOAD_POLL_SECS",
+        default_value_t = 0
+    )]
+    reload_poll_secs: u64,
+    /// Watch the directories of those files and reload as soon as one changes.
+    #[arg(long, env = "PORTICO_WATCH")]
+    watch: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -304,89 +312,6 @@ fn default_database_url(name: &str) -> String {
     platform::database_url(&Storage::Dir(PathBuf::from("data")), name)
 }
 
-/// On SIGHUP, re-read the config file and apply its limits (`[rate_limit]`, `[cost]`
-/// thresholds) without a restart; an invalid file is logged and changes nothing.
-/// Reloads what can change while serving: on SIGHUP, the limits from the config file (if
-/// any) and the supergraph file (if its content changed); every `poll` (when set), the
-/// supergraph file if its content changed. A failed reload is logged and counted
-/// (`portico_supergraph_reloads_total{result="failed"}`); the previous state keeps serving.
-fn spawn_reloads(
-    gateway: portico_gateway::Gateway,
-    config_path: Option<PathBuf>,
-    supergraph_path: PathBuf,
-    loaded: u64,
-    poll: Option<std::time::Duration>,
-) {
-    let last = Arc::new(std::sync::atomic::AtomicU64::new(loaded));
-    let reload_supergraph = {
-        let gateway = gateway.clone();
-        let last = last.clone();
-        move || match std::fs::read_to_string(&supergraph_path) {
-            Ok(sdl) => {
-                // Each content is tried once: a bad file is reported once, not at every
-                // poll, and served once fixed.
-                let hash = text_hash(&sdl);
-                if last.swap(hash, std::sync::atomic::Ordering::Relaxed) != hash
-                    && gateway.reload_supergraph(&sdl).is_ok()
-                {
-                    tracing::info!(path = %supergraph_path.display(), "serving the new supergraph");
-                }
-            }
-            Err(e) => {
-                tracing::error!(path = %supergraph_path.display(), error = %e, "cannot read the supergraph")
-            }
-        }
-    };
-    if let Some(every) = poll {
-        let reload = reload_supergraph.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                // Reading and parsing a large supergraph is blocking work.
-                let reload = reload.clone();
-                let _ = tokio::task::spawn_blocking(reload).await;
-            }
-        });
-    }
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            if let Some(path) = &config_path {
-                match portico_gateway::GatewayConfig::from_file(path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|c| gateway.reload_limits(&c).map_err(|e| e.to_string()))
-                {
-                    Ok(()) => tracing::info!(path = %path.display(), "limits reloaded"),
-                    Err(e) => tracing::error!(error = %e, "limits not reloaded"),
-                }
-            }
-            match gateway.reload_trusted_documents() {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(operations = n, "trusted documents reloaded"),
-                Err(e) => tracing::error!(error = %e, "trusted documents not reloaded"),
-            }
-            let reload = reload_supergraph.clone();
-            let _ = tokio::task::spawn_blocking(reload).await;
-        }
-    });
-    #[cfg(not(unix))]
-    let _ = (gateway, config_path, reload_supergraph);
-}
-
-/// A fingerprint of a file's text (to reload only what changed).
-fn text_hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
-}
-
 /// Brings generated file `path` to `content`: with `check`, only reports (and returns
 /// `true`) when it differs.
 fn sync_generated(path: &Path, content: &str, check: bool) -> Result<bool> {
@@ -511,7 +436,7 @@ async fn main() -> Result<()> {
                     sample_ratio: traces.sample_ratio,
                 },
             )?;
-            if let Some(sg) = args.supergraph {
+            if let Some(sg) = args.supergraph.clone() {
                 config.supergraph = Some(sg);
             }
             let sg_path = config.supergraph.clone().context(
@@ -529,11 +454,23 @@ async fn main() -> Result<()> {
             let gateway = portico_gateway::Gateway::new(config, &sdl, signer)?;
             // The parsed supergraph keeps what it needs: do not hold the text for the
             // process's lifetime (megabytes on large supergraphs).
-            let loaded = text_hash(&sdl);
             drop(sdl);
-            let poll = (args.supergraph_poll_secs > 0)
-                .then(|| std::time::Duration::from_secs(args.supergraph_poll_secs));
-            spawn_reloads(gateway.clone(), args.config.clone(), sg_path, loaded, poll);
+            // SIGHUP always; polling and watching when asked.
+            let reloader = portico_gateway::reload::FileReloader::new(
+                gateway.clone(),
+                portico_gateway::reload::Files {
+                    config: args.config.clone(),
+                    supergraph: args.supergraph.clone(),
+                },
+            );
+            #[cfg(unix)]
+            reloader.spawn_signal();
+            if args.reload_poll_secs > 0 {
+                reloader.spawn_poll(std::time::Duration::from_secs(args.reload_poll_secs));
+            }
+            if args.watch {
+                reloader.spawn_watch()?;
+            }
             println!("gateway listening on http://{addr}/graphql");
             let served =
                 portico_gateway::serve_until(gateway, listener, portico_gateway::termination())

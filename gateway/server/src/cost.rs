@@ -10,11 +10,12 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use apollo_compiler::ExecutableDocument;
 use apollo_compiler::validation::Valid;
 use http::HeaderMap;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use portico_federation::cost::{CostError, CostModel, actual_cost};
 use portico_federation::supergraph::Supergraph;
 use portico_trust::Identity;
@@ -43,10 +44,16 @@ impl From<&CostConfig> for CostLimits {
     }
 }
 
-/// The cost model and limits, built once.
+/// The cost model and limits, built with the rest of the state (a reload builds a new one).
 pub(crate) struct CostStage {
     model: Option<CostModel>,
-    limits: RwLock<CostLimits>,
+    limits: CostLimits,
+    counters: Arc<Counters>,
+}
+
+/// What the cost stage counts (carried over reloads).
+#[derive(Default)]
+struct Counters {
     estimated: Histogram,
     actual: Histogram,
     refused: std::sync::atomic::AtomicU64,
@@ -78,17 +85,15 @@ impl CostStage {
             })?;
         Ok(Self {
             model,
-            limits: RwLock::new(config.into()),
-            estimated: Histogram::default(),
-            actual: Histogram::default(),
-            refused: Default::default(),
+            limits: config.into(),
+            counters: Arc::default(),
         })
     }
 
-    /// Replace `max_cost`, `expose_in_extensions` and `measure_actual` (the model's
-    /// weights and sizes are fixed at start-up).
-    pub(crate) fn reload(&self, config: &CostConfig) {
-        *self.limits.write() = config.into();
+    /// This stage, counting on where `previous` counted (a reload keeps the counters).
+    pub(crate) fn counting_with(mut self, previous: &CostStage) -> Self {
+        self.counters = previous.counters.clone();
+        self
     }
 
     fn estimate(
@@ -121,7 +126,7 @@ impl CostStage {
         variables: &Map<String, Value>,
         response: &mut GraphQLResponse,
     ) {
-        let limits = *self.limits.read();
+        let limits = self.limits;
         let actual = match (&self.model, &response.data) {
             (Some(model), Some(data)) if limits.measure_actual || limits.expose_in_extensions => {
                 actual_cost(model, document, operation_name, variables, data).ok()
@@ -129,7 +134,7 @@ impl CostStage {
             _ => None,
         };
         if let Some(actual) = actual {
-            self.actual.observe(actual);
+            self.counters.actual.observe(actual);
         }
         if limits.expose_in_extensions {
             response.extensions.insert(
@@ -158,10 +163,11 @@ pub(crate) async fn admit(
 ) -> Result<Admitted, RequestFailure> {
     let stage = &gw.cost;
     let estimated = stage.estimate(document, operation_name, variables)?;
-    stage.estimated.observe(estimated);
-    let max_cost = stage.limits.read().max_cost;
+    stage.counters.estimated.observe(estimated);
+    let max_cost = stage.limits.max_cost;
     if estimated > max_cost {
         stage
+            .counters
             .refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // The operator's side: which setting refused it (no identity, no document).
@@ -274,12 +280,12 @@ impl Histogram {
 /// Cost and rate-limit metrics for `/metrics`.
 pub(crate) fn render_metrics(gw: &Inner, out: &mut String) {
     use std::sync::atomic::Ordering::Relaxed;
-    gw.cost.estimated.render(
+    gw.cost.counters.estimated.render(
         "portico_cost_estimated",
         "Estimated cost of each priced operation.",
         out,
     );
-    gw.cost.actual.render(
+    gw.cost.counters.actual.render(
         "portico_cost_actual",
         "Cost of each response with the list sizes actually returned (compare with portico_cost_estimated to tune assumedSize).",
         out,
@@ -292,7 +298,7 @@ pub(crate) fn render_metrics(gw: &Inner, out: &mut String) {
     let _ = writeln!(
         out,
         "portico_cost_refused_total {}",
-        gw.cost.refused.load(Relaxed)
+        gw.cost.counters.refused.load(Relaxed)
     );
     let stats = gw.rate_limiter.stats();
     let _ = writeln!(

@@ -25,6 +25,7 @@ mod http;
 pub mod limits;
 pub mod plan;
 pub mod ratelimit;
+pub mod reload;
 mod telemetry;
 pub mod trusted;
 pub mod usage;
@@ -94,6 +95,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: Arc<http::metrics::Metrics>,
     pub(crate) cost: cost::CostStage,
     pub(crate) rate_limiter: Arc<ratelimit::RateLimiter>,
+    /// `[cors]`, applied by a middleware so that it reloads with the rest.
+    pub(crate) cors: Option<tower_http::cors::CorsLayer>,
 }
 
 impl Inner {
@@ -113,7 +116,7 @@ impl Inner {
 }
 
 /// The gateway: config, supergraph, signer, HTTP client and caches. The supergraph can
-/// be replaced while serving ([`Gateway::reload_supergraph`]): requests in flight finish
+/// be replaced while serving ([`Gateway::reload`]): requests in flight finish
 /// on the one they started with, new ones get the new one.
 #[derive(Clone)]
 pub struct Gateway {
@@ -124,7 +127,7 @@ pub struct Gateway {
 pub(crate) struct Live {
     current: parking_lot::RwLock<Arc<Inner>>,
     signer: TrustSigner,
-    /// The config in force (start-up, then [`Gateway::reload_limits`]).
+    /// The config in force (start-up, then [`Gateway::reload`]).
     config: parking_lot::RwLock<GatewayConfig>,
     evaluator: parking_lot::RwLock<Option<Arc<dyn authz::PolicyEvaluator>>>,
     reloads_ok: std::sync::atomic::AtomicU64,
@@ -178,14 +181,40 @@ impl Live {
     }
 }
 
-/// Parts of [`Inner`] carried over a supergraph reload: counters, the rate limiter's
-/// buckets, the JWKS cache.
+/// Parts of [`Inner`] carried over a reload instead of built anew (`None`: build).
+#[derive(Default)]
 struct Kept {
-    trusted: Arc<trusted::TrustedDocuments>,
-    usage: Option<Arc<usage::UsageRecorder>>,
-    metrics: Arc<http::metrics::Metrics>,
-    rate_limiter: Arc<ratelimit::RateLimiter>,
-    auth: Arc<Authenticator>,
+    /// Counters: always kept.
+    metrics: Option<Arc<http::metrics::Metrics>>,
+    /// The buckets: always kept (the limits are reloaded in place).
+    rate_limiter: Option<Arc<ratelimit::RateLimiter>>,
+    /// Kept (with its counter) while the manifest it holds is replaced in place.
+    trusted: Option<Arc<trusted::TrustedDocuments>>,
+    /// The JWKS cache: kept unless `[jwt]` changed or the reload re-reads files.
+    auth: Option<Arc<Authenticator>>,
+    /// Kept unless `[usage]` changed.
+    usage: Option<Option<Arc<usage::UsageRecorder>>>,
+}
+
+/// A reload ([`Gateway::reload`]): the whole config, and a new supergraph or none.
+#[derive(Debug, Clone)]
+pub struct Reload<'a> {
+    /// The config to serve with from now on (all of it; see [`Reloaded::needs_restart`]).
+    pub config: GatewayConfig,
+    /// A new supergraph SDL; `None` keeps the one in force (its parsed model is reused).
+    pub supergraph: Option<&'a str>,
+    /// Re-read the files the config names (JWT key or JWKS file, trusted-documents
+    /// manifest, TLS files) even when their settings did not change: an explicit
+    /// reload (SIGHUP). TLS files are always re-read.
+    pub reread_files: bool,
+}
+
+/// What a [`Gateway::reload`] could not apply while serving.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Config keys whose value changed but takes effect only after a restart (the
+    /// listeners, `[shutdown]`, `[overload]`, `[telemetry]`, the trust signing key).
+    pub needs_restart: Vec<&'static str>,
 }
 
 impl Gateway {
@@ -196,7 +225,7 @@ impl Gateway {
         signer: TrustSigner,
     ) -> Result<Gateway, GatewayError> {
         let planner = plan::federation::FederationPlanner::parse(supergraph_sdl)?;
-        let cost = cost::CostStage::new(&config.cost, Some(planner.supergraph()))?;
+        let cost = cost::CostStage::new(&config.cost, planner.supergraph())?;
         Self::build(config, Arc::new(planner), cost, signer)
     }
 
@@ -217,7 +246,13 @@ impl Gateway {
         cost: cost::CostStage,
         signer: TrustSigner,
     ) -> Result<Gateway, GatewayError> {
-        let inner = build_inner(config.clone(), planner, cost, signer.clone(), None)?;
+        let inner = build_inner(
+            config.clone(),
+            planner,
+            cost,
+            signer.clone(),
+            Kept::default(),
+        )?;
         let places = config
             .overload
             .max_in_flight_requests
@@ -241,50 +276,104 @@ impl Gateway {
         self.live.current()
     }
 
-    /// Serve `supergraph_sdl` from now on: a new planner, API schema, cost model, plan
-    /// and document caches, subgraph endpoints (URLs, limits, breakers) and
-    /// authorization rules, built before anything changes. Counters, rate-limit buckets
-    /// and the JWKS cache carry over; requests in flight finish on the old supergraph.
-    /// Nothing changes when the SDL does not load or the config does not fit it (a
-    /// `[subgraphs.<name>]` no longer in it): the error says why.
+    /// Serve `supergraph_sdl` from now on, with the config in force: see
+    /// [`Gateway::reload`].
     pub fn reload_supergraph(&self, supergraph_sdl: &str) -> Result<(), GatewayError> {
+        self.reload(Reload {
+            config: self.config(),
+            supergraph: Some(supergraph_sdl),
+            reread_files: false,
+        })
+        .map(drop)
+    }
+
+    /// Serve with `reload.config` (and `reload.supergraph`, when given) from now on.
+    ///
+    /// Everything that depends on them is built before anything changes: planner, API
+    /// schema, cost model (weights from `@cost`/`@listSize` and `[cost]`), plan and
+    /// document caches, subgraph endpoints and HTTP clients (URLs, timeouts, limits,
+    /// TLS, breakers, retries), header and error rules, authorization, CORS, request
+    /// limits. Then new requests get the new state while requests in flight finish on
+    /// the one they started with. Carried over: counters, the rate limiter's buckets
+    /// (its limits reload in place; buckets survive unless the backend settings
+    /// change), the JWKS cache (unless `[jwt]` changed or `reread_files`), the usage
+    /// recorder (unless `[usage]` changed). Keys that need a restart are listed in the
+    /// answer and logged. When anything fails (a supergraph that does not load, an
+    /// invalid config, a `[subgraphs.<name>]` not in the supergraph, an unreadable file)
+    /// nothing changes: the error says why, and it is counted and logged.
+    pub fn reload(&self, reload: Reload<'_>) -> Result<Reloaded, GatewayError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let result = (|| {
-            let config = self.live.config.read().clone();
-            let planner = plan::federation::FederationPlanner::parse(supergraph_sdl)?;
-            let cost = cost::CostStage::new(&config.cost, Some(planner.supergraph()))?;
-            let old = self.inner();
-            let kept = Kept {
-                trusted: old.trusted.clone(),
-                usage: old.usage.clone(),
-                metrics: old.metrics.clone(),
-                rate_limiter: old.rate_limiter.clone(),
-                auth: old.auth.clone(),
-            };
-            let inner = build_inner(
-                config,
-                Arc::new(planner),
-                cost,
-                self.live.signer.clone(),
-                Some(kept),
-            )?;
-            if let Some(evaluator) = self.live.evaluator.read().clone() {
-                inner.authz.set_evaluator(evaluator);
-            }
-            *self.live.current.write() = Arc::new(inner);
-            Ok(())
-        })();
+        let result = self.try_reload(reload);
         match &result {
-            Ok(()) => {
+            Ok(done) => {
                 self.live.reloads_ok.fetch_add(1, Relaxed);
-                tracing::info!("supergraph reloaded");
+                tracing::info!("reloaded");
+                if !done.needs_restart.is_empty() {
+                    tracing::warn!(
+                        keys = %done.needs_restart.join(", "),
+                        "changed in the config, but applied only after a restart"
+                    );
+                }
             }
             Err(e) => {
                 self.live.reloads_failed.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, "supergraph reload failed; still serving the previous one");
+                tracing::error!(error = %e, "reload failed; still serving the previous config and supergraph");
             }
         }
         result
+    }
+
+    fn try_reload(&self, reload: Reload<'_>) -> Result<Reloaded, GatewayError> {
+        let Reload {
+            config,
+            supergraph,
+            reread_files,
+        } = reload;
+        config.validate()?;
+        let old = self.inner();
+        let previous = self.live.config.read().clone();
+        let planner: Arc<dyn QueryPlanner> = match supergraph {
+            Some(sdl) => Arc::new(plan::federation::FederationPlanner::parse(sdl)?),
+            None => old.planner.clone(),
+        };
+        let cost =
+            cost::CostStage::new(&config.cost, planner.supergraph())?.counting_with(&old.cost);
+        // The manifest is read before anything changes; it replaces the old one in place.
+        let manifest = (reread_files || config.trusted_documents != previous.trusted_documents)
+            .then(|| trusted_manifest(&config.trusted_documents))
+            .transpose()?;
+        let kept = Kept {
+            metrics: Some(old.metrics.clone()),
+            rate_limiter: Some(old.rate_limiter.clone()),
+            trusted: Some(old.trusted.clone()),
+            auth: (!reread_files && config.jwt == previous.jwt).then(|| old.auth.clone()),
+            usage: (config.usage == previous.usage).then(|| old.usage.clone()),
+        };
+        let inner = build_inner(
+            config.clone(),
+            planner,
+            cost,
+            self.live.signer.clone(),
+            kept,
+        )?;
+        if let Some(evaluator) = self.live.evaluator.read().clone() {
+            inner.authz.set_evaluator(evaluator);
+        }
+        // The last step that can fail, and it changes nothing when it does.
+        inner.rate_limiter.reload(config.rate_limit.clone())?;
+        if let Some(manifest) = manifest {
+            inner.trusted.reload(manifest);
+        }
+        if config.usage != previous.usage
+            && let Some(recorder) = &old.usage
+            && let Err(e) = recorder.flush()
+        {
+            tracing::error!(error = %e, "usage file not written");
+        }
+        let needs_restart = restart_only_changes(&previous, &config);
+        *self.live.current.write() = Arc::new(inner);
+        *self.live.config.write() = config;
+        Ok(Reloaded { needs_restart })
     }
 
     /// Writes the recorded usage to its file now (`[usage]`; also done periodically).
@@ -299,13 +388,7 @@ impl Gateway {
     /// number of operations. Nothing changes when it does not load.
     pub fn reload_trusted_documents(&self) -> Result<usize, GatewayError> {
         let config = self.live.config.read().clone();
-        let Some(path) = config.trusted_documents.manifest.as_ref() else {
-            return Ok(0);
-        };
-        if config.trusted_documents.mode == config::TrustedDocumentsMode::Off {
-            return Ok(0);
-        }
-        let manifest = trusted::load(path)?;
+        let manifest = trusted_manifest(&config.trusted_documents)?;
         let n = manifest.len();
         self.inner().trusted.reload(manifest);
         Ok(n)
@@ -340,28 +423,19 @@ impl Gateway {
         self.inner().plans.stats()
     }
 
-    /// The configuration in force (start-up, then [`Gateway::reload_limits`]).
+    /// The configuration in force (start-up, then [`Gateway::reload`]).
     pub fn config(&self) -> GatewayConfig {
         self.live.config.read().clone()
     }
 
-    /// Apply new limits without restarting: `[rate_limit]` entirely (budgets, tiers,
-    /// window, fail_open, backend — buckets are kept unless the backend settings
-    /// change) and `cost.max_cost`, `cost.expose_in_extensions`, `cost.measure_actual`.
-    /// The cost model's weights and list sizes stay those of start-up. Nothing changes
-    /// when the new values are invalid.
-    pub fn reload_limits(&self, config: &GatewayConfig) -> Result<(), GatewayError> {
-        config.validate()?;
-        let inner = self.inner();
-        inner.rate_limiter.reload(config.rate_limit.clone())?;
-        inner.cost.reload(&config.cost);
-        // Kept for the next supergraph reload, which builds its cost stage from it.
-        let mut current = self.live.config.write();
-        current.rate_limit = config.rate_limit.clone();
-        current.cost.max_cost = config.cost.max_cost;
-        current.cost.expose_in_extensions = config.cost.expose_in_extensions;
-        current.cost.measure_actual = config.cost.measure_actual;
-        Ok(())
+    /// Apply `config` without restarting, with the supergraph in force: see
+    /// [`Gateway::reload`].
+    pub fn reload_config(&self, config: GatewayConfig) -> Result<Reloaded, GatewayError> {
+        self.reload(Reload {
+            config,
+            supergraph: None,
+            reread_files: false,
+        })
     }
 
     /// The rate-limit configuration in force (after reloads).
@@ -377,7 +451,7 @@ fn build_inner(
     planner: Arc<dyn QueryPlanner>,
     cost: cost::CostStage,
     signer: TrustSigner,
-    kept: Option<Kept>,
+    kept: Kept,
 ) -> Result<Inner, GatewayError> {
     let known = planner.subgraphs();
     for name in config.subgraphs.keys() {
@@ -435,34 +509,32 @@ fn build_inner(
             breaker: config.circuit_breaker.clone(),
             dedupe: config.deduplication.enabled,
         });
-    let (usage, trusted, metrics, rate_limiter, auth) = match kept {
-        Some(k) => (k.usage, k.trusted, k.metrics, k.rate_limiter, k.auth),
-        None => (
-            config.usage.file.clone().map(|path| {
-                let recorder =
-                    Arc::new(usage::UsageRecorder::new(path, config.usage.max_operations));
-                spawn_usage_flusher(
-                    &recorder,
-                    Duration::from_secs(config.usage.flush_secs.max(1)),
-                );
-                recorder
-            }),
-            Arc::new(trusted::TrustedDocuments::new(
-                match (
-                    &config.trusted_documents.manifest,
-                    config.trusted_documents.mode,
-                ) {
-                    (Some(path), mode) if mode != config::TrustedDocumentsMode::Off => {
-                        trusted::load(path)?
-                    }
-                    _ => trusted::Manifest::default(),
-                },
-            )),
-            Arc::default(),
-            Arc::new(ratelimit::RateLimiter::new(config.rate_limit.clone())?),
-            Arc::new(Authenticator::from_config(&config.jwt, client)?),
-        ),
+    let auth = match kept.auth {
+        Some(auth) => auth,
+        None => Arc::new(Authenticator::from_config(&config.jwt, client)?),
     };
+    let trusted = match kept.trusted {
+        Some(trusted) => trusted,
+        None => Arc::new(trusted::TrustedDocuments::new(trusted_manifest(
+            &config.trusted_documents,
+        )?)),
+    };
+    let rate_limiter = match kept.rate_limiter {
+        Some(limiter) => limiter,
+        None => Arc::new(ratelimit::RateLimiter::new(config.rate_limit.clone())?),
+    };
+    let cors = http::cors_layer(&config.cors);
+    // Last: a new recorder starts a flusher thread (which ends with the recorder).
+    let usage = kept.usage.unwrap_or_else(|| {
+        config.usage.file.clone().map(|path| {
+            let recorder = Arc::new(usage::UsageRecorder::new(path, config.usage.max_operations));
+            spawn_usage_flusher(
+                &recorder,
+                Duration::from_secs(config.usage.flush_secs.max(1)),
+            );
+            recorder
+        })
+    });
     Ok(Inner {
         implementers: planner.api_schema().implementers_map(),
         subgraphs,
@@ -483,11 +555,42 @@ fn build_inner(
         override_labels: config.override_labels.iter().cloned().collect(),
         percent_labels: planner.percent_override_labels(),
         planner,
-        metrics,
+        metrics: kept.metrics.unwrap_or_default(),
         cost,
         rate_limiter,
+        cors,
         config,
     })
+}
+
+/// The trusted-documents manifest `config` names (empty when off or unset).
+fn trusted_manifest(
+    config: &config::TrustedDocumentsConfig,
+) -> Result<trusted::Manifest, GatewayError> {
+    Ok(match (&config.manifest, config.mode) {
+        (Some(path), mode) if mode != config::TrustedDocumentsMode::Off => trusted::load(path)?,
+        _ => trusted::Manifest::default(),
+    })
+}
+
+/// The config keys that differ between `old` and `new` but are read only at start-up.
+fn restart_only_changes(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut check = |changed: bool, key: &'static str| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    check(old.listen != new.listen, "listen");
+    check(old.admin_listen != new.admin_listen, "admin_listen");
+    check(
+        old.trust.signing_key != new.trust.signing_key,
+        "trust.signing_key",
+    );
+    check(old.telemetry != new.telemetry, "telemetry");
+    check(old.shutdown != new.shutdown, "shutdown");
+    check(old.overload != new.overload, "overload");
+    keys
 }
 
 /// The HTTP client to subgraphs: pooled, and with `tls` (CA bundle, client identity)

@@ -1630,6 +1630,8 @@ mod security;
 mod hardening;
 #[path = "it/rate.rs"]
 mod rate;
+#[path = "it/reload.rs"]
+mod reload;
 #[path = "it/resilience.rs"]
 mod resilience;
 
@@ -1916,8 +1918,8 @@ async fn the_supergraph_is_replaced_while_serving_and_a_bad_one_changes_nothing(
     assert_eq!(products.requests.lock().len(), 1);
     let metrics = metrics_at(&format!("http://{addr}")).await;
     for line in [
-        "portico_supergraph_reloads_total{result=\"ok\"} 1",
-        "portico_supergraph_reloads_total{result=\"failed\"} 1",
+        "portico_reloads_total{result=\"ok\"} 1",
+        "portico_reloads_total{result=\"failed\"} 1",
         // Counters carry over a reload.
         "portico_http_requests_total{status=\"200\"}",
     ] {

@@ -1085,14 +1085,20 @@ impl GatewayConfig {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_file_text(&text, path)
+    }
+
+    /// Parse the text of the file at `path` as [`from_file`](Self::from_file) would
+    /// (YAML when named `*.yaml`/`*.yml`, TOML otherwise; `PORTICO_*` overrides).
+    pub fn from_file_text(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let yaml = path
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
         if yaml {
-            return Self::from_yaml_with_env(&text, path, std::env::vars());
+            return Self::from_yaml_with_env(text, path, std::env::vars());
         }
-        Self::from_toml_with_env(&text, path, std::env::vars())
+        Self::from_toml_with_env(text, path, std::env::vars())
     }
 
     /// Parse YAML text (the same keys as TOML) and apply `PORTICO_*` overrides.

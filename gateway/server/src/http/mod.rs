@@ -21,10 +21,8 @@ use crate::Live;
 /// The public router: `/graphql`, the playground's assets and `/health`, plus `/ready`
 /// and `/metrics` unless `admin_listen` moves them to [`admin_router`].
 pub(crate) fn router(gw: Arc<Live>) -> Router {
-    // CORS is config, which a supergraph reload does not change.
-    let config = &gw.current().config;
-    let cors = cors::layer(&config.cors);
-    let separate_admin = config.admin_listen.is_some();
+    // Where `/ready` and `/metrics` are served is fixed at start-up (a listener).
+    let separate_admin = gw.current().config.admin_listen.is_some();
     let mut router = Router::new()
         .route("/graphql", get(graphql::handle).post(graphql::handle))
         .route("/graphql/assets/{name}", get(playground::asset))
@@ -34,10 +32,26 @@ pub(crate) fn router(gw: Arc<Live>) -> Router {
             .route("/ready", get(ready))
             .route("/metrics", get(metrics_handler));
     }
-    let router = router.with_state(gw);
-    match cors {
-        Some(cors) => router.layer(cors),
-        None => router,
+    router
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), cors))
+        .with_state(gw)
+}
+
+pub(crate) use cors::layer as cors_layer;
+
+/// `[cors]` of the config in force (it reloads with the rest of the config).
+async fn cors(
+    State(live): State<Arc<Live>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tower::{Layer, ServiceExt};
+    match live.current().cors.as_ref() {
+        Some(layer) => match layer.layer(next).oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        None => next.run(request).await,
     }
 }
 
@@ -84,11 +98,11 @@ async fn metrics_handler(State(live): State<Arc<Live>>) -> impl IntoResponse {
     ));
     let (ok, failed) = live.reloads();
     out.push_str(
-        "# HELP portico_supergraph_reloads_total Supergraph reloads, by result (a failed \
-         one leaves the previous supergraph serving).\n# TYPE portico_supergraph_reloads_total counter\n",
+        "# HELP portico_reloads_total Reloads of the config and/or supergraph, by result \
+         (a failed one leaves the previous config and supergraph serving).\n# TYPE portico_reloads_total counter\n",
     );
     out.push_str(&format!(
-        "portico_supergraph_reloads_total{{result=\"ok\"}} {ok}\nportico_supergraph_reloads_total{{result=\"failed\"}} {failed}\n"
+        "portico_reloads_total{{result=\"ok\"}} {ok}\nportico_reloads_total{{result=\"failed\"}} {failed}\n"
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

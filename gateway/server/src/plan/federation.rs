@@ -28,14 +28,13 @@ impl FederationPlanner {
             max_steps: PlanOptions::default().max_steps,
         })
     }
-
-    /// The loaded supergraph.
-    pub fn supergraph(&self) -> &Supergraph {
-        &self.supergraph
-    }
 }
 
 impl QueryPlanner for FederationPlanner {
+    fn supergraph(&self) -> Option<&Supergraph> {
+        Some(&self.supergraph)
+    }
+
     fn api_schema(&self) -> &Valid<Schema> {
         self.supergraph.api_schema()
     }

@@ -136,6 +136,11 @@ pub trait QueryPlanner: Send + Sync + 'static {
     fn authorization_schema(&self) -> &Schema {
         self.api_schema()
     }
+    /// The federation supergraph behind this planner, when there is one (the cost model
+    /// is built from it; a reload of the config alone reuses it).
+    fn supergraph(&self) -> Option<&portico_federation::supergraph::Supergraph> {
+        None
+    }
     /// Plan `operation_name` of `document` (validated against [`api_schema`](Self::api_schema)).
     /// Called on tokio's blocking pool, at most once at a time per plan-cache key; a
     /// panic here costs the requests waiting for this plan, never the process.

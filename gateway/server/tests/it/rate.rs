@@ -239,11 +239,15 @@ async fn budgets_are_per_client_anonymous_authenticated_and_by_scope_tier() {
     // stays exhausted: GCRA stores time, not points).
     let mut reloaded = gateway.config().clone();
     reloaded.rate_limit.anonymous_budget = 4;
-    gateway.reload_limits(&reloaded).expect("valid limits");
+    gateway
+        .reload_config(reloaded.clone())
+        .expect("valid limits");
     assert_eq!(admitted(vec![xff("3.3.3.3")]).await, (4, Some(4)));
     assert_eq!(admitted(vec![xff("1.1.1.1")]).await, (0, Some(4)));
     reloaded.rate_limit.window_secs = 0;
-    let e = gateway.reload_limits(&reloaded).expect_err("invalid");
+    let e = gateway
+        .reload_config(reloaded.clone())
+        .expect_err("invalid");
     assert!(e.to_string().contains("rate_limit.window_secs"), "{e}");
     assert_eq!(gateway.rate_limit_config().anonymous_budget, 4);
 
