@@ -212,6 +212,25 @@ impl Service {
             .await
             .expect("run kill");
         assert!(status.success(), "kill -{signal} {}", self.pid());
+        if signal == "STOP" {
+            // The group stop completes asynchronously (each thread stops on its way back
+            // to user space); wait until the process is stopped, as the callers assume.
+            let stat = format!("/proc/{}/stat", self.pid());
+            for _ in 0..500 {
+                let state = std::fs::read_to_string(&stat).unwrap_or_default();
+                // `pid (comm) S ...`: the state follows the last parenthesis.
+                if state
+                    .rsplit(')')
+                    .next()
+                    .map(str::trim_start)
+                    .is_some_and(|s| s.starts_with('T'))
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("process {} did not stop", self.pid());
+        }
     }
 
     /// Kills the process and waits for it to be gone.
