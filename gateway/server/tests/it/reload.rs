@@ -165,15 +165,45 @@ fn config_text(supergraph: &Path, users: &str, extra: &str) -> String {
     )
 }
 
+/// A gateway started from a config file and a supergraph file in a fresh directory,
+/// with users served by a mock.
+struct FromFiles {
+    users: MockSubgraph,
+    dir: PathBuf,
+    config_path: PathBuf,
+    supergraph_path: PathBuf,
+    gateway: Gateway,
+}
+
+impl FromFiles {
+    async fn start(label: &str) -> FromFiles {
+        let users = me("a").await;
+        let dir = fresh_dir(label);
+        let config_path = dir.join("gateway.toml");
+        let supergraph_path = dir.join("supergraph.graphql");
+        std::fs::write(&supergraph_path, SUPERGRAPH).expect("write");
+        std::fs::write(&config_path, config_text(&supergraph_path, &users.url, "")).expect("write");
+        let config = GatewayConfig::from_file(&config_path).expect("config");
+        let gateway = Gateway::new(config, SUPERGRAPH, TrustSigner::generate()).expect("loads");
+        FromFiles {
+            users,
+            dir,
+            config_path,
+            supergraph_path,
+            gateway,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_reload_when_they_change_and_a_bad_file_is_reported_once_and_changes_nothing() {
-    let users = me("a").await;
-    let dir = fresh_dir("check");
-    let (config_path, supergraph_path) = (dir.join("gateway.toml"), dir.join("supergraph.graphql"));
-    std::fs::write(&supergraph_path, SUPERGRAPH).expect("write");
-    std::fs::write(&config_path, config_text(&supergraph_path, &users.url, "")).expect("write");
-    let config = GatewayConfig::from_file(&config_path).expect("config");
-    let gateway = Gateway::new(config, SUPERGRAPH, TrustSigner::generate()).expect("loads");
+    let FromFiles {
+        users,
+        dir,
+        config_path,
+        supergraph_path,
+        gateway,
+    } = FromFiles::start("check").await;
     let addr = spawn(gateway.router()).await;
     let url = format!("http://{addr}/graphql");
     let files = Files {
@@ -246,13 +276,13 @@ async fn files_reload_when_they_change_and_a_bad_file_is_reported_once_and_chang
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_reloads_as_soon_as_a_file_is_replaced() {
-    let users = me("a").await;
-    let dir = fresh_dir("watch");
-    let (config_path, supergraph_path) = (dir.join("gateway.toml"), dir.join("supergraph.graphql"));
-    std::fs::write(&supergraph_path, SUPERGRAPH).expect("write");
-    std::fs::write(&config_path, config_text(&supergraph_path, &users.url, "")).expect("write");
-    let config = GatewayConfig::from_file(&config_path).expect("config");
-    let gateway = Gateway::new(config, SUPERGRAPH, TrustSigner::generate()).expect("loads");
+    let FromFiles {
+        users,
+        dir,
+        config_path,
+        supergraph_path,
+        gateway,
+    } = FromFiles::start("watch").await;
     let reloader = FileReloader::new(
         gateway.clone(),
         Files {
