@@ -145,6 +145,13 @@ struct Row {
     subgraph_cpu_ms_per_request: f64,
     subgraph_requests_per_request: f64,
     gateway_peak_rss_mb: Option<f64>,
+    /// Resident set size (`VmRSS`) before the warm-up, in MB.
+    gateway_rss_before_mb: Option<f64>,
+    /// `VmRSS` 10 s after the window ended (overload only), in MB.
+    gateway_rss_after_mb: Option<f64>,
+    /// Most TCP connections from the gateway to the subgraphs open at once during the
+    /// window (sampled every 50 ms).
+    subgraph_connections_max: Option<usize>,
 }
 
 /// A child process killed when dropped.
@@ -202,10 +209,51 @@ fn cpu_seconds(pid: u32, tick: f64) -> f64 {
 
 /// Peak resident set size (`VmHWM`) in MB.
 fn peak_rss_mb(pid: u32) -> Option<f64> {
+    status_mb(pid, "VmHWM:")
+}
+
+/// Resident set size now (`VmRSS`) in MB.
+fn rss_mb(pid: u32) -> Option<f64> {
+    status_mb(pid, "VmRSS:")
+}
+
+fn status_mb(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// Established IPv4 TCP connections whose remote port is one of `ports`: the client
+/// sides of connections to the subgraphs (`/proc/net/tcp`; only the gateway under test
+/// connects to them while it is measured).
+fn connections_to(ports: &[u16]) -> usize {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return 0;
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st ...; st 01 = ESTABLISHED.
+            let remote_port = f
+                .get(2)
+                .and_then(|a| a.split_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            f.get(3) == Some(&"01") && remote_port.is_some_and(|p| ports.contains(&p))
+        })
+        .count()
+}
+
+/// Samples [`connections_to`] every 50 ms until `stop`; the most seen.
+async fn most_connections(ports: [u16; 4], stop: Arc<std::sync::atomic::AtomicBool>) -> usize {
+    let mut most = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        most = most.max(connections_to(&ports));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    most
 }
 
 fn clock_tick() -> f64 {
@@ -654,12 +702,17 @@ pub async fn run(a: RunArgs) -> Result<()> {
                     _ => gateway_workload(&url, HEAVY_QUERY, &heavy, None),
                 };
                 let client = load::client(connections);
-                load::run(&client, &w, connections, Duration::from_secs(a.warmup)).await;
                 let gw_pid = proc.as_ref().map(Proc::pid);
+                let rss_before = gw_pid.and_then(rss_mb);
+                load::run(&client, &w, connections, Duration::from_secs(a.warmup)).await;
                 let cpu0 = gw_pid.map(|p| cpu_seconds(p, tick));
                 let sub0 = cpu_seconds(sub.pid(), tick);
                 let req0 = subgraph_requests(&http, &base).await?;
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let sampling = tokio::spawn(most_connections(ports, stop.clone()));
                 let result = load::run(&client, &w, connections, duration).await;
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let most = sampling.await.ok();
                 let req1 = subgraph_requests(&http, &base).await?;
                 let sub1 = cpu_seconds(sub.pid(), tick);
                 let cpu1 = gw_pid.map(|p| cpu_seconds(p, tick));
@@ -672,6 +725,17 @@ pub async fn run(a: RunArgs) -> Result<()> {
                     subgraph_cpu_ms_per_request: (sub1 - sub0) * 1000.0 / n,
                     subgraph_requests_per_request: (req1 - req0) as f64 / n,
                     gateway_peak_rss_mb: gw_pid.and_then(peak_rss_mb),
+                    gateway_rss_before_mb: rss_before,
+                    // After a burst: does the memory come back down?
+                    gateway_rss_after_mb: match (gw_pid, sc) {
+                        (Some(pid), Scenario::Overload) => {
+                            drop(client);
+                            tokio::time::sleep(Duration::from_secs(10)).await;
+                            rss_mb(pid)
+                        }
+                        _ => None,
+                    },
+                    subgraph_connections_max: gw_pid.and(most),
                     load: result,
                 };
                 println!(
@@ -816,6 +880,42 @@ fn report(
                 mean(rs.iter().map(|r| r.subgraph_requests_per_request)),
                 rss.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into()),
                 rs.iter().map(|r| r.load.errors).sum::<u64>(),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n### Gateway memory and subgraph connections\n\nRSS before the warm-up, peak, and 10 s after the overload window (clients gone); most connections from the gateway to the four subgraphs open at once during each window (sampled every 50 ms). Largest over the rounds.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| target | scenario | RSS before MB | peak RSS MB | RSS 10 s after MB | max subgraph connections |"
+    );
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|");
+    let most = |rs: &[&Row], f: &dyn Fn(&Row) -> Option<f64>| {
+        rs.iter()
+            .filter_map(|r| f(r))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+            .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
+    };
+    for t in targets.iter().filter(|t| **t != Target::Floor) {
+        let label = t.label();
+        for &sc in scenarios {
+            let rs: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.scenario == sc && r.target == label)
+                .collect();
+            if rs.is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "| {label} | {} | {} | {} | {} | {} |",
+                sc.name(),
+                most(&rs, &|r| r.gateway_rss_before_mb),
+                most(&rs, &|r| r.gateway_peak_rss_mb),
+                most(&rs, &|r| r.gateway_rss_after_mb),
+                most(&rs, &|r| r.subgraph_connections_max.map(|n| n as f64)),
             );
         }
     }
