@@ -401,3 +401,87 @@ async fn the_circuit_opens_on_a_dead_subgraph_process_and_closes_once_it_is_back
         "{metrics}"
     );
 }
+
+/// A stand-in for posts that fails every other request (HTTP 503, which a query may be
+/// retried on, on the 1st, 3rd, …)
+/// and otherwise answers `{"data": {"post": null}}`; it counts the requests.
+async fn every_other_fails(
+    axum::extract::State(count): axum::extract::State<
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    >,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if n % 2 == 1 {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "flaky").into_response();
+    }
+    axum::Json(json!({"data": {"post": null}})).into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_query_is_retried_and_a_failed_mutation_never_is() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = axum::Router::new()
+        .route("/graphql", axum::routing::post(every_other_fails))
+        .with_state(count.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the stand-in");
+    let stand_in = format!("http://{}/graphql", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Retries as configured by default (2 at most, jittered backoff), with a budget
+    // that allows one retry per request; no breaker in the way.
+    let p = Platform::start_with(Options {
+        config: "[retries]\nbudget_ratio = 1.0\n[circuit_breaker]\nenabled = false\n",
+        elsewhere: vec![("posts", stand_in)],
+        ..Options::default()
+    })
+    .await;
+    let url = p.url();
+
+    // A query: the first attempt gets 503, the retry answers; the client sees no error.
+    for round in 1..=3 {
+        let before = count.load(SeqCst);
+        let (status, body) = post(&url, "{ post(id: \"1\") { id } }").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "round {round}: {body}");
+        assert_eq!(body["data"]["post"], Value::Null, "{body}");
+        assert_eq!(count.load(SeqCst) - before, 2, "one failure and one retry");
+    }
+
+    // A mutation: sent once, its failure reported, never retried.
+    let (_, body) = super::post_as(
+        &url,
+        None,
+        "mutation { register(username: \"rita\", email: \"rita@example.com\", password: \"Correct-horse-9\") { accessToken } }",
+        json!({}),
+    )
+    .await;
+    let token = body["data"]["register"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("registered: {body}"))
+        .to_string();
+    assert_eq!(count.load(SeqCst) % 2, 0, "the next request to posts fails");
+    let before = count.load(SeqCst);
+    let (status, body) = super::post_as(
+        &url,
+        Some(&token),
+        "mutation { createPost(caption: \"once\") { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        errors(&body),
+        vec![(json!(["createPost"]), "SUBREQUEST_HTTP_ERROR".to_string())],
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count.load(SeqCst) - before, 1, "a mutation is sent once");
+    let metrics = super::metrics(&url).await;
+    assert!(
+        metrics.contains("portico_subgraph_retries_total{subgraph=\"posts\"} 3"),
+        "{metrics}"
+    );
+}
