@@ -34,6 +34,7 @@ use http::StatusCode;
 use crate::auth::Identity;
 use crate::config::{AuthorizationConfig, ConfigError, RuleConfig};
 use crate::error::{ErrorCode, GraphQLError, PathElem, RequestFailure};
+use crate::execute::Val;
 
 /// Errors reported per request are capped (the operation is filtered completely).
 const MAX_ERRORS: usize = 100;
@@ -534,10 +535,18 @@ impl Authorizer {
     }
 }
 
+/// Most paths one unauthorized selection is reported at (one per element of the lists
+/// on its way); beyond, the rest of its elements go unreported.
+const MAX_PATHS_PER_SELECTION: usize = 1000;
+
 /// Drop the "non-null field is null" errors an authorization error already explains
-/// (authorization paths name response keys only, so list indices are ignored), then put
-/// the authorization errors first.
-pub fn merge_errors(errors: &mut Vec<GraphQLError>, authz: Vec<GraphQLError>) {
+/// (compared on response keys, list indices ignored), then put the authorization errors
+/// first, each at its paths in `data`: authorization is decided on the operation, by
+/// response keys, so an unauthorized field under a list is reported once per element,
+/// with the element's index, as execution would have reported it (`["users", 0,
+/// "email"]`, `["users", 1, "email"]`, ...). Where `data` holds no value on the way (a
+/// parent nulled, an empty list, no data), the path is given by response keys.
+pub fn merge_errors(errors: &mut Vec<GraphQLError>, authz: Vec<GraphQLError>, data: Option<&Val>) {
     let explained = |e: &GraphQLError| {
         e.code() == Some(ErrorCode::NullValueInNonNullField.as_str())
             && e.path.as_ref().is_some_and(|path| {
@@ -553,7 +562,62 @@ pub fn merge_errors(errors: &mut Vec<GraphQLError>, authz: Vec<GraphQLError>) {
             })
     };
     errors.retain(|e| !explained(e));
-    errors.splice(0..0, authz);
+    let mut placed = Vec::with_capacity(authz.len());
+    for error in authz {
+        let paths = match (&error.path, data) {
+            (Some(keys), Some(data)) => paths_in(data, keys),
+            _ => Vec::new(),
+        };
+        if paths.is_empty() {
+            placed.push(error);
+            continue;
+        }
+        for path in paths {
+            let mut at = error.clone();
+            at.path = Some(path);
+            placed.push(at);
+        }
+    }
+    errors.splice(0..0, placed);
+}
+
+/// The paths response keys `keys` take in `data`, one per element of each list on the
+/// way (depth-first, in order), at most [`MAX_PATHS_PER_SELECTION`]. A null or missing
+/// value on the way ends its path with the remaining keys. Iterative: no recursion
+/// whose depth the response controls.
+fn paths_in(data: &Val, keys: &[PathElem]) -> Vec<Vec<PathElem>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(Vec<PathElem>, &Val, usize)> = vec![(Vec::new(), data, 0)];
+    while let Some((mut path, value, i)) = stack.pop() {
+        if out.len() >= MAX_PATHS_PER_SELECTION {
+            break;
+        }
+        match (value, keys.get(i)) {
+            (Val::Array(items), _) => {
+                for (n, item) in items.iter().enumerate().rev() {
+                    let mut at = path.clone();
+                    at.push(PathElem::Index(n));
+                    stack.push((at, item, i));
+                }
+            }
+            (Val::Object(object), Some(PathElem::Key(key))) => {
+                path.push(PathElem::Key(key.clone()));
+                match object.get(key) {
+                    Some(child) if i + 1 < keys.len() => stack.push((path, child, i + 1)),
+                    Some(_) => out.push(path),
+                    None => {
+                        path.extend(keys[i + 1..].iter().cloned());
+                        out.push(path);
+                    }
+                }
+            }
+            _ => {
+                path.extend(keys[i..].iter().cloned());
+                out.push(path);
+            }
+        }
+    }
+    out
 }
 
 fn unauthorized(path: Vec<PathElem>) -> GraphQLError {
@@ -699,6 +763,68 @@ fn groups(d: &ast::Directive, argument: &str) -> Vec<Vec<String>> {
 mod tests {
     use super::*;
     use apollo_compiler::ExecutableDocument;
+    use serde_json::json;
+
+    fn keys(keys: &[&str]) -> Vec<PathElem> {
+        keys.iter().map(|k| PathElem::Key(k.to_string())).collect()
+    }
+
+    fn paths(data: serde_json::Value, at: &[&str]) -> serde_json::Value {
+        serde_json::to_value(paths_in(&Val::from(data), &keys(at))).expect("json")
+    }
+
+    #[test]
+    fn unauthorized_paths_take_the_list_indices_of_the_response() {
+        // A field under two lists: one path per element, in order.
+        let data = json!({"users": [
+            {"posts": [{"secret": null}, {"secret": null}]},
+            {"posts": []},
+            {"posts": [{"secret": null}]},
+        ]});
+        assert_eq!(
+            paths(data, &["users", "posts", "secret"]),
+            json!([
+                ["users", 0, "posts", 0, "secret"],
+                ["users", 0, "posts", 1, "secret"],
+                ["users", 2, "posts", 0, "secret"],
+            ])
+        );
+        // A parent nulled by a non-null unauthorized field: the path ends in the keys.
+        let data = json!({"users": [{"secret": null, "id": "1"}, null]});
+        assert_eq!(
+            paths(data, &["users", "secret"]),
+            json!([["users", 0, "secret"], ["users", 1, "secret"]])
+        );
+        // No data on the way: the keys alone.
+        assert_eq!(
+            paths(json!(null), &["me", "secret"]),
+            json!([["me", "secret"]])
+        );
+        // Bounded.
+        let many = json!({"users": vec![json!({"secret": null}); 5000]});
+        assert_eq!(
+            paths(many, &["users", "secret"]).as_array().map(Vec::len),
+            Some(MAX_PATHS_PER_SELECTION)
+        );
+    }
+
+    #[test]
+    fn merged_authorization_errors_are_placed_per_element_and_come_first() {
+        let data = Val::from(json!({"users": [{"email": null}, {"email": null}]}));
+        let mut errors = vec![GraphQLError::new(ErrorCode::InternalServerError, "other")];
+        let refused = vec![unauthorized(keys(&["users", "email"]))];
+        merge_errors(&mut errors, refused.clone(), Some(&data));
+        let placed: Vec<_> = errors.iter().map(|e| e.path.clone()).collect();
+        assert_eq!(
+            serde_json::to_value(placed).expect("json"),
+            json!([["users", 0, "email"], ["users", 1, "email"], null])
+        );
+        // An empty list: the error still says what was refused, by keys.
+        let mut errors = Vec::new();
+        let empty = Val::from(json!({"users": []}));
+        merge_errors(&mut errors, refused, Some(&empty));
+        assert_eq!(errors[0].path, Some(keys(&["users", "email"])));
+    }
 
     #[test]
     fn directive_names_follow_link_as_and_import_renames() {

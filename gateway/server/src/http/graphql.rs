@@ -585,7 +585,7 @@ async fn operation(
         response.errors.extend(errors);
     }
     if !authz_errors.is_empty() {
-        crate::authz::merge_errors(&mut response.errors, authz_errors);
+        crate::authz::merge_errors(&mut response.errors, authz_errors, response.data.as_ref());
     }
 
     // 12. Response (with `extensions.cost` when enabled).
