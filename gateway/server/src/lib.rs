@@ -359,6 +359,16 @@ impl Gateway {
         if let Some(evaluator) = self.live.evaluator.read().clone() {
             inner.authz.set_evaluator(evaluator);
         }
+        // Counters continue where the old state's are (a request still in flight on the
+        // old state adds to the old ones after this: a handful at most).
+        let old_endpoints = old.subgraphs.endpoints();
+        for endpoint in inner.subgraphs.endpoints() {
+            if let Some(previous) = old_endpoints.iter().find(|e| e.name == endpoint.name) {
+                endpoint.count_on_from(previous);
+            }
+        }
+        inner.plans.count_on_from(&old.plans);
+        inner.documents.count_on_from(&old.documents);
         // The last step that can fail, and it changes nothing when it does.
         inner.rate_limiter.reload(config.rate_limit.clone())?;
         if let Some(manifest) = manifest {

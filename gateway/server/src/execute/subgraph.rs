@@ -151,6 +151,20 @@ impl Endpoint {
         }
     }
 
+    /// Adds `old`'s counters and latency histogram to this endpoint's (a reload carries
+    /// them over; the circuit breaker and retry budget start afresh).
+    pub(crate) fn count_on_from(&self, old: &Endpoint) {
+        for (mine, theirs) in [
+            (&self.requests, &old.requests),
+            (&self.failures, &old.failures),
+            (&self.retries, &old.retries),
+            (&self.deduplicated, &old.deduplicated),
+        ] {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.latency.add_from(&old.latency);
+    }
+
     /// Sends this subgraph's requests with `client` (its own TLS settings).
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);

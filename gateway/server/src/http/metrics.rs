@@ -160,6 +160,17 @@ pub(crate) struct DurationHistogram {
 }
 
 impl DurationHistogram {
+    /// Adds what `other` counted (a reload carries the series over).
+    pub(crate) fn add_from(&self, other: &DurationHistogram) {
+        for (mine, theirs) in self.buckets.iter().zip(&other.buckets) {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.sum_nanos
+            .fetch_add(other.sum_nanos.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.count
+            .fetch_add(other.count.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     pub(crate) fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         if let Some(i) = DURATION_BUCKETS.iter().position(|b| seconds <= *b) {

@@ -32,6 +32,14 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
         }
     }
 
+    /// Adds `old`'s hits and misses to this cache's (a reload carries the counters over).
+    pub fn count_on_from(&self, old: &Self) {
+        self.hits
+            .fetch_add(old.hits.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.misses
+            .fetch_add(old.misses.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     pub fn get(&self, key: &K) -> Option<V> {
         let found = self.inner.lock().map.get(key).map(|(v, _)| v.clone());
         let counter = if found.is_some() {

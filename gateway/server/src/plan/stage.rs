@@ -110,6 +110,21 @@ impl PlanStage {
         flight.await
     }
 
+    /// Adds `old`'s counters (cache hits and misses, planning time, failures, panics)
+    /// to this stage's: a reload carries them over.
+    pub(crate) fn count_on_from(&self, old: &PlanStage) {
+        let (mine, theirs) = (&self.state.metrics, &old.state.metrics);
+        self.state.plans.count_on_from(&old.state.plans);
+        mine.duration.add_from(&theirs.duration);
+        for (m, t) in [
+            (&mine.client_errors, &theirs.client_errors),
+            (&mine.failed, &theirs.failed),
+            (&mine.panics, &theirs.panics),
+        ] {
+            m.fetch_add(t.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     /// (hits, misses) of the plan cache.
     pub(crate) fn stats(&self) -> (u64, u64) {
         self.state.plans.stats()

@@ -134,6 +134,8 @@ async fn a_reload_applies_the_whole_config_and_supergraph_and_requests_in_flight
     for line in [
         "portico_reloads_total{result=\"ok\"} 2",
         "portico_reloads_total{result=\"failed\"} 1",
+        // Per-subgraph counters carry over reloads: one request to each users mock.
+        "portico_subgraph_requests_total{subgraph=\"users\"} 2",
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }
