@@ -397,3 +397,35 @@ fn the_model_can_be_shared_between_request_threads() {
     fn shared<T: Send + Sync + 'static>() {}
     shared::<CostModel>();
 }
+
+/// A field with `@requires` costs what the gateway fetches for it, once per object it
+/// is resolved on: here `royalty` requires `authors { name } isbn` = 2 authors
+/// (`assumedSize`) × `Author @cost(weight: 5)` + `Isbn @cost(weight: 3)` = 13.
+#[test]
+fn requires_selections_are_priced_per_object() {
+    let dir = fixtures().join("library");
+    let sdl = std::fs::read_to_string(dir.join("supergraph.graphql")).expect("fixture");
+    let price = "  price: Float @join__field(graph: PRICES) @cost(weight: 7)\n";
+    assert!(sdl.contains(price));
+    let sdl = sdl.replace(
+        price,
+        &format!(
+            "{price}  royalty: Float @join__field(graph: PRICES, requires: \"authors {{ name }} isbn\")\n"
+        ),
+    );
+    let supergraph = Supergraph::parse(&sdl).expect("supergraph");
+    let model = CostModel::new(&supergraph, &settings_of(&dir)).expect("cost model");
+    let cost = |operation: &str| {
+        let doc = parse(&supergraph, operation);
+        model
+            .estimate(&doc, None, &Map::new())
+            .expect("priced")
+            .total
+    };
+    // One book: the object (1), `royalty` (a scalar, 0) and its requirements (13).
+    assert_eq!(cost("{ book(id: \"1\") { royalty } }"), 14.0);
+    // Three books (`assumedSize: 3`), each with its requirements.
+    assert_eq!(cost("{ topBooks { royalty } }"), 3.0 * 14.0);
+    // Without `royalty`, nothing is required.
+    assert_eq!(cost("{ topBooks { title } }"), 3.0);
+}

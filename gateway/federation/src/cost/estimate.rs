@@ -556,7 +556,8 @@ impl<'p, 'a> Estimator<'p, 'a> {
         let weight = pricing.weight(parent, def, rule);
         let typed = !weight.explicit && pricing.model.possible.contains_key(returned);
         let weight = if typed { 0.0 } else { weight.weight };
-        let arguments = pricing.arguments(field, def, rule);
+        // What the gateway fetches for `@requires`, once per object the field is on.
+        let arguments = pricing.arguments(field, def, rule) + rule.map_or(0.0, |r| r.requires);
         let mut selection = 0.0;
         let mut child = None;
         if !field.selection_set.selections.is_empty() {

@@ -8,7 +8,7 @@
 //! (`estimate.rs`); [`actual_cost`] prices the response that came back (`actual.rs`);
 //! [`render_breakdown`] prints an estimate for `portico cost` (`render.rs`).
 //!
-//! Rules. A field costs `size × (weight + selection) + arguments`:
+//! Rules. A field costs `size × (weight + selection) + arguments + requires`:
 //! - `weight`: the field's `@cost`, else its type's `@cost`, else 1 for objects, interfaces
 //!   and unions, 0 for scalars and enums. A mutation root field weighs
 //!   [`CostSettings::mutation_base`] unless it has its own `@cost`. `__typename` is free;
@@ -26,8 +26,11 @@
 //!   or union without a weight of its own weighs what that type weighs (its `@cost`,
 //!   else 1).
 //! - `@skip`/`@include` (literals or variables) remove what they exclude.
-//! - Not priced: `@requires` selections, `@defer`, subgraph fetches (the estimate is of
-//!   the client operation, not of the plan); a list of lists is sized once.
+//! - `requires`: a field with `@requires` adds, once per object it is resolved on, what
+//!   its required selections cost by these rules (weights, assumed or default list
+//!   sizes; the most costly subgraph's when several require), priced at load.
+//! - Not priced: `@defer`, subgraph fetches (the estimate is of the client operation,
+//!   not of the plan); a list of lists is sized once.
 //!
 //! Estimating is linear in the document: selection sets are priced once per
 //! (selection set, type, sizing) and reused, so a fragment spread many times (a "fragment

@@ -4,6 +4,7 @@
 
 use super::{CostError, CostSettings, FieldCost};
 use crate::Supergraph;
+use crate::plan::operation::Sel;
 use apollo_compiler::ast::{Directive, Value};
 use apollo_compiler::collections::{IndexMap, IndexSet};
 use apollo_compiler::schema::{ExtendedType, FieldDefinition};
@@ -30,6 +31,9 @@ pub(crate) struct FieldRule {
     pub(crate) list_size: Option<ListSizeRule>,
     /// Argument name → weight.
     pub(crate) arguments: HashMap<Name, f64>,
+    /// What the field's `@requires` selections cost (the gateway fetches them from
+    /// other subgraphs for each object the field is resolved on), priced statically.
+    pub(crate) requires: f64,
 }
 
 /// Cost rules of one type and its fields.
@@ -142,14 +146,94 @@ impl CostModel {
         ] {
             check_finite(setting.0, setting.1)?;
         }
-        Ok(CostModel {
+        let mut model = CostModel {
             api: api.clone(),
             rules,
             possible,
             default_list_size: f64::from(settings.default_list_size),
             mutation_base: f64::from(settings.mutation_base),
             introspection_weight: settings.introspection_weight,
-        })
+        };
+        model.price_requires(supergraph);
+        Ok(model)
+    }
+
+    /// Sets [`FieldRule::requires`] for every field with `@requires`: the most costly of
+    /// its `@join__field(requires:)` selections (a subgraph's field set that does not
+    /// parse, which composition prevents, prices as nothing).
+    fn price_requires(&mut self, supergraph: &Supergraph) {
+        let mut priced = Vec::new();
+        for type_name in self.api.types.keys() {
+            let Some(meta) = supergraph.type_meta(type_name) else {
+                continue;
+            };
+            for (field, joins) in &meta.fields {
+                let cost = joins
+                    .iter()
+                    .filter_map(|j| j.requires.as_ref()?.selections().ok())
+                    .map(|selections| self.selection_cost(type_name, selections))
+                    .fold(0.0, f64::max);
+                if cost > 0.0 {
+                    priced.push((type_name.clone(), field.clone(), cost));
+                }
+            }
+        }
+        for (type_name, field, cost) in priced {
+            self.rules
+                .entry(type_name)
+                .or_default()
+                .fields
+                .entry(field)
+                .or_default()
+                .requires = cost;
+        }
+    }
+
+    /// The static cost of `selections` on `type_name`: each field's weight times its list
+    /// size (assumed, else the default), nested selections multiplied in. Iterative.
+    fn selection_cost(&self, type_name: &Name, selections: &[Sel]) -> f64 {
+        let mut total = 0.0;
+        let mut stack: Vec<(&[Sel], Name, f64)> = vec![(selections, type_name.clone(), 1.0)];
+        while let Some((selections, parent, multiplier)) = stack.pop() {
+            for selection in selections {
+                match selection {
+                    Sel::Field(field) => {
+                        let Some(def) = self.output_field(&parent, &field.name) else {
+                            continue;
+                        };
+                        let rule = self.field_rule(&parent, &field.name);
+                        let returned = def.ty.inner_named_type();
+                        let weight = rule
+                            .and_then(|r| r.weight)
+                            .or_else(|| self.type_weight(returned))
+                            .unwrap_or(if self.is_composite(returned) {
+                                1.0
+                            } else {
+                                0.0
+                            });
+                        let size = if def.ty.is_list() {
+                            rule.and_then(|r| r.list_size.as_ref())
+                                .and_then(|l| l.assumed_size)
+                                .unwrap_or(self.default_list_size)
+                        } else {
+                            1.0
+                        };
+                        total += multiplier * size * weight;
+                        if !field.selections.is_empty() {
+                            stack.push((&field.selections, returned.clone(), multiplier * size));
+                        }
+                    }
+                    Sel::Fragment(fragment) => {
+                        let on = fragment
+                            .type_condition
+                            .clone()
+                            .unwrap_or_else(|| parent.clone());
+                        stack.push((&fragment.selections, on, multiplier));
+                    }
+                }
+            }
+        }
+        total
     }
 
     pub(crate) fn field_rule(&self, type_name: &str, field: &str) -> Option<&FieldRule> {
@@ -413,6 +497,7 @@ impl DirectiveNames {
             weight: self.weight(full.directives.iter().map(|d| &**d), &coordinate)?,
             list_size: self.list_size(full.directives.iter().map(|d| &**d), &coordinate)?,
             arguments: HashMap::new(),
+            requires: 0.0,
         };
         for arg in &full.arguments {
             if api.argument_by_name(&arg.name).is_none() {
