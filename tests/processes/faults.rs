@@ -217,6 +217,16 @@ enum Misbehaviour {
     Endless,
 }
 
+/// Serves `app` (a subgraph stand-in) in this process; its `/graphql` URL.
+async fn serve_stand_in(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the stand-in");
+    let stand_in = format!("http://{}/graphql", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    stand_in
+}
+
 async fn misbehave(
     axum::extract::State(mode): axum::extract::State<
         std::sync::Arc<parking_lot::Mutex<Misbehaviour>>,
@@ -251,11 +261,7 @@ async fn a_subgraph_answering_500_garbage_or_an_endless_body_costs_its_fields_an
     let app = axum::Router::new()
         .route("/graphql", axum::routing::post(misbehave))
         .with_state(mode.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the stand-in");
-    let stand_in = format!("http://{}/graphql", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let stand_in = serve_stand_in(app).await;
     let p = Platform::start_with(Options {
         config: "subgraph_timeout_ms = 10000\nsubgraph_max_response_bytes = 1048576\n[retries]\nenabled = false\n[circuit_breaker]\nenabled = false\n",
         elsewhere: vec![("posts", stand_in)],
@@ -425,11 +431,7 @@ async fn a_failed_query_is_retried_and_a_failed_mutation_never_is() {
     let app = axum::Router::new()
         .route("/graphql", axum::routing::post(every_other_fails))
         .with_state(count.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the stand-in");
-    let stand_in = format!("http://{}/graphql", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let stand_in = serve_stand_in(app).await;
     // Retries as configured by default (2 at most, jittered backoff), with a budget
     // that allows one retry per request; no breaker in the way.
     let p = Platform::start_with(Options {
