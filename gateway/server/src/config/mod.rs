@@ -321,9 +321,13 @@ pub struct SubgraphErrorsConfig {
     /// Keys of a subgraph error's `extensions` passed to clients; `["*"]` passes every
     /// key. Subgraphs put internal detail there (stack traces, SQL, host names).
     pub allow_extensions: Vec<String>,
-    /// Replace every subgraph error message with `subgraph error (redacted)` (path,
-    /// allowed extensions and `serviceName` stay).
+    /// Replace every subgraph error message with `subgraph error (redacted)` (path
+    /// and allowed extensions stay).
     pub redact_message: bool,
+    /// Add `extensions.serviceName` (the subgraph's name) to the errors subgraphs
+    /// return, outside dev mode too (in dev mode it is always added). The gateway's own
+    /// errors about a subgraph request (`SUBREQUEST_*`) always name the subgraph.
+    pub expose_service_name: bool,
 }
 
 impl Default for SubgraphErrorsConfig {
@@ -331,6 +335,7 @@ impl Default for SubgraphErrorsConfig {
         Self {
             allow_extensions: vec!["code".into()],
             redact_message: false,
+            expose_service_name: false,
         }
     }
 }

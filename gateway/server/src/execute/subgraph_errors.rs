@@ -1,9 +1,11 @@
 //! What clients see of the errors subgraphs return (`[subgraph_errors]`). Subgraphs put
 //! internal detail in `extensions` (stack traces, SQL, host names), so outside dev mode
 //! only the allowed keys pass (default: `code`); messages pass unless `redact_message`
-//! is set. In dev mode everything passes. Either way `serviceName` is the gateway's (a
-//! subgraph cannot speak for another), and `locations` are dropped: they point into the
-//! subgraph operation, not the client's document.
+//! is set, and `serviceName` (the subgraph's name: internal topology) is added only when
+//! `expose_service_name` is set. In dev mode everything passes and `serviceName` is
+//! added. A `serviceName` the subgraph sent is never kept (a subgraph cannot speak for
+//! another), and `locations` are dropped: they point into the subgraph operation, not
+//! the client's document.
 
 use serde_json::{Map, Value};
 
@@ -19,6 +21,7 @@ pub struct SubgraphErrorPolicy {
     /// `None`: every key passes.
     allow_extensions: Option<Vec<String>>,
     redact_message: bool,
+    service_name: bool,
 }
 
 impl Default for SubgraphErrorPolicy {
@@ -35,16 +38,19 @@ impl SubgraphErrorPolicy {
             return Self {
                 allow_extensions: None,
                 redact_message: false,
+                service_name: true,
             };
         }
         let all = config.allow_extensions.iter().any(|k| k == "*");
         Self {
             allow_extensions: (!all).then(|| config.allow_extensions.clone()),
             redact_message: config.redact_message,
+            service_name: config.expose_service_name,
         }
     }
 
-    /// A subgraph's raw error as the client sees it, `serviceName` set to `service`.
+    /// A subgraph's raw error as the client sees it (`serviceName` set to `service` when
+    /// the policy names subgraphs).
     pub fn to_client(&self, raw: Value, service: &str) -> GraphQLError {
         let mut raw = match raw {
             Value::Object(map) => map,
@@ -66,7 +72,10 @@ impl SubgraphErrorPolicy {
         if let Some(allowed) = &self.allow_extensions {
             extensions.retain(|key, _| allowed.iter().any(|a| a == key));
         }
-        extensions.insert("serviceName".into(), Value::String(service.to_string()));
+        extensions.remove("serviceName");
+        if self.service_name {
+            extensions.insert("serviceName".into(), Value::String(service.to_string()));
+        }
         GraphQLError {
             message,
             locations: Vec::new(),
@@ -99,6 +108,7 @@ mod tests {
         SubgraphErrorsConfig {
             allow_extensions: allow.iter().map(|s| s.to_string()).collect(),
             redact_message,
+            expose_service_name: false,
         }
     }
 
@@ -108,7 +118,8 @@ mod tests {
         assert_eq!(e.message, "relation \"users\" does not exist");
         assert_eq!(
             serde_json::to_value(&e.extensions).expect("json"),
-            json!({"code": "INTERNAL", "serviceName": "users"})
+            json!({"code": "INTERNAL"}),
+            "no subgraph names outside dev mode"
         );
         assert!(e.locations.is_empty());
         assert_eq!(
@@ -127,11 +138,21 @@ mod tests {
         assert_eq!(e.message, REDACTED_MESSAGE);
         assert_eq!(
             serde_json::to_value(&e.extensions).expect("json"),
-            json!({"host": "db-1.internal", "serviceName": "u"})
+            json!({"host": "db-1.internal"})
         );
+        // Even with every key allowed, a subgraph's own `serviceName` never passes.
         let all = SubgraphErrorPolicy::new(&config(&["*"], false), false).to_client(leaky(), "u");
-        assert_eq!(all.extensions.len(), 4, "{:?}", all.extensions);
-        assert_eq!(all.extensions["serviceName"], "u");
+        assert_eq!(all.extensions.len(), 3, "{:?}", all.extensions);
+        assert!(all.extensions.get("serviceName").is_none());
+        let named = SubgraphErrorsConfig {
+            expose_service_name: true,
+            ..config(&["code"], false)
+        };
+        let named = SubgraphErrorPolicy::new(&named, false).to_client(leaky(), "u");
+        assert_eq!(
+            serde_json::to_value(&named.extensions).expect("json"),
+            json!({"code": "INTERNAL", "serviceName": "u"})
+        );
         let dev = SubgraphErrorPolicy::new(&config(&[], true), true).to_client(leaky(), "u");
         assert_eq!(dev.message, "relation \"users\" does not exist");
         assert_eq!(dev.extensions.len(), 4);
@@ -149,7 +170,7 @@ mod tests {
             let e = policy.to_client(raw, "u");
             assert_eq!(e.message, "subgraph error");
             assert_eq!(e.path, None);
-            assert_eq!(e.extensions.len(), 1);
+            assert!(e.extensions.is_empty(), "{:?}", e.extensions);
         }
     }
 }

@@ -353,8 +353,22 @@ async fn subgraph_error_extensions_are_allowlisted_outside_dev_mode() {
         subgraph_errors: portico_gateway::config::SubgraphErrorsConfig {
             allow_extensions: allow.iter().map(|s| s.to_string()).collect(),
             redact_message,
+            expose_service_name: false,
         },
         ..GatewayConfig::default()
+    };
+    let named = GatewayConfig {
+        subgraph_errors: portico_gateway::config::SubgraphErrorsConfig {
+            expose_service_name: true,
+            ..Default::default()
+        },
+        ..GatewayConfig::default()
+    };
+    // Every key the subgraph sent but its claim to be another service.
+    let unnamed = || {
+        let mut e = leaky_extensions();
+        e.as_object_mut().map(|o| o.remove("serviceName"));
+        e
     };
     let everything = |service: &str| {
         let mut e = leaky_extensions();
@@ -369,6 +383,12 @@ async fn subgraph_error_extensions_are_allowlisted_outside_dev_mode() {
                 "connection to 10.0.0.7 refused",
                 "pq: relation \"reviews\" does not exist",
             ]),
+            [json!({"code": "INTERNAL"}), json!({"code": "INTERNAL"})],
+        ),
+        (
+            "subgraph names exposed",
+            named,
+            None,
             [
                 json!({"code": "INTERNAL", "serviceName": "products"}),
                 json!({"code": "INTERNAL", "serviceName": "reviews"}),
@@ -379,24 +399,21 @@ async fn subgraph_error_extensions_are_allowlisted_outside_dev_mode() {
             with(&["code", "reason"], true, false),
             Some(["subgraph error (redacted)", "subgraph error (redacted)"]),
             [
-                json!({"code": "INTERNAL", "reason": "DB_DOWN", "serviceName": "products"}),
-                json!({"code": "INTERNAL", "reason": "DB_DOWN", "serviceName": "reviews"}),
+                json!({"code": "INTERNAL", "reason": "DB_DOWN"}),
+                json!({"code": "INTERNAL", "reason": "DB_DOWN"}),
             ],
         ),
         (
             "nothing allowed",
             with(&[], false, false),
             None,
-            [
-                json!({"serviceName": "products"}),
-                json!({"serviceName": "reviews"}),
-            ],
+            [Value::Null, Value::Null],
         ),
         (
             "every key",
             with(&["*"], false, false),
             None,
-            [everything("products"), everything("reviews")],
+            [unnamed(), unnamed()],
         ),
         (
             "dev mode passes everything whatever the rules",
