@@ -804,6 +804,21 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// The rows of `target` in scenario `sc`, one per round.
+fn rows_of<'r>(rows: &'r [Row], target: &str, sc: Scenario) -> Vec<&'r Row> {
+    rows.iter()
+        .filter(|r| r.scenario == sc && r.target == target)
+        .collect()
+}
+
+/// The largest value `f` gives over `rows`, rounded, or `-` when none has one.
+fn largest(rows: &[&Row], f: impl Fn(&Row) -> Option<f64>) -> String {
+    rows.iter()
+        .filter_map(|r| f(r))
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+        .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
+}
+
 fn report(
     a: &RunArgs,
     targets: &[Target],
@@ -845,10 +860,7 @@ fn report(
         );
         for t in targets {
             let label = t.label();
-            let rs: Vec<&Row> = rows
-                .iter()
-                .filter(|r| r.scenario == sc && r.target == label)
-                .collect();
+            let rs = rows_of(rows, &label, sc);
             if rs.is_empty() {
                 continue;
             }
@@ -857,10 +869,7 @@ fn report(
                 .iter()
                 .filter_map(|r| r.gateway_cpu_ms_per_request)
                 .collect::<Vec<_>>();
-            let rss = rs
-                .iter()
-                .filter_map(|r| r.gateway_peak_rss_mb)
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+            let rss = largest(&rs, |r| r.gateway_peak_rss_mb);
             let _ = writeln!(
                 out,
                 "| {label} | {rps:.0} | {} | {:.2} | {:.2} | {} | {:.3} | {:.1} | {} | {} |",
@@ -878,7 +887,7 @@ fn report(
                 },
                 mean(rs.iter().map(|r| r.subgraph_cpu_ms_per_request)),
                 mean(rs.iter().map(|r| r.subgraph_requests_per_request)),
-                rss.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into()),
+                rss,
                 rs.iter().map(|r| r.load.errors).sum::<u64>(),
             );
         }
@@ -892,19 +901,10 @@ fn report(
         "| target | scenario | RSS before MB | peak RSS MB | RSS 10 s after MB | max subgraph connections |"
     );
     let _ = writeln!(out, "|---|---|--:|--:|--:|--:|");
-    let most = |rs: &[&Row], f: &dyn Fn(&Row) -> Option<f64>| {
-        rs.iter()
-            .filter_map(|r| f(r))
-            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
-            .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
-    };
     for t in targets.iter().filter(|t| **t != Target::Floor) {
         let label = t.label();
         for &sc in scenarios {
-            let rs: Vec<&Row> = rows
-                .iter()
-                .filter(|r| r.scenario == sc && r.target == label)
-                .collect();
+            let rs = rows_of(rows, &label, sc);
             if rs.is_empty() {
                 continue;
             }
@@ -912,10 +912,10 @@ fn report(
                 out,
                 "| {label} | {} | {} | {} | {} | {} |",
                 sc.name(),
-                most(&rs, &|r| r.gateway_rss_before_mb),
-                most(&rs, &|r| r.gateway_peak_rss_mb),
-                most(&rs, &|r| r.gateway_rss_after_mb),
-                most(&rs, &|r| r.subgraph_connections_max.map(|n| n as f64)),
+                largest(&rs, |r| r.gateway_rss_before_mb),
+                largest(&rs, |r| r.gateway_peak_rss_mb),
+                largest(&rs, |r| r.gateway_rss_after_mb),
+                largest(&rs, |r| r.subgraph_connections_max.map(|n| n as f64)),
             );
         }
     }

@@ -46,7 +46,9 @@ async fn cors(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use tower::{Layer, ServiceExt};
-    match live.current().cors.as_ref() {
+    // Read under the lock: no `Inner` clone for the common case of no CORS at all.
+    let layer = live.current.read().cors.clone();
+    match layer {
         Some(layer) => match layer.layer(next).oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
