@@ -287,6 +287,7 @@ pub fn apply_demo_policy(config: &mut GatewayConfig) -> Result<()> {
     config.cost.expose_in_extensions = true;
     config.authorization = deploy.authorization;
     config.headers = deploy.headers;
+    config.playground_sign_in = deploy.playground_sign_in;
     Ok(())
 }
 

@@ -59,3 +59,98 @@ async fn the_playground_loads_and_runs_an_authenticated_query_in_headless_chromi
     assert!(stdout.contains("likeCount"), "{stdout}");
     p.shutdown();
 }
+
+/// The Sign in and Explain plugins, driven as a user would (`tests/browser/explain.mjs`):
+/// signing in as alice puts her token in the Headers tab; her feed query runs; the
+/// Explain panel shows the plan (a fetch per subgraph involved, with the request sent)
+/// and the cost (estimated, actual, per-field breakdown); signing out removes the token.
+/// `EXPLAIN_SCREENSHOT=$PWD/docs/playground-explain.png` refreshes the README's picture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playground_signs_in_and_explains_the_plan_and_cost_in_headless_chromium() {
+    let browser_dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
+    if let Some(why) = missing_tools(browser_dir) {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("browser test cannot run in CI: {why}");
+        }
+        eprintln!("\n!!!!! SKIPPED playground explain browser test: {why} !!!!!\n");
+        return;
+    }
+    let p = crate::platform::start().await;
+    let url = p.gateway_url.clone();
+    let script = browser_dir.join("explain.mjs");
+    let query = "query AliceProfile { me { username posts(first: 2) { nodes { caption likeCount commentCount } } } }";
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .arg(&url)
+            .arg("alice")
+            .arg(portico::seed::DEMO_PASSWORD)
+            .arg(query)
+            .arg("\"username\": \"alice\"")
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "explain test failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert!(
+        seen["status"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Signed in as alice")),
+        "{seen}"
+    );
+    let headers: serde_json::Value =
+        serde_json::from_str(seen["signedInHeaders"].as_str().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("headers after signing in: {e}\n{seen}"));
+    assert!(
+        headers["Authorization"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("Bearer ey")),
+        "{seen}"
+    );
+    // The response shown is the data (the explanation went to the panel).
+    let response = seen["response"].as_str().unwrap_or("");
+    assert!(response.contains("likeCount"), "{response}");
+    assert!(!response.contains("\"explain\""), "{response}");
+    // users (me), posts (User.posts), likes and comments (counts), each once.
+    let fetches = seen["explained"]["fetches"].as_array().expect("fetches");
+    let mut subgraphs: Vec<&str> = fetches
+        .iter()
+        .filter_map(|f| f["subgraph"].as_str())
+        .collect();
+    subgraphs.sort_unstable();
+    assert_eq!(subgraphs, ["comments", "likes", "posts", "users"], "{seen}");
+    assert!(
+        fetches.iter().any(|f| f["operation"]
+            .as_str()
+            .is_some_and(|o| o.contains("_entities"))),
+        "{seen}"
+    );
+    let estimated: f64 = seen["explained"]["estimated"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("estimated cost");
+    let actual: f64 = seen["explained"]["actual"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("actual cost");
+    assert!(estimated >= actual && actual >= 1.0, "{seen}");
+    let breakdown = seen["explained"]["breakdown"].as_array().expect("rows");
+    assert!(
+        breakdown
+            .iter()
+            .any(|row| row[1] == "posts" && row[3] == "User.posts"),
+        "{seen}"
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(seen["signedOutHeaders"].as_str().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("headers after signing out: {e}\n{seen}"));
+    assert!(after.get("Authorization").is_none(), "{seen}");
+    p.shutdown();
+}

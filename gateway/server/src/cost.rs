@@ -117,7 +117,8 @@ impl CostStage {
             })
     }
 
-    /// After execution: `extensions.cost` and the estimated/actual metrics.
+    /// After execution: `extensions.cost` and the estimated/actual metrics. Returns the
+    /// actual cost when it was measured (always with `want_actual`).
     pub(crate) fn finish(
         &self,
         admitted: Admitted,
@@ -125,10 +126,13 @@ impl CostStage {
         operation_name: Option<&str>,
         variables: &Map<String, Value>,
         response: &mut GraphQLResponse,
-    ) {
+        want_actual: bool,
+    ) -> Option<f64> {
         let limits = self.limits;
         let actual = match (&self.model, &response.data) {
-            (Some(model), Some(data)) if limits.measure_actual || limits.expose_in_extensions => {
+            (Some(model), Some(data))
+                if want_actual || limits.measure_actual || limits.expose_in_extensions =>
+            {
                 actual_cost(model, document, operation_name, variables, data).ok()
             }
             _ => None,
@@ -142,6 +146,37 @@ impl CostStage {
                 json!({ "estimated": admitted.estimated, "actual": actual, "max": limits.max_cost }),
             );
         }
+        actual
+    }
+
+    /// The explain panel's cost: the estimate with its per-field breakdown (priced
+    /// again, only for explained requests), the actual cost and the limit.
+    pub(crate) fn explain(
+        &self,
+        document: &Valid<ExecutableDocument>,
+        operation_name: Option<&str>,
+        variables: &Map<String, Value>,
+        admitted: Admitted,
+        actual: Option<f64>,
+    ) -> Value {
+        let estimate = self
+            .model
+            .as_ref()
+            .and_then(|model| model.estimate(document, operation_name, variables).ok());
+        let (breakdown, truncated) = match estimate {
+            Some(e) => (
+                serde_json::to_value(&e.breakdown).unwrap_or(Value::Null),
+                e.breakdown_truncated,
+            ),
+            None => (Value::Array(Vec::new()), false),
+        };
+        json!({
+            "estimated": admitted.estimated,
+            "actual": actual,
+            "max": self.limits.max_cost,
+            "breakdown": breakdown,
+            "breakdownTruncated": truncated,
+        })
     }
 }
 

@@ -13,6 +13,7 @@
 //! authentication) never reaches a subgraph; planning never runs on the async workers;
 //! a panic while handling a request costs that request (a 500), never the process.
 
+mod apq;
 pub mod auth;
 pub mod authz;
 pub mod cache_control;
@@ -25,6 +26,7 @@ mod http;
 pub mod limits;
 pub mod plan;
 pub mod ratelimit;
+mod redis_conn;
 pub mod reload;
 mod telemetry;
 pub mod trusted;
@@ -84,10 +86,10 @@ pub(crate) struct Inner {
     pub(crate) authz: authz::Authorizer,
     pub(crate) documents: DocumentCache,
     /// Automatic persisted queries: query text by SHA-256 (`[apq]`).
-    pub(crate) persisted: plan::BoundedCache<plan::QueryHash, Arc<str>>,
+    pub(crate) persisted: apq::ApqStore,
     /// The trusted documents manifest (`[trusted_documents]`).
     pub(crate) trusted: Arc<trusted::TrustedDocuments>,
-    /// Usage recording (`[usage]`), when a file is configured.
+    /// Usage recording (`[usage]`), when a file or Redis is configured.
     pub(crate) usage: Option<Arc<usage::UsageRecorder>>,
     pub(crate) plans: PlanStage,
     pub(crate) override_labels: BTreeSet<String>,
@@ -378,7 +380,7 @@ impl Gateway {
             && let Some(recorder) = &old.usage
             && let Err(e) = recorder.flush()
         {
-            tracing::error!(error = %e, "usage file not written");
+            tracing::error!(error = %e, "usage not written");
         }
         let needs_restart = restart_only_changes(&previous, &config);
         *self.live.current.write() = Arc::new(inner);
@@ -386,8 +388,9 @@ impl Gateway {
         Ok(Reloaded { needs_restart })
     }
 
-    /// Writes the recorded usage to its file now (`[usage]`; also done periodically).
-    pub fn flush_usage(&self) -> std::io::Result<()> {
+    /// Writes the recorded usage to its file and/or Redis now (`[usage]`; also done
+    /// periodically).
+    pub fn flush_usage(&self) -> Result<(), usage::UsageError> {
         match &self.inner().usage {
             Some(recorder) => recorder.flush(),
             None => Ok(()),
@@ -535,16 +538,10 @@ fn build_inner(
     };
     let cors = http::cors_layer(&config.cors);
     // Last: a new recorder starts a flusher thread (which ends with the recorder).
-    let usage = kept.usage.unwrap_or_else(|| {
-        config.usage.file.clone().map(|path| {
-            let recorder = Arc::new(usage::UsageRecorder::new(path, config.usage.max_operations));
-            spawn_usage_flusher(
-                &recorder,
-                Duration::from_secs(config.usage.flush_secs.max(1)),
-            );
-            recorder
-        })
-    });
+    let usage = match kept.usage {
+        Some(kept) => kept,
+        None => usage_recorder(&config.usage)?,
+    };
     Ok(Inner {
         implementers: planner.api_schema().implementers_map(),
         subgraphs,
@@ -555,7 +552,10 @@ fn build_inner(
             planner.authorization_schema(),
         )?,
         documents: DocumentCache::new(config.cache.documents),
-        persisted: plan::BoundedCache::new(config.apq.max_entries),
+        persisted: apq::ApqStore::new(&config.apq).map_err(|message| ConfigError::Invalid {
+            key: "apq.redis_url".into(),
+            message,
+        })?,
         trusted,
         usage,
         plans: PlanStage::new(
@@ -657,6 +657,37 @@ fn subgraph_client(
 
 /// Writes `recorder`'s operations to its file every `every`, on a thread of its own
 /// (file I/O, never on the request path), for as long as the recorder lives.
+/// The recorder of `[usage]` (none unless a file or Redis is set), with its flusher
+/// thread (which ends with the recorder).
+fn usage_recorder(
+    config: &config::UsageConfig,
+) -> Result<Option<Arc<usage::UsageRecorder>>, ConfigError> {
+    if config.file.is_none() && config.redis_url.is_none() {
+        return Ok(None);
+    }
+    let redis = match &config.redis_url {
+        Some(url) => Some(
+            usage::RedisSink::new(
+                url,
+                &config.redis_key_prefix,
+                Duration::from_millis(config.redis_timeout_ms.max(1)),
+            )
+            .map_err(|e| ConfigError::Invalid {
+                key: "usage.redis_url".into(),
+                message: e.to_string(),
+            })?,
+        ),
+        None => None,
+    };
+    let recorder = Arc::new(usage::UsageRecorder::with_sinks(
+        config.file.clone(),
+        redis,
+        config.max_operations,
+    ));
+    spawn_usage_flusher(&recorder, Duration::from_secs(config.flush_secs.max(1)));
+    Ok(Some(recorder))
+}
+
 fn spawn_usage_flusher(recorder: &Arc<usage::UsageRecorder>, every: Duration) {
     let weak = Arc::downgrade(recorder);
     let spawned = std::thread::Builder::new()
@@ -668,7 +699,7 @@ fn spawn_usage_flusher(recorder: &Arc<usage::UsageRecorder>, every: Duration) {
                     return;
                 };
                 if let Err(e) = recorder.flush() {
-                    tracing::error!(error = %e, "usage file not written");
+                    tracing::error!(error = %e, "usage not written (kept for the next flush when Redis failed)");
                 }
             }
         });

@@ -714,6 +714,131 @@ async fn plans_are_cached_and_the_plan_extension_is_dev_only() {
 }
 
 #[tokio::test]
+async fn the_explain_extension_carries_plan_and_cost_for_whom_the_config_allows() {
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let plan = seq(vec![fetch("users", "{ me { name } }")]);
+    let explain = [("portico-explain", "true")];
+    let query = json!({"query": "{ me { name } }"});
+
+    // Dev mode: explained on request, with the plan, its text and the cost breakdown;
+    // the data is unchanged and nothing else appears without the header.
+    let gw = TestGateway::start(dev(), &[("users", &users.url)], vec![("", plan.clone())]).await;
+    let (status, body) = gw.post_with(query.clone(), &explain).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"], json!({"me": {"name": "User 1"}}));
+    let e = &body["extensions"]["explain"];
+    assert_eq!(
+        e["plan"],
+        serde_json::to_value(&plan).expect("plan json"),
+        "{e}"
+    );
+    assert_eq!(e["plan"]["node"]["nodes"][0]["serviceName"], "users");
+    assert_eq!(e["planText"].as_str(), Some(plan.to_string().as_str()));
+    // A planner without a supergraph has no cost model: every operation costs 1.
+    assert_eq!(
+        e["cost"],
+        json!({"estimated": 1.0, "actual": null, "max": 5000.0, "breakdown": [], "breakdownTruncated": false}),
+        "{e}"
+    );
+    let (_, body) = gw.post(query.clone()).await;
+    assert!(body.get("extensions").is_none(), "{body}");
+    let (_, body) = gw
+        .post_with(query.clone(), &[("portico-explain", "false")])
+        .await;
+    assert!(body.get("extensions").is_none(), "{body}");
+
+    // Production: off by default.
+    let prod = TestGateway::start(
+        GatewayConfig::default(),
+        &[("users", &users.url)],
+        vec![("", plan.clone())],
+    )
+    .await;
+    let (_, body) = prod.post_with(query.clone(), &explain).await;
+    assert!(body.get("extensions").is_none(), "{body}");
+
+    // Production with `[explain] enabled` and a required scope: only a token carrying the
+    // scope is explained; without it the request is served as if it had not asked.
+    let config = GatewayConfig {
+        jwt: pem_jwt_config(),
+        explain: portico_gateway::config::ExplainConfig {
+            enabled: Some(true),
+            required_scope: Some("portico:explain".into()),
+        },
+        ..GatewayConfig::default()
+    };
+    let scoped = TestGateway::start(config, &[("users", &users.url)], vec![("", plan)]).await;
+    let bearer = |scope: &str| {
+        format!(
+            "Bearer {}",
+            token(
+                JWT_PRIVATE,
+                None,
+                json!({"sub": "42", "scope": scope, "iss": "portico-auth", "aud": "portico", "exp": now() + 300}),
+            )
+        )
+    };
+    let (_, body) = scoped.post_with(query.clone(), &explain).await;
+    assert!(body.get("extensions").is_none(), "anonymous: {body}");
+    let without = bearer("read");
+    let (status, body) = scoped
+        .post_with(
+            query.clone(),
+            &[explain[0], ("authorization", without.as_str())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("extensions").is_none(), "no scope: {body}");
+    let with = bearer("read portico:explain");
+    let (_, body) = scoped
+        .post_with(query, &[explain[0], ("authorization", with.as_str())])
+        .await;
+    assert_eq!(
+        body["extensions"]["explain"]["plan"]["node"]["kind"], "Sequence",
+        "{body}"
+    );
+
+    // The real planner and cost model: the estimate's per-field breakdown (`first: 10`
+    // priced as 10 posts) beside the actual cost of the 2 posts returned.
+    let subgraphs = demo_subgraphs(2, 1).await;
+    let (_gateway, url) = real_gateway(&subgraphs).await;
+    let body: Value = reqwest::Client::new()
+        .post(&url)
+        .header("portico-explain", "true")
+        .json(&json!({"query": PROFILE_QUERY, "variables": {"id": "1"}}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(body.get("errors").is_none(), "{body}");
+    let e = &body["extensions"]["explain"];
+    let cost = &e["cost"];
+    let estimated = cost["estimated"].as_f64().expect("estimated");
+    let actual = cost["actual"].as_f64().expect("actual");
+    assert!(actual >= 1.0 && actual < estimated, "{cost}");
+    let rows = cost["breakdown"].as_array().expect("breakdown");
+    let posts = rows
+        .iter()
+        .find(|r| r["path"] == "user.posts")
+        .expect("user.posts priced");
+    assert_eq!(posts["coordinate"], "User.posts", "{cost}");
+    assert!(
+        rows.iter()
+            .any(|r| r["path"] == "user.posts.nodes" && r["multiplier"] == json!(10.0)),
+        "{cost}"
+    );
+    let plan_text = e["planText"].as_str().expect("plan text");
+    for subgraph in ["users", "posts", "likes", "comments"] {
+        assert!(
+            plan_text.contains(&format!("Fetch(service: \"{subgraph}\")")),
+            "{plan_text}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn introspection_is_served_in_dev_and_refused_in_production() {
     let gw = TestGateway::start(dev(), &[], vec![]).await;
     let (status, body) = gw
@@ -1010,6 +1135,16 @@ async fn health_ready_metrics_and_the_offline_playground() {
         .await
         .expect("js");
     assert!(init.contains("isHeadersEditorEnabled: true"));
+    assert!(
+        init.contains("portico-explain"),
+        "the fetcher asks for explanations"
+    );
+    // The script's settings: explanations on in dev mode, no sign-in form unless set.
+    assert!(
+        html.contains(r#"id="portico-playground-config">"#) && html.contains(r#""explain":true"#),
+        "{html}"
+    );
+    assert!(html.contains(r#""signIn":null"#), "{html}");
     let js = get("/graphql/assets/graphiql.min.js")
         .send()
         .await
@@ -1866,6 +2001,127 @@ async fn automatic_persisted_queries_register_on_retry_and_check_the_hash() {
         .post(json!({"query": query, "extensions": apq(&hash)}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn apq_registrations_are_shared_through_redis_and_a_redis_outage_is_only_a_miss() {
+    use sha2::Digest as _;
+    if !rate::redis_available(6379, "apq_registrations_are_shared_through_redis") {
+        return;
+    }
+    let users = MockSubgraph::start(|_| json!({"data": {"me": user(1)}})).await;
+    let plans = || vec![("", seq(vec![fetch("users", "{ me { name } }")]))];
+    let prefix = rate::unique_prefix("apq");
+    let with_redis = |url: String| {
+        let mut config = dev();
+        config.apq.redis_url = Some(url);
+        config.apq.redis_key_prefix = prefix.clone();
+        config
+    };
+    let query = "{ me { name } }";
+    let hash = hex::encode(sha2::Sha256::digest(query.as_bytes()));
+    let apq = |hash: &str| json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+    let redis_cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+
+    // Registered through replica A, found by replica B from the hash alone.
+    let a = TestGateway::start(
+        with_redis("redis://127.0.0.1:6379".into()),
+        &[("users", &users.url)],
+        plans(),
+    )
+    .await;
+    let b = TestGateway::start(
+        with_redis("redis://127.0.0.1:6379".into()),
+        &[("users", &users.url)],
+        plans(),
+    )
+    .await;
+    let (_, body) = b.post(json!({"extensions": apq(&hash)})).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    let (status, body) = a
+        .post(json!({"query": query, "extensions": apq(&hash)}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let key = format!("{prefix}{hash}");
+    assert_eq!(redis_cli(&["GET", &key]), query);
+    let ttl: i64 = redis_cli(&["TTL", &key]).parse().expect("ttl");
+    assert!(ttl > 86_000 && ttl <= 86_400, "ttl {ttl}");
+    for _ in 0..2 {
+        let (status, body) = b.post(json!({"extensions": apq(&hash)})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["me"]["name"], "User 1", "{body}");
+    }
+    // The second lookup was answered from B's memory.
+    assert!(
+        b.metrics()
+            .await
+            .contains("portico_apq_redis_hits_total 1\n"),
+        "one Redis hit"
+    );
+
+    // A text in Redis that does not hash to its key is not served.
+    let other = hex::encode(sha2::Sha256::digest(b"{ me { id } }"));
+    redis_cli(&[
+        "SET",
+        &format!("{prefix}{other}"),
+        "{ me { name } }",
+        "EX",
+        "60",
+    ]);
+    let (_, body) = b.post(json!({"extensions": apq(&other)})).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
+        "{body}"
+    );
+    assert!(
+        b.metrics()
+            .await
+            .contains("portico_apq_redis_mismatches_total 1\n")
+    );
+
+    // Redis unreachable: a registration stays in this process's memory and is served;
+    // another replica's lookup is a miss (the client sends the text again), not an error.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dead = format!("redis://127.0.0.1:{closed}");
+    let c = TestGateway::start(with_redis(dead.clone()), &[("users", &users.url)], plans()).await;
+    let d = TestGateway::start(with_redis(dead), &[("users", &users.url)], plans()).await;
+    let (status, body) = c
+        .post(json!({"query": query, "extensions": apq(&hash)}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = c.post(json!({"extensions": apq(&hash)})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["me"]["name"], "User 1", "{body}");
+    let (status, body) = d.post(json!({"extensions": apq(&hash)})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    assert!(
+        c.metrics()
+            .await
+            .contains("portico_apq_redis_failures_total 1\n")
+    );
+    assert!(
+        d.metrics()
+            .await
+            .contains("portico_apq_redis_failures_total 1\n")
+    );
+    redis_cli(&["DEL", &key, &format!("{prefix}{other}")]);
 }
 
 // ---------------------------------------------------------------- supergraph reload

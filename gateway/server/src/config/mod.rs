@@ -64,6 +64,12 @@ pub struct GatewayConfig {
     /// Honour the `portico-include-plan: true` request header by adding
     /// `extensions.queryPlan` to the response. Only ever effective in dev mode.
     pub include_plan: bool,
+    /// The playground's explain panel: the query plan and the cost breakdown of the
+    /// operation just run, for requests with `portico-explain: true`.
+    pub explain: ExplainConfig,
+    /// The playground's sign-in helper (a form calling a login mutation; the token goes
+    /// into the Headers tab). Off unless set.
+    pub playground_sign_in: Option<PlaygroundSignInConfig>,
     /// Per-subgraph settings, keyed by subgraph name as in the supergraph.
     pub subgraphs: BTreeMap<String, SubgraphConfig>,
     /// TLS to `https://` subgraphs (unless `[subgraphs.<name>.tls]` says otherwise).
@@ -234,6 +240,8 @@ impl Default for GatewayConfig {
             introspection: None,
             playground: None,
             include_plan: true,
+            explain: ExplainConfig::default(),
+            playground_sign_in: None,
             subgraphs: BTreeMap::new(),
             subgraph_tls: SubgraphTlsConfig::default(),
             subgraph_timeout_ms: 30_000,
@@ -337,6 +345,56 @@ impl Default for SubgraphErrorsConfig {
             redact_message: false,
             expose_service_name: false,
         }
+    }
+}
+
+/// Who gets `extensions.explain` (the plan as JSON and text, and the estimated cost
+/// with its per-field breakdown beside the actual cost) by sending the request header
+/// `portico-explain: true`. The explanation names subgraphs and shows the requests sent
+/// to them: in production give it only to tokens with `required_scope`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExplainConfig {
+    /// Honour the header. Default: same as `dev`.
+    pub enabled: Option<bool>,
+    /// Only requests whose token carries this scope are explained (any caller when
+    /// unset). Requests without it get no explanation and no error.
+    pub required_scope: Option<String>,
+}
+
+/// The playground's sign-in form: `mutation` runs with the variables `$username` and
+/// `$password`; the string at `token_path` in its `data` becomes the `Authorization:
+/// Bearer` header of the Headers tab.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaygroundSignInConfig {
+    /// A GraphQL mutation using `$username` and `$password`, e.g. `mutation($username:
+    /// String!, $password: String!) { login(usernameOrEmail: $username, password:
+    /// $password) { accessToken } }`.
+    pub mutation: String,
+    /// Dotted path of the token in the mutation's `data`, e.g. `login.accessToken`.
+    pub token_path: String,
+}
+
+impl PlaygroundSignInConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: format!("playground_sign_in.{key}"),
+            message: message.to_string(),
+        };
+        if !self.mutation.contains("$username") || !self.mutation.contains("$password") {
+            return Err(invalid(
+                "mutation",
+                "must be a mutation using the variables $username and $password",
+            ));
+        }
+        if self.token_path.split('.').any(str::is_empty) {
+            return Err(invalid(
+                "token_path",
+                "must be a dotted path of field names, e.g. `login.accessToken`",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -507,8 +565,17 @@ pub struct UsageConfig {
     pub file: Option<PathBuf>,
     /// Most operations kept (the most recently seen).
     pub max_operations: usize,
-    /// Seconds between writes of the file.
+    /// Seconds between writes of the file (and to Redis).
     pub flush_secs: u64,
+    /// Also (or instead) record in Redis, where every replica adds to the same records
+    /// (`redis://host:6379/0`); `portico check --usage redis://…` reads them.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys (`<prefix>ops`, `<prefix>op:<sha256>`,
+    /// `<prefix>op:<sha256>:clients`).
+    pub redis_key_prefix: String,
+    /// Redis: connection and response timeout of a flush, in milliseconds (flushes run
+    /// on their own thread, never in a request).
+    pub redis_timeout_ms: u64,
 }
 
 impl Default for UsageConfig {
@@ -517,6 +584,9 @@ impl Default for UsageConfig {
             file: None,
             max_operations: 10_000,
             flush_secs: 10,
+            redis_url: None,
+            redis_key_prefix: "portico:usage:".into(),
+            redis_timeout_ms: 2_000,
         }
     }
 }
@@ -560,6 +630,19 @@ pub struct ApqConfig {
     pub enabled: bool,
     /// Most query texts kept, in this process's memory (least recently used evicted).
     pub max_entries: usize,
+    /// Also keep registered queries in Redis (`redis://host:6379/0`, `rediss://` for
+    /// TLS), shared by every replica using the same Redis and prefix; memory stays the
+    /// first level. Unset: this process's memory only.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys (`<prefix><sha256 hex>`).
+    pub redis_key_prefix: String,
+    /// How long Redis keeps a registered query, in seconds.
+    pub redis_ttl_secs: u64,
+    /// Redis: connection and response timeout, in milliseconds. A lookup past it is a
+    /// miss (the client sends the text again), a registration stays in memory.
+    pub redis_timeout_ms: u64,
+    /// Redis: after a failure, skip Redis for this many milliseconds.
+    pub redis_retry_interval_ms: u64,
 }
 
 impl Default for ApqConfig {
@@ -567,6 +650,11 @@ impl Default for ApqConfig {
         Self {
             enabled: true,
             max_entries: 4096,
+            redis_url: None,
+            redis_key_prefix: "portico:apq:".into(),
+            redis_ttl_secs: 86_400,
+            redis_timeout_ms: 200,
+            redis_retry_interval_ms: 5_000,
         }
     }
 }
@@ -1198,6 +1286,9 @@ impl GatewayConfig {
         if self.trust.token_ttl_secs == 0 || self.trust.token_ttl_secs > 60 {
             return Err(invalid("trust.token_ttl_secs", "must be between 1 and 60"));
         }
+        if let Some(sign_in) = &self.playground_sign_in {
+            sign_in.validate()?;
+        }
         if self.jwt.public_key.is_some() && self.jwt.jwks_url.is_some() {
             return Err(invalid(
                 "jwt",
@@ -1297,6 +1388,16 @@ impl GatewayConfig {
         self.playground.unwrap_or(self.dev)
     }
 
+    /// Whether a request with `portico-explain: true` from `identity` is explained.
+    pub fn explain_allowed(&self, identity: &portico_trust::Identity) -> bool {
+        self.explain.enabled.unwrap_or(self.dev)
+            && self
+                .explain
+                .required_scope
+                .as_ref()
+                .is_none_or(|scope| identity.scopes.iter().any(|s| s == scope))
+    }
+
     /// Whether `portico-include-plan` is honoured.
     pub fn plan_extension_enabled(&self) -> bool {
         self.dev && self.include_plan
@@ -1340,6 +1441,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "introspection",
     "playground",
     "include_plan",
+    "explain",
+    "playground_sign_in",
     "subgraphs",
     "subgraph_timeout_ms",
     "subgraph_max_response_bytes",
@@ -1566,6 +1669,21 @@ mod tests {
         assert!(e.to_string().contains("PORTICO_LIMITS__MAX_DEPTH"), "{e}");
         let e = GatewayConfig::from_toml("[trust]\ntoken_ttl_secs = 600\n").expect_err("ttl");
         assert!(e.to_string().contains("trust.token_ttl_secs"), "{e}");
+        let e = GatewayConfig::from_toml(
+            "[playground_sign_in]\nmutation = \"mutation { login { t } }\"\ntoken_path = \"login.t\"\n",
+        )
+        .expect_err("no variables");
+        assert!(e.to_string().contains("playground_sign_in.mutation"), "{e}");
+        let e = GatewayConfig::from_toml(
+            "[playground_sign_in]\nmutation = \"mutation($username: String!, $password: String!) { x }\"\ntoken_path = \"login..t\"\n",
+        )
+        .expect_err("bad path");
+        assert!(
+            e.to_string().contains("playground_sign_in.token_path"),
+            "{e}"
+        );
+        let e = GatewayConfig::from_toml("[explain]\nenabled = \"yes\"\n").expect_err("type");
+        assert!(e.to_string().contains("enabled"), "{e}");
         let e = GatewayConfig::from_toml("subgraph_max_response_bytes = 0\n").expect_err("zero");
         assert!(e.to_string().contains("subgraph_max_response_bytes"), "{e}");
         let e = GatewayConfig::from_toml("[subgraphs.users]\nmax_response_bytes = 0\n")

@@ -29,6 +29,14 @@ use portico_federation::plan::QueryPlan;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const HEADER_INCLUDE_PLAN: &str = "portico-include-plan";
+/// Asks for `extensions.explain` (see `[explain]`).
+const HEADER_EXPLAIN: &str = "portico-explain";
+
+fn header_is_true(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get(name)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+}
 
 /// The body of a GraphQL-over-HTTP request (JSON, or GET parameters).
 #[derive(Debug, Default, Deserialize)]
@@ -171,7 +179,7 @@ async fn pipeline(
         && accepts_html(headers)
         && !parts.uri.query().unwrap_or("").contains("query=")
     {
-        return Ok(playground::page());
+        return Ok(playground::page(&gw.config));
     }
 
     // 1. Request guard: method, CSRF, content type, body size.
@@ -290,7 +298,7 @@ fn read_batch(gw: &Inner, bytes: &[u8]) -> Result<Vec<GraphQLRequest>, RequestFa
 /// The query text of `request`: sent, or (automatic persisted queries) looked up by the
 /// `extensions.persistedQuery.sha256Hash` sent instead, which a request carrying both
 /// registers after checking that the text hashes to it.
-fn resolve_query(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, RequestFailure> {
+async fn resolve_query(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, RequestFailure> {
     use crate::config::TrustedDocumentsMode as Mode;
     let mode = gw.config.trusted_documents.mode;
     let not_in_list = || {
@@ -306,7 +314,7 @@ fn resolve_query(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, Reque
                 "`documentId` needs trusted documents (`[trusted_documents]`)",
             ));
         }
-        return resolve_text(gw, request);
+        return resolve_text(gw, request).await;
     }
     let manifest = gw.trusted.current();
     // An id: the document of the manifest (a trusted document's id, or the APQ hash
@@ -323,7 +331,7 @@ fn resolve_query(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, Reque
     if let Some(document) = apq_hash.and_then(|h| manifest.document(h)) {
         return Ok(document);
     }
-    let text = resolve_text(gw, request)?;
+    let text = resolve_text(gw, request).await?;
     if !manifest.allows(&text) {
         gw.trusted.count_unknown();
         // The hash, not the text: logs never hold client documents.
@@ -340,7 +348,7 @@ fn resolve_query(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, Reque
 }
 
 /// The query text: sent, or (APQ) looked up by its hash; see [`resolve_query`].
-fn resolve_text(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, RequestFailure> {
+async fn resolve_text(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, RequestFailure> {
     let text = request.query.as_deref().filter(|q| !q.trim().is_empty());
     let persisted = request
         .extensions
@@ -387,10 +395,10 @@ fn resolve_text(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, Reques
             // Only a query that fits the length limit is worth remembering.
             limits::check_query_length(text, &gw.config.limits)?;
             let text: Arc<str> = Arc::from(text);
-            gw.persisted.insert(hash, text.clone());
+            gw.persisted.insert(hash, text.clone()).await;
             Ok(text)
         }
-        None => gw.persisted.get(&hash).ok_or_else(|| {
+        None => gw.persisted.get(&hash).await.ok_or_else(|| {
             RequestFailure::new(ErrorCode::PersistedQueryNotFound, "PersistedQueryNotFound")
         }),
     }
@@ -410,7 +418,7 @@ async fn operation(
     operation_name_out: &mut String,
 ) -> Result<(GraphQLResponse, HeaderMap), RequestFailure> {
     let headers = &parts.headers;
-    let query = resolve_query(gw, &request)?;
+    let query = resolve_query(gw, &request).await?;
     let query: &str = &query;
 
     // 2. Document: length limit, parse and validate against the API schema (cached).
@@ -588,25 +596,39 @@ async fn operation(
         crate::authz::merge_errors(&mut response.errors, authz_errors, response.data.as_ref());
     }
 
-    // 12. Response (with `extensions.cost` when enabled).
-    gw.cost.finish(
+    // 12. Response (with `extensions.cost` when enabled, `extensions.explain` when
+    //     asked for and allowed).
+    let explain = header_is_true(headers, HEADER_EXPLAIN) && gw.config.explain_allowed(&identity);
+    let actual = gw.cost.finish(
         admitted,
         document,
         operation_name,
         &variables_json,
         &mut response,
+        explain,
     );
-    let include_plan = headers
-        .get(HEADER_INCLUDE_PLAN)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-    if include_plan && gw.config.plan_extension_enabled() {
+    if header_is_true(headers, HEADER_INCLUDE_PLAN) && gw.config.plan_extension_enabled() {
         response
             .extensions
             .insert("queryPlan".into(), Value::String(plan.to_string()));
     }
-    // 13. Cache-Control for a successful GET query with a positive max-age.
+    if explain {
+        let cost = gw
+            .cost
+            .explain(document, operation_name, &variables_json, admitted, actual);
+        response.extensions.insert(
+            "explain".into(),
+            serde_json::json!({
+                "plan": serde_json::to_value(&*plan).unwrap_or(Value::Null),
+                "planText": plan.to_string(),
+                "cost": cost,
+            }),
+        );
+    }
+    // 13. Cache-Control for a successful GET query with a positive max-age (never for an
+    //     explained one, which is meant for one caller).
     let mut passed_on = passed_on;
-    if is_get && response.errors.is_empty() && operation.operation_type.is_query() {
+    if is_get && !explain && response.errors.is_empty() && operation.operation_type.is_query() {
         let age = crate::cache_control::max_age(&gw.config.cache_control, document, operation);
         if age > 0 {
             let scope = if authorization.is_some() {

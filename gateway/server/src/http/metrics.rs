@@ -266,6 +266,27 @@ pub fn render(gw: &Inner) -> String {
         "portico_trusted_documents_unknown_total {}",
         gw.trusted.unknown.load(Ordering::Relaxed)
     );
+    let apq = &gw.persisted.counters;
+    for (name, help, value) in [
+        (
+            "portico_apq_redis_hits_total",
+            "Persisted queries found in Redis after a miss in this process's memory.",
+            &apq.redis_hits,
+        ),
+        (
+            "portico_apq_redis_failures_total",
+            "Redis calls of the APQ store that failed or timed out (a lookup was a miss).",
+            &apq.redis_failures,
+        ),
+        (
+            "portico_apq_redis_mismatches_total",
+            "Texts read from Redis that did not hash to their key (ignored).",
+            &apq.redis_mismatches,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
     out.push_str("# HELP portico_http_requests_in_flight GraphQL HTTP requests being served.\n");
     out.push_str("# TYPE portico_http_requests_in_flight gauge\n");
     let _ = writeln!(

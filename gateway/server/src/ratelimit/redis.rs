@@ -1,17 +1,14 @@
 //! Redis buckets: one atomic Lua script per request (GCRA on the server's clock, so all
 //! replicas agree), one key per client holding its `tat` with a TTL of the time until
 //! its bucket is full again (an idle client costs nothing). The connection is a
-//! `ConnectionManager` created lazily (a gateway starts without Redis), with bounded
-//! connection and response timeouts; every call is bounded by the same timeout. After a
-//! failure, calls fail at once for `retry_interval`, then one call tries again: a
-//! gateway without Redis never waits on it per request.
+//! [`RedisConn`]: lazy, every call bounded by the timeout, skipped for
+//! `retry_interval` after a failure.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::redis_conn::RedisConn;
 
 use super::{Decision, Limiter, LimiterError, Quota};
 
@@ -39,15 +36,9 @@ return {0, math.floor((horizon - base) * budget / window), base - now, new_tat -
 /// The Redis backend (one budget shared by every gateway using the same Redis and
 /// key prefix).
 pub struct RedisLimiter {
-    client: redis::Client,
-    manager: OnceLock<Result<ConnectionManager, String>>,
+    conn: RedisConn,
     script: redis::Script,
     prefix: String,
-    timeout: Duration,
-    retry_interval: Duration,
-    epoch: Instant,
-    /// Milliseconds since `epoch` before which calls fail at once.
-    down_until_ms: AtomicU64,
 }
 
 impl RedisLimiter {
@@ -58,74 +49,31 @@ impl RedisLimiter {
         timeout: Duration,
         retry_interval: Duration,
     ) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
         Ok(Self {
-            client,
-            manager: OnceLock::new(),
+            conn: RedisConn::new(url, timeout, retry_interval)?,
             script: redis::Script::new(SCRIPT),
             prefix: prefix.to_string(),
-            timeout,
-            retry_interval,
-            epoch: Instant::now(),
-            down_until_ms: AtomicU64::new(0),
         })
     }
 
-    fn connection(&self) -> Result<ConnectionManager, LimiterError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(self.timeout);
-        self.manager
-            .get_or_init(|| {
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                    .map_err(|e| e.to_string())
-            })
-            .clone()
-            .map_err(LimiterError::Unavailable)
-    }
-
     async fn call(&self, key: &str, cost: u64, quota: Quota) -> Result<Decision, LimiterError> {
-        let now_ms = self.epoch.elapsed().as_millis() as u64;
-        if now_ms < self.down_until_ms.load(Ordering::Relaxed) {
-            return Err(LimiterError::Unavailable(
-                "Redis failed recently; the next attempt waits for redis_retry_interval_ms".into(),
-            ));
-        }
-        let mut connection = self.connection()?;
         let mut invocation = self.script.prepare_invoke();
         invocation
             .key(format!("{}{key}", self.prefix))
             .arg(cost)
             .arg(quota.budget.max(1))
             .arg(quota.window.as_micros() as u64);
-        let result = tokio::time::timeout(
-            self.timeout,
-            invocation.invoke_async::<Vec<i64>>(&mut connection),
-        )
-        .await;
-        let fail = |message: String| {
-            let until = self.epoch.elapsed() + self.retry_interval;
-            self.down_until_ms
-                .store(until.as_millis() as u64, Ordering::Relaxed);
-            LimiterError::Unavailable(message)
-        };
-        let reply = match result {
-            Err(_) => {
-                return Err(fail(format!(
-                    "Redis did not answer within {:?}",
-                    self.timeout
-                )));
-            }
-            Ok(Err(e)) => return Err(fail(e.to_string())),
-            Ok(Ok(reply)) => reply,
-        };
+        let reply = self
+            .conn
+            .run(|mut connection| async move {
+                invocation.invoke_async::<Vec<i64>>(&mut connection).await
+            })
+            .await
+            .map_err(LimiterError::Unavailable)?;
         let &[allowed, remaining, reset, retry_after] = reply.as_slice() else {
-            return Err(fail(format!(
+            return Err(LimiterError::Unavailable(self.conn.mark_down(format!(
                 "unexpected reply from the rate-limit script: {reply:?}"
-            )));
+            ))));
         };
         let micros = |v: i64| Duration::from_micros(v.max(0) as u64);
         Ok(Decision {

@@ -262,7 +262,7 @@ async fn budgets_are_per_client_anonymous_authenticated_and_by_scope_tier() {
 
 /// Whether a Redis answers PING at `port`. When none does, the test fails under
 /// `CI=true` and is skipped loudly otherwise.
-fn redis_available(port: u16, what: &str) -> bool {
+pub(crate) fn redis_available(port: u16, what: &str) -> bool {
     let up = Command::new("redis-cli")
         .args(["-p", &port.to_string(), "ping"])
         .output()
@@ -279,7 +279,7 @@ fn redis_available(port: u16, what: &str) -> bool {
     up
 }
 
-fn unique_prefix(name: &str) -> String {
+pub(crate) fn unique_prefix(name: &str) -> String {
     format!("portico-test:{name}:{}:", uuid::Uuid::new_v4())
 }
 
