@@ -6,7 +6,7 @@
 
 use super::values::same_default;
 use super::{Change, ChangeKind};
-use apollo_compiler::ast::{InputValueDefinition, Type};
+use apollo_compiler::ast::{DirectiveDefinition, InputValueDefinition, Type};
 use apollo_compiler::collections::IndexMap;
 use apollo_compiler::schema::{Component, DirectiveList, ExtendedType, FieldDefinition};
 use apollo_compiler::{Name, Node, Schema};
@@ -281,7 +281,7 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
     for (name, d) in old
         .directive_definitions
         .iter()
-        .filter(|(_, d)| !d.is_built_in())
+        .filter(|(name, d)| !is_built_in_directive(name, d))
     {
         let coord = format!("@{name}");
         match new.directive_definitions.get(name) {
@@ -342,8 +342,8 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
             }
         }
     }
-    for name in new.directive_definitions.keys() {
-        if !old.directive_definitions.contains_key(name) {
+    for (name, d) in new.directive_definitions.iter() {
+        if !is_built_in_directive(name, d) && !old.directive_definitions.contains_key(name) {
             let coord = format!("@{name}");
             out.push(
                 Safe,
@@ -357,6 +357,12 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
     let mut changes = out.0;
     changes.sort_by(|a, b| (a.kind, &a.coordinate, a.code).cmp(&(b.kind, &b.coordinate, b.code)));
     changes
+}
+
+/// apollo-compiler's built-ins, and `@oneOf` (built in since the 2025 spec; declared or
+/// not, see `super::one_of_definition`).
+fn is_built_in_directive(name: &Name, d: &Node<DirectiveDefinition>) -> bool {
+    d.is_built_in() || name == "oneOf"
 }
 
 /// `@oneOf` on an input object: adding it makes values that set zero or several fields

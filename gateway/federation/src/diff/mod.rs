@@ -16,8 +16,9 @@ mod values;
 
 pub use render::{render_github, render_json, render_text};
 
-use apollo_compiler::Schema;
-use apollo_compiler::validation::Valid;
+use apollo_compiler::ast::{DirectiveDefinition, DirectiveLocation};
+use apollo_compiler::validation::{Valid, WithErrors};
+use apollo_compiler::{Node, Schema};
 use serde::Serialize;
 
 /// How a change affects existing clients.
@@ -103,14 +104,40 @@ pub enum DiffError {
     NewSchema(String),
 }
 
+/// `@oneOf` is a built-in directive since the September 2025 GraphQL spec, and schemas
+/// printed by servers that know it (graphql-js 16.9+, async-graphql 7) use it without
+/// declaring it. apollo-compiler 1.33 does not know it yet, so a schema that uses it
+/// without a definition gets this one (added to the parsed schema, not to its text:
+/// source lines stay those of the file). The comparison skips `@oneOf`'s definition like
+/// the other built-ins, so declaring it on one side only is no change.
+fn one_of_definition() -> Node<DirectiveDefinition> {
+    Node::new(DirectiveDefinition {
+        description: Some(Node::new_str(
+            "Indicates exactly one field must be supplied and this field must not be `null`.",
+        )),
+        name: apollo_compiler::name!("oneOf"),
+        arguments: Vec::new(),
+        repeatable: false,
+        locations: vec![DirectiveLocation::InputObject],
+    })
+}
+
 fn load(sdl: &str, name: &str) -> Result<Valid<Schema>, String> {
-    Schema::parse_and_validate(sdl, name).map_err(|e| {
+    let messages = |e: WithErrors<Schema>| {
         e.errors
             .iter()
             .map(|d| d.error.to_string())
             .collect::<Vec<_>>()
             .join("; ")
-    })
+    };
+    let mut schema = Schema::parse(sdl, name).map_err(messages)?;
+    if !schema.directive_definitions.contains_key("oneOf") {
+        let def = one_of_definition();
+        schema
+            .directive_definitions
+            .insert(def.name.clone(), def);
+    }
+    schema.validate().map_err(messages)
 }
 
 /// Every change from `old_api_sdl` to `new_api_sdl`, breaking first, then by coordinate.
