@@ -267,7 +267,7 @@ async fn run_check(args: CheckArgs) -> i32 {
     let loaded: Result<CheckInputs> = async {
         let new_sdl = match (&args.new, &args.new_url) {
             (Some(p), _) => read(p)?,
-            (None, Some(url)) => schema_cmds::introspect(url, &args.headers).await?,
+            (None, Some(url)) => schema_cmds::introspect(url, &args.headers).await?.sdl,
             (None, None) => {
                 let inputs = schema_cmds::inputs(&args.subgraphs, None).await?;
                 match schema_cmds::compose_or_report(&inputs, args.format) {

@@ -89,29 +89,69 @@ async fn fetch_sdl(name: &str, url: &str, signer: &portico_trust::TrustSigner) -
         .context("the response has no data._service.sdl")
 }
 
+/// A schema read from a running server's introspection.
+#[derive(Debug)]
+pub struct Introspected {
+    /// The schema printed as SDL.
+    pub sdl: String,
+    /// Whether the server answered `isOneOf`: when it did not, its input types carry no
+    /// `@oneOf` whether they are or not, and `@oneOf` changes cannot be compared.
+    pub knows_one_of: bool,
+}
+
 /// The API schema of a running gateway, read through introspection and printed as SDL.
-pub async fn introspect(url: &str, headers: &[String]) -> Result<String> {
+///
+/// The query asks for `isOneOf`; a server that predates it (graphql-js before 16.9,
+/// apollo-compiler and so Portico's own gateway) refuses the whole query, naming the
+/// field, and is asked again without it.
+pub async fn introspect(url: &str, headers: &[String]) -> Result<Introspected> {
+    use diff::introspection::{
+        INTROSPECTION_QUERY, INTROSPECTION_QUERY_WITHOUT_ONE_OF, mentions_is_one_of,
+    };
+    let first = introspection_request(url, headers, INTROSPECTION_QUERY).await?;
+    let (resp, knows_one_of) = if mentions_is_one_of(&first) {
+        let again = introspection_request(url, headers, INTROSPECTION_QUERY_WITHOUT_ONE_OF).await?;
+        (again, false)
+    } else {
+        (first, true)
+    };
+    if let Some(errors) = resp.get("errors").filter(|e| !e.is_null()) {
+        bail!("{url} refused introspection: {errors}");
+    }
+    let sdl = diff::introspection::sdl_from_introspection(&resp)
+        .with_context(|| format!("reading the introspection result of {url}"))?;
+    Ok(Introspected { sdl, knows_one_of })
+}
+
+/// POST one introspection query; the JSON answer, whatever its HTTP status (GraphQL over
+/// HTTP answers a refused query with 400 and a JSON body).
+async fn introspection_request(
+    url: &str,
+    headers: &[String],
+    query: &str,
+) -> Result<serde_json::Value> {
     let mut req = reqwest::Client::new()
         .post(url)
         .timeout(Duration::from_secs(30))
-        .json(&serde_json::json!({ "query": diff::introspection::INTROSPECTION_QUERY }));
+        .header(reqwest::header::ACCEPT, "application/graphql-response+json, application/json")
+        .json(&serde_json::json!({ "query": query }));
     for h in headers {
         let (name, value) = h
             .split_once(':')
             .with_context(|| format!("header `{h}` is not `Name: value`"))?;
         req = req.header(name.trim(), value.trim());
     }
-    let resp: serde_json::Value = req
+    let resp = req
         .send()
         .await
-        .with_context(|| format!("introspecting {url}"))?
-        .json()
+        .with_context(|| format!("introspecting {url}"))?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
         .await
-        .with_context(|| format!("{url} did not answer JSON"))?;
-    if let Some(errors) = resp.get("errors").filter(|e| !e.is_null()) {
-        bail!("{url} refused introspection: {errors}");
-    }
-    Ok(diff::introspection::sdl_from_introspection(&resp)?)
+        .with_context(|| format!("reading the answer of {url}"))?;
+    serde_json::from_slice(&body)
+        .with_context(|| format!("{url} did not answer JSON (HTTP {status})"))
 }
 
 /// Output format of diagnostics and reports.
