@@ -241,7 +241,7 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
                             &mut out,
                             (old, new),
                             &coord,
-                            &coord,
+                            &format!("{coord} default"),
                             def,
                             nd,
                             What::InputField,
@@ -642,10 +642,68 @@ enum What {
     InputField,
 }
 
+/// A default value added, removed or changed on an argument or input field present in
+/// both schemas (graphql-js and GraphQL Inspector agree: no request stops validating,
+/// so it is dangerous, not breaking), except:
+/// - a default added where the value was required (non-null, no default): every
+///   request already gives it, none takes the default: safe;
+/// - a default removed from a non-null one, which becomes required: requests that omit
+///   it stop validating: breaking (a type change that makes it required is reported as
+///   such, not again here).
+fn default_value(
+    out: &mut Out,
+    coord: &str,
+    relies_on_default: &str,
+    o: &InputValueDefinition,
+    n: &InputValueDefinition,
+    (what, code): (What, &'static str),
+) {
+    let show = |v: &Option<Node<apollo_compiler::ast::Value>>| {
+        v.as_ref()
+            .map_or_else(|| "none".to_string(), |v| v.to_string())
+    };
+    let (od, nd) = (show(&o.default_value), show(&n.default_value));
+    let who = match what {
+        What::DirectiveArg => "uses of the directive",
+        What::Arg => "operations",
+        What::InputField => "values",
+    };
+    if o.is_required() {
+        out.push(
+            Safe,
+            code,
+            coord.into(),
+            relies_on_default.into(),
+            format!("Default value {nd} was added to \"{coord}\", which was required: {who} all give it already, none takes the default"),
+        );
+    } else if n.is_required() && o.ty.is_non_null() {
+        out.push(
+            Breaking,
+            code,
+            coord.into(),
+            relies_on_default.into(),
+            format!("Default value {od} was removed from \"{coord}\", which is now required: {who} that omit it stop validating"),
+        );
+    } else {
+        let what_changed = match (&o.default_value, &n.default_value) {
+            (None, _) => format!("Default value {nd} was added to \"{coord}\""),
+            (_, None) => format!("Default value {od} was removed from \"{coord}\""),
+            _ => format!("Default value of \"{coord}\" changed from {od} to {nd}"),
+        };
+        out.push(
+            Dangerous,
+            code,
+            coord.into(),
+            relies_on_default.into(),
+            format!("{what_changed}: {who} that omit it get a different value, which may change what the server does"),
+        );
+    }
+}
+
 /// An argument or input field present in both schemas. `relies_on_default` is what an
-/// operation uses when it may take the default (`Type.field(arg:) default`: the field
-/// used without the argument or with a variable; for an input field, the input field
-/// itself, which operations using the input type all count as used).
+/// operation uses when it may take the default (`Type.field(arg:) default`,
+/// `Input.field default`: the argument or input field omitted, or given through a
+/// variable that may be unset; see `operations.rs`).
 fn input_value(
     out: &mut Out,
     (old, new): (&Schema, &Schema),
@@ -686,16 +744,7 @@ fn input_value(
         _ => false,
     };
     if !same {
-        let show = |v: &Option<Node<apollo_compiler::ast::Value>>| {
-            v.as_ref()
-                .map_or_else(|| "none".to_string(), |v| v.to_string())
-        };
-        let (od, nd) = (show(&o.default_value), show(&n.default_value));
-        if what == What::DirectiveArg {
-            out.push(Dangerous, default_code, coord.into(), relies_on_default.into(), format!("Default value of \"{coord}\" changed from {od} to {nd}: uses of the directive that do not pass it may behave differently"));
-        } else {
-            out.push(Breaking, default_code, coord.into(), relies_on_default.into(), format!("Default value of \"{coord}\" changed from {od} to {nd}: operations relying on the default get different results"));
-        }
+        default_value(out, coord, relies_on_default, o, n, (what, default_code));
     }
     if o.description != n.description {
         out.push(
