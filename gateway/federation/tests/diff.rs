@@ -88,6 +88,7 @@ fn diff_fixtures() {
     files.sort();
     let mut failures = Vec::new();
     let mut kinds = [0usize; 3];
+    let mut unexplained = Vec::new();
     let mut total = 0;
     for path in files {
         let text = fs::read_to_string(&path).expect("case");
@@ -97,6 +98,17 @@ fn diff_fixtures() {
             kinds[c.kind as usize] += 1;
         }
         total += report.changes.len();
+        // Labels agree with the verdict: an operation that stops validating is named by
+        // at least one breaking change.
+        for b in &report.broken_operations {
+            let named = report
+                .changes
+                .iter()
+                .any(|c| c.kind == ChangeKind::Breaking && c.operations.contains(&b.name));
+            if !named {
+                unexplained.push(format!("{}: {}", path.display(), b.name));
+            }
+        }
         let actual = summarize(&report);
         if bless {
             let head = match text.find("# --- expected\n") {
@@ -113,6 +125,10 @@ fn diff_fixtures() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        unexplained.is_empty(),
+        "broken operations no breaking change names: {unexplained:?}"
+    );
     assert!(total >= 80, "the fixtures cover {total} changes");
     assert!(
         kinds.iter().all(|k| *k > 0),
@@ -264,4 +280,36 @@ fn an_introspected_schema_round_trips_without_changes() {
     let changes = portico_federation::diff::diff(&sdl, &printed).expect("both schemas valid");
     assert!(changes.is_empty(), "{changes:#?}\n{printed}");
     assert!(sdl_from_introspection(&serde_json::json!({"data": {}})).is_err());
+}
+
+/// In operation-aware mode the text names the operations of dangerous and safe changes
+/// too, and the JSON carries the totals the summary line shows.
+#[test]
+fn text_names_operations_for_every_kind_and_json_carries_totals() {
+    let old = "type Query { users(order: String = \"asc\"): [String] color: Color a: Int }\n\
+               enum Color { RED }\n";
+    let new = "type Query { users(order: String = \"desc\"): [String] \"doc\" color: Color }\n\
+               enum Color { RED GREEN }\n";
+    let ops = vec![
+        ("Users".to_string(), "query Users { users }".to_string()),
+        ("Colors".to_string(), "query Colors { color }".to_string()),
+    ];
+    let report = diff_with_operations(old, new, &ops).expect("diff");
+    let text = render_text(&report);
+    for line in [
+        "  [FIELD_REMOVED] Query.a: Field \"Query.a\" was removed (no operation uses it)\n",
+        "  [ARG_DEFAULT_VALUE_CHANGED] Query.users(order:): Default value of \"Query.users(order:)\" changed from \"asc\" to \"desc\": operations that omit it get a different value, which may change what the server does (used by: Users)\n",
+        "  [ENUM_VALUE_ADDED] Color.GREEN: Enum value \"Color.GREEN\" was added: clients may not handle it (used by: Colors)\n",
+        "  [FIELD_DESCRIPTION_CHANGED] Query.color: Description of field \"Query.color\" changed (used by: Colors)\n",
+        "1 breaking (0 used by operations), 2 dangerous, 1 safe, 0 operation(s) broken\n",
+    ] {
+        assert!(text.contains(line), "{line}\n---\n{text}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&render_json(&report)).expect("json");
+    assert_eq!(
+        json["totals"],
+        serde_json::json!({"breaking": 1, "blocking": 0, "dangerous": 2, "safe": 1,
+                           "broken_operations": 0, "skipped_operations": 0})
+    );
+    assert_eq!(json["changes"][0]["code"], "FIELD_REMOVED");
 }

@@ -6,7 +6,8 @@
 //! Stages: parse both schemas ([`diff`]) → compare types, fields, arguments, input
 //! fields, enum values, union members, interfaces, directives, root types ([`compare`])
 //! → with operations, collect the coordinates each one uses and validate it against the
-//! new schema ([`operations`]) → render as text, JSON or GitHub annotations ([`render`]).
+//! new schema ([`operations`]), and name on each change the operations it touches
+//! ([`attribute`]) → render as text, JSON or GitHub annotations ([`render`]).
 
 mod compare;
 pub mod introspection;
@@ -20,6 +21,7 @@ use apollo_compiler::ast::{DirectiveDefinition, DirectiveLocation};
 use apollo_compiler::validation::{Valid, WithErrors};
 use apollo_compiler::{Node, Schema};
 use serde::Serialize;
+use std::collections::HashSet;
 
 /// How a change affects existing clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -93,6 +95,32 @@ impl Report {
     pub fn is_breaking(&self) -> bool {
         self.blocking().next().is_some() || !self.broken_operations.is_empty()
     }
+
+    /// How many changes of each kind, blocking ones and broken operations.
+    pub fn totals(&self) -> Totals {
+        let count = |k| self.changes.iter().filter(|c| c.kind == k).count();
+        Totals {
+            breaking: count(ChangeKind::Breaking),
+            blocking: self.blocking().count(),
+            dangerous: count(ChangeKind::Dangerous),
+            safe: count(ChangeKind::Safe),
+            broken_operations: self.broken_operations.len(),
+            skipped_operations: self.skipped_operations.len(),
+        }
+    }
+}
+
+/// The counts of a [`Report`] (`"totals"` in its JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub breaking: usize,
+    /// Breaking changes that fail the check: all of them, or in operation-aware mode
+    /// those an operation uses.
+    pub blocking: usize,
+    pub dangerous: usize,
+    pub safe: usize,
+    pub broken_operations: usize,
+    pub skipped_operations: usize,
 }
 
 /// Why a diff could not be computed.
@@ -158,19 +186,128 @@ pub fn diff_with_operations(
     let new = load(new_api_sdl, "new.graphql").map_err(DiffError::NewSchema)?;
     let mut changes = compare::compare(&old, &new);
     let (usage, skipped) = operations::usage(&old, operations);
-    for change in &mut changes {
-        change.operations = usage
-            .iter()
-            .filter(|(_, used)| used.contains(&change.touches))
-            .map(|(name, _)| name.clone())
-            .collect();
-        change.operations.sort();
-    }
     let broken = operations::broken(&new, operations, &skipped);
+    attribute(&mut changes, &usage, &broken);
     Ok(Report {
         changes,
         operation_aware: true,
         broken_operations: broken,
         skipped_operations: skipped,
     })
+}
+
+/// Name on each change the operations (sorted) it touches: those whose usage holds what
+/// it touches. So that the labels agree with the verdict even where the usage walk
+/// misses what validation catches, each validation error of an operation that stops
+/// validating also names the breaking changes it speaks of: those whose coordinate's
+/// names all appear in the message (`User` and `name` for `User.name` in "type `User`
+/// does not have a field `name`"), keeping the most specific (`@cached(scope:)` rather
+/// than `@cached` for "the argument `scope` is not supported by `@cached`").
+fn attribute(
+    changes: &mut [Change],
+    usage: &[(String, HashSet<String>)],
+    broken: &[BrokenOperation],
+) {
+    for change in changes.iter_mut() {
+        change.operations = usage
+            .iter()
+            .filter(|(_, used)| used.contains(&change.touches))
+            .map(|(name, _)| name.clone())
+            .collect();
+    }
+    let parts: Vec<HashSet<String>> = changes
+        .iter()
+        .map(|c| match c.kind {
+            ChangeKind::Breaking => words(&c.coordinate).map(str::to_string).collect(),
+            _ => HashSet::new(),
+        })
+        .collect();
+    let mut named: Vec<(usize, &str)> = Vec::new();
+    for b in broken {
+        for error in &b.errors {
+            let said: HashSet<&str> = words(error).collect();
+            let matching: Vec<usize> = (0..parts.len())
+                .filter(|&i| {
+                    !parts[i].is_empty() && parts[i].iter().all(|p| said.contains(p.as_str()))
+                })
+                .collect();
+            for &i in &matching {
+                let less_specific = matching.iter().any(|&j| {
+                    parts[j].len() > parts[i].len() && parts[i].is_subset(&parts[j])
+                });
+                if !less_specific {
+                    named.push((i, &b.name));
+                }
+            }
+        }
+    }
+    for (i, name) in named {
+        if let Some(change) = changes.get_mut(i) {
+            change.operations.push(name.to_string());
+        }
+    }
+    for change in changes.iter_mut() {
+        change.operations.sort();
+        change.operations.dedup();
+    }
+}
+
+/// The GraphQL names in a text (runs of letters, digits and `_`).
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(kind: ChangeKind, coordinate: &str, touches: &str) -> Change {
+        Change {
+            kind,
+            code: "FIELD_REMOVED",
+            coordinate: coordinate.into(),
+            message: String::new(),
+            operations: Vec::new(),
+            touches: touches.into(),
+        }
+    }
+
+    /// Usage collection that misses a coordinate validation catches must not leave the
+    /// breaking change unattributed while the operation is reported broken.
+    #[test]
+    fn a_broken_operation_is_attributed_to_the_change_its_errors_name() {
+        let usage = vec![
+            ("GetUser".to_string(), HashSet::from(["Query.user".to_string()])),
+            ("Feed".to_string(), HashSet::from(["Query.feed".to_string()])),
+        ];
+        let broken = vec![BrokenOperation {
+            name: "GetUser".into(),
+            errors: vec!["type `User` does not have a field `name`".into()],
+        }];
+        let mut changes = vec![
+            // What broke GetUser, though its usage (as given here) misses it.
+            change(ChangeKind::Breaking, "User.name", "User.name"),
+            // Not all its names are in the error.
+            change(ChangeKind::Breaking, "User.email", "User.email"),
+            // Less specific than `User.name`, which the error names.
+            change(ChangeKind::Breaking, "User", "Node"),
+            // Only breaking changes break operations.
+            change(ChangeKind::Safe, "User.name", "User.name"),
+            // Operations that validate are named by usage only.
+            change(ChangeKind::Breaking, "Query.feed", "Query.feed"),
+        ];
+        attribute(&mut changes, &usage, &broken);
+        let named: Vec<_> = changes.iter().map(|c| c.operations.clone()).collect();
+        assert_eq!(
+            named,
+            [
+                vec!["GetUser".to_string()],
+                vec![],
+                vec![],
+                vec![],
+                vec!["Feed".to_string()]
+            ]
+        );
+    }
 }
