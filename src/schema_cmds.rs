@@ -320,36 +320,188 @@ pub fn load_usage(path: &Path, window_days: u64, now: u64) -> Result<Vec<(String
         .collect())
 }
 
-/// `portico check`: compare two API schemas; returns the exit code
-/// (0 safe, 1 breaking unless allowed, 2 errors).
-pub fn check_cmd(
-    old_sdl: &str,
-    new_sdl: &str,
-    operations: Option<&[(String, String)]>,
-    allow_breaking: bool,
-    format: Format,
-) -> i32 {
-    let report = match operations {
-        Some(ops) => diff::diff_with_operations(old_sdl, new_sdl, ops),
-        None => diff::diff(old_sdl, new_sdl).map(diff::Report::from_changes),
-    };
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
+/// `portico check` arguments.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Subgraph list used to compose the proposed schema.
+    #[arg(long, default_value = "supergraph/subgraphs.toml")]
+    pub subgraphs: PathBuf,
+    /// The current API schema (default: the committed `schema.graphql`).
+    #[arg(long)]
+    pub old: Option<PathBuf>,
+    /// The proposed API schema (default: freshly composed from the subgraph list).
+    #[arg(long)]
+    pub new: Option<PathBuf>,
+    /// Read the current schema from a running gateway's introspection (its GraphQL URL;
+    /// introspection must be enabled there).
+    #[arg(long, conflicts_with = "old")]
+    pub old_url: Option<String>,
+    /// Read the proposed schema from a running gateway's introspection.
+    #[arg(long, conflicts_with = "new")]
+    pub new_url: Option<String>,
+    /// Extra request header for `--old-url`/`--new-url`, `Name: value` (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// Client operations: a folder of .graphql files or a persisted-operations JSON file.
+    #[arg(long)]
+    pub operations: Option<PathBuf>,
+    /// Operations a gateway recorded (its `[usage] file`): a breaking change none of
+    /// them uses is safe; those used name their clients. Combines with `--operations`.
+    #[arg(long)]
+    pub usage: Option<PathBuf>,
+    /// Only operations recorded as seen in the last N days count (`--usage`).
+    #[arg(long, default_value_t = 30)]
+    pub usage_window_days: u64,
+    /// Exit 0 even when there are breaking changes.
+    #[arg(long)]
+    pub allow_breaking: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// What `portico check` prints, and its exit code.
+#[derive(Debug)]
+pub struct CheckOutcome {
+    /// 0 safe, 1 breaking (unless allowed), 2 errors.
+    pub code: i32,
+    /// The rendered report (standard output).
+    pub report: String,
+    /// Notes, and the error when `code` is 2 (standard error).
+    pub messages: String,
+}
+
+/// The two schemas and the operations of a check.
+struct CheckInputs {
+    old: String,
+    new: String,
+    operations: Option<Vec<(String, String)>>,
+    /// Both schemas could carry `@oneOf` (false when one came from a server that does
+    /// not answer `isOneOf`: its inputs never show `@oneOf`).
+    compare_one_of: bool,
+}
+
+/// Where one schema of a check comes from.
+enum SchemaFrom<'a> {
+    File(&'a Path),
+    Url(&'a str),
+}
+
+/// One schema of a check, and whether it can carry `@oneOf`.
+async fn read_schema(
+    from: SchemaFrom<'_>,
+    headers: &[String],
+    messages: &mut String,
+) -> Result<(String, bool)> {
+    match from {
+        SchemaFrom::Url(url) => {
+            let got = introspect(url, headers).await?;
+            if !got.knows_one_of {
+                messages.push_str(&format!(
+                    "note: {url} does not answer isOneOf (introspection before the 2025 spec): \
+                     @oneOf changes are not compared\n"
+                ));
+            }
+            Ok((got.sdl, got.knows_one_of))
+        }
+        SchemaFrom::File(file) => Ok((
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?,
+            true,
+        )),
+    }
+}
+
+async fn check_inputs(args: &CheckArgs, messages: &mut String) -> Result<CheckInputs> {
+    let (new, new_one_of) = match (&args.new, &args.new_url) {
+        (Some(file), _) => read_schema(SchemaFrom::File(file), &args.headers, messages).await?,
+        (None, Some(url)) => read_schema(SchemaFrom::Url(url), &args.headers, messages).await?,
+        (None, None) => {
+            let inputs = inputs(&args.subgraphs, None).await?;
+            match compose_or_report(&inputs, args.format) {
+                Ok(c) => (c.api_sdl, true),
+                Err(_) => bail!("composition failed"),
+            }
         }
     };
-    let out = match format {
+    let committed = PathBuf::from("schema.graphql");
+    let old_from = match (&args.old, &args.old_url) {
+        (Some(file), _) => SchemaFrom::File(file),
+        (None, Some(url)) => SchemaFrom::Url(url),
+        (None, None) => SchemaFrom::File(&committed),
+    };
+    let (old, old_one_of) = read_schema(old_from, &args.headers, messages).await?;
+    let mut operations = match &args.operations {
+        Some(p) => Some(load_operations(p)?),
+        None => None,
+    };
+    if let Some(path) = &args.usage {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let used = load_usage(path, args.usage_window_days, now)?;
+        operations.get_or_insert_with(Vec::new).extend(used);
+    }
+    Ok(CheckInputs {
+        old,
+        new,
+        operations,
+        compare_one_of: old_one_of && new_one_of,
+    })
+}
+
+/// `portico check`: read both schemas (files, `--old-url`/`--new-url` introspection, or
+/// the new one composed from the subgraph list), compare them and render the report.
+/// Exit code 0 safe, 1 breaking unless allowed, 2 when a schema or the operations cannot
+/// be read (an unreachable URL, a refused introspection, an invalid schema, …).
+pub async fn run_check(args: &CheckArgs) -> CheckOutcome {
+    let mut messages = String::new();
+    let inputs = match check_inputs(args, &mut messages).await {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            messages.push_str(&format!("error: {e:#}\n"));
+            return CheckOutcome {
+                code: 2,
+                report: String::new(),
+                messages,
+            };
+        }
+    };
+    let report = match &inputs.operations {
+        Some(ops) => diff::diff_with_operations(&inputs.old, &inputs.new, ops),
+        None => diff::diff(&inputs.old, &inputs.new).map(diff::Report::from_changes),
+    };
+    let mut report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            messages.push_str(&format!("error: {e}\n"));
+            return CheckOutcome {
+                code: 2,
+                report: String::new(),
+                messages,
+            };
+        }
+    };
+    if !inputs.compare_one_of {
+        // One side cannot show `@oneOf`: its absence there is no change.
+        report
+            .changes
+            .retain(|c| !matches!(c.code, "INPUT_ONE_OF_ADDED" | "INPUT_ONE_OF_REMOVED"));
+    }
+    let rendered = match args.format {
         Format::Text => diff::render_text(&report),
-        Format::Json => diff::render_json(&report),
+        Format::Json => with_newline(&diff::render_json(&report)),
         Format::Github => diff::render_github(&report),
     };
-    print!("{out}");
-    if report.is_breaking() && !allow_breaking {
+    let code = if report.is_breaking() && !args.allow_breaking {
         1
     } else {
         0
+    };
+    CheckOutcome {
+        code,
+        report: rendered,
+        messages,
     }
 }
 
@@ -398,5 +550,234 @@ mod usage_tests {
         let report = diff::diff_with_operations(old, "type Query { a: Int }", &ops).expect("diff");
         assert!(report.is_breaking());
         assert!(load_usage(&dir.join("missing.json"), 30, now).is_err());
+    }
+}
+
+/// `portico check` over real HTTP: `--old-url`/`--new-url` introspect a server on
+/// 127.0.0.1 (one that answers like Portico's gateway, through apollo-compiler, which
+/// refuses `isOneOf`; one built with async-graphql, which answers it), and a URL nothing
+/// listens on is exit code 2.
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use apollo_compiler::{ExecutableDocument, Schema};
+    use axum::Json;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use serde_json::{Value, json};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        check: CheckArgs,
+    }
+
+    async fn check(args: &[&str]) -> CheckOutcome {
+        let mut argv = vec!["check"];
+        argv.extend_from_slice(args);
+        let cli = <Cli as clap::Parser>::try_parse_from(argv).expect("arguments");
+        run_check(&cli.check).await
+    }
+
+    async fn serve(app: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/graphql")
+    }
+
+    /// Answers GraphQL requests the way Portico's gateway answers introspection: the
+    /// query validated and executed by apollo-compiler against `sdl`, refused with 400
+    /// and its validation errors. Records each query it receives.
+    async fn apollo_compiler_server(sdl: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let app = axum::Router::new().route(
+            "/graphql",
+            post(move |Json(body): Json<Value>| {
+                let log = log.clone();
+                async move {
+                    let query = body["query"].as_str().unwrap_or_default().to_string();
+                    log.lock().expect("log").push(query.clone());
+                    let schema = Schema::parse_and_validate(sdl, "s.graphql").expect("schema");
+                    let doc = match ExecutableDocument::parse_and_validate(&schema, query, "q") {
+                        Ok(doc) => doc,
+                        Err(e) => {
+                            let errors: Vec<Value> = e
+                                .errors
+                                .iter()
+                                .map(|d| json!({"message": d.error.to_string()}))
+                                .collect();
+                            return (StatusCode::BAD_REQUEST, Json(json!({"errors": errors})));
+                        }
+                    };
+                    let op = doc.operations.get(None).expect("one operation");
+                    let vars = apollo_compiler::request::coerce_variable_values(
+                        &schema,
+                        op,
+                        &Default::default(),
+                    )
+                    .expect("no variables");
+                    let response = apollo_compiler::introspection::partial_execute(
+                        &schema,
+                        &schema.implementers_map(),
+                        &doc,
+                        op,
+                        &vars,
+                    )
+                    .expect("introspection");
+                    (
+                        StatusCode::OK,
+                        Json(serde_json::to_value(response).expect("json")),
+                    )
+                }
+            }),
+        );
+        (serve(app).await, seen)
+    }
+
+    fn write(name: &str, sdl: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("portico-check-http-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(name);
+        std::fs::write(&path, sdl).expect("write");
+        path.to_string_lossy().into_owned()
+    }
+
+    const SERVED: &str = "type Query { a: Int b: Int find(by: Lookup): Int }\n\
+                          input Lookup { id: ID email: String }\n";
+
+    /// `--old-url` is what the proposed schema is compared with: the field the new file
+    /// drops is reported. A server without `isOneOf` is asked twice, and `@oneOf` (which
+    /// it cannot show) is not reported as added.
+    #[tokio::test]
+    async fn old_url_is_introspected_and_compared() {
+        let (url, seen) = apollo_compiler_server(SERVED).await;
+        let new = write(
+            "old-url-new.graphql",
+            "type Query { a: Int find(by: Lookup): Int }\ninput Lookup @oneOf { id: ID email: String }\n",
+        );
+        let out = check(&["--old-url", &url, "--new", &new]).await;
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(
+            out.report.contains("[FIELD_REMOVED] Query.b: Field \"Query.b\" was removed"),
+            "{out:?}"
+        );
+        assert!(
+            out.report.ends_with("1 breaking, 0 dangerous, 0 safe\n"),
+            "{out:?}"
+        );
+        assert!(
+            out.messages
+                .contains("does not answer isOneOf (introspection before the 2025 spec)"),
+            "{out:?}"
+        );
+        let seen = seen.lock().expect("log").clone();
+        assert_eq!(seen.len(), 2, "asked with isOneOf, then without");
+        assert!(seen[0].contains("isOneOf") && !seen[1].contains("isOneOf"));
+
+        // The same schema on both sides: nothing to report.
+        let same = write("old-url-same.graphql", SERVED);
+        let out = check(&["--old-url", &url, "--new", &same]).await;
+        assert_eq!((out.code, out.report.as_str()), (0, "0 breaking, 0 dangerous, 0 safe\n"));
+    }
+
+    #[derive(async_graphql::OneofObject)]
+    enum Lookup {
+        Id(async_graphql::ID),
+        Email(String),
+    }
+
+    struct Query;
+
+    #[async_graphql::Object]
+    impl Query {
+        async fn find(&self, by: Lookup) -> i32 {
+            match by {
+                Lookup::Id(_) => 1,
+                Lookup::Email(_) => 2,
+            }
+        }
+    }
+
+    /// `--new-url` against a server that answers `isOneOf` (async-graphql): asked once,
+    /// and the input that became `@oneOf` is a breaking change.
+    #[tokio::test]
+    async fn new_url_sees_one_of() {
+        let schema = async_graphql::Schema::new(
+            Query,
+            async_graphql::EmptyMutation,
+            async_graphql::EmptySubscription,
+        );
+        let count = Arc::new(Mutex::new(0));
+        let counter = count.clone();
+        let app = axum::Router::new().route(
+            "/graphql",
+            post(move |Json(req): Json<async_graphql::Request>| {
+                let schema = schema.clone();
+                let counter = counter.clone();
+                async move {
+                    *counter.lock().expect("count") += 1;
+                    Json(schema.execute(req).await)
+                }
+            }),
+        );
+        let url = serve(app).await;
+        let old = write(
+            "new-url-old.graphql",
+            "type Query { find(by: Lookup!): Int! }\ninput Lookup { id: ID email: String }\n",
+        );
+        let out = check(&["--old", &old, "--new-url", &url]).await;
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(
+            out.report.contains("[INPUT_ONE_OF_ADDED] Lookup:"),
+            "{out:?}"
+        );
+        assert!(!out.messages.contains("isOneOf"), "{out:?}");
+        assert_eq!(*count.lock().expect("count"), 1);
+    }
+
+    /// A URL nothing listens on, or a server that refuses introspection, is an error:
+    /// exit code 2 and a message naming the URL.
+    #[tokio::test]
+    async fn unreachable_or_refusing_urls_are_errors() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = format!("http://{}/graphql", listener.local_addr().expect("address"));
+        drop(listener);
+        let file = write("dead.graphql", SERVED);
+        for args in [["--old-url", &dead, "--new", &file], ["--old", &file, "--new-url", &dead]] {
+            let out = check(&args).await;
+            assert_eq!(out.code, 2, "{out:?}");
+            assert!(
+                out.messages.starts_with(&format!("error: introspecting {dead}")),
+                "{out:?}"
+            );
+            assert!(out.report.is_empty());
+        }
+
+        let app = axum::Router::new().route(
+            "/graphql",
+            post(|| async { Json(json!({"errors": [{"message": "introspection is disabled"}]})) }),
+        );
+        let refusing = serve(app).await;
+        let out = check(&["--old-url", &refusing, "--new", &file]).await;
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(
+            out.messages.contains(&format!("error: {refusing} refused introspection"))
+                && out.messages.contains("introspection is disabled"),
+            "{out:?}"
+        );
+
+        let app = axum::Router::new().route("/graphql", post(|| async { "<html>not found</html>" }));
+        let not_graphql = serve(app).await;
+        let out = check(&["--old-url", &not_graphql, "--new", &file]).await;
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(
+            out.messages.contains("did not answer JSON (HTTP 200 OK)"),
+            "{out:?}"
+        );
     }
 }
