@@ -326,7 +326,7 @@ pub struct CheckArgs {
     /// Subgraph list used to compose the proposed schema.
     #[arg(long, default_value = "supergraph/subgraphs.toml")]
     pub subgraphs: PathBuf,
-    /// The current API schema (default: the committed `schema.graphql`).
+    /// The current API schema (default: the committed API schema, `--api-schema`).
     #[arg(long)]
     pub old: Option<PathBuf>,
     /// The proposed API schema (default: freshly composed from the subgraph list).
@@ -352,6 +352,12 @@ pub struct CheckArgs {
     /// Only operations recorded as seen in the last N days count (`--usage`).
     #[arg(long, default_value_t = 30)]
     pub usage_window_days: u64,
+    /// The committed API schema, what `portico compose --api-output` writes: the default
+    /// of `--old`, and the file `--format github` annotations point at when the proposed
+    /// schema is composed (and that file holds it, as in a pull request that regenerated
+    /// it).
+    #[arg(long, default_value = "schema.graphql")]
+    pub api_schema: PathBuf,
     /// Exit 0 even when there are breaking changes.
     #[arg(long)]
     pub allow_breaking: bool,
@@ -375,6 +381,8 @@ struct CheckInputs {
     old: String,
     new: String,
     operations: Option<Vec<(String, String)>>,
+    /// The file the new schema's text is (annotations point at its lines), as given.
+    new_file: Option<PathBuf>,
     /// Both schemas could carry `@oneOf` (false when one came from a server that does
     /// not answer `isOneOf`: its inputs never show `@oneOf`).
     compare_one_of: bool,
@@ -412,22 +420,46 @@ async fn read_schema(
 }
 
 async fn check_inputs(args: &CheckArgs, messages: &mut String) -> Result<CheckInputs> {
-    let (new, new_one_of) = match (&args.new, &args.new_url) {
-        (Some(file), _) => read_schema(SchemaFrom::File(file), &args.headers, messages).await?,
-        (None, Some(url)) => read_schema(SchemaFrom::Url(url), &args.headers, messages).await?,
+    let (new, new_one_of, new_file) = match (&args.new, &args.new_url) {
+        (Some(file), _) => {
+            let (sdl, one_of) =
+                read_schema(SchemaFrom::File(file), &args.headers, messages).await?;
+            (sdl, one_of, Some(file.clone()))
+        }
+        (None, Some(url)) => {
+            let (sdl, one_of) = read_schema(SchemaFrom::Url(url), &args.headers, messages).await?;
+            (sdl, one_of, None)
+        }
         (None, None) => {
             let inputs = inputs(&args.subgraphs, None).await?;
-            match compose_or_report(&inputs, args.format) {
-                Ok(c) => (c.api_sdl, true),
+            let sdl = match compose_or_report(&inputs, args.format) {
+                Ok(c) => with_newline(&c.api_sdl),
                 Err(_) => bail!("composition failed"),
-            }
+            };
+            // In a pull request that regenerated it, the committed API schema is the
+            // composed one, line for line: annotations point at that file. When it is
+            // stale, its lines are not the composed schema's, and annotations name no
+            // file.
+            let committed = std::fs::read_to_string(&args.api_schema).unwrap_or_default();
+            let file = if committed == sdl {
+                Some(args.api_schema.clone())
+            } else {
+                if matches!(args.format, Format::Github) {
+                    messages.push_str(&format!(
+                        "note: {} is not the composed schema (run `portico compose`): \
+                         annotations name no file\n",
+                        args.api_schema.display()
+                    ));
+                }
+                None
+            };
+            (sdl, true, file)
         }
     };
-    let committed = PathBuf::from("schema.graphql");
     let old_from = match (&args.old, &args.old_url) {
         (Some(file), _) => SchemaFrom::File(file),
         (None, Some(url)) => SchemaFrom::Url(url),
-        (None, None) => SchemaFrom::File(&committed),
+        (None, None) => SchemaFrom::File(&args.api_schema),
     };
     let (old, old_one_of) = read_schema(old_from, &args.headers, messages).await?;
     let mut operations = match &args.operations {
@@ -446,8 +478,20 @@ async fn check_inputs(args: &CheckArgs, messages: &mut String) -> Result<CheckIn
         old,
         new,
         operations,
+        new_file,
         compare_one_of: old_one_of && new_one_of,
     })
+}
+
+/// A path as GitHub names a repository's file: relative, `/`-separated, no leading `./`
+/// (`portico check` runs at the repository's root in CI).
+fn annotation_path(path: &Path) -> String {
+    let text = path.to_string_lossy().replace('\\', "/");
+    let mut rest = text.as_str();
+    while let Some(r) = rest.strip_prefix("./") {
+        rest = r;
+    }
+    rest.to_string()
 }
 
 /// `portico check`: read both schemas (files, `--old-url`/`--new-url` introspection, or
@@ -491,7 +535,10 @@ pub async fn run_check(args: &CheckArgs) -> CheckOutcome {
     let rendered = match args.format {
         Format::Text => diff::render_text(&report),
         Format::Json => with_newline(&diff::render_json(&report)),
-        Format::Github => diff::render_github(&report),
+        Format::Github => {
+            let file = inputs.new_file.as_deref().map(annotation_path);
+            diff::render_github(&report, file.as_deref())
+        }
     };
     let code = if report.is_breaking() && !args.allow_breaking {
         1
@@ -738,6 +785,14 @@ mod check_tests {
         );
         assert!(!out.messages.contains("isOneOf"), "{out:?}");
         assert_eq!(*count.lock().expect("count"), 1);
+        // A schema read from a server is in no file: annotations name none.
+        let out = check(&["--old", &old, "--new-url", &url, "--format", "github"]).await;
+        assert!(
+            out.report
+                .contains("::error title=INPUT_ONE_OF_ADDED Lookup::Input object \"Lookup\" became @oneOf"),
+            "{out:?}"
+        );
+        assert!(!out.report.contains("file="), "{out:?}");
     }
 
     /// A URL nothing listens on, or a server that refuses introspection, is an error:
@@ -777,6 +832,117 @@ mod check_tests {
         assert_eq!(out.code, 2, "{out:?}");
         assert!(
             out.messages.contains("did not answer JSON (HTTP 200 OK)"),
+            "{out:?}"
+        );
+    }
+}
+
+/// `--format github` annotations name the file the new schema was read from, and the
+/// line of each change in it.
+#[cfg(test)]
+mod annotation_tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        check: CheckArgs,
+    }
+
+    async fn check(args: &[&str]) -> CheckOutcome {
+        let mut argv = vec!["check", "--format", "github"];
+        argv.extend_from_slice(args);
+        let cli = <Cli as clap::Parser>::try_parse_from(argv).expect("arguments");
+        run_check(&cli.check).await
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "portico-check-annotations-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    /// The line (from 1) of the first line of `text` that is `line`.
+    fn line_of(text: &str, line: &str) -> usize {
+        text.lines()
+            .position(|l| l == line)
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("no line {line:?} in\n{text}"))
+    }
+
+    #[tokio::test]
+    async fn a_new_schema_file_is_annotated_at_its_lines() {
+        let dir = dir("files");
+        let old = dir.join("old.graphql");
+        let new = dir.join("new.graphql");
+        std::fs::write(&old, "type Query {\n  a: Int\n  b: Int\n  c: Int\n}\n").expect("old");
+        std::fs::write(&new, "type Query {\n  a: Int\n  c: Int\n  d: Int\n}\n").expect("new");
+        let (old, new) = (old.to_string_lossy(), new.to_string_lossy());
+        let out = check(&["--old", &old, "--new", &new]).await;
+        assert_eq!(out.code, 1, "{out:?}");
+        let file = annotation_path(Path::new(new.as_ref()));
+        assert_eq!(
+            out.report,
+            format!(
+                "::error file={file},line=3,title=FIELD_REMOVED Query.b::Field \"Query.b\" was removed\n\
+                 ::notice file={file},line=4,title=FIELD_ADDED Query.d::Field \"Query.d\" was added\n"
+            )
+        );
+        assert_eq!(annotation_path(Path::new("./././schema.graphql")), "schema.graphql");
+        assert_eq!(annotation_path(Path::new("a/b.graphql")), "a/b.graphql");
+    }
+
+    /// Composed from subgraphs, the new schema is annotated in the committed API schema
+    /// (`--api-schema`) when that file holds it, and in no file when it is stale.
+    #[tokio::test]
+    async fn a_composed_schema_is_annotated_in_the_committed_api_schema() {
+        let dir = dir("composed");
+        let sdl = "extend schema @link(url: \"https://specs.apollo.dev/federation/v2.5\", import: [\"@key\"])\n\
+                   type Query { a: Int b: String }\n";
+        std::fs::write(dir.join("a.graphql"), sdl).expect("sdl");
+        let list = dir.join("subgraphs.toml");
+        std::fs::write(
+            &list,
+            "[[subgraph]]\nname = \"a\"\nurl = \"http://a\"\nsdl = \"a.graphql\"\n",
+        )
+        .expect("list");
+        let composed = compose::compose(&inputs(&list, None).await.expect("inputs"))
+            .expect("composes")
+            .api_sdl;
+        let composed = with_newline(&composed);
+        let api = dir.join("schema.graphql");
+        std::fs::write(&api, &composed).expect("api");
+        let base = dir.join("base.graphql");
+        std::fs::write(&base, "type Query { a: Int }\n").expect("base");
+        let (list, api, base) = (
+            list.to_string_lossy(),
+            api.to_string_lossy(),
+            base.to_string_lossy(),
+        );
+        let args = ["--subgraphs", &list, "--api-schema", &api, "--old", &base];
+        let out = check(&args).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        let line = line_of(&composed, "  b: String");
+        assert_eq!(
+            out.report,
+            format!(
+                "::notice file={},line={line},title=FIELD_ADDED Query.b::Field \"Query.b\" was added\n",
+                annotation_path(Path::new(api.as_ref()))
+            )
+        );
+        assert_eq!(out.messages, "");
+
+        std::fs::write(api.as_ref(), "type Query { a: Int }\n").expect("stale");
+        let out = check(&args).await;
+        assert_eq!(
+            out.report,
+            "::notice title=FIELD_ADDED Query.b::Field \"Query.b\" was added\n"
+        );
+        assert!(
+            out.messages.contains("is not the composed schema"),
             "{out:?}"
         );
     }

@@ -221,7 +221,7 @@ fn renderers_cover_every_change() {
     let json: serde_json::Value = serde_json::from_str(&render_json(&report)).expect("json");
     assert_eq!(json["changes"][0]["kind"], "breaking");
     assert_eq!(json["changes"][0]["coordinate"], "Query.posts");
-    let github = render_github(&report);
+    let github = render_github(&report, None);
     assert!(
         github.contains(
             "::error title=FIELD_REMOVED Query.posts::Field \"Query.posts\" was removed\n"
@@ -312,4 +312,107 @@ fn text_names_operations_for_every_kind_and_json_carries_totals() {
                            "broken_operations": 0, "skipped_operations": 0})
     );
     assert_eq!(json["changes"][0]["code"], "FIELD_REMOVED");
+}
+
+/// `::error file=PATH,line=N,…`: the line of the changed definition's name in the new
+/// schema's file; for a removal, the line right after where it was (the next surviving
+/// sibling or definition, else the closing brace or parenthesis of its parent), which
+/// GitHub shows beside the deleted lines of the pull request's diff.
+#[test]
+fn github_annotations_point_at_lines_of_the_new_schema_file() {
+    let old = "\
+type Query {
+  user(id: ID!, lang: String): User
+  posts: [String]
+  feed: [String]
+}
+
+type User {
+  id: ID!
+  name: String
+}
+
+type Gone {
+  x: Int
+}
+
+enum Color {
+  RED
+  GREEN
+}
+";
+    let new = "\
+type Query {
+  user(id: ID!): User
+  feed: [String]
+}
+
+type User {
+  id: ID!
+  name: String!
+  \"The address\"
+  email: String
+}
+
+enum Color {
+  RED
+}
+";
+    let report = Report::from_changes(diff(old, new).expect("diff"));
+    let lines: Vec<(&str, Option<usize>)> = report
+        .changes
+        .iter()
+        .map(|c| (c.coordinate.as_str(), c.line))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("Color.GREEN", Some(15)),
+            ("Gone", Some(13)),
+            ("Query.posts", Some(3)),
+            ("Query.user(lang:)", Some(2)),
+            ("User.email", Some(10)),
+            ("User.name", Some(8)),
+        ]
+    );
+    let github = render_github(&report, Some("schema.graphql"));
+    assert!(
+        github.contains(
+            "::error file=schema.graphql,line=3,title=FIELD_REMOVED Query.posts::Field \"Query.posts\" was removed\n"
+        ),
+        "{github}"
+    );
+    assert!(
+        github.contains("::notice file=schema.graphql,line=10,title=FIELD_ADDED User.email::"),
+        "{github}"
+    );
+    assert!(
+        github.contains("::error file=schema.graphql,line=13,title=TYPE_REMOVED Gone::"),
+        "{github}"
+    );
+    // A schema read from a server has no file: no `file=`/`line=`.
+    let github = render_github(&report, None);
+    assert!(
+        github.contains("::error title=FIELD_REMOVED Query.posts::"),
+        "{github}"
+    );
+    assert!(!github.contains("file="), "{github}");
+    // File names are escaped as properties.
+    let github = render_github(&report, Some("a,b:c.graphql"));
+    assert!(github.contains("file=a%2Cb%3Ac.graphql,line=3,"), "{github}");
+}
+
+/// A removed type or directive with nothing after it points at the last line; a removed
+/// last argument at its field's closing parenthesis line.
+#[test]
+fn removals_at_the_end_point_at_the_end() {
+    let old = "type Query {\n  a(\n    x: Int\n    y: Int\n  ): Int\n}\n\ntype Last { x: Int }\n\ndirective @gone on FIELD\n";
+    let new = "type Query {\n  a(\n    x: Int\n  ): Int\n}\n\n\n";
+    let changes = diff(old, new).expect("diff");
+    let lines: Vec<(&str, Option<usize>)> =
+        changes.iter().map(|c| (c.coordinate.as_str(), c.line)).collect();
+    assert_eq!(
+        lines,
+        [("@gone", Some(5)), ("Last", Some(5)), ("Query.a(y:)", Some(4))]
+    );
 }

@@ -31,6 +31,7 @@ impl Out {
             message,
             operations: Vec::new(),
             touches,
+            line: None,
         });
     }
 }

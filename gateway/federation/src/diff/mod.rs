@@ -7,10 +7,12 @@
 //! fields, enum values, union members, interfaces, directives, root types ([`compare`])
 //! → with operations, collect the coordinates each one uses and validate it against the
 //! new schema ([`operations`]), and name on each change the operations it touches
-//! ([`attribute`]) → render as text, JSON or GitHub annotations ([`render`]).
+//! ([`attribute`]) → find each change's line in the new schema ([`locate`]) → render as
+//! text, JSON or GitHub annotations ([`render`]).
 
 mod compare;
 pub mod introspection;
+mod locate;
 mod operations;
 mod render;
 mod values;
@@ -51,6 +53,11 @@ pub struct Change {
     /// What an operation must use to be touched by this change (a type or coordinate).
     #[serde(skip)]
     pub(crate) touches: String,
+    /// The line (from 1) of the new schema's text where the change shows: the changed
+    /// definition's name, or for a removal the line right after where it was (see
+    /// `locate.rs`). GitHub annotations point there.
+    #[serde(skip)]
+    pub line: Option<usize>,
 }
 
 /// An operation that validates against the old schema but not against the new one.
@@ -168,11 +175,14 @@ fn load(sdl: &str, name: &str) -> Result<Valid<Schema>, String> {
     schema.validate().map_err(messages)
 }
 
-/// Every change from `old_api_sdl` to `new_api_sdl`, breaking first, then by coordinate.
+/// Every change from `old_api_sdl` to `new_api_sdl`, breaking first, then by coordinate,
+/// each with its line in `new_api_sdl`.
 pub fn diff(old_api_sdl: &str, new_api_sdl: &str) -> Result<Vec<Change>, DiffError> {
     let old = load(old_api_sdl, "old.graphql").map_err(DiffError::OldSchema)?;
     let new = load(new_api_sdl, "new.graphql").map_err(DiffError::NewSchema)?;
-    Ok(compare::compare(&old, &new))
+    let mut changes = compare::compare(&old, &new);
+    locate::locate(&mut changes, &old, &new, new_api_sdl);
+    Ok(changes)
 }
 
 /// [`diff`], plus which operations (`(name, text)`) each change touches and which
@@ -185,6 +195,7 @@ pub fn diff_with_operations(
     let old = load(old_api_sdl, "old.graphql").map_err(DiffError::OldSchema)?;
     let new = load(new_api_sdl, "new.graphql").map_err(DiffError::NewSchema)?;
     let mut changes = compare::compare(&old, &new);
+    locate::locate(&mut changes, &old, &new, new_api_sdl);
     let (usage, skipped) = operations::usage(&old, operations);
     let broken = operations::broken(&new, operations, &skipped);
     attribute(&mut changes, &usage, &broken);
@@ -270,6 +281,7 @@ mod tests {
             message: String::new(),
             operations: Vec::new(),
             touches: touches.into(),
+            line: None,
         }
     }
 

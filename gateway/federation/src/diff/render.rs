@@ -106,8 +106,11 @@ pub fn render_json(report: &Report) -> String {
 
 /// GitHub Actions workflow commands: `::error` for blocking breaking changes and broken
 /// operations, `::warning` for dangerous changes and unused breaking ones, `::notice` for
-/// safe changes.
-pub fn render_github(report: &Report) -> String {
+/// safe changes. With `new_file`, the path of the file the new schema was read from (as
+/// the repository names it), each change carries `file=` and `line=` (`Change::line`) so
+/// GitHub shows it on the pull request's diff of that file; without (a schema read from
+/// a server), annotations name no file.
+pub fn render_github(report: &Report, new_file: Option<&str>) -> String {
     use crate::compose::Severity;
     let mut out = String::new();
     for c in &report.changes {
@@ -123,7 +126,12 @@ pub fn render_github(report: &Report) -> String {
             coordinate: Some(c.coordinate.clone()),
             message: c.message.clone(),
         };
-        out.push_str(&github_line(level, &d));
+        let place = match (new_file, c.line) {
+            (Some(file), Some(line)) => format!("file={},line={line},", escape_property(file)),
+            (Some(file), None) => format!("file={},", escape_property(file)),
+            (None, _) => String::new(),
+        };
+        out.push_str(&github_line(level, &place, &d));
     }
     for b in &report.broken_operations {
         out.push_str(&format!(
@@ -135,13 +143,18 @@ pub fn render_github(report: &Report) -> String {
     out
 }
 
-fn github_line(level: &str, d: &Diagnostic) -> String {
+fn escape_property(value: &str) -> String {
+    crate::compose::diagnostic_escape(value, true)
+}
+
+/// `::level place title=…::message`; `place` is empty or `file=…,line=…,`.
+fn github_line(level: &str, place: &str, d: &Diagnostic) -> String {
     let title = match &d.coordinate {
         Some(c) => format!("{} {c}", d.code),
         None => d.code.to_string(),
     };
     format!(
-        "::{level} title={}::{}\n",
+        "::{level} {place}title={}::{}\n",
         crate::compose::diagnostic_escape(&title, true),
         crate::compose::diagnostic_escape(&d.message, false)
     )
