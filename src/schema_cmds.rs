@@ -133,7 +133,10 @@ async fn introspection_request(
     let mut req = reqwest::Client::new()
         .post(url)
         .timeout(Duration::from_secs(30))
-        .header(reqwest::header::ACCEPT, "application/graphql-response+json, application/json")
+        .header(
+            reqwest::header::ACCEPT,
+            "application/graphql-response+json, application/json",
+        )
         .json(&serde_json::json!({ "query": query }));
     for h in headers {
         let (name, value) = h
@@ -412,8 +415,7 @@ async fn read_schema(
             Ok((got.sdl, got.knows_one_of))
         }
         SchemaFrom::File(file) => Ok((
-            std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?,
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
             true,
         )),
     }
@@ -710,7 +712,8 @@ mod check_tests {
         let out = check(&["--old-url", &url, "--new", &new]).await;
         assert_eq!(out.code, 1, "{out:?}");
         assert!(
-            out.report.contains("[FIELD_REMOVED] Query.b: Field \"Query.b\" was removed"),
+            out.report
+                .contains("[FIELD_REMOVED] Query.b: Field \"Query.b\" was removed"),
             "{out:?}"
         );
         assert!(
@@ -729,7 +732,10 @@ mod check_tests {
         // The same schema on both sides: nothing to report.
         let same = write("old-url-same.graphql", SERVED);
         let out = check(&["--old-url", &url, "--new", &same]).await;
-        assert_eq!((out.code, out.report.as_str()), (0, "0 breaking, 0 dangerous, 0 safe\n"));
+        assert_eq!(
+            (out.code, out.report.as_str()),
+            (0, "0 breaking, 0 dangerous, 0 safe\n")
+        );
     }
 
     #[derive(async_graphql::OneofObject)]
@@ -788,8 +794,9 @@ mod check_tests {
         // A schema read from a server is in no file: annotations name none.
         let out = check(&["--old", &old, "--new-url", &url, "--format", "github"]).await;
         assert!(
-            out.report
-                .contains("::error title=INPUT_ONE_OF_ADDED Lookup::Input object \"Lookup\" became @oneOf"),
+            out.report.contains(
+                "::error title=INPUT_ONE_OF_ADDED Lookup::Input object \"Lookup\" became @oneOf"
+            ),
             "{out:?}"
         );
         assert!(!out.report.contains("file="), "{out:?}");
@@ -803,11 +810,15 @@ mod check_tests {
         let dead = format!("http://{}/graphql", listener.local_addr().expect("address"));
         drop(listener);
         let file = write("dead.graphql", SERVED);
-        for args in [["--old-url", &dead, "--new", &file], ["--old", &file, "--new-url", &dead]] {
+        for args in [
+            ["--old-url", &dead, "--new", &file],
+            ["--old", &file, "--new-url", &dead],
+        ] {
             let out = check(&args).await;
             assert_eq!(out.code, 2, "{out:?}");
             assert!(
-                out.messages.starts_with(&format!("error: introspecting {dead}")),
+                out.messages
+                    .starts_with(&format!("error: introspecting {dead}")),
                 "{out:?}"
             );
             assert!(out.report.is_empty());
@@ -821,12 +832,14 @@ mod check_tests {
         let out = check(&["--old-url", &refusing, "--new", &file]).await;
         assert_eq!(out.code, 2, "{out:?}");
         assert!(
-            out.messages.contains(&format!("error: {refusing} refused introspection"))
+            out.messages
+                .contains(&format!("error: {refusing} refused introspection"))
                 && out.messages.contains("introspection is disabled"),
             "{out:?}"
         );
 
-        let app = axum::Router::new().route("/graphql", post(|| async { "<html>not found</html>" }));
+        let app =
+            axum::Router::new().route("/graphql", post(|| async { "<html>not found</html>" }));
         let not_graphql = serve(app).await;
         let out = check(&["--old-url", &not_graphql, "--new", &file]).await;
         assert_eq!(out.code, 2, "{out:?}");
@@ -891,7 +904,10 @@ mod annotation_tests {
                  ::notice file={file},line=4,title=FIELD_ADDED Query.d::Field \"Query.d\" was added\n"
             )
         );
-        assert_eq!(annotation_path(Path::new("./././schema.graphql")), "schema.graphql");
+        assert_eq!(
+            annotation_path(Path::new("./././schema.graphql")),
+            "schema.graphql"
+        );
         assert_eq!(annotation_path(Path::new("a/b.graphql")), "a/b.graphql");
     }
 

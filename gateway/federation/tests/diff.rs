@@ -256,7 +256,11 @@ fn an_introspected_schema_round_trips_without_changes() {
     // asking for it is refused, naming it, and `portico check` falls back to the other.
     let refused = ExecutableDocument::parse_and_validate(&schema, INTROSPECTION_QUERY, "q.graphql")
         .expect_err("apollo-compiler 1.33 has no __Type.isOneOf");
-    assert!(refused.errors.to_string().contains("isOneOf"), "{}", refused.errors);
+    assert!(
+        refused.errors.to_string().contains("isOneOf"),
+        "{}",
+        refused.errors
+    );
     let doc = ExecutableDocument::parse_and_validate(
         &schema,
         INTROSPECTION_QUERY_WITHOUT_ONE_OF,
@@ -399,7 +403,10 @@ enum Color {
     assert!(!github.contains("file="), "{github}");
     // File names are escaped as properties.
     let github = render_github(&report, Some("a,b:c.graphql"));
-    assert!(github.contains("file=a%2Cb%3Ac.graphql,line=3,"), "{github}");
+    assert!(
+        github.contains("file=a%2Cb%3Ac.graphql,line=3,"),
+        "{github}"
+    );
 }
 
 /// A removed type or directive with nothing after it points at the last line; a removed
@@ -409,10 +416,16 @@ fn removals_at_the_end_point_at_the_end() {
     let old = "type Query {\n  a(\n    x: Int\n    y: Int\n  ): Int\n}\n\ntype Last { x: Int }\n\ndirective @gone on FIELD\n";
     let new = "type Query {\n  a(\n    x: Int\n  ): Int\n}\n\n\n";
     let changes = diff(old, new).expect("diff");
-    let lines: Vec<(&str, Option<usize>)> =
-        changes.iter().map(|c| (c.coordinate.as_str(), c.line)).collect();
+    let lines: Vec<(&str, Option<usize>)> = changes
+        .iter()
+        .map(|c| (c.coordinate.as_str(), c.line))
+        .collect();
     assert_eq!(
         lines,
-        [("@gone", Some(5)), ("Last", Some(5)), ("Query.a(y:)", Some(4))]
+        [
+            ("@gone", Some(5)),
+            ("Last", Some(5)),
+            ("Query.a(y:)", Some(4))
+        ]
     );
 }

@@ -56,7 +56,9 @@ fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofT
 /// `Cannot query field "isOneOf" on type "__Type".`, apollo-compiler: ``type `__Type`
 /// does not have a field `isOneOf` ``).
 pub fn mentions_is_one_of(response: &Value) -> bool {
-    response.pointer("/data/__schema").is_none_or(Value::is_null)
+    response
+        .pointer("/data/__schema")
+        .is_none_or(Value::is_null)
         && response
             .get("errors")
             .and_then(Value::as_array)
@@ -403,14 +405,19 @@ mod tests {
         let plain = sdl_from_introspection(&schema_with_lookup(Some(false), "d")).expect("sdl");
         assert!(plain.contains("input Lookup {\n"), "{plain}");
         let changes = crate::diff::diff(&plain, &one_of).expect("both parse");
-        let codes: Vec<_> = changes.iter().map(|c| (c.code, c.coordinate.as_str())).collect();
+        let codes: Vec<_> = changes
+            .iter()
+            .map(|c| (c.code, c.coordinate.as_str()))
+            .collect();
         assert_eq!(codes, [("INPUT_ONE_OF_ADDED", "Lookup")]);
     }
 
     #[test]
     fn type_references_unwrap_in_a_loop_with_a_bound() {
         let string = named("SCALAR", "String");
-        let deep = non_null(list_of(non_null(list_of(non_null(list_of(non_null(string.clone())))))));
+        let deep = non_null(list_of(non_null(list_of(non_null(list_of(non_null(
+            string.clone(),
+        )))))));
         assert_eq!(type_ref(&deep), Ok("[[[String!]!]!]!".to_string()));
         let mut too_deep = string;
         for _ in 0..=MAX_TYPE_WRAPPERS {
@@ -423,7 +430,8 @@ mod tests {
 
     #[test]
     fn a_refusal_naming_is_one_of_is_recognised() {
-        let graphql_js = json!({"errors": [{"message": "Cannot query field \"isOneOf\" on type \"__Type\"."}]});
+        let graphql_js =
+            json!({"errors": [{"message": "Cannot query field \"isOneOf\" on type \"__Type\"."}]});
         assert!(mentions_is_one_of(&graphql_js));
         let apollo = json!({"data": null, "errors": [{"message": "type `__Type` does not have a field `isOneOf`"}]});
         assert!(mentions_is_one_of(&apollo));

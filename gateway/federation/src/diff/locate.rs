@@ -171,7 +171,12 @@ fn arguments_offset(
         arg,
         |a| a.name.as_str(),
         |a| start(a.location()),
-        |n| new_args.iter().find(|a| a.name == n).and_then(|a| start(a.location())),
+        |n| {
+            new_args
+                .iter()
+                .find(|a| a.name == n)
+                .and_then(|a| start(a.location()))
+        },
     )
     .or(parent_end)
 }

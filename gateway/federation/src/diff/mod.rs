@@ -168,9 +168,7 @@ fn load(sdl: &str, name: &str) -> Result<Valid<Schema>, String> {
     let mut schema = Schema::parse(sdl, name).map_err(messages)?;
     if !schema.directive_definitions.contains_key("oneOf") {
         let def = one_of_definition();
-        schema
-            .directive_definitions
-            .insert(def.name.clone(), def);
+        schema.directive_definitions.insert(def.name.clone(), def);
     }
     schema.validate().map_err(messages)
 }
@@ -243,9 +241,9 @@ fn attribute(
                 })
                 .collect();
             for &i in &matching {
-                let less_specific = matching.iter().any(|&j| {
-                    parts[j].len() > parts[i].len() && parts[i].is_subset(&parts[j])
-                });
+                let less_specific = matching
+                    .iter()
+                    .any(|&j| parts[j].len() > parts[i].len() && parts[i].is_subset(&parts[j]));
                 if !less_specific {
                     named.push((i, &b.name));
                 }
@@ -290,8 +288,14 @@ mod tests {
     #[test]
     fn a_broken_operation_is_attributed_to_the_change_its_errors_name() {
         let usage = vec![
-            ("GetUser".to_string(), HashSet::from(["Query.user".to_string()])),
-            ("Feed".to_string(), HashSet::from(["Query.feed".to_string()])),
+            (
+                "GetUser".to_string(),
+                HashSet::from(["Query.user".to_string()]),
+            ),
+            (
+                "Feed".to_string(),
+                HashSet::from(["Query.feed".to_string()]),
+            ),
         ];
         let broken = vec![BrokenOperation {
             name: "GetUser".into(),
