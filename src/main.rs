@@ -52,7 +52,7 @@ enum Command {
     /// Compose subgraph SDLs into a supergraph and the API schema.
     Compose(ComposeArgs),
     /// Schema check: compose and classify every change against the committed API schema.
-    Check(CheckArgs),
+    Check(schema_cmds::CheckArgs),
     /// Regenerate every generated file of the demo: each `supergraph/<name>.graphql` from
     /// its subgraph's code, then `supergraph/supergraph.graphql` and `schema.graphql`
     /// (`--check`: write nothing, exit 1 when any of them is stale).
@@ -204,44 +204,6 @@ struct ComposeArgs {
 }
 
 #[derive(clap::Args, Debug)]
-struct CheckArgs {
-    /// Subgraph list used to compose the proposed schema.
-    #[arg(long, default_value = "supergraph/subgraphs.toml")]
-    subgraphs: PathBuf,
-    /// The current API schema (default: the committed `schema.graphql`).
-    #[arg(long)]
-    old: Option<PathBuf>,
-    /// The proposed API schema (default: freshly composed from the subgraph list).
-    #[arg(long)]
-    new: Option<PathBuf>,
-    /// Read the current schema from a running gateway's introspection (its GraphQL URL;
-    /// introspection must be enabled there).
-    #[arg(long, conflicts_with = "old")]
-    old_url: Option<String>,
-    /// Read the proposed schema from a running gateway's introspection.
-    #[arg(long, conflicts_with = "new")]
-    new_url: Option<String>,
-    /// Extra request header for `--old-url`/`--new-url`, `Name: value` (repeatable).
-    #[arg(long = "header")]
-    headers: Vec<String>,
-    /// Client operations: a folder of .graphql files or a persisted-operations JSON file.
-    #[arg(long)]
-    operations: Option<PathBuf>,
-    /// Operations a gateway recorded (its `[usage] file`): a breaking change none of
-    /// them uses is safe; those used name their clients. Combines with `--operations`.
-    #[arg(long)]
-    usage: Option<PathBuf>,
-    /// Only operations recorded as seen in the last N days count (`--usage`).
-    #[arg(long, default_value_t = 30)]
-    usage_window_days: u64,
-    /// Exit 0 even when there are breaking changes.
-    #[arg(long)]
-    allow_breaking: bool,
-    #[arg(long, value_enum, default_value_t)]
-    format: schema_cmds::Format,
-}
-
-#[derive(clap::Args, Debug)]
 struct PlanArgs {
     /// Supergraph SDL file (default: the embedded demo supergraph).
     #[arg(long)]
@@ -258,54 +220,6 @@ struct PlanArgs {
     /// Print the plan as JSON instead of text.
     #[arg(long)]
     json: bool,
-}
-
-/// (old API SDL, new API SDL, client operations).
-type CheckInputs = (String, String, Option<Vec<(String, String)>>);
-
-async fn run_check(args: CheckArgs) -> i32 {
-    let loaded: Result<CheckInputs> = async {
-        let new_sdl = match (&args.new, &args.new_url) {
-            (Some(p), _) => read(p)?,
-            (None, Some(url)) => schema_cmds::introspect(url, &args.headers).await?,
-            (None, None) => {
-                let inputs = schema_cmds::inputs(&args.subgraphs, None).await?;
-                match schema_cmds::compose_or_report(&inputs, args.format) {
-                    Ok(c) => c.api_sdl,
-                    Err(_) => anyhow::bail!("composition failed"),
-                }
-            }
-        };
-        let old_sdl = read(
-            &args
-                .old
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("schema.graphql")),
-        )?;
-        let mut ops = match &args.operations {
-            Some(p) => Some(schema_cmds::load_operations(p)?),
-            None => None,
-        };
-        if let Some(path) = &args.usage {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let used = schema_cmds::load_usage(path, args.usage_window_days, now)?;
-            ops.get_or_insert_with(Vec::new).extend(used);
-        }
-        Ok((old_sdl, new_sdl, ops))
-    }
-    .await;
-    match loaded {
-        Ok((old, new, ops)) => {
-            schema_cmds::check_cmd(&old, &new, ops.as_deref(), args.allow_breaking, args.format)
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            2
-        }
-    }
 }
 
 fn default_database_url(name: &str) -> String {
@@ -650,8 +564,12 @@ async fn main() -> Result<()> {
             std::process::exit(code);
         }
         Command::Check(args) => {
-            let code = run_check(args).await;
-            std::process::exit(code);
+            let outcome = schema_cmds::run_check(&args).await;
+            print!("{}", outcome.report);
+            eprint!("{}", outcome.messages);
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+            std::process::exit(outcome.code);
         }
         Command::Generate { check } => {
             let list = PathBuf::from("supergraph/subgraphs.toml");

@@ -6,7 +6,7 @@
 
 use super::values::same_default;
 use super::{Change, ChangeKind};
-use apollo_compiler::ast::{InputValueDefinition, Type};
+use apollo_compiler::ast::{DirectiveDefinition, InputValueDefinition, Type};
 use apollo_compiler::collections::IndexMap;
 use apollo_compiler::schema::{Component, DirectiveList, ExtendedType, FieldDefinition};
 use apollo_compiler::{Name, Node, Schema};
@@ -31,6 +31,7 @@ impl Out {
             message,
             operations: Vec::new(),
             touches,
+            line: None,
         });
     }
 }
@@ -241,7 +242,7 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
                             &mut out,
                             (old, new),
                             &coord,
-                            &coord,
+                            &format!("{coord} default"),
                             def,
                             nd,
                             What::InputField,
@@ -281,7 +282,7 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
     for (name, d) in old
         .directive_definitions
         .iter()
-        .filter(|(_, d)| !d.is_built_in())
+        .filter(|(name, d)| !is_built_in_directive(name, d))
     {
         let coord = format!("@{name}");
         match new.directive_definitions.get(name) {
@@ -342,8 +343,8 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
             }
         }
     }
-    for name in new.directive_definitions.keys() {
-        if !old.directive_definitions.contains_key(name) {
+    for (name, d) in new.directive_definitions.iter() {
+        if !is_built_in_directive(name, d) && !old.directive_definitions.contains_key(name) {
             let coord = format!("@{name}");
             out.push(
                 Safe,
@@ -357,6 +358,12 @@ pub(crate) fn compare(old: &Schema, new: &Schema) -> Vec<Change> {
     let mut changes = out.0;
     changes.sort_by(|a, b| (a.kind, &a.coordinate, a.code).cmp(&(b.kind, &b.coordinate, b.code)));
     changes
+}
+
+/// apollo-compiler's built-ins, and `@oneOf` (built in since the 2025 spec; declared or
+/// not, see `super::one_of_definition`).
+fn is_built_in_directive(name: &Name, d: &Node<DirectiveDefinition>) -> bool {
+    d.is_built_in() || name == "oneOf"
 }
 
 /// `@oneOf` on an input object: adding it makes values that set zero or several fields
@@ -636,10 +643,68 @@ enum What {
     InputField,
 }
 
+/// A default value added, removed or changed on an argument or input field present in
+/// both schemas (graphql-js and GraphQL Inspector agree: no request stops validating,
+/// so it is dangerous, not breaking), except:
+/// - a default added where the value was required (non-null, no default): every
+///   request already gives it, none takes the default: safe;
+/// - a default removed from a non-null one, which becomes required: requests that omit
+///   it stop validating: breaking (a type change that makes it required is reported as
+///   such, not again here).
+fn default_value(
+    out: &mut Out,
+    coord: &str,
+    relies_on_default: &str,
+    o: &InputValueDefinition,
+    n: &InputValueDefinition,
+    (what, code): (What, &'static str),
+) {
+    let show = |v: &Option<Node<apollo_compiler::ast::Value>>| {
+        v.as_ref()
+            .map_or_else(|| "none".to_string(), |v| v.to_string())
+    };
+    let (od, nd) = (show(&o.default_value), show(&n.default_value));
+    let who = match what {
+        What::DirectiveArg => "uses of the directive",
+        What::Arg => "operations",
+        What::InputField => "values",
+    };
+    if o.is_required() {
+        out.push(
+            Safe,
+            code,
+            coord.into(),
+            relies_on_default.into(),
+            format!("Default value {nd} was added to \"{coord}\", which was required: {who} all give it already, none takes the default"),
+        );
+    } else if n.is_required() && o.ty.is_non_null() {
+        out.push(
+            Breaking,
+            code,
+            coord.into(),
+            relies_on_default.into(),
+            format!("Default value {od} was removed from \"{coord}\", which is now required: {who} that omit it stop validating"),
+        );
+    } else {
+        let what_changed = match (&o.default_value, &n.default_value) {
+            (None, _) => format!("Default value {nd} was added to \"{coord}\""),
+            (_, None) => format!("Default value {od} was removed from \"{coord}\""),
+            _ => format!("Default value of \"{coord}\" changed from {od} to {nd}"),
+        };
+        out.push(
+            Dangerous,
+            code,
+            coord.into(),
+            relies_on_default.into(),
+            format!("{what_changed}: {who} that omit it get a different value, which may change what the server does"),
+        );
+    }
+}
+
 /// An argument or input field present in both schemas. `relies_on_default` is what an
-/// operation uses when it may take the default (`Type.field(arg:) default`: the field
-/// used without the argument or with a variable; for an input field, the input field
-/// itself, which operations using the input type all count as used).
+/// operation uses when it may take the default (`Type.field(arg:) default`,
+/// `Input.field default`: the argument or input field omitted, or given through a
+/// variable that may be unset; see `operations.rs`).
 fn input_value(
     out: &mut Out,
     (old, new): (&Schema, &Schema),
@@ -680,16 +745,7 @@ fn input_value(
         _ => false,
     };
     if !same {
-        let show = |v: &Option<Node<apollo_compiler::ast::Value>>| {
-            v.as_ref()
-                .map_or_else(|| "none".to_string(), |v| v.to_string())
-        };
-        let (od, nd) = (show(&o.default_value), show(&n.default_value));
-        if what == What::DirectiveArg {
-            out.push(Dangerous, default_code, coord.into(), relies_on_default.into(), format!("Default value of \"{coord}\" changed from {od} to {nd}: uses of the directive that do not pass it may behave differently"));
-        } else {
-            out.push(Breaking, default_code, coord.into(), relies_on_default.into(), format!("Default value of \"{coord}\" changed from {od} to {nd}: operations relying on the default get different results"));
-        }
+        default_value(out, coord, relies_on_default, o, n, (what, default_code));
     }
     if o.description != n.description {
         out.push(

@@ -1,6 +1,6 @@
 //! Renderings of a [`Report`]: human text, JSON, GitHub Actions annotations.
 
-use super::{ChangeKind, Report};
+use super::{ChangeKind, Report, Totals};
 use crate::compose::Diagnostic;
 
 fn label(kind: ChangeKind) -> &'static str {
@@ -11,8 +11,9 @@ fn label(kind: ChangeKind) -> &'static str {
     }
 }
 
-/// Grouped by kind; in operation-aware mode breaking changes say which operations use
-/// them (or that none does); ends with a one-line summary.
+/// Grouped by kind; in operation-aware mode each change says which operations use it
+/// (breaking and dangerous ones also when none does; a safe one only when some does);
+/// ends with a one-line summary.
 pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
     for kind in [
@@ -31,11 +32,11 @@ pub fn render_text(report: &Report) -> String {
         ));
         for c in changes {
             out.push_str(&format!("  [{}] {}: {}", c.code, c.coordinate, c.message));
-            if report.operation_aware && kind == ChangeKind::Breaking {
-                if c.operations.is_empty() {
-                    out.push_str(" (no operation uses it)");
-                } else {
+            if report.operation_aware {
+                if !c.operations.is_empty() {
                     out.push_str(&format!(" (used by: {})", c.operations.join(", ")));
+                } else if kind != ChangeKind::Safe {
+                    out.push_str(" (no operation uses it)");
                 }
             }
             out.push('\n');
@@ -59,21 +60,19 @@ pub fn render_text(report: &Report) -> String {
             out.push_str(&format!("  {}: {}\n", b.name, b.errors.join("; ")));
         }
     }
-    let count = |k| report.changes.iter().filter(|c| c.kind == k).count();
-    let breaking = count(ChangeKind::Breaking);
-    let blocking = report.blocking().count();
+    let t = report.totals();
     out.push_str(&format!(
         "{} breaking{}, {} dangerous, {} safe{}\n",
-        breaking,
+        t.breaking,
         if report.operation_aware {
-            format!(" ({blocking} used by operations)")
+            format!(" ({} used by operations)", t.blocking)
         } else {
             String::new()
         },
-        count(ChangeKind::Dangerous),
-        count(ChangeKind::Safe),
+        t.dangerous,
+        t.safe,
         if report.operation_aware {
-            format!(", {} operation(s) broken", report.broken_operations.len())
+            format!(", {} operation(s) broken", t.broken_operations)
         } else {
             String::new()
         },
@@ -89,15 +88,29 @@ fn capitalise(s: &str) -> String {
 }
 
 /// The report as pretty JSON: `{changes: [{kind, code, coordinate, message, operations?}],
-/// operation_aware, broken_operations, skipped_operations}`.
+/// operation_aware, broken_operations, skipped_operations, totals: {breaking, blocking,
+/// dangerous, safe, broken_operations, skipped_operations}}`.
 pub fn render_json(report: &Report) -> String {
-    serde_json::to_string_pretty(report).expect("reports serialize")
+    #[derive(serde::Serialize)]
+    struct WithTotals<'a> {
+        #[serde(flatten)]
+        report: &'a Report,
+        totals: Totals,
+    }
+    serde_json::to_string_pretty(&WithTotals {
+        report,
+        totals: report.totals(),
+    })
+    .expect("reports serialize: string keys, no maps of other keys")
 }
 
 /// GitHub Actions workflow commands: `::error` for blocking breaking changes and broken
 /// operations, `::warning` for dangerous changes and unused breaking ones, `::notice` for
-/// safe changes.
-pub fn render_github(report: &Report) -> String {
+/// safe changes. With `new_file`, the path of the file the new schema was read from (as
+/// the repository names it), each change carries `file=` and `line=` (`Change::line`) so
+/// GitHub shows it on the pull request's diff of that file; without (a schema read from
+/// a server), annotations name no file.
+pub fn render_github(report: &Report, new_file: Option<&str>) -> String {
     use crate::compose::Severity;
     let mut out = String::new();
     for c in &report.changes {
@@ -113,7 +126,12 @@ pub fn render_github(report: &Report) -> String {
             coordinate: Some(c.coordinate.clone()),
             message: c.message.clone(),
         };
-        out.push_str(&github_line(level, &d));
+        let place = match (new_file, c.line) {
+            (Some(file), Some(line)) => format!("file={},line={line},", escape_property(file)),
+            (Some(file), None) => format!("file={},", escape_property(file)),
+            (None, _) => String::new(),
+        };
+        out.push_str(&github_line(level, &place, &d));
     }
     for b in &report.broken_operations {
         out.push_str(&format!(
@@ -125,13 +143,18 @@ pub fn render_github(report: &Report) -> String {
     out
 }
 
-fn github_line(level: &str, d: &Diagnostic) -> String {
+fn escape_property(value: &str) -> String {
+    crate::compose::diagnostic_escape(value, true)
+}
+
+/// `::level place title=…::message`; `place` is empty or `file=…,line=…,`.
+fn github_line(level: &str, place: &str, d: &Diagnostic) -> String {
     let title = match &d.coordinate {
         Some(c) => format!("{} {c}", d.code),
         None => d.code.to_string(),
     };
     format!(
-        "::{level} title={}::{}\n",
+        "::{level} {place}title={}::{}\n",
         crate::compose::diagnostic_escape(&title, true),
         crate::compose::diagnostic_escape(&d.message, false)
     )
