@@ -301,11 +301,29 @@ pub fn load_operations(path: &Path) -> Result<Vec<(String, String)>> {
 /// of `now` (unix seconds), as `(name, document)`: the name is the operation's SHA-256
 /// prefix and the clients that sent it, so a check names them.
 pub fn load_usage(path: &Path, window_days: u64, now: u64) -> Result<Vec<(String, String)>> {
-    if !path.exists() {
-        bail!("no usage file at {}", path.display());
-    }
+    load_usage_from(&path.to_string_lossy(), "", window_days, now)
+}
+
+/// [`load_usage`] from a file or, for a `redis://`/`rediss://` URL, from what gateways
+/// recorded in Redis (`[usage] redis_url`) under `prefix`.
+pub fn load_usage_from(
+    source: &str,
+    prefix: &str,
+    window_days: u64,
+    now: u64,
+) -> Result<Vec<(String, String)>> {
     let since = now.saturating_sub(window_days.saturating_mul(86_400));
-    Ok(portico_gateway::usage::read(path)
+    let recorded = if source.starts_with("redis://") || source.starts_with("rediss://") {
+        portico_gateway::usage::read_redis(source, prefix, since, std::time::Duration::from_secs(5))
+            .with_context(|| format!("reading recorded usage from Redis under `{prefix}`"))?
+    } else {
+        let path = Path::new(source);
+        if !path.exists() {
+            bail!("no usage file at {}", path.display());
+        }
+        portico_gateway::usage::read(path)
+    };
+    Ok(recorded
         .into_iter()
         .filter(|op| op.last_seen >= since)
         .map(|op| {
@@ -348,10 +366,14 @@ pub struct CheckArgs {
     /// Client operations: a folder of .graphql files or a persisted-operations JSON file.
     #[arg(long)]
     pub operations: Option<PathBuf>,
-    /// Operations a gateway recorded (its `[usage] file`): a breaking change none of
-    /// them uses is safe; those used name their clients. Combines with `--operations`.
+    /// Operations gateways recorded: their `[usage] file`, or the Redis URL of their
+    /// `[usage] redis_url`. A breaking change none of them uses is safe; those used name
+    /// their clients. Combines with `--operations`.
     #[arg(long)]
-    pub usage: Option<PathBuf>,
+    pub usage: Option<String>,
+    /// Key prefix of the recorded usage in Redis (`[usage] redis_key_prefix`).
+    #[arg(long, default_value = "portico:usage:")]
+    pub usage_prefix: String,
     /// Only operations recorded as seen in the last N days count (`--usage`).
     #[arg(long, default_value_t = 30)]
     pub usage_window_days: u64,
@@ -468,12 +490,12 @@ async fn check_inputs(args: &CheckArgs, messages: &mut String) -> Result<CheckIn
         Some(p) => Some(load_operations(p)?),
         None => None,
     };
-    if let Some(path) = &args.usage {
+    if let Some(source) = &args.usage {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let used = load_usage(path, args.usage_window_days, now)?;
+        let used = load_usage_from(source, &args.usage_prefix, args.usage_window_days, now)?;
         operations.get_or_insert_with(Vec::new).extend(used);
     }
     Ok(CheckInputs {
@@ -599,6 +621,60 @@ mod usage_tests {
         let report = diff::diff_with_operations(old, "type Query { a: Int }", &ops).expect("diff");
         assert!(report.is_breaking());
         assert!(load_usage(&dir.join("missing.json"), 30, now).is_err());
+    }
+
+    /// What replicas recorded in Redis decides the same way, clients named.
+    #[test]
+    fn usage_recorded_in_redis_is_read_by_the_check() {
+        let url = "redis://127.0.0.1:6379";
+        let up = redis::Client::open(url)
+            .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_secs(1)))
+            .is_ok();
+        if !up {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "Redis is required in CI (127.0.0.1:6379)"
+            );
+            eprintln!(
+                "\n!!!!! SKIPPED usage_recorded_in_redis_is_read_by_the_check: no Redis !!!!!\n"
+            );
+            return;
+        }
+        let prefix = format!("portico-test:check-usage:{}:", std::process::id());
+        let sink =
+            portico_gateway::usage::RedisSink::new(url, &prefix, std::time::Duration::from_secs(2))
+                .expect("sink");
+        let recorder = portico_gateway::usage::UsageRecorder::with_sinks(None, Some(sink), 100);
+        recorder.record("aaaaaaaaaaaaaaaa", "{ a }", "ios", "1.2");
+        recorder.flush().expect("flush");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .expect("clock");
+        let ops = load_usage_from(url, &prefix, 30, now).expect("usage");
+        assert_eq!(
+            ops,
+            vec![(
+                "aaaaaaaaaaaa (clients: ios@1.2, 1 requests)".to_string(),
+                "{ a }".to_string()
+            )]
+        );
+        let report = diff::diff_with_operations(
+            "type Query { a: Int b: Int }",
+            "type Query { b: Int }",
+            &ops,
+        )
+        .expect("diff");
+        assert!(report.is_breaking());
+        assert!(load_usage_from("redis://127.0.0.1:1", &prefix, 30, now).is_err());
+        let mut c = redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .expect("connection");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query(&mut c)
+            .expect("keys");
+        let _: () = redis::cmd("DEL").arg(keys).query(&mut c).expect("clean up");
     }
 }
 
