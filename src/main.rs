@@ -432,8 +432,15 @@ async fn main() -> Result<()> {
             } else {
                 None
             };
-            let router =
-                platform::subgraph_router(&args.name, &url, verifier, bus, settings).await?;
+            let router = platform::subgraph_router(
+                &args.name,
+                &url,
+                verifier,
+                bus,
+                args.redis_url.clone(),
+                settings,
+            )
+            .await?;
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("binding {}", args.listen))?;

@@ -215,6 +215,7 @@ pub async fn subgraph_router(
     database_url: &str,
     trust: TrustVerifier,
     bus: Arc<dyn Bus>,
+    redis_url: Option<String>,
     auth_settings: Option<portico_auth::AuthSettings>,
 ) -> Result<axum::Router> {
     let db = connect(name, database_url).await?;
@@ -226,6 +227,7 @@ pub async fn subgraph_router(
                 db,
                 trust,
                 bus,
+                redis_url,
             }
         };
     }
@@ -344,6 +346,7 @@ pub async fn start(options: PlatformOptions) -> Result<Platform> {
             &database_url(&options.storage, name),
             verifier.clone(),
             bus.clone(),
+            options.redis_url.clone(),
             settings,
         )
         .await?;

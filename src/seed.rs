@@ -14,6 +14,7 @@ pub const DEMO_PASSWORD: &str = "portico-demo";
 pub const DEMO_USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 
 /// A tiny GraphQL client for the gateway.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     url: String,

@@ -16,3 +16,5 @@ mod logs;
 mod platform;
 #[cfg(test)]
 mod playground;
+#[cfg(test)]
+mod subscriptions;

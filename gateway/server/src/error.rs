@@ -99,6 +99,14 @@ pub enum ErrorCode {
     MaxTokensExceeded,
     /// A field or fragment carries more directives than `limits.max_directives_per_field`.
     MaxDirectivesExceeded,
+    /// A subscription sent as a plain HTTP request: it needs a streaming transport
+    /// (`Accept: text/event-stream`, or a WebSocket): HTTP 406.
+    SubscriptionTransportRequired,
+    /// The client did not read a subscription's events for
+    /// `[subscriptions] slow_consumer_timeout_ms`: the subscription ended.
+    SubscriptionSlowConsumer,
+    /// More subscriptions than `[subscriptions] max_per_client` for this client.
+    SubscriptionLimitExceeded,
 }
 
 impl ErrorCode {
@@ -143,6 +151,9 @@ impl ErrorCode {
             ErrorCode::UnauthorizedFieldOrType => "UNAUTHORIZED_FIELD_OR_TYPE",
             ErrorCode::MaxTokensExceeded => "MAX_TOKENS_EXCEEDED",
             ErrorCode::MaxDirectivesExceeded => "MAX_DIRECTIVES_EXCEEDED",
+            ErrorCode::SubscriptionTransportRequired => "SUBSCRIPTION_TRANSPORT_REQUIRED",
+            ErrorCode::SubscriptionSlowConsumer => "SUBSCRIPTION_SLOW_CONSUMER",
+            ErrorCode::SubscriptionLimitExceeded => "SUBSCRIPTION_LIMIT_EXCEEDED",
         }
     }
 
@@ -188,6 +199,9 @@ impl ErrorCode {
             ErrorCode::MaxTokensExceeded | ErrorCode::MaxDirectivesExceeded => {
                 StatusCode::BAD_REQUEST
             }
+            ErrorCode::SubscriptionTransportRequired => StatusCode::NOT_ACCEPTABLE,
+            ErrorCode::SubscriptionLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::SubscriptionSlowConsumer => StatusCode::OK,
             ErrorCode::SubrequestHttpError
             | ErrorCode::SubrequestTimeout
             | ErrorCode::SubrequestResponseTooLarge

@@ -28,6 +28,7 @@ pub mod plan;
 pub mod ratelimit;
 mod redis_conn;
 pub mod reload;
+mod subscription;
 mod telemetry;
 pub mod trusted;
 pub mod usage;
@@ -655,8 +656,6 @@ fn subgraph_client(
         .map_err(|e| GatewayError::HttpClient(e.to_string()))
 }
 
-/// Writes `recorder`'s operations to its file every `every`, on a thread of its own
-/// (file I/O, never on the request path), for as long as the recorder lives.
 /// The recorder of `[usage]` (none unless a file or Redis is set), with its flusher
 /// thread (which ends with the recorder).
 fn usage_recorder(
@@ -688,6 +687,8 @@ fn usage_recorder(
     Ok(Some(recorder))
 }
 
+/// Writes `recorder`'s operations to its file and/or Redis every `every`, on a thread of its own
+/// (file I/O, never on the request path), for as long as the recorder lives.
 fn spawn_usage_flusher(recorder: &Arc<usage::UsageRecorder>, every: Duration) {
     let weak = Arc::downgrade(recorder);
     let spawned = std::thread::Builder::new()

@@ -74,6 +74,7 @@ impl Service {
             db,
             trust: trust.verifier.clone(),
             bus: bus.clone(),
+            redis_url: None,
         };
         let router = portico_auth::app(ctx, settings).await.expect("app");
         Service {

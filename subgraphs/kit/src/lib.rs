@@ -47,6 +47,9 @@ pub struct ServiceContext {
     pub trust: TrustVerifier,
     /// Event bus (in-process or Redis Streams).
     pub bus: Arc<dyn events::Bus>,
+    /// Redis, when the service runs with one (shared state across its replicas, e.g. the
+    /// fan-out of live notifications).
+    pub redis_url: Option<String>,
 }
 
 impl std::fmt::Debug for ServiceContext {

@@ -1,5 +1,5 @@
-//! The HTTP face of a subgraph: `POST /graphql` behind trust-token verification, and an
-//! open `GET /health`.
+//! The HTTP face of a subgraph: `POST /graphql` (and subscriptions over a WebSocket at
+//! `GET /graphql`) behind trust-token verification, and an open `GET /health`.
 //!
 //! Every `/graphql` request must carry a gateway trust token (`portico-trust`) minted for
 //! this service, bound to the identity headers (`portico-user-id`, `portico-user-scopes`).
@@ -10,7 +10,8 @@
 use std::net::SocketAddr;
 
 use async_graphql::{ObjectType, Schema, SubscriptionType};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -50,7 +51,10 @@ where
         verifier: trust.with_replay_guard(portico_trust::ReplayGuard::DEFAULT_CAPACITY),
     };
     let graphql = Router::new()
-        .route("/graphql", post(graphql_handler::<Q, M, S>))
+        .route(
+            "/graphql",
+            post(graphql_handler::<Q, M, S>).get(subscription_handler::<Q, M, S>),
+        )
         // Inside the trust check: only the gateway's requests continue its traces.
         .layer(middleware::from_fn_with_state(name, trace_request))
         .layer(middleware::from_fn_with_state(state, require_trust))
@@ -98,6 +102,32 @@ async fn trace_request(State(name): State<&'static str>, req: Request, next: Nex
     let response = next.run(req).instrument(span.clone()).await;
     span.record("http.response.status_code", response.status().as_u16());
     response
+}
+
+/// `GET /graphql` upgraded to a WebSocket (`graphql-transport-ws`, or the older
+/// `graphql-ws`): the gateway's subscriptions. The upgrade request carries the trust
+/// token like any other (bound to its empty body, used once), so the connection serves
+/// the identity the token vouched for, and only that.
+async fn subscription_handler<Q, M, S>(
+    Extension(schema): Extension<Schema<Q, M, S>>,
+    Extension(identity): Extension<Identity>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            let mut data = async_graphql::Data::default();
+            data.insert(identity);
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .with_data(data)
+                .serve()
+        })
 }
 
 async fn graphql_handler<Q, M, S>(

@@ -257,6 +257,7 @@ where
             db: db.clone(),
             trust: trust.verifier.clone(),
             bus: bus.clone(),
+            redis_url: None,
         };
         let router = app(ctx).await.expect("app starts");
         let addr = spawn(router).await;

@@ -8,24 +8,27 @@
 
 pub mod consumer;
 pub mod entity;
+pub mod live;
 pub mod loaders;
 pub mod schema;
 
-use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
+use async_graphql::{SDLExportOptions, Schema, SchemaBuilder};
 use portico_kit::{KitError, ServiceContext, data_loader};
 use portico_migrations::MigratorTrait;
 use sea_orm::{DatabaseConnection, DbErr};
 
-pub use schema::{Mutation, Query};
+pub use schema::{Mutation, Query, Subscription};
 
 /// Service name: trust-token audience and consumer group.
 pub const NAME: &str = "notifications";
 
 /// The executable schema of this service.
-pub type NotificationsSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type NotificationsSchema = Schema<Query, Mutation, Subscription>;
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query, Mutation, EmptySubscription).enable_federation()
+fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query, Mutation, Subscription)
+        .enable_federation()
+        .enable_subscription_in_federation()
 }
 
 /// The Federation v2 SDL served at `_service { sdl }` (needs no database).
@@ -40,22 +43,34 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     portico_migrations::notifications::Migrator::up(db, None).await
 }
 
-/// The schema wired to a database (loaders included), without HTTP.
-pub fn schema(db: DatabaseConnection) -> NotificationsSchema {
+/// The schema wired to a database (loaders included) and a live hub, without HTTP.
+pub fn schema(db: DatabaseConnection, hub: live::Hub) -> NotificationsSchema {
     builder()
         .data(data_loader(loaders::NotificationLoader { db: db.clone() }))
         .data(db)
+        .data(hub)
         .finish()
 }
 
-/// The service's HTTP router; starts the event consumer.
+/// The service's HTTP router (queries over POST, `notificationAdded` over WebSocket);
+/// starts the event consumer, which publishes each new notification once committed
+/// (through Redis to every replica when the service has a Redis URL).
 pub async fn app(ctx: ServiceContext) -> Result<axum::Router, KitError> {
-    portico_kit::events::spawn_consumer(
+    let hub = match &ctx.redis_url {
+        Some(url) => live::Hub::redis(url)?,
+        None => live::Hub::local(),
+    };
+    let (db, publisher) = (ctx.db.clone(), hub.clone());
+    portico_kit::events::spawn_consumer_then(
         ctx.db.clone(),
         ctx.bus.clone(),
         consumer::GROUP,
         |txn, event| Box::pin(consumer::apply(txn, event)),
+        move |event| {
+            let (db, hub) = (db.clone(), publisher.clone());
+            Box::pin(async move { live::publish_created_by(&db, &hub, event).await })
+        },
     );
-    let schema = schema(ctx.db.clone());
+    let schema = schema(ctx.db.clone(), hub);
     Ok(portico_kit::server::graphql_router(schema, NAME, ctx.trust))
 }

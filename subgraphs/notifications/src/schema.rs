@@ -70,6 +70,20 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// A notification as the live hub carries it.
+    pub fn from_live(n: &crate::live::LiveNotification) -> Result<Self> {
+        let kind = NotificationKind::parse(&n.kind)
+            .ok_or_else(|| internal(format!("unknown notification kind {:?}", n.kind)))?;
+        Ok(Self {
+            id: ID(n.id.clone()),
+            kind,
+            created_at: n.created_at,
+            read: n.read,
+            actor_id: n.actor_id.clone(),
+            post_id: n.post_id.clone(),
+        })
+    }
+
     fn from_model(m: notification::Model) -> Result<Self> {
         let kind = NotificationKind::parse(&m.kind)
             .ok_or_else(|| internal(format!("unknown notification kind {:?}", m.kind)))?;
@@ -260,5 +274,43 @@ impl Mutation {
             .await
             .map_err(internal)?;
         Ok(i32::try_from(res.rows_affected).unwrap_or(i32::MAX))
+    }
+}
+
+/// Root subscriptions, over WebSocket (`graphql-transport-ws`) from the gateway.
+pub struct Subscription;
+
+#[async_graphql::Subscription]
+impl Subscription {
+    /// The authenticated user's new notifications (likes and comments on their posts, new
+    /// followers), as they happen. A subscriber that falls more than 256 notifications
+    /// behind misses the oldest of them.
+    async fn notification_added(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<impl futures::Stream<Item = Notification> + use<>> {
+        let me = require_user(ctx)?;
+        let receiver = ctx.data::<crate::live::Hub>()?.subscribe();
+        Ok(futures::stream::unfold(receiver, move |mut receiver| {
+            let me = me.clone();
+            async move {
+                loop {
+                    match receiver.recv().await {
+                        Ok(n) if n.recipient_id == me => match Notification::from_live(&n) {
+                            Ok(notification) => return Some((notification, receiver)),
+                            Err(e) => tracing::warn!(error = ?e, "live notification skipped"),
+                        },
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                            tracing::warn!(
+                                missed,
+                                "slow subscriber: oldest live notifications dropped"
+                            );
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        }))
     }
 }

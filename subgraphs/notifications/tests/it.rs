@@ -303,6 +303,113 @@ async fn only_the_recipient_reads_and_marks_notifications() {
         assert!(d["data"]["_entities"][0].is_null(), "{d}");
     }
 }
+/// `notificationAdded` over a WebSocket (graphql-transport-ws), as the gateway opens it:
+/// the upgrade needs a trust token (bound to its empty body, used once); the stream
+/// carries the recipient's new notifications only, once committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_notifications_stream_to_their_recipient_over_a_trusted_websocket() {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    for svc in services().await {
+        let (alice, bob, carol) = (new_user(), new_user(), new_user());
+        let request = |headers: &[(String, String)]| {
+            let mut r = svc
+                .url
+                .replacen("http://", "ws://", 1)
+                .into_client_request()
+                .expect("request");
+            r.headers_mut().insert(
+                "sec-websocket-protocol",
+                "graphql-transport-ws".parse().expect("header"),
+            );
+            for (k, v) in headers {
+                r.headers_mut().insert(
+                    axum::http::HeaderName::try_from(k.as_str()).expect("name"),
+                    v.parse().expect("value"),
+                );
+            }
+            r
+        };
+        // No token: refused before any upgrade.
+        let refused = tokio_tungstenite::connect_async(request(&[])).await;
+        assert!(
+            matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401),
+            "{refused:?}"
+        );
+        let headers = testing::headers_for(&svc.trust.signer, sut::NAME, Some(&alice), b"");
+        let (mut ws, _) = tokio_tungstenite::connect_async(request(&headers))
+            .await
+            .expect("trusted upgrade");
+        // The same token again: a replay, refused.
+        let replayed = tokio_tungstenite::connect_async(request(&headers)).await;
+        assert!(
+            matches!(&replayed, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401),
+            "{replayed:?}"
+        );
+        let send = |v: Value| Message::text(v.to_string());
+        ws.send(send(json!({"type": "connection_init"})))
+            .await
+            .expect("init");
+        let ack = loop {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(20), ws.next())
+                .await
+                .expect("a message within 20 s")
+                .expect("open")
+                .expect("message");
+            if let Message::Text(t) = m {
+                break serde_json::from_str::<Value>(&t).expect("json");
+            }
+        };
+        assert_eq!(ack["type"], "connection_ack");
+        ws.send(send(json!({"id": "1", "type": "subscribe", "payload": {
+            "query": "subscription { notificationAdded { id kind actor { id } post { id } } }"
+        }})))
+        .await
+        .expect("subscribe");
+        let (post, other) = (
+            uuid::Uuid::now_v7().to_string(),
+            uuid::Uuid::now_v7().to_string(),
+        );
+        deliver(
+            &svc,
+            &[
+                Event::new(POST_CREATED, json!({ "postId": other, "authorId": carol })),
+                Event::new(POST_CREATED, json!({ "postId": post, "authorId": alice })),
+            ],
+        )
+        .await;
+        // When the subscription becomes live is not observable: like (carol's post, then
+        // alice's) until alice's first event arrives; carol's never reach her.
+        let mut message = None;
+        for _ in 0..40 {
+            deliver(
+                &svc,
+                &[
+                    Event::new(POST_UNLIKED, json!({ "postId": other, "userId": bob })),
+                    Event::new(POST_LIKED, json!({ "postId": other, "userId": bob })),
+                    Event::new(POST_UNLIKED, json!({ "postId": post, "userId": bob })),
+                    Event::new(POST_LIKED, json!({ "postId": post, "userId": bob })),
+                ],
+            )
+            .await;
+            if let Ok(Some(Ok(Message::Text(t)))) =
+                tokio::time::timeout(std::time::Duration::from_millis(500), ws.next()).await
+            {
+                message = Some(serde_json::from_str::<Value>(&t).expect("json"));
+                break;
+            }
+        }
+        let message = message.expect("an event");
+        assert_eq!(message["type"], "next", "{message}");
+        let n = &message["payload"]["data"]["notificationAdded"];
+        // Carol's notification was not alice's to see: the first event is hers.
+        assert_eq!(n["kind"], "LIKE", "{message}");
+        assert_eq!(n["actor"]["id"], bob.as_str(), "{message}");
+        assert_eq!(n["post"]["id"], post.as_str(), "{message}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Harness: the shared one in `portico_kit::testing`, bound to this subgraph.
 // ---------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ impl Service {
                 db: db.clone(),
                 trust: trust.verifier.clone(),
                 bus: bus.clone(),
+                redis_url: None,
             };
             let router = portico_users::app(ctx).await.expect("app");
             out.push(Service {

@@ -128,6 +128,8 @@ pub struct GatewayConfig {
     pub shutdown: ShutdownConfig,
     /// Load shedding: how many client requests are served at once.
     pub overload: OverloadConfig,
+    /// Subscriptions: transports, buffers, limits.
+    pub subscriptions: SubscriptionsConfig,
 }
 
 /// Admission of client requests (`/graphql`; health, readiness and metrics are never
@@ -152,6 +154,34 @@ impl Default for OverloadConfig {
             max_in_flight_requests: 1024,
             queue_timeout_ms: 50,
             retry_after_secs: 1,
+        }
+    }
+}
+
+/// Subscriptions (`subscription` operations): over a WebSocket (`graphql-transport-ws`)
+/// or Server-Sent Events from clients, over a WebSocket to the subgraph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubscriptionsConfig {
+    /// Serve subscriptions (off: they are refused like any unsupported operation).
+    pub enabled: bool,
+    /// A client that reads none of its events for this many milliseconds loses the
+    /// subscription (`SUBSCRIPTION_SLOW_CONSUMER`): the gateway buffers a few events per
+    /// subscription, never more.
+    pub slow_consumer_timeout_ms: u64,
+    /// Most subscriptions one WebSocket connection may hold at once.
+    pub max_per_connection: usize,
+    /// Milliseconds a WebSocket client has to send `connection_init`.
+    pub connection_init_timeout_ms: u64,
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            slow_consumer_timeout_ms: 5_000,
+            max_per_connection: 32,
+            connection_init_timeout_ms: 10_000,
         }
     }
 }
@@ -271,6 +301,7 @@ impl Default for GatewayConfig {
             telemetry: TelemetryConfig::default(),
             shutdown: ShutdownConfig::default(),
             overload: OverloadConfig::default(),
+            subscriptions: SubscriptionsConfig::default(),
         }
     }
 }
@@ -1460,6 +1491,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "headers",
     "subgraph_errors",
     "cors",
+    "subscriptions",
 ];
 
 /// An environment value as a TOML scalar, else a string.

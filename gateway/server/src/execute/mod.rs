@@ -108,6 +108,56 @@ pub async fn execute(
     subgraphs: &Subgraphs,
     input: ExecutionInput<'_>,
 ) -> (GraphQLResponse, http::HeaderMap) {
+    let node = input.plan.node.as_ref();
+    run_and_shape(
+        subgraphs,
+        input,
+        node,
+        value::Val::Object(value::Obj::new()),
+        Vec::new(),
+    )
+    .await
+}
+
+/// One event of a subscription. `event` is what the subscription's root fetch (sent by
+/// [`subscription::split`](crate::subscription::split)'s `root`) streamed: its data
+/// (after the root fetch's `output_rewrites`) starts the response tree and its errors
+/// the response's; `rest` (the plan after that fetch: entity fetches for the fields
+/// other subgraphs own) runs on it, then the response is shaped as for a query.
+pub(crate) async fn execute_event(
+    subgraphs: &Subgraphs,
+    input: ExecutionInput<'_>,
+    root: &portico_federation::plan::FetchNode,
+    rest: Option<&portico_federation::plan::PlanNode>,
+    event: subgraph::SubgraphResponse,
+) -> GraphQLResponse {
+    let mut data = event
+        .data
+        .filter(Val::is_object)
+        .unwrap_or_else(|| Val::Object(Obj::new()));
+    run::apply_rewrites(&mut data, &root.output_rewrites);
+    let errors = event
+        .errors
+        .into_iter()
+        .map(|raw| {
+            let mut e = subgraphs.error_policy().to_client(raw, &root.service_name);
+            if e.path.as_ref().is_some_and(Vec::is_empty) {
+                e.path = None;
+            }
+            e
+        })
+        .collect();
+    run_and_shape(subgraphs, input, rest, data, errors).await.0
+}
+
+/// Runs `node` on `data`, then shapes the response.
+async fn run_and_shape(
+    subgraphs: &Subgraphs,
+    input: ExecutionInput<'_>,
+    node: Option<&portico_federation::plan::PlanNode>,
+    data: Val,
+    errors: Vec<GraphQLError>,
+) -> (GraphQLResponse, http::HeaderMap) {
     let is_subtype = |abstract_type: &str, object_type: &str| {
         input.schema.is_subtype(abstract_type, object_type)
     };
@@ -127,12 +177,12 @@ pub async fn execute(
         client_headers: input.client_headers,
         is_subtype: &is_subtype,
         is_object: &is_object,
-        data: Mutex::new(value::Val::Object(value::Obj::new())),
-        errors: Mutex::new(Vec::new()),
+        data: Mutex::new(data),
+        errors: Mutex::new(errors),
         failed_paths: Mutex::new(Vec::new()),
         response_headers: Mutex::new(http::HeaderMap::new()),
     };
-    if let Some(node) = &input.plan.node {
+    if let Some(node) = node {
         run.node(node).await;
     }
     let mut data = run.data.into_inner();

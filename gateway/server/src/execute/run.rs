@@ -967,7 +967,7 @@ fn project_value(
     }
 }
 
-fn apply_rewrites(value: &mut Val, rewrites: &[Rewrite]) {
+pub(super) fn apply_rewrites(value: &mut Val, rewrites: &[Rewrite]) {
     for rewrite in rewrites {
         match rewrite {
             Rewrite::ValueSetter {

@@ -393,6 +393,18 @@ pub(crate) struct SubgraphResponse {
     pub headers: http::HeaderMap,
 }
 
+/// Where and how to open one subscription on a subgraph (see
+/// [`Subgraphs::subscription_request`]).
+#[derive(Debug, Clone)]
+pub(crate) struct SubscriptionTarget {
+    pub service: String,
+    pub url: String,
+    pub headers: http::HeaderMap,
+    /// Connecting and acknowledging must happen within it.
+    pub timeout: Duration,
+    pub max_message_bytes: usize,
+}
+
 /// All subgraphs, the shared HTTP client and the trust-token cache.
 pub struct Subgraphs {
     client: reqwest::Client,
@@ -463,7 +475,72 @@ impl Subgraphs {
     }
 
     /// POST one GraphQL request to `service`.
-    #[allow(clippy::too_many_arguments)] // one call site per fetch kind, all named
+    /// What opening a subscription on `service` takes: its URL (`http` → `ws`, `https`
+    /// → `wss`), its timeout and largest message, and the upgrade request's headers: a
+    /// trust token bound to the (empty) body of the upgrade, the identity headers, the
+    /// request id and the `[headers]` rules' headers.
+    pub(crate) fn subscription_request(
+        &self,
+        service: &str,
+        identity: &Identity,
+        request_id: &str,
+        client_headers: &http::HeaderMap,
+    ) -> Result<SubscriptionTarget, FetchError> {
+        let endpoint = self
+            .endpoints
+            .get(service)
+            .ok_or_else(|| FetchError::UnknownSubgraph(service.to_string()))?;
+        let url = if let Some(rest) = endpoint.url.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else if let Some(rest) = endpoint.url.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else {
+            endpoint.url.clone()
+        };
+        let mut headers = if self.header_rules.is_empty() {
+            http::HeaderMap::new()
+        } else {
+            self.header_rules
+                .for_subgraph(&endpoint.name, client_headers)
+        };
+        crate::telemetry::inject_current(&mut headers);
+        let invalid = |_| FetchError::Http {
+            service: endpoint.name.clone(),
+            message: "identity not representable as a header".into(),
+        };
+        let token = self
+            .signer
+            .mint(&endpoint.name, identity, b"", self.token_ttl);
+        headers.insert(
+            http::HeaderName::from_static(HEADER_TRUST),
+            http::HeaderValue::from_str(&token).map_err(invalid)?,
+        );
+        if let Ok(v) = http::HeaderValue::from_str(request_id) {
+            headers.insert(http::HeaderName::from_static(HEADER_REQUEST_ID), v);
+        }
+        if let Some(user) = &identity.user_id {
+            headers.insert(
+                http::HeaderName::from_static(HEADER_USER_ID),
+                http::HeaderValue::from_str(user).map_err(invalid)?,
+            );
+        }
+        if !identity.scopes.is_empty() {
+            headers.insert(
+                http::HeaderName::from_static(HEADER_USER_SCOPES),
+                http::HeaderValue::from_str(&identity.scopes_header()).map_err(invalid)?,
+            );
+        }
+        endpoint.requests.fetch_add(1, Ordering::Relaxed);
+        Ok(SubscriptionTarget {
+            service: endpoint.name.clone(),
+            url,
+            headers,
+            timeout: endpoint.timeout,
+            max_message_bytes: endpoint.max_response_bytes,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send(
         &self,
         service: &str,

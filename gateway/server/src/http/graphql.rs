@@ -55,6 +55,10 @@ struct GraphQLRequest {
 
 /// `GET|POST /graphql`.
 pub(super) async fn handle(State(live): State<Arc<Live>>, request: Request) -> Response {
+    // Subscriptions over a WebSocket (`subscriptions.rs`).
+    if super::subscriptions::is_upgrade(&request) {
+        return super::subscriptions::websocket(live, request).await;
+    }
     // The supergraph this request is served with, whatever reloads happen meanwhile.
     let gw = live.current();
     // Load shedding: a place among the requests in flight, or a fast 503.
@@ -227,6 +231,13 @@ async fn pipeline(
                     operation_name_out,
                 )
                 .await
+                .and_then(|outcome| match outcome {
+                    Outcome::Done(response, headers) => Ok((response, headers)),
+                    Outcome::Subscribe(_) => Err(RequestFailure::new(
+                        ErrorCode::SubscriptionTransportRequired,
+                        "a subscription cannot be an item of a batch",
+                    )),
+                })
                 .unwrap_or_else(|failure| {
                     let response = GraphQLResponse {
                         errors: failure.errors,
@@ -249,7 +260,7 @@ async fn pipeline(
             )
         })?
     };
-    let (response, passed_on) = operation(
+    let outcome = operation(
         gw,
         &parts,
         request,
@@ -260,6 +271,20 @@ async fn pipeline(
         operation_name_out,
     )
     .await?;
+    let (response, passed_on) = match outcome {
+        Outcome::Done(response, passed_on) => (response, passed_on),
+        Outcome::Subscribe(prepared) => {
+            if !accepts_event_stream(headers) {
+                return Err(RequestFailure::new(
+                    ErrorCode::SubscriptionTransportRequired,
+                    "subscriptions stream their events: send `Accept: text/event-stream` \
+                     (GraphQL over SSE) or open a WebSocket (graphql-transport-ws)",
+                ));
+            }
+            let events = crate::subscription::events(gw.clone(), *prepared);
+            return Ok(super::subscriptions::sse(events));
+        }
+    };
     let mut http = json_response(StatusCode::OK, &response, json_type);
     crate::headers::append_all(http.headers_mut(), passed_on);
     Ok(http)
@@ -416,7 +441,7 @@ async fn operation(
     request_id: &str,
     kind: &mut OperationKind,
     operation_name_out: &mut String,
-) -> Result<(GraphQLResponse, HeaderMap), RequestFailure> {
+) -> Result<Outcome, RequestFailure> {
     let headers = &parts.headers;
     let query = resolve_query(gw, &request).await?;
     let query: &str = &query;
@@ -477,10 +502,10 @@ async fn operation(
             ),
         ));
     }
-    if operation.operation_type.is_subscription() {
+    if operation.operation_type.is_subscription() && !gw.config.subscriptions.enabled {
         return Err(RequestFailure::new(
             ErrorCode::GraphqlValidationFailed,
-            "subscriptions are not supported",
+            "subscriptions are not enabled on this gateway (`[subscriptions] enabled`)",
         ));
     }
 
@@ -563,6 +588,22 @@ async fn operation(
             .map_err(|e| planning_failure(gw, &e, request_id))?
     };
 
+    // A subscription stops here: its events run the plan one by one
+    // (`subscription.rs`), over the transport the caller picks.
+    if operation.operation_type.is_subscription() {
+        return Ok(Outcome::Subscribe(Box::new(
+            crate::subscription::Prepared {
+                parsed: parsed.clone(),
+                operation_name: operation_name.map(str::to_string),
+                variables: variables_json,
+                identity,
+                plan,
+                request_id: request_id.to_string(),
+                client_headers: headers.clone(),
+            },
+        )));
+    }
+
     // 11. Execute: fetch, merge, shape. A panic here costs this request only.
     let execution = execute::execute(
         &gw.subgraphs,
@@ -641,7 +682,50 @@ async fn operation(
             }
         }
     }
-    Ok((response, passed_on))
+    Ok(Outcome::Done(response, passed_on))
+}
+
+/// One operation sent over a WebSocket (a `subscribe` message's payload), through
+/// stages 2 to 12 with the connection's headers; a panic costs this operation only.
+pub(super) async fn ws_operation(
+    gw: &Arc<Inner>,
+    parts: &axum::http::request::Parts,
+    payload: Value,
+    request_id: &str,
+) -> Result<Outcome, RequestFailure> {
+    let request: GraphQLRequest = serde_json::from_value(payload).map_err(|e| {
+        RequestFailure::new(
+            ErrorCode::BadRequest,
+            format!("the subscribe payload is not a GraphQL request: {e}"),
+        )
+    })?;
+    let mut quota = None;
+    let mut kind = OperationKind::Unknown;
+    let mut name = String::new();
+    let run = operation(
+        gw, parts, request, false, &mut quota, request_id, &mut kind, &mut name,
+    );
+    catch_panic(run).await.unwrap_or_else(|detail| {
+        gw.metrics.record_panic(PanicSite::Request);
+        Err(internal_failure(
+            gw,
+            ErrorCode::InternalServerError,
+            "internal server error",
+            request_id,
+            &format!("a WebSocket operation panicked: {detail}"),
+        ))
+    })
+}
+
+/// What [`operation`] ends with: a response (and headers for the client), or a
+/// subscription ready to stream.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "Done is every query's and mutation's outcome: boxing it would cost each an allocation"
+)]
+pub(super) enum Outcome {
+    Done(GraphQLResponse, HeaderMap),
+    Subscribe(Box<crate::subscription::Prepared>),
 }
 
 /// Does `operation` select only meta fields (`__typename`, `__schema`, `__type`) at its
@@ -942,6 +1026,16 @@ fn is_preflighted(headers: &HeaderMap, required: &[String]) -> bool {
         )
     });
     non_simple_type || required.iter().any(|h| headers.contains_key(h.as_str()))
+}
+
+/// Does the client accept `text/event-stream` (GraphQL over SSE)?
+fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| m.trim().starts_with("text/event-stream"))
 }
 
 fn accepts_html(headers: &HeaderMap) -> bool {

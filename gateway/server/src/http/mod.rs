@@ -1,12 +1,14 @@
 //! HTTP: the axum router. `POST /graphql` and `GET /graphql` run the request pipeline
-//! (`graphql.rs`, one function read top to bottom); a browser `GET /graphql` gets the
-//! playground when enabled; `/graphql/assets/*` serves its embedded files; `/health`
+//! (`graphql.rs`, one function read top to bottom); subscriptions stream over SSE or a
+//! WebSocket upgrade of `GET /graphql` (`subscriptions.rs`); a browser `GET /graphql` gets
+//! the playground when enabled; `/graphql/assets/*` serves its embedded files; `/health`
 //! (liveness), `/ready` (supergraph loaded) and `/metrics` (Prometheus text).
 
 mod cors;
 mod graphql;
 pub mod metrics;
 mod playground;
+mod subscriptions;
 
 use std::sync::Arc;
 

@@ -27,7 +27,7 @@ mod redis_streams;
 pub use inprocess::InProcessBus;
 pub use outbox::{
     ConsumerHandler, OUTBOX_RETENTION, PROCESSED_RETENTION, enqueue, prune, spawn_consumer,
-    spawn_relay,
+    spawn_consumer_then, spawn_relay,
 };
 pub use redis_streams::RedisStreamsBus;
 

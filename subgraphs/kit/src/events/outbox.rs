@@ -321,6 +321,26 @@ where
         + Sync
         + 'static,
 {
+    spawn_consumer_then(db, bus, group, handler, |_: &Event| Box::pin(async {}))
+}
+
+/// [`spawn_consumer`], and `after(event)` once an event's transaction committed (not for
+/// duplicates): what the handler wrote is visible then, e.g. to publish it to live
+/// subscribers.
+pub fn spawn_consumer_then<F, A>(
+    db: DatabaseConnection,
+    bus: Arc<dyn Bus>,
+    group: &'static str,
+    handler: F,
+    after: A,
+) -> JoinHandle<()>
+where
+    F: for<'a> Fn(&'a DatabaseTransaction, &'a Event) -> BoxFuture<'a, Result<(), KitError>>
+        + Send
+        + Sync
+        + 'static,
+    A: for<'a> Fn(&'a Event) -> BoxFuture<'a, ()> + Send + Sync + 'static,
+{
     let handler: ConsumerHandler = Arc::new(handler);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
@@ -350,7 +370,11 @@ where
                 let ok = loop {
                     attempt += 1;
                     match handle_once(&db, group, &delivery.event, &handler).await {
-                        Ok(_) => break true,
+                        Ok(Handled::Processed) => {
+                            after(&delivery.event).await;
+                            break true;
+                        }
+                        Ok(Handled::Duplicate) => break true,
                         Err(e) if attempt < MAX_ATTEMPTS => {
                             tracing::warn!(group, event = %delivery.event.id, kind = %delivery.event.kind, attempt, error = %e, "event handler failed; retrying");
                             tokio::time::sleep(pause).await;

@@ -1,0 +1,325 @@
+//! Subscriptions through the gateway. A subscription goes through the same stages as any
+//! operation (document, limits, authentication, authorization, cost and rate limit,
+//! plan: `http/graphql.rs::operation` stops before executing and hands over a
+//! [`Prepared`]); then [`events`] opens ONE upstream subscription on the subgraph that
+//! owns the root field (WebSocket, `graphql-transport-ws`, the upgrade carrying a trust
+//! token like any request), and for every event it runs the rest of the plan (entity
+//! fetches for the fields other subgraphs own, batched as for a query) and shapes the
+//! response for the client's operation.
+//!
+//! Bounded: events go to the client through a small buffer; a client that takes none for
+//! `slow_consumer_timeout` loses the subscription (it ends with an error), so a slow
+//! client never grows the gateway's memory. The upstream task ends as soon as the client
+//! is gone (its receiver dropped), an upstream error or completion ends the client's
+//! stream, and nothing is left running.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt as _, Stream, StreamExt as _};
+use portico_federation::plan::{FetchNode, OperationKind, PlanNode, QueryPlan};
+use serde_json::{Map, Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use crate::Inner;
+use crate::auth::Identity;
+use crate::error::{ErrorCode, GraphQLError, GraphQLResponse};
+use crate::execute::subgraph::{SubgraphResponse, SubscriptionTarget};
+use crate::plan::ParsedDocument;
+
+/// Events buffered between the upstream task and the client.
+const BUFFER: usize = 16;
+
+/// A subscription that passed every stage up to planning.
+pub(crate) struct Prepared {
+    pub(crate) parsed: Arc<ParsedDocument>,
+    pub(crate) operation_name: Option<String>,
+    pub(crate) variables: Map<String, Value>,
+    pub(crate) identity: Identity,
+    pub(crate) plan: Arc<QueryPlan>,
+    pub(crate) request_id: String,
+    pub(crate) client_headers: http::HeaderMap,
+}
+
+/// The root fetch of a subscription plan (a subscription operation sent to one
+/// subgraph) and what runs after it on each event.
+pub(crate) fn split(plan: &QueryPlan) -> Option<(&FetchNode, Option<PlanNode>)> {
+    let is_root = |f: &FetchNode| f.operation_kind == OperationKind::Subscription;
+    match plan.node.as_ref()? {
+        PlanNode::Fetch(f) if is_root(f) => Some((f, None)),
+        PlanNode::Sequence { nodes } => match nodes.split_first()? {
+            (PlanNode::Fetch(f), rest) if is_root(f) => {
+                let rest = match rest {
+                    [] => None,
+                    [one] => Some(one.clone()),
+                    more => Some(PlanNode::Sequence {
+                        nodes: more.to_vec(),
+                    }),
+                };
+                Some((f, rest))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn failure(code: ErrorCode, message: impl Into<String>) -> GraphQLResponse {
+    GraphQLResponse {
+        errors: vec![GraphQLError::new(code, message)],
+        data: None,
+        extensions: Map::new(),
+    }
+}
+
+/// The client's events: one response per upstream event; ends when the upstream ends,
+/// fails (a last response with the error), or the client is too slow.
+pub(crate) fn events(gw: Arc<Inner>, prepared: Prepared) -> impl Stream<Item = GraphQLResponse> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<GraphQLResponse>(BUFFER);
+    tokio::spawn(async move {
+        let slow = Duration::from_millis(gw.config.subscriptions.slow_consumer_timeout_ms);
+        let send = |response: GraphQLResponse| {
+            let tx = tx.clone();
+            async move {
+                match tokio::time::timeout(slow, tx.send(response)).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(_)) => false, // the client is gone
+                    Err(_) => {
+                        let _ = tx.try_send(failure(
+                            ErrorCode::SubscriptionSlowConsumer,
+                            "the client did not read events fast enough; subscription ended",
+                        ));
+                        false
+                    }
+                }
+            }
+        };
+        let Some((root, rest)) = split(&prepared.plan) else {
+            send(failure(
+                ErrorCode::InternalServerError,
+                "the subscription's plan has no subscription fetch",
+            ))
+            .await;
+            return;
+        };
+        let target = match gw.subgraphs.subscription_request(
+            &root.service_name,
+            &prepared.identity,
+            &prepared.request_id,
+            &prepared.client_headers,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                send(failure(ErrorCode::SubrequestHttpError, e.to_string())).await;
+                return;
+            }
+        };
+        let variables: Map<String, Value> = root
+            .variable_usages
+            .iter()
+            .filter_map(|v| {
+                prepared
+                    .variables
+                    .get(v)
+                    .map(|value| (v.clone(), value.clone()))
+            })
+            .collect();
+        let payload = json!({
+            "query": root.operation,
+            "operationName": root.operation_name,
+            "variables": variables,
+        });
+        let mut upstream = match open(&target, payload).await {
+            Ok(u) => u,
+            Err(message) => {
+                tracing::warn!(subgraph = %target.service, request_id = %prepared.request_id, error = %message, "subscription not opened");
+                send(failure(
+                    ErrorCode::SubrequestHttpError,
+                    format!(
+                        "subscription to subgraph '{}' failed: {message}",
+                        target.service
+                    ),
+                ))
+                .await;
+                return;
+            }
+        };
+        let Ok(document) = prepared.parsed.as_ref() else {
+            return;
+        };
+        let Ok(operation) = document.operations.get(prepared.operation_name.as_deref()) else {
+            return;
+        };
+        loop {
+            let event = tokio::select! {
+                _ = tx.closed() => break,
+                event = upstream.next() => event,
+            };
+            let event = match event {
+                None => break,
+                Some(Ok(event)) => event,
+                Some(Err(message)) => {
+                    send(failure(
+                        ErrorCode::SubrequestHttpError,
+                        format!(
+                            "subscription to subgraph '{}' failed: {message}",
+                            target.service
+                        ),
+                    ))
+                    .await;
+                    break;
+                }
+            };
+            let input = crate::execute::ExecutionInput {
+                schema: gw.planner.api_schema(),
+                document,
+                operation,
+                plan: &prepared.plan,
+                variables: &prepared.variables,
+                introspection: None,
+                identity: &prepared.identity,
+                request_id: &prepared.request_id,
+                client_headers: &prepared.client_headers,
+            };
+            let response =
+                crate::execute::execute_event(&gw.subgraphs, input, root, rest.as_ref(), event)
+                    .await;
+            if !send(response).await {
+                break;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
+}
+
+/// The events of one upstream subscription: `data`/`errors` of each `next`; an `error`
+/// message is one last event with its errors; ends on `complete` or when the connection
+/// closes.
+type Upstream = std::pin::Pin<Box<dyn Stream<Item = Result<SubgraphResponse, String>> + Send>>;
+
+/// Connects to `target` (`graphql-transport-ws`), initialises, subscribes with `payload`,
+/// all within the subgraph's timeout.
+async fn open(target: &SubscriptionTarget, payload: Value) -> Result<Upstream, String> {
+    if target.url.starts_with("wss://") {
+        return Err("subscriptions over wss:// are not supported yet".into());
+    }
+    let mut request = target
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("bad subgraph URL: {e}"))?;
+    request.headers_mut().extend(target.headers.clone());
+    request.headers_mut().insert(
+        http::header::SEC_WEBSOCKET_PROTOCOL,
+        http::HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(target.max_message_bytes))
+        .max_frame_size(Some(target.max_message_bytes));
+    let handshake = async {
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+            .await
+            .map_err(|e| format!("connecting: {}", without_url(&e)))?;
+        send_json(&mut ws, json!({"type": "connection_init", "payload": {}})).await?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = serde_json::from_str(&text)
+                        .map_err(|_| "the subgraph sent a message that is not JSON".to_string())?;
+                    match message.get("type").and_then(Value::as_str) {
+                        Some("connection_ack") => break,
+                        Some("ping") => send_json(&mut ws, json!({"type": "pong"})).await?,
+                        _ => return Err("the subgraph did not acknowledge the connection".into()),
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(_)) | None => {
+                    return Err("the subgraph closed the connection during initialisation".into());
+                }
+                Some(Err(e)) => return Err(e.to_string()),
+            }
+        }
+        send_json(
+            &mut ws,
+            json!({"id": "1", "type": "subscribe", "payload": payload}),
+        )
+        .await?;
+        Ok::<_, String>(ws)
+    };
+    let ws = tokio::time::timeout(target.timeout, handshake)
+        .await
+        .map_err(|_| format!("no acknowledgement within {:?}", target.timeout))??;
+    let stream = futures::stream::unfold(Some(ws), |state| async move {
+        let mut ws = state?;
+        loop {
+            let message = match ws.next().await {
+                None => return None,
+                Some(Err(e)) => return Some((Err(e.to_string()), None)),
+                Some(Ok(m)) => m,
+            };
+            let text = match message {
+                Message::Text(text) => text,
+                Message::Close(_) => return None,
+                _ => continue,
+            };
+            let Ok(message) = serde_json::from_str::<Value>(&text) else {
+                return Some((
+                    Err("the subgraph sent a message that is not JSON".into()),
+                    None,
+                ));
+            };
+            match message.get("type").and_then(Value::as_str) {
+                Some("next") => {
+                    let payload = message.get("payload").cloned().unwrap_or(Value::Null);
+                    return match serde_json::from_value::<SubgraphResponse>(payload) {
+                        Ok(event) => Some((Ok(event), Some(ws))),
+                        Err(_) => Some((
+                            Err("the subgraph sent an event that is not a GraphQL response".into()),
+                            None,
+                        )),
+                    };
+                }
+                Some("error") => {
+                    let errors = match message.get("payload") {
+                        Some(Value::Array(errors)) => errors.clone(),
+                        _ => vec![json!({"message": "the subgraph refused the subscription"})],
+                    };
+                    let event = SubgraphResponse {
+                        errors,
+                        ..SubgraphResponse::default()
+                    };
+                    return Some((Ok(event), None));
+                }
+                Some("complete") => return None,
+                Some("ping") => {
+                    let ponged = send_json(&mut ws, json!({"type": "pong"})).await;
+                    if ponged.is_err() {
+                        return None;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    Ok(Box::pin(stream))
+}
+
+async fn send_json<S>(ws: &mut S, value: Value) -> Result<(), String>
+where
+    S: futures::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    ws.send(Message::text(value.to_string()))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A connection error without the URL (logs and client errors never hold one).
+fn without_url(e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    match e {
+        Error::Http(response) => format!("HTTP status {}", response.status()),
+        Error::Io(io) => io.kind().to_string(),
+        other => other.to_string(),
+    }
+}
