@@ -176,6 +176,34 @@ async fn a_like_reaches_the_authors_websocket_subscription_with_entities_resolve
     }
     liker.abort();
     assert_event(&event.expect("an event"), &caption);
+    // A new supergraph ends open subscriptions with the reason, then `complete`; the
+    // connection stays open for new ones.
+    p.gateway
+        .reload_supergraph(portico::platform::DEMO_SUPERGRAPH)
+        .expect("reload");
+    let ended = loop {
+        let m = next_message(&mut ws).await.expect("open");
+        if m["type"] == "next"
+            && m["payload"]["errors"][0]["extensions"]["code"] == "SUBSCRIPTION_ENDED"
+        {
+            break m;
+        }
+    };
+    assert!(
+        ended["payload"]["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("supergraph changed")),
+        "{ended}"
+    );
+    assert_eq!(
+        next_message(&mut ws).await,
+        Ok(json!({"id": "live", "type": "complete"}))
+    );
+    send(
+        &mut ws,
+        json!({"id": "live", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}),
+    )
+    .await;
     // Reusing a live id closes the connection (the protocol's 4409).
     send(
         &mut ws,

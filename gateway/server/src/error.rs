@@ -105,8 +105,12 @@ pub enum ErrorCode {
     /// The client did not read a subscription's events for
     /// `[subscriptions] slow_consumer_timeout_ms`: the subscription ended.
     SubscriptionSlowConsumer,
-    /// More subscriptions than `[subscriptions] max_per_client` for this client.
+    /// More subscriptions than `[subscriptions] max_per_client` for this client (or
+    /// `max_per_connection` on one WebSocket).
     SubscriptionLimitExceeded,
+    /// The gateway ended the subscription (a new supergraph, shutdown); the message says
+    /// why. Subscribe again.
+    SubscriptionEnded,
 }
 
 impl ErrorCode {
@@ -154,6 +158,7 @@ impl ErrorCode {
             ErrorCode::SubscriptionTransportRequired => "SUBSCRIPTION_TRANSPORT_REQUIRED",
             ErrorCode::SubscriptionSlowConsumer => "SUBSCRIPTION_SLOW_CONSUMER",
             ErrorCode::SubscriptionLimitExceeded => "SUBSCRIPTION_LIMIT_EXCEEDED",
+            ErrorCode::SubscriptionEnded => "SUBSCRIPTION_ENDED",
         }
     }
 
@@ -201,7 +206,7 @@ impl ErrorCode {
             }
             ErrorCode::SubscriptionTransportRequired => StatusCode::NOT_ACCEPTABLE,
             ErrorCode::SubscriptionLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::SubscriptionSlowConsumer => StatusCode::OK,
+            ErrorCode::SubscriptionSlowConsumer | ErrorCode::SubscriptionEnded => StatusCode::OK,
             ErrorCode::SubrequestHttpError
             | ErrorCode::SubrequestTimeout
             | ErrorCode::SubrequestResponseTooLarge

@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     pub(crate) persisted: apq::ApqStore,
     /// The trusted documents manifest (`[trusted_documents]`).
     pub(crate) trusted: Arc<trusted::TrustedDocuments>,
+    /// Open subscriptions (kept across reloads).
+    pub(crate) subscriptions: Arc<subscription::Registry>,
     /// Usage recording (`[usage]`), when a file or Redis is configured.
     pub(crate) usage: Option<Arc<usage::UsageRecorder>>,
     pub(crate) plans: PlanStage,
@@ -197,6 +199,8 @@ struct Kept {
     auth: Option<Arc<Authenticator>>,
     /// Kept unless `[usage]` changed.
     usage: Option<Option<Arc<usage::UsageRecorder>>>,
+    /// Open subscriptions: always kept.
+    subscriptions: Option<Arc<subscription::Registry>>,
 }
 
 /// A reload ([`Gateway::reload`]): the whole config, and a new supergraph or none.
@@ -351,6 +355,7 @@ impl Gateway {
             trusted: Some(old.trusted.clone()),
             auth: (!reread_files && config.jwt == previous.jwt).then(|| old.auth.clone()),
             usage: (config.usage == previous.usage).then(|| old.usage.clone()),
+            subscriptions: Some(old.subscriptions.clone()),
         };
         let inner = build_inner(
             config.clone(),
@@ -382,6 +387,11 @@ impl Gateway {
             && let Err(e) = recorder.flush()
         {
             tracing::error!(error = %e, "usage not written");
+        }
+        // A new supergraph: open subscriptions were planned against the old one.
+        if supergraph.is_some() {
+            old.subscriptions
+                .end_all("the gateway's supergraph changed: subscribe again");
         }
         let needs_restart = restart_only_changes(&previous, &config);
         *self.live.current.write() = Arc::new(inner);
@@ -559,6 +569,7 @@ fn build_inner(
         })?,
         trusted,
         usage,
+        subscriptions: kept.subscriptions.unwrap_or_default(),
         plans: PlanStage::new(
             config.cache.plans,
             Duration::from_secs(config.cache.plan_failure_ttl_secs),
@@ -802,6 +813,10 @@ pub async fn serve_until(
         stop.await;
         live.draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Subscriptions would hold their connections until the grace deadline.
+        live.current()
+            .subscriptions
+            .end_all("the gateway is shutting down: subscribe again (to another replica)");
         signalled.notify_one();
         tracing::info!(
             drain_delay_ms = drain.as_millis() as u64,

@@ -7,6 +7,9 @@
 //! fetches for the fields other subgraphs own, batched as for a query) and shapes the
 //! response for the client's operation.
 //!
+//! A subscription ends when the caller's access token expires (`UNAUTHENTICATED`, "the
+//! access token expired").
+//!
 //! Bounded: events go to the client through a small buffer; a client that takes none for
 //! `slow_consumer_timeout` loses the subscription (it ends with an error), so a slow
 //! client never grows the gateway's memory. The upstream task ends as soon as the client
@@ -31,15 +34,78 @@ use crate::plan::ParsedDocument;
 /// Events buffered between the upstream task and the client.
 const BUFFER: usize = 16;
 
+/// The gateway's open subscriptions: how many each client holds (`[subscriptions]
+/// max_per_client`), and the signal that ends them all (a new supergraph, shutdown).
+/// Kept across reloads.
+#[derive(Default)]
+pub(crate) struct Registry {
+    per_client: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
+    /// Bumped (with the reason) to end every open subscription.
+    ending: tokio::sync::watch::Sender<(u64, &'static str)>,
+    pub(crate) open: std::sync::atomic::AtomicU64,
+    pub(crate) ended_slow: std::sync::atomic::AtomicU64,
+}
+
+/// One open subscription's place in the [`Registry`], given back when dropped.
+pub(crate) struct Slot {
+    registry: Arc<Registry>,
+    client: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_client = self.registry.per_client.lock();
+        if let Some(n) = per_client.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+        self.registry
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Registry {
+    /// A place for one more subscription of `client`, unless it holds `max` already.
+    pub(crate) fn take(self: &Arc<Self>, client: &str, max: usize) -> Option<Slot> {
+        let mut per_client = self.per_client.lock();
+        let n = per_client.entry(client.to_string()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        self.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(Slot {
+            registry: self.clone(),
+            client: client.to_string(),
+        })
+    }
+
+    /// Ends every open subscription: each gets a last error saying `reason`, then
+    /// completes.
+    pub(crate) fn end_all(&self, reason: &'static str) {
+        self.ending.send_modify(|(generation, why)| {
+            *generation += 1;
+            *why = reason;
+        });
+    }
+}
+
 /// A subscription that passed every stage up to planning.
 pub(crate) struct Prepared {
     pub(crate) parsed: Arc<ParsedDocument>,
     pub(crate) operation_name: Option<String>,
     pub(crate) variables: Map<String, Value>,
     pub(crate) identity: Identity,
+    /// When the caller's access token expires (unix seconds): the subscription ends then.
+    pub(crate) token_expiry: Option<u64>,
     pub(crate) plan: Arc<QueryPlan>,
     pub(crate) request_id: String,
     pub(crate) client_headers: http::HeaderMap,
+    /// Who holds it, for `max_per_client`: `user:<id>` or `addr:<client address>`.
+    pub(crate) client: String,
 }
 
 /// The root fetch of a subscription plan (a subscription operation sent to one
@@ -74,18 +140,38 @@ fn failure(code: ErrorCode, message: impl Into<String>) -> GraphQLResponse {
 }
 
 /// The client's events: one response per upstream event; ends when the upstream ends,
-/// fails (a last response with the error), or the client is too slow.
-pub(crate) fn events(gw: Arc<Inner>, prepared: Prepared) -> impl Stream<Item = GraphQLResponse> {
+/// fails (a last response with the error), the token expires, the gateway ends it
+/// ([`Registry::end_all`]) or the client is too slow. Refused with
+/// `SUBSCRIPTION_LIMIT_EXCEEDED` when the client holds `max_per_client` already.
+pub(crate) fn events(
+    gw: Arc<Inner>,
+    prepared: Prepared,
+) -> Result<impl Stream<Item = GraphQLResponse>, crate::error::RequestFailure> {
+    let max = gw.config.subscriptions.max_per_client;
+    let Some(slot) = gw.subscriptions.take(&prepared.client, max) else {
+        return Err(crate::error::RequestFailure::new(
+            ErrorCode::SubscriptionLimitExceeded,
+            format!("at most {max} open subscriptions per client"),
+        ));
+    };
+    let mut ending = gw.subscriptions.ending.subscribe();
+    ending.borrow_and_update();
     let (tx, rx) = tokio::sync::mpsc::channel::<GraphQLResponse>(BUFFER);
     tokio::spawn(async move {
+        let _slot = slot;
         let slow = Duration::from_millis(gw.config.subscriptions.slow_consumer_timeout_ms);
+        let registry = gw.subscriptions.clone();
         let send = |response: GraphQLResponse| {
             let tx = tx.clone();
+            let registry = registry.clone();
             async move {
                 match tokio::time::timeout(slow, tx.send(response)).await {
                     Ok(Ok(())) => true,
                     Ok(Err(_)) => false, // the client is gone
                     Err(_) => {
+                        registry
+                            .ended_slow
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let _ = tx.try_send(failure(
                             ErrorCode::SubscriptionSlowConsumer,
                             "the client did not read events fast enough; subscription ended",
@@ -151,9 +237,37 @@ pub(crate) fn events(gw: Arc<Inner>, prepared: Prepared) -> impl Stream<Item = G
         let Ok(operation) = document.operations.get(prepared.operation_name.as_deref()) else {
             return;
         };
+        // The token's expiry, on the runtime's clock.
+        let expiry = prepared.token_expiry.map(|exp| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
+        });
+        let expired = async {
+            match expiry {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         loop {
             let event = tokio::select! {
                 _ = tx.closed() => break,
+                changed = ending.changed() => {
+                    let reason = if changed.is_ok() { ending.borrow().1 } else { "the gateway stopped" };
+                    send(failure(ErrorCode::SubscriptionEnded, reason)).await;
+                    break;
+                }
+                _ = &mut expired => {
+                    send(failure(
+                        ErrorCode::Unauthenticated,
+                        "the access token expired: subscription ended; subscribe again with a fresh token",
+                    ))
+                    .await;
+                    break;
+                }
                 event = upstream.next() => event,
             };
             let event = match event {
@@ -190,7 +304,9 @@ pub(crate) fn events(gw: Arc<Inner>, prepared: Prepared) -> impl Stream<Item = G
             }
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
+    Ok(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    }))
 }
 
 /// The events of one upstream subscription: `data`/`errors` of each `next`; an `error`

@@ -120,6 +120,7 @@ type User implements Node { id: ID! name: String! username: String reviews: [Rev
 type Product implements Node { id: ID! upc: String! name: String price: Int reviews: [Review!] }
 type Review implements Node { id: ID! body: String! author: User product: Product }
 union SearchResult = User | Product
+type Subscription { userAdded: User! }
 "#;
 
 /// Plans by operation name, counting how often planning happens.
@@ -1769,6 +1770,8 @@ mod rate;
 mod reload;
 #[path = "it/resilience.rs"]
 mod resilience;
+#[path = "it/subscriptions.rs"]
+mod subscriptions;
 
 // ---------------------------------------------------------------- composed executable directives
 

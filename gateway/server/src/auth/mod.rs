@@ -171,7 +171,7 @@ impl Authenticator {
     }
 
     /// A remembered verification of this token, if its key is still published.
-    fn remembered(&self, hash: &[u8; 32]) -> Option<Identity> {
+    fn remembered(&self, hash: &[u8; 32]) -> Option<(Identity, u64)> {
         let verified = self.verified.lock();
         let hit = verified.get(hash)?;
         if hit.exp <= jsonwebtoken::get_current_timestamp() {
@@ -182,7 +182,7 @@ impl Authenticator {
         {
             return None;
         }
-        Some(hit.identity.clone())
+        Some((hit.identity.clone(), hit.exp))
     }
 
     fn remember(&self, hash: [u8; 32], entry: Verified) {
@@ -203,16 +203,27 @@ impl Authenticator {
 
     /// Verify the `Authorization` header value; `None` → anonymous.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Identity, AuthError> {
+        self.authenticate_with_expiry(authorization)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    /// [`authenticate`](Self::authenticate), with the token's `exp` (unix seconds; `None`
+    /// for anonymous callers): a subscription ends when its token expires.
+    pub async fn authenticate_with_expiry(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<(Identity, Option<u64>), AuthError> {
         let Some(header) = authorization else {
-            return Ok(Identity::anonymous());
+            return Ok((Identity::anonymous(), None));
         };
         let token = bearer_token(header)?;
         if token.len() > self.config.max_token_bytes {
             return Err(AuthError::TooLarge);
         }
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(identity) = self.remembered(&hash) {
-            return Ok(identity);
+        if let Some((identity, exp)) = self.remembered(&hash) {
+            return Ok((identity, Some(exp)));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         let (key, algorithm): (Arc<DecodingKey>, Algorithm) = match &self.keys {
@@ -278,7 +289,7 @@ impl Authenticator {
                 kid: header.kid,
             },
         );
-        Ok(identity)
+        Ok((identity, Some(claims.exp)))
     }
 }
 

@@ -171,6 +171,9 @@ pub struct SubscriptionsConfig {
     pub slow_consumer_timeout_ms: u64,
     /// Most subscriptions one WebSocket connection may hold at once.
     pub max_per_connection: usize,
+    /// Most subscriptions one client (a user, or an address for anonymous callers) may
+    /// hold at once across connections and transports (`SUBSCRIPTION_LIMIT_EXCEEDED`).
+    pub max_per_client: usize,
     /// Milliseconds a WebSocket client has to send `connection_init`.
     pub connection_init_timeout_ms: u64,
 }
@@ -181,6 +184,7 @@ impl Default for SubscriptionsConfig {
             enabled: true,
             slow_consumer_timeout_ms: 5_000,
             max_per_connection: 32,
+            max_per_client: 64,
             connection_init_timeout_ms: 10_000,
         }
     }

@@ -281,7 +281,7 @@ async fn pipeline(
                      (GraphQL over SSE) or open a WebSocket (graphql-transport-ws)",
                 ));
             }
-            let events = crate::subscription::events(gw.clone(), *prepared);
+            let events = crate::subscription::events(gw.clone(), *prepared)?;
             return Ok(super::subscriptions::sse(events));
         }
     };
@@ -517,9 +517,9 @@ async fn operation(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let identity = gw
+    let (identity, token_expiry) = gw
         .auth
-        .authenticate(authorization)
+        .authenticate_with_expiry(authorization)
         .instrument(tracing::info_span!(target: "portico::otel", "authenticate"))
         .await
         .map_err(|e| RequestFailure::from(e.to_graphql_error()))?;
@@ -591,12 +591,15 @@ async fn operation(
     // A subscription stops here: its events run the plan one by one
     // (`subscription.rs`), over the transport the caller picks.
     if operation.operation_type.is_subscription() {
+        let client = gw.rate_limiter.client_key(&identity, peer, headers);
         return Ok(Outcome::Subscribe(Box::new(
             crate::subscription::Prepared {
                 parsed: parsed.clone(),
                 operation_name: operation_name.map(str::to_string),
                 variables: variables_json,
                 identity,
+                client,
+                token_expiry,
                 plan,
                 request_id: request_id.to_string(),
                 client_headers: headers.clone(),

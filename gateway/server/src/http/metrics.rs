@@ -266,6 +266,16 @@ pub fn render(gw: &Inner) -> String {
         "portico_trusted_documents_unknown_total {}",
         gw.trusted.unknown.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP portico_subscriptions_open Subscriptions open now.\n# TYPE portico_subscriptions_open gauge\nportico_subscriptions_open {}",
+        gw.subscriptions.open.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP portico_subscriptions_slow_consumers_total Subscriptions ended because the client did not read its events.\n# TYPE portico_subscriptions_slow_consumers_total counter\nportico_subscriptions_slow_consumers_total {}",
+        gw.subscriptions.ended_slow.load(Ordering::Relaxed)
+    );
     let apq = &gw.persisted.counters;
     for (name, help, value) in [
         (

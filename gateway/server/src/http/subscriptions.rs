@@ -94,8 +94,8 @@ pub(super) async fn websocket(live: Arc<Live>, request: Request) -> Response {
 /// What a connection's tasks send to its writer.
 enum Out {
     Message(Value),
-    /// Subscription `id` ended (its slot frees).
-    Done(String),
+    /// Subscription `id` ended (its id is free again), with its last message.
+    Last(String, Option<Value>),
 }
 
 struct Connection {
@@ -156,8 +156,13 @@ impl Connection {
                             break;
                         }
                     }
-                    Some(Out::Done(id)) => {
+                    Some(Out::Last(id, last)) => {
                         active.remove(&id);
+                        if let Some(m) = last
+                            && sink.send(text(m)).await.is_err()
+                        {
+                            break;
+                        }
                     }
                     None => break,
                 },
@@ -228,38 +233,41 @@ impl Connection {
     }
 
     /// Subscription `id`: the pipeline, then its events (`next`), then `complete`; a
-    /// refusal is an `error` message.
+    /// refusal is an `error` message. The last message goes with [`Out::Last`], so the
+    /// id is free again once the client reads it.
     async fn run(self: Arc<Self>, id: String, payload: Value, out: tokio::sync::mpsc::Sender<Out>) {
         let request_id = uuid::Uuid::new_v4().to_string();
         let send = |m: Value| {
             let out = out.clone();
             async move { out.send(Out::Message(m)).await.is_ok() }
         };
-        match ws_operation(&self.gw, &self.parts, payload, &request_id).await {
-            Err(failure) => {
-                send(json!({"id": id, "type": "error", "payload": failure.errors})).await;
-            }
+        let last = match ws_operation(&self.gw, &self.parts, payload, &request_id).await {
+            Err(failure) => Some(json!({"id": id, "type": "error", "payload": failure.errors})),
             Ok(Outcome::Done(response, _)) => {
-                if send(json!({"id": id, "type": "next", "payload": response})).await {
-                    send(json!({"id": id, "type": "complete"})).await;
-                }
+                send(json!({"id": id, "type": "next", "payload": response}))
+                    .await
+                    .then(|| json!({"id": id, "type": "complete"}))
             }
             Ok(Outcome::Subscribe(prepared)) => {
-                let mut events =
-                    std::pin::pin!(crate::subscription::events(self.gw.clone(), *prepared));
-                let mut open = true;
-                while let Some(response) = events.next().await {
-                    if !send(json!({"id": id, "type": "next", "payload": response})).await {
-                        open = false;
-                        break;
+                match crate::subscription::events(self.gw.clone(), *prepared) {
+                    Err(failure) => {
+                        Some(json!({"id": id, "type": "error", "payload": failure.errors}))
+                    }
+                    Ok(events) => {
+                        let mut events = std::pin::pin!(events);
+                        let mut open = true;
+                        while let Some(response) = events.next().await {
+                            if !send(json!({"id": id, "type": "next", "payload": response})).await {
+                                open = false;
+                                break;
+                            }
+                        }
+                        open.then(|| json!({"id": id, "type": "complete"}))
                     }
                 }
-                if open {
-                    send(json!({"id": id, "type": "complete"})).await;
-                }
             }
-        }
-        let _ = out.send(Out::Done(id)).await;
+        };
+        let _ = out.send(Out::Last(id, last)).await;
     }
 }
 

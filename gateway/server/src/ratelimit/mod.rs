@@ -174,6 +174,26 @@ impl RateLimiter {
     }
 
     /// Charge `cost` points to the client of this request.
+    /// Who a request counts as: `user:<id>` when authenticated, else `addr:<client
+    /// address>` (the same key as the budgets').
+    pub(crate) fn client_key(
+        &self,
+        identity: &Identity,
+        peer: Option<IpAddr>,
+        headers: &HeaderMap,
+    ) -> String {
+        match &identity.user_id {
+            Some(id) => format!("user:{id}"),
+            None => {
+                let state = self.state.read();
+                format!(
+                    "addr:{}",
+                    client_address(state.proxy_header.as_ref(), headers, peer)
+                )
+            }
+        }
+    }
+
     pub async fn check(
         &self,
         identity: &Identity,

@@ -1,0 +1,248 @@
+//! Subscriptions against a mock subgraph speaking graphql-transport-ws (an axum WebSocket
+//! that records the upgrade's headers and streams what the test pushes): the upgrade
+//! carries a trust token for that subgraph and the identity; events reach the client
+//! over SSE; a client holding `max_per_client` subscriptions is refused; a subscription
+//! ends when its access token expires, and its place is free again.
+
+use super::*;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+
+/// A subgraph whose subscriptions stream what [`WsSubgraph::push`] sends.
+struct WsSubgraph {
+    url: String,
+    events: tokio::sync::broadcast::Sender<Value>,
+    upgrades: Arc<Mutex<Vec<HeaderMap>>>,
+    subscribed: Arc<AtomicUsize>,
+}
+
+impl WsSubgraph {
+    async fn start() -> Self {
+        let (events, _) = tokio::sync::broadcast::channel::<Value>(16);
+        let upgrades: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+        let subscribed = Arc::new(AtomicUsize::new(0));
+        type WsState = (
+            tokio::sync::broadcast::Sender<Value>,
+            Arc<Mutex<Vec<HeaderMap>>>,
+            Arc<AtomicUsize>,
+        );
+        async fn upgrade(
+            State((events, upgrades, subscribed)): State<WsState>,
+            headers: HeaderMap,
+            ws: WebSocketUpgrade,
+        ) -> axum::response::Response {
+            upgrades.lock().push(headers);
+            ws.protocols(["graphql-transport-ws"])
+                .on_upgrade(move |socket| serve(socket, events.subscribe(), subscribed))
+        }
+        async fn serve(
+            mut socket: WebSocket,
+            mut events: tokio::sync::broadcast::Receiver<Value>,
+            subscribed: Arc<AtomicUsize>,
+        ) {
+            let mut id = None;
+            loop {
+                tokio::select! {
+                    incoming = socket.recv() => {
+                        let Some(Ok(Message::Text(text))) = incoming else { return };
+                        let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                        match message["type"].as_str() {
+                            Some("connection_init") => {
+                                let ack = json!({"type": "connection_ack"}).to_string();
+                                if socket.send(Message::Text(ack.into())).await.is_err() { return }
+                            }
+                            Some("subscribe") => {
+                                id = message["id"].as_str().map(str::to_string);
+                                subscribed.fetch_add(1, Ordering::SeqCst);
+                            }
+                            _ => {}
+                        }
+                    }
+                    event = events.recv() => {
+                        let (Ok(data), Some(id)) = (event, &id) else { continue };
+                        let next = json!({"id": id, "type": "next", "payload": {"data": data}});
+                        if socket.send(Message::Text(next.to_string().into())).await.is_err() { return }
+                    }
+                }
+            }
+        }
+        let app = axum::Router::new()
+            .route("/graphql", axum::routing::get(upgrade))
+            .with_state((events.clone(), upgrades.clone(), subscribed.clone()));
+        let addr = spawn(app).await;
+        Self {
+            url: format!("http://{addr}/graphql"),
+            events,
+            upgrades,
+            subscribed,
+        }
+    }
+
+    fn push(&self, data: Value) {
+        let _ = self.events.send(data);
+    }
+
+    /// Waits until `n` subscriptions were opened on it.
+    async fn wait_subscribed(&self, n: usize) {
+        for _ in 0..200 {
+            if self.subscribed.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no subscription reached the subgraph");
+    }
+}
+
+/// The SSE body of `response`, event by event: `(event, data)`.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn next(&mut self) -> Option<(String, String)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if !event.is_empty() {
+                    return Some((event, data));
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.response.chunk())
+                .await
+                .expect("an event within 20 s")
+                .ok()??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+fn subscription_plan() -> QueryPlan {
+    QueryPlan {
+        node: Some(PlanNode::Sequence {
+            nodes: vec![PlanNode::Fetch(FetchNode {
+                operation_kind: OperationKind::Subscription,
+                ..match fetch("users", "subscription{userAdded{name}}") {
+                    PlanNode::Fetch(f) => f,
+                    _ => unreachable!(),
+                }
+            })],
+        }),
+    }
+}
+
+async fn subscribe(gw: &TestGateway, token: &str) -> reqwest::Response {
+    gw.http
+        .post(format!("{}/graphql", gw.url))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .bearer_auth(token)
+        .body(
+            json!({"query": "subscription Added { userAdded { name } }", "operationName": "Added"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("gateway answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_carry_trust_are_capped_per_client_and_end_when_the_token_expires() {
+    let subgraph = WsSubgraph::start().await;
+    let mut config = dev();
+    config.jwt = pem_jwt_config();
+    config.subscriptions.max_per_client = 1;
+    let gw = TestGateway::start(
+        config,
+        &[("users", &subgraph.url)],
+        vec![("Added", subscription_plan())],
+    )
+    .await;
+    let token = |ttl: u64| {
+        token(
+            JWT_PRIVATE,
+            None,
+            json!({"sub": "42", "scope": "read", "iss": "portico-auth", "aud": "portico", "exp": now() + ttl}),
+        )
+    };
+
+    // Expires in 3 s.
+    let response = subscribe(&gw, &token(3)).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let mut events = Events {
+        response,
+        buffer: String::new(),
+    };
+    subgraph.wait_subscribed(1).await;
+    // The upgrade carried a trust token for `users` and the identity.
+    let upgrade = subgraph.upgrades.lock()[0].clone();
+    assert_eq!(upgrade["portico-user-id"], "42");
+    let trust = upgrade["portico-trust"].to_str().expect("token");
+    gw.signer
+        .verifier()
+        .verify(Some(trust), "users", Some("42"), Some("read"), b"")
+        .expect("a trust token for users, bound to the empty body");
+    subgraph.push(json!({"userAdded": {"name": "Ann", "id": "7"}}));
+    let (event, data) = events.next().await.expect("an event");
+    assert_eq!(event, "next");
+    assert_eq!(
+        serde_json::from_str::<Value>(&data).expect("json"),
+        json!({"data": {"userAdded": {"name": "Ann"}}})
+    );
+
+    // The same user again: refused while the first is open.
+    let second = subscribe(&gw, &token(300)).await;
+    assert_eq!(second.status().as_u16(), 429);
+    let body: Value = second.json().await.expect("json");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "SUBSCRIPTION_LIMIT_EXCEEDED"
+    );
+
+    // The token expires: a last error, then `complete`.
+    let (event, data) = events.next().await.expect("the expiry");
+    assert_eq!(event, "next", "{data}");
+    let data: Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(data["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    assert!(
+        data["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expired"))
+    );
+    assert_eq!(
+        events.next().await.map(|e| e.0).as_deref(),
+        Some("complete")
+    );
+
+    // Its place is free again.
+    let mut accepted = None;
+    for _ in 0..100 {
+        let again = subscribe(&gw, &token(300)).await;
+        if again.status().as_u16() == 200 {
+            accepted = Some(again);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        accepted.is_some(),
+        "the expired subscription's place was given back"
+    );
+    assert!(
+        gw.metrics()
+            .await
+            .contains("portico_subscriptions_open 1\n"),
+        "{}",
+        gw.metrics().await
+    );
+}
