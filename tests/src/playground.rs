@@ -154,3 +154,58 @@ async fn the_playground_signs_in_and_explains_the_plan_and_cost_in_headless_chro
     assert!(after.get("Authorization").is_none(), "{seen}");
     p.shutdown();
 }
+
+/// A subscription run from the playground (over its WebSocket, graphql-transport-ws,
+/// alice's token from the Headers tab): bob likes her post and the notification shows in
+/// the response panel, with bob's username resolved by the users service
+/// (`tests/browser/subscribe.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_in_the_playground_shows_the_notification_as_it_happens() {
+    let browser_dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
+    if let Some(why) = missing_tools(browser_dir) {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("browser test cannot run in CI: {why}");
+        }
+        eprintln!("\n!!!!! SKIPPED playground subscription browser test: {why} !!!!!\n");
+        return;
+    }
+    let p = crate::platform::start().await;
+    let client = portico::seed::Client::new(&p.gateway_url);
+    let (alice, alice_id) = crate::platform::login(&client, "alice").await;
+    let (bob, _) = crate::platform::login(&client, "bob").await;
+    let data = client
+        .run(
+            None,
+            "query($id: ID!) { user(id: $id) { posts(first: 1) { nodes { id } } } }",
+            serde_json::json!({ "id": alice_id }),
+        )
+        .await
+        .expect("alice's posts");
+    let post = data["user"]["posts"]["nodes"][0]["id"]
+        .as_str()
+        .expect("a post")
+        .to_string();
+    let url = p.gateway_url.clone();
+    let script = browser_dir.join("subscribe.mjs");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .arg(&url)
+            .arg(&alice)
+            .arg(&bob)
+            .arg(&post)
+            .arg("\"username\": \"bob\"")
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "playground subscription test failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("\"kind\": \"LIKE\""), "{stdout}");
+    p.shutdown();
+}

@@ -6,6 +6,8 @@
 //   response shown.
 // - "Sign in" (when `[playground_sign_in]` is configured): runs the login mutation and
 //   puts `Authorization: Bearer <token>` into the Headers tab; "Sign out" removes it.
+// - Subscriptions run over a WebSocket (graphql-transport-ws), the Headers tab's entries
+//   sent in `connection_init`; each event shows as it arrives.
 // Written by hand (no build step, no CDN): React.createElement, GraphiQL's own hooks.
 (function () {
   "use strict";
@@ -48,7 +50,85 @@
     return shown;
   }
 
+  // ---- Subscriptions over a WebSocket (graphql-transport-ws) ----
+
+  function isSubscription(params) {
+    try {
+      var doc = GraphiQL.GraphQL.parse(params.query);
+      var ops = doc.definitions.filter(function (d) { return d.kind === "OperationDefinition"; });
+      var op = params.operationName
+        ? ops.find(function (d) { return d.name && d.name.value === params.operationName; })
+        : ops[0];
+      return !!op && op.operation === "subscription";
+    } catch (_) {
+      return false;
+    }
+  }
+
+  // One subscription on its own connection; the Headers tab's entries go in
+  // `connection_init` (browsers cannot set headers on a WebSocket). Results arrive as an
+  // async iterable, which GraphiQL shows one after the other; stopping closes the socket.
+  function subscribeOverWebSocket(params, headers) {
+    var queue = [];
+    var waiting = null;
+    var finished = false;
+    var socket = new WebSocket(url.replace(/^http/, "ws"), "graphql-transport-ws");
+    function push(value) {
+      if (finished) return;
+      if (waiting) { var w = waiting; waiting = null; w({ value: value, done: false }); }
+      else queue.push(value);
+    }
+    function finish() {
+      if (finished) return;
+      finished = true;
+      if (waiting) { var w = waiting; waiting = null; w({ value: undefined, done: true }); }
+      try { socket.close(1000); } catch (_) {}
+    }
+    socket.onopen = function () {
+      socket.send(JSON.stringify({ type: "connection_init", payload: headers || {} }));
+    };
+    socket.onmessage = function (event) {
+      var m;
+      try { m = JSON.parse(event.data); } catch (_) { return; }
+      if (m.type === "connection_ack") {
+        socket.send(JSON.stringify({ id: "1", type: "subscribe", payload: {
+          query: params.query, operationName: params.operationName, variables: params.variables } }));
+      } else if (m.type === "ping") {
+        socket.send(JSON.stringify({ type: "pong" }));
+      } else if (m.type === "next") {
+        push(m.payload);
+      } else if (m.type === "error") {
+        push({ errors: m.payload });
+        finish();
+      } else if (m.type === "complete") {
+        finish();
+      }
+    };
+    socket.onclose = function (event) {
+      if (!finished && event.code !== 1000) {
+        push({ errors: [{ message: "connection closed: " + event.code + " " + event.reason }] });
+      }
+      finish();
+    };
+    var iterator = {
+      next: function () {
+        if (queue.length) return Promise.resolve({ value: queue.shift(), done: false });
+        if (finished) return Promise.resolve({ value: undefined, done: true });
+        return new Promise(function (resolve) { waiting = resolve; });
+      },
+      return: function () {
+        finish();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+    iterator[Symbol.asyncIterator] = function () { return iterator; };
+    return iterator;
+  }
+
   function fetcher(params, options) {
+    if (params && params.query && isSubscription(params)) {
+      return subscribeOverWebSocket(params, (options && options.headers) || {});
+    }
     var schemaFetch = params && params.operationName === "IntrospectionQuery";
     if (!config.explain || schemaFetch) return base(params, options);
     var opts = Object.assign({}, options || {});

@@ -106,6 +106,47 @@ pub(crate) struct Prepared {
     pub(crate) client_headers: http::HeaderMap,
     /// Who holds it, for `max_per_client`: `user:<id>` or `addr:<client address>`.
     pub(crate) client: String,
+    /// The client's address, for the rate limiter (`charge_per_event`).
+    pub(crate) peer: Option<std::net::IpAddr>,
+    /// The operation's estimated cost, charged at the start (and per event with
+    /// `charge_per_event`).
+    pub(crate) estimated: f64,
+}
+
+/// With `[subscriptions] charge_per_event`: takes the operation's cost from the client's
+/// budget for one event; the refusal that ends the subscription, if any.
+async fn charge_event(gw: &Inner, prepared: &Prepared) -> Option<GraphQLResponse> {
+    use crate::ratelimit::Outcome;
+    if !gw.config.subscriptions.charge_per_event {
+        return None;
+    }
+    let points = (prepared.estimated.ceil() as u64).max(1);
+    match gw
+        .rate_limiter
+        .check(
+            &prepared.identity,
+            prepared.peer,
+            &prepared.client_headers,
+            points,
+        )
+        .await
+    {
+        Outcome::Decided(decision) if !decision.allowed => Some(failure(
+            ErrorCode::RateLimited,
+            format!(
+                "rate limit exceeded: each event costs {points} points, {} remain; subscription ended",
+                decision.remaining
+            ),
+        )),
+        Outcome::Unavailable {
+            fail_open: false,
+            error,
+        } => Some(failure(
+            ErrorCode::RateLimiterUnavailable,
+            format!("{error}; subscription ended"),
+        )),
+        _ => None,
+    }
 }
 
 /// The root fetch of a subscription plan (a subscription operation sent to one
@@ -285,6 +326,10 @@ pub(crate) fn events(
                     break;
                 }
             };
+            if let Some(refusal) = charge_event(&gw, &prepared).await {
+                send(refusal).await;
+                break;
+            }
             let input = crate::execute::ExecutionInput {
                 schema: gw.planner.api_schema(),
                 document,

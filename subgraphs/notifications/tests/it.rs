@@ -410,6 +410,74 @@ async fn new_notifications_stream_to_their_recipient_over_a_trusted_websocket() 
     }
 }
 
+/// Replicas share live notifications through Redis: one published on replica A reaches
+/// the subscribers of A and of B, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_notifications_fan_out_to_every_replica_through_redis_once() {
+    use portico_notifications::live::{CHANNEL, Hub, LiveNotification};
+    let url = "redis://127.0.0.1:6379";
+    let Ok(client) = redis::Client::open(url) else {
+        panic!("redis URL");
+    };
+    let Ok(mut c) = client.get_multiplexed_async_connection().await else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "Redis is required in CI (127.0.0.1:6379)"
+        );
+        eprintln!("\n!!!!! SKIPPED live_notifications_fan_out: no Redis !!!!!\n");
+        return;
+    };
+    let numsub = async |c: &mut redis::aio::MultiplexedConnection| -> i64 {
+        let reply: Vec<redis::Value> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(CHANNEL)
+            .query_async(c)
+            .await
+            .expect("numsub");
+        match reply.get(1) {
+            Some(redis::Value::Int(n)) => *n,
+            _ => 0,
+        }
+    };
+    let before = numsub(&mut c).await;
+    let (a, b) = (
+        Hub::redis(url).expect("hub a"),
+        Hub::redis(url).expect("hub b"),
+    );
+    let (mut on_a, mut on_b) = (a.subscribe(), b.subscribe());
+    for _ in 0..250 {
+        if numsub(&mut c).await >= before + 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let recipient = new_user();
+    let n = LiveNotification {
+        id: uuid::Uuid::now_v7().to_string(),
+        recipient_id: recipient.clone(),
+        kind: "LIKE".into(),
+        actor_id: new_user(),
+        post_id: Some(uuid::Uuid::now_v7().to_string()),
+        created_at: chrono::Utc::now(),
+        read: false,
+    };
+    a.publish(n.clone()).await;
+    let mine =
+        async |rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<LiveNotification>>| {
+            let mut got = Vec::new();
+            // Everything that arrives within a second (other tests' notifications ignored).
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+            while let Ok(Ok(m)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+                if m.recipient_id == recipient {
+                    got.push((*m).clone());
+                }
+            }
+            got
+        };
+    assert_eq!(mine(&mut on_a).await, vec![n.clone()], "replica A, once");
+    assert_eq!(mine(&mut on_b).await, vec![n], "replica B, once");
+}
+
 // ---------------------------------------------------------------------------------------
 // Harness: the shared one in `portico_kit::testing`, bound to this subgraph.
 // ---------------------------------------------------------------------------------------

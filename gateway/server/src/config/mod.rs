@@ -176,6 +176,10 @@ pub struct SubscriptionsConfig {
     pub max_per_client: usize,
     /// Milliseconds a WebSocket client has to send `connection_init`.
     pub connection_init_timeout_ms: u64,
+    /// Also take the operation's estimated cost from the client's rate-limit budget for
+    /// every event (it is always charged once, when the subscription starts); an event
+    /// the budget cannot cover ends the subscription with `RATE_LIMITED`.
+    pub charge_per_event: bool,
 }
 
 impl Default for SubscriptionsConfig {
@@ -186,6 +190,7 @@ impl Default for SubscriptionsConfig {
             max_per_connection: 32,
             max_per_client: 64,
             connection_init_timeout_ms: 10_000,
+            charge_per_event: false,
         }
     }
 }

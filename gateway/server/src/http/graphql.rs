@@ -274,15 +274,24 @@ async fn pipeline(
     let (response, passed_on) = match outcome {
         Outcome::Done(response, passed_on) => (response, passed_on),
         Outcome::Subscribe(prepared) => {
-            if !accepts_event_stream(headers) {
+            let (sse, multipart) = (
+                accepts_event_stream(headers),
+                accepts_multipart_subscriptions(headers),
+            );
+            if !sse && !multipart {
                 return Err(RequestFailure::new(
                     ErrorCode::SubscriptionTransportRequired,
                     "subscriptions stream their events: send `Accept: text/event-stream` \
-                     (GraphQL over SSE) or open a WebSocket (graphql-transport-ws)",
+                     (GraphQL over SSE) or `Accept: multipart/mixed; subscriptionSpec=\"1.0\"`, \
+                     or open a WebSocket (graphql-transport-ws)",
                 ));
             }
             let events = crate::subscription::events(gw.clone(), *prepared)?;
-            return Ok(super::subscriptions::sse(events));
+            return Ok(if sse {
+                super::subscriptions::sse(events)
+            } else {
+                super::subscriptions::multipart(events)
+            });
         }
     };
     let mut http = json_response(StatusCode::OK, &response, json_type);
@@ -599,6 +608,8 @@ async fn operation(
                 variables: variables_json,
                 identity,
                 client,
+                peer,
+                estimated: admitted.estimated,
                 token_expiry,
                 plan,
                 request_id: request_id.to_string(),
@@ -1039,6 +1050,17 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|m| m.trim().starts_with("text/event-stream"))
+}
+
+/// Does the client accept Apollo's multipart subscriptions (`multipart/mixed` with
+/// `subscriptionSpec`)?
+fn accepts_multipart_subscriptions(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| m.trim().starts_with("multipart/mixed") && m.contains("subscriptionSpec"))
 }
 
 fn accepts_html(headers: &HeaderMap) -> bool {

@@ -49,6 +49,50 @@ pub(super) fn sse(events: impl Stream<Item = GraphQLResponse> + Send + 'static) 
         .into_response()
 }
 
+/// Apollo's multipart HTTP subscriptions (`Accept: multipart/mixed;
+/// subscriptionSpec="1.0"`, what Apollo Client, Kotlin and iOS speak): one part per
+/// event, `{"payload": <response>}`; `{}` heartbeats every 5 s while idle; the closing
+/// boundary when the subscription ends.
+pub(super) fn multipart(events: impl Stream<Item = GraphQLResponse> + Send + 'static) -> Response {
+    const PART: &str = "\r\n--graphql\r\ncontent-type: application/json\r\n\r\n";
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+        heartbeat.tick().await;
+        loop {
+            let part = tokio::select! {
+                event = events.next() => match event {
+                    Some(response) => {
+                        let payload = serde_json::to_string(&json!({ "payload": response }))
+                            .unwrap_or_else(|_| "{}".into());
+                        format!("{PART}{payload}")
+                    }
+                    None => {
+                        let _ = tx.send(bytes::Bytes::from_static(b"\r\n--graphql--\r\n")).await;
+                        return;
+                    }
+                },
+                _ = heartbeat.tick() => format!("{PART}{{}}"),
+            };
+            if tx.send(bytes::Bytes::from(part)).await.is_err() {
+                return; // the client is gone: dropping `events` ends the subscription
+            }
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\"",
+        )],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
 /// Is `request` a WebSocket upgrade?
 pub(super) fn is_upgrade(request: &Request) -> bool {
     request

@@ -246,3 +246,108 @@ async fn subscriptions_carry_trust_are_capped_per_client_and_end_when_the_token_
         gw.metrics().await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_subscriptions_stream_one_part_per_event_apollo_style() {
+    let subgraph = WsSubgraph::start().await;
+    let gw = TestGateway::start(
+        dev(),
+        &[("users", &subgraph.url)],
+        vec![("Added", subscription_plan())],
+    )
+    .await;
+    let mut response = gw
+        .http
+        .post(format!("{}/graphql", gw.url))
+        .header("content-type", "application/json")
+        .header(
+            "accept",
+            "multipart/mixed;subscriptionSpec=\"1.0\", application/json",
+        )
+        .body(
+            json!({"query": "subscription Added { userAdded { name } }", "operationName": "Added"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\""
+    );
+    subgraph.wait_subscribed(1).await;
+    subgraph.push(json!({"userAdded": {"name": "Ann"}}));
+    subgraph.push(json!({"userAdded": {"name": "Bo"}}));
+    let mut text = String::new();
+    while text.matches("\"payload\"").count() < 2 {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), response.chunk())
+            .await
+            .expect("parts within 20 s")
+            .expect("chunk")
+            .expect("open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let parts: Vec<Value> = text
+        .split("\r\n--graphql\r\ncontent-type: application/json\r\n\r\n")
+        .filter(|p| !p.is_empty())
+        .map(|p| serde_json::from_str(p).expect("a JSON part"))
+        .collect();
+    assert_eq!(
+        parts,
+        vec![
+            json!({"payload": {"data": {"userAdded": {"name": "Ann"}}}}),
+            json!({"payload": {"data": {"userAdded": {"name": "Bo"}}}}),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_charge_per_event_each_event_takes_the_cost_and_an_empty_budget_ends_it() {
+    let subgraph = WsSubgraph::start().await;
+    let mut config = dev();
+    config.rate_limit.enabled = true;
+    config.rate_limit.anonymous_budget = 3;
+    config.rate_limit.window_secs = 3600;
+    config.subscriptions.charge_per_event = true;
+    let gw = TestGateway::start(
+        config,
+        &[("users", &subgraph.url)],
+        vec![("Added", subscription_plan())],
+    )
+    .await;
+    let response = gw
+        .http
+        .post(format!("{}/graphql", gw.url))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(
+            json!({"query": "subscription Added { userAdded { name } }", "operationName": "Added"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut events = Events {
+        response,
+        buffer: String::new(),
+    };
+    subgraph.wait_subscribed(1).await;
+    // 1 point at the start, 1 per event: the budget of 3 covers two events.
+    for name in ["Ann", "Bo", "Cy"] {
+        subgraph.push(json!({"userAdded": {"name": name}}));
+    }
+    let mut seen = Vec::new();
+    loop {
+        let (event, data) = events.next().await.expect("events");
+        if event == "complete" {
+            break;
+        }
+        seen.push(serde_json::from_str::<Value>(&data).expect("json"));
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0]["data"]["userAdded"]["name"], "Ann");
+    assert_eq!(seen[1]["data"]["userAdded"]["name"], "Bo");
+    assert_eq!(seen[2]["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+}
