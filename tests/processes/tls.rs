@@ -164,3 +164,119 @@ async fn a_subgraph_requiring_client_certificates_serves_the_gateway_and_refuses
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Subscriptions to a subgraph served over TLS: notifications runs with a certificate
+/// from a private CA (`wss://`), the gateway trusts that CA (`[subgraphs.notifications.tls]
+/// ca_file`); alice subscribes over SSE through the gateway, bob likes her post, and the
+/// event arrives with bob's username resolved. Events cross the processes through a
+/// private Redis (the bus, and the notifications' live fan-out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_reach_a_subgraph_served_over_tls() {
+    use portico_kit::testing::{PrivateRedis, free_port};
+    let port = free_port();
+    let Some(redis) = PrivateRedis::start(port) else {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("redis-server is required in CI");
+        }
+        eprintln!("\n!!!!! SKIPPED wss subscription test: no redis-server !!!!!\n");
+        return;
+    };
+    assert!(redis.wait_ready().await, "the private redis-server starts");
+    let dir = super::fresh_dir("wss");
+    let (ca_pem, ca) = new_ca("Portico test CA");
+    let (server_cert, server_key) = issue(
+        &ca,
+        &["127.0.0.1", "localhost"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let ca_file = write(&dir, "ca.pem", &ca_pem);
+    let cert_file = write(&dir, "notifications.pem", &server_cert);
+    let key_file = write(&dir, "notifications.key", &server_key);
+    let p = Platform::start_with(Options {
+        redis: Some(redis.url()),
+        subgraph_args: vec![(
+            "notifications",
+            vec!["--tls-cert".into(), cert_file, "--tls-key".into(), key_file],
+        )],
+        subgraph_config: vec![(
+            "notifications",
+            format!(
+                "[subgraphs.notifications.tls]\nca_file = {:?}\n",
+                ca_file.to_string_lossy()
+            ),
+        )],
+        ..Options::default()
+    })
+    .await;
+    assert!(p.subgraphs["notifications"].url().starts_with("https://"));
+    let url = p.url();
+    let register = |name: &'static str| {
+        let url = url.clone();
+        async move {
+            let (status, body) = super::post_as(
+                &url,
+                None,
+                "mutation($u: String!, $e: String!) { register(username: $u, email: $e, password: \"Correct-horse-9\") { accessToken } }",
+                json!({ "u": name, "e": format!("{name}@example.com") }),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body["data"]["register"]["accessToken"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} registers: {body}"))
+                .to_string()
+        }
+    };
+    let alice = register("alice").await;
+    let bob = register("bob").await;
+    let (_, body) = super::post_as(
+        &url,
+        Some(&alice),
+        "mutation { createPost(caption: \"over TLS\") { id } }",
+        json!({}),
+    )
+    .await;
+    let post = body["data"]["createPost"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("alice posts: {body}"))
+        .to_string();
+    let mut stream = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "text/event-stream")
+        .bearer_auth(&alice)
+        .json(&json!({"query": "subscription { notificationAdded { kind actor { username } post { caption } } }"}))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(stream.status().as_u16(), 200);
+    let (liker_url, liker_bob, liker_post) = (url.clone(), bob.clone(), post.clone());
+    let liker = tokio::spawn(async move {
+        for _ in 0..120 {
+            for mutation in ["unlikePost", "likePost"] {
+                let _ = super::post_as(
+                    &liker_url,
+                    Some(&liker_bob),
+                    &format!("mutation($p: ID!) {{ {mutation}(postId: $p) {{ id }} }}"),
+                    json!({ "p": liker_post }),
+                )
+                .await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    });
+    let mut text = String::new();
+    while !text.contains("event: next") || !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(60), stream.chunk())
+            .await
+            .expect("an event within 60 s")
+            .expect("chunk")
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    liker.abort();
+    assert!(text.contains("\"username\":\"bob\""), "{text}");
+    assert!(text.contains("\"caption\":\"over TLS\""), "{text}");
+    assert!(!text.contains("errors"), "{text}");
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}

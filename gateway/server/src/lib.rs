@@ -494,6 +494,8 @@ fn build_inner(
         sum.saturating_add(config.subgraph_max_concurrent_requests(&s.name))
     });
     let client = subgraph_client(max_in_flight, &config.subgraph_tls, "subgraph_tls")?;
+    // TLS of subscriptions' WebSockets (`wss://`), from the same settings.
+    let ws_tls = websocket_tls(&config.subgraph_tls, "subgraph_tls")?;
     let endpoints = known
         .into_iter()
         .map(|s| {
@@ -507,12 +509,17 @@ fn build_inner(
             );
             // A subgraph with TLS settings of its own gets a client of its own.
             match own.and_then(|c| c.tls.as_ref()) {
-                Some(tls) => Ok(endpoint.with_client(subgraph_client(
-                    config.subgraph_max_concurrent_requests(&s.name),
-                    tls,
-                    &format!("subgraphs.{}.tls", s.name),
-                )?)),
-                None => Ok(endpoint),
+                Some(tls) => {
+                    let key = format!("subgraphs.{}.tls", s.name);
+                    Ok(endpoint
+                        .with_client(subgraph_client(
+                            config.subgraph_max_concurrent_requests(&s.name),
+                            tls,
+                            &key,
+                        )?)
+                        .with_websocket_tls(websocket_tls(tls, &key)?))
+                }
+                None => Ok(endpoint.with_websocket_tls(ws_tls.clone())),
             }
         })
         .collect::<Result<_, GatewayError>>()?;
@@ -613,6 +620,51 @@ fn restart_only_changes(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'stati
     check(old.shutdown != new.shutdown, "shutdown");
     check(old.overload != new.overload, "overload");
     keys
+}
+
+/// The TLS settings of WebSockets to `wss://` subgraphs (subscriptions): the public
+/// roots plus `tls.ca_file`, and `tls`' client certificate when set.
+fn websocket_tls(
+    tls: &config::SubgraphTlsConfig,
+    key: &str,
+) -> Result<Arc<rustls::ClientConfig>, GatewayError> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |what: &str, message: String| ConfigError::Invalid {
+        key: format!("{key}.{what}"),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(file) = &tls.ca_file {
+        for cert in CertificateDer::pem_file_iter(file)
+            .map_err(|e| invalid("ca_file", format!("{}: {e}", file.display())))?
+        {
+            let cert = cert.map_err(|e| invalid("ca_file", format!("{}: {e}", file.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| invalid("ca_file", format!("{}: {e}", file.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| GatewayError::HttpClient(e.to_string()))?
+        .with_root_certificates(roots);
+    let config = match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert), Some(private)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| invalid("client_cert_file", format!("{}: {e}", cert.display())))?;
+            let private = PrivateKeyDer::from_pem_file(private)
+                .map_err(|e| invalid("client_key_file", format!("{}: {e}", private.display())))?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| invalid("client_cert_file", e.to_string()))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
 }
 
 /// The HTTP client to subgraphs: pooled, and with `tls` (CA bundle, client identity)

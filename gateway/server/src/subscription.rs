@@ -359,12 +359,10 @@ pub(crate) fn events(
 /// closes.
 type Upstream = std::pin::Pin<Box<dyn Stream<Item = Result<SubgraphResponse, String>> + Send>>;
 
-/// Connects to `target` (`graphql-transport-ws`), initialises, subscribes with `payload`,
-/// all within the subgraph's timeout.
+/// Connects to `target` (`graphql-transport-ws`; TLS for `wss://` with the subgraph's
+/// TLS settings), initialises, subscribes with `payload`, all within the subgraph's
+/// timeout.
 async fn open(target: &SubscriptionTarget, payload: Value) -> Result<Upstream, String> {
-    if target.url.starts_with("wss://") {
-        return Err("subscriptions over wss:// are not supported yet".into());
-    }
     let mut request = target
         .url
         .as_str()
@@ -378,39 +376,81 @@ async fn open(target: &SubscriptionTarget, payload: Value) -> Result<Upstream, S
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(target.max_message_bytes))
         .max_frame_size(Some(target.max_message_bytes));
-    let handshake = async {
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+    let host = request.uri().host().unwrap_or_default().to_string();
+    let port = request
+        .uri()
+        .port_u16()
+        .unwrap_or(if target.url.starts_with("wss://") {
+            443
+        } else {
+            80
+        });
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
             .await
-            .map_err(|e| format!("connecting: {}", without_url(&e)))?;
-        send_json(&mut ws, json!({"type": "connection_init", "payload": {}})).await?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    let message: Value = serde_json::from_str(&text)
-                        .map_err(|_| "the subgraph sent a message that is not JSON".to_string())?;
-                    match message.get("type").and_then(Value::as_str) {
-                        Some("connection_ack") => break,
-                        Some("ping") => send_json(&mut ws, json!({"type": "pong"})).await?,
-                        _ => return Err("the subgraph did not acknowledge the connection".into()),
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(_)) | None => {
-                    return Err("the subgraph closed the connection during initialisation".into());
-                }
-                Some(Err(e)) => return Err(e.to_string()),
-            }
+            .map_err(|e| format!("connecting: {}", e.kind()))?;
+        let _ = tcp.set_nodelay(true);
+        if target.url.starts_with("wss://") {
+            let tls = target
+                .tls
+                .clone()
+                .ok_or_else(|| "no TLS settings for a wss:// subgraph".to_string())?;
+            let name =
+                rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+                    .map_err(|e| format!("bad subgraph host: {e}"))?;
+            let stream = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            let (ws, _) =
+                tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                    .await
+                    .map_err(|e| format!("connecting: {}", without_url(&e)))?;
+            subscribe_on(ws, payload).await
+        } else {
+            let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+                .await
+                .map_err(|e| format!("connecting: {}", without_url(&e)))?;
+            subscribe_on(ws, payload).await
         }
-        send_json(
-            &mut ws,
-            json!({"id": "1", "type": "subscribe", "payload": payload}),
-        )
-        .await?;
-        Ok::<_, String>(ws)
     };
-    let ws = tokio::time::timeout(target.timeout, handshake)
+    tokio::time::timeout(target.timeout, connect)
         .await
-        .map_err(|_| format!("no acknowledgement within {:?}", target.timeout))??;
+        .map_err(|_| format!("no acknowledgement within {:?}", target.timeout))?
+}
+
+/// `connection_init` → `connection_ack` → `subscribe` on `ws`; then its events.
+async fn subscribe_on<S>(
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    payload: Value,
+) -> Result<Upstream, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    send_json(&mut ws, json!({"type": "connection_init", "payload": {}})).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let message: Value = serde_json::from_str(&text)
+                    .map_err(|_| "the subgraph sent a message that is not JSON".to_string())?;
+                match message.get("type").and_then(Value::as_str) {
+                    Some("connection_ack") => break,
+                    Some("ping") => send_json(&mut ws, json!({"type": "pong"})).await?,
+                    _ => return Err("the subgraph did not acknowledge the connection".into()),
+                }
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(_)) | None => {
+                return Err("the subgraph closed the connection during initialisation".into());
+            }
+            Some(Err(e)) => return Err(e.to_string()),
+        }
+    }
+    send_json(
+        &mut ws,
+        json!({"id": "1", "type": "subscribe", "payload": payload}),
+    )
+    .await?;
     let stream = futures::stream::unfold(Some(ws), |state| async move {
         let mut ws = state?;
         loop {

@@ -32,6 +32,8 @@ pub struct Endpoint {
     pub url: String,
     /// This subgraph's own HTTP client (its own TLS settings); else the shared one.
     client: Option<reqwest::Client>,
+    /// TLS of subscription WebSockets to a `wss://` URL.
+    websocket_tls: Option<Arc<rustls::ClientConfig>>,
     /// Deadline of one request, waiting for a slot included.
     pub timeout: Duration,
     /// Largest response body read, in bytes.
@@ -135,6 +137,7 @@ impl Endpoint {
             name,
             url,
             client: None,
+            websocket_tls: None,
             timeout,
             max_response_bytes,
             max_concurrent_requests,
@@ -166,6 +169,12 @@ impl Endpoint {
     }
 
     /// Sends this subgraph's requests with `client` (its own TLS settings).
+    /// TLS settings of this subgraph's subscription WebSockets (`wss://`).
+    pub fn with_websocket_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.websocket_tls = Some(tls);
+        self
+    }
+
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -399,6 +408,8 @@ pub(crate) struct SubgraphResponse {
 pub(crate) struct SubscriptionTarget {
     pub service: String,
     pub url: String,
+    /// For a `wss://` URL.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub headers: http::HeaderMap,
     /// Connecting and acknowledging must happen within it.
     pub timeout: Duration,
@@ -533,6 +544,7 @@ impl Subgraphs {
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
         Ok(SubscriptionTarget {
             service: endpoint.name.clone(),
+            tls: endpoint.websocket_tls.clone(),
             url,
             headers,
             timeout: endpoint.timeout,
