@@ -57,6 +57,29 @@ async fn the_playground_loads_and_runs_an_authenticated_query_in_headless_chromi
         "playground test failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains("likeCount"), "{stdout}");
+
+    // @defer from the playground: GraphiQL reads the multipart answer and merges the
+    // deferred part into the result it shows.
+    let url = p.gateway_url.clone();
+    let script = browser_dir.join("playground.mjs");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .arg(&url)
+            .arg("{ userByUsername(username: \"alice\") { username ... @defer(label: \"later\") { posts(first: 1) { nodes { caption } } } } }")
+            .arg("\"caption\"")
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "playground @defer test failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("\"username\": \"alice\""), "{stdout}");
     p.shutdown();
 }
 

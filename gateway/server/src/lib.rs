@@ -19,6 +19,7 @@ pub mod authz;
 pub mod cache_control;
 pub mod config;
 mod cost;
+mod defer;
 pub mod error;
 pub mod execute;
 pub mod headers;

@@ -148,6 +148,16 @@ pub(crate) fn derive(
         }
     }
 
+    // Clients may send `@defer` (the gateway delivers incrementally); it is not a
+    // built-in of apollo-compiler's, so operations would not validate without it.
+    // `Supergraph::api_schema_sdl` leaves it out of the printed schema.
+    if !schema.directive_definitions.contains_key("defer")
+        && let Some(defer) = defer_definition()
+    {
+        schema
+            .directive_definitions
+            .insert(defer.name.clone(), defer);
+    }
     schema.validate().map_err(|e| {
         let (line, message, others) = first_diagnostic(&e.errors);
         SupergraphError::ApiSchema {
@@ -156,4 +166,18 @@ pub(crate) fn derive(
             others,
         }
     })
+}
+
+/// `directive @defer(label: String, if: Boolean! = true) on FRAGMENT_SPREAD | INLINE_FRAGMENT`,
+/// as the incremental delivery RFC defines it.
+pub(crate) fn defer_definition()
+-> Option<apollo_compiler::Node<apollo_compiler::ast::DirectiveDefinition>> {
+    const SDL: &str =
+        "directive @defer(label: String, if: Boolean! = true) on FRAGMENT_SPREAD | INLINE_FRAGMENT";
+    let schema = Schema::builder()
+        .adopt_orphan_extensions()
+        .parse(SDL, "defer.graphql")
+        .build()
+        .ok()?;
+    schema.directive_definitions.get("defer").cloned()
 }

@@ -172,8 +172,14 @@ impl Supergraph {
         &self.api
     }
 
-    /// The API schema as SDL.
+    /// The API schema as SDL (without the `@defer` definition the gateway adds for
+    /// clients: composed API schemas do not declare it).
     pub fn api_schema_sdl(&self) -> String {
+        if self.api.directive_definitions.contains_key("defer") {
+            let mut printed = self.api.as_ref().clone();
+            printed.directive_definitions.shift_remove("defer");
+            return printed.to_string();
+        }
         self.api.to_string()
     }
 

@@ -39,10 +39,14 @@ fn header_is_true(headers: &HeaderMap, name: &str) -> bool {
 }
 
 /// The body of a GraphQL-over-HTTP request (JSON, or GET parameters).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GraphQLRequest {
+pub(super) struct GraphQLRequest {
     query: Option<String>,
+    /// Set by the gateway (never by a client): a part of an operation whose whole is
+    /// charged to the rate limit by another run (`@defer`'s initial part).
+    #[serde(skip)]
+    uncharged: bool,
     /// A trusted document's id, sent instead of the query.
     #[serde(default)]
     document_id: Option<String>,
@@ -260,6 +264,74 @@ async fn pipeline(
             )
         })?
     };
+    // @defer: the initial part at once, the deferred ones when ready (`defer.rs`).
+    let split = request.query.as_deref().and_then(|q| {
+        crate::defer::split(
+            q,
+            request.operation_name.as_deref(),
+            request.variables.as_ref().unwrap_or(&Map::new()),
+        )
+    });
+    if let Some(split) = split {
+        let mut full = request.clone();
+        full.query = Some(split.full.clone());
+        if !accepts_multipart_defer(headers) {
+            // No incremental delivery: the whole result in one response.
+            return match operation(
+                gw,
+                &parts,
+                full,
+                is_get,
+                quota,
+                request_id,
+                kind,
+                operation_name_out,
+            )
+            .await?
+            {
+                Outcome::Done(mut response, passed_on) => {
+                    strip_defer_placeholders(&mut response);
+                    let mut http = json_response(StatusCode::OK, &response, json_type);
+                    crate::headers::append_all(http.headers_mut(), passed_on);
+                    Ok(http)
+                }
+                Outcome::Subscribe(_) => Err(RequestFailure::new(
+                    ErrorCode::BadRequest,
+                    "@defer in a subscription is not supported",
+                )),
+            };
+        }
+        let mut initial = request;
+        initial.query = Some(split.initial.clone());
+        initial.uncharged = true;
+        let Outcome::Done(first, passed_on) = operation(
+            gw,
+            &parts,
+            initial,
+            is_get,
+            quota,
+            request_id,
+            kind,
+            operation_name_out,
+        )
+        .await?
+        else {
+            return Err(RequestFailure::new(
+                ErrorCode::BadRequest,
+                "@defer in a subscription is not supported",
+            ));
+        };
+        let mut http = super::subscriptions::deferred(
+            gw.clone(),
+            parts.clone(),
+            first,
+            full,
+            split,
+            request_id.to_string(),
+        );
+        crate::headers::append_all(http.headers_mut(), passed_on);
+        return Ok(http);
+    }
     let outcome = operation(
         gw,
         &parts,
@@ -452,6 +524,7 @@ async fn operation(
     operation_name_out: &mut String,
 ) -> Result<Outcome, RequestFailure> {
     let headers = &parts.headers;
+    let request_uncharged = request.uncharged;
     let query = resolve_query(gw, &request).await?;
     let query: &str = &query;
 
@@ -570,6 +643,7 @@ async fn operation(
         peer,
         headers,
         quota,
+        !request_uncharged,
     )
     .instrument(tracing::info_span!(target: "portico::otel", "cost"))
     .await?;
@@ -974,6 +1048,7 @@ fn read_get_params(query_string: &str) -> Result<GraphQLRequest, RequestFailure>
         operation_name: params.operation_name,
         variables: json_param("variables", params.variables)?,
         extensions: json_param("extensions", params.extensions)?,
+        uncharged: false,
     })
 }
 
@@ -1050,6 +1125,60 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|m| m.trim().starts_with("text/event-stream"))
+}
+
+/// Does the client accept incremental delivery (`multipart/mixed`, not the subscription
+/// flavour)?
+fn accepts_multipart_defer(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| m.trim().starts_with("multipart/mixed") && !m.contains("subscriptionSpec"))
+}
+
+/// Removes `defer.rs`'s placeholder fields from a response's data.
+fn strip_defer_placeholders(response: &mut GraphQLResponse) {
+    if let Some(data) = response.data.take() {
+        let mut json = data.into_json();
+        crate::defer::strip_placeholders(&mut json);
+        response.data = Some(crate::execute::Val::from(json));
+    }
+}
+
+/// Runs `request` (the full part of a deferred operation) as [`operation`] does, for
+/// the streaming body of `@defer`.
+pub(super) async fn run_deferred_part(
+    gw: &Arc<Inner>,
+    parts: &axum::http::request::Parts,
+    request: GraphQLRequest,
+    request_id: &str,
+) -> Result<GraphQLResponse, RequestFailure> {
+    let mut quota = None;
+    let mut kind = OperationKind::Unknown;
+    let mut name = String::new();
+    let run = operation(
+        gw, parts, request, false, &mut quota, request_id, &mut kind, &mut name,
+    );
+    match catch_panic(run).await {
+        Ok(Ok(Outcome::Done(response, _))) => Ok(response),
+        Ok(Ok(Outcome::Subscribe(_))) => Err(RequestFailure::new(
+            ErrorCode::BadRequest,
+            "@defer in a subscription is not supported",
+        )),
+        Ok(Err(failure)) => Err(failure),
+        Err(detail) => {
+            gw.metrics.record_panic(PanicSite::Request);
+            Err(internal_failure(
+                gw,
+                ErrorCode::InternalServerError,
+                "internal server error",
+                request_id,
+                &format!("a deferred part panicked: {detail}"),
+            ))
+        }
+    }
 }
 
 /// Does the client accept Apollo's multipart subscriptions (`multipart/mixed` with

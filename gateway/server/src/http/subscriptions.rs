@@ -93,6 +93,68 @@ pub(super) fn multipart(events: impl Stream<Item = GraphQLResponse> + Send + 'st
         .into_response()
 }
 
+/// `@defer`'s answer, `multipart/mixed; deferSpec=20220824` (what Apollo Client and
+/// graphql-js 17 read, as Apollo Router sends it): the initial part (`first`, already
+/// run) at once with `hasNext: true`; then `full` runs and one last part carries every
+/// deferred fragment's data at its `path` (`incremental`, with `label`), `hasNext:
+/// false`, and any errors of that run.
+pub(super) fn deferred(
+    gw: Arc<Inner>,
+    parts: axum::http::request::Parts,
+    mut first: GraphQLResponse,
+    full: super::graphql::GraphQLRequest,
+    split: crate::defer::Split,
+    request_id: String,
+) -> Response {
+    const PART: &str = "\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n";
+    let mut initial = json!({});
+    if let Some(data) = first.data.take() {
+        let mut data = data.into_json();
+        crate::defer::strip_placeholders(&mut data);
+        initial["data"] = data;
+    }
+    if !first.errors.is_empty() {
+        initial["errors"] = json!(first.errors);
+    }
+    initial["hasNext"] = json!(true);
+    let head = format!("{PART}{initial}");
+    let rest = async move {
+        let mut last = json!({ "hasNext": false });
+        match super::graphql::run_deferred_part(&gw, &parts, full, &request_id).await {
+            Ok(response) => {
+                let data = response.data.map(crate::execute::Val::into_json);
+                let schema = gw.planner.api_schema();
+                let items = data
+                    .as_ref()
+                    .map(|data| {
+                        crate::defer::increments(&split, data, &|abstract_type, object_type| {
+                            schema.is_subtype(abstract_type, object_type)
+                        })
+                    })
+                    .unwrap_or_default();
+                last["incremental"] = Value::Array(items);
+                if !response.errors.is_empty() {
+                    last["errors"] = json!(response.errors);
+                }
+            }
+            Err(failure) => last["errors"] = json!(failure.errors),
+        }
+        format!("{PART}{last}\r\n-----\r\n")
+    };
+    let body = futures::stream::once(async move { Ok::<_, Infallible>(bytes::Bytes::from(head)) })
+        .chain(futures::stream::once(async move {
+            Ok::<_, Infallible>(bytes::Bytes::from(rest.await))
+        }));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "multipart/mixed;boundary=\"-\";deferSpec=20220824",
+        )],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
 /// Is `request` a WebSocket upgrade?
 pub(super) fn is_upgrade(request: &Request) -> bool {
     request

@@ -351,3 +351,100 @@ async fn with_charge_per_event_each_event_takes_the_cost_and_an_empty_budget_end
     assert_eq!(seen[1]["data"]["userAdded"]["name"], "Bo");
     assert_eq!(seen[2]["errors"][0]["extensions"]["code"], "RATE_LIMITED");
 }
+
+/// `@defer` with the real planner: the initial part at once, the deferred fragments'
+/// data with their paths and labels after (one item per list element), or everything in
+/// one response for a client that does not accept multipart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
+    let subgraphs = demo_subgraphs(2, 1).await;
+    let (_gateway, url) = real_gateway(&subgraphs).await;
+    let query = r#"query Profile($id: ID!) {
+      user(id: $id) {
+        username
+        ... @defer(label: "posts") { posts(first: 10) { nodes { caption } } }
+        posts(first: 10) { nodes { id ... on Post @defer(label: "likes") { likeCount } } }
+      }
+    }"#;
+    let ask = |accept: &'static str| {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(&url)
+                .header("accept", accept)
+                .json(&json!({"query": query, "variables": {"id": "1"}}))
+                .send()
+                .await
+                .expect("send")
+        }
+    };
+    let response = ask("multipart/mixed;deferSpec=20220824, application/json").await;
+    let content_type = response.headers()["content-type"].clone();
+    let body = response.text().await.expect("body");
+    assert_eq!(
+        content_type, "multipart/mixed;boundary=\"-\";deferSpec=20220824",
+        "{body}"
+    );
+    assert!(body.ends_with("\r\n-----\r\n"), "{body:?}");
+    let parts: Vec<Value> = body
+        .trim_end_matches("\r\n-----\r\n")
+        .split("\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n")
+        .filter(|p| !p.is_empty())
+        .map(|p| serde_json::from_str(p).expect("a JSON part"))
+        .collect();
+    assert_eq!(parts.len(), 2, "{body}");
+    assert_eq!(
+        parts[0],
+        json!({"data": {"user": {"username": "ann", "posts": {"nodes": [{"id": "p0"}, {"id": "p1"}]}}}, "hasNext": true}),
+        "{body}"
+    );
+    assert_eq!(parts[1]["hasNext"], false);
+    let mut items = parts[1]["incremental"]
+        .as_array()
+        .expect("incremental")
+        .clone();
+    items.sort_by_key(|i| i["path"].to_string());
+    assert_eq!(
+        items,
+        vec![
+            json!({"data": {"likeCount": 0}, "path": ["user", "posts", "nodes", 0], "label": "likes"}),
+            json!({"data": {"likeCount": 1}, "path": ["user", "posts", "nodes", 1], "label": "likes"}),
+            json!({"data": {"posts": {"nodes": [{"caption": "caption 0"}, {"caption": "caption 1"}]}}, "path": ["user"], "label": "posts"}),
+        ],
+        "{body}"
+    );
+
+    // Without multipart: the whole result at once, no placeholder left.
+    let whole: Value = ask("application/json").await.json().await.expect("json");
+    assert_eq!(
+        whole["data"],
+        json!({"user": {"username": "ann", "posts": {"nodes": [
+            {"caption": "caption 0", "id": "p0", "likeCount": 0},
+            {"caption": "caption 1", "id": "p1", "likeCount": 1}
+        ]}}}),
+        "{whole}"
+    );
+
+    // A selection set left empty by the split is an empty object at first.
+    let only = r#"query Only($id: ID!) { user(id: $id) { ... @defer { username } } }"#;
+    let body = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "multipart/mixed;deferSpec=20220824")
+        .json(&json!({"query": only, "variables": {"id": "1"}}))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        body.contains(r#"{"data":{"user":{}},"hasNext":true}"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            r#"{"hasNext":false,"incremental":[{"data":{"username":"ann"},"path":["user"]}]}"#
+        ),
+        "{body}"
+    );
+}

@@ -1,0 +1,578 @@
+//! `@defer`: incremental delivery. An operation whose fragments carry an active `@defer`
+//! (no `if: false`) is split into two documents ([`split`]):
+//!
+//! - `initial`: the deferred fragments removed (a selection set left empty keeps one
+//!   placeholder `__typename`, aliased [`EMPTY`], removed from the data);
+//! - `full`: the `@defer` directives removed, and a `__typename` aliased [`TYPENAME`]
+//!   where a deferred fragment sits, to tell which objects a typed fragment applies to.
+//!
+//! The gateway runs `initial` and sends it at once (`hasNext: true`), then runs `full` and
+//! sends each deferred fragment's fields at each place it applies ([`increments`]: one
+//! `incremental` item with its `path` and `label` per object, lists walked into). Only the
+//! outermost `@defer` of a branch splits; nested ones arrive with it (the spec lets a
+//! server deliver deferred data early). Both runs go through every stage of the pipeline,
+//! so limits, authorization and cost apply to the deferred fields as to the rest (the
+//! rate limit is charged once, by the full run).
+//!
+//! The transforms recurse over one definition's nesting, which the operation limits have
+//! bounded (`limits.max_depth`) before they run; [`MAX_DEPTH`] bounds them regardless.
+//! The walk over the response is iterative.
+
+use apollo_compiler::Name;
+use apollo_compiler::Node;
+use apollo_compiler::ast::{self, Definition, Selection};
+use serde_json::{Map, Value};
+
+use crate::error::PathElem;
+
+/// Alias of the `__typename` that fills a selection set emptied by the split.
+pub(crate) const EMPTY: &str = "portico__deferred";
+/// Alias of the `__typename` that tells which objects a typed deferred fragment covers.
+pub(crate) const TYPENAME: &str = "portico__typename";
+/// Deepest selection nesting the transforms walk (beyond: no split, `@defer` ignored).
+const MAX_DEPTH: usize = 256;
+
+/// An operation split for incremental delivery.
+pub(crate) struct Split {
+    pub(crate) initial: String,
+    pub(crate) full: String,
+    /// The original document (one operation and its fragments) and that operation.
+    document: ast::Document,
+    operation: Node<ast::OperationDefinition>,
+    /// The request's variables (`@defer(if: $v)`).
+    variables: Map<String, Value>,
+}
+
+/// `Some(label)` when `directives` hold an active `@defer`.
+fn deferred(
+    directives: &ast::DirectiveList,
+    variables: &Map<String, Value>,
+) -> Option<Option<String>> {
+    let defer = directives.get("defer")?;
+    let active = match defer.specified_argument_by_name("if").map(|v| v.as_ref()) {
+        None => true,
+        Some(ast::Value::Boolean(b)) => *b,
+        Some(ast::Value::Variable(v)) => variables
+            .get(v.as_str())
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        Some(_) => true,
+    };
+    if !active {
+        return None;
+    }
+    let label = match defer
+        .specified_argument_by_name("label")
+        .map(|v| v.as_ref())
+    {
+        Some(ast::Value::String(s)) => Some(s.to_string()),
+        _ => None,
+    };
+    Some(label)
+}
+
+fn name(s: &str) -> Option<Name> {
+    Name::new(s).ok()
+}
+
+fn typename_field(alias: &str) -> Option<Selection> {
+    Some(Selection::Field(Node::new(ast::Field {
+        alias: Some(name(alias)?),
+        name: name("__typename")?,
+        arguments: Vec::new(),
+        directives: ast::DirectiveList::default(),
+        selection_set: Vec::new(),
+    })))
+}
+
+/// Removes active deferred fragments from `selections` (and below); fills emptied sets.
+/// `false` when nested deeper than [`MAX_DEPTH`].
+fn remove_deferred(
+    selections: &mut Vec<Selection>,
+    variables: &Map<String, Value>,
+    depth: usize,
+) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    selections.retain(|s| match s {
+        Selection::InlineFragment(f) => deferred(&f.directives, variables).is_none(),
+        Selection::FragmentSpread(f) => deferred(&f.directives, variables).is_none(),
+        Selection::Field(_) => true,
+    });
+    for s in selections.iter_mut() {
+        let ok = match s {
+            Selection::Field(f) if !f.selection_set.is_empty() => {
+                let f = f.make_mut();
+                let ok = remove_deferred(&mut f.selection_set, variables, depth + 1);
+                if f.selection_set.is_empty() {
+                    f.selection_set.extend(typename_field(EMPTY));
+                }
+                ok
+            }
+            Selection::InlineFragment(f) => {
+                let f = f.make_mut();
+                let ok = remove_deferred(&mut f.selection_set, variables, depth + 1);
+                if f.selection_set.is_empty() {
+                    f.selection_set.extend(typename_field(EMPTY));
+                }
+                ok
+            }
+            _ => true,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Removes `@defer` from `selections` (and below), adding [`TYPENAME`] beside each
+/// deferred fragment. `false` when nested deeper than [`MAX_DEPTH`].
+fn strip_defer(
+    selections: &mut Vec<Selection>,
+    variables: &Map<String, Value>,
+    depth: usize,
+) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    let mut marks = false;
+    for s in selections.iter_mut() {
+        let ok = match s {
+            Selection::Field(f) => {
+                if f.selection_set.is_empty() {
+                    true
+                } else {
+                    strip_defer(&mut f.make_mut().selection_set, variables, depth + 1)
+                }
+            }
+            Selection::InlineFragment(f) => {
+                marks |= deferred(&f.directives, variables).is_some();
+                let f = f.make_mut();
+                f.directives.retain(|d| d.name != "defer");
+                strip_defer(&mut f.selection_set, variables, depth + 1)
+            }
+            Selection::FragmentSpread(f) => {
+                marks |= deferred(&f.directives, variables).is_some();
+                f.make_mut().directives.retain(|d| d.name != "defer");
+                true
+            }
+        };
+        if !ok {
+            return false;
+        }
+    }
+    if marks {
+        selections.extend(typename_field(TYPENAME));
+    }
+    true
+}
+
+/// Fragments `selections` spread, directly or not, in `document` (iterative).
+fn reachable(
+    document: &ast::Document,
+    operation: &ast::OperationDefinition,
+) -> std::collections::HashSet<Name> {
+    let fragments: std::collections::HashMap<&Name, &Node<ast::FragmentDefinition>> = document
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::FragmentDefinition(f) => Some((&f.name, f)),
+            _ => None,
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<&Vec<Selection>> = vec![&operation.selection_set];
+    while let Some(selections) = stack.pop() {
+        for s in selections {
+            match s {
+                Selection::Field(f) => stack.push(&f.selection_set),
+                Selection::InlineFragment(f) => stack.push(&f.selection_set),
+                Selection::FragmentSpread(f) => {
+                    if seen.insert(f.fragment_name.clone())
+                        && let Some(def) = fragments.get(&f.fragment_name)
+                    {
+                        stack.push(&def.selection_set);
+                    }
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// Does any selection reachable from `operation` carry an active `@defer`?
+fn has_defer(
+    document: &ast::Document,
+    operation: &ast::OperationDefinition,
+    variables: &Map<String, Value>,
+) -> bool {
+    let used = reachable(document, operation);
+    let mut stack: Vec<&Vec<Selection>> = vec![&operation.selection_set];
+    for d in &document.definitions {
+        if let Definition::FragmentDefinition(f) = d
+            && used.contains(&f.name)
+        {
+            stack.push(&f.selection_set);
+        }
+    }
+    while let Some(selections) = stack.pop() {
+        for s in selections {
+            match s {
+                Selection::Field(f) => stack.push(&f.selection_set),
+                Selection::InlineFragment(f) => {
+                    if deferred(&f.directives, variables).is_some() {
+                        return true;
+                    }
+                    stack.push(&f.selection_set);
+                }
+                Selection::FragmentSpread(f) => {
+                    if deferred(&f.directives, variables).is_some() {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// `operation` and the fragments it uses (no other operation, no unused fragment).
+fn only(document: &ast::Document, operation: &Node<ast::OperationDefinition>) -> ast::Document {
+    let used = reachable(document, operation);
+    let mut out = ast::Document::new();
+    out.definitions
+        .push(Definition::OperationDefinition(operation.clone()));
+    for d in &document.definitions {
+        if let Definition::FragmentDefinition(f) = d
+            && used.contains(&f.name)
+        {
+            out.definitions.push(d.clone());
+        }
+    }
+    out
+}
+
+/// Splits `query`'s operation `operation_name` when it defers something; `None` when it
+/// does not (or cannot be split: then `@defer` is simply not honoured by a split).
+pub(crate) fn split(
+    query: &str,
+    operation_name: Option<&str>,
+    variables: &Map<String, Value>,
+) -> Option<Split> {
+    if !query.contains("defer") {
+        return None;
+    }
+    let document = ast::Document::parse(query, "query.graphql").ok()?;
+    let operation = document
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::OperationDefinition(o) => Some(o),
+            _ => None,
+        })
+        .find(|o| match operation_name {
+            Some(n) => o.name.as_ref().is_some_and(|name| name == n),
+            None => true,
+        })?
+        .clone();
+    if !has_defer(&document, &operation, variables) {
+        return None;
+    }
+    let document = only(&document, &operation);
+    // Initial: deferred fragments removed everywhere, then unused fragments dropped.
+    let mut initial = document.clone();
+    for d in initial.definitions.iter_mut() {
+        let ok = match d {
+            Definition::OperationDefinition(o) => {
+                remove_deferred(&mut o.make_mut().selection_set, variables, 0)
+            }
+            Definition::FragmentDefinition(f) => {
+                remove_deferred(&mut f.make_mut().selection_set, variables, 0)
+            }
+            _ => true,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    let initial_operation = initial.definitions.iter().find_map(|d| match d {
+        Definition::OperationDefinition(o) => Some(o.clone()),
+        _ => None,
+    })?;
+    let initial = only(&initial, &initial_operation);
+    let mut full = document.clone();
+    for d in full.definitions.iter_mut() {
+        let ok = match d {
+            Definition::OperationDefinition(o) => {
+                strip_defer(&mut o.make_mut().selection_set, variables, 0)
+            }
+            Definition::FragmentDefinition(f) => {
+                strip_defer(&mut f.make_mut().selection_set, variables, 0)
+            }
+            _ => true,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some(Split {
+        initial: initial.to_string(),
+        full: full.to_string(),
+        document,
+        operation,
+        variables: variables.clone(),
+    })
+}
+
+type Fragments<'a> = std::collections::HashMap<&'a Name, &'a Node<ast::FragmentDefinition>>;
+
+/// `value` reduced to what `selections` select (through fragments whose type condition
+/// the object meets; lists mapped). Recursion follows the selections' nesting, bounded
+/// by [`MAX_DEPTH`] (deeper data is cut).
+fn project(
+    value: &Value,
+    selections: &[Selection],
+    fragments: &Fragments<'_>,
+    is_subtype: &dyn Fn(&str, &str) -> bool,
+    depth: usize,
+) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| project(v, selections, fragments, is_subtype, depth + 1))
+                .collect(),
+        ),
+        Value::Object(fields) if depth <= MAX_DEPTH => {
+            let mut out = Map::new();
+            project_into(&mut out, fields, selections, fragments, is_subtype, depth);
+            Value::Object(out)
+        }
+        Value::Object(_) => Value::Null,
+        other => other.clone(),
+    }
+}
+
+fn project_into(
+    out: &mut Map<String, Value>,
+    fields: &Map<String, Value>,
+    selections: &[Selection],
+    fragments: &Fragments<'_>,
+    is_subtype: &dyn Fn(&str, &str) -> bool,
+    depth: usize,
+) {
+    let object = fields.get(TYPENAME).and_then(Value::as_str);
+    let applies = |condition: &Name| match object {
+        Some(t) => t == condition.as_str() || is_subtype(condition.as_str(), t),
+        None => true,
+    };
+    for s in selections {
+        match s {
+            Selection::Field(f) => {
+                let key = f.alias.as_ref().unwrap_or(&f.name).as_str();
+                let Some(child) = fields.get(key) else {
+                    continue;
+                };
+                let projected = if f.selection_set.is_empty() {
+                    child.clone()
+                } else {
+                    project(child, &f.selection_set, fragments, is_subtype, depth + 1)
+                };
+                merge(out, key, projected);
+            }
+            Selection::InlineFragment(f) => {
+                if f.type_condition.as_ref().is_none_or(applies) {
+                    project_into(
+                        out,
+                        fields,
+                        &f.selection_set,
+                        fragments,
+                        is_subtype,
+                        depth + 1,
+                    );
+                }
+            }
+            Selection::FragmentSpread(spread) => {
+                if let Some(def) = fragments.get(&spread.fragment_name)
+                    && applies(&def.type_condition)
+                    && depth <= MAX_DEPTH
+                {
+                    project_into(
+                        out,
+                        fields,
+                        &def.selection_set,
+                        fragments,
+                        is_subtype,
+                        depth + 1,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Puts `value` at `key`, merging objects (two fragments selecting parts of one field).
+fn merge(out: &mut Map<String, Value>, key: &str, value: Value) {
+    match (out.get_mut(key), value) {
+        (Some(Value::Object(existing)), Value::Object(more)) => {
+            for (k, v) in more {
+                merge(existing, &k, v);
+            }
+        }
+        (Some(Value::Array(existing)), Value::Array(more)) if existing.len() == more.len() => {
+            for (e, m) in existing.iter_mut().zip(more) {
+                if let (Value::Object(e), Value::Object(m)) = (e, m) {
+                    for (k, v) in m {
+                        merge(e, &k, v);
+                    }
+                }
+            }
+        }
+        (_, value) => {
+            out.insert(key.to_string(), value);
+        }
+    }
+}
+
+/// The `incremental` items of the full response `data`: each outermost deferred
+/// fragment's fields, at each object it applies to. `is_subtype(abstract, object)`
+/// decides typed fragments on abstract types.
+pub(crate) fn increments(
+    split: &Split,
+    data: &Value,
+    is_subtype: &dyn Fn(&str, &str) -> bool,
+) -> Vec<Value> {
+    let fragments: Fragments<'_> = split
+        .document
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::FragmentDefinition(f) => Some((&f.name, f)),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    // (selections, the object they apply to, its path, inside a deferred fragment)
+    let mut stack: Vec<(&[Selection], &Value, Vec<PathElem>, bool)> =
+        vec![(&split.operation.selection_set, data, Vec::new(), false)];
+    let applies = |condition: Option<&Name>, object: &Value| match condition {
+        None => true,
+        Some(c) => match object.get(TYPENAME).and_then(Value::as_str) {
+            Some(t) => t == c.as_str() || is_subtype(c.as_str(), t),
+            None => true,
+        },
+    };
+    while let Some((selections, object, path, inside)) = stack.pop() {
+        let Some(fields) = object.as_object() else {
+            continue;
+        };
+        for s in selections {
+            match s {
+                Selection::Field(f) => {
+                    if f.selection_set.is_empty() {
+                        continue;
+                    }
+                    let key = f.alias.as_ref().unwrap_or(&f.name).as_str();
+                    let Some(child) = fields.get(key) else {
+                        continue;
+                    };
+                    // Lists (of lists) walked into, each object with its index path.
+                    let mut values: Vec<(&Value, Vec<PathElem>)> = vec![(child, {
+                        let mut p = path.clone();
+                        p.push(PathElem::Key(key.to_string()));
+                        p
+                    })];
+                    while let Some((value, p)) = values.pop() {
+                        match value {
+                            Value::Array(items) => {
+                                for (i, item) in items.iter().enumerate().rev() {
+                                    let mut ip = p.clone();
+                                    ip.push(PathElem::Index(i));
+                                    values.push((item, ip));
+                                }
+                            }
+                            Value::Object(_) => stack.push((&f.selection_set, value, p, inside)),
+                            _ => {}
+                        }
+                    }
+                }
+                Selection::InlineFragment(f) => {
+                    if !applies(f.type_condition.as_ref(), object) {
+                        continue;
+                    }
+                    let label = deferred(&f.directives, &split.variables);
+                    if !inside && let Some(label) = &label {
+                        let data = project(object, &f.selection_set, &fragments, is_subtype, 0);
+                        out.push(item(data, &path, label.as_deref()));
+                    }
+                    stack.push((
+                        &f.selection_set,
+                        object,
+                        path.clone(),
+                        inside || label.is_some(),
+                    ));
+                }
+                Selection::FragmentSpread(spread) => {
+                    let Some(def) = fragments.get(&spread.fragment_name) else {
+                        continue;
+                    };
+                    if !applies(Some(&def.type_condition), object) {
+                        continue;
+                    }
+                    let label = deferred(&spread.directives, &split.variables);
+                    if !inside && let Some(label) = &label {
+                        let data = project(object, &def.selection_set, &fragments, is_subtype, 0);
+                        out.push(item(data, &path, label.as_deref()));
+                    }
+                    stack.push((
+                        &def.selection_set,
+                        object,
+                        path.clone(),
+                        inside || label.is_some(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn item(mut data: Value, path: &[PathElem], label: Option<&str>) -> Value {
+    strip_placeholders(&mut data);
+    let mut item = Map::new();
+    item.insert("data".into(), data);
+    item.insert(
+        "path".into(),
+        Value::Array(
+            path.iter()
+                .map(|p| match p {
+                    PathElem::Key(k) => Value::String(k.clone()),
+                    PathElem::Index(i) => Value::from(*i),
+                })
+                .collect(),
+        ),
+    );
+    if let Some(label) = label {
+        item.insert("label".into(), Value::String(label.to_string()));
+    }
+    Value::Object(item)
+}
+
+/// Removes the split's placeholder keys ([`EMPTY`], [`TYPENAME`]) everywhere in `value`
+/// (iterative).
+pub(crate) fn strip_placeholders(value: &mut Value) {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                map.remove(EMPTY);
+                map.remove(TYPENAME);
+                stack.extend(map.values_mut());
+            }
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
+    }
+}
