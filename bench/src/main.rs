@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[cfg(test)]
 mod e2e;
+mod live;
 mod load;
 mod run;
 mod stages;
@@ -58,6 +59,9 @@ enum Cmd {
     },
     /// Run the comparison: floor, Portico, Hive Router.
     Run(run::RunArgs),
+    /// Subscriptions against a running `portico dev`: memory per idle subscription and
+    /// events delivered per second.
+    Subscriptions(live::LiveArgs),
     /// Time each request stage on the heavy query, in this process.
     Stages {
         #[arg(long, default_value_t = 2000)]
@@ -115,6 +119,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Run(args) => run::run(args).await,
+        Cmd::Subscriptions(args) => live::run(args).await,
         Cmd::Stages { iterations } => {
             // The stages block: run them off the async workers.
             let stages = tokio::task::spawn_blocking(move || stages::run(iterations)).await??;

@@ -5,19 +5,14 @@
 // when a step fails or a request leaves the gateway's origin.
 // Usage: node explain.mjs <gateway-url> <username> <password> <query> <expect>
 // EXPLAIN_SCREENSHOT=path saves the page with the Explain panel open.
-import { chromium } from 'playwright-core';
+import { launch, openPlayground } from './browser.mjs';
 
 const [url, username, password, query, expect] = process.argv.slice(2);
 if (!url || !username || !password || !query || !expect) {
   console.error('usage: node explain.mjs <url> <username> <password> <query> <expect>');
   process.exit(2);
 }
-const origin = new URL(url).origin;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--no-first-run', '--disable-quic', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 let failed = false;
 // The Headers tab is the one open (`defaultEditorToolsVisibility: "headers"`): the
 // visible editor of the tools section.
@@ -27,12 +22,7 @@ const headersText = (page) => page.evaluate(() => {
   return e ? e.CodeMirror.getValue() : '(no visible headers editor)';
 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
-  const foreign = [];
-  page.on('request', (r) => { if (!r.url().startsWith(origin) && !r.url().startsWith('data:')) foreign.push(r.url()); });
-  page.on('pageerror', (e) => { console.error('page error:', e.message); failed = true; });
-  await page.goto(url, { waitUntil: 'load', headers: { accept: 'text/html' } });
-  await page.waitForSelector('.graphiql-query-editor .CodeMirror', { timeout: 30000 });
+  const { page, foreign, errors } = await openPlayground(browser, url, { viewport: { width: 1400, height: 1300 } });
 
   // Sign in.
   await page.click('[aria-label="Show Sign in"]');
@@ -83,6 +73,7 @@ try {
   const signedOutHeaders = await headersText(page);
 
   console.log(JSON.stringify({ status, signedInHeaders, response, explained, signedOutHeaders, foreign }));
+  if (errors.length) failed = true;
   if (foreign.length) {
     console.error('requests left the gateway origin:', foreign);
     failed = true;

@@ -2,27 +2,17 @@
 // runs a query and prints the response panel's text. Fails (exit 1) when the page does
 // not load, any request leaves the gateway's origin, or the response lacks `expect`.
 // Usage: node playground.mjs <gateway-url> <query> <expect> [bearer-token]
-import { chromium } from 'playwright-core';
+import { launch, openPlayground } from './browser.mjs';
 
 const [url, query, expect, token] = process.argv.slice(2);
 if (!url || !query || !expect) {
   console.error('usage: node playground.mjs <url> <query> <expect> [token]');
   process.exit(2);
 }
-const origin = new URL(url).origin;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--no-first-run', '--disable-quic', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 let failed = false;
 try {
-  const page = await browser.newPage();
-  const foreign = [];
-  page.on('request', (r) => { if (!r.url().startsWith(origin) && !r.url().startsWith('data:')) foreign.push(r.url()); });
-  page.on('pageerror', (e) => console.error('page error:', e.message));
-  await page.goto(url, { waitUntil: 'load', headers: { accept: 'text/html' } });
-  await page.waitForSelector('.graphiql-query-editor .CodeMirror', { timeout: 30000 });
+  const { page, foreign } = await openPlayground(browser, url);
   await page.evaluate((q) => {
     document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(q);
   }, query);

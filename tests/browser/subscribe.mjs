@@ -4,19 +4,14 @@
 // notification shows in the response panel. Prints the panel's text; exits 1 when the
 // event does not arrive or a request leaves the gateway's origin.
 // Usage: node subscribe.mjs <gateway-url> <alice-token> <bob-token> <post-id> <expect>
-import { chromium } from 'playwright-core';
+import { launch, openPlayground } from './browser.mjs';
 
 const [url, alice, bob, post, expect] = process.argv.slice(2);
 if (!url || !alice || !bob || !post || !expect) {
   console.error('usage: node subscribe.mjs <url> <alice-token> <bob-token> <post-id> <expect>');
   process.exit(2);
 }
-const origin = new URL(url).origin;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--no-first-run', '--disable-quic', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const gql = (token, query, variables) => fetch(url, {
   method: 'POST',
   headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
@@ -24,15 +19,7 @@ const gql = (token, query, variables) => fetch(url, {
 }).then((r) => r.json());
 let failed = false;
 try {
-  const page = await browser.newPage();
-  const foreign = [];
-  page.on('request', (r) => {
-    const u = r.url();
-    if (!u.startsWith(origin) && !u.startsWith(origin.replace(/^http/, 'ws')) && !u.startsWith('data:')) foreign.push(u);
-  });
-  page.on('pageerror', (e) => { console.error('page error:', e.message); failed = true; });
-  await page.goto(url, { waitUntil: 'load', headers: { accept: 'text/html' } });
-  await page.waitForSelector('.graphiql-query-editor .CodeMirror', { timeout: 30000 });
+  const { page, foreign, errors } = await openPlayground(browser, url);
   await page.evaluate((q) => {
     document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(q);
   }, 'subscription Live { notificationAdded { kind actor { username } post { caption likeCount } } }');
@@ -61,6 +48,7 @@ try {
     console.error('the event did not reach the response panel');
     failed = true;
   }
+  if (errors.length) failed = true;
   if (foreign.length) {
     console.error('requests left the gateway origin:', foreign);
     failed = true;

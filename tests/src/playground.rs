@@ -23,62 +23,71 @@ fn missing_tools(browser_dir: &Path) -> Option<String> {
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_playground_loads_and_runs_an_authenticated_query_in_headless_chromium() {
+/// `tests/browser`, or `None` when the tools are missing: a panic under `CI=true`, a loud
+/// SKIPPED line elsewhere.
+fn browser_or_skip(what: &str) -> Option<&'static Path> {
     let browser_dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
-    if let Some(why) = missing_tools(browser_dir) {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("browser test cannot run in CI: {why}");
-        }
-        eprintln!("\n!!!!! SKIPPED playground browser test: {why} !!!!!\n");
-        return;
+    let Some(why) = missing_tools(browser_dir) else {
+        return Some(browser_dir);
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("browser test cannot run in CI: {why}");
     }
-    let p = crate::platform::start().await;
-    let client = portico::seed::Client::new(&p.gateway_url);
-    let (token, _) = crate::platform::login(&client, "alice").await;
-    let url = p.gateway_url.clone();
-    let script = browser_dir.join("playground.mjs");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .arg(&url)
-            .arg("{ me { username posts(first: 2) { nodes { caption likeCount } } } }")
-            .arg("\"username\": \"alice\"")
-            .arg(&token)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("\n!!!!! SKIPPED {what} browser test: {why} !!!!!\n");
+    None
+}
+
+/// Runs `node <dir>/<script> <args>` off the async workers; its stdout, or a panic
+/// showing both outputs when it fails.
+async fn node(dir: &Path, script: &str, args: Vec<String>) -> String {
+    let script = dir.join(script);
+    let out =
+        tokio::task::spawn_blocking(move || Command::new("node").arg(&script).args(&args).output())
+            .await
+            .expect("join")
+            .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "playground test failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "browser test failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playground_loads_and_runs_an_authenticated_query_in_headless_chromium() {
+    let Some(browser_dir) = browser_or_skip("playground") else {
+        return;
+    };
+    let p = crate::platform::start().await;
+    let client = portico::seed::Client::new(&p.gateway_url);
+    let (token, _) = crate::platform::login(&client, "alice").await;
+    let stdout = node(
+        browser_dir,
+        "playground.mjs",
+        vec![
+            p.gateway_url.clone(),
+            "{ me { username posts(first: 2) { nodes { caption likeCount } } } }".into(),
+            "\"username\": \"alice\"".into(),
+            token,
+        ],
+    )
+    .await;
     assert!(stdout.contains("likeCount"), "{stdout}");
 
     // @defer from the playground: GraphiQL reads the multipart answer and merges the
     // deferred part into the result it shows.
-    let url = p.gateway_url.clone();
-    let script = browser_dir.join("playground.mjs");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .arg(&url)
-            .arg("{ userByUsername(username: \"alice\") { username ... @defer(label: \"later\") { posts(first: 1) { nodes { caption } } } } }")
-            .arg("\"caption\"")
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "playground @defer test failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let stdout = node(
+        browser_dir,
+        "playground.mjs",
+        vec![
+            p.gateway_url.clone(),
+            "{ userByUsername(username: \"alice\") { username ... @defer(label: \"later\") { posts(first: 1) { nodes { caption } } } } }".into(),
+            "\"caption\"".into(),
+        ],
+    )
+    .await;
     assert!(stdout.contains("\"username\": \"alice\""), "{stdout}");
     p.shutdown();
 }
@@ -90,37 +99,23 @@ async fn the_playground_loads_and_runs_an_authenticated_query_in_headless_chromi
 /// `EXPLAIN_SCREENSHOT=$PWD/docs/playground-explain.png` refreshes the README's picture.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_playground_signs_in_and_explains_the_plan_and_cost_in_headless_chromium() {
-    let browser_dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
-    if let Some(why) = missing_tools(browser_dir) {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("browser test cannot run in CI: {why}");
-        }
-        eprintln!("\n!!!!! SKIPPED playground explain browser test: {why} !!!!!\n");
+    let Some(browser_dir) = browser_or_skip("playground explain") else {
         return;
-    }
+    };
     let p = crate::platform::start().await;
-    let url = p.gateway_url.clone();
-    let script = browser_dir.join("explain.mjs");
     let query = "query AliceProfile { me { username posts(first: 2) { nodes { caption likeCount commentCount } } } }";
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .arg(&url)
-            .arg("alice")
-            .arg(portico::seed::DEMO_PASSWORD)
-            .arg(query)
-            .arg("\"username\": \"alice\"")
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "explain test failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let stdout = node(
+        browser_dir,
+        "explain.mjs",
+        vec![
+            p.gateway_url.clone(),
+            "alice".into(),
+            portico::seed::DEMO_PASSWORD.into(),
+            query.into(),
+            "\"username\": \"alice\"".into(),
+        ],
+    )
+    .await;
     let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     assert!(
         seen["status"]
@@ -184,14 +179,9 @@ async fn the_playground_signs_in_and_explains_the_plan_and_cost_in_headless_chro
 /// (`tests/browser/subscribe.mjs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_in_the_playground_shows_the_notification_as_it_happens() {
-    let browser_dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/browser"));
-    if let Some(why) = missing_tools(browser_dir) {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("browser test cannot run in CI: {why}");
-        }
-        eprintln!("\n!!!!! SKIPPED playground subscription browser test: {why} !!!!!\n");
+    let Some(browser_dir) = browser_or_skip("playground subscription") else {
         return;
-    }
+    };
     let p = crate::platform::start().await;
     let client = portico::seed::Client::new(&p.gateway_url);
     let (alice, alice_id) = crate::platform::login(&client, "alice").await;
@@ -208,27 +198,18 @@ async fn a_subscription_in_the_playground_shows_the_notification_as_it_happens()
         .as_str()
         .expect("a post")
         .to_string();
-    let url = p.gateway_url.clone();
-    let script = browser_dir.join("subscribe.mjs");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .arg(&url)
-            .arg(&alice)
-            .arg(&bob)
-            .arg(&post)
-            .arg("\"username\": \"bob\"")
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "playground subscription test failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let stdout = node(
+        browser_dir,
+        "subscribe.mjs",
+        vec![
+            p.gateway_url.clone(),
+            alice,
+            bob,
+            post,
+            "\"username\": \"bob\"".into(),
+        ],
+    )
+    .await;
     assert!(stdout.contains("\"kind\": \"LIKE\""), "{stdout}");
     p.shutdown();
 }

@@ -275,60 +275,43 @@ async fn pipeline(
     if let Some(split) = split {
         let mut full = request.clone();
         full.query = Some(split.full.clone());
-        if !accepts_multipart_defer(headers) {
-            // No incremental delivery: the whole result in one response.
-            return match operation(
-                gw,
-                &parts,
-                full,
-                is_get,
-                quota,
-                request_id,
-                kind,
-                operation_name_out,
-            )
-            .await?
-            {
-                Outcome::Done(mut response, passed_on) => {
-                    strip_defer_placeholders(&mut response);
-                    let mut http = json_response(StatusCode::OK, &response, json_type);
-                    crate::headers::append_all(http.headers_mut(), passed_on);
-                    Ok(http)
-                }
-                Outcome::Subscribe(_) => Err(RequestFailure::new(
-                    ErrorCode::BadRequest,
-                    "@defer in a subscription is not supported",
-                )),
-            };
+        // Without multipart, no incremental delivery: the whole result in one response.
+        let incremental = accepts_multipart_defer(headers);
+        let mut first = if incremental { request } else { full.clone() };
+        if incremental {
+            first.query = Some(split.initial.clone());
+            first.uncharged = true;
         }
-        let mut initial = request;
-        initial.query = Some(split.initial.clone());
-        initial.uncharged = true;
-        let Outcome::Done(first, passed_on) = operation(
+        let outcome = operation(
             gw,
             &parts,
-            initial,
+            first,
             is_get,
             quota,
             request_id,
             kind,
             operation_name_out,
         )
-        .await?
-        else {
+        .await?;
+        let Outcome::Done(mut response, passed_on) = outcome else {
             return Err(RequestFailure::new(
                 ErrorCode::BadRequest,
                 "@defer in a subscription is not supported",
             ));
         };
-        let mut http = super::subscriptions::deferred(
-            gw.clone(),
-            parts.clone(),
-            first,
-            full,
-            split,
-            request_id.to_string(),
-        );
+        let mut http = if incremental {
+            super::subscriptions::deferred(
+                gw.clone(),
+                parts.clone(),
+                response,
+                full,
+                split,
+                request_id.to_string(),
+            )
+        } else {
+            strip_defer_placeholders(&mut response);
+            json_response(StatusCode::OK, &response, json_type)
+        };
         crate::headers::append_all(http.headers_mut(), passed_on);
         return Ok(http);
     }
@@ -787,6 +770,17 @@ pub(super) async fn ws_operation(
             format!("the subscribe payload is not a GraphQL request: {e}"),
         )
     })?;
+    run_operation(gw, parts, request, request_id).await
+}
+
+/// [`operation`] outside the HTTP request flow (a WebSocket's `subscribe`, `@defer`'s
+/// second part), its own quota and labels; a panic costs this operation only.
+async fn run_operation(
+    gw: &Arc<Inner>,
+    parts: &axum::http::request::Parts,
+    request: GraphQLRequest,
+    request_id: &str,
+) -> Result<Outcome, RequestFailure> {
     let mut quota = None;
     let mut kind = OperationKind::Unknown;
     let mut name = String::new();
@@ -800,7 +794,7 @@ pub(super) async fn ws_operation(
             ErrorCode::InternalServerError,
             "internal server error",
             request_id,
-            &format!("a WebSocket operation panicked: {detail}"),
+            &format!("an operation panicked: {detail}"),
         ))
     })
 }
@@ -1117,27 +1111,6 @@ fn is_preflighted(headers: &HeaderMap, required: &[String]) -> bool {
     non_simple_type || required.iter().any(|h| headers.contains_key(h.as_str()))
 }
 
-/// Does the client accept `text/event-stream` (GraphQL over SSE)?
-fn accepts_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|m| m.trim().starts_with("text/event-stream"))
-}
-
-/// Does the client accept incremental delivery (`multipart/mixed`, not the subscription
-/// flavour)?
-fn accepts_multipart_defer(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|m| m.trim().starts_with("multipart/mixed") && !m.contains("subscriptionSpec"))
-}
-
 /// Removes `defer.rs`'s placeholder fields from a response's data.
 fn strip_defer_placeholders(response: &mut GraphQLResponse) {
     if let Some(data) = response.data.take() {
@@ -1155,41 +1128,44 @@ pub(super) async fn run_deferred_part(
     request: GraphQLRequest,
     request_id: &str,
 ) -> Result<GraphQLResponse, RequestFailure> {
-    let mut quota = None;
-    let mut kind = OperationKind::Unknown;
-    let mut name = String::new();
-    let run = operation(
-        gw, parts, request, false, &mut quota, request_id, &mut kind, &mut name,
-    );
-    match catch_panic(run).await {
-        Ok(Ok(Outcome::Done(response, _))) => Ok(response),
-        Ok(Ok(Outcome::Subscribe(_))) => Err(RequestFailure::new(
+    match run_operation(gw, parts, request, request_id).await? {
+        Outcome::Done(response, _) => Ok(response),
+        Outcome::Subscribe(_) => Err(RequestFailure::new(
             ErrorCode::BadRequest,
             "@defer in a subscription is not supported",
         )),
-        Ok(Err(failure)) => Err(failure),
-        Err(detail) => {
-            gw.metrics.record_panic(PanicSite::Request);
-            Err(internal_failure(
-                gw,
-                ErrorCode::InternalServerError,
-                "internal server error",
-                request_id,
-                &format!("a deferred part panicked: {detail}"),
-            ))
-        }
     }
 }
 
-/// Does the client accept Apollo's multipart subscriptions (`multipart/mixed` with
-/// `subscriptionSpec`)?
-fn accepts_multipart_subscriptions(headers: &HeaderMap) -> bool {
+/// Does a media range of `Accept` satisfy `wanted`?
+fn accepts(headers: &HeaderMap, wanted: impl Fn(&str) -> bool) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|m| m.trim().starts_with("multipart/mixed") && m.contains("subscriptionSpec"))
+        .any(|m| wanted(m.trim()))
+}
+
+/// Does the client accept `text/event-stream` (GraphQL over SSE)?
+fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    accepts(headers, |m| m.starts_with("text/event-stream"))
+}
+
+/// Does the client accept incremental delivery (`multipart/mixed`, not the subscription
+/// flavour)?
+fn accepts_multipart_defer(headers: &HeaderMap) -> bool {
+    accepts(headers, |m| {
+        m.starts_with("multipart/mixed") && !m.contains("subscriptionSpec")
+    })
+}
+
+/// Does the client accept Apollo's multipart subscriptions (`multipart/mixed` with
+/// `subscriptionSpec`)?
+fn accepts_multipart_subscriptions(headers: &HeaderMap) -> bool {
+    accepts(headers, |m| {
+        m.starts_with("multipart/mixed") && m.contains("subscriptionSpec")
+    })
 }
 
 fn accepts_html(headers: &HeaderMap) -> bool {
