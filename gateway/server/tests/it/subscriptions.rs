@@ -17,7 +17,7 @@ struct WsSubgraph {
 
 impl WsSubgraph {
     async fn start() -> Self {
-        let (events, _) = tokio::sync::broadcast::channel::<Value>(16);
+        let (events, _) = tokio::sync::broadcast::channel::<Value>(1024);
         let upgrades: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
         let subscribed = Arc::new(AtomicUsize::new(0));
         type WsState = (
@@ -447,4 +447,71 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
         ),
         "{body}"
     );
+}
+
+/// A client that stops reading loses its subscription once the few buffered events and
+/// the socket buffers are full: the gateway does not keep events for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_dropped_as_a_slow_consumer() {
+    let subgraph = WsSubgraph::start().await;
+    let mut config = dev();
+    config.subscriptions.slow_consumer_timeout_ms = 300;
+    let gw = TestGateway::start(
+        config,
+        &[("users", &subgraph.url)],
+        vec![("Added", subscription_plan())],
+    )
+    .await;
+    // Subscribed, then never read.
+    let _unread = gw
+        .http
+        .post(format!("{}/graphql", gw.url))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(
+            json!({"query": "subscription Added { userAdded { name } }", "operationName": "Added"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("gateway answers");
+    subgraph.wait_subscribed(1).await;
+    let big = "x".repeat(64 * 1024);
+    let mut dropped = false;
+    for _ in 0..400 {
+        subgraph.push(json!({"userAdded": {"name": big}}));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if gw
+            .metrics()
+            .await
+            .contains("portico_subscriptions_slow_consumers_total 1\n")
+        {
+            dropped = true;
+            break;
+        }
+    }
+    for _ in 0..100 {
+        if dropped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        dropped = gw
+            .metrics()
+            .await
+            .contains("portico_subscriptions_slow_consumers_total 1\n");
+    }
+    assert!(dropped, "{}", gw.metrics().await);
+    let mut freed = false;
+    for _ in 0..100 {
+        if gw
+            .metrics()
+            .await
+            .contains("portico_subscriptions_open 0\n")
+        {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "its place is given back");
 }
