@@ -487,3 +487,49 @@ async fn a_failed_query_is_retried_and_a_failed_mutation_never_is() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_open_subscriptions_with_a_reason_and_the_gateway_exits() {
+    let mut p = Platform::start("[shutdown]\ndrain_delay_ms = 0\ngrace_ms = 20000\n").await;
+    let url = p.url();
+    let (status, body) = super::post_as(
+        &url,
+        None,
+        "mutation { register(username: \"alice\", email: \"alice@example.com\", password: \"Correct-horse-9\") { accessToken } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["data"]["register"]["accessToken"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let mut stream = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "text/event-stream")
+        .bearer_auth(&token)
+        .json(&json!({"query": "subscription { notificationAdded { kind } }"}))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(stream.status().as_u16(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.gateway.signal("TERM").await;
+    let mut text = String::new();
+    while !text.contains("event: complete") {
+        let chunk = tokio::time::timeout(Duration::from_secs(15), stream.chunk())
+            .await
+            .expect("the subscription ends before the grace deadline")
+            .expect("chunk");
+        let Some(chunk) = chunk else { break };
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("SUBSCRIPTION_ENDED"), "{text}");
+    assert!(text.contains("shutting down"), "{text}");
+    assert!(text.contains("event: complete"), "{text}");
+    let exit = tokio::time::timeout(Duration::from_secs(30), p.gateway.child.wait())
+        .await
+        .expect("the gateway exits")
+        .expect("exit status");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+}
