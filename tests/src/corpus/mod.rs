@@ -308,6 +308,49 @@ async fn run_case_inner(
             }
         }
     }
+    // `@defer` cases: the same operation asked with incremental delivery must give the
+    // payload sequence of `expected-incremental.json` (incremental items compared in
+    // path order).
+    if let Some(wanted) = read_json(&dir.join("expected-incremental.json"))? {
+        let response = reqwest::Client::new()
+            .post(format!("http://{addr}/graphql"))
+            .header("content-type", "application/json")
+            .header(
+                "accept",
+                "multipart/mixed;deferSpec=20220824, application/json",
+            )
+            .header("portico-csrf", "1")
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("incremental request failed: {e}"))?;
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        let parts: Vec<Value> = text
+            .trim_end_matches("\r\n-----\r\n")
+            .split("\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n")
+            .filter(|p| !p.is_empty())
+            .map(|p| serde_json::from_str::<Value>(p).map_err(|e| format!("part {p:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+        let sorted = |mut parts: Vec<Value>| {
+            for part in &mut parts {
+                if let Some(Value::Array(items)) = part.get_mut("incremental") {
+                    items.sort_by_key(|i| i["path"].to_string());
+                }
+            }
+            parts
+        };
+        let (actual, wanted) = (
+            sorted(parts),
+            sorted(serde_json::from_value(wanted).map_err(|e| e.to_string())?),
+        );
+        if actual != wanted {
+            problems.push(format!(
+                "incremental payloads differ:\n  expected {}\n  actual   {}",
+                Value::Array(wanted),
+                Value::Array(actual)
+            ));
+        }
+    }
     if !problems.is_empty() {
         let sent: Vec<String> = subgraphs
             .iter()
