@@ -310,3 +310,38 @@ async fn a_like_reaches_the_authors_sse_subscription_and_plain_http_is_refused()
     assert!(text.contains("complete"), "the stream ends: {text}");
     p.shutdown();
 }
+
+/// WebSockets skip CORS, so the gateway checks `Origin` itself: another site's page may
+/// not open one (403); the gateway's own origin (the playground) may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_from_another_origin_is_refused() {
+    let p = start().await;
+    let request = |origin: &str| {
+        let mut request = ws_url(&p.gateway_url)
+            .into_client_request()
+            .expect("request");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().expect("origin"));
+        request
+    };
+    let refused = tokio_tungstenite::connect_async(request("https://evil.example")).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 403),
+        "{refused:?}"
+    );
+    let own = p.gateway_url.trim_end_matches("/graphql").to_string();
+    let (mut ws, _) = tokio_tungstenite::connect_async(request(&own))
+        .await
+        .expect("the gateway's own origin");
+    send(&mut ws, json!({"type": "connection_init"})).await;
+    assert_eq!(
+        next_message(&mut ws).await,
+        Ok(json!({"type": "connection_ack"}))
+    );
+    p.shutdown();
+}

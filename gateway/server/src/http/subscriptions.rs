@@ -190,6 +190,35 @@ pub(super) async fn websocket(live: Arc<Live>, request: Request) -> Response {
     if !gw.config.subscriptions.enabled {
         return (StatusCode::NOT_FOUND, "subscriptions are not enabled").into_response();
     }
+    // WebSockets skip CORS: a page of another site could open one with the user's
+    // cookies. Browsers send `Origin`; only this gateway's own and `[cors]
+    // allow_origins` may connect (clients that are not browsers send none).
+    if let Some(origin) = parts.headers.get(axum::http::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let own = parts
+            .headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|host| {
+                origin
+                    .strip_prefix("http://")
+                    .or_else(|| origin.strip_prefix("https://"))
+                    == Some(host)
+            });
+        let allowed = gw
+            .config
+            .cors
+            .allow_origins
+            .iter()
+            .any(|o| o == "*" || o == origin);
+        if !own && !allowed {
+            return (
+                StatusCode::FORBIDDEN,
+                "this origin may not open subscriptions: add it to [cors] allow_origins",
+            )
+                .into_response();
+        }
+    }
     let max_message = gw.config.limits.max_body_bytes;
     upgrade
         .protocols([PROTOCOL])
