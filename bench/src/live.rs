@@ -183,22 +183,30 @@ pub async fn run(args: LiveArgs) -> Result<()> {
     let started = Instant::now();
     let mut likes = 0u64;
     while started.elapsed() < Duration::from_secs(args.duration) {
-        gql(
-            &client,
-            &args.url,
-            Some(&liker),
-            "mutation($p: ID!) { unlikePost(postId: $p) { id } }",
-            json!({ "p": post }),
-        )
-        .await?;
-        gql(
-            &client,
-            &args.url,
-            Some(&liker),
-            "mutation($p: ID!) { likePost(postId: $p) { id } }",
-            json!({ "p": post }),
-        )
-        .await?;
+        let mut stopped = None;
+        for mutation in ["unlikePost", "likePost"] {
+            let query = format!("mutation($p: ID!) {{ {mutation}(postId: $p) {{ id }} }}");
+            if let Err(e) = gql(
+                &client,
+                &args.url,
+                Some(&liker),
+                &query,
+                json!({ "p": post }),
+            )
+            .await
+            {
+                stopped = Some(e);
+                break;
+            }
+        }
+        // The liker's rate-limit budget may end the window early: reported, not fatal.
+        if let Some(e) = stopped {
+            println!(
+                "liking stopped after {:.1} s: {e}",
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
         likes += 1;
     }
     let window = started.elapsed();

@@ -34,6 +34,9 @@ use crate::plan::ParsedDocument;
 /// Events buffered between the upstream task and the client.
 const BUFFER: usize = 16;
 
+/// Read and write buffer of each WebSocket (upstream and client-facing), in bytes.
+pub(crate) const WS_BUFFER: usize = 4 * 1024;
+
 /// The gateway's open subscriptions: how many each client holds (`[subscriptions]
 /// max_per_client`), and the signal that ends them all (a new supergraph, shutdown).
 /// Kept across reloads.
@@ -373,7 +376,12 @@ async fn open(target: &SubscriptionTarget, payload: Value) -> Result<Upstream, S
         http::header::SEC_WEBSOCKET_PROTOCOL,
         http::HeaderValue::from_static("graphql-transport-ws"),
     );
+    // Small buffers: tungstenite's defaults (128 KiB each way) made an idle subscription
+    // cost a quarter of a megabyte; messages larger than them still pass (the buffers grow
+    // up to `max_message_bytes`).
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_BUFFER)
+        .write_buffer_size(WS_BUFFER)
         .max_message_size(Some(target.max_message_bytes))
         .max_frame_size(Some(target.max_message_bytes));
     let host = request.uri().host().unwrap_or_default().to_string();

@@ -119,7 +119,12 @@ where
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
+    // Small buffers (tungstenite's defaults are 128 KiB each way): an idle subscription
+    // costs a few KiB.
     upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_write_buffer_size(1024 * 1024)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| {
             let mut data = async_graphql::Data::default();

@@ -222,6 +222,9 @@ pub(super) async fn websocket(live: Arc<Live>, request: Request) -> Response {
     let max_message = gw.config.limits.max_body_bytes;
     upgrade
         .protocols([PROTOCOL])
+        .read_buffer_size(crate::subscription::WS_BUFFER)
+        .write_buffer_size(crate::subscription::WS_BUFFER)
+        .max_write_buffer_size(1024 * 1024)
         .max_message_size(max_message)
         .on_upgrade(move |socket| Connection::serve(gw, parts, socket))
 }
