@@ -47,6 +47,14 @@ pub(super) struct GraphQLRequest {
     /// charged to the rate limit by another run (`@defer`'s initial part).
     #[serde(skip)]
     uncharged: bool,
+    /// Set by the gateway: this request may be split for `@defer` (the top-level
+    /// request; not batch items, WebSocket operations or the parts themselves).
+    #[serde(skip)]
+    may_defer: bool,
+    /// Set by the gateway: `query` was derived from a text already resolved and checked
+    /// (APQ, trusted documents), so it is used as is.
+    #[serde(skip)]
+    derived: bool,
     /// A trusted document's id, sent instead of the query.
     #[serde(default)]
     document_id: Option<String>,
@@ -237,7 +245,7 @@ async fn pipeline(
                 .await
                 .and_then(|outcome| match outcome {
                     Outcome::Done(response, headers) => Ok((response, headers)),
-                    Outcome::Subscribe(_) => Err(RequestFailure::new(
+                    Outcome::Subscribe(_) | Outcome::Defer(_) => Err(RequestFailure::new(
                         ErrorCode::SubscriptionTransportRequired,
                         "a subscription cannot be an item of a batch",
                     )),
@@ -264,57 +272,9 @@ async fn pipeline(
             )
         })?
     };
-    // @defer: the initial part at once, the deferred ones when ready (`defer.rs`).
-    let split = request.query.as_deref().and_then(|q| {
-        crate::defer::split(
-            q,
-            request.operation_name.as_deref(),
-            request.variables.as_ref().unwrap_or(&Map::new()),
-        )
-    });
-    if let Some(split) = split {
-        let mut full = request.clone();
-        full.query = Some(split.full.clone());
-        // Without multipart, no incremental delivery: the whole result in one response.
-        let incremental = accepts_multipart_defer(headers);
-        let mut first = if incremental { request } else { full.clone() };
-        if incremental {
-            first.query = Some(split.initial.clone());
-            first.uncharged = true;
-        }
-        let outcome = operation(
-            gw,
-            &parts,
-            first,
-            is_get,
-            quota,
-            request_id,
-            kind,
-            operation_name_out,
-        )
-        .await?;
-        let Outcome::Done(mut response, passed_on) = outcome else {
-            return Err(RequestFailure::new(
-                ErrorCode::BadRequest,
-                "@defer in a subscription is not supported",
-            ));
-        };
-        let mut http = if incremental {
-            super::subscriptions::deferred(
-                gw.clone(),
-                parts.clone(),
-                response,
-                full,
-                split,
-                request_id.to_string(),
-            )
-        } else {
-            strip_defer_placeholders(&mut response);
-            json_response(StatusCode::OK, &response, json_type)
-        };
-        crate::headers::append_all(http.headers_mut(), passed_on);
-        return Ok(http);
-    }
+    // Only the request itself may split for `@defer` (not batch items, not the parts).
+    let mut request = request;
+    request.may_defer = true;
     let outcome = operation(
         gw,
         &parts,
@@ -328,6 +288,22 @@ async fn pipeline(
     .await?;
     let (response, passed_on) = match outcome {
         Outcome::Done(response, passed_on) => (response, passed_on),
+        Outcome::Defer(deferred) => {
+            let (split, request) = *deferred;
+            return deferred_response(
+                gw,
+                &parts,
+                split,
+                request,
+                is_get,
+                quota,
+                request_id,
+                kind,
+                operation_name_out,
+                json_type,
+            )
+            .await;
+        }
         Outcome::Subscribe(prepared) => {
             let (sse, multipart) = (
                 accepts_event_stream(headers),
@@ -350,6 +326,73 @@ async fn pipeline(
         }
     };
     let mut http = json_response(StatusCode::OK, &response, json_type);
+    crate::headers::append_all(http.headers_mut(), passed_on);
+    Ok(http)
+}
+
+/// `@defer` (`defer.rs`): with `Accept: multipart/mixed`, the operation without its
+/// deferred fragments runs and is sent at once, then the whole operation's deferred parts
+/// (`subscriptions.rs::deferred`); otherwise the whole operation in one response. The
+/// parts carry the resolved text (`derived`: an APQ hash or a trusted document's id was
+/// already resolved and checked).
+#[allow(clippy::too_many_arguments)] // the pipeline's state, passed down once
+async fn deferred_response(
+    gw: &Arc<Inner>,
+    parts: &axum::http::request::Parts,
+    split: crate::defer::Split,
+    mut request: GraphQLRequest,
+    is_get: bool,
+    quota: &mut Option<crate::ratelimit::Decision>,
+    request_id: &str,
+    kind: &mut OperationKind,
+    operation_name_out: &mut String,
+    json_type: &'static str,
+) -> Result<Response, RequestFailure> {
+    request.may_defer = false;
+    request.derived = true;
+    request.document_id = None;
+    if let Some(extensions) = request.extensions.as_mut() {
+        extensions.remove("persistedQuery");
+    }
+    let mut full = request.clone();
+    full.query = Some(split.full.clone());
+    // Without multipart, no incremental delivery: the whole result in one response.
+    let incremental = accepts_multipart_defer(&parts.headers);
+    let mut first = if incremental { request } else { full.clone() };
+    if incremental {
+        first.query = Some(split.initial.clone());
+        first.uncharged = true;
+    }
+    let outcome = operation(
+        gw,
+        parts,
+        first,
+        is_get,
+        quota,
+        request_id,
+        kind,
+        operation_name_out,
+    )
+    .await?;
+    let Outcome::Done(mut response, passed_on) = outcome else {
+        return Err(RequestFailure::new(
+            ErrorCode::BadRequest,
+            "@defer in a subscription is not supported",
+        ));
+    };
+    let mut http = if incremental {
+        super::subscriptions::deferred(
+            gw.clone(),
+            parts.clone(),
+            response,
+            full,
+            split,
+            request_id.to_string(),
+        )
+    } else {
+        strip_defer_placeholders(&mut response);
+        json_response(StatusCode::OK, &response, json_type)
+    };
     crate::headers::append_all(http.headers_mut(), passed_on);
     Ok(http)
 }
@@ -389,6 +432,11 @@ fn read_batch(gw: &Inner, bytes: &[u8]) -> Result<Vec<GraphQLRequest>, RequestFa
 /// registers after checking that the text hashes to it.
 async fn resolve_query(gw: &Inner, request: &GraphQLRequest) -> Result<Arc<str>, RequestFailure> {
     use crate::config::TrustedDocumentsMode as Mode;
+    if request.derived
+        && let Some(query) = &request.query
+    {
+        return Ok(Arc::from(query.as_str()));
+    }
     let mode = gw.config.trusted_documents.mode;
     let not_in_list = || {
         RequestFailure::new(
@@ -509,6 +557,19 @@ async fn operation(
     let headers = &parts.headers;
     let request_uncharged = request.uncharged;
     let query = resolve_query(gw, &request).await?;
+    // `@defer` (only where the caller can deliver incrementally): the caller runs the
+    // parts, each through these stages.
+    if request.may_defer
+        && let Some(split) = crate::defer::split(
+            &query,
+            request.operation_name.as_deref(),
+            request.variables.as_ref().unwrap_or(&Map::new()),
+        )
+    {
+        let mut request = request;
+        request.query = Some(query.to_string());
+        return Ok(Outcome::Defer(Box::new((split, request))));
+    }
     let query: &str = &query;
 
     // 2. Document: length limit, parse and validate against the API schema (cached).
@@ -808,6 +869,8 @@ async fn run_operation(
 pub(super) enum Outcome {
     Done(GraphQLResponse, HeaderMap),
     Subscribe(Box<crate::subscription::Prepared>),
+    /// An operation with `@defer`, split, and the request (its text resolved).
+    Defer(Box<(crate::defer::Split, GraphQLRequest)>),
 }
 
 /// Does `operation` select only meta fields (`__typename`, `__schema`, `__type`) at its
@@ -1043,6 +1106,8 @@ fn read_get_params(query_string: &str) -> Result<GraphQLRequest, RequestFailure>
         variables: json_param("variables", params.variables)?,
         extensions: json_param("extensions", params.extensions)?,
         uncharged: false,
+        may_defer: false,
+        derived: false,
     })
 }
 
@@ -1130,7 +1195,7 @@ pub(super) async fn run_deferred_part(
 ) -> Result<GraphQLResponse, RequestFailure> {
     match run_operation(gw, parts, request, request_id).await? {
         Outcome::Done(response, _) => Ok(response),
-        Outcome::Subscribe(_) => Err(RequestFailure::new(
+        Outcome::Subscribe(_) | Outcome::Defer(_) => Err(RequestFailure::new(
             ErrorCode::BadRequest,
             "@defer in a subscription is not supported",
         )),

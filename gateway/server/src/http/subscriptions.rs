@@ -381,6 +381,10 @@ impl Connection {
         };
         let last = match ws_operation(&self.gw, &self.parts, payload, &request_id).await {
             Err(failure) => Some(json!({"id": id, "type": "error", "payload": failure.errors})),
+            // WebSocket operations are never split (`may_defer` is off for them).
+            Ok(Outcome::Defer(_)) => Some(json!({"id": id, "type": "error", "payload": [
+                crate::error::GraphQLError::new(ErrorCode::BadRequest, "@defer is not supported over a WebSocket")
+            ]})),
             Ok(Outcome::Done(response, _)) => {
                 send(json!({"id": id, "type": "next", "payload": response}))
                     .await

@@ -425,6 +425,28 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
         "{whole}"
     );
 
+    // Sent by its APQ hash (registered by a first request): split the same way.
+    use sha2::Digest as _;
+    let hash = hex::encode(sha2::Sha256::digest(query.as_bytes()));
+    let apq = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+    for body in [
+        json!({"query": query, "variables": {"id": "1"}, "extensions": apq}),
+        json!({"variables": {"id": "1"}, "extensions": apq}),
+    ] {
+        let text = reqwest::Client::new()
+            .post(&url)
+            .header("accept", "multipart/mixed;deferSpec=20220824")
+            .json(&body)
+            .send()
+            .await
+            .expect("send")
+            .text()
+            .await
+            .expect("body");
+        assert!(text.contains(r#""hasNext":true"#), "{text}");
+        assert!(text.contains(r#""label":"likes""#), "{text}");
+    }
+
     // A selection set left empty by the split is an empty object at first.
     let only = r#"query Only($id: ID!) { user(id: $id) { ... @defer { username } } }"#;
     let body = reqwest::Client::new()
