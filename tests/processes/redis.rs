@@ -198,3 +198,176 @@ async fn redis_down_and_back_loses_no_event_duplicates_none_and_the_gateway_keep
         .unwrap_or(0);
     assert!(failed_open >= 1, "{metrics}");
 }
+
+/// Two notifications processes (one database, one Redis): the bus hands each event to
+/// one of them, and the notification it creates reaches the subscribers of both, once
+/// each, through the Redis fan-out. Subscribed to each replica directly over its
+/// WebSocket, with trust tokens minted by the gateway's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_notifications_reach_subscribers_on_every_notifications_process() {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let redis_port = free_port();
+    let Some(redis) = PrivateRedis::start(redis_port) else {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("redis-server is required in CI");
+        }
+        eprintln!("\n!!!!! SKIPPED two-replica fan-out test: no redis-server !!!!!\n");
+        return;
+    };
+    assert!(redis.wait_ready().await, "the private redis-server starts");
+    let pg_dir = super::fresh_dir("fanout-pg");
+    let Some(pg) = super::PrivatePostgres::start(&pg_dir, free_port()).await else {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("PostgreSQL (initdb, pg_ctl) is required in CI");
+        }
+        eprintln!("\n!!!!! SKIPPED two-replica fan-out test: no PostgreSQL !!!!!\n");
+        return;
+    };
+    assert!(pg.create_database("notifications").await, "createdb");
+    let database = pg.url("notifications");
+    let p = Platform::start_with(Options {
+        redis: Some(redis.url()),
+        databases: vec![("notifications", database.clone())],
+        ..Options::default()
+    })
+    .await;
+    let keys = p.dir.join("keys");
+    let second = super::Service::start(
+        &[
+            "subgraph".into(),
+            "notifications".into(),
+            "--listen".into(),
+            "{listen}".into(),
+            "--database-url".into(),
+            database.into(),
+            "--trust-public-key".into(),
+            keys.join("gateway.pub.pem").into_os_string(),
+            "--redis-url".into(),
+            redis.url().into(),
+        ],
+        "127.0.0.1:0",
+    )
+    .await;
+    let url = p.url();
+    let (alice, alice_id) = register(&url, "alice").await;
+    let (bob, _) = register(&url, "bob").await;
+    let (_, body) = post_as(
+        &url,
+        Some(&alice),
+        "mutation { createPost(caption: \"two replicas\") { id } }",
+        json!({}),
+    )
+    .await;
+    let post = body["data"]["createPost"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("alice posts: {body}"))
+        .to_string();
+    let signer = portico_trust::TrustSigner::from_pkcs8_pem(
+        &std::fs::read_to_string(keys.join("gateway.pem")).expect("gateway key"),
+    )
+    .expect("gateway key");
+    let identity =
+        portico_trust::Identity::user(alice_id.clone(), vec!["read".into(), "write".into()]);
+    let subscribe = |service_url: String| {
+        let token = signer.mint("notifications", &identity, b"", Duration::from_secs(30));
+        let identity = identity.clone();
+        async move {
+            let mut request = service_url
+                .replacen("http://", "ws://", 1)
+                .into_client_request()
+                .expect("request");
+            let headers = request.headers_mut();
+            headers.insert(
+                "sec-websocket-protocol",
+                "graphql-transport-ws".parse().expect("h"),
+            );
+            headers.insert("portico-trust", token.parse().expect("h"));
+            headers.insert(
+                "portico-user-id",
+                alice_id_header(&identity).parse().expect("h"),
+            );
+            headers.insert(
+                "portico-user-scopes",
+                identity.scopes_header().parse().expect("h"),
+            );
+            let (mut ws, _) = tokio_tungstenite::connect_async(request)
+                .await
+                .expect("a trusted upgrade");
+            ws.send(Message::text(
+                json!({"type": "connection_init"}).to_string(),
+            ))
+            .await
+            .expect("init");
+            ws.send(Message::text(
+                json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { notificationAdded { id kind } }"}}).to_string(),
+            ))
+            .await
+            .expect("subscribe");
+            ws
+        }
+    };
+    let mut on_first = subscribe(p.subgraphs["notifications"].url()).await;
+    let mut on_second = subscribe(second.url()).await;
+    // The next `next` payload's notification id on `ws`, within `wait`.
+    async fn next_id(
+        ws: &mut tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        wait: Duration,
+    ) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).ok()?;
+                if v["type"] == "next" {
+                    return v["payload"]["data"]["notificationAdded"]["id"]
+                        .as_str()
+                        .map(str::to_string);
+                }
+            }
+        }
+        None
+    }
+    // Like until a notification reaches both (whichever replica's consumer created it);
+    // none arrives twice on one.
+    let (mut seen_first, mut seen_second) = (Vec::new(), Vec::new());
+    let mut common = None;
+    for _ in 0..40 {
+        for mutation in ["unlikePost", "likePost"] {
+            let _ = post_as(
+                &url,
+                Some(&bob),
+                &format!("mutation($p: ID!) {{ {mutation}(postId: $p) {{ id }} }}"),
+                json!({ "p": post }),
+            )
+            .await;
+        }
+        seen_first.extend(next_id(&mut on_first, Duration::from_millis(1500)).await);
+        seen_second.extend(next_id(&mut on_second, Duration::from_millis(1500)).await);
+        common = seen_first
+            .iter()
+            .find(|id| seen_second.contains(id))
+            .cloned();
+        if common.is_some() {
+            break;
+        }
+    }
+    assert!(
+        common.is_some(),
+        "no notification reached the subscribers of both processes: {seen_first:?} / {seen_second:?}"
+    );
+    for seen in [&seen_first, &seen_second] {
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "delivered once each: {seen:?}");
+    }
+    drop(second);
+    drop(p);
+}
+
+fn alice_id_header(identity: &portico_trust::Identity) -> String {
+    identity.user_id.clone().unwrap_or_default()
+}
