@@ -4,7 +4,7 @@
 //! - `initial`: the deferred fragments removed (a selection set left empty keeps one
 //!   placeholder `__typename`, aliased [`EMPTY`], removed from the data);
 //! - `full`: the `@defer` directives removed, and a `__typename` aliased [`TYPENAME`]
-//!   where a deferred fragment sits, to tell which objects a typed fragment applies to.
+//!   beside a typed deferred fragment, to tell which objects it applies to.
 //!
 //! The gateway runs `initial` and sends it at once (`hasNext: true`), then runs `full` and
 //! sends each deferred fragment's fields at each place it applies ([`increments`]: one
@@ -128,7 +128,8 @@ fn remove_deferred(
 }
 
 /// Removes `@defer` from `selections` (and below), adding [`TYPENAME`] beside each
-/// deferred fragment. `false` when nested deeper than [`MAX_DEPTH`].
+/// typed deferred fragment (so the full run's fetches stay identical to the first run's
+/// where nothing is typed, and can be reused). `false` when nested deeper than [`MAX_DEPTH`].
 fn strip_defer(
     selections: &mut Vec<Selection>,
     variables: &Map<String, Value>,
@@ -148,7 +149,8 @@ fn strip_defer(
                 }
             }
             Selection::InlineFragment(f) => {
-                marks |= deferred(&f.directives, variables).is_some();
+                // Only a typed fragment needs to know the object's type.
+                marks |= f.type_condition.is_some() && deferred(&f.directives, variables).is_some();
                 let f = f.make_mut();
                 f.directives.retain(|d| d.name != "defer");
                 strip_defer(&mut f.selection_set, variables, depth + 1)

@@ -402,6 +402,19 @@ pub(crate) struct SubgraphResponse {
     pub headers: http::HeaderMap,
 }
 
+/// The responses of one `@defer` operation's first run, by subgraph, request body and
+/// identity: its second run takes identical fetches from here instead of sending them
+/// again (queries only). Set around both runs by `http/graphql.rs`.
+pub(crate) type FetchMemo = Arc<
+    parking_lot::Mutex<
+        HashMap<(String, bytes::Bytes, Option<String>, Vec<String>), SubgraphResponse>,
+    >,
+>;
+
+tokio::task_local! {
+    pub(crate) static FETCH_MEMO: FetchMemo;
+}
+
 /// Where and how to open one subscription on a subgraph (see
 /// [`Subgraphs::subscription_request`]).
 #[derive(Debug, Clone)]
@@ -639,6 +652,55 @@ impl Subgraphs {
         let shareable = self.resilience.dedupe
             && sending == Sending::Query
             && !self.header_rules.responds(&endpoint.name);
+        // `@defer`'s second run takes the first run's identical fetches from its memo.
+        let memo = if sending == Sending::Query {
+            FETCH_MEMO.try_with(Clone::clone).ok()
+        } else {
+            None
+        };
+        let memo_key = memo.as_ref().map(|_| {
+            (
+                endpoint.name.clone(),
+                body.clone(),
+                identity.user_id.clone(),
+                identity.scopes.clone(),
+            )
+        });
+        if let (Some(memo), Some(key)) = (&memo, &memo_key)
+            && let Some(known) = memo.lock().get(key)
+        {
+            return Ok(known.clone());
+        }
+        let outcome = self
+            .send_shared(
+                endpoint,
+                shareable,
+                is_mutation,
+                body,
+                identity,
+                (request_id, operation_name),
+                forwarded,
+            )
+            .await;
+        if let (Some(memo), Some(key), Ok(response)) = (&memo, memo_key, &outcome) {
+            memo.lock().insert(key, response.clone());
+        }
+        outcome
+    }
+
+    /// [`send_untraced`](Self::send_untraced)'s sending, joining an identical request in
+    /// flight when `shareable`.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_shared(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        shareable: bool,
+        is_mutation: bool,
+        body: bytes::Bytes,
+        identity: &Identity,
+        (request_id, operation_name): (&str, Option<&str>),
+        forwarded: http::HeaderMap,
+    ) -> Result<SubgraphResponse, FetchError> {
         // Either this request joins an identical one in flight and takes its outcome, or
         // it is sent (and, when shareable, first registered for others to join).
         let mut leading = None;

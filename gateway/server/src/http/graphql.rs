@@ -363,17 +363,23 @@ async fn deferred_response(
         first.query = Some(split.initial.clone());
         first.uncharged = true;
     }
-    let outcome = operation(
-        gw,
-        parts,
-        first,
-        is_get,
-        quota,
-        request_id,
-        kind,
-        operation_name_out,
-    )
-    .await?;
+    // The first run's subgraph responses, for the second run's identical fetches.
+    let memo = crate::execute::subgraph::FetchMemo::default();
+    let outcome = crate::execute::subgraph::FETCH_MEMO
+        .scope(
+            memo.clone(),
+            operation(
+                gw,
+                parts,
+                first,
+                is_get,
+                quota,
+                request_id,
+                kind,
+                operation_name_out,
+            ),
+        )
+        .await?;
     let Outcome::Done(mut response, passed_on) = outcome else {
         return Err(RequestFailure::new(
             ErrorCode::BadRequest,
@@ -388,6 +394,7 @@ async fn deferred_response(
             full,
             split,
             request_id.to_string(),
+            memo,
         )
     } else {
         strip_defer_placeholders(&mut response);

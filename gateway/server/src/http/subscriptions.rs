@@ -95,7 +95,8 @@ pub(super) fn multipart(events: impl Stream<Item = GraphQLResponse> + Send + 'st
 
 /// `@defer`'s answer, `multipart/mixed; deferSpec=20220824` (what Apollo Client and
 /// graphql-js 17 read, as Apollo Router sends it): the initial part (`first`, already
-/// run) at once with `hasNext: true`; then `full` runs and one last part carries every
+/// run) at once with `hasNext: true`; then `full` runs (its fetches identical to the first
+/// run's taken from `memo`, not sent again) and one last part carries every
 /// deferred fragment's data at its `path` (`incremental`, with `label`), `hasNext:
 /// false`, and any errors of that run.
 pub(super) fn deferred(
@@ -105,6 +106,7 @@ pub(super) fn deferred(
     full: super::graphql::GraphQLRequest,
     split: crate::defer::Split,
     request_id: String,
+    memo: crate::execute::subgraph::FetchMemo,
 ) -> Response {
     const PART: &str = "\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n";
     let mut initial = json!({});
@@ -118,7 +120,7 @@ pub(super) fn deferred(
     }
     initial["hasNext"] = json!(true);
     let head = format!("{PART}{initial}");
-    let rest = async move {
+    let rest = crate::execute::subgraph::FETCH_MEMO.scope(memo, async move {
         let mut last = json!({ "hasNext": false });
         match super::graphql::run_deferred_part(&gw, &parts, full, &request_id).await {
             Ok(response) => {
@@ -140,7 +142,7 @@ pub(super) fn deferred(
             Err(failure) => last["errors"] = json!(failure.errors),
         }
         format!("{PART}{last}\r\n-----\r\n")
-    };
+    });
     let body = futures::stream::once(async move { Ok::<_, Infallible>(bytes::Bytes::from(head)) })
         .chain(futures::stream::once(async move {
             Ok::<_, Infallible>(bytes::Bytes::from(rest.await))

@@ -358,7 +358,7 @@ async fn with_charge_per_event_each_event_takes_the_cost_and_an_empty_budget_end
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
     let subgraphs = demo_subgraphs(2, 1).await;
-    let (_gateway, url) = real_gateway(&subgraphs).await;
+    let (gateway, url) = real_gateway(&subgraphs).await;
     let query = r#"query Profile($id: ID!) {
       user(id: $id) {
         username
@@ -378,6 +378,7 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
                 .expect("send")
         }
     };
+    let users_before = gateway.subgraph_request_count("users");
     let response = ask("multipart/mixed;deferSpec=20220824, application/json").await;
     let content_type = response.headers()["content-type"].clone();
     let body = response.text().await.expect("body");
@@ -393,6 +394,8 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
         .map(|p| serde_json::from_str(p).expect("a JSON part"))
         .collect();
     assert_eq!(parts.len(), 2, "{body}");
+    // The root fetch to users is the same in both runs: sent once, reused by the second.
+    assert_eq!(gateway.subgraph_request_count("users") - users_before, 1);
     assert_eq!(
         parts[0],
         json!({"data": {"user": {"username": "ann", "posts": {"nodes": [{"id": "p0"}, {"id": "p1"}]}}}, "hasNext": true}),
