@@ -256,6 +256,26 @@ fn only(document: &ast::Document, operation: &Node<ast::OperationDefinition>) ->
     out
 }
 
+/// `document` with `edit` applied to the selection set of each definition; `None` when an
+/// edit gives up (too deep).
+fn transform(
+    document: &ast::Document,
+    mut edit: impl FnMut(&mut Vec<Selection>) -> bool,
+) -> Option<ast::Document> {
+    let mut out = document.clone();
+    for d in out.definitions.iter_mut() {
+        let ok = match d {
+            Definition::OperationDefinition(o) => edit(&mut o.make_mut().selection_set),
+            Definition::FragmentDefinition(f) => edit(&mut f.make_mut().selection_set),
+            _ => true,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 /// Splits `query`'s operation `operation_name` when it defers something; `None` when it
 /// does not (or cannot be split: then `@defer` is simply not honoured by a split).
 pub(crate) fn split(
@@ -284,41 +304,13 @@ pub(crate) fn split(
     }
     let document = only(&document, &operation);
     // Initial: deferred fragments removed everywhere, then unused fragments dropped.
-    let mut initial = document.clone();
-    for d in initial.definitions.iter_mut() {
-        let ok = match d {
-            Definition::OperationDefinition(o) => {
-                remove_deferred(&mut o.make_mut().selection_set, variables, 0)
-            }
-            Definition::FragmentDefinition(f) => {
-                remove_deferred(&mut f.make_mut().selection_set, variables, 0)
-            }
-            _ => true,
-        };
-        if !ok {
-            return None;
-        }
-    }
+    let initial = transform(&document, |set| remove_deferred(set, variables, 0))?;
     let initial_operation = initial.definitions.iter().find_map(|d| match d {
         Definition::OperationDefinition(o) => Some(o.clone()),
         _ => None,
     })?;
     let initial = only(&initial, &initial_operation);
-    let mut full = document.clone();
-    for d in full.definitions.iter_mut() {
-        let ok = match d {
-            Definition::OperationDefinition(o) => {
-                strip_defer(&mut o.make_mut().selection_set, variables, 0)
-            }
-            Definition::FragmentDefinition(f) => {
-                strip_defer(&mut f.make_mut().selection_set, variables, 0)
-            }
-            _ => true,
-        };
-        if !ok {
-            return None;
-        }
-    }
+    let full = transform(&document, |set| strip_defer(set, variables, 0))?;
     Some(Split {
         initial: initial.to_string(),
         full: full.to_string(),

@@ -142,11 +142,20 @@ fn subscription_plan() -> QueryPlan {
 }
 
 async fn subscribe(gw: &TestGateway, token: &str) -> reqwest::Response {
-    gw.http
+    subscribe_with(gw, Some(token), "text/event-stream").await
+}
+
+/// `subscription Added` with `accept`, as `token` (anonymous without).
+async fn subscribe_with(gw: &TestGateway, token: Option<&str>, accept: &str) -> reqwest::Response {
+    let mut request = gw
+        .http
         .post(format!("{}/graphql", gw.url))
         .header("content-type", "application/json")
-        .header("accept", "text/event-stream")
-        .bearer_auth(token)
+        .header("accept", accept);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request
         .body(
             json!({"query": "subscription Added { userAdded { name } }", "operationName": "Added"})
                 .to_string(),
@@ -256,21 +265,12 @@ async fn multipart_subscriptions_stream_one_part_per_event_apollo_style() {
         vec![("Added", subscription_plan())],
     )
     .await;
-    let mut response = gw
-        .http
-        .post(format!("{}/graphql", gw.url))
-        .header("content-type", "application/json")
-        .header(
-            "accept",
-            "multipart/mixed;subscriptionSpec=\"1.0\", application/json",
-        )
-        .body(
-            json!({"query": "subscription Added { userAdded { name } }", "operationName": "Added"})
-                .to_string(),
-        )
-        .send()
-        .await
-        .expect("gateway answers");
+    let mut response = subscribe_with(
+        &gw,
+        None,
+        "multipart/mixed;subscriptionSpec=\"1.0\", application/json",
+    )
+    .await;
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(
         response.headers()["content-type"],
@@ -316,18 +316,7 @@ async fn with_charge_per_event_each_event_takes_the_cost_and_an_empty_budget_end
         vec![("Added", subscription_plan())],
     )
     .await;
-    let response = gw
-        .http
-        .post(format!("{}/graphql", gw.url))
-        .header("content-type", "application/json")
-        .header("accept", "text/event-stream")
-        .body(
-            json!({"query": "subscription Added { userAdded { name } }", "operationName": "Added"})
-                .to_string(),
-        )
-        .send()
-        .await
-        .expect("gateway answers");
+    let response = subscribe_with(&gw, None, "text/event-stream").await;
     assert_eq!(response.status().as_u16(), 200);
     let mut events = Events {
         response,
@@ -488,18 +477,7 @@ async fn a_client_that_does_not_read_is_dropped_as_a_slow_consumer() {
     )
     .await;
     // Subscribed, then never read.
-    let _unread = gw
-        .http
-        .post(format!("{}/graphql", gw.url))
-        .header("content-type", "application/json")
-        .header("accept", "text/event-stream")
-        .body(
-            json!({"query": "subscription Added { userAdded { name } }", "operationName": "Added"})
-                .to_string(),
-        )
-        .send()
-        .await
-        .expect("gateway answers");
+    let _unread = subscribe_with(&gw, None, "text/event-stream").await;
     subgraph.wait_subscribed(1).await;
     let big = "x".repeat(64 * 1024);
     let mut dropped = false;
