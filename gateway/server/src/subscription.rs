@@ -45,7 +45,6 @@ pub(crate) struct Registry {
     per_client: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
     /// Bumped (with the reason) to end every open subscription.
     ending: tokio::sync::watch::Sender<(u64, &'static str)>,
-    pub(crate) open: std::sync::atomic::AtomicU64,
     pub(crate) ended_slow: std::sync::atomic::AtomicU64,
 }
 
@@ -64,9 +63,6 @@ impl Drop for Slot {
                 per_client.remove(&self.client);
             }
         }
-        self.registry
-            .open
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -79,11 +75,15 @@ impl Registry {
             return None;
         }
         *n += 1;
-        self.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(Slot {
             registry: self.clone(),
             client: client.to_string(),
         })
+    }
+
+    /// Subscriptions open now (every client's).
+    pub(crate) fn open(&self) -> usize {
+        self.per_client.lock().values().sum()
     }
 
     /// Ends every open subscription: each gets a last error saying `reason`, then

@@ -60,13 +60,7 @@ fn now() -> u64 {
 impl UsageRecorder {
     /// A recorder flushing to the file at `path`.
     pub fn new(path: PathBuf, max_operations: usize) -> Self {
-        Self {
-            path: Some(path),
-            redis: None,
-            max_operations: max_operations.max(1),
-            pending: Default::default(),
-            dropped: AtomicU64::new(0),
-        }
+        Self::with_sinks(Some(path), None, max_operations)
     }
 
     /// A recorder flushing to the file at `path` (when set) and to Redis (when set).
@@ -78,7 +72,9 @@ impl UsageRecorder {
         Self {
             path,
             redis,
-            ..Self::new(PathBuf::new(), max_operations)
+            max_operations: max_operations.max(1),
+            pending: Default::default(),
+            dropped: AtomicU64::new(0),
         }
     }
 

@@ -58,13 +58,20 @@ impl From<notification::Model> for LiveNotification {
 pub struct Hub {
     local: broadcast::Sender<Arc<LiveNotification>>,
     redis: Option<redis::Client>,
+    /// The publishing connection, opened at the first notification and kept (dropped
+    /// after a failure, to be opened again).
+    publisher: Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
 }
 
 impl Hub {
     /// In this process only.
     pub fn local() -> Self {
         let (local, _) = broadcast::channel(BUFFER);
-        Self { local, redis: None }
+        Self {
+            local,
+            redis: None,
+            publisher: Arc::default(),
+        }
     }
 
     /// Across replicas through Redis at `url`; starts this replica's listener, which
@@ -112,14 +119,25 @@ impl Hub {
             }
         };
         let sent = async {
-            let mut c = client.get_multiplexed_async_connection().await?;
+            let mut slot = self.publisher.lock().await;
+            let mut c = match slot.as_ref() {
+                Some(c) => c.clone(),
+                None => slot
+                    .insert(client.get_multiplexed_async_connection().await?)
+                    .clone(),
+            };
+            drop(slot);
             redis::cmd("PUBLISH")
                 .arg(CHANNEL)
                 .arg(payload)
                 .query_async::<i64>(&mut c)
                 .await
         };
-        match tokio::time::timeout(Duration::from_secs(2), sent).await {
+        let outcome = tokio::time::timeout(Duration::from_secs(2), sent).await;
+        if !matches!(outcome, Ok(Ok(_))) {
+            *self.publisher.lock().await = None;
+        }
+        match outcome {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "live notification not published to Redis; delivering locally");

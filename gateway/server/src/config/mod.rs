@@ -1428,9 +1428,14 @@ impl GatewayConfig {
         self.playground.unwrap_or(self.dev)
     }
 
+    /// Whether `[explain]` is on (default: in dev mode).
+    pub fn explain_enabled(&self) -> bool {
+        self.explain.enabled.unwrap_or(self.dev)
+    }
+
     /// Whether a request with `portico-explain: true` from `identity` is explained.
     pub fn explain_allowed(&self, identity: &portico_trust::Identity) -> bool {
-        self.explain.enabled.unwrap_or(self.dev)
+        self.explain_enabled()
             && self
                 .explain
                 .required_scope

@@ -92,11 +92,25 @@ pub struct Resilience {
 /// the same identity and body; everything else is here, compared in full (no hash that
 /// could collide and hand one user another's answer).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct DedupeKey {
+pub(crate) struct DedupeKey {
     body: bytes::Bytes,
     user_id: Option<String>,
     scopes: Vec<String>,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl DedupeKey {
+    fn new(body: &bytes::Bytes, identity: &Identity, forwarded: &http::HeaderMap) -> Self {
+        Self {
+            body: body.clone(),
+            user_id: identity.user_id.clone(),
+            scopes: identity.scopes.clone(),
+            headers: forwarded
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// The outcome of a query in flight, published once to the queries that joined it.
@@ -402,14 +416,9 @@ pub(crate) struct SubgraphResponse {
     pub headers: http::HeaderMap,
 }
 
-/// The responses of one `@defer` operation's first run, by subgraph, request body and
-/// identity: its second run takes identical fetches from here instead of sending them
+/// The responses of one `@defer` operation's first run, by subgraph and [`DedupeKey`]: its second run takes identical fetches from here instead of sending them
 /// again (queries only). Set around both runs by `http/graphql.rs`.
-pub(crate) type FetchMemo = Arc<
-    parking_lot::Mutex<
-        HashMap<(String, bytes::Bytes, Option<String>, Vec<String>), SubgraphResponse>,
-    >,
->;
+pub(crate) type FetchMemo = Arc<parking_lot::Mutex<HashMap<(String, DedupeKey), SubgraphResponse>>>;
 
 tokio::task_local! {
     pub(crate) static FETCH_MEMO: FetchMemo;
@@ -499,6 +508,40 @@ impl Subgraphs {
     }
 
     /// POST one GraphQL request to `service`.
+    /// The gateway's headers on one request to `endpoint`: a trust token for `body`, the
+    /// request id and the identity headers.
+    fn trust_headers(
+        &self,
+        endpoint: &Endpoint,
+        identity: &Identity,
+        body: &[u8],
+        request_id: &str,
+    ) -> Result<http::HeaderMap, String> {
+        let value = |v: &str| {
+            http::HeaderValue::from_str(v)
+                .map_err(|_| "identity not representable as a header".to_string())
+        };
+        let token = self
+            .signer
+            .mint(&endpoint.name, identity, body, self.token_ttl);
+        let mut headers = http::HeaderMap::with_capacity(4);
+        headers.insert(http::HeaderName::from_static(HEADER_TRUST), value(&token)?);
+        headers.insert(
+            http::HeaderName::from_static(HEADER_REQUEST_ID),
+            value(request_id)?,
+        );
+        if let Some(user) = &identity.user_id {
+            headers.insert(http::HeaderName::from_static(HEADER_USER_ID), value(user)?);
+        }
+        if !identity.scopes.is_empty() {
+            headers.insert(
+                http::HeaderName::from_static(HEADER_USER_SCOPES),
+                value(&identity.scopes_header())?,
+            );
+        }
+        Ok(headers)
+    }
+
     /// What opening a subscription on `service` takes: its URL (`http` → `ws`, `https`
     /// → `wss`), its timeout and largest message, and the upgrade request's headers: a
     /// trust token bound to the (empty) body of the upgrade, the identity headers, the
@@ -528,32 +571,14 @@ impl Subgraphs {
                 .for_subgraph(&endpoint.name, client_headers)
         };
         crate::telemetry::inject_current(&mut headers);
-        let invalid = |_| FetchError::Http {
-            service: endpoint.name.clone(),
-            message: "identity not representable as a header".into(),
-        };
-        let token = self
-            .signer
-            .mint(&endpoint.name, identity, b"", self.token_ttl);
-        headers.insert(
-            http::HeaderName::from_static(HEADER_TRUST),
-            http::HeaderValue::from_str(&token).map_err(invalid)?,
-        );
-        if let Ok(v) = http::HeaderValue::from_str(request_id) {
-            headers.insert(http::HeaderName::from_static(HEADER_REQUEST_ID), v);
-        }
-        if let Some(user) = &identity.user_id {
-            headers.insert(
-                http::HeaderName::from_static(HEADER_USER_ID),
-                http::HeaderValue::from_str(user).map_err(invalid)?,
-            );
-        }
-        if !identity.scopes.is_empty() {
-            headers.insert(
-                http::HeaderName::from_static(HEADER_USER_SCOPES),
-                http::HeaderValue::from_str(&identity.scopes_header()).map_err(invalid)?,
-            );
-        }
+        // The upgrade has no body: the token binds the empty one.
+        let trusted = self
+            .trust_headers(endpoint, identity, b"", request_id)
+            .map_err(|message| FetchError::Http {
+                service: endpoint.name.clone(),
+                message,
+            })?;
+        headers.extend(trusted);
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
         Ok(SubscriptionTarget {
             service: endpoint.name.clone(),
@@ -658,12 +683,11 @@ impl Subgraphs {
         } else {
             None
         };
+        // Keyed like in-flight deduplication: same body, identity and forwarded headers.
         let memo_key = memo.as_ref().map(|_| {
             (
                 endpoint.name.clone(),
-                body.clone(),
-                identity.user_id.clone(),
-                identity.scopes.clone(),
+                DedupeKey::new(&body, identity, &forwarded),
             )
         });
         if let (Some(memo), Some(key)) = (&memo, &memo_key)
@@ -705,15 +729,7 @@ impl Subgraphs {
         // it is sent (and, when shareable, first registered for others to join).
         let mut leading = None;
         if shareable {
-            let key = DedupeKey {
-                body: body.clone(),
-                user_id: identity.user_id.clone(),
-                scopes: identity.scopes.clone(),
-                headers: forwarded
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            };
+            let key = DedupeKey::new(&body, identity, &forwarded);
             let joined = {
                 let mut table = endpoint.in_flight.lock();
                 match table.get(&key) {
@@ -867,9 +883,12 @@ impl Subgraphs {
             request = request.headers(trace_context);
         }
         // The trust token binds this exact body: one token per request.
-        let token = self
-            .signer
-            .mint(&endpoint.name, identity, &body, self.token_ttl);
+        let trusted = self
+            .trust_headers(endpoint, identity, &body, request_id)
+            .map_err(|message| FetchError::Http {
+                service: endpoint.name.clone(),
+                message,
+            })?;
         request = request
             .timeout(remaining)
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -877,14 +896,7 @@ impl Subgraphs {
                 http::header::ACCEPT,
                 "application/graphql-response+json, application/json",
             )
-            .header(HEADER_TRUST, token)
-            .header(HEADER_REQUEST_ID, request_id);
-        if let Some(user) = &identity.user_id {
-            request = request.header(HEADER_USER_ID, user);
-        }
-        if !identity.scopes.is_empty() {
-            request = request.header(HEADER_USER_SCOPES, identity.scopes_header());
-        }
+            .headers(trusted);
         let http_error = |e: reqwest::Error| {
             if e.is_timeout() {
                 FetchError::Timeout {

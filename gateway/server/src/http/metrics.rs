@@ -269,7 +269,7 @@ pub fn render(gw: &Inner) -> String {
     let _ = writeln!(
         out,
         "# HELP portico_subscriptions_open Subscriptions open now.\n# TYPE portico_subscriptions_open gauge\nportico_subscriptions_open {}",
-        gw.subscriptions.open.load(Ordering::Relaxed)
+        gw.subscriptions.open()
     );
     let _ = writeln!(
         out,

@@ -56,7 +56,7 @@ const PLAYGROUND_CSS: &str = "html, body, #graphiql { height: 100%; margin: 0; }
 /// close the script element).
 fn page_config(config: &GatewayConfig) -> String {
     let value = serde_json::json!({
-        "explain": config.explain.enabled.unwrap_or(config.dev),
+        "explain": config.explain_enabled(),
         "signIn": config.playground_sign_in.as_ref().map(|s| serde_json::json!({
             "mutation": s.mutation,
             "tokenPath": s.token_path,
