@@ -564,19 +564,6 @@ async fn operation(
     let headers = &parts.headers;
     let request_uncharged = request.uncharged;
     let query = resolve_query(gw, &request).await?;
-    // `@defer` (only where the caller can deliver incrementally): the caller runs the
-    // parts, each through these stages.
-    if request.may_defer
-        && let Some(split) = crate::defer::split(
-            &query,
-            request.operation_name.as_deref(),
-            request.variables.as_ref().unwrap_or(&Map::new()),
-        )
-    {
-        let mut request = request;
-        request.query = Some(query.to_string());
-        return Ok(Outcome::Defer(Box::new((split, request))));
-    }
     let query: &str = &query;
 
     // 2. Document: length limit, parse and validate against the API schema (cached).
@@ -609,7 +596,8 @@ async fn operation(
         )
     })?;
     *kind = OperationKind::of(operation.operation_type);
-    if let Some(usage) = &gw.usage {
+    // A `@defer` part is not what the client sent: its operation was recorded already.
+    if let Some(usage) = gw.usage.as_ref().filter(|_| !request.derived) {
         usage.record(
             &hex::encode(query_hash),
             query,
@@ -645,6 +633,21 @@ async fn operation(
     // 4. Operation limits: depth, aliases, root fields.
     limits::check_operation(document, operation, &gw.config.limits)?;
     limits::check_directives(document, &gw.config.limits)?;
+
+    // `@defer` (only where the caller can deliver incrementally), on a document that
+    // validated and passed the limits: the caller runs the parts, each through these
+    // stages.
+    if request.may_defer
+        && let Some(split) = crate::defer::split(
+            query,
+            request.operation_name.as_deref(),
+            request.variables.as_ref().unwrap_or(&Map::new()),
+        )
+    {
+        let mut request = request;
+        request.query = Some(query.to_string());
+        return Ok(Outcome::Defer(Box::new((split, request))));
+    }
 
     // 5. Authentication: a bad token stops here, before any subgraph is called.
     let authorization = headers

@@ -439,6 +439,27 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
         assert!(text.contains(r#""label":"likes""#), "{text}");
     }
 
+    // Deeply nested fragments with @defer meet the operation limits before any split:
+    // a clear refusal, and the gateway keeps serving.
+    let deep = format!(
+        "query Deep {{ user(id: \"1\") {{ {} username {} }} }}",
+        "... on User { ".repeat(3000),
+        "... @defer { username } }".repeat(1) + &" }".repeat(2999)
+    );
+    let refused = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "multipart/mixed;deferSpec=20220824")
+        .json(&json!({"query": deep}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status().as_u16(), 400);
+    let body: Value = refused.json().await.expect("a JSON refusal");
+    assert!(
+        body["errors"][0]["extensions"]["code"].is_string(),
+        "{body}"
+    );
+
     // A selection set left empty by the split is an empty object at first.
     let only = r#"query Only($id: ID!) { user(id: $id) { ... @defer { username } } }"#;
     let body = reqwest::Client::new()
