@@ -444,7 +444,7 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
     let deep = format!(
         "query Deep {{ user(id: \"1\") {{ {} username {} }} }}",
         "... on User { ".repeat(3000),
-        "... @defer { username } }".repeat(1) + &" }".repeat(2999)
+        format!("... @defer {{ username }} }}{}", " }".repeat(2999))
     );
     let refused = reqwest::Client::new()
         .post(&url)
