@@ -442,9 +442,9 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
     // Deeply nested fragments with @defer meet the operation limits before any split:
     // a clear refusal, and the gateway keeps serving.
     let deep = format!(
-        "query Deep {{ user(id: \"1\") {{ {} username {} }} }}",
+        "query Deep {{ user(id: \"1\") {{ {} username ... @defer {{ username }} }}{} }} }}",
         "... on User { ".repeat(3000),
-        format!("... @defer {{ username }} }}{}", " }".repeat(2999))
+        " }".repeat(2999)
     );
     let refused = reqwest::Client::new()
         .post(&url)
