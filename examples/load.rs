@@ -19,10 +19,10 @@
 //! process's resident memory (gateway and subgraphs are in this process), the RSS 10 s
 //! and 30 s after the load stops, then the RSS growth after the first 30 s (the warm-up).
 
-/// See the `mimalloc` feature in Cargo.toml (on by default).
-#[cfg(feature = "mimalloc")]
+/// See the `jemalloc` feature in Cargo.toml (on by default).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::time::{Duration, Instant};
 

@@ -6,10 +6,10 @@
 //! applies a service's migrations; `portico keys` writes fresh key pairs; `portico plan`
 //! prints the query plan of an operation.
 
-/// See the `mimalloc` feature in Cargo.toml (on by default).
-#[cfg(feature = "mimalloc")]
+/// See the `jemalloc` feature in Cargo.toml (on by default).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

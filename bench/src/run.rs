@@ -56,6 +56,11 @@ pub struct RunArgs {
     /// A second Portico binary measured as its own target (e.g. a baseline commit).
     #[arg(long)]
     pub portico_baseline: Option<PathBuf>,
+    /// TOML tables (ones the generated config lacks) appended to the baseline's config, e.g.
+    /// `[deduplication]\nrequests = false`: the same binary (unless
+    /// `--portico-baseline` names another) with one setting changed, as its own target.
+    #[arg(long)]
+    pub portico_baseline_config: Option<String>,
     /// A Hive Router binary (`hive_router`, from `cargo install hive-router`); default:
     /// one on `PATH`, or where `scripts/install-hive-router.sh` installs it.
     #[arg(long, env = "PORTICO_BENCH_HIVE")]
@@ -120,8 +125,16 @@ impl Scenario {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     Floor,
-    Portico { bin: PathBuf, label: &'static str },
-    Hive { bin: PathBuf, dedupe: bool },
+    Portico {
+        bin: PathBuf,
+        label: &'static str,
+        /// TOML appended to the generated config (later keys win).
+        extra: String,
+    },
+    Hive {
+        bin: PathBuf,
+        dedupe: bool,
+    },
 }
 
 impl Target {
@@ -305,7 +318,7 @@ struct Setup {
     tokens: Arc<Vec<HeaderValue>>,
 }
 
-fn write_portico_config(s: &Setup, port: u16) -> Result<PathBuf> {
+fn write_portico_config(s: &Setup, port: u16, extra: &str) -> Result<PathBuf> {
     let path = s.dir.join(format!("portico-{port}.toml"));
     let pubkey = s.keys_dir.join("auth.pub.pem");
     let config = format!(
@@ -329,6 +342,7 @@ enabled = false
 
 [headers.subgraphs]
 "*" = {{ propagate = [{{ named = "authorization" }}] }}
+{extra}
 "#,
         supergraph = s.supergraph.display(),
         gateway_key = s.keys_dir.join("gateway.pem").display(),
@@ -367,8 +381,8 @@ jwt:
 fn start_target(t: &Target, s: &Setup, port: u16) -> Result<Option<Proc>> {
     match t {
         Target::Floor => Ok(None),
-        Target::Portico { bin, .. } => {
-            let config = write_portico_config(s, port)?;
+        Target::Portico { bin, extra, .. } => {
+            let config = write_portico_config(s, port, extra)?;
             let mut cmd = Command::new(bin);
             cmd.arg("gateway").arg("--config").arg(&config);
             Proc::spawn("portico", cmd, s.dir.join(format!("portico-{port}.log"))).map(Some)
@@ -620,11 +634,16 @@ pub async fn run(a: RunArgs) -> Result<()> {
     targets.push(Target::Portico {
         bin: portico.clone(),
         label: "Portico",
+        extra: String::new(),
     });
-    if let Some(b) = &a.portico_baseline {
+    if a.portico_baseline.is_some() || a.portico_baseline_config.is_some() {
         targets.push(Target::Portico {
-            bin: b.clone(),
+            bin: a
+                .portico_baseline
+                .clone()
+                .unwrap_or_else(|| portico.clone()),
             label: "Portico (baseline)",
+            extra: a.portico_baseline_config.clone().unwrap_or_default(),
         });
     }
     let hive = a.hive.clone().or_else(find_hive);

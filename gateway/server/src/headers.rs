@@ -65,6 +65,8 @@ pub struct HeaderRules {
     /// Response headers passed on to the client, per subgraph (`"*"` merged in).
     respond_all: Vec<HeaderName>,
     respond_by_subgraph: HashMap<String, Vec<HeaderName>>,
+    /// Every client header some rule propagates (sorted, once each).
+    propagated: Vec<HeaderName>,
 }
 
 impl HeaderRules {
@@ -102,7 +104,7 @@ impl HeaderRules {
             out
         };
         let all = config.subgraphs.get("*").map(compile).unwrap_or_default();
-        let by_subgraph = config
+        let by_subgraph: HashMap<String, Vec<Rule>> = config
             .subgraphs
             .iter()
             .filter(|(name, _)| name.as_str() != "*")
@@ -134,12 +136,34 @@ impl HeaderRules {
                 (name.clone(), merged)
             })
             .collect();
+        let mut propagated: Vec<HeaderName> = std::iter::once(&all)
+            .chain(by_subgraph.values())
+            .flatten()
+            .filter_map(|rule| match rule {
+                Rule::Propagate { from, .. } => Some(from.clone()),
+                Rule::Insert { .. } => None,
+            })
+            .collect();
+        propagated.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        propagated.dedup();
         Self {
             all,
             by_subgraph,
             respond_all,
             respond_by_subgraph,
+            propagated,
         }
+    }
+
+    /// The client headers some rule propagates to some subgraph: what, beside the
+    /// operation and the identity, can change what subgraphs answer a client.
+    pub fn propagated(&self) -> &[HeaderName] {
+        &self.propagated
+    }
+
+    /// Whether some subgraph's response headers go on to clients.
+    pub fn responds_to_any(&self) -> bool {
+        !self.respond_all.is_empty() || self.respond_by_subgraph.values().any(|n| !n.is_empty())
     }
 
     /// Whether any request rule exists.
@@ -248,6 +272,28 @@ mod tests {
                 .for_subgraph("users", &client)
                 .is_empty()
         );
+        // What request sharing compares: each propagated client header once, sorted.
+        let names: Vec<&str> = rules.propagated().iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["accept-language", "x-client"]);
+        assert!(!rules.responds_to_any());
+    }
+
+    #[test]
+    fn respond_rules_on_any_subgraph_are_seen() {
+        let config = GatewayConfig::from_toml(
+            r#"
+            [headers.subgraphs.auth]
+            respond = ["set-cookie"]
+            propagate = [{ named = "x-b" }]
+            [headers.subgraphs.users]
+            propagate = [{ named = "x-a" }, { named = "x-b" }]
+            "#,
+        )
+        .expect("valid");
+        let rules = HeaderRules::new(&config.headers);
+        assert!(rules.responds_to_any());
+        let names: Vec<&str> = rules.propagated().iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-a", "x-b"]);
     }
 
     #[test]

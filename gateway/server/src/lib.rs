@@ -24,6 +24,7 @@ pub mod error;
 pub mod execute;
 pub mod headers;
 mod http;
+mod inflight;
 pub mod limits;
 pub mod plan;
 pub mod ratelimit;
@@ -103,6 +104,9 @@ pub(crate) struct Inner {
     pub(crate) rate_limiter: Arc<ratelimit::RateLimiter>,
     /// `[cors]`, applied by a middleware so that it reloads with the rest.
     pub(crate) cors: Option<tower_http::cors::CorsLayer>,
+    /// Client queries in flight that identical ones join (`[deduplication] requests`;
+    /// `None` when off or when `respond` rules make responses per client).
+    pub(crate) shared_requests: Option<inflight::InFlightTable<http::SharedKey, http::Shared>>,
 }
 
 impl Inner {
@@ -561,7 +565,11 @@ fn build_inner(
         Some(kept) => kept,
         None => usage_recorder(&config.usage)?,
     };
+    let shared_requests = (config.deduplication.requests
+        && !subgraphs.header_rules().responds_to_any())
+    .then(inflight::InFlightTable::default);
     Ok(Inner {
+        shared_requests,
         implementers: planner.api_schema().implementers_map(),
         subgraphs,
         auth,

@@ -734,15 +734,26 @@ impl Default for RetryConfig {
 /// entity fetches after them, so it reads its own writes), and every request to a
 /// subgraph with `respond` header rules (its response headers are meant for one client),
 /// is sent on its own.
+///
+/// `requests`: whole client queries too. A client query identical to one in flight (same
+/// operation and plan, same variables, same identity, same values of every client header
+/// a `[headers]` rule propagates) is not executed again: it waits for that execution's
+/// response and gets a copy. Each client is still authenticated, authorized, priced and
+/// charged on its own. Never for mutations and subscriptions, nor when a `respond` rule
+/// passes subgraph response headers to clients.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeduplicationConfig {
     pub enabled: bool,
+    pub requests: bool,
 }
 
 impl Default for DeduplicationConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            requests: true,
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use super::value::Val;
+use crate::inflight::Turn;
 use portico_trust::{
     HEADER_REQUEST_ID, HEADER_TRUST, HEADER_USER_ID, HEADER_USER_SCOPES, Identity, TrustSigner,
 };
@@ -54,7 +55,7 @@ pub struct Endpoint {
     /// Queries answered by another identical query's response instead of a request.
     pub deduplicated: AtomicU64,
     /// Queries in flight that identical ones may join (see [`DedupeKey`]).
-    in_flight: parking_lot::Mutex<HashMap<DedupeKey, Joinable>>,
+    in_flight: crate::inflight::InFlightTable<DedupeKey, Outcome>,
     /// Duration of each request that went out (waiting for a slot excluded, retries
     /// each counted), for `/metrics`.
     pub(crate) latency: crate::http::metrics::DurationHistogram,
@@ -115,29 +116,6 @@ impl DedupeKey {
 
 /// The outcome of a query in flight, published once to the queries that joined it.
 type Outcome = Result<SubgraphResponse, FetchError>;
-type Joinable = tokio::sync::watch::Receiver<Option<Outcome>>;
-
-/// Removes a query from its endpoint's in-flight table when the request that sends it
-/// finishes or is dropped (its client went away); those who joined it then send their
-/// own request.
-struct InFlight<'a> {
-    endpoint: &'a Endpoint,
-    key: Option<DedupeKey>,
-}
-
-impl InFlight<'_> {
-    fn leave(&mut self) {
-        if let Some(key) = self.key.take() {
-            self.endpoint.in_flight.lock().remove(&key);
-        }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.leave();
-    }
-}
 
 impl Endpoint {
     pub fn new(
@@ -471,6 +449,11 @@ impl Subgraphs {
     }
 
     /// Use these header propagation rules (default: none).
+    /// The `[headers]` rules requests to subgraphs are sent with.
+    pub fn header_rules(&self) -> &crate::headers::HeaderRules {
+        &self.header_rules
+    }
+
     pub fn with_header_rules(mut self, rules: crate::headers::HeaderRules) -> Self {
         self.header_rules = rules;
         self
@@ -730,32 +713,14 @@ impl Subgraphs {
         let mut leading = None;
         if shareable {
             let key = DedupeKey::new(&body, identity, &forwarded);
-            let joined = {
-                let mut table = endpoint.in_flight.lock();
-                match table.get(&key) {
-                    Some(rx) => Some(rx.clone()),
-                    None => {
-                        let (tx, rx) = tokio::sync::watch::channel(None);
-                        table.insert(key.clone(), rx);
-                        leading = Some((
-                            InFlight {
-                                endpoint,
-                                key: Some(key),
-                            },
-                            tx,
-                        ));
-                        None
-                    }
+            match endpoint.in_flight.join_or_lead(key).await {
+                Turn::Joined(outcome) => {
+                    endpoint.deduplicated.fetch_add(1, Ordering::Relaxed);
+                    return outcome;
                 }
-            };
-            if let Some(mut rx) = joined
-                && let Ok(shared) = rx.wait_for(Option::is_some).await
-                && let Some(outcome) = shared.as_ref()
-            {
-                endpoint.deduplicated.fetch_add(1, Ordering::Relaxed);
-                return outcome.clone();
+                // Possibly one that joined a request dropped before answering: sent anyway.
+                Turn::Lead(leader) => leading = Some(leader),
             }
-            // Joined one that was dropped before answering: send its own.
         }
         let outcome = self
             .send_with_retries(
@@ -767,12 +732,8 @@ impl Subgraphs {
                 &forwarded,
             )
             .await;
-        if let Some((mut in_flight, tx)) = leading {
-            // Nobody joins once it has left the table; publish only to those who did.
-            in_flight.leave();
-            if tx.receiver_count() > 0 {
-                let _ = tx.send(Some(outcome.clone()));
-            }
+        if let Some(leader) = leading {
+            leader.publish(&outcome);
         }
         outcome
     }
@@ -1126,10 +1087,7 @@ mod tests {
         );
         let endpoint = s.endpoints.get("users").expect("endpoint");
         assert_eq!(endpoint.deduplicated.load(Ordering::Relaxed), 4);
-        assert!(
-            endpoint.in_flight.lock().is_empty(),
-            "nothing left in flight"
-        );
+        assert!(endpoint.in_flight.len() == 0, "nothing left in flight");
         // Once answered, the same query is sent again.
         let again = s
             .send(
@@ -1260,7 +1218,7 @@ mod tests {
         let n = n_of(joined.await);
         assert_eq!(n, count.load(Ordering::SeqCst), "its own request's answer");
         let endpoint = s.endpoints.get("users").expect("endpoint");
-        assert!(endpoint.in_flight.lock().is_empty());
+        assert!(endpoint.in_flight.len() == 0);
         assert_eq!(endpoint.deduplicated.load(Ordering::Relaxed), 0);
     }
 }

@@ -1,6 +1,7 @@
 //! The GraphQL request pipeline, one stage after another (DESIGN "how a request flows").
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use apollo_compiler::executable::Operation;
 use apollo_compiler::parser::Parser;
@@ -21,6 +22,7 @@ use crate::error::{
     ErrorCode, GraphQLError, GraphQLResponse, Location, RequestFailure, catch_panic,
 };
 use crate::execute::{self, ExecutionInput};
+use crate::inflight::Turn;
 use crate::limits;
 use crate::plan::{ParsedDocument, PlanJob, PlanKey, PlanningError, hash_filtered, hash_query};
 use crate::{Inner, Live};
@@ -63,6 +65,49 @@ pub(super) struct GraphQLRequest {
     variables: Option<Map<String, Value>>,
     #[serde(default)]
     extensions: Option<Map<String, Value>>,
+}
+
+/// What makes two client queries identical (`[deduplication] requests`): everything the
+/// execution of a query depends on. The plan key (the query's hash, or the hash of the
+/// operation as authorization filtered it, the operation name and the override labels),
+/// the coerced variables, the identity, and the values of every client header a
+/// `[headers]` rule propagates. Compared in full; the request id, the client's other
+/// headers and its rate-limit state do not change what subgraphs answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SharedKey {
+    plan: PlanKey,
+    variables: Vec<u8>,
+    user_id: Option<String>,
+    scopes: Vec<String>,
+    /// `(index in the propagated names, value)`, every value of each.
+    headers: Vec<(usize, HeaderValue)>,
+}
+
+/// The executed response identical queries share.
+pub(crate) type Shared = Arc<GraphQLResponse>;
+
+impl SharedKey {
+    fn new(
+        plan: PlanKey,
+        variables: &Map<String, Value>,
+        identity: &Identity,
+        propagated: &[axum::http::HeaderName],
+        headers: &HeaderMap,
+    ) -> Self {
+        let mut values = Vec::new();
+        for (i, name) in propagated.iter().enumerate() {
+            values.extend(headers.get_all(name).iter().map(|v| (i, v.clone())));
+        }
+        Self {
+            plan,
+            // Serialising a map cannot fail; an empty key part would still differ from
+            // any non-empty variables.
+            variables: serde_json::to_vec(variables).unwrap_or_default(),
+            user_id: identity.user_id.clone(),
+            scopes: identity.scopes.clone(),
+            headers: values,
+        }
+    }
 }
 
 /// `GET|POST /graphql`.
@@ -707,22 +752,34 @@ async fn operation(
 
     // 10. Plan: cached by (query hash, operation name, override labels); a miss plans
     //     on the blocking pool, once however many requests wait for it (`plan/stage.rs`).
-    let plan = if only_meta_fields(document, operation) {
+    let plan_key = (!only_meta_fields(document, operation)).then(|| PlanKey {
+        query: plan_query_hash,
+        operation_name: operation_name.map(str::to_string),
+        override_labels: gw.override_labels_for_request(),
+    });
+    // What makes this query identical to another in flight (`[deduplication] requests`).
+    let shared_key = match (&gw.shared_requests, &plan_key) {
+        (Some(_), Some(key)) if operation.operation_type.is_query() => Some(SharedKey::new(
+            key.clone(),
+            &variables_json,
+            &identity,
+            gw.subgraphs.header_rules().propagated(),
+            headers,
+        )),
+        _ => None,
+    };
+    let plan = match plan_key {
         // Root `__schema`/`__type`/`__typename` are answered here, never planned (nor
         // looked up in the plan cache, where they would only count as misses).
-        Arc::new(QueryPlan::default())
-    } else {
-        let plan_key = PlanKey {
-            query: plan_query_hash,
-            operation_name: operation_name.map(str::to_string),
-            override_labels: gw.override_labels_for_request(),
-        };
-        let job = |key: &PlanKey| plan_job(gw, &parsed, filtered, &identity, key);
-        gw.plans
-            .plan(plan_key, job)
-            .instrument(tracing::info_span!(target: "portico::otel", "plan"))
-            .await
-            .map_err(|e| planning_failure(gw, &e, request_id))?
+        None => Arc::new(QueryPlan::default()),
+        Some(plan_key) => {
+            let job = |key: &PlanKey| plan_job(gw, &parsed, filtered, &identity, key);
+            gw.plans
+                .plan(plan_key, job)
+                .instrument(tracing::info_span!(target: "portico::otel", "plan"))
+                .await
+                .map_err(|e| planning_failure(gw, &e, request_id))?
+        }
     };
 
     // A subscription stops here: its events run the plan one by one
@@ -746,32 +803,60 @@ async fn operation(
         )));
     }
 
-    // 11. Execute: fetch, merge, shape. A panic here costs this request only.
-    let execution = execute::execute(
-        &gw.subgraphs,
-        ExecutionInput {
-            schema: gw.planner.api_schema(),
-            document,
-            operation,
-            plan: &plan,
-            variables: &variables_json,
-            introspection: introspection.as_ref().map(|(data, _)| data),
-            identity: &identity,
-            request_id,
-            client_headers: headers,
-        },
-    );
-    let execution = execution.instrument(tracing::info_span!(target: "portico::otel", "execute"));
-    let (mut response, passed_on) = catch_panic(execution).await.map_err(|detail| {
-        gw.metrics.record_panic(PanicSite::Execute);
-        internal_failure(
-            gw,
-            ErrorCode::InternalServerError,
-            "internal server error",
-            request_id,
-            &format!("execution panicked: {detail}"),
-        )
-    })?;
+    // 11. Execute: fetch, merge, shape. A panic here costs this request only. An
+    //     identical query in flight is joined instead: its response is copied.
+    let (mut leader, mut joined) = (None, None);
+    if let (Some(table), Some(key)) = (&gw.shared_requests, shared_key) {
+        match table.join_or_lead(key).await {
+            Turn::Joined(shared) => joined = Some(shared),
+            Turn::Lead(l) => leader = Some(l),
+        }
+    }
+    let (mut response, passed_on) = match joined {
+        Some(shared) => {
+            gw.metrics.shared_requests.fetch_add(1, Ordering::Relaxed);
+            // Without `respond` rules (a condition of sharing) nothing is passed on.
+            ((*shared).clone(), HeaderMap::new())
+        }
+        None => {
+            let execution = execute::execute(
+                &gw.subgraphs,
+                ExecutionInput {
+                    schema: gw.planner.api_schema(),
+                    document,
+                    operation,
+                    plan: &plan,
+                    variables: &variables_json,
+                    introspection: introspection.as_ref().map(|(data, _)| data),
+                    identity: &identity,
+                    request_id,
+                    client_headers: headers,
+                },
+            );
+            let execution =
+                execution.instrument(tracing::info_span!(target: "portico::otel", "execute"));
+            let (response, passed_on) = catch_panic(execution).await.map_err(|detail| {
+                gw.metrics.record_panic(PanicSite::Execute);
+                internal_failure(
+                    gw,
+                    ErrorCode::InternalServerError,
+                    "internal server error",
+                    request_id,
+                    &format!("execution panicked: {detail}"),
+                )
+            })?;
+            match leader.take() {
+                Some(leader) => {
+                    // Copied only when someone joined.
+                    let shared = Arc::new(response);
+                    leader.publish(&shared);
+                    let response = Arc::try_unwrap(shared).unwrap_or_else(|s| (*s).clone());
+                    (response, passed_on)
+                }
+                None => (response, passed_on),
+            }
+        }
+    };
     if let Some((_, errors)) = introspection {
         response.errors.extend(errors);
     }

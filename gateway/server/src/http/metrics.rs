@@ -18,6 +18,8 @@ pub struct Metrics {
     responses: Mutex<BTreeMap<u16, u64>>,
     execute_panics: AtomicU64,
     request_panics: AtomicU64,
+    /// Client queries answered with a copy of an identical one's execution.
+    pub(crate) shared_requests: AtomicU64,
     /// Request duration by (operation type, status class).
     durations: [[DurationHistogram; STATUS_CLASSES.len()]; OperationKind::ALL.len()],
     in_flight: AtomicU64,
@@ -394,6 +396,16 @@ pub fn render(gw: &Inner) -> String {
     ] {
         let _ = writeln!(out, "portico_panics_total{{stage=\"{stage}\"}} {n}");
     }
+    out.push_str(
+        "# HELP portico_requests_deduplicated_total Client queries answered with a copy of an \
+         identical query's execution in flight ([deduplication] requests).\n",
+    );
+    out.push_str("# TYPE portico_requests_deduplicated_total counter\n");
+    let _ = writeln!(
+        out,
+        "portico_requests_deduplicated_total {}",
+        gw.metrics.shared_requests.load(Ordering::Relaxed)
+    );
     crate::cost::render_metrics(gw, &mut out);
     out
 }

@@ -40,6 +40,7 @@ pub(crate) fn router(gw: Arc<Live>) -> Router {
 }
 
 pub(crate) use cors::layer as cors_layer;
+pub(crate) use graphql::{Shared, SharedKey};
 
 /// `[cors]` of the config in force (it reloads with the rest of the config).
 async fn cors(

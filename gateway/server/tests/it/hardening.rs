@@ -22,7 +22,10 @@ fn patient() -> GatewayConfig {
         request_timeout_ms: NEVER_MS,
         // These tests send identical queries at once to fill caps and queues;
         // deduplication would fold them into one request (tested on its own below).
-        deduplication: portico_gateway::config::DeduplicationConfig { enabled: false },
+        deduplication: portico_gateway::config::DeduplicationConfig {
+            enabled: false,
+            requests: false,
+        },
         ..GatewayConfig::default()
     }
 }
@@ -594,6 +597,11 @@ async fn identical_concurrent_queries_share_one_subgraph_request() {
     let config = GatewayConfig {
         subgraph_timeout_ms: NEVER_MS,
         request_timeout_ms: NEVER_MS,
+        // Whole client queries would share first (tested on their own below).
+        deduplication: portico_gateway::config::DeduplicationConfig {
+            enabled: true,
+            requests: false,
+        },
         ..GatewayConfig::default()
     };
     let gw = gated_gateway(config, &users).await;
@@ -611,6 +619,145 @@ async fn identical_concurrent_queries_share_one_subgraph_request() {
         CLIENTS - 1
     );
     assert!(metrics.contains(&joined), "{metrics}");
+}
+
+/// A gateway over the gated `users` subgraph that verifies tokens, propagates `x-tenant`
+/// to subgraphs, and shares only whole client queries (subgraph-level sharing off, so
+/// every execution is one subgraph request).
+async fn sharing_gateway(users: &GatedSubgraph, mutation: bool) -> TestGateway {
+    let mut config = dev();
+    config.subgraph_timeout_ms = NEVER_MS;
+    config.request_timeout_ms = NEVER_MS;
+    config.deduplication = portico_gateway::config::DeduplicationConfig {
+        enabled: false,
+        requests: true,
+    };
+    config.jwt = pem_jwt_config();
+    config.headers = toml::from_str(
+        r#"[subgraphs."*"]
+propagate = [{ named = "x-tenant" }]"#,
+    )
+    .expect("headers config");
+    let plan = if mutation {
+        let mut plan = seq(vec![fetch("users", "mutation { me { name } }")]);
+        if let Some(PlanNode::Sequence { nodes }) = plan.node.as_mut()
+            && let Some(PlanNode::Fetch(f)) = nodes.first_mut()
+        {
+            f.operation_kind = OperationKind::Mutation;
+        }
+        ("M", plan)
+    } else {
+        ("", seq(vec![fetch("users", "{ me { name } }")]))
+    };
+    TestGateway::start(config, &[("users", &users.url)], vec![plan]).await
+}
+
+/// Sends every `(body, headers)` at once; once `held` requests are at the gated
+/// subgraph, waits for any others to arrive, then opens the gate. Every answer is 200.
+async fn send_all_then_open(
+    gw: &TestGateway,
+    users: &GatedSubgraph,
+    requests: &[(Value, Vec<(&str, String)>)],
+    held: usize,
+) -> Vec<Value> {
+    let release = async {
+        tokio::time::timeout(HANG_GUARD, async {
+            while users.in_flight.load(Ordering::SeqCst) < held {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the subgraph receives requests");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        users.open();
+    };
+    let send_all = futures::future::join_all(requests.iter().map(|(body, headers)| {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        async move { gw.post_with(body.clone(), &headers).await }
+    }));
+    let (answers, ()) = tokio::time::timeout(HANG_GUARD, async { tokio::join!(send_all, release) })
+        .await
+        .expect("every client is answered");
+    answers
+        .into_iter()
+        .map(|(status, body)| {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        })
+        .collect()
+}
+
+fn bearer(sub: &str) -> String {
+    let claims = json!({"sub": sub, "iss": "portico-auth", "aud": "portico", "exp": now() + 300});
+    format!("Bearer {}", token(JWT_PRIVATE, None, claims))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_client_queries_in_flight_share_one_execution_and_nothing_else_does() {
+    const EACH: usize = 8;
+    let users = GatedSubgraph::start().await;
+    let gw = sharing_gateway(&users, false).await;
+    let me = json!({"query": "{ me { name } }"});
+    // Five kinds of client: anonymous; alice; bob; anonymous with tenant a, with tenant
+    // b; and, differing only in a header no rule propagates, more anonymous ones.
+    let (alice, bob) = (bearer("alice"), bearer("bob"));
+    let mut requests = Vec::new();
+    for _ in 0..EACH {
+        requests.push((me.clone(), vec![]));
+        requests.push((me.clone(), vec![("authorization", alice.clone())]));
+        requests.push((me.clone(), vec![("authorization", bob.clone())]));
+        requests.push((me.clone(), vec![("x-tenant", "a".to_string())]));
+        requests.push((me.clone(), vec![("x-tenant", "b".to_string())]));
+        requests.push((me.clone(), vec![("user-agent", "other".to_string())]));
+        // Variables: the same document with other values would differ.
+        requests.push((
+            json!({
+                "query": "query($x: Boolean!) { me @include(if: $x) { name } }",
+                "variables": {"x": true},
+            }),
+            vec![],
+        ));
+    }
+    let answers = send_all_then_open(&gw, &users, &requests, 6).await;
+    for body in &answers {
+        assert_eq!(body, &json!({"data": {"me": {"name": "User 1"}}}));
+    }
+    assert_eq!(
+        users.received.load(Ordering::SeqCst),
+        6,
+        "one execution per distinct (operation, variables, identity, propagated headers)"
+    );
+    let metrics = gw.metrics().await;
+    let shared = format!(
+        "portico_requests_deduplicated_total {}\n",
+        requests.len() - 6
+    );
+    assert!(metrics.contains(&shared), "{metrics}");
+
+    // Once answered, the same query executes again.
+    users.open();
+    let (status, _) = gw.post(me.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(users.received.load(Ordering::SeqCst), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_client_mutations_are_never_shared() {
+    const CLIENTS: usize = 6;
+    let users = GatedSubgraph::start().await;
+    let gw = sharing_gateway(&users, true).await;
+    let body = json!({
+        "query": "mutation M { addReview(body: \"x\") { id } }",
+        "operationName": "M",
+    });
+    let requests: Vec<_> = (0..CLIENTS).map(|_| (body.clone(), vec![])).collect();
+    send_all_then_open(&gw, &users, &requests, CLIENTS).await;
+    assert_eq!(users.received.load(Ordering::SeqCst), CLIENTS);
+    assert!(
+        gw.metrics()
+            .await
+            .contains("portico_requests_deduplicated_total 0\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,6 +128,7 @@ async fn a_hundred_identical_cold_requests_plan_once() {
     // Each request also reaches the subgraph: deduplication would fold some of them.
     let mut config = GatewayConfig::default();
     config.deduplication.enabled = false;
+    config.deduplication.requests = false;
     let gw = Tricky::start(config).await;
     let answers = futures::future::join_all((0..100).map(|_| gw.ask("Profile"))).await;
     for (status, body) in &answers {
