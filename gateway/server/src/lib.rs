@@ -536,10 +536,10 @@ fn build_inner(
     );
     let subgraphs = subgraphs
         .with_header_rules(headers::HeaderRules::new(&config.headers))
-        .with_error_policy(execute::SubgraphErrorPolicy::new(
-            &config.subgraph_errors,
-            config.dev,
-        ))
+        .with_error_policy(
+            execute::SubgraphErrorPolicy::new(&config.subgraph_errors, config.dev)
+                .with_subgraph_rules(&config.subgraphs),
+        )
         .with_resilience(execute::Resilience {
             retries: config.retries.clone(),
             breaker: config.circuit_breaker.clone(),

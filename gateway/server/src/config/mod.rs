@@ -331,6 +331,9 @@ pub struct SubgraphConfig {
     pub max_concurrent_requests: Option<usize>,
     /// TLS to this subgraph, replacing `[subgraph_tls]` for it.
     pub tls: Option<SubgraphTlsConfig>,
+    /// Keys of this subgraph's error `extensions` passed to clients outside dev mode,
+    /// replacing `[subgraph_errors] allow_extensions` for it (`["*"]`: every key).
+    pub allow_error_extensions: Option<Vec<String>>,
 }
 
 /// TLS to `https://` subgraphs: extra trusted CAs and a client certificate (mutual

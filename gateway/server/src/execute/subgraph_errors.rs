@@ -7,9 +7,11 @@
 //! another), and `locations` are dropped: they point into the subgraph operation, not
 //! the client's document.
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde_json::{Map, Value};
 
-use crate::config::SubgraphErrorsConfig;
+use crate::config::{SubgraphConfig, SubgraphErrorsConfig};
 use crate::error::{GraphQLError, PathElem};
 
 /// The message of every subgraph error when messages are redacted.
@@ -20,8 +22,13 @@ pub const REDACTED_MESSAGE: &str = "subgraph error (redacted)";
 pub struct SubgraphErrorPolicy {
     /// `None`: every key passes.
     allow_extensions: Option<Vec<String>>,
+    /// Per-subgraph allowlists (`[subgraphs.<name>] allow_error_extensions`), replacing
+    /// `allow_extensions` for that subgraph.
+    by_subgraph: HashMap<String, Option<Vec<String>>>,
     redact_message: bool,
     service_name: bool,
+    /// Dev mode: everything passes, whatever the rules.
+    dev: bool,
 }
 
 impl Default for SubgraphErrorPolicy {
@@ -37,16 +44,33 @@ impl SubgraphErrorPolicy {
         if dev {
             return Self {
                 allow_extensions: None,
+                by_subgraph: HashMap::new(),
                 redact_message: false,
                 service_name: true,
+                dev: true,
             };
         }
-        let all = config.allow_extensions.iter().any(|k| k == "*");
         Self {
-            allow_extensions: (!all).then(|| config.allow_extensions.clone()),
+            allow_extensions: allowlist(&config.allow_extensions),
+            by_subgraph: HashMap::new(),
             redact_message: config.redact_message,
             service_name: config.expose_service_name,
+            dev: false,
         }
+    }
+
+    /// The per-subgraph allowlists of `subgraphs` (ignored in dev mode, where
+    /// everything passes).
+    pub fn with_subgraph_rules(mut self, subgraphs: &BTreeMap<String, SubgraphConfig>) -> Self {
+        if self.dev {
+            return self;
+        }
+        for (name, config) in subgraphs {
+            if let Some(keys) = &config.allow_error_extensions {
+                self.by_subgraph.insert(name.clone(), allowlist(keys));
+            }
+        }
+        self
     }
 
     /// A subgraph's raw error as the client sees it (`serviceName` set to `service` when
@@ -69,7 +93,11 @@ impl SubgraphErrorPolicy {
             Some(Value::Object(map)) => map,
             _ => Default::default(),
         };
-        if let Some(allowed) = &self.allow_extensions {
+        let allowed = self
+            .by_subgraph
+            .get(service)
+            .unwrap_or(&self.allow_extensions);
+        if let Some(allowed) = allowed {
             extensions.retain(|key, _| allowed.iter().any(|a| a == key));
         }
         extensions.remove("serviceName");
@@ -83,6 +111,11 @@ impl SubgraphErrorPolicy {
             extensions,
         }
     }
+}
+
+/// `keys` as an allowlist: `None` (every key) when it holds `*`.
+fn allowlist(keys: &[String]) -> Option<Vec<String>> {
+    (!keys.iter().any(|k| k == "*")).then(|| keys.to_vec())
 }
 
 #[cfg(test)]
@@ -157,6 +190,46 @@ mod tests {
         assert_eq!(dev.message, "relation \"users\" does not exist");
         assert_eq!(dev.extensions.len(), 4);
         assert_eq!(dev.extensions["stacktrace"], json!(["at db.rs:12"]));
+    }
+
+    #[test]
+    fn a_subgraph_rule_replaces_the_allowlist_for_that_subgraph_only() {
+        let subgraphs: BTreeMap<String, SubgraphConfig> = [
+            (
+                "reviews".to_string(),
+                SubgraphConfig {
+                    allow_error_extensions: Some(vec!["code".into(), "host".into()]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "audit".to_string(),
+                SubgraphConfig {
+                    allow_error_extensions: Some(vec!["*".into()]),
+                    ..Default::default()
+                },
+            ),
+        ]
+        .into();
+        let policy = SubgraphErrorPolicy::default().with_subgraph_rules(&subgraphs);
+        let keys = |service: &str| {
+            let mut keys: Vec<String> = policy
+                .to_client(leaky(), service)
+                .extensions
+                .keys()
+                .cloned()
+                .collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(keys("users"), ["code"]);
+        assert_eq!(keys("reviews"), ["code", "host"]);
+        assert_eq!(keys("audit"), ["code", "host", "stacktrace"]);
+        // Dev mode passes everything, rules or not.
+        let dev = SubgraphErrorPolicy::new(&config(&["code"], false), true)
+            .with_subgraph_rules(&subgraphs)
+            .to_client(leaky(), "reviews");
+        assert_eq!(dev.extensions.len(), 4);
     }
 
     #[test]

@@ -419,6 +419,25 @@ async fn subgraph_error_extensions_are_allowlisted_outside_dev_mode() {
             [unnamed(), unnamed()],
         ),
         (
+            "a subgraph's own allowlist",
+            {
+                let mut config = GatewayConfig::default();
+                config.subgraphs.insert(
+                    "reviews".into(),
+                    portico_gateway::config::SubgraphConfig {
+                        allow_error_extensions: Some(vec!["code".into(), "reason".into()]),
+                        ..Default::default()
+                    },
+                );
+                config
+            },
+            None,
+            [
+                json!({"code": "INTERNAL"}),
+                json!({"code": "INTERNAL", "reason": "DB_DOWN"}),
+            ],
+        ),
+        (
             "dev mode passes everything whatever the rules",
             with(&[], true, true),
             Some([

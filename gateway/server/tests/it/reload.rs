@@ -141,6 +141,42 @@ async fn a_reload_applies_the_whole_config_and_supergraph_and_requests_in_flight
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_weights_reload_with_the_config() {
+    let users = me("a").await;
+    let mut config = with_users(dev(), &users.url);
+    config.cost.expose_in_extensions = true;
+    let gateway = Gateway::new(config.clone(), SUPERGRAPH, TrustSigner::generate()).expect("loads");
+    let addr = spawn(gateway.router()).await;
+    let url = format!("http://{addr}/graphql");
+    let estimated = |body: &Value| body["extensions"]["cost"]["estimated"].as_f64();
+    // By default: `me` is an object (1), `username` a scalar (0).
+    let body = ask(&url, "{ me { username } }").await;
+    assert_eq!(estimated(&body), Some(1.0), "{body}");
+
+    // New weights: a field weight and a type weight; the next request is priced with
+    // them, and a ceiling below the new estimate refuses it.
+    config.cost.model.fields.insert(
+        "User.username".into(),
+        portico_federation::cost::FieldCost {
+            weight: Some(4.0),
+            ..Default::default()
+        },
+    );
+    config.cost.model.types.insert("User".into(), 3.0);
+    gateway.reload_config(config.clone()).expect("reloads");
+    let body = ask(&url, "{ me { username } }").await;
+    assert_eq!(estimated(&body), Some(7.0), "{body}");
+    config.cost.max_cost = 6.0;
+    gateway.reload_config(config).expect("reloads");
+    let body = ask(&url, "{ me { username } }").await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "COST_ESTIMATED_TOO_EXPENSIVE",
+        "{body}"
+    );
+    assert_eq!(users.count(), 2, "the refused request reached no subgraph");
+}
+
 /// A directory of its own under the system's temporary directory.
 fn fresh_dir(label: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
