@@ -141,7 +141,7 @@ async fn a_subgraph_requiring_client_certificates_serves_the_gateway_and_refuses
     let without = config.replace(&tls_section, "");
     assert_ne!(without, config);
     let other_config = dir.join("gateway-without-tls.toml");
-    std::fs::write(&other_config, without).expect("write config");
+    std::fs::write(&other_config, &without).expect("write config");
     let other = Service::start(
         &[
             "gateway".into(),
@@ -161,6 +161,31 @@ async fn a_subgraph_requiring_client_certificates_serves_the_gateway_and_refuses
         "{body}"
     );
     drop(other);
+
+    // The same settings for every subgraph (`[subgraph_tls]`) instead of users' own.
+    let for_all = format!(
+        "{without}\n{}",
+        tls_section.replace("[subgraphs.users.tls]", "[subgraph_tls]")
+    );
+    let all_config = dir.join("gateway-tls-for-all.toml");
+    std::fs::write(&all_config, for_all).expect("write config");
+    let all = Service::start(
+        &[
+            "gateway".into(),
+            "--config".into(),
+            all_config.into_os_string(),
+        ],
+        "127.0.0.1:0",
+    )
+    .await;
+    let (status, body) = post(&all.url(), query).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"data": {"authServiceVersion": "0.1.0", "nobody": null}}),
+        "[subgraph_tls] for all: {body}"
+    );
+    drop(all);
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
