@@ -690,6 +690,10 @@ fn subgraph_client(
         })
     };
     let mut builder = reqwest::Client::builder()
+        // A subgraph's redirect is never followed: the request would carry its trust
+        // token and identity headers to wherever it points (and a redirect is not a
+        // GraphQL answer). It is an HTTP error of that fetch.
+        .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(max_idle)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .tcp_nodelay(true)

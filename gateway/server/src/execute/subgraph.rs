@@ -31,6 +31,9 @@ use serde_json::{Map, Value};
 pub struct Endpoint {
     pub name: String,
     pub url: String,
+    /// `url` parsed once (not per request); `None` when it does not parse, and each
+    /// request then fails with the parse error.
+    parsed_url: Option<reqwest::Url>,
     /// This subgraph's own HTTP client (its own TLS settings); else the shared one.
     client: Option<reqwest::Client>,
     /// TLS of subscription WebSockets to a `wss://` URL.
@@ -127,6 +130,7 @@ impl Endpoint {
     ) -> Self {
         Self {
             name,
+            parsed_url: reqwest::Url::parse(&url).ok(),
             url,
             client: None,
             websocket_tls: None,
@@ -834,7 +838,10 @@ impl Subgraphs {
         }
         endpoint.requests.fetch_add(1, Ordering::Relaxed);
         let client = endpoint.client.as_ref().unwrap_or(&self.client);
-        let mut request = client.post(&endpoint.url);
+        let mut request = match &endpoint.parsed_url {
+            Some(url) => client.post(url.clone()),
+            None => client.post(&endpoint.url),
+        };
         if !forwarded.is_empty() {
             request = request.headers(forwarded.clone());
         }

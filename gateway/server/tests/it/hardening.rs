@@ -195,6 +195,38 @@ fn assert_reviews_too_large(case: &str, status: StatusCode, body: &Value, limit:
 }
 
 #[tokio::test]
+async fn a_subgraph_redirect_is_never_followed() {
+    // Where the redirect points: it must never see the trust token or the identity.
+    let elsewhere =
+        MockSubgraph::start(|_| json!({"data": {"_entities": [{"reviews": []}]}})).await;
+    let location = elsewhere.url.clone();
+    let redirecting = raw_subgraph(Arc::new(move |mut stream: TcpStream| {
+        let location = location.clone();
+        Box::pin(async move {
+            let head = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.flush().await;
+        })
+    }))
+    .await;
+    let gw = gateway_with_reviews_at(dev(), &redirecting).await;
+    let (status, body) = ask_reviews_and_prices(&gw).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"],
+        json!({"topProducts": [{"name": "name 1", "price": 7, "reviews": null}]}),
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "SUBREQUEST_HTTP_ERROR",
+        "{body}"
+    );
+    assert_eq!(elsewhere.count(), 0, "the redirect was not followed");
+}
+
+#[tokio::test]
 async fn an_oversized_subgraph_response_fails_only_its_fetch() {
     const LIMIT: usize = 64 * 1024;
     let mut config = patient();
