@@ -599,24 +599,9 @@ async fn ask_me(gw: &TestGateway) -> (StatusCode, Value) {
 /// in flight at the gated subgraph, waits `settle` for any others to arrive, then opens
 /// the gate. Every client must get `User 1`.
 async fn ask_all_then_open(gw: &TestGateway, users: &GatedSubgraph, clients: usize, held: usize) {
-    let release = async {
-        tokio::time::timeout(HANG_GUARD, async {
-            while users.in_flight.load(Ordering::SeqCst) < held {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the subgraph receives requests");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        users.open();
-    };
-    let ask_all = futures::future::join_all((0..clients).map(|_| ask_me(gw)));
-    let (answers, ()) = tokio::time::timeout(HANG_GUARD, async { tokio::join!(ask_all, release) })
-        .await
-        .expect("every client is answered");
-    for (status, body) in &answers {
-        assert_eq!(*status, StatusCode::OK, "{body}");
-        assert_eq!(body, &json!({"data": {"me": {"name": "User 1"}}}));
+    let me = (json!({"query": "{ me { name } }"}), Vec::new());
+    for body in send_all_then_open(gw, users, &vec![me; clients], held).await {
+        assert_eq!(body, json!({"data": {"me": {"name": "User 1"}}}));
     }
 }
 
