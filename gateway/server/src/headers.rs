@@ -161,11 +161,6 @@ impl HeaderRules {
         &self.propagated
     }
 
-    /// Whether some subgraph's response headers go on to clients.
-    pub fn responds_to_any(&self) -> bool {
-        !self.respond_all.is_empty() || self.respond_by_subgraph.values().any(|n| !n.is_empty())
-    }
-
     /// Whether any request rule exists.
     pub fn is_empty(&self) -> bool {
         self.all.is_empty() && self.by_subgraph.is_empty()
@@ -275,11 +270,11 @@ mod tests {
         // What request sharing compares: each propagated client header once, sorted.
         let names: Vec<&str> = rules.propagated().iter().map(|n| n.as_str()).collect();
         assert_eq!(names, ["accept-language", "x-client"]);
-        assert!(!rules.responds_to_any());
+        assert!(!rules.responds("users"));
     }
 
     #[test]
-    fn respond_rules_on_any_subgraph_are_seen() {
+    fn respond_rules_are_per_subgraph_and_propagated_names_merged() {
         let config = GatewayConfig::from_toml(
             r#"
             [headers.subgraphs.auth]
@@ -291,7 +286,7 @@ mod tests {
         )
         .expect("valid");
         let rules = HeaderRules::new(&config.headers);
-        assert!(rules.responds_to_any());
+        assert!(rules.responds("auth") && !rules.responds("users"));
         let names: Vec<&str> = rules.propagated().iter().map(|n| n.as_str()).collect();
         assert_eq!(names, ["x-a", "x-b"]);
     }

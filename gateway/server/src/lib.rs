@@ -105,7 +105,7 @@ pub(crate) struct Inner {
     /// `[cors]`, applied by a middleware so that it reloads with the rest.
     pub(crate) cors: Option<tower_http::cors::CorsLayer>,
     /// Client queries in flight that identical ones join (`[deduplication] requests`;
-    /// `None` when off or when `respond` rules make responses per client).
+    /// `None` when off). Not for plans that fetch from a subgraph with `respond` rules.
     pub(crate) shared_requests: Option<inflight::InFlightTable<http::SharedKey, http::Shared>>,
 }
 
@@ -565,9 +565,10 @@ fn build_inner(
         Some(kept) => kept,
         None => usage_recorder(&config.usage)?,
     };
-    let shared_requests = (config.deduplication.requests
-        && !subgraphs.header_rules().responds_to_any())
-    .then(inflight::InFlightTable::default);
+    let shared_requests = config
+        .deduplication
+        .requests
+        .then(inflight::InFlightTable::default);
     Ok(Inner {
         shared_requests,
         implementers: planner.api_schema().implementers_map(),

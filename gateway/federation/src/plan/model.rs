@@ -32,6 +32,32 @@ pub struct QueryPlan {
     pub node: Option<PlanNode>,
 }
 
+impl QueryPlan {
+    /// Whether `f` holds for the subgraph of some fetch of the plan (walked with an
+    /// explicit stack: a plan's depth never becomes this thread's stack depth).
+    pub fn any_fetch(&self, mut f: impl FnMut(&str) -> bool) -> bool {
+        let mut stack: Vec<&PlanNode> = self.node.iter().collect();
+        while let Some(node) = stack.pop() {
+            match node {
+                PlanNode::Sequence { nodes } | PlanNode::Parallel { nodes } => stack.extend(nodes),
+                PlanNode::Fetch(fetch) if f(&fetch.service_name) => return true,
+                PlanNode::BatchFetch(batch) if f(&batch.service_name) => return true,
+                PlanNode::Fetch(_) | PlanNode::BatchFetch(_) => {}
+                PlanNode::Flatten { node, .. } => stack.push(node),
+                PlanNode::Condition {
+                    if_clause,
+                    else_clause,
+                    ..
+                } => {
+                    stack.extend(if_clause.as_deref());
+                    stack.extend(else_clause.as_deref());
+                }
+            }
+        }
+        false
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 pub enum PlanNode {
@@ -389,5 +415,61 @@ impl fmt::Display for QueryPlan {
             n.write(f, 1)?;
         }
         writeln!(f, "}}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch(service: &str) -> PlanNode {
+        PlanNode::Fetch(FetchNode {
+            service_name: service.into(),
+            requires: None,
+            variable_usages: vec![],
+            operation: "{ __typename }".into(),
+            operation_kind: OperationKind::Query,
+            operation_name: None,
+            input_rewrites: vec![],
+            output_rewrites: vec![],
+            context: None,
+        })
+    }
+
+    #[test]
+    fn any_fetch_sees_every_fetch_of_every_branch() {
+        let batch = PlanNode::BatchFetch(BatchFetchNode {
+            service_name: "reviews".into(),
+            variable_usages: vec![],
+            operation: "{ __typename }".into(),
+            operation_name: None,
+            entity_batches: vec![],
+        });
+        let plan = QueryPlan {
+            node: Some(PlanNode::Sequence {
+                nodes: vec![
+                    fetch("users"),
+                    PlanNode::Parallel {
+                        nodes: vec![
+                            PlanNode::Flatten {
+                                path: vec![],
+                                node: Box::new(fetch("posts")),
+                            },
+                            batch,
+                        ],
+                    },
+                    PlanNode::Condition {
+                        condition: "x".into(),
+                        if_clause: None,
+                        else_clause: Some(Box::new(fetch("auth"))),
+                    },
+                ],
+            }),
+        };
+        for service in ["users", "posts", "reviews", "auth"] {
+            assert!(plan.any_fetch(|s| s == service), "{service}");
+        }
+        assert!(!plan.any_fetch(|s| s == "likes"));
+        assert!(!QueryPlan::default().any_fetch(|_| true));
     }
 }

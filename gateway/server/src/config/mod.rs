@@ -742,8 +742,8 @@ impl Default for RetryConfig {
 /// operation and plan, same variables, same identity, same values of every client header
 /// a `[headers]` rule propagates) is not executed again: it waits for that execution's
 /// response and gets a copy. Each client is still authenticated, authorized, priced and
-/// charged on its own. Never for mutations and subscriptions, nor when a `respond` rule
-/// passes subgraph response headers to clients.
+/// charged on its own. Never for mutations and subscriptions, nor for a plan that
+/// fetches from a subgraph with `respond` rules (its response headers are one client's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeduplicationConfig {

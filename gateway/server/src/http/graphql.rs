@@ -782,6 +782,13 @@ async fn operation(
         }
     };
 
+    // A response carrying a subgraph's response headers (`respond` rules) is one
+    // client's: never shared.
+    let shared_key = shared_key.filter(|_| {
+        let rules = gw.subgraphs.header_rules();
+        !plan.any_fetch(|service| rules.responds(service))
+    });
+
     // A subscription stops here: its events run the plan one by one
     // (`subscription.rs`), over the transport the caller picks.
     if operation.operation_type.is_subscription() {
@@ -815,7 +822,7 @@ async fn operation(
     let (mut response, passed_on) = match joined {
         Some(shared) => {
             gw.metrics.shared_requests.fetch_add(1, Ordering::Relaxed);
-            // Without `respond` rules (a condition of sharing) nothing is passed on.
+            // No fetch of a shared plan has `respond` rules: nothing is passed on.
             ((*shared).clone(), HeaderMap::new())
         }
         None => {

@@ -661,6 +661,16 @@ async fn identical_concurrent_queries_share_one_subgraph_request() {
 /// to subgraphs, and shares only whole client queries (subgraph-level sharing off, so
 /// every execution is one subgraph request).
 async fn sharing_gateway(users: &GatedSubgraph, mutation: bool) -> TestGateway {
+    sharing_gateway_responding(users, mutation, None).await
+}
+
+/// [`sharing_gateway`], with a `respond` rule (`set-cookie`) on `responding` and a second
+/// subgraph, `auth`, that no plan here fetches from.
+async fn sharing_gateway_responding(
+    users: &GatedSubgraph,
+    mutation: bool,
+    responding: Option<&str>,
+) -> TestGateway {
     let mut config = dev();
     config.subgraph_timeout_ms = NEVER_MS;
     config.request_timeout_ms = NEVER_MS;
@@ -669,10 +679,12 @@ async fn sharing_gateway(users: &GatedSubgraph, mutation: bool) -> TestGateway {
         requests: true,
     };
     config.jwt = pem_jwt_config();
-    config.headers = toml::from_str(
-        r#"[subgraphs."*"]
-propagate = [{ named = "x-tenant" }]"#,
-    )
+    let respond = responding
+        .map(|name| format!("[subgraphs.{name}]\nrespond = [\"set-cookie\"]\n"))
+        .unwrap_or_default();
+    config.headers = toml::from_str(&format!(
+        "[subgraphs.\"*\"]\npropagate = [{{ named = \"x-tenant\" }}]\n{respond}"
+    ))
     .expect("headers config");
     let plan = if mutation {
         let mut plan = seq(vec![fetch("users", "mutation { me { name } }")]);
@@ -685,7 +697,15 @@ propagate = [{ named = "x-tenant" }]"#,
     } else {
         ("", seq(vec![fetch("users", "{ me { name } }")]))
     };
-    TestGateway::start(config, &[("users", &users.url)], vec![plan]).await
+    TestGateway::start(
+        config,
+        &[
+            ("users", &users.url),
+            ("auth", "http://127.0.0.1:9/graphql"),
+        ],
+        vec![plan],
+    )
+    .await
 }
 
 /// Sends every `(body, headers)` at once; once `held` requests are at the gated
@@ -775,6 +795,23 @@ async fn identical_client_queries_in_flight_share_one_execution_and_nothing_else
     let (status, _) = gw.post(me.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(users.received.load(Ordering::SeqCst), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_fetching_from_a_subgraph_with_respond_rules_is_never_shared() {
+    const CLIENTS: usize = 6;
+    let me = json!({"query": "{ me { name } }"});
+    let requests: Vec<_> = (0..CLIENTS).map(|_| (me.clone(), vec![])).collect();
+    // `users` passes `set-cookie` on: each client's response is its own.
+    let users = GatedSubgraph::start().await;
+    let gw = sharing_gateway_responding(&users, false, Some("users")).await;
+    send_all_then_open(&gw, &users, &requests, CLIENTS).await;
+    assert_eq!(users.received.load(Ordering::SeqCst), CLIENTS);
+    // A rule on a subgraph the plan does not fetch from changes nothing: one execution.
+    let users = GatedSubgraph::start().await;
+    let gw = sharing_gateway_responding(&users, false, Some("auth")).await;
+    send_all_then_open(&gw, &users, &requests, 1).await;
+    assert_eq!(users.received.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
