@@ -6,18 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use portico_kit::testing::{PrivateRedis, free_port};
+use portico_kit::testing::{PrivateRedis, free_port, skip_unless_ci};
 use serde_json::{Value, json};
 
 use super::{Options, Platform, PrivatePostgres, fresh_dir, post_as};
-
-fn required(what: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{what} is required in CI");
-    }
-    eprintln!("\n!!!!!!!!!!!!!!!!\nSKIPPED PostgreSQL restart test: no {what}\n!!!!!!!!!!!!!!!!\n");
-    false
-}
 
 async fn create_post(url: &str, token: &str, caption: &str) -> (u16, Value) {
     post_as(
@@ -64,12 +56,14 @@ async fn like_once_known(
 async fn posts_survives_its_postgresql_restarting_and_no_write_is_lost_or_doubled() {
     let pg_dir = fresh_dir("pg");
     let Some(pg) = PrivatePostgres::start(&pg_dir, free_port()).await else {
-        required("PostgreSQL server (initdb, pg_ctl)");
+        skip_unless_ci(
+            "PostgreSQL restart test",
+            "PostgreSQL server (initdb, pg_ctl)",
+        );
         return;
     };
     assert!(pg.create_database("posts").await, "createdb posts");
-    let Some(redis) = PrivateRedis::start(free_port()) else {
-        required("redis-server");
+    let Some(redis) = PrivateRedis::start_or_skip(free_port(), "PostgreSQL restart test") else {
         return;
     };
     assert!(redis.wait_ready().await);

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use portico_kit::testing::{PrivateRedis, free_port};
+use portico_kit::testing::{PrivateRedis, free_port, skip_unless_ci};
 use serde_json::{Value, json};
 
 use super::{Options, Platform, post, post_as};
@@ -78,13 +78,7 @@ fn notifications(body: &Value) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_and_back_loses_no_event_duplicates_none_and_the_gateway_keeps_serving() {
     let port = free_port();
-    let Some(redis) = PrivateRedis::start(port) else {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!("redis-server is required in CI");
-        }
-        eprintln!(
-            "\n!!!!!!!!!!!!!!!!\nSKIPPED Redis outage test: no redis-server\n!!!!!!!!!!!!!!!!\n"
-        );
+    let Some(redis) = PrivateRedis::start_or_skip(port, "Redis outage test") else {
         return;
     };
     assert!(redis.wait_ready().await, "the private redis-server starts");
@@ -209,20 +203,13 @@ async fn live_notifications_reach_subscribers_on_every_notifications_process() {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     let redis_port = free_port();
-    let Some(redis) = PrivateRedis::start(redis_port) else {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!("redis-server is required in CI");
-        }
-        eprintln!("\n!!!!! SKIPPED two-replica fan-out test: no redis-server !!!!!\n");
+    let Some(redis) = PrivateRedis::start_or_skip(redis_port, "two-replica fan-out test") else {
         return;
     };
     assert!(redis.wait_ready().await, "the private redis-server starts");
     let pg_dir = super::fresh_dir("fanout-pg");
     let Some(pg) = super::PrivatePostgres::start(&pg_dir, free_port()).await else {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!("PostgreSQL (initdb, pg_ctl) is required in CI");
-        }
-        eprintln!("\n!!!!! SKIPPED two-replica fan-out test: no PostgreSQL !!!!!\n");
+        skip_unless_ci("two-replica fan-out test", "PostgreSQL (initdb, pg_ctl)");
         return;
     };
     assert!(pg.create_database("notifications").await, "createdb");

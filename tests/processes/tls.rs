@@ -199,11 +199,7 @@ async fn a_subgraph_requiring_client_certificates_serves_the_gateway_and_refuses
 async fn subscriptions_reach_a_subgraph_served_over_tls() {
     use portico_kit::testing::{PrivateRedis, free_port};
     let port = free_port();
-    let Some(redis) = PrivateRedis::start(port) else {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!("redis-server is required in CI");
-        }
-        eprintln!("\n!!!!! SKIPPED wss subscription test: no redis-server !!!!!\n");
+    let Some(redis) = PrivateRedis::start_or_skip(port, "wss subscription test") else {
         return;
     };
     assert!(redis.wait_ready().await, "the private redis-server starts");

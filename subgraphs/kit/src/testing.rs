@@ -509,6 +509,16 @@ pub fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// For a test that cannot have `what` (a program or a service it needs): panics when
+/// `CI=true` (CI has everything), otherwise prints a loud SKIPPED line naming `test`, so a
+/// newcomer's laptop still passes.
+pub fn skip_unless_ci(test: &str, what: &str) {
+    if in_ci() {
+        panic!("{test}: {what} is required in CI");
+    }
+    eprintln!("\n!!!!!!!!!!!!!!!!\nSKIPPED {test}: no {what}\n!!!!!!!!!!!!!!!!\n");
+}
+
 /// A private `redis-server` (no persistence) on `port`, killed on drop, for tests that
 /// take Redis away and bring it back; `None` when the binary is missing (CI has it:
 /// `scripts/services.sh` starts the shared Redis with it).
@@ -526,6 +536,16 @@ impl PrivateRedis {
             .spawn()
             .ok()?;
         Some(Self { child, port })
+    }
+
+    /// [`start`](Self::start), or [`skip_unless_ci`] for `test` when there is no
+    /// `redis-server`.
+    pub fn start_or_skip(port: u16, test: &str) -> Option<Self> {
+        let started = Self::start(port);
+        if started.is_none() {
+            skip_unless_ci(test, "redis-server");
+        }
+        started
     }
 
     pub fn url(&self) -> String {
