@@ -45,7 +45,7 @@ impl<K: Hash + Eq + Clone, V: Clone> InFlightTable<K, V> {
     /// caller whose leader was dropped before publishing leads without registering (the
     /// others who joined do their own work too, none waits on another).
     pub(crate) async fn join_or_lead(&self, key: K) -> Turn<'_, K, V> {
-        let joined = {
+        let mut joined = {
             let mut map = self.map.lock();
             match map.get(&key) {
                 Some(rx) => rx.clone(),
@@ -60,8 +60,7 @@ impl<K: Hash + Eq + Clone, V: Clone> InFlightTable<K, V> {
                 }
             }
         };
-        let mut rx = joined;
-        if let Ok(shared) = rx.wait_for(Option::is_some).await
+        if let Ok(shared) = joined.wait_for(Option::is_some).await
             && let Some(outcome) = shared.as_ref()
         {
             return Turn::Joined(outcome.clone());
