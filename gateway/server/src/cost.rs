@@ -195,7 +195,6 @@ pub(crate) async fn admit(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     quota: &mut Option<Decision>,
-    charge: bool,
 ) -> Result<Admitted, RequestFailure> {
     let stage = &gw.cost;
     let estimated = stage.estimate(document, operation_name, variables)?;
@@ -226,10 +225,6 @@ pub(crate) async fn admit(
         return Err(error.into());
     }
     let points = (estimated.ceil() as u64).max(1);
-    if !charge {
-        // A part of an operation whose whole is charged (`@defer`'s initial run).
-        return Ok(Admitted { estimated });
-    }
     match gw.rate_limiter.check(identity, peer, headers, points).await {
         Outcome::Disabled
         | Outcome::Unavailable {

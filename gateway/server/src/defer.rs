@@ -1,18 +1,25 @@
 //! `@defer`: incremental delivery. An operation whose fragments carry an active `@defer`
-//! (no `if: false`) is split into two documents ([`split`]):
+//! (no `if: false`) is split into documents ([`split`]):
 //!
+//! - `planned`: the operation with its active `@defer`s kept (their `if:` settled to a
+//!   literal), and a `__typename` aliased [`TYPENAME`] beside each typed deferred
+//!   fragment, to tell which objects it applies to. The planner plans it into a `Defer`
+//!   node: the primary part's fetches, then each deferred fragment's own fetches, which
+//!   start from the primary part's data (entity keys) and never fetch it again;
 //! - `initial`: the deferred fragments removed (a selection set left empty keeps one
-//!   placeholder `__typename`, aliased [`EMPTY`], removed from the data);
-//! - `full`: the `@defer` directives removed, and a `__typename` aliased [`TYPENAME`]
-//!   beside a typed deferred fragment, to tell which objects it applies to.
+//!   placeholder `__typename`, aliased [`EMPTY`], removed from the data): the shape of
+//!   the initial payload;
+//! - `full`: the `@defer` directives removed: the whole operation in one response, for
+//!   a client that does not take `multipart/mixed`.
 //!
-//! The gateway runs `initial` and sends it at once (`hasNext: true`), then runs `full` and
-//! sends each deferred fragment's fields at each place it applies ([`increments`]: one
-//! `incremental` item with its `path` and `label` per object, lists walked into). Only the
-//! outermost `@defer` of a branch splits; nested ones arrive with it (the spec lets a
-//! server deliver deferred data early). Both runs go through every stage of the pipeline,
-//! so limits, authorization and cost apply to the deferred fields as to the rest (the
-//! rate limit is charged once, by the full run).
+//! With multipart, the gateway runs `planned` once through every stage (limits,
+//! authorization, cost: the deferred fields are checked and charged as the rest); the
+//! executor shapes the initial payload for `initial` once the primary part has run and
+//! sends it (`hasNext: true`), then runs the deferred fetches and shapes the whole; each
+//! deferred fragment's fields are then sent at each place it applies ([`increments`]:
+//! one `incremental` item with its `path` and `label` per object, lists walked into).
+//! Only the outermost `@defer` of a branch splits; nested ones arrive with it (the spec
+//! lets a server deliver deferred data early).
 //!
 //! The transforms recurse over one definition's nesting, which the operation limits have
 //! bounded (`limits.max_depth`) before they run; [`MAX_DEPTH`] bounds them regardless.
@@ -36,6 +43,9 @@ const MAX_DEPTH: usize = 256;
 pub(crate) struct Split {
     pub(crate) initial: String,
     pub(crate) full: String,
+    /// `full` with its active `@defer`s kept (`if:` settled): what the planner plans
+    /// into a `Defer` node when the client takes incremental delivery.
+    pub(crate) planned: String,
     /// The original document (one operation and its fragments) and that operation.
     document: ast::Document,
     operation: Node<ast::OperationDefinition>,
@@ -127,13 +137,26 @@ fn remove_deferred(
     true
 }
 
-/// Removes `@defer` from `selections` (and below), adding [`TYPENAME`] beside each
-/// typed deferred fragment (so the full run's fetches stay identical to the first run's
-/// where nothing is typed, and can be reused). `false` when nested deeper than [`MAX_DEPTH`].
+/// Settles the `@defer` of `directives`: removed, or with `keep` and when active, kept
+/// without its `if:` (a literal for the planner, which never sees variables).
+fn settle(directives: &mut ast::DirectiveList, variables: &Map<String, Value>, keep: bool) {
+    if keep && deferred(directives, variables).is_some() {
+        for d in directives.0.iter_mut().filter(|d| d.name == "defer") {
+            d.make_mut().arguments.retain(|a| a.name != "if");
+        }
+    } else {
+        directives.0.retain(|d| d.name != "defer");
+    }
+}
+
+/// Removes `@defer` from `selections` (and below), or with `keep` settles each one (see
+/// [`settle`]); adds [`TYPENAME`] beside each typed deferred fragment, to tell which
+/// objects it applies to. `false` when nested deeper than [`MAX_DEPTH`].
 fn strip_defer(
     selections: &mut Vec<Selection>,
     variables: &Map<String, Value>,
     depth: usize,
+    keep: bool,
 ) -> bool {
     if depth > MAX_DEPTH {
         return false;
@@ -145,19 +168,19 @@ fn strip_defer(
                 if f.selection_set.is_empty() {
                     true
                 } else {
-                    strip_defer(&mut f.make_mut().selection_set, variables, depth + 1)
+                    strip_defer(&mut f.make_mut().selection_set, variables, depth + 1, keep)
                 }
             }
             Selection::InlineFragment(f) => {
                 // Only a typed fragment needs to know the object's type.
                 marks |= f.type_condition.is_some() && deferred(&f.directives, variables).is_some();
                 let f = f.make_mut();
-                f.directives.retain(|d| d.name != "defer");
-                strip_defer(&mut f.selection_set, variables, depth + 1)
+                settle(&mut f.directives, variables, keep);
+                strip_defer(&mut f.selection_set, variables, depth + 1, keep)
             }
             Selection::FragmentSpread(f) => {
                 marks |= deferred(&f.directives, variables).is_some();
-                f.make_mut().directives.retain(|d| d.name != "defer");
+                settle(&mut f.make_mut().directives, variables, keep);
                 true
             }
         };
@@ -310,10 +333,12 @@ pub(crate) fn split(
         _ => None,
     })?;
     let initial = only(&initial, &initial_operation);
-    let full = transform(&document, |set| strip_defer(set, variables, 0))?;
+    let full = transform(&document, |set| strip_defer(set, variables, 0, false))?;
+    let planned = transform(&document, |set| strip_defer(set, variables, 0, true))?;
     Some(Split {
         initial: initial.to_string(),
         full: full.to_string(),
+        planned: planned.to_string(),
         document,
         operation,
         variables: variables.clone(),

@@ -343,6 +343,7 @@ pub(crate) fn events(
                 identity: &prepared.identity,
                 request_id: &prepared.request_id,
                 client_headers: &prepared.client_headers,
+                initial: None,
             };
             let response =
                 crate::execute::execute_event(&gw.subgraphs, input, root, rest.as_ref(), event)

@@ -310,8 +310,10 @@ async fn run_case_inner(
     }
     // `@defer` cases: the same operation asked with incremental delivery must give the
     // payload sequence of `expected-incremental.json` (incremental items compared in
-    // path order).
+    // path order), planned as `plan-incremental.txt` (a `Defer` node), with the
+    // subgraph request counts of `requests-incremental.json`.
     if let Some(wanted) = read_json(&dir.join("expected-incremental.json"))? {
+        let counts_before: Vec<usize> = subgraphs.iter().map(|sg| sg.requests().len()).collect();
         let response = reqwest::Client::new()
             .post(format!("http://{addr}/graphql"))
             .header("content-type", "application/json")
@@ -320,6 +322,7 @@ async fn run_case_inner(
                 "multipart/mixed;deferSpec=20220824, application/json",
             )
             .header("portico-csrf", "1")
+            .header("portico-include-plan", "true")
             .json(&body)
             .send()
             .await
@@ -331,6 +334,32 @@ async fn run_case_inner(
             .filter(|p| !p.is_empty())
             .map(|p| serde_json::from_str::<Value>(p).map_err(|e| format!("part {p:?}: {e}")))
             .collect::<Result<_, _>>()?;
+        let mut parts = parts;
+        let plan = parts
+            .last_mut()
+            .and_then(|last| last.as_object_mut()?.remove("extensions"))
+            .and_then(|mut e| e.as_object_mut()?.remove("queryPlan"));
+        match plan.as_ref().and_then(Value::as_str) {
+            Some(plan) => compare_plan(
+                &dir.join("plan-incremental.txt"),
+                plan,
+                known_failure,
+                &mut problems,
+            ),
+            None => problems.push("the incremental response carries no queryPlan".into()),
+        }
+        if let Some(Value::Object(wanted)) = read_json(&dir.join("requests-incremental.json"))? {
+            for (sg, before) in subgraphs.iter().zip(counts_before) {
+                let want = wanted.get(&sg.name).and_then(Value::as_u64).unwrap_or(0) as usize;
+                let got = sg.requests().len() - before;
+                if got != want {
+                    problems.push(format!(
+                        "incremental requests to {}: expected {want}, got {got}",
+                        sg.name
+                    ));
+                }
+            }
+        }
         let sorted = |mut parts: Vec<Value>| {
             for part in &mut parts {
                 if let Some(Value::Array(items)) = part.get_mut("incremental") {

@@ -7,7 +7,14 @@
 //!    (Federation-1 gateway style greedy planning, extended for Federation v2);
 //! 3. [`merge_siblings`]: merge entity groups that differ only by a type condition;
 //! 4. [`schedule`]: turn the group DAG into `Sequence`/`Parallel`/`Flatten`/`Fetch` nodes,
-//!    rendering each group's subgraph operation ([`render`]).
+//!    rendering each group's subgraph operation ([`render`]); with `@defer`, a `Defer`
+//!    node: the primary part's fetches, then each deferred fragment's.
+//!
+//! `@defer`: the walk gives each outermost deferred fragment a segment of its own
+//! ([`walk::DEFER_SEGMENTS`]); the fields it selects leave the fetch they would have
+//! joined by a key jump (to the same subgraph if need be), deferred root fields get root
+//! fetches of their own, and everything below follows in that segment. A field with no
+//! key to jump by stays in the primary fetch.
 //!
 //! Everything the planner asks of the supergraph ("can subgraph S resolve T.f?") goes
 //! through [`graph`], so only the types an operation touches are ever looked at.
@@ -148,8 +155,14 @@ pub fn plan(
         return Ok(QueryPlan { node: None });
     }
     let graph = graph::Graph::new(supergraph, &options.override_labels);
-    let mut groups = walk::walk(&graph, &operation, &mut budget)?;
+    let mut groups = walk::walk(&graph, &operation, &mut budget, true)?;
     merge_siblings::merge(&mut groups, &mut budget)?;
+    if !groups.defers_are_separable() {
+        // A deferred fragment's fetches and the primary part's wait for each other: plan
+        // as if there were no `@defer` (the gateway then delivers everything at once).
+        groups = walk::walk(&graph, &operation, &mut budget, false)?;
+        merge_siblings::merge(&mut groups, &mut budget)?;
+    }
     let node = schedule::schedule(&graph, &operation, &groups, &mut budget)?;
     Ok(QueryPlan { node })
 }

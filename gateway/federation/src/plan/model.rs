@@ -21,6 +21,11 @@
 //!   (`query($r0:[_Any!]!,$r1:[_Any!]!){_e0:_entities(representations:$r0){..} _e1:..}`);
 //!   subgraph errors under `alias.i` map to the producers of representation `i`.
 //! - `Condition` nodes branch on a boolean variable (`@skip`/`@include`).
+//! - A `Defer` node (only ever the plan's top node) is `@defer`: its `primary` runs
+//!   first, and is all the initial payload needs; each [`DeferredNode`] then runs on the
+//!   data the primary fetched (its entity fetches read their keys there), all of them in
+//!   parallel. The response of each part is shaped from the client's operation, as for
+//!   any plan; what the plan says is only which fetches each part waits for.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -44,6 +49,10 @@ impl QueryPlan {
                 PlanNode::BatchFetch(batch) if f(&batch.service_name) => return true,
                 PlanNode::Fetch(_) | PlanNode::BatchFetch(_) => {}
                 PlanNode::Flatten { node, .. } => stack.push(node),
+                PlanNode::Defer { primary, deferred } => {
+                    stack.extend(primary.as_deref());
+                    stack.extend(deferred.iter().filter_map(|d| d.node.as_deref()));
+                }
                 PlanNode::Condition {
                     if_clause,
                     else_clause,
@@ -84,6 +93,26 @@ pub enum PlanNode {
         #[serde(rename = "elseClause", skip_serializing_if = "Option::is_none")]
         else_clause: Option<Box<PlanNode>>,
     },
+    /// `@defer`: `primary` (what the initial payload needs), then every deferred
+    /// fragment's fetches, in parallel. Only ever the top node of a plan.
+    Defer {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        primary: Option<Box<PlanNode>>,
+        deferred: Vec<DeferredNode>,
+    },
+}
+
+/// One deferred fragment (the outermost `@defer` of its branch; nested ones arrive with
+/// it): the fetches its fields need beyond what the primary fetched, `None` when there
+/// are none (everything it selects came with the primary's fetches).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeferredNode {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Where the fragment applies (response keys, `@` for list items).
+    pub path: Vec<PathSegment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<Box<PlanNode>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -401,6 +430,27 @@ impl PlanNode {
                 if let Some(n) = else_clause {
                     writeln!(f, "{pad}  Else:")?;
                     n.write(f, indent + 2)?;
+                }
+                writeln!(f, "{pad}}},")
+            }
+            PlanNode::Defer { primary, deferred } => {
+                writeln!(f, "{pad}Defer {{")?;
+                writeln!(f, "{pad}  Primary {{")?;
+                if let Some(n) = primary {
+                    n.write(f, indent + 2)?;
+                }
+                writeln!(f, "{pad}  }},")?;
+                for d in deferred {
+                    let p: Vec<String> = d.path.iter().map(|s| s.to_string()).collect();
+                    write!(f, "{pad}  Deferred(path: \"{}\"", p.join("."))?;
+                    if let Some(label) = &d.label {
+                        write!(f, ", label: {label:?}")?;
+                    }
+                    writeln!(f, ") {{")?;
+                    if let Some(n) = &d.node {
+                        n.write(f, indent + 2)?;
+                    }
+                    writeln!(f, "{pad}  }},")?;
                 }
                 writeln!(f, "{pad}}},")
             }

@@ -44,6 +44,30 @@ pub(crate) struct Fragment {
     pub(crate) type_condition: Option<Name>,
     pub(crate) directives: Vec<Node<Directive>>,
     pub(crate) selections: Vec<Sel>,
+    /// `Some` when the fragment carries an active `@defer` (no `if: false`).
+    pub(crate) defer: Option<Defer>,
+}
+
+/// A fragment's `@defer`. An `if:` on a variable counts as deferred: the plan then
+/// fetches the fragment's fields after the primary part either way (the gateway turns
+/// such conditions into literals before planning when it delivers incrementally).
+#[derive(Debug, Clone)]
+pub(crate) struct Defer {
+    pub(crate) label: Option<String>,
+}
+
+/// The fragment's active `@defer`, if any.
+fn defer_of(directives: &executable::DirectiveList) -> Option<Defer> {
+    let d = directives.get("defer")?;
+    if let Some(ast::Value::Boolean(false)) = d.specified_argument_by_name("if").map(|v| v.as_ref())
+    {
+        return None;
+    }
+    let label = match d.specified_argument_by_name("label").map(|v| v.as_ref()) {
+        Some(ast::Value::String(s)) => Some(s.to_string()),
+        _ => None,
+    };
+    Some(Defer { label })
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +120,7 @@ fn forwarded(
     for d in directives.iter() {
         match d.name.as_str() {
             "include" | "skip" => {}
+            "defer" if on != "field" => {}
             "defer" | "stream" => {
                 return Err(PlanError::Unsupported {
                     coordinate: format!("@{}", d.name),
@@ -212,6 +237,7 @@ fn convert(
                     type_condition: i.type_condition.clone(),
                     directives,
                     selections,
+                    defer: defer_of(&i.directives),
                 }));
             }
             Selection::FragmentSpread(spread) => {
@@ -236,6 +262,7 @@ fn convert(
                     type_condition: Some(def.selection_set.ty.clone()),
                     directives,
                     selections,
+                    defer: defer_of(&spread.directives),
                 }));
             }
         }
@@ -267,6 +294,7 @@ fn convert_ast(sels: &[ast::Selection]) -> Result<Vec<Sel>, String> {
                 type_condition: i.type_condition.clone(),
                 directives: Vec::new(),
                 selections: convert_ast(&i.selection_set)?,
+                defer: None,
             })),
             ast::Selection::FragmentSpread(_) => {
                 Err("fragment spreads are not allowed in field sets".into())

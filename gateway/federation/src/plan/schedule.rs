@@ -8,10 +8,10 @@
 use super::graph::Graph;
 use super::operation::Operation;
 use super::render::{render_batch, render_parts};
-use super::walk::{Groups, Item};
+use super::walk::{DEFER_SEGMENTS, Groups, Item};
 use super::{
-    BatchFetchNode, Budget, ContextFetch, EntityBatch, FetchNode, OperationKind, PlanError,
-    PlanNode, Rewrite, Selection,
+    BatchFetchNode, Budget, ContextFetch, DeferredNode, EntityBatch, FetchNode, OperationKind,
+    PlanError, PlanNode, Rewrite, Selection,
 };
 use apollo_compiler::ast::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -443,8 +443,29 @@ pub(crate) fn schedule(
         fetches: 0,
     };
     let mut steps = Vec::new();
-    for set in segments.values() {
+    for (_, set) in segments.range(..DEFER_SEGMENTS) {
         steps.extend(s.node(set, 0)?);
     }
-    Ok(combine(true, steps))
+    let primary = combine(true, steps);
+    if groups.defers.is_empty() {
+        return Ok(primary);
+    }
+    // Each deferred fragment's groups (their dependencies on primary groups have run).
+    let mut deferred = Vec::with_capacity(groups.defers.len());
+    for (i, d) in groups.defers.iter().enumerate() {
+        s.budget.tick()?;
+        let node = match segments.get(&(DEFER_SEGMENTS + i)) {
+            Some(set) => s.node(set, 0)?,
+            None => None,
+        };
+        deferred.push(DeferredNode {
+            label: d.label.clone(),
+            path: d.path.clone(),
+            node: node.map(Box::new),
+        });
+    }
+    Ok(Some(PlanNode::Defer {
+        primary: primary.map(Box::new),
+        deferred,
+    }))
 }

@@ -8,7 +8,7 @@
 //! Groups and their dependencies form a DAG handed to the scheduler.
 
 use super::graph::{Candidate, Graph, field_set};
-use super::operation::{Field, Operation, Sel};
+use super::operation::{Field, Fragment, Operation, Sel};
 use super::{Budget, OperationKind, PathSegment, PlanError, Selection};
 use crate::supergraph::join_field_set::FieldSet;
 use apollo_compiler::ast::{Argument, Directive};
@@ -76,6 +76,36 @@ pub(crate) struct Group {
 pub(crate) struct Groups {
     pub(crate) groups: Vec<Group>,
     pub(crate) nodes: Vec<SelNode>,
+    /// The deferred fragments met (outermost `@defer`s): fragment `i`'s own fetches are
+    /// the groups of segment [`DEFER_SEGMENTS`]` + i`.
+    pub(crate) defers: Vec<Deferred>,
+}
+
+/// A deferred fragment of the plan (see [`Groups::defers`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Deferred {
+    pub(crate) label: Option<String>,
+    /// Where it applies (type conditions left out).
+    pub(crate) path: Vec<PathSegment>,
+}
+
+/// Segments from here on are deferred fragments' (`@defer`): groups of segment
+/// `DEFER_SEGMENTS + i` are fetched after every group below it, for fragment `i`.
+/// Mutation segments (one per run of root fields) never get near it.
+pub(crate) const DEFER_SEGMENTS: usize = usize::MAX / 2;
+
+impl Groups {
+    /// Does every deferred group wait only for primary groups and its own fragment's,
+    /// and no primary group for a deferred one? (Otherwise the plan cannot deliver the
+    /// primary part first; the caller plans without `@defer` then.)
+    pub(crate) fn defers_are_separable(&self) -> bool {
+        self.groups.iter().filter(|g| !g.merged).all(|g| {
+            g.deps.iter().all(|&d| {
+                let ds = self.groups[d].segment;
+                ds < DEFER_SEGMENTS || ds == g.segment
+            })
+        })
+    }
 }
 
 impl Groups {
@@ -302,6 +332,15 @@ struct Walker<'g, 'a> {
     /// Steps spent trying options so far, and the most allowed per plan.
     spec_used: usize,
     spec_max: usize,
+    /// Whether `@defer` is planned at all (not in subscriptions).
+    defer_enabled: bool,
+    /// The deferred fragment id of each (fragment, response path without type
+    /// conditions): the fragment exploded over several object types is one deferred part.
+    defer_ids: HashMap<(usize, Rc<str>), usize>,
+    /// While walking a deferred fragment's own selections: its position (response path
+    /// and group). Fields selected there leave that group by a key jump (to the same
+    /// subgraph, if need be), so they are fetched after the primary part.
+    force: Option<(Rc<str>, usize)>,
 }
 
 /// How deep the walk may nest (operation depth plus the depth of key and `@requires`
@@ -309,10 +348,13 @@ struct Walker<'g, 'a> {
 /// admits; beyond it planning fails with a typed error instead of growing the stack.
 pub(crate) const MAX_NESTING: usize = 256;
 
+/// Walks `op` into fetch groups; `defer`: plan `@defer` (deferred fragments' fields in
+/// fetches of their own, see [`DEFER_SEGMENTS`]), or treat it as absent.
 pub(crate) fn walk(
     graph: &Graph<'_>,
     op: &Operation,
     budget: &mut Budget,
+    defer: bool,
 ) -> Result<Groups, PlanError> {
     // Trying options may take as many steps again as the plan itself may.
     let spec_max = budget.max;
@@ -338,39 +380,80 @@ pub(crate) fn walk(
         trial_floor: 0,
         spec_used: 0,
         spec_max,
+        defer_enabled: defer && op.kind != OperationKind::Subscription,
+        defer_ids: HashMap::new(),
+        force: None,
     };
     let mut roots = Vec::new();
-    flatten_root(&op.selections, &mut Vec::new(), &mut roots);
+    let mut root = RootWalk {
+        conditions: Vec::new(),
+        // Root fields of a mutation run in order, all of them before the response.
+        defer_enabled: w.defer_enabled && op.kind == OperationKind::Query,
+        deferred: None,
+    };
+    flatten_root(&op.selections, &mut root, &mut roots, &mut w.out.defers);
     w.register("", &op.selections);
     let mut previous: Option<usize> = None;
-    for (field, conditions) in &roots {
+    for (field, conditions, deferred) in &roots {
+        // A deferred root field gets root fetches of its own, in its fragment's segment.
+        let segment = w.segment;
+        if let Some(id) = deferred {
+            w.segment = DEFER_SEGMENTS + id;
+        }
         let (options, dominant) = w.root_options(&op.root_type, field, op.kind, previous)?;
         let chosen = w.choose(&options, dominant, |w, &s| {
             w.plan_root_field(op, field, conditions, s, previous)
         })?;
-        previous = Some(options[chosen]);
+        if deferred.is_some() {
+            w.segment = segment;
+        } else {
+            previous = Some(options[chosen]);
+        }
     }
     Ok(w.out)
 }
 
-type RootField = (Field, Vec<Vec<Node<Directive>>>);
+/// A root field, the conditional fragments around it, and its deferred fragment's id.
+type RootField = (Field, Vec<Vec<Node<Directive>>>, Option<usize>);
+
+struct RootWalk {
+    conditions: Vec<Vec<Node<Directive>>>,
+    defer_enabled: bool,
+    /// The deferred fragment being flattened, if any (nested `@defer`s are part of it).
+    deferred: Option<usize>,
+}
 
 fn flatten_root(
     sels: &[Sel],
-    conditions: &mut Vec<Vec<Node<Directive>>>,
+    at: &mut RootWalk,
     out: &mut Vec<RootField>,
+    defers: &mut Vec<Deferred>,
 ) {
     for sel in sels {
         match sel {
-            Sel::Field(f) => out.push((f.clone(), conditions.clone())),
+            Sel::Field(f) => out.push((f.clone(), at.conditions.clone(), at.deferred)),
             Sel::Fragment(fr) => {
                 let pushed = !fr.directives.is_empty();
                 if pushed {
-                    conditions.push(fr.directives.clone());
+                    at.conditions.push(fr.directives.clone());
                 }
-                flatten_root(&fr.selections, conditions, out);
+                let opened = match &fr.defer {
+                    Some(d) if at.defer_enabled && at.deferred.is_none() => {
+                        defers.push(Deferred {
+                            label: d.label.clone(),
+                            path: Vec::new(),
+                        });
+                        at.deferred = Some(defers.len() - 1);
+                        true
+                    }
+                    _ => false,
+                };
+                flatten_root(&fr.selections, at, out, defers);
+                if opened {
+                    at.deferred = None;
+                }
                 if pushed {
-                    conditions.pop();
+                    at.conditions.pop();
                 }
             }
         }
@@ -422,6 +505,7 @@ struct Snapshot {
     context_vars: usize,
     planner_fields: usize,
     positions: HashMap<Rc<str>, Vec<Ctx>>,
+    defer_ids: HashMap<(usize, Rc<str>), usize>,
 }
 
 #[derive(Clone)]
@@ -835,6 +919,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             context_vars: self.context_vars,
             planner_fields: self.planner_fields,
             positions: self.positions.clone(),
+            defer_ids: self.defer_ids.clone(),
         }
     }
 
@@ -854,6 +939,7 @@ impl<'g, 'a> Walker<'g, 'a> {
         self.context_vars = s.context_vars;
         self.planner_fields = s.planner_fields;
         self.positions = s.positions;
+        self.defer_ids = s.defer_ids;
     }
 
     /// The cost of the plan decided so far (see [`Cost`]).
@@ -1033,7 +1119,9 @@ impl<'g, 'a> Walker<'g, 'a> {
                     {
                         continue;
                     }
-                    if fr.directives.is_empty() {
+                    if self.defers_here(fr) {
+                        self.walk_deferred(ctx, ty, fr)?;
+                    } else if fr.directives.is_empty() {
                         self.walk_selections(ctx, ty, &fr.selections)?;
                     } else {
                         let mut c = ctx.clone();
@@ -1047,6 +1135,75 @@ impl<'g, 'a> Walker<'g, 'a> {
         Ok(())
     }
 
+    /// Is `fr` a deferred fragment to plan apart (the outermost `@defer` of its branch,
+    /// in a client selection)?
+    fn defers_here(&self, fr: &Fragment) -> bool {
+        fr.defer.is_some()
+            && self.defer_enabled
+            && self.segment < DEFER_SEGMENTS
+            && self.planner_fields == 0
+    }
+
+    /// Walks deferred fragment `fr` at `ctx` (object type `ty`) in its own segment: its
+    /// fields jump out of the current fetch by a key where one exists (see `force`), and
+    /// everything below them follows in fetches of that segment.
+    fn walk_deferred(&mut self, ctx: &Ctx, ty: &Name, fr: &Fragment) -> Result<(), PlanError> {
+        let key = (std::ptr::from_ref(fr) as usize, ctx.path.scope.clone());
+        let id = match self.defer_ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                self.out.defers.push(Deferred {
+                    label: fr.defer.as_ref().and_then(|d| d.label.clone()),
+                    path: ctx
+                        .path
+                        .iter()
+                        .filter(|p| !matches!(p, PathSegment::TypeCondition(_)))
+                        .cloned()
+                        .collect(),
+                });
+                let id = self.out.defers.len() - 1;
+                self.defer_ids.insert(key, id);
+                id
+            }
+        };
+        let mut c = ctx.clone();
+        if !fr.directives.is_empty() {
+            c.node = self.add_fragment(ctx.group, ctx.node, None, &fr.directives);
+            c.pending.push(fr.directives.clone());
+        }
+        let saved = (self.segment, self.force.take());
+        self.segment = DEFER_SEGMENTS + id;
+        self.force = Some((c.path.key.clone(), c.group));
+        let result = self.walk_selections(&c, ty, &fr.selections);
+        (self.segment, self.force) = saved;
+        result
+    }
+
+    /// Should field `f` at `ctx` leave the current fetch for a deferred one, and can
+    /// it (a strict key route to a subgraph that resolves it)? Fields that cannot stay
+    /// where they are fetched with the primary part (the spec lets a server deliver
+    /// deferred data early).
+    fn forced_out(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<bool, PlanError> {
+        let Some((key, group)) = &self.force else {
+            return Ok(false);
+        };
+        if self.planner_fields > 0
+            || ctx.group != *group
+            || ctx.path.key != *key
+            || ctx.view.is_some()
+            || self.graph.is_abstract(ty)
+            || self.context_candidate(ty, f).is_some()
+        {
+            return Ok(false);
+        }
+        for cand in self.graph.candidates(ty, &f.name) {
+            if self.route(ctx, ty, &cand, false)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn walk_field(&mut self, ctx: &Ctx, ty: &Name, f: &Field) -> Result<(), PlanError> {
         self.budget.tick()?;
         if f.name == "__typename" {
@@ -1056,6 +1213,9 @@ impl<'g, 'a> Walker<'g, 'a> {
                 self.add_field(ctx.group, ctx.node, f);
             }
             return Ok(());
+        }
+        if self.forced_out(ctx, ty, f)? {
+            return self.jump(ctx, ty, f);
         }
         if let Some(provided) = ctx
             .provided
@@ -2008,7 +2168,7 @@ impl<'g, 'a> Walker<'g, 'a> {
                                 continue;
                             }
                             let c = self.narrow(ctx, p);
-                            if fr.directives.is_empty() {
+                            if fr.directives.is_empty() && !self.defers_here(fr) {
                                 self.walk_selections(&c, p, &fr.selections)?;
                             } else {
                                 self.walk_selections(&c, p, std::slice::from_ref(sel))?;
@@ -2178,6 +2338,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             }
             Sel::Fragment(fr) => {
                 fr.directives.is_empty()
+                    && !self.defers_here(fr)
                     && fr.type_condition.as_ref().is_none_or(|t| t == a)
                     && self.interface_object_can_stay(s, a, &fr.selections)
             }
@@ -2202,6 +2363,12 @@ impl<'g, 'a> Walker<'g, 'a> {
                             .possible_types(s, a)
                             .iter()
                             .all(|p| local(p, &f.name)))
+            }
+            // A deferred fragment on the abstract type itself is planned per object type.
+            Sel::Fragment(fr)
+                if self.defers_here(fr) && fr.type_condition.as_ref().is_none_or(|t| t == a) =>
+            {
+                false
             }
             Sel::Fragment(fr) => match &fr.type_condition {
                 None => self.can_stay(s, a, &fr.selections),

@@ -99,6 +99,20 @@ pub struct ExecutionInput<'a> {
     /// The client's headers, for the `[headers]` propagation rules (never forwarded
     /// wholesale).
     pub client_headers: &'a http::HeaderMap,
+    /// `@defer` delivered incrementally: the initial payload's shape and where it goes.
+    pub initial: Option<InitialPart<'a>>,
+}
+
+/// The initial payload of an operation with `@defer`: once the plan's primary part has
+/// run (the whole plan when it has no `Defer` node), the data so far is shaped for
+/// `operation` of `document` (the client's operation without its deferred fragments)
+/// and handed to `send`; then the deferred fragments' fetches run and the whole
+/// operation is shaped as usual, the caller taking the deferred parts from it.
+pub struct InitialPart<'a> {
+    pub document: &'a Valid<ExecutableDocument>,
+    pub operation: &'a Operation,
+    /// Called with the payload and the subgraph response headers passed on so far.
+    pub send: Box<dyn FnOnce(GraphQLResponse, http::HeaderMap) + Send + 'a>,
 }
 
 /// Run the plan and shape the response (always `data`, possibly partial).
@@ -153,7 +167,7 @@ pub(crate) async fn execute_event(
 /// Runs `node` on `data`, then shapes the response.
 async fn run_and_shape(
     subgraphs: &Subgraphs,
-    input: ExecutionInput<'_>,
+    mut input: ExecutionInput<'_>,
     node: Option<&portico_federation::plan::PlanNode>,
     data: Val,
     errors: Vec<GraphQLError>,
@@ -182,8 +196,48 @@ async fn run_and_shape(
         failed_paths: Mutex::new(Vec::new()),
         response_headers: Mutex::new(http::HeaderMap::new()),
     };
-    if let Some(node) = node {
-        run.node(node).await;
+    match input.initial.take() {
+        None => {
+            if let Some(node) = node {
+                run.node(node).await;
+            }
+        }
+        Some(initial) => {
+            let (primary, deferred) = match node {
+                Some(portico_federation::plan::PlanNode::Defer { primary, deferred }) => {
+                    (primary.as_deref(), deferred.as_slice())
+                }
+                other => (other, &[][..]),
+            };
+            if let Some(node) = primary {
+                run.node(node).await;
+            }
+            // Shaping moves leaves out of the tree it shapes: the initial payload is
+            // shaped from a copy.
+            let mut data = run.data.lock().clone();
+            let mut errors = run.errors.lock().clone();
+            let failed_paths = run.failed_paths.lock().clone();
+            let data = shape::Shaper {
+                schema: input.schema,
+                document: initial.document,
+                variables: input.variables,
+                introspection: input.introspection,
+                errors: &mut errors,
+                failed_paths: &failed_paths,
+                groups: Default::default(),
+            }
+            .shape(initial.operation, &mut data);
+            let passed_on = run.response_headers.lock().clone();
+            (initial.send)(
+                GraphQLResponse {
+                    errors,
+                    data: Some(data),
+                    extensions: Map::new(),
+                },
+                passed_on,
+            );
+            run.deferred(deferred).await;
+        }
     }
     let mut data = run.data.into_inner();
     let mut errors: Vec<GraphQLError> = run.errors.into_inner();

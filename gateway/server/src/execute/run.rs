@@ -67,6 +67,13 @@ impl<'a> Run<'a> {
                         self.node(other).await
                     }
                 },
+                // Delivered at once: the primary part, then every deferred fragment's.
+                PlanNode::Defer { primary, deferred } => {
+                    if let Some(n) = primary {
+                        self.node(n).await;
+                    }
+                    self.deferred(deferred).await;
+                }
                 PlanNode::Condition {
                     condition,
                     if_clause,
@@ -85,6 +92,18 @@ impl<'a> Run<'a> {
             }
         }
         .boxed()
+    }
+
+    /// Every deferred fragment's fetches, in parallel (each waits only for the primary
+    /// part, which has run).
+    pub async fn deferred(&'a self, deferred: &'a [portico_federation::plan::DeferredNode]) {
+        join_all(
+            deferred
+                .iter()
+                .filter_map(|d| d.node.as_deref())
+                .map(|n| self.node(n)),
+        )
+        .await;
     }
 
     fn fetch_variables(&self, fetch: &FetchNode) -> Map<String, Value> {

@@ -398,14 +398,6 @@ pub(crate) struct SubgraphResponse {
     pub headers: http::HeaderMap,
 }
 
-/// The responses of one `@defer` operation's first run, by subgraph and [`DedupeKey`]: its second run takes identical fetches from here instead of sending them
-/// again (queries only). Set around both runs by `http/graphql.rs`.
-pub(crate) type FetchMemo = Arc<parking_lot::Mutex<HashMap<(String, DedupeKey), SubgraphResponse>>>;
-
-tokio::task_local! {
-    pub(crate) static FETCH_MEMO: FetchMemo;
-}
-
 /// Where and how to open one subscription on a subgraph (see
 /// [`Subgraphs::subscription_request`]).
 #[derive(Debug, Clone)]
@@ -656,47 +648,22 @@ impl Subgraphs {
             self.header_rules
                 .for_subgraph(&endpoint.name, client_headers)
         };
-        // A subgraph whose response headers reach clients (`respond` rules, e.g. a
-        // Set-Cookie) is never deduplicated: no client gets a header meant for another.
         let is_mutation = sending == Sending::Mutation;
         // A subgraph whose response headers reach clients (`respond` rules, e.g. a
         // Set-Cookie) is never deduplicated: no client gets a header meant for another.
         let shareable = self.resilience.dedupe
             && sending == Sending::Query
             && !self.header_rules.responds(&endpoint.name);
-        // `@defer`'s second run takes the first run's identical fetches from its memo.
-        let memo = if sending == Sending::Query {
-            FETCH_MEMO.try_with(Clone::clone).ok()
-        } else {
-            None
-        };
-        // Keyed like in-flight deduplication: same body, identity and forwarded headers.
-        let memo_key = memo.as_ref().map(|_| {
-            (
-                endpoint.name.clone(),
-                DedupeKey::new(&body, identity, &forwarded),
-            )
-        });
-        if let (Some(memo), Some(key)) = (&memo, &memo_key)
-            && let Some(known) = memo.lock().get(key)
-        {
-            return Ok(known.clone());
-        }
-        let outcome = self
-            .send_shared(
-                endpoint,
-                shareable,
-                is_mutation,
-                body,
-                identity,
-                (request_id, operation_name),
-                forwarded,
-            )
-            .await;
-        if let (Some(memo), Some(key), Ok(response)) = (&memo, memo_key, &outcome) {
-            memo.lock().insert(key, response.clone());
-        }
-        outcome
+        self.send_shared(
+            endpoint,
+            shareable,
+            is_mutation,
+            body,
+            identity,
+            (request_id, operation_name),
+            forwarded,
+        )
+        .await
     }
 
     /// [`send_untraced`](Self::send_untraced)'s sending, joining an identical request in

@@ -45,10 +45,6 @@ fn header_is_true(headers: &HeaderMap, name: &str) -> bool {
 #[serde(rename_all = "camelCase")]
 pub(super) struct GraphQLRequest {
     query: Option<String>,
-    /// Set by the gateway (never by a client): a part of an operation whose whole is
-    /// charged to the rate limit by another run (`@defer`'s initial part).
-    #[serde(skip)]
-    uncharged: bool,
     /// Set by the gateway: this request may be split for `@defer` (the top-level
     /// request; not batch items, WebSocket operations or the parts themselves).
     #[serde(skip)]
@@ -57,6 +53,9 @@ pub(super) struct GraphQLRequest {
     /// (APQ, trusted documents), so it is used as is.
     #[serde(skip)]
     derived: bool,
+    /// Set by the gateway: `@defer` delivered incrementally (see [`DeferTarget`]).
+    #[serde(skip)]
+    defer: Option<DeferTarget>,
     /// A trusted document's id, sent instead of the query.
     #[serde(default)]
     document_id: Option<String>,
@@ -65,6 +64,38 @@ pub(super) struct GraphQLRequest {
     variables: Option<Map<String, Value>>,
     #[serde(default)]
     extensions: Option<Map<String, Value>>,
+}
+
+/// Where the initial payload of an operation with `@defer` goes: `initial` is the
+/// operation without its deferred fragments (its shape); the payload, the subgraph
+/// response headers passed on so far and the rate limiter's decision go to the request
+/// handler, which answers with them while the deferred fetches run.
+#[derive(Clone)]
+pub(super) struct DeferTarget {
+    initial: String,
+    sink: Arc<parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<DeferStart>>>>,
+}
+
+impl std::fmt::Debug for DeferTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferTarget").finish_non_exhaustive()
+    }
+}
+
+impl DeferTarget {
+    fn send(&self, start: DeferStart) {
+        if let Some(sink) = self.sink.lock().take() {
+            // The handler may have gone (the client left): nothing to do then.
+            let _ = sink.send(start);
+        }
+    }
+}
+
+/// The initial payload of an operation with `@defer` (see [`DeferTarget`]).
+pub(super) struct DeferStart {
+    pub(super) response: GraphQLResponse,
+    pub(super) passed_on: HeaderMap,
+    pub(super) quota: Option<crate::ratelimit::Decision>,
 }
 
 /// What makes two client queries identical (`[deduplication] requests`): everything the
@@ -375,10 +406,11 @@ async fn pipeline(
     Ok(http)
 }
 
-/// `@defer` (`defer.rs`): with `Accept: multipart/mixed`, the operation without its
-/// deferred fragments runs and is sent at once, then the whole operation's deferred parts
-/// (`subscriptions.rs::deferred`); otherwise the whole operation in one response. The
-/// parts carry the resolved text (`derived`: an APQ hash or a trusted document's id was
+/// `@defer` (`defer.rs`): with `Accept: multipart/mixed`, the operation runs once, as
+/// `split.planned`: its plan's primary part runs, the initial payload is sent at once,
+/// then the deferred fragments' own fetches run and their fields follow
+/// (`subscriptions.rs::deferred`). Otherwise the whole operation in one response. The
+/// run carries the resolved text (`derived`: an APQ hash or a trusted document's id was
 /// already resolved and checked).
 #[allow(clippy::too_many_arguments)] // the pipeline's state, passed down once
 async fn deferred_response(
@@ -399,54 +431,74 @@ async fn deferred_response(
     if let Some(extensions) = request.extensions.as_mut() {
         extensions.remove("persistedQuery");
     }
-    let mut full = request.clone();
-    full.query = Some(split.full.clone());
-    // Without multipart, no incremental delivery: the whole result in one response.
-    let incremental = accepts_multipart_defer(&parts.headers);
-    let mut first = if incremental { request } else { full.clone() };
-    if incremental {
-        first.query = Some(split.initial.clone());
-        first.uncharged = true;
-    }
-    // The first run's subgraph responses, for the second run's identical fetches.
-    let memo = crate::execute::subgraph::FetchMemo::default();
-    let outcome = crate::execute::subgraph::FETCH_MEMO
-        .scope(
-            memo.clone(),
-            operation(
-                gw,
-                parts,
-                first,
-                is_get,
-                quota,
-                request_id,
-                kind,
-                operation_name_out,
-            ),
+    if !accepts_multipart_defer(&parts.headers) {
+        // Without multipart, no incremental delivery: the whole result in one response.
+        request.query = Some(split.full.clone());
+        let outcome = operation(
+            gw,
+            parts,
+            request,
+            is_get,
+            quota,
+            request_id,
+            kind,
+            operation_name_out,
         )
         .await?;
-    let Outcome::Done(mut response, passed_on) = outcome else {
-        return Err(RequestFailure::new(
-            ErrorCode::BadRequest,
-            "@defer in a subscription is not supported",
-        ));
-    };
-    let mut http = if incremental {
-        super::subscriptions::deferred(
-            gw.clone(),
-            parts.clone(),
-            response,
-            full,
-            split,
-            request_id.to_string(),
-            memo,
-        )
-    } else {
+        let Outcome::Done(mut response, passed_on) = outcome else {
+            return Err(RequestFailure::new(
+                ErrorCode::BadRequest,
+                "@defer in a subscription is not supported",
+            ));
+        };
         strip_defer_placeholders(&mut response);
-        json_response(StatusCode::OK, &response, json_type)
-    };
-    crate::headers::append_all(http.headers_mut(), passed_on);
-    Ok(http)
+        let mut http = json_response(StatusCode::OK, &response, json_type);
+        crate::headers::append_all(http.headers_mut(), passed_on);
+        return Ok(http);
+    }
+    // One run, on a task of its own: it outlives this handler, which answers as soon as
+    // the initial payload is ready. It ends with the request timeout, or when the
+    // client leaves (the response body drops it).
+    let (sink, started) = tokio::sync::oneshot::channel();
+    request.query = Some(split.planned.clone());
+    request.defer = Some(DeferTarget {
+        initial: split.initial.clone(),
+        sink: Arc::new(parking_lot::Mutex::new(Some(sink))),
+    });
+    let (task_gw, task_parts, task_id) = (gw.clone(), parts.clone(), request_id.to_string());
+    let deadline = std::time::Duration::from_millis(gw.config.request_timeout_ms);
+    let run = super::subscriptions::AbortOnDrop(tokio::spawn(async move {
+        let run = run_operation(&task_gw, &task_parts, request, &task_id);
+        match tokio::time::timeout(deadline, run).await {
+            Ok(Ok(Outcome::Done(response, _))) => Ok(response),
+            Ok(Ok(_)) => Err(RequestFailure::new(
+                ErrorCode::BadRequest,
+                "@defer in a subscription is not supported",
+            )),
+            Ok(Err(failure)) => Err(failure),
+            Err(_) => Err(RequestFailure::new(
+                ErrorCode::GatewayTimeout,
+                "the request did not complete within request_timeout_ms",
+            )),
+        }
+    }));
+    match started.await {
+        Ok(start) => {
+            *quota = start.quota;
+            let mut http = super::subscriptions::deferred(gw.clone(), start.response, run, split);
+            crate::headers::append_all(http.headers_mut(), start.passed_on);
+            Ok(http)
+        }
+        // The run ended before any payload: it was refused (limits, authentication,
+        // cost), or failed.
+        Err(_) => match run.finish().await {
+            Ok(mut response) => {
+                strip_defer_placeholders(&mut response);
+                Ok(json_response(StatusCode::OK, &response, json_type))
+            }
+            Err(failure) => Err(failure),
+        },
+    }
 }
 
 /// The items of a batch (a JSON array of GraphQL requests), when batching is on and the
@@ -607,21 +659,14 @@ async fn operation(
     operation_name_out: &mut String,
 ) -> Result<Outcome, RequestFailure> {
     let headers = &parts.headers;
-    let request_uncharged = request.uncharged;
+    let mut request = request;
+    let defer_target = request.defer.take();
     let query = resolve_query(gw, &request).await?;
     let query: &str = &query;
 
     // 2. Document: length limit, parse and validate against the API schema (cached).
     limits::check_query_length(query, &gw.config.limits)?;
-    let query_hash = hash_query(query);
-    let parsed = match gw.documents.get(&query_hash) {
-        Some(parsed) => parsed,
-        None => {
-            let parsed = Arc::new(parse_and_validate(gw, query));
-            gw.documents.insert(query_hash, parsed.clone());
-            parsed
-        }
-    };
+    let (query_hash, parsed) = cached_document(gw, query);
     let document = match parsed.as_ref() {
         Ok(document) => document,
         Err(errors) => {
@@ -742,7 +787,6 @@ async fn operation(
         peer,
         headers,
         quota,
-        !request_uncharged,
     )
     .instrument(tracing::info_span!(target: "portico::otel", "cost"))
     .await?;
@@ -757,15 +801,18 @@ async fn operation(
         operation_name: operation_name.map(str::to_string),
         override_labels: gw.override_labels_for_request(),
     });
-    // What makes this query identical to another in flight (`[deduplication] requests`).
+    // What makes this query identical to another in flight (`[deduplication] requests`);
+    // never an incremental `@defer` run, whose initial payload goes to its own client.
     let shared_key = match (&gw.shared_requests, &plan_key) {
-        (Some(_), Some(key)) if operation.operation_type.is_query() => Some(SharedKey::new(
-            key.clone(),
-            &variables_json,
-            &identity,
-            gw.subgraphs.header_rules().propagated(),
-            headers,
-        )),
+        (Some(_), Some(key)) if operation.operation_type.is_query() && defer_target.is_none() => {
+            Some(SharedKey::new(
+                key.clone(),
+                &variables_json,
+                &identity,
+                gw.subgraphs.header_rules().propagated(),
+                headers,
+            ))
+        }
         _ => None,
     };
     let plan = match plan_key {
@@ -819,6 +866,39 @@ async fn operation(
             Turn::Lead(l) => leader = Some(l),
         }
     }
+    // `@defer` delivered incrementally: the initial payload's shape (a document derived
+    // from this one, parsed and validated through the same cache).
+    let initial_document = defer_target
+        .as_ref()
+        .map(|target| cached_document(gw, &target.initial).1);
+    let initial = match (defer_target, initial_document.as_deref()) {
+        (Some(target), Some(Ok(document))) => match document.operations.get(operation_name) {
+            Ok(operation) => {
+                let authz = authz_errors.clone();
+                let quota = *quota;
+                Some(execute::InitialPart {
+                    document,
+                    operation,
+                    send: Box::new(move |mut response, passed_on| {
+                        if !authz.is_empty() {
+                            crate::authz::merge_errors(
+                                &mut response.errors,
+                                authz,
+                                response.data.as_ref(),
+                            );
+                        }
+                        target.send(DeferStart {
+                            response,
+                            passed_on,
+                            quota,
+                        });
+                    }),
+                })
+            }
+            Err(_) => None,
+        },
+        _ => None,
+    };
     let (mut response, passed_on) = match joined {
         Some(shared) => {
             gw.metrics.shared_requests.fetch_add(1, Ordering::Relaxed);
@@ -838,6 +918,7 @@ async fn operation(
                     identity: &identity,
                     request_id,
                     client_headers: headers,
+                    initial,
                 },
             );
             let execution =
@@ -1061,6 +1142,21 @@ fn internal_failure(
     }
 }
 
+/// `query` parsed and validated against the API schema, from the document cache (by
+/// the text's hash, also returned) or put there.
+fn cached_document(gw: &Inner, query: &str) -> (crate::plan::QueryHash, Arc<ParsedDocument>) {
+    let query_hash = hash_query(query);
+    let parsed = match gw.documents.get(&query_hash) {
+        Some(parsed) => parsed,
+        None => {
+            let parsed = Arc::new(parse_and_validate(gw, query));
+            gw.documents.insert(query_hash, parsed.clone());
+            parsed
+        }
+    };
+    (query_hash, parsed)
+}
+
 fn parse_and_validate(gw: &Inner, query: &str) -> ParsedDocument {
     let parsing = tracing::info_span!(target: "portico::otel", "parse").entered();
     let ast = Parser::new()
@@ -1207,9 +1303,9 @@ fn read_get_params(query_string: &str) -> Result<GraphQLRequest, RequestFailure>
         operation_name: params.operation_name,
         variables: json_param("variables", params.variables)?,
         extensions: json_param("extensions", params.extensions)?,
-        uncharged: false,
         may_defer: false,
         derived: false,
+        defer: None,
     })
 }
 
@@ -1284,23 +1380,6 @@ fn strip_defer_placeholders(response: &mut GraphQLResponse) {
         let mut json = data.into_json();
         crate::defer::strip_placeholders(&mut json);
         response.data = Some(crate::execute::Val::from(json));
-    }
-}
-
-/// Runs `request` (the full part of a deferred operation) as [`operation`] does, for
-/// the streaming body of `@defer`.
-pub(super) async fn run_deferred_part(
-    gw: &Arc<Inner>,
-    parts: &axum::http::request::Parts,
-    request: GraphQLRequest,
-    request_id: &str,
-) -> Result<GraphQLResponse, RequestFailure> {
-    match run_operation(gw, parts, request, request_id).await? {
-        Outcome::Done(response, _) => Ok(response),
-        Outcome::Subscribe(_) | Outcome::Defer(_) => Err(RequestFailure::new(
-            ErrorCode::BadRequest,
-            "@defer in a subscription is not supported",
-        )),
     }
 }
 

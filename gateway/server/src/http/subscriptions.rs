@@ -93,20 +93,37 @@ pub(super) fn multipart(events: impl Stream<Item = GraphQLResponse> + Send + 'st
         .into_response()
 }
 
-/// `@defer`'s answer, `multipart/mixed; deferSpec=20220824` (what Apollo Client and
-/// graphql-js 17 read, as Apollo Router sends it): the initial part (`first`, already
-/// run) at once with `hasNext: true`; then `full` runs (its fetches identical to the first
-/// run's taken from `memo`, not sent again) and one last part carries every
-/// deferred fragment's data at its `path` (`incremental`, with `label`), `hasNext:
-/// false`, and any errors of that run.
+/// A task that is aborted when this handle is dropped (a `@defer` run whose client
+/// left).
+pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl AbortOnDrop<Result<GraphQLResponse, crate::error::RequestFailure>> {
+    /// The task's result; a task that panicked or was aborted is a failure.
+    pub(super) async fn finish(mut self) -> Result<GraphQLResponse, crate::error::RequestFailure> {
+        match (&mut self.0).await {
+            Ok(result) => result,
+            Err(_) => Err(crate::error::RequestFailure::new(
+                ErrorCode::InternalServerError,
+                "internal server error",
+            )),
+        }
+    }
+}
+
+/// The `multipart/mixed` body of an operation with `@defer`: `first` (the initial
+/// payload, `hasNext: true`), then, once `run` has the whole operation's response, the
+/// deferred fragments' parts (`incremental`) with the errors not already sent.
 pub(super) fn deferred(
     gw: Arc<Inner>,
-    parts: axum::http::request::Parts,
     mut first: GraphQLResponse,
-    full: super::graphql::GraphQLRequest,
+    run: AbortOnDrop<Result<GraphQLResponse, crate::error::RequestFailure>>,
     split: crate::defer::Split,
-    request_id: String,
-    memo: crate::execute::subgraph::FetchMemo,
 ) -> Response {
     const PART: &str = "\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n";
     let mut initial = json!({});
@@ -115,34 +132,44 @@ pub(super) fn deferred(
         crate::defer::strip_placeholders(&mut data);
         initial["data"] = data;
     }
-    if !first.errors.is_empty() {
-        initial["errors"] = json!(first.errors);
+    let sent: Vec<Value> = first.errors.iter().map(|e| json!(e)).collect();
+    if !sent.is_empty() {
+        initial["errors"] = Value::Array(sent.clone());
     }
     initial["hasNext"] = json!(true);
     let head = format!("{PART}{initial}");
-    let rest = crate::execute::subgraph::FETCH_MEMO.scope(memo, async move {
+    let rest = async move {
         let mut last = json!({ "hasNext": false });
-        match super::graphql::run_deferred_part(&gw, &parts, full, &request_id).await {
+        match run.finish().await {
             Ok(response) => {
-                let data = response.data.map(crate::execute::Val::into_json);
-                let schema = gw.planner.api_schema();
-                let items = data
-                    .as_ref()
+                let items = response
+                    .data
+                    .map(crate::execute::Val::into_json)
                     .map(|data| {
-                        crate::defer::increments(&split, data, &|abstract_type, object_type| {
+                        let schema = gw.planner.api_schema();
+                        crate::defer::increments(&split, &data, &|abstract_type, object_type| {
                             schema.is_subtype(abstract_type, object_type)
                         })
                     })
                     .unwrap_or_default();
                 last["incremental"] = Value::Array(items);
-                if !response.errors.is_empty() {
-                    last["errors"] = json!(response.errors);
+                let errors: Vec<Value> = response
+                    .errors
+                    .iter()
+                    .map(|e| json!(e))
+                    .filter(|e| !sent.contains(e))
+                    .collect();
+                if !errors.is_empty() {
+                    last["errors"] = Value::Array(errors);
+                }
+                if !response.extensions.is_empty() {
+                    last["extensions"] = Value::Object(response.extensions);
                 }
             }
             Err(failure) => last["errors"] = json!(failure.errors),
         }
         format!("{PART}{last}\r\n-----\r\n")
-    });
+    };
     let body = futures::stream::once(async move { Ok::<_, Infallible>(bytes::Bytes::from(head)) })
         .chain(futures::stream::once(async move {
             Ok::<_, Infallible>(bytes::Bytes::from(rest.await))

@@ -347,7 +347,7 @@ async fn with_charge_per_event_each_event_takes_the_cost_and_an_empty_budget_end
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
     let subgraphs = demo_subgraphs(2, 1).await;
-    let (gateway, url) = real_gateway(&subgraphs).await;
+    let (_gateway, url) = real_gateway(&subgraphs).await;
     let query = r#"query Profile($id: ID!) {
       user(id: $id) {
         username
@@ -367,7 +367,21 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
                 .expect("send")
         }
     };
-    let users_before = gateway.subgraph_request_count("users");
+    let sent = |name: &str| -> Vec<String> {
+        let sg = &subgraphs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("subgraph")
+            .1;
+        sg.requests
+            .lock()
+            .iter()
+            .map(|r| r.body["query"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let before = |name: &str| sent(name).len();
+    let (users_before, posts_before, likes_before) =
+        (before("users"), before("posts"), before("likes"));
     let response = ask("multipart/mixed;deferSpec=20220824, application/json").await;
     let content_type = response.headers()["content-type"].clone();
     let body = response.text().await.expect("body");
@@ -383,8 +397,23 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
         .map(|p| serde_json::from_str(p).expect("a JSON part"))
         .collect();
     assert_eq!(parts.len(), 2, "{body}");
-    // The root fetch to users is the same in both runs: sent once, reused by the second.
-    assert_eq!(gateway.subgraph_request_count("users") - users_before, 1);
+    // One plan: the primary part's fetches (users, then the post ids from posts), then
+    // each deferred fragment's own fetches, which start from the primary's keys and
+    // fetch nothing it already has: the captions from posts, the like counts from likes.
+    assert_eq!(sent("users").len() - users_before, 1);
+    let posts = sent("posts")[posts_before..].to_vec();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert!(
+        !posts[0].contains("caption") && posts[0].contains("id"),
+        "{posts:?}"
+    );
+    assert!(
+        posts[1].contains("posts(first:10){nodes{caption}}"),
+        "the deferred fetch asks for the deferred fields only: {posts:?}"
+    );
+    let likes = sent("likes")[likes_before..].to_vec();
+    assert_eq!(likes.len(), 1, "{likes:?}");
+    assert!(likes[0].contains("likeCount"), "{likes:?}");
     assert_eq!(
         parts[0],
         json!({"data": {"user": {"username": "ann", "posts": {"nodes": [{"id": "p0"}, {"id": "p1"}]}}}, "hasNext": true}),
@@ -460,7 +489,10 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
         "{body}"
     );
 
-    // A selection set left empty by the split is an empty object at first.
+    // A selection set left empty by the split is an empty object at first. The deferred
+    // `username` comes from its own entity fetch to users (which this mock answers with
+    // `user-<id>`, where its root field says "ann").
+    let users_before = before("users");
     let only = r#"query Only($id: ID!) { user(id: $id) { ... @defer { username } } }"#;
     let body = reqwest::Client::new()
         .post(&url)
@@ -478,9 +510,42 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
     );
     assert!(
         body.contains(
-            r#"{"hasNext":false,"incremental":[{"data":{"username":"ann"},"path":["user"]}]}"#
+            r#"{"hasNext":false,"incremental":[{"data":{"username":"user-1"},"path":["user"]}]}"#
         ),
         "{body}"
+    );
+    let users = sent("users")[users_before..].to_vec();
+    assert_eq!(users.len(), 2, "{users:?}");
+    assert!(!users[0].contains("username"), "{users:?}");
+    assert!(
+        users[1].contains("_entities") && users[1].contains("username"),
+        "{users:?}"
+    );
+
+    // In a batch item (as over a WebSocket) there is no incremental delivery: the
+    // operation is planned with its `@defer`s, the parts run one after the other, and
+    // the whole result comes at once (here too, `username` from the entity fetch).
+    let mut config = dev();
+    config.batching.enabled = true;
+    for (name, sg) in &subgraphs {
+        config.subgraphs.insert(
+            name.to_string(),
+            portico_gateway::config::SubgraphConfig {
+                url: Some(sg.url.clone()),
+                ..Default::default()
+            },
+        );
+    }
+    let batching = Gateway::new(config, SUPERGRAPH, TrustSigner::generate()).expect("loads");
+    let batch_url = format!("http://{}/graphql", spawn(batching.router()).await);
+    let answers = post_json(
+        &batch_url,
+        json!([{"query": only, "variables": {"id": "1"}}, {"query": "{ user(id: \"1\") { username } }"}]),
+    )
+    .await;
+    assert_eq!(
+        answers,
+        json!([{"data": {"user": {"username": "user-1"}}}, {"data": {"user": {"username": "ann"}}}])
     );
 }
 
