@@ -549,6 +549,78 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
     );
 }
 
+/// The initial payload leaves before the deferred fragments' fetches have answered: here
+/// the likes subgraph holds its answer until the test has read the first part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_initial_payload_is_sent_before_the_deferred_fetches_answer() {
+    let mut subgraphs = demo_subgraphs(2, 1).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let requests: Arc<parking_lot::Mutex<Vec<Recorded>>> = Arc::default();
+    let app = {
+        let (gate, requests) = (gate.clone(), requests.clone());
+        axum::Router::new().route(
+            "/graphql",
+            axum::routing::post(move |headers: HeaderMap, Json(body): Json<Value>| {
+                let (gate, requests) = (gate.clone(), requests.clone());
+                async move {
+                    requests.lock().push(Recorded {
+                        headers,
+                        body: body.clone(),
+                    });
+                    let _held = gate.acquire().await;
+                    let entities: Vec<Value> = representations(&body)
+                        .iter()
+                        .enumerate()
+                        .map(|(i, _)| json!({"likeCount": i}))
+                        .collect();
+                    Json(json!({"data": {"_entities": entities}}))
+                }
+            }),
+        )
+    };
+    let likes = MockSubgraph {
+        url: format!("http://{}/graphql", spawn(app).await),
+        requests,
+    };
+    for entry in subgraphs.iter_mut().filter(|(n, _)| *n == "likes") {
+        entry.1 = likes.clone();
+    }
+    let (_gateway, url) = real_gateway(&subgraphs).await;
+    let query = r#"{ user(id: "1") { username posts(first: 2) { nodes { id ... @defer { likeCount } } } } }"#;
+    let mut response = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "multipart/mixed;deferSpec=20220824")
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .expect("send");
+    let mut body = String::new();
+    while !body.contains(r#""hasNext":true}"#) {
+        let chunk = response
+            .chunk()
+            .await
+            .expect("read")
+            .expect("the first part");
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(body.contains(r#""username":"ann""#), "{body}");
+    assert!(!body.contains("likeCount"), "{body}");
+    // The deferred fetch goes out (and is held); released, its fields follow.
+    while likes.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(likes.count(), 1);
+    gate.add_permits(1);
+    while let Some(chunk) = response.chunk().await.expect("read") {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        body.contains(r#"{"data":{"likeCount":1},"path":["user","posts","nodes",1]}"#),
+        "{body}"
+    );
+    assert!(body.ends_with("\r\n-----\r\n"), "{body:?}");
+}
+
 /// A client that stops reading loses its subscription once the few buffered events and
 /// the socket buffers are full: the gateway does not keep events for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
