@@ -881,11 +881,16 @@ async fn operation(
                     operation,
                     send: Box::new(move |mut response, passed_on| {
                         if !authz.is_empty() {
-                            crate::authz::merge_errors(
-                                &mut response.errors,
-                                authz,
-                                response.data.as_ref(),
-                            );
+                            // Only the errors of fields this payload holds: a deferred
+                            // field's error comes with its part.
+                            let mut placed = Vec::new();
+                            crate::authz::merge_errors(&mut placed, authz, response.data.as_ref());
+                            placed.retain(|e| {
+                                e.path
+                                    .as_deref()
+                                    .is_some_and(|path| holds(response.data.as_ref(), path))
+                            });
+                            response.errors.extend(placed);
                         }
                         target.send(DeferStart {
                             response,
@@ -1140,6 +1145,19 @@ fn internal_failure(
         status: StatusCode::INTERNAL_SERVER_ERROR,
         errors: vec![error],
     }
+}
+
+/// Does `data` hold a value (null included) at `path`?
+fn holds(data: Option<&execute::Val>, path: &[crate::error::PathElem]) -> bool {
+    let mut at = data;
+    for step in path {
+        at = match (at, step) {
+            (Some(v), crate::error::PathElem::Key(k)) => v.get(k),
+            (Some(v), crate::error::PathElem::Index(i)) => v.at(*i),
+            (None, _) => return false,
+        };
+    }
+    at.is_some()
 }
 
 /// `query` parsed and validated against the API schema, from the document cache (by

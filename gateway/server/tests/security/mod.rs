@@ -168,6 +168,47 @@ async fn supergraph_directives_null_unauthorized_fields_and_never_send_them_to_s
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.get("errors").is_none(), "{body}");
+
+    // Deferred: the same rules, in the part that carries the field. Anonymous, the
+    // deferred `me` is null with its error in the second part, and never sent.
+    let before = users.count();
+    let text = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "multipart/mixed;deferSpec=20220824")
+        .json(&json!({"query": r#"{ user(id: "1") { username } ... @defer(label: "me") { me { username } } }"#}))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("body");
+    let parts: Vec<Value> = text
+        .trim_end_matches("\r\n-----\r\n")
+        .split("\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n")
+        .filter(|p| !p.is_empty())
+        .map(|p| serde_json::from_str(p).expect("a JSON part"))
+        .collect();
+    assert_eq!(
+        parts[0],
+        json!({"data": {"user": {"username": "ann"}}, "hasNext": true}),
+        "{text}"
+    );
+    assert_eq!(
+        parts[1]["incremental"],
+        json!([{"data": {"me": null}, "path": [], "label": "me"}]),
+        "{text}"
+    );
+    assert_eq!(
+        codes(&parts[1]),
+        vec![("UNAUTHORIZED_FIELD_OR_TYPE".to_string(), json!(["me"]))],
+        "{text}"
+    );
+    assert_eq!(users.count(), before + 1, "only the primary part's fetch");
+    let sent = users.last().body["query"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(!sent.contains("{me") && !sent.contains(" me"), "{sent}");
 }
 
 #[tokio::test]
