@@ -151,7 +151,7 @@ pub(super) async fn handle(State(live): State<Arc<Live>>, request: Request) -> R
     let gw = live.current();
     // Load shedding: a place among the requests in flight, or a fast 503.
     let overload = &gw.config.overload;
-    let Ok(_place) = live
+    let Ok(place) = live
         .admit(std::time::Duration::from_millis(overload.queue_timeout_ms))
         .await
     else {
@@ -238,7 +238,8 @@ pub(super) async fn handle(State(live): State<Arc<Live>>, request: Request) -> R
         duration_ms = started.elapsed().as_secs_f64() * 1e3,
         "graphql request"
     );
-    response
+    // `@defer`'s deferred parts still run in the body: they keep the admission place.
+    super::subscriptions::hold_place(response, place)
 }
 
 /// The first of `names` present, without control characters, at most 64 characters.

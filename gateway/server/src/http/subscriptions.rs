@@ -174,14 +174,35 @@ pub(super) fn deferred(
         .chain(futures::stream::once(async move {
             Ok::<_, Infallible>(bytes::Bytes::from(rest.await))
         }));
-    (
+    let mut response = (
         [(
             axum::http::header::CONTENT_TYPE,
             "multipart/mixed;boundary=\"-\";deferSpec=20220824",
         )],
         axum::body::Body::from_stream(body),
     )
-        .into_response()
+        .into_response();
+    response.extensions_mut().insert(StillRunning);
+    response
+}
+
+/// Marks a response whose body is still running the request (`@defer`'s deferred
+/// parts): the request's admission place (`[overload]`) goes with the body.
+#[derive(Clone, Copy)]
+pub(super) struct StillRunning;
+
+/// `response` holding `place` until its body is done or dropped, when the body is still
+/// running the request ([`StillRunning`]); otherwise `response`, and `place` is freed.
+pub(super) fn hold_place<T: Send + 'static>(response: Response, place: T) -> Response {
+    if response.extensions().get::<StillRunning>().is_none() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &place;
+        chunk
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(body))
 }
 
 /// Is `request` a WebSocket upgrade?

@@ -585,7 +585,21 @@ async fn the_initial_payload_is_sent_before_the_deferred_fetches_answer() {
     for entry in subgraphs.iter_mut().filter(|(n, _)| *n == "likes") {
         entry.1 = likes.clone();
     }
-    let (_gateway, url) = real_gateway(&subgraphs).await;
+    // One request at a time: the deferred parts still running keep that place.
+    let mut config = dev();
+    config.overload.max_in_flight_requests = 1;
+    for (name, sg) in &subgraphs {
+        config.subgraphs.insert(
+            name.to_string(),
+            portico_gateway::config::SubgraphConfig {
+                url: Some(sg.url.clone()),
+                ..Default::default()
+            },
+        );
+    }
+    let gateway = Gateway::new(config, SUPERGRAPH, TrustSigner::generate()).expect("loads");
+    let url = format!("http://{}/graphql", spawn(gateway.router()).await);
+    let plain = json!({"query": r#"{ user(id: "1") { username } }"#});
     let query = r#"{ user(id: "1") { username posts(first: 2) { nodes { id ... @defer { likeCount } } } } }"#;
     let mut response = reqwest::Client::new()
         .post(&url)
@@ -605,15 +619,32 @@ async fn the_initial_payload_is_sent_before_the_deferred_fetches_answer() {
     }
     assert!(body.contains(r#""username":"ann""#), "{body}");
     assert!(!body.contains("likeCount"), "{body}");
-    // The deferred fetch goes out (and is held); released, its fields follow.
+    // The deferred fetch goes out (and is held); meanwhile the request still holds its
+    // admission place. Released, its fields follow, and the place is free again.
     while likes.count() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(likes.count(), 1);
+    let refused = post_json(&url, plain.clone()).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "GATEWAY_OVERLOADED",
+        "{refused}"
+    );
     gate.add_permits(1);
     while let Some(chunk) = response.chunk().await.expect("read") {
         body.push_str(&String::from_utf8_lossy(&chunk));
     }
+    drop(response);
+    let mut served = post_json(&url, plain.clone()).await;
+    for _ in 0..200 {
+        if served["data"]["user"]["username"] == "ann" {
+            break;
+        }
+        // The body's end and the place's release race this request by a moment.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        served = post_json(&url, plain.clone()).await;
+    }
+    assert_eq!(served["data"]["user"]["username"], "ann", "{served}");
     assert!(
         body.contains(r#"{"data":{"likeCount":1},"path":["user","posts","nodes",1]}"#),
         "{body}"
