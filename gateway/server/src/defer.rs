@@ -39,18 +39,23 @@ pub(crate) const TYPENAME: &str = "portico__typename";
 /// Deepest selection nesting the transforms walk (beyond: no split, `@defer` ignored).
 const MAX_DEPTH: usize = 256;
 
+/// Label given to each active `@defer` of the planned document (numbered): the plan's
+/// deferred nodes carry it, so each part can be delivered when its fetches are done.
+const LABEL: &str = "portico_defer_";
+
 /// An operation split for incremental delivery.
 pub(crate) struct Split {
     pub(crate) initial: String,
     pub(crate) full: String,
-    /// `full` with its active `@defer`s kept (`if:` settled): what the planner plans
-    /// into a `Defer` node when the client takes incremental delivery.
-    pub(crate) planned: String,
-    /// The original document (one operation and its fragments) and that operation.
-    document: ast::Document,
-    operation: Node<ast::OperationDefinition>,
-    /// The request's variables (`@defer(if: $v)`).
-    variables: Map<String, Value>,
+    /// `full` with its active `@defer`s kept (`if:` settled, labelled [`LABEL`]`<n>`):
+    /// what the planner plans into a `Defer` node when the client takes incremental
+    /// delivery.
+    pub(crate) planned_text: String,
+    /// That document (one operation and its fragments) and its operation.
+    planned: ast::Document,
+    planned_operation: Node<ast::OperationDefinition>,
+    /// The client's label of each `@defer` of `planned`, by number.
+    labels: Vec<Option<String>>,
 }
 
 /// `Some(label)` when `directives` hold an active `@defer`.
@@ -99,22 +104,22 @@ fn typename_field(alias: &str) -> Option<Selection> {
 /// `false` when nested deeper than [`MAX_DEPTH`].
 fn remove_deferred(
     selections: &mut Vec<Selection>,
-    variables: &Map<String, Value>,
+    removed: &dyn Fn(&ast::DirectiveList) -> bool,
     depth: usize,
 ) -> bool {
     if depth > MAX_DEPTH {
         return false;
     }
     selections.retain(|s| match s {
-        Selection::InlineFragment(f) => deferred(&f.directives, variables).is_none(),
-        Selection::FragmentSpread(f) => deferred(&f.directives, variables).is_none(),
+        Selection::InlineFragment(f) => !removed(&f.directives),
+        Selection::FragmentSpread(f) => !removed(&f.directives),
         Selection::Field(_) => true,
     });
     for s in selections.iter_mut() {
         let ok = match s {
             Selection::Field(f) if !f.selection_set.is_empty() => {
                 let f = f.make_mut();
-                let ok = remove_deferred(&mut f.selection_set, variables, depth + 1);
+                let ok = remove_deferred(&mut f.selection_set, removed, depth + 1);
                 if f.selection_set.is_empty() {
                     f.selection_set.extend(typename_field(EMPTY));
                 }
@@ -122,7 +127,7 @@ fn remove_deferred(
             }
             Selection::InlineFragment(f) => {
                 let f = f.make_mut();
-                let ok = remove_deferred(&mut f.selection_set, variables, depth + 1);
+                let ok = remove_deferred(&mut f.selection_set, removed, depth + 1);
                 if f.selection_set.is_empty() {
                     f.selection_set.extend(typename_field(EMPTY));
                 }
@@ -137,15 +142,28 @@ fn remove_deferred(
     true
 }
 
-/// Settles the `@defer` of `directives`: removed, or with `keep` and when active, kept
-/// without its `if:` (a literal for the planner, which never sees variables).
-fn settle(directives: &mut ast::DirectiveList, variables: &Map<String, Value>, keep: bool) {
-    if keep && deferred(directives, variables).is_some() {
-        for d in directives.0.iter_mut().filter(|d| d.name == "defer") {
-            d.make_mut().arguments.retain(|a| a.name != "if");
+/// Settles the `@defer` of `directives`: removed, or with `labels` and when active,
+/// kept without its `if:` (a literal for the planner, which never sees variables) and
+/// labelled [`LABEL`]`<n>`, the client's own label (if any) kept as `labels[n]`.
+fn settle(
+    directives: &mut ast::DirectiveList,
+    variables: &Map<String, Value>,
+    labels: Option<&mut Vec<Option<String>>>,
+) {
+    match (labels, deferred(directives, variables)) {
+        (Some(labels), Some(label)) => {
+            let ours = ast::Value::String(format!("{LABEL}{}", labels.len()));
+            labels.push(label);
+            for d in directives.0.iter_mut().filter(|d| d.name == "defer") {
+                let d = d.make_mut();
+                d.arguments.retain(|a| a.name != "if" && a.name != "label");
+                d.arguments.push(Node::new(ast::Argument {
+                    name: apollo_compiler::name!("label"),
+                    value: Node::new(ours.clone()),
+                }));
+            }
         }
-    } else {
-        directives.0.retain(|d| d.name != "defer");
+        _ => directives.0.retain(|d| d.name != "defer"),
     }
 }
 
@@ -156,7 +174,7 @@ fn strip_defer(
     selections: &mut Vec<Selection>,
     variables: &Map<String, Value>,
     depth: usize,
-    keep: bool,
+    mut keep: Option<&mut Vec<Option<String>>>,
 ) -> bool {
     if depth > MAX_DEPTH {
         return false;
@@ -168,19 +186,29 @@ fn strip_defer(
                 if f.selection_set.is_empty() {
                     true
                 } else {
-                    strip_defer(&mut f.make_mut().selection_set, variables, depth + 1, keep)
+                    strip_defer(
+                        &mut f.make_mut().selection_set,
+                        variables,
+                        depth + 1,
+                        keep.as_deref_mut(),
+                    )
                 }
             }
             Selection::InlineFragment(f) => {
                 // Only a typed fragment needs to know the object's type.
                 marks |= f.type_condition.is_some() && deferred(&f.directives, variables).is_some();
                 let f = f.make_mut();
-                settle(&mut f.directives, variables, keep);
-                strip_defer(&mut f.selection_set, variables, depth + 1, keep)
+                settle(&mut f.directives, variables, keep.as_deref_mut());
+                strip_defer(
+                    &mut f.selection_set,
+                    variables,
+                    depth + 1,
+                    keep.as_deref_mut(),
+                )
             }
             Selection::FragmentSpread(f) => {
                 marks |= deferred(&f.directives, variables).is_some();
-                settle(&mut f.make_mut().directives, variables, keep);
+                settle(&mut f.make_mut().directives, variables, keep.as_deref_mut());
                 true
             }
         };
@@ -327,22 +355,57 @@ pub(crate) fn split(
     }
     let document = only(&document, &operation);
     // Initial: deferred fragments removed everywhere, then unused fragments dropped.
-    let initial = transform(&document, |set| remove_deferred(set, variables, 0))?;
-    let initial_operation = initial.definitions.iter().find_map(|d| match d {
+    let active = |d: &ast::DirectiveList| deferred(d, variables).is_some();
+    let initial = without_deferred(&document, &active)?;
+    let full = transform(&document, |set| strip_defer(set, variables, 0, None))?;
+    let mut labels = Vec::new();
+    let planned = transform(&document, |set| {
+        strip_defer(set, variables, 0, Some(&mut labels))
+    })?;
+    let planned_operation = operation_of(&planned)?;
+    Some(Split {
+        initial,
+        full: full.to_string(),
+        planned_text: planned.to_string(),
+        planned,
+        planned_operation,
+        labels,
+    })
+}
+
+/// The operation of a document of one operation.
+fn operation_of(document: &ast::Document) -> Option<Node<ast::OperationDefinition>> {
+    document.definitions.iter().find_map(|d| match d {
         Definition::OperationDefinition(o) => Some(o.clone()),
         _ => None,
-    })?;
-    let initial = only(&initial, &initial_operation);
-    let full = transform(&document, |set| strip_defer(set, variables, 0, false))?;
-    let planned = transform(&document, |set| strip_defer(set, variables, 0, true))?;
-    Some(Split {
-        initial: initial.to_string(),
-        full: full.to_string(),
-        planned: planned.to_string(),
-        document,
-        operation,
-        variables: variables.clone(),
     })
+}
+
+/// `document` (one operation and its fragments) without the deferred fragments
+/// `removed` picks, printed; unused fragments dropped.
+fn without_deferred(
+    document: &ast::Document,
+    removed: &dyn Fn(&ast::DirectiveList) -> bool,
+) -> Option<String> {
+    let out = transform(document, |set| remove_deferred(set, removed, 0))?;
+    let operation = operation_of(&out)?;
+    Some(only(&out, &operation).to_string())
+}
+
+impl Split {
+    /// The deferred fragments of `planned`, by the label given to each (`portico_defer_<n>`).
+    pub(crate) fn labels(&self) -> impl Iterator<Item = String> + '_ {
+        (0..self.labels.len()).map(|n| format!("{LABEL}{n}"))
+    }
+
+    /// The operation with the initial payload's fields and deferred fragment `label`'s:
+    /// the shape of the part that delivers that fragment.
+    pub(crate) fn part(&self, label: &str) -> Option<String> {
+        let others = |d: &ast::DirectiveList| {
+            deferred(d, &Map::new()).is_some_and(|l| l.as_deref() != Some(label))
+        };
+        without_deferred(&self.planned, &others)
+    }
 }
 
 type Fragments<'a> = std::collections::HashMap<&'a Name, &'a Node<ast::FragmentDefinition>>;
@@ -455,16 +518,18 @@ fn merge(out: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
-/// The `incremental` items of the full response `data`: each outermost deferred
-/// fragment's fields, at each object it applies to. `is_subtype(abstract, object)`
-/// decides typed fragments on abstract types.
+/// The `incremental` items of response `data`: each outermost deferred fragment's
+/// fields (only fragment `only`'s, when given, by its [`LABEL`] label), at each object
+/// it applies to, with the client's label; each beside the fragment's [`LABEL`] label.
+/// `is_subtype(abstract, object)` decides typed fragments on abstract types.
 pub(crate) fn increments(
     split: &Split,
     data: &Value,
+    only: Option<&str>,
     is_subtype: &dyn Fn(&str, &str) -> bool,
-) -> Vec<Value> {
+) -> Vec<(String, Value)> {
     let fragments: Fragments<'_> = split
-        .document
+        .planned
         .definitions
         .iter()
         .filter_map(|d| match d {
@@ -474,8 +539,19 @@ pub(crate) fn increments(
         .collect();
     let mut out = Vec::new();
     // (selections, the object they apply to, its path, inside a deferred fragment)
-    let mut stack: Vec<(&[Selection], &Value, Vec<PathElem>, bool)> =
-        vec![(&split.operation.selection_set, data, Vec::new(), false)];
+    let mut stack: Vec<(&[Selection], &Value, Vec<PathElem>, bool)> = vec![(
+        &split.planned_operation.selection_set,
+        data,
+        Vec::new(),
+        false,
+    )];
+    // The planned document's `@defer`s are settled: no variable is needed.
+    let none = Map::new();
+    let wanted = |label: &Option<String>| only.is_none_or(|o| label.as_deref() == Some(o));
+    let client_label = |label: &Option<String>| {
+        let n: usize = label.as_deref()?.strip_prefix(LABEL)?.parse().ok()?;
+        split.labels.get(n)?.clone()
+    };
     let applies = |condition: Option<&Name>, object: &Value| match condition {
         None => true,
         Some(c) => match object.get(TYPENAME).and_then(Value::as_str) {
@@ -521,10 +597,16 @@ pub(crate) fn increments(
                     if !applies(f.type_condition.as_ref(), object) {
                         continue;
                     }
-                    let label = deferred(&f.directives, &split.variables);
-                    if !inside && let Some(label) = &label {
+                    let label = deferred(&f.directives, &none);
+                    if !inside
+                        && let Some(label) = &label
+                        && wanted(label)
+                    {
                         let data = project(object, &f.selection_set, &fragments, is_subtype, 0);
-                        out.push(item(data, &path, label.as_deref()));
+                        out.push((
+                            label.clone().unwrap_or_default(),
+                            item(data, &path, client_label(label).as_deref()),
+                        ));
                     }
                     stack.push((
                         &f.selection_set,
@@ -540,10 +622,16 @@ pub(crate) fn increments(
                     if !applies(Some(&def.type_condition), object) {
                         continue;
                     }
-                    let label = deferred(&spread.directives, &split.variables);
-                    if !inside && let Some(label) = &label {
+                    let label = deferred(&spread.directives, &none);
+                    if !inside
+                        && let Some(label) = &label
+                        && wanted(label)
+                    {
                         let data = project(object, &def.selection_set, &fragments, is_subtype, 0);
-                        out.push(item(data, &path, label.as_deref()));
+                        out.push((
+                            label.clone().unwrap_or_default(),
+                            item(data, &path, client_label(label).as_deref()),
+                        ));
                     }
                     stack.push((
                         &def.selection_set,
@@ -593,5 +681,67 @@ pub(crate) fn strip_placeholders(value: &mut Value) {
             Value::Array(items) => stack.extend(items.iter_mut()),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_deferred_fragment_gets_a_label_of_its_own_and_a_part_shape() {
+        let query = r#"query Q($later: Boolean!, $never: Boolean!) {
+            a
+            ... @defer(label: "mine") { b }
+            ... @defer(if: $later) { c }
+            ... @defer(if: $never) { d }
+        }"#;
+        let variables = json!({"later": true, "never": false});
+        let Value::Object(variables) = variables else {
+            unreachable!()
+        };
+        let split = split(query, None, &variables).expect("it defers");
+        // Active `@defer`s numbered, `if:` settled; the inactive one is no `@defer`.
+        assert!(
+            split
+                .planned_text
+                .contains(r#"@defer(label: "portico_defer_0")"#)
+        );
+        assert!(
+            split
+                .planned_text
+                .contains(r#"@defer(label: "portico_defer_1")"#)
+        );
+        assert!(!split.planned_text.contains("if:"));
+        assert_eq!(
+            split.labels().collect::<Vec<_>>(),
+            ["portico_defer_0", "portico_defer_1"]
+        );
+        let part = split.part("portico_defer_0").expect("a part");
+        assert!(
+            part.contains(" b") && !part.contains(" c") && part.contains(" d"),
+            "{part}"
+        );
+        assert!(!split.initial.contains(" b") && split.initial.contains(" d"));
+        // Items carry the client's label (or none), each beside its fragment's own.
+        let data = json!({"a": 1, "b": 2, "c": 3, "d": 4});
+        let all = increments(&split, &data, None, &|_, _| false);
+        assert_eq!(
+            all,
+            vec![
+                (
+                    "portico_defer_0".to_string(),
+                    json!({"data": {"b": 2}, "path": [], "label": "mine"})
+                ),
+                (
+                    "portico_defer_1".to_string(),
+                    json!({"data": {"c": 3}, "path": []})
+                ),
+            ]
+        );
+        let one = increments(&split, &data, Some("portico_defer_1"), &|_, _| false);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].1["data"], json!({"c": 3}));
     }
 }

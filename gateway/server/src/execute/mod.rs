@@ -112,7 +112,25 @@ pub struct InitialPart<'a> {
     pub document: &'a Valid<ExecutableDocument>,
     pub operation: &'a Operation,
     /// Called with the payload and the subgraph response headers passed on so far.
-    pub send: Box<dyn FnOnce(GraphQLResponse, http::HeaderMap) + Send + 'a>,
+    pub send: SendInitial<'a>,
+    /// Deferred fragments delivered each in a part of its own, as soon as the plan's
+    /// deferred nodes of its label have run (the others come with the whole response).
+    pub parts: Vec<DeferredPart<'a>>,
+    /// Called with a fragment's label and its part's response.
+    pub send_part: SendPart<'a>,
+}
+
+/// Where [`InitialPart`]'s first payload goes (with the response headers so far).
+pub type SendInitial<'a> = Box<dyn FnOnce(GraphQLResponse, http::HeaderMap) + Send + 'a>;
+/// Where each deferred fragment's part goes (with the fragment's label).
+pub type SendPart<'a> = Box<dyn FnMut(&str, GraphQLResponse) + Send + 'a>;
+
+/// The shape of one deferred fragment's part: the initial payload's fields and the
+/// fragment's own (`label` is the plan's `DeferredNode::label`).
+pub struct DeferredPart<'a> {
+    pub label: String,
+    pub document: &'a Valid<ExecutableDocument>,
+    pub operation: &'a Operation,
 }
 
 /// Run the plan and shape the response (always `data`, possibly partial).
@@ -214,29 +232,65 @@ async fn run_and_shape(
             }
             // Shaping moves leaves out of the tree it shapes: the initial payload is
             // shaped from a copy.
-            let mut data = run.data.lock().clone();
-            let mut errors = run.errors.lock().clone();
-            let failed_paths = run.failed_paths.lock().clone();
-            let data = shape::Shaper {
-                schema: input.schema,
-                document: initial.document,
-                variables: input.variables,
-                introspection: input.introspection,
-                errors: &mut errors,
-                failed_paths: &failed_paths,
-                groups: Default::default(),
-            }
-            .shape(initial.operation, &mut data);
-            let passed_on = run.response_headers.lock().clone();
-            (initial.send)(
+            let shape_now = |document, operation| {
+                let mut data = run.data.lock().clone();
+                let mut errors = run.errors.lock().clone();
+                let failed_paths = run.failed_paths.lock().clone();
+                let data = shape::Shaper {
+                    schema: input.schema,
+                    document,
+                    variables: input.variables,
+                    introspection: input.introspection,
+                    errors: &mut errors,
+                    failed_paths: &failed_paths,
+                    groups: Default::default(),
+                }
+                .shape(operation, &mut data);
                 GraphQLResponse {
                     errors,
                     data: Some(data),
                     extensions: Map::new(),
-                },
-                passed_on,
-            );
-            run.deferred(deferred).await;
+                }
+            };
+            let passed_on = run.response_headers.lock().clone();
+            (initial.send)(shape_now(initial.document, initial.operation), passed_on);
+            if initial.parts.is_empty() {
+                run.deferred(deferred).await;
+            } else {
+                // Each fragment's part once its last deferred node has run.
+                let mut send_part = initial.send_part;
+                let mut left: std::collections::HashMap<&str, usize> = Default::default();
+                for d in deferred {
+                    if let Some(label) = &d.label {
+                        *left.entry(label).or_default() += usize::from(d.node.is_some());
+                    }
+                }
+                let mut emit = |label: &str| {
+                    if let Some(part) = initial.parts.iter().find(|p| p.label == label) {
+                        send_part(label, shape_now(part.document, part.operation));
+                    }
+                };
+                for (label, _) in left.iter().filter(|(_, n)| **n == 0) {
+                    emit(label);
+                }
+                let mut running: futures::stream::FuturesUnordered<_> = deferred
+                    .iter()
+                    .filter_map(|d| {
+                        let node = d.node.as_deref()?;
+                        let label = d.label.as_deref();
+                        Some(futures::FutureExt::map(run.node(node), move |()| label))
+                    })
+                    .collect();
+                while let Some(done) = futures::StreamExt::next(&mut running).await {
+                    let Some(label) = done else { continue };
+                    if let Some(n) = left.get_mut(label) {
+                        *n -= 1;
+                        if *n == 0 {
+                            emit(label);
+                        }
+                    }
+                }
+            }
         }
     }
     let mut data = run.data.into_inner();

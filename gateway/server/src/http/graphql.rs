@@ -66,14 +66,45 @@ pub(super) struct GraphQLRequest {
     extensions: Option<Map<String, Value>>,
 }
 
-/// Where the initial payload of an operation with `@defer` goes: `initial` is the
-/// operation without its deferred fragments (its shape); the payload, the subgraph
-/// response headers passed on so far and the rate limiter's decision go to the request
-/// handler, which answers with them while the deferred fetches run.
+/// Where the payloads of an operation with `@defer` go. The initial one (shaped by the
+/// split's `initial` operation), with the subgraph response headers passed on so far
+/// and the rate limiter's decision, goes to the request handler, which answers with it
+/// while the deferred fetches run; then each deferred fragment's part (its JSON) as
+/// soon as its fetches are done, when there are at most [`SEPARATE_PARTS`] fragments.
 #[derive(Clone)]
 pub(super) struct DeferTarget {
-    initial: String,
+    split: Arc<crate::defer::Split>,
     sink: Arc<parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<DeferStart>>>>,
+    parts: tokio::sync::mpsc::UnboundedSender<String>,
+    delivered: Arc<parking_lot::Mutex<Delivered>>,
+}
+
+/// Most deferred fragments of one operation delivered each in a part of its own (each
+/// costs a document of its own, parsed and validated); beyond, they all come with the
+/// last part.
+const SEPARATE_PARTS: usize = 16;
+
+/// What the parts sent so far carried: errors (as JSON, each sent once) and the
+/// deferred fragments (their split labels).
+#[derive(Default)]
+pub(super) struct Delivered {
+    pub(super) errors: Vec<Value>,
+    pub(super) labels: std::collections::HashSet<String>,
+}
+
+impl Delivered {
+    /// The errors of `errors` not sent yet, now counted as sent.
+    pub(super) fn new_errors(&mut self, errors: &[crate::error::GraphQLError]) -> Vec<Value> {
+        let mut fresh = Vec::new();
+        for e in errors {
+            let e = serde_json::json!(e);
+            if !self.errors.contains(&e) {
+                self.errors.push(e.clone());
+                fresh.push(e);
+            }
+        }
+        fresh
+    }
 }
 
 impl std::fmt::Debug for DeferTarget {
@@ -461,10 +492,15 @@ async fn deferred_response(
     // the initial payload is ready. It ends with the request timeout, or when the
     // client leaves (the response body drops it).
     let (sink, started) = tokio::sync::oneshot::channel();
-    request.query = Some(split.planned.clone());
+    let (part_sink, parts_out) = tokio::sync::mpsc::unbounded_channel();
+    let split = Arc::new(split);
+    let delivered = Arc::new(parking_lot::Mutex::new(Delivered::default()));
+    request.query = Some(split.planned_text.clone());
     request.defer = Some(DeferTarget {
-        initial: split.initial.clone(),
+        split: split.clone(),
         sink: Arc::new(parking_lot::Mutex::new(Some(sink))),
+        parts: part_sink,
+        delivered: delivered.clone(),
     });
     let (task_gw, task_parts, task_id) = (gw.clone(), parts.clone(), request_id.to_string());
     let deadline = std::time::Duration::from_millis(gw.config.request_timeout_ms);
@@ -486,7 +522,14 @@ async fn deferred_response(
     match started.await {
         Ok(start) => {
             *quota = start.quota;
-            let mut http = super::subscriptions::deferred(gw.clone(), start.response, run, split);
+            let mut http = super::subscriptions::deferred(
+                gw.clone(),
+                start.response,
+                run,
+                split,
+                parts_out,
+                delivered,
+            );
             crate::headers::append_all(http.headers_mut(), start.passed_on);
             Ok(http)
         }
@@ -871,36 +914,31 @@ async fn operation(
     // from this one, parsed and validated through the same cache).
     let initial_document = defer_target
         .as_ref()
-        .map(|target| cached_document(gw, &target.initial).1);
+        .map(|target| cached_document(gw, &target.split.initial).1);
+    // Each deferred fragment's part shape, when there are few enough of them.
+    let part_documents: Vec<(String, Arc<ParsedDocument>)> = match &defer_target {
+        Some(target) if target.split.labels().count() <= SEPARATE_PARTS => target
+            .split
+            .labels()
+            .filter_map(|label| {
+                let text = target.split.part(&label)?;
+                Some((label, cached_document(gw, &text).1))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let initial = match (defer_target, initial_document.as_deref()) {
         (Some(target), Some(Ok(document))) => match document.operations.get(operation_name) {
-            Ok(operation) => {
-                let authz = authz_errors.clone();
-                let quota = *quota;
-                Some(execute::InitialPart {
-                    document,
-                    operation,
-                    send: Box::new(move |mut response, passed_on| {
-                        if !authz.is_empty() {
-                            // Only the errors of fields this payload holds: a deferred
-                            // field's error comes with its part.
-                            let mut placed = Vec::new();
-                            crate::authz::merge_errors(&mut placed, authz, response.data.as_ref());
-                            placed.retain(|e| {
-                                e.path
-                                    .as_deref()
-                                    .is_some_and(|path| holds(response.data.as_ref(), path))
-                            });
-                            response.errors.extend(placed);
-                        }
-                        target.send(DeferStart {
-                            response,
-                            passed_on,
-                            quota,
-                        });
-                    }),
-                })
-            }
+            Ok(operation) => Some(initial_part(
+                gw,
+                target,
+                document,
+                operation,
+                &part_documents,
+                operation_name,
+                &authz_errors,
+                *quota,
+            )),
             Err(_) => None,
         },
         _ => None,
@@ -1145,6 +1183,87 @@ fn internal_failure(
     RequestFailure {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         errors: vec![error],
+    }
+}
+
+/// The executor's side of a `@defer` run ([`DeferTarget`]): the initial payload's shape
+/// and each deferred fragment's (`parts`), and where they go. Authorization errors go
+/// with the payload that holds their field.
+#[allow(clippy::too_many_arguments)] // the pipeline's state, passed down once
+fn initial_part<'a>(
+    gw: &'a Inner,
+    target: DeferTarget,
+    document: &'a apollo_compiler::validation::Valid<ExecutableDocument>,
+    operation: &'a Operation,
+    parts: &'a [(String, Arc<ParsedDocument>)],
+    operation_name: Option<&str>,
+    authz: &[crate::error::GraphQLError],
+    quota: Option<crate::ratelimit::Decision>,
+) -> execute::InitialPart<'a> {
+    let held = |authz: &[crate::error::GraphQLError], response: &mut GraphQLResponse| {
+        if authz.is_empty() {
+            return;
+        }
+        let mut placed = Vec::new();
+        crate::authz::merge_errors(&mut placed, authz.to_vec(), response.data.as_ref());
+        placed.retain(|e| {
+            e.path
+                .as_deref()
+                .is_some_and(|path| holds(response.data.as_ref(), path))
+        });
+        response.errors.extend(placed);
+    };
+    let parts = parts
+        .iter()
+        .filter_map(|(label, parsed)| {
+            let document = parsed.as_ref().as_ref().ok()?;
+            let operation = document.operations.get(operation_name).ok()?;
+            Some(execute::DeferredPart {
+                label: label.clone(),
+                document,
+                operation,
+            })
+        })
+        .collect();
+    let (first_authz, part_authz) = (authz.to_vec(), authz.to_vec());
+    let first_target = target.clone();
+    let schema = gw.planner.api_schema();
+    execute::InitialPart {
+        document,
+        operation,
+        send: Box::new(move |mut response, passed_on| {
+            held(&first_authz, &mut response);
+            first_target.delivered.lock().new_errors(&response.errors);
+            first_target.send(DeferStart {
+                response,
+                passed_on,
+                quota,
+            });
+        }),
+        parts,
+        send_part: Box::new(move |label, mut response| {
+            held(&part_authz, &mut response);
+            let data = response.data.take().map(execute::Val::into_json);
+            let items: Vec<Value> = data
+                .map(|data| {
+                    crate::defer::increments(&target.split, &data, Some(label), &|a, o| {
+                        schema.is_subtype(a, o)
+                    })
+                })
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, item)| item)
+                .collect();
+            let mut part = serde_json::json!({ "hasNext": true, "incremental": items });
+            let mut delivered = target.delivered.lock();
+            delivered.labels.insert(label.to_string());
+            let errors = delivered.new_errors(&response.errors);
+            if !errors.is_empty() {
+                part["errors"] = Value::Array(errors);
+            }
+            // The handler may have gone (the client left): nothing to do then.
+            let _ = target.parts.send(part.to_string());
+        }),
     }
 }
 

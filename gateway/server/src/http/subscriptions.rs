@@ -117,13 +117,17 @@ impl AbortOnDrop<Result<GraphQLResponse, crate::error::RequestFailure>> {
 }
 
 /// The `multipart/mixed` body of an operation with `@defer`: `first` (the initial
-/// payload, `hasNext: true`), then, once `run` has the whole operation's response, the
-/// deferred fragments' parts (`incremental`) with the errors not already sent.
+/// payload, `hasNext: true`); each deferred fragment's part that the run sends to
+/// `parts` as soon as its fetches are done; then, once `run` has the whole operation's
+/// response, the last part (`hasNext: false`) with the fragments not delivered yet and
+/// the errors not sent yet.
 pub(super) fn deferred(
     gw: Arc<Inner>,
     mut first: GraphQLResponse,
     run: AbortOnDrop<Result<GraphQLResponse, crate::error::RequestFailure>>,
-    split: crate::defer::Split,
+    split: Arc<crate::defer::Split>,
+    parts: tokio::sync::mpsc::UnboundedReceiver<String>,
+    delivered: Arc<parking_lot::Mutex<super::graphql::Delivered>>,
 ) -> Response {
     const PART: &str = "\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n";
     let mut initial = json!({});
@@ -132,33 +136,47 @@ pub(super) fn deferred(
         crate::defer::strip_placeholders(&mut data);
         initial["data"] = data;
     }
-    let sent: Vec<Value> = first.errors.iter().map(|e| json!(e)).collect();
-    if !sent.is_empty() {
-        initial["errors"] = Value::Array(sent.clone());
+    if !first.errors.is_empty() {
+        initial["errors"] = json!(first.errors);
     }
     initial["hasNext"] = json!(true);
     let head = format!("{PART}{initial}");
+    let middle = futures::stream::unfold(parts, |mut parts| async move {
+        let part = parts.recv().await?;
+        Some((
+            Ok::<_, Infallible>(bytes::Bytes::from(format!("{PART}{part}"))),
+            parts,
+        ))
+    });
     let rest = async move {
         let mut last = json!({ "hasNext": false });
         match run.finish().await {
             Ok(response) => {
+                let schema = gw.planner.api_schema();
                 let items = response
                     .data
                     .map(crate::execute::Val::into_json)
                     .map(|data| {
-                        let schema = gw.planner.api_schema();
-                        crate::defer::increments(&split, &data, &|abstract_type, object_type| {
-                            schema.is_subtype(abstract_type, object_type)
-                        })
+                        crate::defer::increments(
+                            &split,
+                            &data,
+                            None,
+                            &|abstract_type, object_type| {
+                                schema.is_subtype(abstract_type, object_type)
+                            },
+                        )
                     })
                     .unwrap_or_default();
-                last["incremental"] = Value::Array(items);
-                let errors: Vec<Value> = response
-                    .errors
-                    .iter()
-                    .map(|e| json!(e))
-                    .filter(|e| !sent.contains(e))
+                let mut delivered = delivered.lock();
+                let items: Vec<Value> = items
+                    .into_iter()
+                    .filter(|(label, _)| !delivered.labels.contains(label))
+                    .map(|(_, item)| item)
                     .collect();
+                if !items.is_empty() {
+                    last["incremental"] = Value::Array(items);
+                }
+                let errors = delivered.new_errors(&response.errors);
                 if !errors.is_empty() {
                     last["errors"] = Value::Array(errors);
                 }
@@ -171,6 +189,7 @@ pub(super) fn deferred(
         format!("{PART}{last}\r\n-----\r\n")
     };
     let body = futures::stream::once(async move { Ok::<_, Infallible>(bytes::Bytes::from(head)) })
+        .chain(middle)
         .chain(futures::stream::once(async move {
             Ok::<_, Infallible>(bytes::Bytes::from(rest.await))
         }));

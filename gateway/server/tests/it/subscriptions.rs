@@ -396,7 +396,9 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
         .filter(|p| !p.is_empty())
         .map(|p| serde_json::from_str(p).expect("a JSON part"))
         .collect();
-    assert_eq!(parts.len(), 2, "{body}");
+    // The initial payload, one part per deferred fragment (in the order their fetches
+    // finish), and the last `hasNext: false`.
+    assert_eq!(parts.len(), 4, "{body}");
     // One plan: the primary part's fetches (users, then the post ids from posts), then
     // each deferred fragment's own fetches, which start from the primary's keys and
     // fetch nothing it already has: the captions from posts, the like counts from likes.
@@ -419,11 +421,18 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
         json!({"data": {"user": {"username": "ann", "posts": {"nodes": [{"id": "p0"}, {"id": "p1"}]}}}, "hasNext": true}),
         "{body}"
     );
-    assert_eq!(parts[1]["hasNext"], false);
-    let mut items = parts[1]["incremental"]
-        .as_array()
-        .expect("incremental")
-        .clone();
+    assert_eq!(parts[3], json!({"hasNext": false}), "{body}");
+    let mut items = Vec::new();
+    for part in &parts[1..3] {
+        assert_eq!(part["hasNext"], true, "{body}");
+        let these = part["incremental"].as_array().expect("incremental");
+        // Each part carries one fragment's items.
+        assert!(
+            these.iter().all(|i| i["label"] == these[0]["label"]),
+            "{body}"
+        );
+        items.extend(these.iter().cloned());
+    }
     items.sort_by_key(|i| i["path"].to_string());
     assert_eq!(
         items,
@@ -510,10 +519,11 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
     );
     assert!(
         body.contains(
-            r#"{"hasNext":false,"incremental":[{"data":{"username":"user-1"},"path":["user"]}]}"#
+            r#"{"hasNext":true,"incremental":[{"data":{"username":"user-1"},"path":["user"]}]}"#
         ),
         "{body}"
     );
+    assert!(body.contains(r#"{"hasNext":false}"#), "{body}");
     let users = sent("users")[users_before..].to_vec();
     assert_eq!(users.len(), 2, "{users:?}");
     assert!(!users[0].contains("username"), "{users:?}");
