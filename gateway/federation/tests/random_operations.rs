@@ -7,7 +7,7 @@
 //! the smallest option, so proptest's shrinking of the bytes shrinks the operation. The
 //! generator walks the API schema and aims at valid operations (fields with their
 //! required arguments, aliases including colliding ones, inline fragments on abstract
-//! and concrete types, named fragments, `__typename`, `@skip`/`@include` with literals
+//! and concrete types, named fragments (and `@defer` on fragments), `__typename`, `@skip`/`@include` with literals
 //! and variables, duplicates, nesting up to [`MAX_DEPTH`]); what
 //! `ExecutableDocument::parse_and_validate` refuses is discarded.
 //!
@@ -222,12 +222,12 @@ impl Generator<'_, '_> {
             }
             12..=14 if deeper => {
                 let condition = self.type_condition(parent);
-                let directives = self.directives();
+                let directives = self.fragment_directives();
                 let body = self.selection_set(&condition, depth + 1);
                 format!("... on {condition}{directives} {body}")
             }
             15 if deeper => {
-                let directives = self.directives();
+                let directives = self.fragment_directives();
                 let body = self.selection_set(parent, depth + 1);
                 format!("...{directives} {body}")
             }
@@ -285,7 +285,7 @@ impl Generator<'_, '_> {
             self.fragments.push((name.clone(), condition, text));
             name
         };
-        format!("...{name}{}", self.directives())
+        format!("...{name}{}", self.fragment_directives())
     }
 
     fn field(&mut self, parent: &str, depth: usize) -> String {
@@ -387,6 +387,22 @@ impl Generator<'_, '_> {
                 alias.map(|a| format!("{a}: ")).unwrap_or_default()
             }
         }
+    }
+
+    /// A fragment's directives: [`Self::directives`], sometimes with a `@defer` (plain,
+    /// labelled, or with a literal or variable `if:`).
+    fn fragment_directives(&mut self) -> String {
+        let mut out = self.directives();
+        if self.choices.one_in(4) {
+            let defer = match self.choices.pick(4) {
+                0 => " @defer".to_string(),
+                1 => format!(" @defer(label: \"d{}\")", self.fresh()),
+                2 => " @defer(if: false)".to_string(),
+                _ => format!(" @defer(if: {})", self.variable("Boolean!", None)),
+            };
+            out.push_str(&defer);
+        }
+        out
     }
 
     fn directives(&mut self) -> String {
@@ -908,6 +924,33 @@ mod tests {
                 .join()
                 .expect("no panic")
         })
+    }
+
+    /// Found by `random_valid_operations_plan_or_fail_with_a_client_error` with 1,000
+    /// cases per supergraph: `media` can come from `a` or `b`; the trial of each option
+    /// stops six levels down, above the `id`s that `b`'s `Details` lacks (deep in
+    /// nested fragments), so `b` looked fine and cheaper, and planning then failed
+    /// ("no subgraph can resolve Details.id from subgraph b"). Now a chosen option that
+    /// fails is replaced by the next one.
+    #[test]
+    fn an_option_that_fails_below_its_trial_falls_back_to_the_next_one() {
+        let fragments = "fragment F0 on Details { ... on Details { ... on Details @include(if: false) { ... on Details @skip(if: false) { ... on Details { u1: __typename u1: __typename } a: id id ... on Details @skip(if: false) { ... { id @skip(if: false) @include(if: false) id id a: id } } } a: id ... on Details @skip(if: false) @include(if: false) { id @skip(if: false) id id } } ... on Details @include(if: true) { __typename ... { ... on Details { ... on Details { ... on Details { id id } id } id id id } id } __typename } } }";
+        for (query, f1) in [
+            (
+                "query A { ... on Query { media { details { title __typename a: id @include(if: false) ...F1 } } } }",
+                "fragment F1 on Details { ...F0 }",
+            ),
+            (
+                "query A($v0: Boolean!) { ... on Query { media { details { title __typename a: id @include(if: false) ...F1 } } } }",
+                "fragment F1 on Details { ...F0 @defer(if: $v0) }",
+            ),
+        ] {
+            let answer = plan_on_two_mib_stack(
+                "gateway/federation/tests/composition/interface_field_through_implementations/supergraph.graphql",
+                &format!("{query}\n{fragments}\n{f1}"),
+            );
+            assert!(answer.starts_with("planned"), "{answer}");
+        }
     }
 
     /// Found by `deep_operations_do_not_overflow_a_two_mib_stack`: 470 nested

@@ -326,6 +326,9 @@ struct Walker<'g, 'a> {
     /// Set while an option is being tried (see [`Walker::choose`]): options inside it are
     /// taken by the heuristic order, not tried in turn.
     speculating: bool,
+    /// Set when the current trial stopped at its depth (see [`TRIAL_DEPTH`]): its
+    /// success says nothing about the selections below.
+    truncated: bool,
     /// `nesting` when the current trial started: a trial looks [`TRIAL_DEPTH`] levels
     /// below its decision, not further.
     trial_floor: usize,
@@ -377,6 +380,7 @@ pub(crate) fn walk(
         planner_fields: 0,
         positions: HashMap::new(),
         speculating: false,
+        truncated: false,
         trial_floor: 0,
         spec_used: 0,
         spec_max,
@@ -1038,12 +1042,15 @@ impl<'g, 'a> Walker<'g, 'a> {
         self.spec_used += copy;
         let mut base = Some(self.snapshot());
         let (used, max) = (self.budget.used, self.budget.max);
-        let mut best: Option<(Cost, usize)> = None;
+        // Options whose trial succeeded: their cost, and whether the trial stopped at
+        // its depth.
+        let mut tried: Vec<(Cost, usize, bool)> = Vec::new();
         for (i, option) in options.iter().enumerate() {
             let limit = TRIAL_STEPS.min(self.trial_allowance());
             self.budget.used = 0;
             self.budget.max = limit;
             self.speculating = true;
+            self.truncated = false;
             self.trial_floor = self.nesting;
             let result = apply(self, option);
             self.speculating = false;
@@ -1053,13 +1060,13 @@ impl<'g, 'a> Walker<'g, 'a> {
             // A failed trial, or one too costly to finish (unknown, not worse), is not
             // chosen unless no trial succeeds.
             if result.is_ok() {
-                let cost = self.cost();
-                if best.as_ref().is_none_or(|(b, _)| cost < *b) {
-                    best = Some((cost, i));
-                }
+                tried.push((self.cost(), i, self.truncated));
             }
             let go_on = i + 1 < options.len() && self.trial_allowance() > copy;
-            let snapshot = if go_on { base.clone() } else { base.take() };
+            // The state before the trials is kept for a fallback (below) only when the
+            // option about to be taken was tried to its depth limit, not to the end.
+            let keep = go_on || tried.iter().min().is_some_and(|&(_, _, cut)| cut);
+            let snapshot = if keep { base.clone() } else { base.take() };
             if let Some(snapshot) = snapshot {
                 self.restore(snapshot);
             }
@@ -1068,10 +1075,29 @@ impl<'g, 'a> Walker<'g, 'a> {
             }
             self.spec_used += copy;
         }
-        // No trial succeeded: the heuristic's first, failing as it would have.
-        let pick = best.map_or(0, |(_, i)| i);
-        apply(self, &options[pick])?;
-        Ok(pick)
+        // The cheapest successful trial first (ties to the heuristic order), then the
+        // other options in heuristic order. A trial stops a few levels down, so the
+        // option it chose may still fail deeper: then the next one is planned instead,
+        // from the same state. No option plans: the first one's error.
+        tried.sort();
+        let mut order: Vec<usize> = tried.iter().map(|&(_, i, _)| i).collect();
+        let rest: Vec<usize> = (0..options.len()).filter(|i| !order.contains(i)).collect();
+        order.extend(rest);
+        let mut first_error = None;
+        for (k, &i) in order.iter().enumerate() {
+            match apply(self, &options[i]) {
+                Ok(()) => return Ok(i),
+                Err(e @ PlanError::BudgetExceeded { .. }) => return Err(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    match (&base, k + 1 < order.len()) {
+                        (Some(state), true) => self.restore(state.clone()),
+                        _ => break,
+                    }
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| PlanError::Internal("no option to choose from".into())))
     }
 
     // ---- the walk ----------------------------------------------------------------
@@ -1083,6 +1109,7 @@ impl<'g, 'a> Walker<'g, 'a> {
             });
         }
         if self.speculating && self.nesting >= self.trial_floor + TRIAL_DEPTH {
+            self.truncated = true;
             return Ok(());
         }
         self.nesting += 1;
