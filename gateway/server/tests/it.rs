@@ -1553,7 +1553,14 @@ async fn demo_subgraphs(posts: usize, comments: usize) -> Vec<(&'static str, Moc
 }
 
 async fn real_gateway(subgraphs: &[(&'static str, MockSubgraph)]) -> (Gateway, String) {
-    let mut config = dev();
+    real_gateway_with(dev(), subgraphs).await
+}
+
+/// [`real_gateway`] with `config` (its subgraph URLs filled in).
+async fn real_gateway_with(
+    mut config: GatewayConfig,
+    subgraphs: &[(&'static str, MockSubgraph)],
+) -> (Gateway, String) {
     for (name, sg) in subgraphs {
         config.subgraphs.insert(
             name.to_string(),
@@ -1567,6 +1574,15 @@ async fn real_gateway(subgraphs: &[(&'static str, MockSubgraph)]) -> (Gateway, S
         Gateway::new(config, SUPERGRAPH, TrustSigner::generate()).expect("supergraph loads");
     let addr = spawn(gateway.router()).await;
     (gateway, format!("http://{addr}/graphql"))
+}
+
+/// The JSON parts of a `multipart/mixed` body (`@defer`'s, boundary `-`).
+fn multipart_parts(body: &str) -> Vec<Value> {
+    body.trim_end_matches("\r\n-----\r\n")
+        .split("\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n")
+        .filter(|p| !p.is_empty())
+        .map(|p| serde_json::from_str(p).expect("a JSON part"))
+        .collect()
 }
 
 /// POST a JSON body to a gateway URL; the JSON answer.

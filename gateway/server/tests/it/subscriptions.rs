@@ -390,12 +390,7 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
         "{body}"
     );
     assert!(body.ends_with("\r\n-----\r\n"), "{body:?}");
-    let parts: Vec<Value> = body
-        .trim_end_matches("\r\n-----\r\n")
-        .split("\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n")
-        .filter(|p| !p.is_empty())
-        .map(|p| serde_json::from_str(p).expect("a JSON part"))
-        .collect();
+    let parts = multipart_parts(&body);
     // The initial payload, one part per deferred fragment (in the order their fetches
     // finish), and the last `hasNext: false`.
     assert_eq!(parts.len(), 4, "{body}");
@@ -537,17 +532,7 @@ async fn deferred_fragments_arrive_incrementally_with_their_paths_and_labels() {
     // the whole result comes at once (here too, `username` from the entity fetch).
     let mut config = dev();
     config.batching.enabled = true;
-    for (name, sg) in &subgraphs {
-        config.subgraphs.insert(
-            name.to_string(),
-            portico_gateway::config::SubgraphConfig {
-                url: Some(sg.url.clone()),
-                ..Default::default()
-            },
-        );
-    }
-    let batching = Gateway::new(config, SUPERGRAPH, TrustSigner::generate()).expect("loads");
-    let batch_url = format!("http://{}/graphql", spawn(batching.router()).await);
+    let (_batching, batch_url) = real_gateway_with(config, &subgraphs).await;
     let answers = post_json(
         &batch_url,
         json!([{"query": only, "variables": {"id": "1"}}, {"query": "{ user(id: \"1\") { username } }"}]),
@@ -598,17 +583,7 @@ async fn the_initial_payload_is_sent_before_the_deferred_fetches_answer() {
     // One request at a time: the deferred parts still running keep that place.
     let mut config = dev();
     config.overload.max_in_flight_requests = 1;
-    for (name, sg) in &subgraphs {
-        config.subgraphs.insert(
-            name.to_string(),
-            portico_gateway::config::SubgraphConfig {
-                url: Some(sg.url.clone()),
-                ..Default::default()
-            },
-        );
-    }
-    let gateway = Gateway::new(config, SUPERGRAPH, TrustSigner::generate()).expect("loads");
-    let url = format!("http://{}/graphql", spawn(gateway.router()).await);
+    let (_gateway, url) = real_gateway_with(config, &subgraphs).await;
     let plain = json!({"query": r#"{ user(id: "1") { username } }"#});
     let query = r#"{ user(id: "1") { username posts(first: 2) { nodes { id ... @defer { likeCount } } } } }"#;
     let mut response = reqwest::Client::new()

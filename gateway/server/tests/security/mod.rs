@@ -182,12 +182,7 @@ async fn supergraph_directives_null_unauthorized_fields_and_never_send_them_to_s
         .text()
         .await
         .expect("body");
-    let parts: Vec<Value> = text
-        .trim_end_matches("\r\n-----\r\n")
-        .split("\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n")
-        .filter(|p| !p.is_empty())
-        .map(|p| serde_json::from_str(p).expect("a JSON part"))
-        .collect();
+    let parts = multipart_parts(&text);
     assert_eq!(
         parts[0],
         json!({"data": {"user": {"username": "ann"}}, "hasNext": true}),
