@@ -398,6 +398,27 @@ impl Split {
         (0..self.labels.len()).map(|n| format!("{LABEL}{n}"))
     }
 
+    /// `plan` (of `planned`) with each deferred part's label the client's (or none),
+    /// for showing it (`portico-include-plan`, explain).
+    pub(crate) fn with_client_labels(
+        &self,
+        plan: &portico_federation::plan::QueryPlan,
+    ) -> portico_federation::plan::QueryPlan {
+        let mut plan = plan.clone();
+        if let Some(portico_federation::plan::PlanNode::Defer { deferred, .. }) = &mut plan.node {
+            for d in deferred {
+                let n = d
+                    .label
+                    .as_deref()
+                    .and_then(|l| l.strip_prefix(LABEL)?.parse().ok());
+                if let Some(client) = n.and_then(|n: usize| self.labels.get(n)) {
+                    d.label.clone_from(client);
+                }
+            }
+        }
+        plan
+    }
+
     /// The operation with the initial payload's fields and deferred fragment `label`'s:
     /// the shape of the part that delivers that fragment.
     pub(crate) fn part(&self, label: &str) -> Option<String> {
@@ -743,5 +764,23 @@ mod tests {
         let one = increments(&split, &data, Some("portico_defer_1"), &|_, _| false);
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].1["data"], json!({"c": 3}));
+        // A plan shown to the client carries its labels.
+        use portico_federation::plan::{DeferredNode, PlanNode, QueryPlan};
+        let deferred = |label: &str| DeferredNode {
+            label: Some(label.to_string()),
+            path: Vec::new(),
+            node: None,
+        };
+        let plan = QueryPlan {
+            node: Some(PlanNode::Defer {
+                primary: None,
+                deferred: vec![deferred("portico_defer_0"), deferred("portico_defer_1")],
+            }),
+        };
+        let Some(PlanNode::Defer { deferred, .. }) = split.with_client_labels(&plan).node else {
+            unreachable!()
+        };
+        let labels: Vec<_> = deferred.iter().map(|d| d.label.clone()).collect();
+        assert_eq!(labels, [Some("mine".to_string()), None]);
     }
 }

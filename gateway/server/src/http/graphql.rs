@@ -705,6 +705,7 @@ async fn operation(
     let headers = &parts.headers;
     let mut request = request;
     let defer_target = request.defer.take();
+    let defer_split = defer_target.as_ref().map(|t| t.split.clone());
     let query = resolve_query(gw, &request).await?;
     let query: &str = &query;
 
@@ -1007,6 +1008,11 @@ async fn operation(
         &mut response,
         explain,
     );
+    // The plan as the client wrote it: `@defer` labels are the client's, not the split's.
+    let plan = match &defer_split {
+        Some(split) => Arc::new(split.with_client_labels(&plan)),
+        None => plan,
+    };
     if header_is_true(headers, HEADER_INCLUDE_PLAN) && gw.config.plan_extension_enabled() {
         response
             .extensions
