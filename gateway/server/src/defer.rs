@@ -667,6 +667,66 @@ pub(crate) fn increments(
     out
 }
 
+/// What the parts of one `@defer` response sent so far carried: errors (as JSON, each
+/// sent once) and the deferred fragments (their [`LABEL`] labels).
+#[derive(Default)]
+pub(crate) struct Delivered {
+    errors: Vec<Value>,
+    labels: std::collections::HashSet<String>,
+}
+
+impl Delivered {
+    /// The errors of `errors` not sent yet, now counted as sent.
+    pub(crate) fn new_errors(&mut self, errors: &[crate::error::GraphQLError]) -> Vec<Value> {
+        let mut fresh = Vec::new();
+        for e in errors {
+            let e = serde_json::json!(e);
+            if !self.errors.contains(&e) {
+                self.errors.push(e.clone());
+                fresh.push(e);
+            }
+        }
+        fresh
+    }
+
+    /// The part that delivers `response`: fragment `only`'s items (`hasNext: true`), or,
+    /// without `only`, the last part (`hasNext: false`) with every fragment not delivered
+    /// yet and the response's `extensions`; errors not sent yet in either.
+    pub(crate) fn part(
+        &mut self,
+        split: &Split,
+        response: crate::error::GraphQLResponse,
+        only: Option<&str>,
+        is_subtype: &dyn Fn(&str, &str) -> bool,
+    ) -> Value {
+        let items: Vec<Value> = response
+            .data
+            .map(crate::execute::Val::into_json)
+            .map(|data| increments(split, &data, only, is_subtype))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(label, _)| only.is_some() || !self.labels.contains(label))
+            .map(|(_, item)| item)
+            .collect();
+        if let Some(label) = only {
+            self.labels.insert(label.to_string());
+        }
+        let mut part = Map::new();
+        part.insert("hasNext".into(), Value::Bool(only.is_some()));
+        if only.is_some() || !items.is_empty() {
+            part.insert("incremental".into(), Value::Array(items));
+        }
+        let errors = self.new_errors(&response.errors);
+        if !errors.is_empty() {
+            part.insert("errors".into(), Value::Array(errors));
+        }
+        if !response.extensions.is_empty() {
+            part.insert("extensions".into(), Value::Object(response.extensions));
+        }
+        Value::Object(part)
+    }
+}
+
 fn item(mut data: Value, path: &[PathElem], label: Option<&str>) -> Value {
     strip_placeholders(&mut data);
     let mut item = Map::new();

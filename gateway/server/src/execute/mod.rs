@@ -220,97 +220,126 @@ async fn run_and_shape(
                 run.node(node).await;
             }
         }
-        Some(initial) => {
-            let (primary, deferred) = match node {
-                Some(portico_federation::plan::PlanNode::Defer { primary, deferred }) => {
-                    (primary.as_deref(), deferred.as_slice())
-                }
-                other => (other, &[][..]),
-            };
-            if let Some(node) = primary {
-                run.node(node).await;
-            }
-            // Shaping moves leaves out of the tree it shapes: the initial payload is
-            // shaped from a copy.
-            let shape_now = |document, operation| {
-                let mut data = run.data.lock().clone();
-                let mut errors = run.errors.lock().clone();
-                let failed_paths = run.failed_paths.lock().clone();
-                let data = shape::Shaper {
-                    schema: input.schema,
-                    document,
-                    variables: input.variables,
-                    introspection: input.introspection,
-                    errors: &mut errors,
-                    failed_paths: &failed_paths,
-                    groups: Default::default(),
-                }
-                .shape(operation, &mut data);
-                GraphQLResponse {
-                    errors,
-                    data: Some(data),
-                    extensions: Map::new(),
-                }
-            };
-            let passed_on = run.response_headers.lock().clone();
-            (initial.send)(shape_now(initial.document, initial.operation), passed_on);
-            if initial.parts.is_empty() {
-                run.deferred(deferred).await;
-            } else {
-                // Each fragment's part once its last deferred node has run.
-                let mut send_part = initial.send_part;
-                let mut left: std::collections::HashMap<&str, usize> = Default::default();
-                for d in deferred {
-                    if let Some(label) = &d.label {
-                        *left.entry(label).or_default() += usize::from(d.node.is_some());
-                    }
-                }
-                let mut emit = |label: &str| {
-                    if let Some(part) = initial.parts.iter().find(|p| p.label == label) {
-                        send_part(label, shape_now(part.document, part.operation));
-                    }
-                };
-                for (label, _) in left.iter().filter(|(_, n)| **n == 0) {
-                    emit(label);
-                }
-                let mut running: futures::stream::FuturesUnordered<_> = deferred
-                    .iter()
-                    .filter_map(|d| {
-                        let node = d.node.as_deref()?;
-                        let label = d.label.as_deref();
-                        Some(futures::FutureExt::map(run.node(node), move |()| label))
-                    })
-                    .collect();
-                while let Some(done) = futures::StreamExt::next(&mut running).await {
-                    let Some(label) = done else { continue };
-                    if let Some(n) = left.get_mut(label) {
-                        *n -= 1;
-                        if *n == 0 {
-                            emit(label);
-                        }
-                    }
-                }
-            }
-        }
+        Some(initial) => run_incremental(&run, Shaping::of(&input), node, initial).await,
     }
     let mut data = run.data.into_inner();
-    let mut errors: Vec<GraphQLError> = run.errors.into_inner();
+    let errors: Vec<GraphQLError> = run.errors.into_inner();
     let failed_paths = run.failed_paths.into_inner();
     let response_headers = run.response_headers.into_inner();
+    let response = shape_response(
+        Shaping::of(&input),
+        input.document,
+        input.operation,
+        &mut data,
+        errors,
+        &failed_paths,
+    );
+    (response, response_headers)
+}
+
+/// What shaping takes from an [`ExecutionInput`] besides the operation.
+#[derive(Clone, Copy)]
+struct Shaping<'a> {
+    schema: &'a Valid<Schema>,
+    variables: &'a Map<String, Value>,
+    introspection: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> Shaping<'a> {
+    fn of(input: &ExecutionInput<'a>) -> Self {
+        Shaping {
+            schema: input.schema,
+            variables: input.variables,
+            introspection: input.introspection,
+        }
+    }
+}
+
+/// `data` shaped for `operation` of `document` (leaves are moved out of `data`), with
+/// `errors` and those shaping raises.
+fn shape_response(
+    input: Shaping<'_>,
+    document: &Valid<ExecutableDocument>,
+    operation: &Operation,
+    data: &mut Val,
+    mut errors: Vec<GraphQLError>,
+    failed_paths: &[Vec<PathElem>],
+) -> GraphQLResponse {
     let data = shape::Shaper {
         schema: input.schema,
-        document: input.document,
+        document,
         variables: input.variables,
         introspection: input.introspection,
         errors: &mut errors,
-        failed_paths: &failed_paths,
+        failed_paths,
         groups: Default::default(),
     }
-    .shape(input.operation, &mut data);
-    let response = GraphQLResponse {
+    .shape(operation, data);
+    GraphQLResponse {
         errors,
         data: Some(data),
         extensions: Map::new(),
+    }
+}
+
+/// `@defer` delivered incrementally: the plan's primary part (the whole plan when it has
+/// no `Defer` node), the initial payload shaped from a copy of the data (shaping moves
+/// leaves out of the tree) and sent; then the deferred nodes, concurrently, each
+/// fragment's part shaped and sent once the last node with its label has run.
+async fn run_incremental(
+    run: &run::Run<'_>,
+    input: Shaping<'_>,
+    node: Option<&portico_federation::plan::PlanNode>,
+    initial: InitialPart<'_>,
+) {
+    let (primary, deferred) = match node {
+        Some(portico_federation::plan::PlanNode::Defer { primary, deferred }) => {
+            (primary.as_deref(), deferred.as_slice())
+        }
+        other => (other, &[][..]),
     };
-    (response, response_headers)
+    if let Some(node) = primary {
+        run.node(node).await;
+    }
+    let shape_now = |document, operation| {
+        let mut data = run.data.lock().clone();
+        let errors = run.errors.lock().clone();
+        let failed_paths = run.failed_paths.lock().clone();
+        shape_response(input, document, operation, &mut data, errors, &failed_paths)
+    };
+    let passed_on = run.response_headers.lock().clone();
+    (initial.send)(shape_now(initial.document, initial.operation), passed_on);
+    let mut send_part = initial.send_part;
+    let mut emit = |label: &str| {
+        if let Some(part) = initial.parts.iter().find(|p| p.label == label) {
+            send_part(label, shape_now(part.document, part.operation));
+        }
+    };
+    // Deferred nodes still to run, per fragment label.
+    let mut left: std::collections::HashMap<&str, usize> = Default::default();
+    for d in deferred {
+        if let Some(label) = &d.label {
+            *left.entry(label).or_default() += usize::from(d.node.is_some());
+        }
+    }
+    for (label, _) in left.iter().filter(|(_, n)| **n == 0) {
+        emit(label);
+    }
+    let mut running: futures::stream::FuturesUnordered<_> = deferred
+        .iter()
+        .filter_map(|d| {
+            let node = d.node.as_deref()?;
+            let label = d.label.as_deref();
+            Some(futures::FutureExt::map(run.node(node), move |()| label))
+        })
+        .collect();
+    while let Some(done) = futures::StreamExt::next(&mut running).await {
+        let Some(label) = done else { continue };
+        if let Some(n) = left.get_mut(label) {
+            *n -= 1;
+            if *n == 0 {
+                emit(label);
+            }
+        }
+    }
 }

@@ -76,36 +76,13 @@ pub(super) struct DeferTarget {
     split: Arc<crate::defer::Split>,
     sink: Arc<parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<DeferStart>>>>,
     parts: tokio::sync::mpsc::UnboundedSender<String>,
-    delivered: Arc<parking_lot::Mutex<Delivered>>,
+    delivered: Arc<parking_lot::Mutex<crate::defer::Delivered>>,
 }
 
 /// Most deferred fragments of one operation delivered each in a part of its own (each
 /// costs a document of its own, parsed and validated); beyond, they all come with the
 /// last part.
 const SEPARATE_PARTS: usize = 16;
-
-/// What the parts sent so far carried: errors (as JSON, each sent once) and the
-/// deferred fragments (their split labels).
-#[derive(Default)]
-pub(super) struct Delivered {
-    pub(super) errors: Vec<Value>,
-    pub(super) labels: std::collections::HashSet<String>,
-}
-
-impl Delivered {
-    /// The errors of `errors` not sent yet, now counted as sent.
-    pub(super) fn new_errors(&mut self, errors: &[crate::error::GraphQLError]) -> Vec<Value> {
-        let mut fresh = Vec::new();
-        for e in errors {
-            let e = serde_json::json!(e);
-            if !self.errors.contains(&e) {
-                self.errors.push(e.clone());
-                fresh.push(e);
-            }
-        }
-        fresh
-    }
-}
 
 impl std::fmt::Debug for DeferTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -494,7 +471,7 @@ async fn deferred_response(
     let (sink, started) = tokio::sync::oneshot::channel();
     let (part_sink, parts_out) = tokio::sync::mpsc::unbounded_channel();
     let split = Arc::new(split);
-    let delivered = Arc::new(parking_lot::Mutex::new(Delivered::default()));
+    let delivered = Arc::new(parking_lot::Mutex::new(crate::defer::Delivered::default()));
     request.query = Some(split.planned_text.clone());
     request.defer = Some(DeferTarget {
         split: split.clone(),
@@ -1249,24 +1226,13 @@ fn initial_part<'a>(
         parts,
         send_part: Box::new(move |label, mut response| {
             held(&part_authz, &mut response);
-            let data = response.data.take().map(execute::Val::into_json);
-            let items: Vec<Value> = data
-                .map(|data| {
-                    crate::defer::increments(&target.split, &data, Some(label), &|a, o| {
+            let part =
+                target
+                    .delivered
+                    .lock()
+                    .part(&target.split, response, Some(label), &|a, o| {
                         schema.is_subtype(a, o)
-                    })
-                })
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(_, item)| item)
-                .collect();
-            let mut part = serde_json::json!({ "hasNext": true, "incremental": items });
-            let mut delivered = target.delivered.lock();
-            delivered.labels.insert(label.to_string());
-            let errors = delivered.new_errors(&response.errors);
-            if !errors.is_empty() {
-                part["errors"] = Value::Array(errors);
-            }
+                    });
             // The handler may have gone (the client left): nothing to do then.
             let _ = target.parts.send(part.to_string());
         }),

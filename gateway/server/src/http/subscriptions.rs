@@ -127,7 +127,7 @@ pub(super) fn deferred(
     run: AbortOnDrop<Result<GraphQLResponse, crate::error::RequestFailure>>,
     split: Arc<crate::defer::Split>,
     parts: tokio::sync::mpsc::UnboundedReceiver<String>,
-    delivered: Arc<parking_lot::Mutex<super::graphql::Delivered>>,
+    delivered: Arc<parking_lot::Mutex<crate::defer::Delivered>>,
 ) -> Response {
     const PART: &str = "\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n";
     let mut initial = json!({});
@@ -153,36 +153,9 @@ pub(super) fn deferred(
         match run.finish().await {
             Ok(response) => {
                 let schema = gw.planner.api_schema();
-                let items = response
-                    .data
-                    .map(crate::execute::Val::into_json)
-                    .map(|data| {
-                        crate::defer::increments(
-                            &split,
-                            &data,
-                            None,
-                            &|abstract_type, object_type| {
-                                schema.is_subtype(abstract_type, object_type)
-                            },
-                        )
-                    })
-                    .unwrap_or_default();
-                let mut delivered = delivered.lock();
-                let items: Vec<Value> = items
-                    .into_iter()
-                    .filter(|(label, _)| !delivered.labels.contains(label))
-                    .map(|(_, item)| item)
-                    .collect();
-                if !items.is_empty() {
-                    last["incremental"] = Value::Array(items);
-                }
-                let errors = delivered.new_errors(&response.errors);
-                if !errors.is_empty() {
-                    last["errors"] = Value::Array(errors);
-                }
-                if !response.extensions.is_empty() {
-                    last["extensions"] = Value::Object(response.extensions);
-                }
+                last = delivered
+                    .lock()
+                    .part(&split, response, None, &|a, o| schema.is_subtype(a, o));
             }
             Err(failure) => last["errors"] = json!(failure.errors),
         }
