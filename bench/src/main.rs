@@ -56,6 +56,14 @@ enum Cmd {
         /// The small query instead of the heavy one.
         #[arg(long)]
         small: bool,
+        /// Send a distinct valid RS256 JWT with each request (the `heavy-jwt` scenario),
+        /// signed with the auth key of this keys directory (a `run`'s `<out>/keys`, whose
+        /// `auth.pub.pem` the gateway verifies with).
+        #[arg(long)]
+        jwt_keys: Option<std::path::PathBuf>,
+        /// How many distinct tokens, with `--jwt-keys`.
+        #[arg(long, default_value_t = 20000)]
+        tokens: usize,
     },
     /// Run the comparison: floor, Portico, Hive Router.
     Run(run::RunArgs),
@@ -99,6 +107,8 @@ async fn main() -> Result<()> {
             warmup,
             duration,
             small,
+            jwt_keys,
+            tokens,
         } => {
             let data = subgraphs::Data::new();
             let (query, expected) = if small {
@@ -110,7 +120,18 @@ async fn main() -> Result<()> {
                 url,
                 body: serde_json::json!({ "query": query }).to_string().into(),
                 expected: Arc::new(load::Checker::new(&expected)),
-                tokens: None,
+                tokens: match jwt_keys {
+                    Some(dir) => {
+                        anyhow::ensure!(
+                            dir.join("auth.pem").exists(),
+                            "{} holds no auth.pem (pass a `run`'s <out>/keys)",
+                            dir.display()
+                        );
+                        let keys = portico::platform::Keys::load_or_generate(&dir)?;
+                        Some(Arc::new(run::mint_tokens(&keys, tokens)?.0))
+                    }
+                    None => None,
+                },
             };
             let client = load::client(connections);
             load::run(&client, &w, connections, Duration::from_secs(warmup)).await;

@@ -439,7 +439,10 @@ impl Tokens {
     }
 }
 
-fn mint_tokens(keys: &portico::platform::Keys, n: usize) -> Result<(Vec<HeaderValue>, String)> {
+pub(crate) fn mint_tokens(
+    keys: &portico::platform::Keys,
+    n: usize,
+) -> Result<(Vec<HeaderValue>, String)> {
     let tokens = Tokens::new(keys)?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk = n.div_ceil(threads).max(1);

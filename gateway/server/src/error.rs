@@ -315,6 +315,37 @@ pub struct GraphQLResponse {
     pub extensions: Map<String, Value>,
 }
 
+impl GraphQLResponse {
+    /// Appends the response as JSON, byte for byte what `serde_json::to_writer` writes for
+    /// it, with `data` (the bulk of it) written by [`Val::write_json`](crate::execute::Val::write_json).
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        out.push(b'{');
+        let mut more = false;
+        if !self.errors.is_empty() {
+            out.extend_from_slice(b"\"errors\":");
+            serde_json::to_writer(&mut *out, &self.errors)?;
+            more = true;
+        }
+        if let Some(data) = &self.data {
+            if more {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"data\":");
+            data.write_json(out);
+            more = true;
+        }
+        if !self.extensions.is_empty() {
+            if more {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"extensions\":");
+            serde_json::to_writer(&mut *out, &self.extensions)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
 /// A request refused before execution: one status, one or more errors.
 #[derive(Debug, Clone)]
 pub struct RequestFailure {

@@ -58,8 +58,8 @@ pub(crate) fn agree(owned: &[PathElem], path: &[Step<'_>]) -> bool {
     })
 }
 
-/// Shapes `data` for `operation` as [`execute`] does once the plan has run (leaves are
-/// moved out of `data`; no fetch failed), returning the response's `data` and how many
+/// Shapes `data` for `operation` as [`execute`] does once the plan has run (in place,
+/// `data` is taken; no fetch failed), returning the response's `data` and how many
 /// errors shaping raised. For benchmarks of the shaping stage alone
 /// (`portico-bench stages`); requests go through [`execute`].
 #[doc(hidden)]
@@ -255,7 +255,7 @@ impl<'a> Shaping<'a> {
     }
 }
 
-/// `data` shaped for `operation` of `document` (leaves are moved out of `data`), with
+/// `data` shaped for `operation` of `document` (in place; `data` is taken), with
 /// `errors` and those shaping raises.
 fn shape_response(
     input: Shaping<'_>,
@@ -283,8 +283,8 @@ fn shape_response(
 }
 
 /// `@defer` delivered incrementally: the plan's primary part (the whole plan when it has
-/// no `Defer` node), the initial payload shaped from a copy of the data (shaping moves
-/// leaves out of the tree) and sent; then the deferred nodes, concurrently, each
+/// no `Defer` node), the initial payload shaped from a copy of the data (shaping takes
+/// the tree it shapes) and sent; then the deferred nodes, concurrently, each
 /// fragment's part shaped and sent once the last node with its label has run.
 async fn run_incremental(
     run: &run::Run<'_>,

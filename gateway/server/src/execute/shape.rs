@@ -14,10 +14,11 @@
 //! with a `SUBGRAPH_INVALID_VALUE` error at its path, and a non-null position propagates.
 //! `Float` accepts integers, `Int` a float without fraction (sent as an integer), `ID`
 //! strings and integers (an integer is sent as a string: `ID` serializes as `String`);
-//! custom scalars pass through whatever JSON they are. Leaf values are moved out of the
-//! merged data, not copied; the fields of a selection are collected once per concrete
-//! type (not once per object), and the response path is a stack of borrowed keys that
-//! becomes owned only in an error.
+//! custom scalars pass through whatever JSON they are. The merged data is shaped in place
+//! (fields reordered, extra ones dropped, leaves coerced where they stand): it becomes
+//! the response, with no object, list or leaf copied; the fields of a selection are
+//! collected once per concrete type (not once per object), and the response path is a
+//! stack of borrowed keys that becomes owned only in an error.
 
 use apollo_compiler::ast::{self, Type};
 use apollo_compiler::executable::{ExecutableDocument, Field, Operation, Selection, SelectionSet};
@@ -68,19 +69,22 @@ pub(super) type GroupCache<'a> =
 
 impl<'a> Shaper<'a> {
     /// The response's `data`: an object, or null when a non-null root field is null.
-    /// Leaf values are moved out of `data`.
+    /// `data` is shaped in place and taken (it is left null).
     pub fn shape(&mut self, operation: &'a Operation, data: &mut Val) -> Val {
         let root = operation.object_type().as_str();
         let mut grouped = Grouped::new();
         self.collect_fields(root, &operation.selection_set, &mut grouped);
         self.resolve(&mut grouped);
-        let mut empty = Obj::new();
-        let object = data.as_object_mut().unwrap_or(&mut empty);
-        let mut path = Vec::new();
-        match self.shape_object(root, &grouped, object, &mut path, true) {
-            Some(map) => Val::Object(map),
-            None => Val::Null,
+        let mut shaped = std::mem::take(data);
+        if !shaped.is_object() {
+            shaped = Val::Object(Obj::new());
         }
+        let mut path = Vec::new();
+        let whole = match &mut shaped {
+            Val::Object(object) => self.shape_object(root, &grouped, object, &mut path, true),
+            _ => false,
+        };
+        if whole { shaped } else { Val::Null }
     }
 
     fn include(&self, directives: &ast::DirectiveList) -> bool {
@@ -163,7 +167,11 @@ impl<'a> Shaper<'a> {
         }
     }
 
-    /// `None` = a non-null field is null: the caller must null this object.
+    /// Shapes `object` in place: its fields become the selection's, in the requested
+    /// order, and the others (keys and `@requires` inputs the planner fetched) are
+    /// dropped. No object or list of the response is allocated anew: the merged tree
+    /// becomes the response. `false` = a non-null field is null: the caller must null
+    /// this object.
     fn shape_object(
         &mut self,
         type_name: &str,
@@ -171,123 +179,132 @@ impl<'a> Shaper<'a> {
         object: &mut Obj,
         path: &mut Vec<Step<'a>>,
         is_root: bool,
-    ) -> Option<Obj> {
-        // Response keys are unique in `grouped`: pushed without a lookup.
-        let mut out = Obj::with_capacity(grouped.len());
-        for (key, group) in grouped {
+    ) -> bool {
+        let slots = object.fields_mut();
+        for (i, (key, group)) in grouped.iter().enumerate() {
+            // Fields before `i` are in place; the first at or after it with this key
+            // (duplicate keys: the first one sent) moves to `i`, or a null is put there.
+            match slots[i..].iter().position(|(k, _)| k == key) {
+                Some(0) => {}
+                Some(at) => slots.swap(i, i + at),
+                None => slots.insert(i, (group.key.clone(), Val::Null)),
+            }
             let fields = group.fields.as_slice();
             let field = fields[0];
             let name = field.name.as_str();
+            let slot = &mut slots[i].1;
             if name == "__typename" {
-                out.push(group.key.clone(), Val::String(Key::new(type_name)));
+                *slot = Val::String(Key::new(type_name));
                 continue;
             }
             if is_root && (name == "__schema" || name == "__type") {
-                let v = self
+                *slot = self
                     .introspection
                     .and_then(|i| i.get(*key))
                     .map_or(Val::Null, |v| Val::from(v.clone()));
-                out.push(group.key.clone(), v);
                 continue;
             }
-            let mut missing = Val::Null;
-            let raw = object.get_mut(key).unwrap_or(&mut missing);
             path.push(Step::Key(key));
-            let value = self.complete(
+            let ok = self.complete(
                 &field.definition.ty,
                 group.named,
-                raw,
+                slot,
                 fields,
                 type_name,
                 path,
             );
             path.pop();
-            out.push(group.key.clone(), value?);
+            if !ok {
+                return false;
+            }
         }
-        Some(out)
+        slots.truncate(grouped.len());
+        true
     }
 
-    /// CompleteValue; `None` = null in a non-null position (propagate).
+    /// CompleteValue, in place; `false` = null in a non-null position (propagate).
     fn complete(
         &mut self,
         ty: &'a Type,
         named: Option<&'a ExtendedType>,
-        raw: &mut Val,
+        slot: &mut Val,
         fields: &[&'a Node<Field>],
         parent: &str,
         path: &mut Vec<Step<'a>>,
-    ) -> Option<Val> {
-        let raw_is_null = raw.is_null();
-        let value = match ty {
+    ) -> bool {
+        let raw_is_null = slot.is_null();
+        match ty {
             Type::Named(name) | Type::NonNullNamed(name) => {
-                self.complete_named(name.as_str(), named, raw, fields, parent, path)
+                self.complete_named(name.as_str(), named, slot, fields, parent, path);
             }
-            Type::List(item) | Type::NonNullList(item) => match raw {
+            Type::List(item) | Type::NonNullList(item) => match &mut *slot {
                 Val::Array(items) => {
-                    let mut out = Vec::with_capacity(items.len());
                     let mut nulled = false;
-                    for (i, item_raw) in items.iter_mut().enumerate() {
+                    for (i, item_slot) in items.iter_mut().enumerate() {
                         path.push(Step::Index(i));
-                        let v = self.complete(item, named, item_raw, fields, parent, path);
+                        let ok = self.complete(item, named, item_slot, fields, parent, path);
                         path.pop();
-                        match v {
-                            Some(v) => out.push(v),
-                            None => {
-                                nulled = true;
-                                break;
-                            }
+                        if !ok {
+                            nulled = true;
+                            break;
                         }
                     }
-                    if nulled { Val::Null } else { Val::Array(out) }
+                    if nulled {
+                        *slot = Val::Null;
+                    }
                 }
-                Val::Null => Val::Null,
+                Val::Null => {}
                 other => {
-                    self.invalid_value(fields[0], parent, path, Expected::List, Got::of(other));
-                    Val::Null
+                    let got = Got::of(other);
+                    self.invalid_value(fields[0], parent, path, Expected::List, got);
+                    *slot = Val::Null;
                 }
             },
-        };
-        if value.is_null() && ty.is_non_null() {
+        }
+        if slot.is_null() && ty.is_non_null() {
             // A null produced below (propagation) already has its error; only a null
             // that came from the data gets one here.
             if raw_is_null {
                 self.null_error(fields[0], parent, path);
             }
-            return None;
+            return false;
         }
-        Some(value)
+        true
     }
 
+    /// Completes a value of a named type in place (an invalid one becomes null).
     fn complete_named(
         &mut self,
         type_name: &'a str,
         ty: Option<&'a ExtendedType>,
-        raw: &mut Val,
+        slot: &mut Val,
         fields: &[&'a Node<Field>],
         parent: &str,
         path: &mut Vec<Step<'a>>,
-    ) -> Val {
-        if raw.is_null() {
-            return Val::Null;
+    ) {
+        if slot.is_null() {
+            return;
         }
         if let Some(ExtendedType::Scalar(_) | ExtendedType::Enum(_)) | None = ty {
-            return match coerce_leaf(type_name, ty, raw) {
-                Ok(None) => std::mem::take(raw),
-                Ok(Some(coerced)) => coerced,
+            match coerce_leaf(type_name, ty, slot) {
+                Ok(None) => {}
+                Ok(Some(coerced)) => *slot = coerced,
                 Err(got) => {
                     let expected = match ty {
                         Some(ExtendedType::Enum(_)) => Expected::Enum(type_name),
                         _ => Expected::Scalar(type_name),
                     };
                     self.invalid_value(fields[0], parent, path, expected, got);
-                    Val::Null
+                    *slot = Val::Null;
                 }
-            };
+            }
+            return;
         }
-        let Val::Object(object) = raw else {
-            let got = Got::of(raw);
+        let Val::Object(object) = &mut *slot else {
+            let got = Got::of(slot);
             self.invalid_value(fields[0], parent, path, Expected::Object(type_name), got);
-            return Val::Null;
+            *slot = Val::Null;
+            return;
         };
         let schema = self.schema;
         let concrete: &'a str = match ty {
@@ -310,12 +327,16 @@ impl<'a> Shaper<'a> {
                             GraphQLError::new(ErrorCode::InternalServerError, message)
                                 .with_path(owned(path)),
                         );
-                        return Val::Null;
+                        *slot = Val::Null;
+                        return;
                     }
                 }
             }
             // Input objects cannot be output types in a valid schema.
-            _ => return Val::Null,
+            _ => {
+                *slot = Val::Null;
+                return;
+            }
         };
         let key = (fields.as_ptr() as usize, fields.len(), concrete);
         let grouped = match self.groups.get(&key) {
@@ -331,9 +352,8 @@ impl<'a> Shaper<'a> {
                 g
             }
         };
-        match self.shape_object(concrete, &grouped, object, path, false) {
-            Some(map) => Val::Object(map),
-            None => Val::Null,
+        if !self.shape_object(concrete, &grouped, object, path, false) {
+            *slot = Val::Null;
         }
     }
 
@@ -553,10 +573,8 @@ mod tests {
         enum Priority { LOW HIGH }
     "#;
 
-    /// Shape `data` for `query` over [`SDL`]: the response's `data` and its errors as
-    /// `(path, code)`.
-    fn check(query: &str, data: Value) -> (Value, Vec<(Value, String)>) {
-        let mut data = Val::from(data);
+    /// Shape `data` for `query` over [`SDL`]: the response's `data` and its errors.
+    fn shape_raw(query: &str, mut data: Val) -> (Val, Vec<GraphQLError>) {
         let schema = Schema::parse_and_validate(SDL, "s.graphql").expect("schema");
         let doc = ExecutableDocument::parse_and_validate(&schema, query, "q.graphql")
             .expect("valid operation");
@@ -571,8 +589,15 @@ mod tests {
             failed_paths: &[],
             groups: Default::default(),
         }
-        .shape(operation, &mut data)
-        .into_json();
+        .shape(operation, &mut data);
+        (shaped, errors)
+    }
+
+    /// Shape `data` for `query` over [`SDL`]: the response's `data` and its errors as
+    /// `(path, code)`.
+    fn check(query: &str, data: Value) -> (Value, Vec<(Value, String)>) {
+        let (shaped, errors) = shape_raw(query, Val::from(data));
+        let shaped = shaped.into_json();
         let errors = errors
             .iter()
             .map(|e| {
@@ -587,6 +612,34 @@ mod tests {
 
     fn invalid(path: Value) -> Vec<(Value, String)> {
         vec![(path, "SUBGRAPH_INVALID_VALUE".to_string())]
+    }
+
+    /// Shaping in place: the merged object's fields are reordered to the operation's,
+    /// aliases and missing fields added, fields the planner fetched for itself dropped,
+    /// and the first of duplicate keys kept, with the same bytes as a fresh object.
+    #[test]
+    fn fields_come_out_in_requested_order_without_the_extra_ones() {
+        let data = json!({ "orders": [
+            { "__typename": "Order", "total": 2, "id": "o1", "k": "key", "name": "n" },
+            { "name": "m", "id": "o2" },
+        ], "order": { "owner": { "x": 1, "name": "a" }, "count": 3 } });
+        let (shaped, errors) = check(
+            "{ order { count owner { name } t: __typename } orders { name id tags total } }",
+            data,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            serde_json::to_string(&shaped).expect("ser"),
+            r#"{"order":{"count":3,"owner":{"name":"a"},"t":"Order"},"orders":[{"name":"n","id":"o1","tags":null,"total":2},{"name":"m","id":"o2","tags":null,"total":null}]}"#
+        );
+        let duplicated: Val =
+            serde_json::from_str(r#"{"order":{"name":"first","id":"x","name":"second"}}"#)
+                .expect("parse");
+        let (shaped, _) = shape_raw("{ order { id name } }", duplicated);
+        assert_eq!(
+            serde_json::to_string(&shaped).expect("ser"),
+            r#"{"order":{"id":"x","name":"first"}}"#
+        );
     }
 
     #[test]
@@ -773,26 +826,9 @@ mod tests {
 
     #[test]
     fn the_message_names_the_field_and_the_kind_of_value_not_the_value() {
-        let schema = Schema::parse_and_validate(SDL, "s.graphql").expect("schema");
-        let doc = ExecutableDocument::parse_and_validate(
-            &schema,
+        let (_, errors) = shape_raw(
             "{ order { status count } }",
-            "q.graphql",
-        )
-        .expect("valid operation");
-        let mut errors = Vec::new();
-        Shaper {
-            schema: &schema,
-            document: &doc,
-            variables: &Map::new(),
-            introspection: None,
-            errors: &mut errors,
-            failed_paths: &[],
-            groups: Default::default(),
-        }
-        .shape(
-            doc.operations.get(None).expect("one operation"),
-            &mut Val::from(json!({ "order": { "status": "LEGACY_HOLD", "count": "many" } })),
+            Val::from(json!({ "order": { "status": "LEGACY_HOLD", "count": "many" } })),
         );
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(

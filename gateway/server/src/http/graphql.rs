@@ -1545,15 +1545,37 @@ fn response_content_type(headers: &HeaderMap) -> &'static str {
     }
 }
 
-/// `body` (a response, or a batch's responses in order) as JSON.
-fn json_response(
-    status: StatusCode,
-    body: &impl serde::Serialize,
-    content_type: &'static str,
-) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| {
-        br#"{"errors":[{"message":"response serialization failed","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#.to_vec()
-    });
+/// What [`json_response`] sends: a response, or a batch's responses in order.
+trait JsonBody {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
+}
+
+impl JsonBody for GraphQLResponse {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        GraphQLResponse::write_json(self, out)
+    }
+}
+
+impl JsonBody for Vec<GraphQLResponse> {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        out.push(b'[');
+        for (i, response) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            response.write_json(out)?;
+        }
+        out.push(b']');
+        Ok(())
+    }
+}
+
+/// `body` as JSON.
+fn json_response(status: StatusCode, body: &impl JsonBody, content_type: &'static str) -> Response {
+    let mut bytes = Vec::with_capacity(4096);
+    if body.write_json(&mut bytes).is_err() {
+        bytes = br#"{"errors":[{"message":"response serialization failed","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#.to_vec();
+    }
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
