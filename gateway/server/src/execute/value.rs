@@ -383,59 +383,69 @@ fn write_number(out: &mut Vec<u8>, n: &Number) {
 /// `s` as a JSON string, escaped as serde_json escapes it: `"`, `\\`, and the control
 /// characters (`\b \t \n \f \r`, the others as `\u00xx`); nothing else.
 pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    while let Some(i) = next_escape(bytes, start) {
+        out.extend_from_slice(&bytes[start..i]);
+        let b = bytes[i];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// The index of the first byte at or after `from` that JSON escapes (below 0x20, `"` or
+/// `\\`), eight bytes at a time; a last piece shorter than eight is padded with spaces.
+fn next_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    /// Whether any byte of `w` is below 0x20, `"` or `\\` (never a false negative).
-    fn needs_escape(w: u64) -> bool {
+    /// A flag in the high bit of each byte of `w` that may need escaping. The lowest flag
+    /// is always right (a borrow only flags bytes above a true one), so it locates the
+    /// first such byte.
+    fn flags(w: u64) -> u64 {
         let control = w.wrapping_sub(ONES * 0x20) & !w;
         let quote = w ^ (ONES * u64::from(b'"'));
         let quote = quote.wrapping_sub(ONES) & !quote;
         let backslash = w ^ (ONES * u64::from(b'\\'));
         let backslash = backslash.wrapping_sub(ONES) & !backslash;
-        (control | quote | backslash) & HIGH != 0
+        (control | quote | backslash) & HIGH
     }
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    let (mut start, mut i) = (0, 0);
-    while i < bytes.len() {
-        while let Some(chunk) = bytes.get(i..i + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            if needs_escape(u64::from_le_bytes(word)) {
-                break;
-            }
-            i += 8;
+    let at = |base: usize, f: u64| base + (f.trailing_zeros() / 8) as usize;
+    let mut chunks = bytes.get(from..)?.chunks_exact(8);
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let f = flags(u64::from_le_bytes(word));
+        if f != 0 {
+            return Some(at(from, f));
         }
-        let Some(&b) = bytes.get(i) else { break };
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            0x08 => b"\\b",
-            b'\t' => b"\\t",
-            b'\n' => b"\\n",
-            0x0c => b"\\f",
-            b'\r' => b"\\r",
-            0x00..=0x1f => &[],
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(escape);
-        }
-        i += 1;
-        start = i;
+        from += 8;
     }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    let rest = chunks.remainder();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut word = [b' '; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    let f = flags(u64::from_le_bytes(word));
+    (f != 0).then(|| at(from, f))
 }
 
 impl<'de> Deserialize<'de> for Val {
