@@ -412,7 +412,7 @@ pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// The index of the first byte at or after `from` that JSON escapes (below 0x20, `"` or
-/// `\\`), eight bytes at a time; a last piece shorter than eight is padded with spaces.
+/// `\\`), eight bytes at a time.
 fn next_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -438,14 +438,12 @@ fn next_escape(bytes: &[u8], mut from: usize) -> Option<usize> {
         }
         from += 8;
     }
-    let rest = chunks.remainder();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut word = [b' '; 8];
-    word[..rest.len()].copy_from_slice(rest);
-    let f = flags(u64::from_le_bytes(word));
-    (f != 0).then(|| at(from, f))
+    // The last few bytes one by one.
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|i| from + i)
 }
 
 impl<'de> Deserialize<'de> for Val {
