@@ -589,6 +589,13 @@ pub async fn run(a: RunArgs) -> Result<()> {
     cmd.arg("subgraphs")
         .arg("--ports")
         .arg(ports.map(|p| p.to_string()).join(","));
+    // A port already taken (say, by a `portico-bench subgraphs` left running) would have
+    // another process answer for these subgraphs, and their CPU be read off the wrong one.
+    for port in ports {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            bail!("port {port} is taken ({e}): stop whatever serves it, or pass --base-port");
+        }
+    }
     let mut sub = Proc::spawn("subgraphs", cmd, dir.join("subgraphs.log"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while http.get(format!("{base}/health")).send().await.is_err() {
