@@ -5,10 +5,10 @@
 //!
 //! Keys are compared in full (a hash collision only costs a comparison): one caller never
 //! receives the outcome of different work. A key is hashed once per caller, with foldhash
-//! seeded at random per table (keys hold whole subgraph request bodies, so hashing them
-//! three times with SipHash, for the lookup, the insertion and the removal, was 2.4 % of
-//! the gateway's CPU under load); the table stores that hash beside the key, and the
-//! leader finds its own entry again by the hash and an id, with no second copy of the key.
+//! seeded at random per table (keys hold whole subgraph request bodies, which were
+//! hashed three times with SipHash: for the lookup, the insertion and the removal); the
+//! table stores that hash beside the key, and the leader finds its own entry again by
+//! the hash and an id, with no second copy of the key.
 //! A leader that is dropped before publishing (its client went away, it panicked, it
 //! timed out) leaves the table; those who joined it are told so and do the work
 //! themselves.
