@@ -183,10 +183,11 @@ impl<'a> Shaper<'a> {
         let slots = object.fields_mut();
         for (i, (key, group)) in grouped.iter().enumerate() {
             // Fields before `i` are in place; the first at or after it with this key
-            // (duplicate keys: the first one sent) moves to `i`, or a null is put there.
+            // moves to `i` (the others keep their order, so of duplicate keys the first
+            // one sent is always the one found), or a null is put there.
             match slots[i..].iter().position(|(k, _)| k == key) {
                 Some(0) => {}
-                Some(at) => slots.swap(i, i + at),
+                Some(at) => slots[i..=i + at].rotate_right(1),
                 None => slots.insert(i, (group.key.clone(), Val::Null)),
             }
             let fields = group.fields.as_slice();
@@ -632,14 +633,18 @@ mod tests {
             serde_json::to_string(&shaped).expect("ser"),
             r#"{"order":{"count":3,"owner":{"name":"a"},"t":"Order"},"orders":[{"name":"n","id":"o1","tags":null,"total":2},{"name":"m","id":"o2","tags":null,"total":null}]}"#
         );
-        let duplicated: Val =
-            serde_json::from_str(r#"{"order":{"name":"first","id":"x","name":"second"}}"#)
-                .expect("parse");
-        let (shaped, _) = shape_raw("{ order { id name } }", duplicated);
-        assert_eq!(
-            serde_json::to_string(&shaped).expect("ser"),
-            r#"{"order":{"id":"x","name":"first"}}"#
-        );
+        for sent in [
+            r#"{"order":{"name":"first","id":"x","name":"second"}}"#,
+            r#"{"order":{"name":"first","name":"second","id":"x"}}"#,
+        ] {
+            let duplicated: Val = serde_json::from_str(sent).expect("parse");
+            let (shaped, _) = shape_raw("{ order { id name } }", duplicated);
+            assert_eq!(
+                serde_json::to_string(&shaped).expect("ser"),
+                r#"{"order":{"id":"x","name":"first"}}"#,
+                "{sent}"
+            );
+        }
     }
 
     #[test]
