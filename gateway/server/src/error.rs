@@ -453,6 +453,35 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
 
+    /// Every combination of the three members, `data: null` included: the gateway's
+    /// writer and serde_json agree byte for byte.
+    #[test]
+    fn a_response_is_written_as_serde_json_writes_it() {
+        let error = GraphQLError::new(ErrorCode::NullValueInNonNullField, "a \"quoted\"\nline")
+            .with_path(vec![PathElem::Key("me".into()), PathElem::Index(2)]);
+        let data: crate::execute::Val =
+            serde_json::json!({"me": {"name": "é\u{1}", "n": [1, 2.5]}}).into();
+        let mut extensions = Map::new();
+        extensions.insert("cost".into(), serde_json::json!({"estimated": 3.0}));
+        for errors in [vec![], vec![error.clone(), error]] {
+            for data in [None, Some(crate::execute::Val::Null), Some(data.clone())] {
+                for extensions in [Map::new(), extensions.clone()] {
+                    let response = GraphQLResponse {
+                        errors: errors.clone(),
+                        data: data.clone(),
+                        extensions,
+                    };
+                    let mut out = Vec::new();
+                    response.write_json(&mut out).expect("write");
+                    assert_eq!(
+                        String::from_utf8_lossy(&out),
+                        serde_json::to_string(&response).expect("ser")
+                    );
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_panicking_future_becomes_its_message_and_a_normal_one_its_output() {
         let id = 7;
