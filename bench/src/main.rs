@@ -122,13 +122,11 @@ async fn main() -> Result<()> {
                 expected: Arc::new(load::Checker::new(&expected)),
                 tokens: match jwt_keys {
                     Some(dir) => {
-                        anyhow::ensure!(
-                            dir.join("auth.pem").exists(),
-                            "{} holds no auth.pem (pass a `run`'s <out>/keys)",
-                            dir.display()
-                        );
-                        let keys = portico::platform::Keys::load_or_generate(&dir)?;
-                        Some(Arc::new(run::mint_tokens(&keys, tokens)?.0))
+                        let path = dir.join("auth.pem");
+                        let pem = std::fs::read_to_string(&path).map_err(|e| {
+                            anyhow::anyhow!("{}: {e} (pass a `run`'s <out>/keys)", path.display())
+                        })?;
+                        Some(Arc::new(run::mint_tokens(&pem, tokens)?.0))
                     }
                     None => None,
                 },

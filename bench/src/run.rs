@@ -407,12 +407,13 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    pub fn new(keys: &portico::platform::Keys) -> Result<Self> {
+    /// Signs with `auth_private_pem` (the auth subgraph's RSA key, PKCS#8 PEM).
+    pub fn new(auth_private_pem: &str) -> Result<Self> {
         let set = portico_auth::keys::KeySet::from_settings(&portico_auth::AuthSettings {
             issuer: "portico-bench".into(),
             access_ttl: Duration::from_secs(3600),
             refresh_ttl: Duration::from_secs(3600),
-            ..portico_auth::AuthSettings::with_key(keys.auth_private_pem.clone())
+            ..portico_auth::AuthSettings::with_key(auth_private_pem.to_string())
         })?;
         Ok(Tokens {
             set,
@@ -439,11 +440,10 @@ impl Tokens {
     }
 }
 
-pub(crate) fn mint_tokens(
-    keys: &portico::platform::Keys,
-    n: usize,
-) -> Result<(Vec<HeaderValue>, String)> {
-    let tokens = Tokens::new(keys)?;
+/// `n` distinct `Bearer` tokens signed with `auth_private_pem`, and the JWKS that
+/// verifies them.
+pub(crate) fn mint_tokens(auth_private_pem: &str, n: usize) -> Result<(Vec<HeaderValue>, String)> {
+    let tokens = Tokens::new(auth_private_pem)?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk = n.div_ceil(threads).max(1);
     let parts: Vec<Vec<HeaderValue>> = std::thread::scope(|scope| {
@@ -570,7 +570,7 @@ pub async fn run(a: RunArgs) -> Result<()> {
     let keys = portico::platform::Keys::generate()?;
     keys.write(&keys_dir)?;
     println!("minting {} access tokens…", a.tokens);
-    let (tokens, jwks) = mint_tokens(&keys, a.tokens)?;
+    let (tokens, jwks) = mint_tokens(&keys.auth_private_pem, a.tokens)?;
     std::fs::write(dir.join("jwks.json"), jwks)?;
 
     // The subgraphs, in a process of their own.

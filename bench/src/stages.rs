@@ -103,7 +103,7 @@ pub fn run(iterations: usize) -> Result<Vec<Stage>> {
         ..Default::default()
     };
     let auth = portico_gateway::auth::Authenticator::from_config(&config, reqwest::Client::new())?;
-    let header = crate::run::Tokens::new(&keys)?.bearer("bench-user")?;
+    let header = crate::run::Tokens::new(&keys.auth_private_pem)?.bearer("bench-user")?;
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     rt.block_on(auth.authenticate(Some(&header)))
         .map_err(|e| anyhow::anyhow!("the token does not verify: {e}"))?;

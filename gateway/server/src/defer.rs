@@ -407,16 +407,19 @@ impl Split {
         let mut plan = plan.clone();
         if let Some(portico_federation::plan::PlanNode::Defer { deferred, .. }) = &mut plan.node {
             for d in deferred {
-                let n = d
-                    .label
-                    .as_deref()
-                    .and_then(|l| l.strip_prefix(LABEL)?.parse().ok());
-                if let Some(client) = n.and_then(|n: usize| self.labels.get(n)) {
+                if let Some(client) = d.label.as_deref().and_then(|l| self.client_label(l)) {
                     d.label.clone_from(client);
                 }
             }
         }
         plan
+    }
+
+    /// The client's label (or none) of the deferred fragment labelled `ours`
+    /// ([`LABEL`]`<n>`); `None` for a label that is not one of ours.
+    fn client_label(&self, ours: &str) -> Option<&Option<String>> {
+        let n: usize = ours.strip_prefix(LABEL)?.parse().ok()?;
+        self.labels.get(n)
     }
 
     /// The operation with the initial payload's fields and deferred fragment `label`'s:
@@ -569,10 +572,7 @@ pub(crate) fn increments(
     // The planned document's `@defer`s are settled: no variable is needed.
     let none = Map::new();
     let wanted = |label: &Option<String>| only.is_none_or(|o| label.as_deref() == Some(o));
-    let client_label = |label: &Option<String>| {
-        let n: usize = label.as_deref()?.strip_prefix(LABEL)?.parse().ok()?;
-        split.labels.get(n)?.clone()
-    };
+    let client_label = |label: &Option<String>| split.client_label(label.as_deref()?)?.clone();
     let applies = |condition: Option<&Name>, object: &Value| match condition {
         None => true,
         Some(c) => match object.get(TYPENAME).and_then(Value::as_str) {

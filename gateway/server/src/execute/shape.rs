@@ -647,6 +647,36 @@ mod tests {
         }
     }
 
+    /// The deepest value a subgraph can send (serde_json refuses more than 128 levels
+    /// while parsing), a custom scalar, is parsed, shaped, written and dropped on a
+    /// thread with a tokio worker's 2 MiB stack; one level more is refused, not parsed.
+    #[test]
+    fn the_deepest_subgraph_value_is_shaped_and_written_on_a_two_mib_stack() {
+        let deepest = |levels: usize| {
+            format!(
+                r#"{{"custom":{}1{}}}"#,
+                "[{\"k\":".repeat(levels),
+                "}]".repeat(levels)
+            )
+        };
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let text = deepest(63); // 1 + 2 × 63 = 127 levels
+                let data: Val = serde_json::from_str(&text).expect("127 levels parse");
+                let (shaped, errors) = shape_raw("{ custom }", data);
+                assert!(errors.is_empty(), "{errors:?}");
+                let mut out = Vec::new();
+                shaped.write_json(&mut out);
+                assert_eq!(String::from_utf8_lossy(&out), text);
+                drop(shaped);
+                assert!(serde_json::from_str::<Val>(&deepest(64)).is_err());
+            })
+            .expect("thread spawns")
+            .join()
+            .expect("no overflow, no panic");
+    }
+
     #[test]
     fn valid_leaves_pass_through_unchanged() {
         let order = json!({

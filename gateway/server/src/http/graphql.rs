@@ -923,6 +923,9 @@ async fn operation(
     };
     let (mut response, passed_on) = match joined {
         Some(shared) => {
+            // No `@defer` run is shared; the initial part (borrowing the authorization
+            // errors merged below) ends here.
+            drop(initial);
             gw.metrics.shared_requests.fetch_add(1, Ordering::Relaxed);
             // No fetch of a shared plan has `respond` rules: nothing is passed on.
             ((*shared).clone(), HeaderMap::new())
@@ -1180,7 +1183,7 @@ fn initial_part<'a>(
     operation: &'a Operation,
     parts: &'a [(String, Arc<ParsedDocument>)],
     operation_name: Option<&str>,
-    authz: &[crate::error::GraphQLError],
+    authz: &'a [crate::error::GraphQLError],
     quota: Option<crate::ratelimit::Decision>,
 ) -> execute::InitialPart<'a> {
     let held = |authz: &[crate::error::GraphQLError], response: &mut GraphQLResponse| {
@@ -1208,14 +1211,13 @@ fn initial_part<'a>(
             })
         })
         .collect();
-    let (first_authz, part_authz) = (authz.to_vec(), authz.to_vec());
     let first_target = target.clone();
     let schema = gw.planner.api_schema();
     execute::InitialPart {
         document,
         operation,
         send: Box::new(move |mut response, passed_on| {
-            held(&first_authz, &mut response);
+            held(authz, &mut response);
             first_target.delivered.lock().new_errors(&response.errors);
             first_target.send(DeferStart {
                 response,
@@ -1225,7 +1227,7 @@ fn initial_part<'a>(
         }),
         parts,
         send_part: Box::new(move |label, mut response| {
-            held(&part_authz, &mut response);
+            held(authz, &mut response);
             let part =
                 target
                     .delivered
